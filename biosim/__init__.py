@@ -1,0 +1,29 @@
+"""biosim: agent-based simulation of cell biology.
+
+    import biosim as bs
+    sim = bs.Simulation(box=bs.Box.cube(400.0), boundary="closed", dt=0.1, seed=42)
+
+Units: µm and minutes.  ``bs.models`` (the behaviour library) and ``bs.viz``
+load on first use.
+"""
+__version__ = "0.1.0"
+
+from . import init, io, rng
+from .agents import AgentTable
+from .behaviour import Behaviour
+from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere
+from .simulation import Population, Simulation, Trigger
+from .space import Box, neighbour_pairs
+
+__all__ = [
+    "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Mechanics", "PhysiCellForce",
+    "Population", "Simulation", "SoftSphere", "Trigger", "init", "io", "neighbour_pairs", "rng",
+]
+
+
+def __getattr__(name):
+    if name in ("models", "viz"):
+        import importlib
+
+        return importlib.import_module(f"biosim.{name}")
+    raise AttributeError(f"module 'biosim' has no attribute {name!r}")

@@ -1,0 +1,66 @@
+"""Input validation shared by the public API: errors name the parameter,
+the value and what is allowed."""
+import numbers
+
+import numpy as np
+
+
+def positive(name, value, *, allow_zero=False, allow_inf=False):
+    """A real number > 0 (or >= 0); returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if np.isnan(v) or (np.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return v
+
+
+def real(name, value):
+    """A finite real number; returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def positive_int(name, value, *, allow_zero=False):
+    """An integer >= 1 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    v = int(value)
+    if v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else ">= 1"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return v
+
+
+def choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def vector3(name, value):
+    """Three finite reals, as a float64 array."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be three numbers (x, y, z) in µm, got {value!r}") from None
+    if a.shape != (3,):
+        raise ValueError(f"{name} must be three numbers (x, y, z) in µm, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return a
+
+
+def seed(value, name="seed"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if not 0 <= int(value) < 2**63:
+        raise ValueError(f"{name} must be in [0, 2**63), got {value!r}")
+    return int(value)

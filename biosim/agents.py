@@ -1,0 +1,264 @@
+"""AgentTable: all agents of a simulation as a structure of arrays.
+
+One numpy array per column, with spare capacity that grows geometrically
+(1.5x).  Core columns: ``uid`` (int64, unique for the whole run, never
+reused), ``type`` (int32 population code), ``position`` (n, 3) in µm and
+``diameter`` in µm.  Behaviours and users add columns with
+:meth:`AgentTable.add_column`.
+
+Column properties and ``table["name"]`` return numpy views of the live rows,
+valid until the next step or the next change in agent count.  Row order is
+internal and changes when the engine sorts agents by grid cell: match rows by
+``uid``, never by index.
+
+Births and deaths requested during a step are queued and committed at the
+end of the step, deaths first, then births ordered by (parent uid, request
+order); daughters get fresh uids in that order.
+"""
+import numpy as np
+
+from .kernels.cpu.grid import copy_rows, gather_rows
+
+CORE_COLUMNS = ("uid", "type", "position", "diameter")
+_GROWTH = 1.5
+
+
+class ColumnSpec:
+    """dtype, default value and per-row shape of one column."""
+
+    __slots__ = ("dtype", "default", "shape")
+
+    def __init__(self, dtype, default, shape=()):
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.default = default
+
+    def __repr__(self):
+        return f"ColumnSpec({self.dtype}, default={self.default!r}, shape={self.shape})"
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"column name must be a Python identifier string, got {name!r}")
+
+
+class AgentTable:
+    """Structure-of-arrays storage of every agent (see module docstring)."""
+
+    def __init__(self):
+        self._n = 0
+        self._capacity = 0
+        self._next_uid = 0
+        self._specs = {}
+        self._data = {}
+        self._scratch = np.empty(0, dtype=np.uint8)
+        self._births = []  # (parent uids, {column: rows}, sequence)
+        self._deaths = []
+        self._request_seq = 0
+        self._in_step = False
+        for name, dtype, default, shape in (
+            ("uid", np.int64, -1, ()),
+            ("type", np.int32, 0, ()),
+            ("position", np.float64, 0.0, (3,)),
+            ("diameter", np.float64, 10.0, ()),
+        ):
+            self._declare(name, dtype, default, shape)
+
+    # -- columns -------------------------------------------------------------
+    def _declare(self, name, dtype, default, shape):
+        spec = ColumnSpec(dtype, default, shape)
+        arr = np.empty((self._capacity,) + spec.shape, dtype=spec.dtype)
+        arr[: self._n] = default
+        self._specs[name] = spec
+        self._data[name] = arr
+        return spec
+
+    def add_column(self, name, dtype, default=0, shape=()):
+        """Add a column of ``dtype`` (one value, or ``shape`` values, per agent),
+        filled with ``default`` for existing and future agents.
+
+        Adding a column that exists with the same dtype and shape is a no-op;
+        a different dtype or shape, or a core column name, is refused."""
+        _check_name(name)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype of column {name!r} must be a numpy dtype, got {dtype!r}") from None
+        if dtype.kind not in "biuf" or dtype.itemsize > 8:
+            raise TypeError(f"dtype of column {name!r} must be bool, an integer or a float of at most "
+                            f"64 bits, got {dtype}")
+        shape = tuple(int(s) for s in np.atleast_1d(shape)) if shape != () else ()
+        if any(s < 1 for s in shape):
+            raise ValueError(f"shape of column {name!r} must hold positive sizes, got {shape}")
+        if name in self._specs:
+            spec = self._specs[name]
+            if name in CORE_COLUMNS:
+                raise ValueError(f"column {name!r} clashes with a core column ({', '.join(CORE_COLUMNS)})")
+            if spec.dtype != dtype or spec.shape != shape:
+                raise ValueError(f"column {name!r} exists with dtype {spec.dtype} and shape {spec.shape}; "
+                                 f"cannot redeclare it as {dtype} with shape {shape}")
+            return
+        try:
+            np.array(default).astype(dtype, casting="same_kind")
+        except (TypeError, ValueError):
+            raise TypeError(f"default {default!r} of column {name!r} does not fit dtype {dtype}") from None
+        self._declare(name, dtype, default, shape)
+
+    @property
+    def columns(self):
+        """Names of all columns, core columns first."""
+        return tuple(self._specs)
+
+    def spec(self, name):
+        return self._specs[name]
+
+    def __len__(self):
+        return self._n
+
+    def __contains__(self, name):
+        return name in self._specs
+
+    def __getitem__(self, name):
+        try:
+            return self._data[name][: self._n]
+        except KeyError:
+            raise KeyError(f"no column {name!r}; columns are {', '.join(self._specs)}") from None
+
+    def __setitem__(self, name, value):
+        self[name][...] = value
+
+    uid = property(lambda self: self["uid"], doc="int64 unique id per agent (n,)")
+    type = property(lambda self: self["type"], doc="int32 population code per agent (n,)")
+    position = property(lambda self: self["position"], doc="float64 centre positions in µm (n, 3)")
+    diameter = property(lambda self: self["diameter"], doc="float64 diameters in µm (n,)")
+
+    @property
+    def capacity(self):
+        return self._capacity
+
+    def __repr__(self):
+        return f"AgentTable({self._n} agents, columns: {', '.join(self._specs)})"
+
+    # -- storage --------------------------------------------------------------
+    def reserve(self, n):
+        """Make room for at least ``n`` rows (geometric growth)."""
+        if n <= self._capacity:
+            return
+        cap = n if self._capacity == 0 else max(n, int(self._capacity * _GROWTH) + 16)
+        for name, arr in self._data.items():
+            new = np.empty((cap,) + arr.shape[1:], dtype=arr.dtype)
+            new[: self._n] = arr[: self._n]
+            self._data[name] = new
+        self._capacity = cap
+
+    def scratch(self, shape, dtype):
+        """A shared scratch array (contents undefined) of at least the table's
+        capacity worth of rows; one user at a time (permutation, forces)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        want = max(nbytes, self._capacity * 24)
+        if self._scratch.size < nbytes:
+            self._scratch = np.empty(want, dtype=np.uint8)
+        return self._scratch[:nbytes].view(dtype).reshape(shape)
+
+    def append(self, columns, type_code):
+        """Append rows given as {column: array of length m}; missing columns get
+        their defaults.  Assigns new uids; returns them."""
+        m = len(next(iter(columns.values()))) if columns else 0
+        start = self._n
+        self.reserve(start + m)
+        uids = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)
+        self._next_uid += m
+        for name, arr in self._data.items():
+            if name in columns:
+                arr[start:start + m] = columns[name]
+            else:
+                arr[start:start + m] = self._specs[name].default
+        self._data["uid"][start:start + m] = uids
+        self._data["type"][start:start + m] = type_code
+        self._n = start + m
+        return uids
+
+    def permute(self, order):
+        """Reorder the live rows: row i becomes old row ``order[i]``."""
+        n = self._n
+        for name, arr in self._data.items():
+            flat = arr[:n].reshape(n, -1)
+            tmp = self.scratch(flat.shape, flat.dtype)
+            gather_rows(flat, order, n, tmp)
+            copy_rows(tmp, n, flat)
+
+    def rows_of(self, uids):
+        """Row indices of the agents with these uids (KeyError for unknown)."""
+        uids = np.asarray(uids, dtype=np.int64)
+        live = self["uid"]
+        srt = np.argsort(live, kind="stable")
+        pos = np.searchsorted(live, uids, sorter=srt)
+        pos = np.minimum(pos, max(len(live) - 1, 0))
+        if len(live) == 0 or not np.array_equal(live[srt[pos]], uids):
+            missing = np.setdiff1d(uids, live)
+            raise KeyError(f"no agents with uid {missing[:10].tolist()}")
+        return srt[pos]
+
+    def take(self, rows):
+        """Copies of every column at ``rows`` as a dict."""
+        return {name: arr[: self._n][rows] for name, arr in self._data.items()}
+
+    # -- births and deaths -------------------------------------------------------
+    def request_births(self, parent_uids, columns):
+        """Queue daughters: ``columns`` holds arrays of their values (missing
+        columns: defaults; uid is assigned at commit and ``type`` kept)."""
+        parent_uids = np.asarray(parent_uids, dtype=np.int64)
+        if parent_uids.size:
+            self._births.append((parent_uids, columns, self._request_seq))
+            self._request_seq += 1
+
+    def request_deaths(self, uids):
+        uids = np.asarray(uids, dtype=np.int64).ravel()
+        if uids.size:
+            self._deaths.append(uids)
+
+    def remove(self, uids):
+        """Remove the agents with these uids: at the end of the current step when
+        called during one, at once otherwise.  Unknown uids raise KeyError."""
+        uids = np.asarray(uids, dtype=np.int64).ravel()
+        self.rows_of(uids)  # validates
+        self.request_deaths(uids)
+        if not self._in_step:
+            self.commit()
+
+    def commit(self):
+        """Apply queued deaths, then births; returns (births, deaths)."""
+        deaths = births = 0
+        if self._deaths:
+            dead = np.unique(np.concatenate(self._deaths))
+            self._deaths = []
+            keep = ~np.isin(self["uid"], dead, assume_unique=False)
+            deaths = self._n - int(keep.sum())
+            if deaths:
+                n_new = int(keep.sum())
+                for name, arr in self._data.items():
+                    arr[:n_new] = arr[: self._n][keep]
+                self._n = n_new
+        if self._births:
+            parents = np.concatenate([b[0] for b in self._births])
+            seq = np.concatenate([np.full(b[0].size, b[2], dtype=np.int64) for b in self._births])
+            order = np.lexsort((seq, parents))  # by parent uid, then request order
+            m = parents.size
+            start = self._n
+            self.reserve(start + m)
+            for name, arr in self._data.items():
+                if name == "uid":
+                    continue
+                vals = [b[1][name] if name in b[1] else
+                        np.broadcast_to(np.asarray(self._specs[name].default, dtype=arr.dtype),
+                                        (b[0].size,) + arr.shape[1:])
+                        for b in self._births]
+                arr[start:start + m] = np.concatenate(vals)[order]
+            self._data["uid"][start:start + m] = np.arange(self._next_uid, self._next_uid + m)
+            self._next_uid += m
+            self._n = start + m
+            births = m
+            self._births = []
+        self._request_seq = 0
+        return births, deaths

@@ -1,0 +1,95 @@
+"""Behaviours: what the cells of a population do each step.
+
+A behaviour is a small object holding validated parameters.  It declares the
+agent columns it needs (created when it is attached to a population), whether
+it moves agents, and runs as a vectorised numba pass over the agents of its
+population (rows whose ``type`` is the population's code).
+
+A behaviour with ``every=k`` runs on steps where ``step % k == 0`` with its
+rates applied over its own interval ``k * dt`` (min).
+"""
+from . import _validate as V
+
+
+class Behaviour:
+    """Base class of behaviours (see :mod:`biosim.models` for the library).
+
+    Subclasses set ``columns`` (tuples ``(name, dtype, default, shape)``),
+    ``writes`` (names of columns they modify; ``"position"`` there makes the
+    engine rebuild the neighbour grid before the next neighbour query) and
+    implement :meth:`run`.
+    """
+
+    columns = ()
+    writes = ()
+
+    def __init__(self, every=1):
+        self.every = V.positive_int("every", every)
+        self._stream = None
+
+    @property
+    def stream(self):
+        """Random-number stream id, assigned when attached to a population."""
+        return self._stream
+
+    def attach(self, sim, population):
+        """Called once when the behaviour joins ``population`` of ``sim``."""
+        for name, dtype, default, shape in self.columns:
+            sim.agents.add_column(name, dtype, default, shape)
+        self._stream = sim._new_stream()
+
+    def run(self, sim, population, dt):
+        """Act on the agents of ``population`` over an interval ``dt`` (min)."""
+        raise NotImplementedError
+
+    def parameters(self):
+        """Constructor parameters (JSON-friendly)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def to_dict(self):
+        cls = type(self)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "parameters": self.parameters()}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class BehaviourList(list):
+    """The ``behaviours`` list of a population: validates and attaches each
+    behaviour as it is added (``+=``, ``append``, ``extend``, ``insert``)."""
+
+    def __init__(self, sim, population):
+        super().__init__()
+        self._sim = sim
+        self._population = population
+
+    def _accept(self, items):
+        items = list(items)
+        for b in items:
+            if not isinstance(b, Behaviour):
+                raise TypeError(f"behaviours of population {self._population.name!r} must be "
+                                f"biosim Behaviour objects (e.g. models.GrowthDivision(...)), got "
+                                f"{b!r} ({type(b).__name__})")
+            if b._stream is not None:
+                raise ValueError(f"behaviour {b!r} is already attached to a population; create a "
+                                 f"new one for population {self._population.name!r}")
+        for b in items:
+            b.attach(self._sim, self._population)
+        return items
+
+    def append(self, b):
+        super().extend(self._accept([b]))
+
+    def extend(self, items):
+        super().extend(self._accept(items))
+
+    def insert(self, i, b):
+        super().insert(i, *self._accept([b]))
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+    def __setitem__(self, i, v):
+        raise TypeError("behaviours cannot be replaced once attached; build the list in order")

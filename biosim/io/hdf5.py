@@ -1,0 +1,272 @@
+"""HDF5 snapshots: one file per run, crash-safe.
+
+Layout (format ``biosim-run``, version 1)::
+
+    /                      attrs: biosim_format, format_version, metadata (JSON)
+    /snapshots/step        int64 (S,)   simulation step of each snapshot
+    /snapshots/time        float64 (S,) simulated time, min
+    /snapshots/count       int64 (S,)   agents in each snapshot
+    /agents/<column>       (R, ...)     every column of every snapshot, stacked:
+                                        snapshot k holds rows offset[k]:offset[k]+count[k]
+                                        with offset = cumsum of count
+
+Agent columns keep their dtype (float64 positions, bit-exact with the live
+run).  The file is written in HDF5's single-writer/multiple-reader (SWMR)
+mode, which orders every metadata write so the file is consistent on disk at
+any moment: a snapshot is complete once its entry in ``/snapshots`` exists,
+and a run killed at any point (even SIGKILL) leaves every completed snapshot
+readable.  Rows past the last complete snapshot are ignored by readers and
+overwritten by the next write.  Library versions v110..v114 keep the file
+readable by ParaView's HDF5.  Metadata is JSON, never pickle.
+"""
+import json
+import os
+
+import h5py
+import numpy as np
+
+from .. import _validate as V
+
+FORMAT = "biosim-run"
+FORMAT_VERSION = 1
+LIBVER = ("v110", "v114")
+_INDEX = ("step", "time", "count")
+
+
+def _check_output_path(path, name="path"):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path, got {path!r}") from None
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path!r}: directory {parent!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a directory; give a file name such as run.h5")
+    return path
+
+
+class HDF5Writer:
+    """Writes every agent column to ``path`` on steps that are multiples of
+    ``every`` (the initial state included), for ``sim.writers``.
+
+    The file is created (replacing an older one) at the first ``run()`` and
+    appended to by later runs of the same simulation; it is closed whenever
+    ``run()`` returns, so other processes may open it then (and, with
+    ``open_run``, while it runs).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; its directory must exist.
+    every : int
+        Snapshot interval in steps (>= 1).
+    compression : {None, "gzip"}
+        gzip keeps the file readable by ParaView (lzf would not).
+    """
+
+    def __init__(self, path, every=1, compression=None):
+        self.path = _check_output_path(path)
+        self.every = V.positive_int("every", every)
+        if compression not in (None, "gzip"):
+            raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+        self.compression = compression
+        self._file = None
+        self._created = False
+        self._rows = 0
+        self._snapshots = 0
+        self._last_step = None
+        self._columns = {}
+        self._metadata = None
+
+    def __repr__(self):
+        return f"HDF5Writer({self.path!r}, every={self.every})"
+
+    # -- lifecycle --------------------------------------------------------------
+    def open(self, sim):
+        """Create or reopen the file for ``sim`` (called by ``run``)."""
+        if self._file is not None:
+            return
+        meta = json.dumps(sim.metadata())
+        if not self._created:
+            f = h5py.File(self.path, "w", libver=LIBVER)
+            f.attrs["biosim_format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            g = f.create_group("snapshots")
+            for name, dt in zip(_INDEX, (np.int64, np.float64, np.int64)):
+                g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
+            f.create_group("agents")
+            self._created = True
+        else:
+            f = h5py.File(self.path, "r+", libver=LIBVER)
+        f.attrs["metadata"] = meta
+        self._metadata = meta
+        for name in sim.agents.columns:
+            self._ensure_column(f, sim, name)
+        f.swmr_mode = True
+        self._file = f
+
+    def _ensure_column(self, f, sim, name):
+        spec = sim.agents.spec(name)
+        g = f["agents"]
+        if name not in g:
+            rows_per_chunk = max(256, min(65536, (1 << 20) // max(1, spec.dtype.itemsize * int(np.prod(spec.shape)))))
+            g.create_dataset(name, shape=(self._rows,) + spec.shape, maxshape=(None,) + spec.shape,
+                             dtype=spec.dtype, chunks=(rows_per_chunk,) + spec.shape,
+                             fillvalue=np.asarray(spec.default, dtype=spec.dtype),
+                             compression=self.compression)
+        self._columns[name] = g[name]
+
+    def close(self):
+        """Flush and release the file (called when ``run`` returns)."""
+        if self._file is None:
+            return
+        f, self._file = self._file, None
+        self._columns = {}
+        f.close()
+
+    # -- writing ---------------------------------------------------------------
+    def write(self, sim):
+        """Append one snapshot of ``sim``'s current state (once per step)."""
+        if self._file is None:
+            self.open(sim)
+        if self._last_step == sim.step:
+            return
+        agents = sim.agents
+        missing = [c for c in agents.columns if c not in self._columns]
+        if missing:  # new columns: leave SWMR briefly to create their datasets
+            self.close()
+            self.open(sim)
+        n = len(agents)
+        start, stop = self._rows, self._rows + n
+        for name, ds in self._columns.items():
+            if ds.shape[0] < stop:
+                ds.resize(stop, axis=0)
+            if n:
+                ds[start:stop] = agents[name]
+            ds.flush()
+        snaps = self._file["snapshots"]
+        k = self._snapshots
+        for name, value in zip(_INDEX, (sim.step, sim.time, n)):
+            ds = snaps[name]
+            ds.resize(k + 1, axis=0)
+            ds[k] = value
+        for name in _INDEX:
+            snaps[name].flush()
+        self._file.flush()
+        self._rows = stop
+        self._snapshots = k + 1
+        self._last_step = sim.step
+
+
+class Run:
+    """A biosim run read from HDF5 (see :func:`open_run`).
+
+    Attributes
+    ----------
+    steps : int64 array of the snapshot steps
+    times : float64 array of the snapshot times (min)
+    metadata : dict (parameters, seed, versions, populations, columns)
+    populations : list of population names, indexed by type code
+    columns : tuple of column names
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with self._open() as f:
+            self._read_index(f)
+
+    def _open(self):
+        try:
+            return h5py.File(self.path, "r", swmr=True)
+        except OSError:
+            return h5py.File(self.path, "r")
+
+    def _read_index(self, f):
+        g = f["snapshots"]
+        m = min(g[name].shape[0] for name in _INDEX)
+        self.steps = g["step"][:m]
+        self.times = g["time"][:m]
+        self._counts = g["count"][:m]
+        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+        self.metadata = json.loads(f.attrs["metadata"]) if "metadata" in f.attrs else {}
+        pops = self.metadata.get("populations", {})
+        self.populations = [name for name, _ in sorted(pops.items(), key=lambda kv: kv[1]["type"])]
+        self.columns = tuple(f["agents"].keys())
+
+    def refresh(self):
+        """Re-read the snapshot index (for a run still being written)."""
+        with self._open() as f:
+            self._read_index(f)
+        return self
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __repr__(self):
+        return f"Run({self.path!r}, {len(self)} snapshots, steps {self.steps[:1].tolist()}..{self.steps[-1:].tolist()})"
+
+    def index(self, step):
+        """Snapshot index of simulation step ``step`` (ValueError if absent)."""
+        hits = np.flatnonzero(self.steps == step)
+        if not hits.size:
+            raise ValueError(f"step {step!r} is not in this run; snapshots hold steps "
+                             f"{_summary(self.steps)}")
+        return int(hits[0])
+
+    def agents(self, i=-1, columns=None):
+        """The agents of snapshot ``i`` (Python-style index: -1 is the last) as a
+        dict {column: array}; ``columns`` limits which are read."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"snapshot index must be an integer, got {i!r}")
+        m = len(self)
+        if not -m <= i < m:
+            raise IndexError(f"snapshot index {i} out of range: this run has {m} snapshots")
+        i = int(i) % m
+        names = self.columns if columns is None else tuple(columns)
+        unknown = [c for c in names if c not in self.columns]
+        if unknown:
+            raise KeyError(f"no column {unknown[0]!r}; columns are {', '.join(self.columns)}")
+        a, b = self._offsets[i], self._offsets[i + 1]
+        with self._open() as f:
+            g = f["agents"]
+            return {c: g[c][a:b] for c in names}
+
+
+def _summary(steps):
+    if len(steps) <= 8:
+        return steps.tolist()
+    return f"{steps[:3].tolist()} ... {steps[-3:].tolist()} ({len(steps)} snapshots)"
+
+
+def open_run(path):
+    """Open a biosim run written by :class:`HDF5Writer` (also while it is being
+    written, or after the writer was killed).  Raises FileNotFoundError or
+    ValueError with a clear message for anything else."""
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a file path, got {path!r}") from None
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"no such run file: {p!r}")
+    if os.path.isdir(p) or not h5py.is_hdf5(p):
+        raise ValueError(f"{p!r} is not an HDF5 file (expected a biosim run written by HDF5Writer)")
+    try:
+        with h5py.File(p, "r", swmr=True) if _swmr_ok(p) else h5py.File(p, "r") as f:
+            fmt = f.attrs.get("biosim_format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode()
+            if fmt != FORMAT or "snapshots" not in f or "agents" not in f:
+                raise ValueError(f"{p!r} is an HDF5 file but not a biosim run (no biosim_format "
+                                 f"attribute, or missing /snapshots or /agents)")
+    except OSError as e:
+        raise ValueError(f"cannot read run file {p!r}: it is damaged or truncated ({e})") from None
+    return Run(p)
+
+
+def _swmr_ok(p):
+    try:
+        h5py.File(p, "r", swmr=True).close()
+        return True
+    except OSError:
+        return False

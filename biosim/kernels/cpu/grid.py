@@ -1,0 +1,187 @@
+"""Uniform-grid neighbour search: binning, a stable parallel counting sort,
+row gathers and the 27-cell stencil walk.
+
+Grid description passed to every kernel (all float64/int64 arrays of 3):
+``lower`` (µm), ``inv_h`` (1/µm, inverse cell edge), ``dims`` (cells per
+axis), ``length`` (box edge, µm), ``periodic`` (1 where the axis wraps).
+Cells are numbered x-fastest: ``c = ix + dims[0] * (iy + dims[1] * iz)``,
+so the three x-neighbours of a cell are contiguous in a cell-sorted table.
+Indices are clamped on non-periodic axes (monotone, so two agents within one
+cell edge stay in adjacent cells even outside the box) and wrapped on
+periodic ones.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def axis_index(x, lower, inv_h, dims, periodic):
+    i = np.int64(np.floor((x - lower) * inv_h))
+    if periodic:
+        i = i % dims
+    elif i < 0:
+        i = 0
+    elif i >= dims:
+        i = dims - 1
+    return i
+
+
+@njit(cache=True, inline="always")
+def cell_coords(pos, i, lower, inv_h, dims, periodic):
+    ix = axis_index(pos[i, 0], lower[0], inv_h[0], dims[0], periodic[0])
+    iy = axis_index(pos[i, 1], lower[1], inv_h[1], dims[1], periodic[1])
+    iz = axis_index(pos[i, 2], lower[2], inv_h[2], dims[2], periodic[2])
+    return ix, iy, iz
+
+
+@njit(cache=True, inline="always")
+def stencil_axis(c, dims, periodic):
+    """First cell (unwrapped) and count of the cells next to ``c`` on one axis;
+    cell k of the run is ``(lo + k) % dims``."""
+    if periodic:
+        if dims >= 3:
+            return c - 1 + dims, 3
+        return 0, dims
+    lo = c - 1 if c > 0 else 0
+    hi = c + 1 if c + 1 < dims else dims - 1
+    return lo, hi - lo + 1
+
+
+@njit(cache=True, inline="always")
+def min_image(d, length, periodic):
+    if periodic:
+        return d - length * np.rint(d / length)
+    return d
+
+
+@njit(cache=True, parallel=True)
+def assign_cells(pos, n, lower, inv_h, dims, periodic, cell):
+    for i in prange(n):
+        ix, iy, iz = cell_coords(pos, i, lower, inv_h, dims, periodic)
+        cell[i] = ix + dims[0] * (iy + dims[1] * iz)
+
+
+@njit(cache=True, parallel=True)
+def counting_sort(cell, n, counts, cell_start, order):
+    """Stable counting sort of rows by ``cell[:n]``.
+
+    ``counts`` is (nchunks, ncells) scratch; the output (``order``, the rows
+    in sorted order, and ``cell_start`` with ``ncells + 1`` offsets) is the
+    unique stable order, so it does not depend on ``nchunks``.  Returns the
+    number of rows that move (0: the table is already sorted).
+    """
+    nchunks, ncells = counts.shape
+    chunk = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        for k in range(ncells):
+            counts[c, k] = 0
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            counts[c, cell[i]] += 1
+    # exclusive prefix, cell-major then chunk
+    total = 0
+    for k in range(ncells):
+        cell_start[k] = total
+        for c in range(nchunks):
+            m = counts[c, k]
+            counts[c, k] = total
+            total += m
+    cell_start[ncells] = total
+    moved = 0
+    for c in prange(nchunks):
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            k = cell[i]
+            j = counts[c, k]
+            order[j] = i
+            counts[c, k] = j + 1
+            if j != i:
+                moved += 1
+    return moved
+
+
+@njit(cache=True, parallel=True)
+def gather_rows(src, order, n, dst):
+    """dst[i, :] = src[order[i], :] for i < n (2D arrays of any dtype)."""
+    m = src.shape[1]
+    for i in prange(n):
+        j = order[i]
+        for k in range(m):
+            dst[i, k] = src[j, k]
+
+
+@njit(cache=True, parallel=True)
+def copy_rows(src, n, dst):
+    m = src.shape[1]
+    for i in prange(n):
+        for k in range(m):
+            dst[i, k] = src[i, k]
+
+
+@njit(cache=True, inline="always")
+def _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max):
+    cnt = 0
+    for j in range(s, e):
+        if j == i:
+            continue
+        dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+        dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+        dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+        if dx * dx + dy * dy + dz * dz < r2max:
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, inline="always")
+def _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, out, w):
+    for j in range(s, e):
+        if j == i:
+            continue
+        dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+        dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+        dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+        if dx * dx + dy * dy + dz * dz < r2max:
+            out[w] = j
+            w += 1
+    return w
+
+
+@njit(cache=True, parallel=True)
+def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, radius,
+                    offsets, fill, nbr):
+    """CSR neighbour lists of a cell-sorted table: rows j != i closer than
+    ``radius`` (µm).  With ``fill`` false, writes counts into ``offsets[1:]``
+    only; with ``fill`` true, ``offsets`` must hold the prefix sums and the
+    rows are written into ``nbr`` in stencil order."""
+    r2max = radius * radius
+    dx_ = dims[0]
+    for i in prange(n):
+        xi = pos[i, 0]
+        yi = pos[i, 1]
+        zi = pos[i, 2]
+        cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
+        lox, cntx = stencil_axis(cx, dims[0], periodic[0])
+        loy, cnty = stencil_axis(cy, dims[1], periodic[1])
+        loz, cntz = stencil_axis(cz, dims[2], periodic[2])
+        x0 = lox % dx_
+        c1 = min(cntx, dx_ - x0)
+        cnt = 0
+        w = offsets[i]
+        for oz in range(cntz):
+            iz = (loz + oz) % dims[2]
+            for oy in range(cnty):
+                iy = (loy + oy) % dims[1]
+                base = dx_ * (iy + dims[1] * iz)
+                s = cell_start[base + x0]
+                e = cell_start[base + x0 + c1]
+                if fill:
+                    w = _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, nbr, w)
+                else:
+                    cnt += _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max)
+                if cntx > c1:
+                    s = cell_start[base]
+                    e = cell_start[base + cntx - c1]
+                    if fill:
+                        w = _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, nbr, w)
+                    else:
+                        cnt += _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max)
+        if not fill:
+            offsets[i + 1] = cnt

@@ -1,0 +1,407 @@
+"""Simulation: owns the agents, the populations and their behaviours, the
+mechanics, the writers and the step loop."""
+import time as _time
+
+import numpy as np
+
+from . import _validate as V
+from .agents import CORE_COLUMNS, AgentTable
+from .behaviour import BehaviourList
+from .kernels.cpu import forces as FK
+from .mechanics import Mechanics, SoftSphere
+from .space import BOUNDARIES, Box, UniformGrid
+
+PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "commit", "output")
+_DEFAULT = object()
+
+
+class Trigger:
+    """Fires on the state after step s whenever ``s % every == 0`` (s = 0, the
+    initial state, included).  An int is accepted wherever a trigger is."""
+
+    def __init__(self, every):
+        if isinstance(every, Trigger):
+            every = every.every
+        self.every = V.positive_int("every", every)
+
+    def fires(self, step):
+        return step % self.every == 0
+
+    def __repr__(self):
+        return f"Trigger(every={self.every})"
+
+
+class Action:
+    """A plain Python callback ``fn(sim)`` run at the start of a step whose
+    number is a multiple of ``every``."""
+
+    def __init__(self, fn, every):
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (called as fn(sim)), got {fn!r}")
+        self.fn = fn
+        self.trigger = Trigger(every)
+
+
+class Population:
+    """A named agent type with its own behaviours (``population.behaviours``,
+    a list: ``+=`` models).  Created by :meth:`Simulation.add_agents`."""
+
+    def __init__(self, sim, name, code):
+        self.sim = sim
+        self.name = name
+        self.code = code
+        self.behaviours = BehaviourList(sim, self)
+
+    def __len__(self):
+        return int(np.count_nonzero(self.sim.agents.type == self.code))
+
+    @property
+    def rows(self):
+        """Row indices of this population's agents (valid like column views)."""
+        return np.flatnonzero(self.sim.agents.type == self.code)
+
+    @property
+    def uids(self):
+        return self.sim.agents.uid[self.rows]
+
+    def __repr__(self):
+        return f"Population({self.name!r}, type={self.code}, agents={len(self)}, behaviours={list(self.behaviours)!r})"
+
+
+class Simulation:
+    """An agent-based simulation of cells in a box.
+
+    Parameters
+    ----------
+    box : Box
+        The domain (µm), e.g. ``Box.cube(400.0)``.
+    boundary : {"closed", "periodic", "open"}
+        closed: agents stay inside (centres clamped to the box after each
+        move; adding agents outside is refused).  periodic: every axis wraps,
+        distances use the minimum image.  open: agents whose centre leaves the
+        box are removed at the end of the step (the grid does not grow).
+    dt : float
+        Base time step (min); ``time = step * dt``.
+    seed : int
+        Key of the counter-based random numbers: same seed, same run, for any
+        thread count.
+    mechanics : Mechanics or None
+        ``SoftSphere()`` (the default), ``PhysiCellForce()``,
+        ``BioDynaMoForce()`` or ``None`` (no mechanics).
+    """
+
+    def __init__(self, box, boundary="closed", dt=0.1, seed=0, mechanics=_DEFAULT):
+        if not isinstance(box, Box):
+            raise TypeError(f"box must be a biosim Box (Box.cube(edge) or Box(lower, upper)), got {box!r}")
+        self.box = box
+        self.boundary = V.choice("boundary", boundary, BOUNDARIES)
+        self.dt = V.positive("dt", dt)
+        self.seed = V.seed(seed)
+        if mechanics is _DEFAULT:
+            mechanics = SoftSphere()
+        if mechanics is not None and not isinstance(mechanics, Mechanics):
+            raise TypeError(f"mechanics must be SoftSphere(...), PhysiCellForce(...), "
+                            f"BioDynaMoForce(...) or None, got {mechanics!r}")
+        self.mechanics = mechanics
+        self.agents = AgentTable()
+        if mechanics is not None:
+            for name, dtype, default, shape in mechanics.columns():
+                self.agents.add_column(name, dtype, default, shape)
+        self.populations = {}
+        self.writers = []
+        self.actions = []
+        self.step = 0
+        self.timings = dict.fromkeys(PHASES, 0.0)
+        self._streams = 0
+        periodic = [self.boundary == "periodic"] * 3
+        self._grid = UniformGrid(box, periodic)
+        self._grid_valid = False
+        self._run_end = None
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def time(self):
+        """Simulated time (min): ``step * dt``."""
+        return self.step * self.dt
+
+    def _new_stream(self):
+        self._streams += 1
+        return self._streams
+
+    def metadata(self):
+        """Run parameters as a JSON-friendly dict (stored with every run)."""
+        from . import __version__
+        import h5py
+        import numba
+
+        return {
+            "biosim_version": __version__,
+            "numba_version": numba.__version__,
+            "numpy_version": np.__version__,
+            "h5py_version": h5py.__version__,
+            "box": self.box.to_dict(),
+            "boundary": self.boundary,
+            "dt": self.dt,
+            "seed": self.seed,
+            "mechanics": None if self.mechanics is None else self.mechanics.to_dict(),
+            "populations": {p.name: {"type": p.code, "behaviours": [b.to_dict() for b in p.behaviours]}
+                            for p in self.populations.values()},
+            "columns": {name: {"dtype": str(self.agents.spec(name).dtype),
+                               "shape": list(self.agents.spec(name).shape)}
+                        for name in self.agents.columns},
+        }
+
+    def __repr__(self):
+        return (f"Simulation({len(self.agents)} agents, populations={list(self.populations)}, "
+                f"step={self.step}, time={self.time:g} min)")
+
+    # -- building -------------------------------------------------------------
+    def add_agents(self, name, position, diameter=10.0, **columns):
+        """Add agents to population ``name`` (created on first use; type codes
+        are 0, 1, ... in order of first appearance) and return the Population.
+
+        ``position``: (n, 3) µm.  ``diameter`` (µm) and every extra column take
+        a scalar or a length-n array; a new column takes the array's dtype.
+        Positions outside a closed or open box are refused; in a periodic box
+        they are wrapped.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        try:
+            pos = np.array(position, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"position must be an (n, 3) array of numbers (µm), got {type(position).__name__}") from None
+        if pos.ndim == 1 and pos.shape == (3,):
+            pos = pos[None, :]
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
+        n = len(pos)
+        bad = ~np.all(np.isfinite(pos), axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"position must be finite; row {i} is {pos[i].tolist()} "
+                             f"({int(bad.sum())} rows with NaN or inf)")
+        if self.boundary == "periodic":
+            FK.wrap_into_box(pos, n, self.box.lower, self.box.length)
+        else:
+            inside = self.box.contains(pos)
+            if not inside.all():
+                i = int(np.flatnonzero(~inside)[0])
+                raise ValueError(f"position row {i} = {pos[i].tolist()} lies outside the {self.boundary} box "
+                                 f"{self.box.lower.tolist()}..{self.box.upper.tolist()} µm "
+                                 f"({int((~inside).sum())} of {n} agents outside)")
+        diam = self._column_values("diameter", diameter, n, np.float64)
+        if not (np.all(np.isfinite(diam)) and np.all(diam > 0)):
+            bad = diam[~(np.isfinite(diam) & (diam > 0))]
+            raise ValueError(f"diameter must be finite and > 0 (µm), got {bad[0]!r}")
+        values = {"position": pos, "diameter": diam}
+        new_columns = {}
+        for col, val in columns.items():
+            if col in CORE_COLUMNS:
+                raise ValueError(f"column {col!r} clashes with a core column ({', '.join(CORE_COLUMNS)}); "
+                                 f"uid and type are assigned by the engine")
+            if col in self.agents:
+                spec = self.agents.spec(col)
+                values[col] = self._column_values(col, val, n, spec.dtype, spec.shape)
+            else:
+                arr = self._column_values(col, val, n, None)
+                new_columns[col] = arr
+                values[col] = arr
+        pop = self.populations.get(name)
+        if pop is None:
+            pop = Population(self, name, len(self.populations))
+            self.populations[name] = pop
+        for col, arr in new_columns.items():
+            self.agents.add_column(col, arr.dtype, np.zeros((), arr.dtype).item(), arr.shape[1:])
+        self.agents.append(values, pop.code)
+        self._grid_valid = False
+        return pop
+
+    @staticmethod
+    def _column_values(col, val, n, dtype, shape=()):
+        arr = np.asarray(val)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise TypeError(f"column {col!r} must hold numbers or booleans, got dtype {arr.dtype}")
+        if dtype is not None:
+            if not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+                raise TypeError(f"column {col!r} has dtype {dtype}; values of dtype {arr.dtype} do not fit")
+            arr = arr.astype(dtype)
+        if arr.ndim == len(shape):  # one value for every agent
+            return np.broadcast_to(arr, (n,) + tuple(shape)).copy()
+        if arr.shape != (n,) + tuple(shape):
+            want = (n,) + tuple(shape)
+            raise ValueError(f"column {col!r} must be a scalar or have shape {want} (one value per agent), "
+                             f"got shape {arr.shape}")
+        return np.array(arr)
+
+    def add_action(self, fn, every=1):
+        """Run ``fn(sim)`` (plain Python on numpy views) at the start of every
+        step whose number is a multiple of ``every``: phase 1 of the step."""
+        action = Action(fn, every)
+        self.actions.append(action)
+        return action
+
+    # -- neighbours -----------------------------------------------------------
+    def _neighbour_grid(self, cutoff):
+        """The uniform grid, rebuilt if stale or too fine for ``cutoff`` (µm).
+        Rebuilding sorts the agent rows by grid cell."""
+        g = self._grid
+        if not self._grid_valid or g.cutoff is None or cutoff > g.cutoff:
+            t0 = _time.perf_counter()
+            g.build(self.agents, cutoff)
+            self._grid_valid = True
+            self.timings["neighbours"] += _time.perf_counter() - t0
+        return g
+
+    def _interaction_cutoff(self):
+        if self.mechanics is None or len(self.agents) == 0:
+            return None
+        return self.mechanics.cutoff(self.agents.diameter.max())
+
+    def neighbours(self, radius):
+        """CSR neighbour lists for the current state: ``(offsets, rows)`` such that
+        ``rows[offsets[i]:offsets[i+1]]`` are the rows closer than ``radius``
+        (µm) to row i.  May reorder rows (sorts them by grid cell)."""
+        radius = V.positive("radius", radius)
+        if self.boundary == "periodic" and np.any(2 * radius > self.box.length):
+            raise ValueError(f"radius must be at most half the periodic box edge "
+                             f"({self.box.length.min() / 2} µm), got {radius}")
+        g = self._neighbour_grid(radius)
+        return g.neighbour_lists(self.agents.position, radius)
+
+    # -- the step ---------------------------------------------------------------
+    def _check_ready(self):
+        cutoff = self._interaction_cutoff()
+        if cutoff is not None and self.boundary == "periodic" and np.any(2 * cutoff > self.box.length):
+            raise ValueError(f"the periodic box edge {self.box.length.min()} µm must be at least twice the "
+                             f"interaction range {cutoff:g} µm (minimum image)")
+        for w in self.writers:
+            if not (hasattr(w, "write") and hasattr(w, "every")):
+                raise TypeError(f"sim.writers must hold writers such as bs.io.HDF5Writer(path, every), got {w!r}")
+
+    def _advance(self):
+        """One step (phases 1-7); see :meth:`run`."""
+        tm = self.timings
+        clock = _time.perf_counter
+        agents = self.agents
+        agents._in_step = True
+        try:
+            t0 = clock()
+            for a in self.actions:
+                if a.trigger.fires(self.step):
+                    a.fn(self)
+            t1 = clock()
+            tm["actions"] += t1 - t0
+            self._grid_valid = False
+            cutoff = self._interaction_cutoff()
+            if cutoff is not None:
+                self._neighbour_grid(cutoff)  # timed as "neighbours"
+            t1 = clock()
+            nb = tm["neighbours"]  # grid rebuilds inside phases 3-4 count as neighbour search
+            for pop in self.populations.values():
+                for b in pop.behaviours:
+                    if self.step % b.every == 0:
+                        b.run(self, pop, b.every * self.dt)
+                        if "position" in b.writes or "diameter" in b.writes:
+                            self._grid_valid = False
+            t2 = clock()
+            tm["behaviours"] += t2 - t1 - (tm["neighbours"] - nb)
+            nb = tm["neighbours"]
+            if self.mechanics is not None and len(agents):
+                self.mechanics.apply(self)
+            t3 = clock()
+            tm["mechanics"] += t3 - t2 - (tm["neighbours"] - nb)
+            self._apply_boundary()
+            t4 = clock()
+            tm["boundary"] += t4 - t3
+            agents.commit()
+            self.step += 1
+            tm["commit"] += clock() - t4
+        finally:
+            agents._in_step = False
+            self._grid_valid = False
+
+    def confine(self, position):
+        """Apply the box's boundary to an (m, 3) position array in place
+        (closed: clamp; periodic: wrap; open: unchanged) and return it."""
+        m = len(position)
+        if self.boundary == "closed":
+            FK.clamp_to_box(position, m, self.box.lower, self.box.upper)
+        elif self.boundary == "periodic":
+            FK.wrap_into_box(position, m, self.box.lower, self.box.length)
+        return position
+
+    def _apply_boundary(self):
+        t = self.agents
+        n = len(t)
+        if n == 0:
+            return
+        if self.boundary == "closed":
+            FK.clamp_to_box(t.position, n, self.box.lower, self.box.upper)
+        elif self.boundary == "periodic":
+            FK.wrap_into_box(t.position, n, self.box.lower, self.box.length)
+        else:
+            out = np.empty(n, dtype=np.bool_)
+            FK.outside_box(t.position, n, self.box.lower, self.box.upper, out)
+            if out.any():
+                t.request_deaths(t.uid[out])
+
+    def _write_output(self):
+        t0 = _time.perf_counter()
+        for w in self.writers:
+            if w.every and self.step % w.every == 0:
+                w.write(self)
+        self.timings["output"] += _time.perf_counter() - t0
+
+    def run(self, steps, progress=False):
+        """Advance ``steps`` base steps.  One step is, in order:
+
+        1. actions whose trigger fires (Python callbacks on numpy views; they
+           may change columns, add or remove agents);
+        2. neighbour search: agents are binned into a uniform grid whose cells
+           cover the whole interaction range, and the rows are sorted by cell;
+        3. behaviours, per population in order of creation, each in the order
+           added, on steps that are multiples of their ``every``; the grid is
+           rebuilt before the next neighbour query if one moved agents or
+           changed diameters;
+        4. mechanics: pair forces from neighbours, then the capped position
+           update;
+        5. boundary condition (closed: clamp; periodic: wrap; open: agents
+           outside are queued for removal);
+        6. (substances: not yet part of biosim);
+        7. births and deaths are committed (deaths, then births ordered by
+           parent uid and request order); ``step += 1``;
+        8. writers whose trigger fires write the new state.
+
+        Before the first step, writers whose trigger fires on the current step
+        write the initial state (once: a later ``run()`` continues the step
+        count and appends).  ``progress=True`` shows a progress bar with the
+        step, agent count and steps per second.  Writers are closed when
+        ``run`` returns or fails, so other processes can open their files.
+        """
+        steps = V.positive_int("steps", steps, allow_zero=True)
+        self._check_ready()
+        end = self.step + steps
+        self._run_end = end
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, unit="step", desc="biosim", dynamic_ncols=True)
+        try:
+            for w in self.writers:
+                w.open(self)
+            self._write_output()
+            while self.step < end:
+                self._advance()
+                self._write_output()
+                if bar is not None:
+                    bar.update(1)
+                    if self.step % 10 == 0 or self.step == end:
+                        bar.set_postfix(step=self.step, agents=len(self.agents), refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            for w in self.writers:
+                w.close()
+        return self

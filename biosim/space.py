@@ -1,0 +1,160 @@
+"""Space: the simulation box, boundary conditions and the uniform grid used
+for neighbour search."""
+import numpy as np
+
+from . import _validate as V
+from .kernels.cpu import grid as K
+
+BOUNDARIES = ("closed", "periodic", "open")
+
+
+class Box:
+    """An axis-aligned box from ``lower`` to ``upper`` (µm)."""
+
+    def __init__(self, lower, upper):
+        lo = V.vector3("lower", lower)
+        hi = V.vector3("upper", upper)
+        if np.any(hi <= lo):
+            raise ValueError(f"upper must exceed lower on every axis, got lower={lo.tolist()}, "
+                             f"upper={hi.tolist()}")
+        self.lower = lo
+        self.upper = hi
+
+    @classmethod
+    def cube(cls, edge, lower=0.0):
+        """A cube of edge ``edge`` µm whose lower corner is at ``lower`` (a number
+        or three numbers, µm)."""
+        edge = V.positive("edge", edge)
+        lo = np.broadcast_to(np.asarray(lower, dtype=float), (3,)) if np.ndim(lower) == 0 else lower
+        lo = V.vector3("lower", lo)
+        return cls(lo, lo + edge)
+
+    @property
+    def length(self):
+        """Edge lengths (µm), shape (3,)."""
+        return self.upper - self.lower
+
+    @property
+    def volume(self):
+        return float(np.prod(self.length))
+
+    def contains(self, points):
+        """Mask of points inside the closed box."""
+        p = np.asarray(points, dtype=float)
+        return np.all((p >= self.lower) & (p <= self.upper), axis=-1)
+
+    def to_dict(self):
+        return {"lower": self.lower.tolist(), "upper": self.upper.tolist()}
+
+    def __repr__(self):
+        return f"Box(lower={self.lower.tolist()}, upper={self.upper.tolist()})"
+
+    def __eq__(self, other):
+        return (isinstance(other, Box) and np.array_equal(self.lower, other.lower)
+                and np.array_equal(self.upper, other.upper))
+
+
+class UniformGrid:
+    """Cells of edge at least ``cutoff`` tiling the box; agents are binned by a
+    stable parallel counting sort and the agent table is reordered by cell so
+    the members of each cell are contiguous rows ``cell_start[c]:cell_start[c+1]``.
+
+    The grid is valid for the positions it was built from; the simulation
+    marks it stale whenever anything moves agents or changes their number or
+    diameters, and rebuilds it before the next phase that needs neighbours.
+    """
+
+    def __init__(self, box, periodic, max_cells_per_agent=2.0):
+        self.box = box
+        self.periodic = np.array([bool(p) for p in periodic], dtype=np.bool_)
+        self.max_cells_per_agent = max_cells_per_agent
+        self.cutoff = None
+        self.dims = np.ones(3, dtype=np.int64)
+        self.inv_h = np.zeros(3)
+        self.cell_start = np.zeros(2, dtype=np.int64)
+        self._cell = np.empty(0, dtype=np.int32)
+        self._order = np.empty(0, dtype=np.int32)
+        self._counts = np.empty((1, 1), dtype=np.int64)
+        self.builds = 0
+
+    def _layout(self, cutoff, n):
+        length = self.box.length
+        dims = np.maximum(1, np.floor(length / cutoff)).astype(np.int64)
+        limit = max(4096.0, self.max_cells_per_agent * n)
+        while float(np.prod(dims.astype(float))) > limit:  # bound memory: bigger cells stay correct
+            dims = np.maximum(1, dims // 2)
+        return dims
+
+    def build(self, table, cutoff):
+        """Bin the table's agents into cells of edge >= ``cutoff`` µm and sort its
+        rows by cell.  Returns the number of rows that moved."""
+        from numba import get_num_threads
+
+        n = len(table)
+        dims = self._layout(cutoff, n)
+        self.cutoff = float(cutoff)
+        self.dims = dims
+        self.inv_h = dims / self.box.length
+        ncells = int(np.prod(dims))
+        if self._cell.size < table.capacity:
+            self._cell = np.empty(table.capacity, dtype=np.int32 if ncells < 2**31 else np.int64)
+            self._order = np.empty(table.capacity, dtype=np.int32 if table.capacity < 2**31 else np.int64)
+        nchunks = max(1, min(get_num_threads(), n // 4096 + 1))
+        if self._counts.shape != (nchunks, ncells):
+            self._counts = np.empty((nchunks, ncells), dtype=np.int64)
+        if self.cell_start.size != ncells + 1:
+            self.cell_start = np.empty(ncells + 1, dtype=np.int64)
+        pos = table.position
+        K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
+        moved = K.counting_sort(self._cell, n, self._counts, self.cell_start, self._order)
+        if moved:
+            table.permute(self._order[:n])
+        self.builds += 1
+        return moved
+
+    def kernel_args(self):
+        """(cell_start, lower, inv_h, dims, length, periodic) for stencil kernels."""
+        return (self.cell_start, self.box.lower, self.inv_h, self.dims, self.box.length, self.periodic)
+
+    def neighbour_lists(self, position, radius):
+        """CSR lists (offsets, rows) of the rows closer than ``radius`` µm to each
+        row, for a table sorted by this grid.  ``radius`` must not exceed the
+        cutoff the grid was built with."""
+        if radius > self.cutoff * (1 + 1e-12):
+            raise ValueError(f"radius {radius} exceeds the grid cutoff {self.cutoff}")
+        n = len(position)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        nbr = np.empty(0, dtype=np.int64)
+        args = self.kernel_args()
+        K.neighbour_lists(position, n, *args, float(radius), offsets, False, nbr)
+        np.cumsum(offsets, out=offsets)
+        nbr = np.empty(offsets[-1], dtype=np.int64)
+        K.neighbour_lists(position, n, *args, float(radius), offsets, True, nbr)
+        return offsets, nbr
+
+
+def neighbour_pairs(position, radius, box, boundary="closed"):
+    """All pairs (i, j), i < j, of points closer than ``radius`` µm, as an
+    (m, 2) int64 array sorted lexicographically; periodic boxes use minimum-image
+    distances.  A convenience over the engine's grid search (the input is not
+    modified)."""
+    from .agents import AgentTable
+
+    V.choice("boundary", boundary, BOUNDARIES)
+    radius = V.positive("radius", radius)
+    pos = np.ascontiguousarray(position, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
+    if boundary == "periodic" and np.any(2 * radius > box.length):
+        raise ValueError(f"radius {radius} must be at most half the periodic box edge {box.length.min()}")
+    t = AgentTable()
+    t.append({"position": pos}, 0)
+    g = UniformGrid(box, [boundary == "periodic"] * 3)
+    g.build(t, radius)
+    offsets, nbr = g.neighbour_lists(t.position, radius)
+    rows = np.repeat(np.arange(len(t)), np.diff(offsets))
+    idx = t.uid  # uid = original index
+    a, b = idx[rows], idx[nbr]
+    keep = a < b
+    pairs = np.stack([a[keep], b[keep]], axis=1)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))] if len(pairs) else pairs.reshape(0, 2)

@@ -1,0 +1,10 @@
+"""The behaviour library: ``from biosim import models``.
+
+Every behaviour is a small class with validated parameters (units in its
+docstring) that runs as one numba pass over the agents of its population.
+"""
+from .growth import GrowthDivision
+from .death import Apoptosis
+from .motion import RandomWalk
+
+__all__ = ["GrowthDivision", "Apoptosis", "RandomWalk"]

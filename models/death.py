@@ -1,0 +1,32 @@
+"""Cell death."""
+import numpy as np
+
+from biosim import _validate as V
+from biosim.behaviour import Behaviour
+from biosim.kernels.cpu import behaviours as K
+
+
+class Apoptosis(Behaviour):
+    """Each cell dies at ``rate`` per minute: over an interval dt it is removed
+    with probability 1 - exp(-rate dt) (at the end of the step).
+
+    Parameters
+    ----------
+    rate : float
+        Death rate, 1/min (>= 0).
+    every : int, default 1
+    """
+
+    def __init__(self, rate, every=1):
+        super().__init__(every)
+        self.rate = V.positive("rate", rate, allow_zero=True)
+
+    def run(self, sim, population, dt):
+        t = sim.agents
+        n = len(t)
+        if n == 0 or self.rate == 0:
+            return
+        p = -np.expm1(-self.rate * dt)
+        flag = np.empty(n, dtype=np.bool_)
+        if K.mark_random(t.type, population.code, t.uid, n, sim.seed, sim.step, self.stream, p, flag):
+            t.request_deaths(t.uid[flag])

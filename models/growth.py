@@ -1,0 +1,76 @@
+"""Growth and division."""
+import numbers
+
+import numpy as np
+
+from biosim import _validate as V
+from biosim.behaviour import Behaviour
+from biosim.kernels.cpu import behaviours as K
+
+
+class GrowthDivision(Behaviour):
+    """Cells grow in volume at ``growth_rate`` µm³/min until their diameter
+    reaches ``division_diameter`` µm, then divide.
+
+    At division volume is conserved: the daughter/mother volume ratio is
+    ``volume_ratio`` (1.0: a 50/50 split) or, given a range ``(lo, hi)``, drawn
+    from U(lo, hi) as BioDynaMo's U(0.9, 1.1).  The two cells are placed along
+    a random axis, their centres the mother's radius apart, the centre of mass
+    unchanged.  The mother keeps her uid; the daughter gets a new one and
+    records the mother's in the ``parent`` column (-1 for founders) and copies
+    every other column from her.
+
+    Parameters
+    ----------
+    growth_rate : float
+        Volume growth rate, µm³/min (>= 0).
+    division_diameter : float
+        Diameter (µm) at which a cell divides.
+    volume_ratio : float or (float, float), default 1.0
+        Daughter/mother volume ratio, or a range to draw it from.
+    every : int, default 1
+        Run every ``every`` steps (growth over ``every * dt``).
+    """
+
+    columns = (("parent", np.int64, -1, ()),)
+    writes = ("diameter", "position", "parent")
+
+    def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1):
+        super().__init__(every)
+        self.growth_rate = V.positive("growth_rate", growth_rate, allow_zero=True)
+        self.division_diameter = V.positive("division_diameter", division_diameter)
+        if isinstance(volume_ratio, numbers.Real):
+            lo = hi = V.positive("volume_ratio", volume_ratio)
+        else:
+            try:
+                lo, hi = volume_ratio
+            except (TypeError, ValueError):
+                raise TypeError(f"volume_ratio must be a number or a (low, high) pair, got {volume_ratio!r}") from None
+            lo = V.positive("volume_ratio[0]", lo)
+            hi = V.positive("volume_ratio[1]", hi)
+            if hi < lo:
+                raise ValueError(f"volume_ratio must be (low, high) with low <= high, got {volume_ratio!r}")
+        self.volume_ratio = lo if lo == hi else [lo, hi]
+        self._ratio = (lo, hi)
+
+    def run(self, sim, population, dt):
+        t = sim.agents
+        n = len(t)
+        if n == 0:
+            return
+        flag = np.empty(n, dtype=np.bool_)
+        count = K.grow(t.type, population.code, t.diameter, n, self.growth_rate * dt,
+                       self.division_diameter, flag)
+        if count == 0:
+            return
+        rows = np.flatnonzero(flag)
+        dpos = np.empty((rows.size, 3))
+        ddiam = np.empty(rows.size)
+        K.divide(rows, t.position, t.diameter, t.uid, sim.seed, sim.step, self.stream,
+                 self._ratio[0], self._ratio[1], dpos, ddiam)
+        sim.confine(dpos)
+        daughters = t.take(rows)
+        daughters["position"] = dpos
+        daughters["diameter"] = ddiam
+        daughters["parent"] = t.uid[rows].copy()
+        t.request_births(t.uid[rows], daughters)
