@@ -110,7 +110,10 @@ class HDF5Writer:
         spec = sim.agents.spec(name)
         g = f["agents"]
         if name not in g:
-            rows_per_chunk = max(256, min(65536, (1 << 20) // max(1, spec.dtype.itemsize * int(np.prod(spec.shape)))))
+            row_bytes = spec.dtype.itemsize * int(np.prod(spec.shape))
+            # about one snapshot per chunk, between 16 KiB and 1 MiB
+            rows = max(len(sim.agents), 1)
+            rows_per_chunk = int(min(max(rows, (1 << 14) // row_bytes), max(1, (1 << 20) // row_bytes)))
             g.create_dataset(name, shape=(self._rows,) + spec.shape, maxshape=(None,) + spec.shape,
                              dtype=spec.dtype, chunks=(rows_per_chunk,) + spec.shape,
                              fillvalue=np.asarray(spec.default, dtype=spec.dtype),
@@ -177,10 +180,7 @@ class Run:
             self._read_index(f)
 
     def _open(self):
-        try:
-            return h5py.File(self.path, "r", swmr=True)
-        except OSError:
-            return h5py.File(self.path, "r")
+        return _open_h5(self.path)
 
     def _read_index(self, f):
         g = f["snapshots"]
@@ -252,7 +252,7 @@ def open_run(path):
     if os.path.isdir(p) or not h5py.is_hdf5(p):
         raise ValueError(f"{p!r} is not an HDF5 file (expected a biosim run written by HDF5Writer)")
     try:
-        with h5py.File(p, "r", swmr=True) if _swmr_ok(p) else h5py.File(p, "r") as f:
+        with _open_h5(p) as f:
             fmt = f.attrs.get("biosim_format")
             if isinstance(fmt, bytes):
                 fmt = fmt.decode()
@@ -264,9 +264,15 @@ def open_run(path):
     return Run(p)
 
 
-def _swmr_ok(p):
+def _open_h5(p):
+    """Open for reading.  A file still held by a SWMR writer (locked) or left
+    by a killed one (status flags set) is opened as a SWMR reader, which reads
+    its last consistent state; anything else opens plainly, so a damaged file
+    fails at once instead of being retried."""
     try:
-        h5py.File(p, "r", swmr=True).close()
-        return True
-    except OSError:
-        return False
+        return h5py.File(p, "r")
+    except OSError as e:
+        msg = str(e)
+        if "h5clear" in msg or "already open" in msg or "unable to lock file" in msg:
+            return h5py.File(p, "r", swmr=True)
+        raise

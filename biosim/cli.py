@@ -1,0 +1,121 @@
+"""The ``biosim`` command: run, demo, info, bench."""
+import argparse
+import os
+import platform
+import runpy
+import sys
+
+
+def _set_threads(n):
+    """Set numba's thread count; above the pool size, re-exec with a bigger pool."""
+    if n is None:
+        return
+    if n < 1:
+        sys.exit(f"biosim: --threads must be >= 1, got {n}")
+    import numba
+
+    if n > numba.config.NUMBA_NUM_THREADS:
+        if os.environ.get("_BIOSIM_REEXEC"):
+            sys.exit(f"biosim: cannot start {n} threads (numba's pool has {numba.config.NUMBA_NUM_THREADS})")
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(n), _BIOSIM_REEXEC="1")
+        os.execve(sys.executable, [sys.executable, "-m", "biosim.cli", *sys.argv[1:]], env)
+    numba.set_num_threads(n)
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cmd_info(args):
+    import h5py
+    import numba
+    import numpy as np
+
+    import biosim
+    from biosim.kernels import cuda
+
+    rows = [
+        ("biosim", biosim.__version__),
+        ("python", platform.python_version()),
+        ("numpy", np.__version__),
+        ("numba", numba.__version__),
+        ("h5py", f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})"),
+        ("cpu", f"{_cpu_model()}, {os.cpu_count()} logical cores"),
+        ("threads", f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS} "
+                    f"(NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})"),
+        ("threading layer", numba.config.THREADING_LAYER),
+        ("gpu", cuda.describe()),
+        ("numba cache", os.environ.get("NUMBA_CACHE_DIR", "next to the sources (__pycache__)")),
+    ]
+    for k, v in rows:
+        print(f"{k:>16}: {v}")
+
+
+def cmd_run(args):
+    if not os.path.isfile(args.script):
+        sys.exit(f"biosim run: no such script: {args.script!r}")
+    sys.argv = [args.script, *args.script_args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
+    runpy.run_path(args.script, run_name="__main__")
+
+
+def cmd_demo(args):
+    from biosim import demo
+
+    demo.main(out_dir=args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
+
+
+def cmd_bench(args):
+    from biosim import bench
+
+    bench.main(agents=args.agents, threads=args.threads_list, steps=args.steps, baseline=not args.no_baseline)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="biosim", description="Agent-based simulation of cell biology.")
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a simulation script")
+    r.add_argument("script")
+    r.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="run the embedded default model (a growing tumour spheroid)")
+    d.add_argument("--out", default="out", help="output directory (default: out)")
+    d.add_argument("--steps", type=int, default=1240, help="steps of 0.5 min (default: 1240)")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("info", help="versions, threads, GPU")
+    i.set_defaults(func=cmd_info)
+
+    b = sub.add_parser("bench", help="mechanics throughput and scaling across cores")
+    b.add_argument("--agents", type=int, default=1_000_000)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--threads-list", default=None,
+                   help="comma-separated thread counts (default: 1 and all cores)")
+    b.add_argument("--no-baseline", action="store_true", help="skip the numpy + cKDTree baseline")
+    b.set_defaults(func=cmd_bench)
+
+    for sp in (r, d, i, b):
+        sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _set_threads(args.threads)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""AgentTable and add_agents: columns, capacity, births and deaths, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import biosim as bs
+
+
+def make_sim(**kw):
+    kw.setdefault("mechanics", None)
+    return bs.Simulation(bs.Box.cube(100.0), **kw)
+
+
+def test_add_agents_scalars_and_arrays():
+    sim = make_sim()
+    pop = sim.add_agents("tumour", bs.init.uniform(5, sim.box, seed=1), diameter=[1, 2, 3, 4, 5],
+                         age=0.0, clone=np.arange(5, dtype=np.int16), alive=True)
+    t = sim.agents
+    assert len(t) == 5 and len(pop) == 5
+    np.testing.assert_array_equal(t.diameter, [1, 2, 3, 4, 5])
+    assert t["age"].dtype == np.float64 and t["clone"].dtype == np.int16 and t["alive"].dtype == bool
+    np.testing.assert_array_equal(t.uid, np.arange(5))
+    np.testing.assert_array_equal(t.type, 0)
+    other = sim.add_agents("stroma", [[1.0, 2.0, 3.0]], diameter=2.0)
+    assert other.code == 1 and len(sim.agents) == 6
+    assert sim.agents["age"][-1] == 0.0  # default for a population that did not give it
+    again = sim.add_agents("tumour", [[5.0, 5.0, 5.0]], diameter=2.0, age=3.5)
+    assert again is pop and len(pop) == 6
+
+
+def test_capacity_grows_geometrically_and_uids_are_never_reused():
+    sim = make_sim()
+    caps = set()
+    for k in range(40):
+        sim.add_agents("a", bs.init.uniform(7, sim.box, seed=k), diameter=1.0)
+        caps.add(sim.agents.capacity)
+    assert len(caps) < 15  # geometric, not one allocation per call
+    uids = sim.agents.uid.copy()
+    sim.agents.remove(uids[::2])
+    assert len(sim.agents) == 140
+    sim.add_agents("a", bs.init.uniform(3, sim.box, seed=99), diameter=1.0)
+    new = sim.agents.uid[-3:]
+    assert new.min() > uids.max()
+
+
+def test_user_column_add_and_clash():
+    sim = make_sim()
+    sim.add_agents("a", bs.init.uniform(4, sim.box), diameter=1.0)
+    sim.agents.add_column("energy", np.float32, 2.5)
+    assert sim.agents["energy"].dtype == np.float32
+    np.testing.assert_array_equal(sim.agents["energy"], 2.5)
+    sim.agents.add_column("energy", np.float32, 2.5)  # idempotent
+    with pytest.raises(ValueError, match="energy"):
+        sim.agents.add_column("energy", np.int64)
+    with pytest.raises(ValueError, match="core column"):
+        sim.agents.add_column("position", np.float64)
+    with pytest.raises(ValueError, match="column name"):
+        sim.agents.add_column("two words", np.float64)
+    with pytest.raises(KeyError, match="energy"):
+        sim.agents["nope"]
+    sim.agents["energy"][:] = 7
+    sim.add_agents("a", bs.init.uniform(2, sim.box), diameter=1.0)
+    np.testing.assert_array_equal(sim.agents["energy"], [7, 7, 7, 7, 2.5, 2.5])
+
+
+def test_births_commit_in_parent_uid_order():
+    sim = make_sim()
+    sim.add_agents("a", bs.init.uniform(5, sim.box, seed=2), diameter=1.0, tag=np.arange(5) * 10)
+    t = sim.agents
+    t._in_step = True
+    rows = t.rows_of([4, 1])
+    t.request_births(t.uid[rows], t.take(rows))
+    t.request_births([1], t.take(t.rows_of([1])))
+    t.request_deaths([2])
+    t.commit()
+    t._in_step = False
+    assert len(t) == 7
+    # daughters: parent 1 (first request), parent 1 (second request), parent 4
+    np.testing.assert_array_equal(t.uid[-3:], [5, 6, 7])
+    np.testing.assert_array_equal(t["tag"][-3:], [10, 10, 40])
+    assert 2 not in t.uid
+
+
+def test_remove_unknown_uid_is_an_error():
+    sim = make_sim()
+    sim.add_agents("a", bs.init.uniform(3, sim.box), diameter=1.0)
+    with pytest.raises(KeyError, match="17"):
+        sim.agents.remove([17])
+
+
+@pytest.mark.parametrize("position,match", [
+    (np.full((2, 3), np.nan), "finite"),
+    ([[1.0, 2.0, np.inf]], "finite"),
+    (np.zeros((3, 2)), r"shape \(n, 3\)"),
+    (np.zeros((2, 3, 1)), r"shape \(n, 3\)"),
+    ([[50.0, 50.0, 150.0]], "outside"),
+    ([[-0.1, 50.0, 50.0]], "outside"),
+    ("here", "position"),
+])
+def test_bad_positions_are_refused(position, match):
+    sim = make_sim()
+    with pytest.raises((ValueError, TypeError), match=match):
+        sim.add_agents("a", position, diameter=1.0)
+    assert len(sim.agents) == 0 and not sim.populations
+
+
+@pytest.mark.parametrize("diameter,match", [
+    (0.0, "diameter"), (-1.0, "diameter"), (np.nan, "diameter"), ([1.0, 2.0, 3.0], "diameter"),
+])
+def test_bad_diameters_are_refused(diameter, match):
+    sim = make_sim()
+    with pytest.raises(ValueError, match=match):
+        sim.add_agents("a", [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]], diameter=diameter)
+
+
+def test_bad_columns_are_refused():
+    sim = make_sim()
+    pos = [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    with pytest.raises(ValueError, match="uid"):
+        sim.add_agents("a", pos, uid=[5, 6])
+    with pytest.raises(ValueError, match="type"):
+        sim.add_agents("a", pos, type=1)
+    with pytest.raises(ValueError, match="'age'.*shape"):
+        sim.add_agents("a", pos, age=[1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="'label'"):
+        sim.add_agents("a", pos, label=["x", "y"])
+    sim.add_agents("a", pos, count=np.array([1, 2], dtype=np.int32))
+    with pytest.raises(TypeError, match="'count'.*int32"):
+        sim.add_agents("a", pos, count=[1.5, 2.5])
+    with pytest.raises(TypeError, match="name"):
+        sim.add_agents("", pos)
+
+
+def test_periodic_box_wraps_new_agents():
+    sim = make_sim(boundary="periodic")
+    sim.add_agents("a", [[105.0, -5.0, 50.0]], diameter=1.0)
+    np.testing.assert_allclose(sim.agents.position, [[5.0, 95.0, 50.0]])
+
+
+@given(n=st.integers(0, 50), seed=st.integers(0, 2**32 - 1))
+def test_placements_stay_where_they_should(n, seed):
+    b = bs.init.ball(n, 10.0, (1.0, 2.0, 3.0), seed=seed)
+    assert b.shape == (n, 3) and np.all(np.linalg.norm(b - (1, 2, 3), axis=1) <= 10.0 + 1e-12)
+    s = bs.init.sphere_surface(n, 4.0, seed=seed)
+    np.testing.assert_allclose(np.linalg.norm(s, axis=1), 4.0)
+    u = bs.init.uniform(n, bs.Box([0, 0, 0], [1, 2, 3]), seed=seed)
+    assert np.all((u >= 0) & (u <= [1, 2, 3]))
+
+
+def test_grid_placement():
+    g = bs.init.grid((2, 3, 4), 5.0, origin=(1.0, 1.0, 1.0))
+    assert g.shape == (24, 3)
+    np.testing.assert_array_equal(g[:3], [[1, 1, 1], [6, 1, 1], [1, 6, 1]])
+    np.testing.assert_array_equal(g.max(axis=0), [6, 11, 16])
+    with pytest.raises(ValueError, match="spacing"):
+        bs.init.grid(3, 0.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dt=0.0), "dt"), (dict(dt=-1.0), "dt"), (dict(dt=float("nan")), "dt"),
+    (dict(boundary="reflecting"), "boundary"), (dict(seed=-3), "seed"), (dict(seed=1.5), "seed"),
+])
+def test_bad_simulation_parameters(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        bs.Simulation(bs.Box.cube(10.0), **kwargs)
+
+
+def test_bad_boxes():
+    with pytest.raises(ValueError, match="upper"):
+        bs.Box([0, 0, 0], [1, 0, 1])
+    with pytest.raises(ValueError, match="edge"):
+        bs.Box.cube(-1.0)
+    with pytest.raises(TypeError, match="box"):
+        bs.Simulation(400.0)

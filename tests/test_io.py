@@ -1,0 +1,171 @@
+"""HDF5 output: round trip, triggers, appending, crash safety, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import models
+
+
+def small_sim(seed=1, n=50):
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=0.1, seed=seed)
+    pop = sim.add_agents("tumour", bs.init.ball(n, 30.0, (100, 100, 100), seed=seed), diameter=10.0,
+                         energy=np.linspace(0, 1, n).astype(np.float32))
+    pop.behaviours += [models.GrowthDivision(growth_rate=300.0, division_diameter=12.0),
+                       models.Apoptosis(rate=0.01), models.RandomWalk(diffusion=0.5)]
+    return sim
+
+
+def test_snapshots_are_bit_exact_and_complete(tmp_path):
+    sim = small_sim()
+    path = tmp_path / "run.h5"
+    live = {}
+
+    def keep(s):
+        live[s.step] = {c: s.agents[c].copy() for c in s.agents.columns}
+
+    sim.writers.append(bs.io.HDF5Writer(path, every=5))
+    sim.add_action(keep, every=5)
+    sim.run(20)
+    keep(sim)
+    run = bs.io.open_run(path)
+    np.testing.assert_array_equal(run.steps, [0, 5, 10, 15, 20])
+    np.testing.assert_allclose(run.times, run.steps * 0.1)
+    assert run.populations == ["tumour"]
+    assert set(run.columns) == set(sim.agents.columns)
+    for i, step in enumerate(run.steps):
+        snap = run.agents(i)
+        # actions run at the start of a step: the state they see is the state written after the previous
+        for c, arr in live[step].items():
+            assert snap[c].dtype == arr.dtype
+            np.testing.assert_array_equal(snap[c], arr)
+    assert run.agents(-1)["uid"].size == len(sim.agents)
+    meta = run.metadata
+    assert meta["seed"] == 1 and meta["dt"] == 0.1 and meta["boundary"] == "closed"
+    assert meta["mechanics"]["class"] == "SoftSphere"
+    assert [b["class"] for b in meta["populations"]["tumour"]["behaviours"]] == [
+        "biosim.models.growth.GrowthDivision", "biosim.models.death.Apoptosis", "biosim.models.motion.RandomWalk"]
+    with h5py.File(path, "r") as f:  # closed after run(): plain readers work
+        json.loads(f.attrs["metadata"])
+
+
+def test_every_50_over_1000_steps_gives_21_snapshots_and_later_runs_append(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    sim.add_agents("a", [[1.0, 2.0, 3.0]], diameter=1.0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=50))
+    sim.run(1000)
+    assert len(bs.io.open_run(tmp_path / "r.h5")) == 21
+    sim.run(120)
+    run = bs.io.open_run(tmp_path / "r.h5")
+    np.testing.assert_array_equal(run.steps, np.arange(0, 1101, 50))
+    assert sim.step == 1120 and sim.time == pytest.approx(112.0)
+
+
+def test_columns_added_mid_run_are_written(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    sim.add_agents("a", [[1.0, 2.0, 3.0]], diameter=1.0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=1))
+
+    def add(s):
+        if s.step == 2:
+            s.agents.add_column("late", np.int32, 7)
+    sim.add_action(add)
+    sim.run(4)
+    run = bs.io.open_run(tmp_path / "r.h5")
+    assert run.agents(0)["late"].tolist() == [7]  # earlier snapshots read the default
+    assert run.agents(-1)["late"].tolist() == [7]
+
+
+def test_empty_population_and_snapshot_indexing(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    sim.add_agents("a", np.zeros((0, 3)))
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=1))
+    sim.run(2)
+    run = bs.io.open_run(tmp_path / "r.h5")
+    assert run.agents(-1)["position"].shape == (0, 3)
+    with pytest.raises(IndexError, match="3 snapshots"):
+        run.agents(3)
+    with pytest.raises(ValueError, match="step 7"):
+        run.index(7)
+    assert run.index(2) == 2
+
+
+def test_bad_paths_and_files(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        bs.io.HDF5Writer(tmp_path / "missing" / "r.h5")
+    with pytest.raises(ValueError, match="every"):
+        bs.io.HDF5Writer(tmp_path / "r.h5", every=0)
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        bs.io.open_run(tmp_path / "nope.h5")
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        bs.io.open_run(text)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(ValueError, match="not a biosim run"):
+        bs.io.open_run(other)
+    good = tmp_path / "good.h5"
+    sim = small_sim(n=5)
+    sim.writers.append(bs.io.HDF5Writer(good, every=1))
+    sim.run(3)
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="trunc.h5"):
+        bs.io.open_run(trunc)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, biosim as bs
+    from biosim import models
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=0.1, seed=4)
+    pop = sim.add_agents("t", bs.init.ball(300, 40.0, (100, 100, 100), seed=1), diameter=10.0)
+    pop.behaviours += [models.GrowthDivision(growth_rate=400.0, division_diameter=12.0),
+                       models.RandomWalk(diffusion=1.0)]
+    class Tell:
+        every = 1
+        def open(self, sim): pass
+        def close(self): pass
+        def write(self, sim):
+            print(sim.step, len(sim.agents), flush=True)
+    sim.writers += [bs.io.HDF5Writer(sys.argv[1], every=1), Tell()]
+    sim.run(100000)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_every_completed_snapshot_readable(tmp_path):
+    script = tmp_path / "victim.py"
+    script.write_text(KILL_SCRIPT)
+    rng = np.random.default_rng(0)
+    for k, delay in enumerate(rng.uniform(0.05, 1.5, 5)):
+        path = tmp_path / f"killed{k}.h5"
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        lines = []
+        # wait for the first snapshot (compilation), then a random extra time
+        lines.append(proc.stdout.readline())
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate()
+        lines += rest.splitlines()
+        done = [tuple(map(int, ln.split())) for ln in lines if ln.strip()]
+        assert done, "the victim wrote nothing"
+        run = bs.io.open_run(path)
+        # every snapshot reported complete is there, with its agent count
+        assert len(run) >= len(done)
+        for i, (step, count) in enumerate(done):
+            assert run.steps[i] == step
+            snap = run.agents(i)
+            assert snap["uid"].size == count and np.isfinite(snap["position"]).all()
+        last = run.agents(-1)
+        assert len(np.unique(last["uid"])) == last["uid"].size

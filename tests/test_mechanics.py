@@ -1,0 +1,141 @@
+"""Forces against an O(N^2) reference, equilibria, Newton's third law."""
+import numpy as np
+import pytest
+
+import biosim as bs
+from reference import LAWS, naive_forces
+
+LAW_CASES = [
+    bs.SoftSphere(repulsion=2.0, adhesion=0.4, adhesion_range=1.25),
+    bs.SoftSphere(repulsion=3.0, adhesion=0.0),
+    bs.PhysiCellForce(repulsion=10.0, adhesion=0.4),
+    bs.BioDynaMoForce(repulsion=2.0, attraction=1.0, radius_inflation=1.5),
+]
+
+
+def cluster(n, edge, seed, dmin=6.0, dmax=14.0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 3)) * edge, rng.uniform(dmin, dmax, n)
+
+
+@pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forces_match_naive_reference(mech, boundary, seed):
+    edge = 70.0
+    pos, diam = cluster(250, edge, seed)
+    sim = bs.Simulation(bs.Box.cube(edge), boundary=boundary, seed=seed, mechanics=mech)
+    sim.add_agents("c", pos, diameter=diam)
+    force = mech.forces(sim).copy()
+    t = sim.agents
+    ref, scale = naive_forces(t.position, t.diameter, LAWS[type(mech).__name__], mech._params(),
+                              sim.box, boundary == "periodic")
+    assert scale.max() > 0
+    err = np.abs(force - ref).max(axis=1)
+    assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
+
+
+@pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
+def test_newtons_third_law(mech):
+    pos, diam = cluster(300, 60.0, 7)
+    sim = bs.Simulation(bs.Box.cube(60.0), seed=1, mechanics=mech)
+    sim.add_agents("c", pos, diameter=diam)
+    force = mech.forces(sim)
+    total = force.sum(axis=0)
+    assert np.abs(total).max() <= 1e-10 * np.abs(force).sum()
+
+
+@pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
+@pytest.mark.parametrize("d1,d2", [(10.0, 10.0), (8.0, 12.0)])
+def test_two_cells_relax_to_equilibrium(mech, d1, d2):
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.05, seed=3, mechanics=mech)
+    # start overlapping along a skew axis
+    axis = np.array([1.0, 2.0, -0.5]) / np.linalg.norm([1.0, 2.0, -0.5])
+    c = np.array([50.0, 50.0, 50.0])
+    start = 0.6 * 0.5 * (d1 + d2)
+    sim.add_agents("c", [c - axis * start / 2, c + axis * start / 2], diameter=[d1, d2])
+    if isinstance(mech, bs.BioDynaMoForce):
+        mech.density = 0.002  # light cells: relaxes within the test's steps
+    sim.run(4000)
+    p = sim.agents.position
+    r = np.linalg.norm(p[1] - p[0])
+    want = mech.equilibrium_distance(d1, d2)
+    assert r == pytest.approx(want, rel=1e-6)
+    # the pair stays on its axis and its centre (equal-and-opposite forces, for the
+    # damped laws the centre of mass when masses are equal)
+    np.testing.assert_allclose(np.cross(p[1] - p[0], axis), 0, atol=1e-9)
+
+
+def test_equilibrium_formulas():
+    m = bs.SoftSphere(repulsion=2.0, adhesion=0.4, adhesion_range=1.25)
+    s = 10.0
+    r = m.equilibrium_distance(10.0, 10.0)
+    assert LAWS["SoftSphere"](r, 10.0, 10.0, *m._params()) == pytest.approx(0, abs=1e-14)
+    assert r == pytest.approx(s * 1.6 / (2 - 0.32))
+    p = bs.PhysiCellForce()
+    r = p.equilibrium_distance(16.82, 16.82)
+    assert LAWS["PhysiCellForce"](r, 16.82, 16.82, *p._params()) == pytest.approx(0, abs=1e-12)
+
+
+def test_displacement_is_capped():
+    mech = bs.SoftSphere(repulsion=1000.0, adhesion=0.0, max_displacement=0.25)
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, mechanics=mech)
+    sim.add_agents("c", [[50.0, 50.0, 50.0], [51.0, 50.0, 50.0]], diameter=10.0)
+    before = sim.agents.position.copy()
+    sim.run(1)
+    moved = np.linalg.norm(sim.agents.position - before[np.argsort(sim.agents.uid)], axis=1)
+    np.testing.assert_allclose(moved, 0.25, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
+def test_coincident_centres_are_pushed_apart_equally(mech):
+    sim = bs.Simulation(bs.Box.cube(100.0), seed=9, mechanics=mech)
+    sim.add_agents("c", [[50.0, 50.0, 50.0], [50.0, 50.0, 50.0], [70.0, 50.0, 50.0]], diameter=10.0)
+    f = mech.forces(sim)
+    order = np.argsort(sim.agents.uid)
+    f = f[order]
+    assert np.linalg.norm(f[0]) > 0
+    np.testing.assert_array_equal(f[0], -f[1])
+    np.testing.assert_array_equal(f[2], 0)
+
+
+def test_no_mechanics_means_no_motion():
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    sim.add_agents("c", [[50.0, 50.0, 50.0], [52.0, 50.0, 50.0]], diameter=10.0)
+    before = sim.agents.position.copy()
+    sim.run(10)
+    np.testing.assert_array_equal(sim.agents.position, before)
+
+
+def test_physicell_uses_adams_bashforth():
+    mech = bs.PhysiCellForce(adhesion=0.0, max_displacement=np.inf)
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.1, mechanics=mech)
+    sim.add_agents("c", [[50.0, 50.0, 50.0], [58.0, 50.0, 50.0]], diameter=10.0)
+    v1 = 10.0 * (1 - 8.0 / 10.0) ** 2
+    sim.run(1)
+    x = np.sort(sim.agents.position[:, 0])
+    assert x[0] == pytest.approx(50.0 - 0.1 * 1.5 * v1, rel=1e-12)
+    # second step: x += dt (1.5 v2 - 0.5 v1)
+    d = x[1] - x[0]
+    v2 = 10.0 * (1 - d / 10.0) ** 2
+    sim.run(1)
+    x2 = np.sort(sim.agents.position[:, 0])
+    assert x2[0] == pytest.approx(x[0] - 0.1 * (1.5 * v2 - 0.5 * v1), rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(repulsion=-1.0), "repulsion"),
+    (dict(adhesion=float("nan")), "adhesion"),
+    (dict(adhesion_range=0.5), "adhesion_range"),
+    (dict(damping=0.0), "damping"),
+    (dict(max_displacement=0.0), "max_displacement"),
+    (dict(repulsion="strong"), "repulsion"),
+])
+def test_bad_parameters_are_refused(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        bs.SoftSphere(**kwargs)
+
+
+def test_mechanics_type_is_checked():
+    with pytest.raises(TypeError, match="mechanics"):
+        bs.Simulation(bs.Box.cube(10.0), mechanics="soft")

@@ -1,0 +1,87 @@
+"""Neighbour search against brute force and scipy's cKDTree."""
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+import biosim as bs
+from reference import brute_pairs
+
+
+def kdtree_pairs(pos, radius, box, periodic):
+    if periodic:
+        tree = cKDTree(pos - box.lower, boxsize=box.length)
+    else:
+        tree = cKDTree(pos)
+    pairs = tree.query_pairs(radius, output_type="ndarray").astype(np.int64)
+    # query_pairs counts distance <= r, the engine < r: identical for random floats
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic", "open"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n", [0, 1, 7, 300, 3000])
+def test_pairs_match_kdtree(boundary, seed, n):
+    rng = np.random.default_rng(seed)
+    box = bs.Box([-5.0, 0.0, 10.0], [15.0, 12.0, 19.0])
+    pos = box.lower + rng.random((n, 3)) * box.length
+    radius = [1.3, 2.0, 3.7][seed]
+    got = bs.neighbour_pairs(pos, radius, box, boundary)
+    want = kdtree_pairs(pos, radius, box, boundary == "periodic")
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_pairs_match_brute_force_in_tiny_boxes(boundary):
+    # one or two cells per axis: the periodic stencil must not visit a cell twice
+    rng = np.random.default_rng(5)
+    for edge, radius in [(2.1, 1.0), (3.0, 1.4), (5.0, 2.4), (4.0, 1.3)]:
+        box = bs.Box.cube(edge)
+        pos = rng.random((60, 3)) * edge
+        got = bs.neighbour_pairs(pos, radius, box, boundary)
+        want = brute_pairs(pos, radius, box, boundary == "periodic")
+        np.testing.assert_array_equal(got, want)
+
+
+def test_points_outside_a_closed_box_still_found():
+    # clamped cell indices keep close pairs in adjacent cells
+    box = bs.Box.cube(10.0)
+    rng = np.random.default_rng(3)
+    pos = rng.normal(5.0, 6.0, (400, 3))
+    got = bs.neighbour_pairs(pos, 1.5, box, "closed")
+    want = brute_pairs(pos, 1.5, box, False)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_simulation_neighbours_are_symmetric_and_complete():
+    sim = bs.Simulation(bs.Box.cube(30.0), boundary="periodic", seed=1, mechanics=None)
+    sim.add_agents("a", bs.init.uniform(500, sim.box, seed=2), diameter=1.0)
+    offsets, rows = sim.neighbours(2.5)
+    pos, uid = sim.agents.position, sim.agents.uid
+    pairs = {(uid[i], uid[j]) for i in range(len(pos)) for j in rows[offsets[i]:offsets[i + 1]]}
+    assert all((b, a) in pairs for a, b in pairs)
+    want = {(uid[a], uid[b]) for a, b in brute_pairs(pos, 2.5, sim.box, True)}
+    assert {(a, b) for a, b in pairs if a < b} == {(min(a, b), max(a, b)) for a, b in want}
+
+
+def test_grid_sorts_rows_by_cell_and_keeps_uids():
+    sim = bs.Simulation(bs.Box.cube(50.0), seed=1, mechanics=None)
+    pos = bs.init.uniform(2000, sim.box, seed=4)
+    sim.add_agents("a", pos, diameter=1.0, tag=np.arange(2000))
+    g = sim._neighbour_grid(2.0)
+    t = sim.agents
+    cells = (np.floor((t.position - g.box.lower) * g.inv_h).astype(int).clip(0, g.dims - 1)
+             @ np.array([1, g.dims[0], g.dims[0] * g.dims[1]]))
+    assert np.all(np.diff(cells) >= 0)
+    np.testing.assert_array_equal(np.diff(g.cell_start)[cells[np.r_[True, np.diff(cells) > 0]]] > 0, True)
+    # rows moved together: uid still matches its position and its column
+    np.testing.assert_array_equal(t.position, pos[t.uid])
+    np.testing.assert_array_equal(t["tag"], t.uid)
+
+
+def test_neighbour_radius_is_validated():
+    sim = bs.Simulation(bs.Box.cube(10.0), boundary="periodic", mechanics=None)
+    sim.add_agents("a", [[1.0, 1.0, 1.0]], diameter=1.0)
+    with pytest.raises(ValueError, match="radius"):
+        sim.neighbours(6.0)
+    with pytest.raises(ValueError, match="radius"):
+        sim.neighbours(-1.0)
