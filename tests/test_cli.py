@@ -1,0 +1,61 @@
+"""The biosim command and the embedded demo, run as a user would."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import biosim as bs
+
+
+def biosim(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "biosim", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_info():
+    r = biosim("info")
+    assert r.returncode == 0, r.stderr
+    for word in ("biosim", "numba", "threads", "gpu"):
+        assert word in r.stdout
+
+
+def test_run_script_with_threads(tmp_path):
+    script = tmp_path / "user.py"
+    script.write_text(
+        "import sys, numba, biosim as bs\n"
+        "sim = bs.Simulation(bs.Box.cube(50.0), seed=1)\n"
+        "sim.add_agents('a', bs.init.uniform(20, sim.box, seed=1), diameter=3.0)\n"
+        "sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=5))\n"
+        "sim.run(10)\n"
+        "print('threads', numba.get_num_threads())\n")
+    r = biosim("--threads", "1", "run", str(script), str(tmp_path / "u.h5"))
+    assert r.returncode == 0, r.stderr
+    assert "threads 1" in r.stdout
+    assert len(bs.io.open_run(tmp_path / "u.h5")) == 3
+    r = biosim("run", str(tmp_path / "missing.py"))
+    assert r.returncode != 0 and "missing.py" in r.stderr
+
+
+def test_demo_small(tmp_path):
+    r = biosim("demo", "--out", str(tmp_path / "o"), "--steps", "200", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "cells after 200 steps" in r.stdout
+    run = bs.io.open_run(tmp_path / "o" / "demo.h5")
+    assert run.steps[-1] == 200 and len(run) == 11
+    assert run.populations == ["tumour"]
+    assert len(run.agents(-1)["uid"]) > len(run.agents(0)["uid"]) == 8
+
+
+def test_demo_grows_to_about_ten_thousand_cells(tmp_path):
+    from biosim import demo
+
+    sim = demo.build(seed=42)
+    sim.run(1240)
+    assert 5000 < len(sim.agents) < 20000
+    d = sim.agents.diameter
+    assert d.min() > 8.0 and d.max() < 12.7
+    assert sim.box.contains(sim.agents.position).all()
+    # mechanics keep the spheroid from collapsing: hardly any centres within 3 µm
+    pairs = bs.neighbour_pairs(sim.agents.position, 3.0, sim.box)
+    assert len(pairs) < 0.005 * len(sim.agents)

@@ -1,0 +1,35 @@
+"""Every example runs, at a tiny size, as a user would run it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import biosim as bs
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def run_example(name, *args, cwd):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *map(str, args)],
+                       capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_spheroid(tmp_path):
+    out = run_example("spheroid.py", 40, 350, tmp_path / "s.h5", cwd=tmp_path)
+    assert "8 snapshots" in out
+    run = bs.io.open_run(tmp_path / "s.h5")
+    assert len(run.agents(-1)["uid"]) > 40
+
+
+def test_compare_mechanics(tmp_path):
+    out = run_example("compare_mechanics.py", 60, 300, cwd=tmp_path)
+    for name in ("SoftSphere", "PhysiCell", "BioDynaMo"):
+        assert name in out
+
+
+def test_every_example_has_a_test():
+    tested = {"spheroid.py", "compare_mechanics.py"}
+    assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested

@@ -1,0 +1,33 @@
+"""The counter-based generator: reproducible, uniform, independent streams."""
+import numpy as np
+from scipy import stats
+
+from biosim import rng
+
+
+def test_draws_are_pure_functions_of_the_key():
+    uids = np.arange(1000)
+    a = rng.uniform(5, uids, 10, 2)
+    np.testing.assert_array_equal(a, rng.uniform(5, uids, 10, 2))
+    np.testing.assert_array_equal(a[::-1], rng.uniform(5, uids[::-1], 10, 2))
+    for other in (rng.uniform(6, uids, 10, 2), rng.uniform(5, uids, 11, 2),
+                  rng.uniform(5, uids, 10, 3), rng.uniform(5, uids, 10, 2, k=1)):
+        assert np.corrcoef(a, other)[0, 1] < 0.1 and not np.array_equal(a, other)
+
+
+def test_uniform_distribution():
+    u = rng.uniform(1, np.arange(200_000), 0, 0)
+    assert u.min() >= 0 and u.max() < 1
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    # consecutive uids are not correlated
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01
+
+
+def test_normal_and_unit_vectors():
+    g = rng.normal(3, np.arange(100_000), 7, 1)
+    assert abs(g.mean()) < 0.02 and abs(g.std() - 1) < 0.02
+    assert stats.kstest(g, "norm").pvalue > 1e-3
+    v = rng.unit_vectors(3, np.arange(100_000), 7, 1)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-12)
+    assert np.abs(v.mean(axis=0)).max() < 0.01
+    np.testing.assert_allclose((v ** 2).mean(axis=0), 1 / 3, atol=0.01)

@@ -1,0 +1,150 @@
+"""The step loop: triggers, boundaries, actions, timings, determinism."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import models
+
+
+def test_time_is_step_times_dt_and_triggers_fire_from_step_zero():
+    sim = bs.Simulation(bs.Box.cube(10.0), dt=0.3, mechanics=None)
+    sim.add_agents("a", [[5.0, 5.0, 5.0]], diameter=1.0)
+    seen = []
+    sim.add_action(lambda s: seen.append(s.step), every=4)
+    sim.run(10)
+    assert seen == [0, 4, 8]
+    assert sim.step == 10 and sim.time == 10 * 0.3
+    sim.run(3)
+    assert seen == [0, 4, 8, 12]
+
+
+def test_closed_box_keeps_agents_inside():
+    sim = bs.Simulation(bs.Box.cube(20.0), boundary="closed", seed=1, dt=1.0, mechanics=None)
+    pop = sim.add_agents("a", bs.init.uniform(500, sim.box, seed=1), diameter=1.0)
+    pop.behaviours += [models.RandomWalk(speed=3.0)]
+    sim.run(20)
+    assert len(sim.agents) == 500
+    assert sim.box.contains(sim.agents.position).all()
+
+
+def test_periodic_box_wraps_and_open_box_removes():
+    sim = bs.Simulation(bs.Box.cube(20.0), boundary="periodic", seed=1, dt=1.0, mechanics=None)
+    pop = sim.add_agents("a", bs.init.uniform(500, sim.box, seed=1), diameter=1.0)
+    pop.behaviours += [models.RandomWalk(speed=3.0)]
+    sim.run(20)
+    p = sim.agents.position
+    assert len(p) == 500 and np.all((p >= 0) & (p < 20.0))
+    sim = bs.Simulation(bs.Box.cube(20.0), boundary="open", seed=1, dt=1.0, mechanics=None)
+    pop = sim.add_agents("a", bs.init.uniform(500, sim.box, seed=1), diameter=1.0)
+    pop.behaviours += [models.RandomWalk(speed=3.0)]
+    sim.run(20)
+    assert 0 < len(sim.agents) < 400
+    assert sim.box.contains(sim.agents.position).all()
+
+
+def test_periodic_mechanics_across_the_boundary():
+    sim = bs.Simulation(bs.Box.cube(50.0), boundary="periodic", dt=0.1,
+                        mechanics=bs.SoftSphere(adhesion=0.0))
+    sim.add_agents("a", [[1.0, 25.0, 25.0], [48.0, 25.0, 25.0]], diameter=10.0)
+    sim.run(600)
+    p = sim.agents.position[np.argsort(sim.agents.uid)]
+    gap = (p[0, 0] - p[1, 0]) % 50.0  # pushed apart through the x faces
+    assert gap == pytest.approx(10.0, abs=1e-4)
+
+
+def test_actions_can_edit_columns_and_add_and_remove_agents():
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    sim.add_agents("a", bs.init.uniform(10, sim.box, seed=1), diameter=1.0, dose=0.0)
+
+    def dosing(s):
+        s.agents["dose"][:] += 1.0
+        if s.step == 2:
+            s.add_agents("a", [[50.0, 50.0, 50.0]], diameter=2.0, dose=-5.0)
+            s.agents.remove(s.agents.uid[:3])
+    sim.add_action(dosing, every=1)
+    sim.run(4)
+    t = sim.agents
+    assert len(t) == 8
+    assert sorted(t["dose"].tolist()) == [-4.0] + [4.0] * 7
+
+
+def test_timings_cover_the_phases():
+    sim = bs.Simulation(bs.Box.cube(100.0), seed=2)
+    pop = sim.add_agents("a", bs.init.ball(200, 20.0, (50, 50, 50), seed=1), diameter=5.0)
+    pop.behaviours += [models.RandomWalk(diffusion=0.1)]
+    sim.run(5)
+    assert set(sim.timings) >= {"neighbours", "behaviours", "mechanics", "boundary", "commit", "output"}
+    assert sim.timings["mechanics"] > 0 and sim.timings["neighbours"] > 0
+
+
+def test_run_refuses_bad_steps_and_writers():
+    sim = bs.Simulation(bs.Box.cube(10.0), mechanics=None)
+    with pytest.raises(ValueError, match="steps"):
+        sim.run(-1)
+    with pytest.raises(TypeError, match="steps"):
+        sim.run(2.5)
+    sim.writers.append("out.h5")
+    with pytest.raises(TypeError, match="writers"):
+        sim.run(1)
+
+
+def test_periodic_box_must_hold_twice_the_range():
+    sim = bs.Simulation(bs.Box.cube(15.0), boundary="periodic")
+    sim.add_agents("a", [[1.0, 1.0, 1.0]], diameter=10.0)
+    with pytest.raises(ValueError, match="twice the interaction range"):
+        sim.run(1)
+
+
+def test_grid_covers_the_whole_force_range_while_cells_grow():
+    # BioDynaMo's force reaches (d1 + d2)/2 + 3 µm: every such pair must be seen
+    mech = bs.BioDynaMoForce()
+    sim = bs.Simulation(bs.Box.cube(100.0), seed=1, mechanics=mech)
+    sim.add_agents("a", [[40.0, 50.0, 50.0], [52.5, 50.0, 50.0]], diameter=10.0)
+    f = mech.forces(sim)
+    assert np.abs(f[:, 0]).min() > 0  # gap of 2.5 µm < 3 µm inflation: they interact
+
+
+DET_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, biosim as bs
+    from biosim import models
+    sim = bs.Simulation(bs.Box.cube(160.0), boundary=sys.argv[2], dt=0.2, seed=7,
+                        mechanics=bs.SoftSphere(repulsion=2.0, adhesion=0.4))
+    pop = sim.add_agents("t", bs.init.ball(400, 40.0, (80, 80, 80), seed=3), diameter=9.0)
+    pop.behaviours += [models.GrowthDivision(growth_rate=80.0, division_diameter=11.0, volume_ratio=(0.9, 1.1)),
+                       models.Apoptosis(rate=0.002), models.RandomWalk(diffusion=0.3)]
+    other = sim.add_agents("s", bs.init.uniform(300, sim.box, seed=4), diameter=6.0)
+    other.behaviours += [models.RandomWalk(speed=0.5)]
+    sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=10))
+    sim.run(60)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_one_and_two_threads_give_bit_identical_runs(tmp_path, boundary):
+    script = tmp_path / "det.py"
+    script.write_text(DET_SCRIPT)
+    paths = []
+    for threads in (1, 2):
+        path = tmp_path / f"t{threads}.h5"
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, str(script), str(path), boundary], env=env, check=True)
+        paths.append(path)
+    a, b = bs.io.open_run(paths[0]), bs.io.open_run(paths[1])
+    assert len(a) == len(b) == 7
+    grew = False
+    for i in range(len(a)):
+        x, y = a.agents(i), b.agents(i)
+        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
+        for c in x:
+            np.testing.assert_array_equal(x[c][ox], y[c][oy], err_msg=f"column {c}, snapshot {i}")
+        grew |= len(x["uid"]) > 700
+    assert grew  # division happened
+    with h5py.File(paths[0]) as f1, h5py.File(paths[1]) as f2:
+        np.testing.assert_array_equal(f1["snapshots/count"][:], f2["snapshots/count"][:])
