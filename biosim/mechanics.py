@@ -17,6 +17,7 @@ so no interacting pair is ever dropped.  Displacements are capped at
 ``max_displacement`` µm per step.
 """
 import numpy as np
+from numba import get_num_threads
 
 from . import _validate as V
 from .kernels.cpu import forces as K
@@ -62,8 +63,11 @@ class Mechanics:
         grid = sim._neighbour_grid(self.cutoff(t.diameter.max()))
         force = t.scratch((n, 3), np.float64)
         kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any())]
+        args = grid.kernel_args()
+        room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
+        buf = np.empty((get_num_threads(), 4, room))
         kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, n,
-               *grid.kernel_args(), sim.seed, sim.step, force)
+               *args, sim.seed, sim.step, buf, force)
         return force
 
     def apply(self, sim):

@@ -77,12 +77,18 @@ class UniformGrid:
         self._counts = np.empty((1, 1), dtype=np.int64)
         self.builds = 0
 
+    X_SPLIT = 1  # x-cells per cutoff (finer x-cells sharpen the x-windows of neighbour_lists)
+
     def _layout(self, cutoff, n):
         length = self.box.length
         dims = np.maximum(1, np.floor(length / cutoff)).astype(np.int64)
         limit = max(4096.0, self.max_cells_per_agent * n)
         while float(np.prod(dims.astype(float))) > limit:  # bound memory: bigger cells stay correct
             dims = np.maximum(1, dims // 2)
+        split = self.X_SPLIT
+        while split > 1 and float(np.prod(dims.astype(float))) * split > limit:
+            split //= 2
+        dims[0] *= split
         return dims
 
     def build(self, table, cutoff):
@@ -113,8 +119,9 @@ class UniformGrid:
         return moved
 
     def kernel_args(self):
-        """(cell_start, lower, inv_h, dims, length, periodic) for stencil kernels."""
-        return (self.cell_start, self.box.lower, self.inv_h, self.dims, self.box.length, self.periodic)
+        """(cell_start, lower, inv_h, dims, length, periodic, cutoff) for search kernels."""
+        return (self.cell_start, self.box.lower, self.inv_h, self.dims, self.box.length, self.periodic,
+                self.cutoff)
 
     def neighbour_lists(self, position, radius):
         """CSR lists (offsets, rows) of the rows closer than ``radius`` µm to each

@@ -139,3 +139,20 @@ def test_bad_parameters_are_refused(kwargs, match):
 def test_mechanics_type_is_checked():
     with pytest.raises(TypeError, match="mechanics"):
         bs.Simulation(bs.Box.cube(10.0), mechanics="soft")
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+@pytest.mark.parametrize("edge", [25.0, 40.0])
+def test_forces_in_boxes_of_one_or_two_cells(boundary, edge):
+    # the periodic stencil must visit each cell once when an axis has < 3 cells
+    pos, diam = cluster(120, edge, 4, dmin=6.0, dmax=10.0)
+    mech = bs.SoftSphere(adhesion=0.4, adhesion_range=1.2)
+    sim = bs.Simulation(bs.Box.cube(edge), boundary=boundary, seed=2, mechanics=mech)
+    sim.add_agents("c", pos, diameter=diam)
+    force = mech.forces(sim).copy()
+    t = sim.agents
+    assert np.all(sim._grid.dims <= 3)
+    ref, scale = naive_forces(t.position, t.diameter, LAWS["SoftSphere"], mech._params(), sim.box,
+                              boundary == "periodic")
+    err = np.abs(force - ref).max(axis=1)
+    assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()

@@ -12,11 +12,12 @@ a damping or a mass; F > 0 pushes the two cells apart):
   params = (k, gamma, infl).
 
 Every law vanishes beyond a finite reach; the grid cutoff covers it for the
-largest diameter.  The neighbour loop is compiled with floating-point
-reassociation so it vectorises: each agent's sum is still computed by one
-thread in a fixed order of candidates, so results are bit-identical for any
-thread count on a given machine, and equal a plain double loop to ~1e-15
-relative.  Coincident centres (r < 1e-8 µm) get a direction drawn from the
+largest diameter.  Forces are computed cell by cell: a cell's neighbourhood is gathered
+into a per-thread buffer and each agent sums over it in one long loop,
+compiled with floating-point reassociation so it vectorises.  Each agent's
+sum is still computed by one thread over the candidates in a fixed order, so
+results are bit-identical for any thread count on a given machine, and equal
+a plain double loop to ~1e-15 relative.  Coincident centres (r < 1e-8 µm) get a direction drawn from the
 counter-based generator keyed by the pair's uids, opposite for the two cells
 (BioDynaMo's law uses its U(-3, 3)^3 random force instead).
 
@@ -24,9 +25,9 @@ Each agent sums over its neighbours in a fixed order (stencil order, then row
 order), so the result does not depend on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
-from .grid import cell_coords, stencil_axis
+from .grid import stencil_axis
 from .rng import uniform, unit_vector
 
 _COINCIDENT_STREAM = np.int64(0x5EED0C01)
@@ -71,27 +72,6 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics ke
 
 
 @njit(inline="always")
-def _force_run(law, mi, pos, diam, s, e, xi, yi, zi, di, l0, l1, l2, p0, p1, p2):
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    nc = 0
-    for j in range(s, e):
-        dx = mi(xi - pos[j, 0], l0)
-        dy = mi(yi - pos[j, 1], l1)
-        dz = mi(zi - pos[j, 2], l2)
-        r2 = dx * dx + dy * dy + dz * dz
-        r = np.sqrt(r2)
-        f = law(r, di, diam[j], p0, p1, p2)
-        w = f / r if r2 > _TINY2 else 0.0
-        nc += r2 <= _TINY2
-        fx += w * dx
-        fy += w * dy
-        fz += w * dz
-    return fx, fy, fz, nc
-
-
-@njit(inline="always")
 def _coincident_run(is_bdm, law, mi, pos, diam, uid, i, s, e, xi, yi, zi, di, l0, l1, l2,
                     p0, p1, p2, seed, step):
     fx = 0.0
@@ -122,9 +102,39 @@ def _coincident_run(is_bdm, law, mi, pos, diam, uid, i, s, e, xi, yi, zi, di, l0
     return fx, fy, fz
 
 
+@njit(cache=True, inline="always")
+def x_stencil(cx, k, nx, periodic):
+    """Cells [a1, b1) and [a2, b2) within ``k`` cells of ``cx`` on the x axis."""
+    if periodic:
+        if nx <= 2 * k:
+            return 0, nx, 0, 0
+        a = cx - k
+        if a < 0:
+            return a + nx, nx, 0, cx + k + 1
+        if cx + k >= nx:
+            return a, nx, 0, cx + k + 1 - nx
+        return a, cx + k + 1, 0, 0
+    lo = cx - k if cx > k else 0
+    hi = cx + k if cx + k < nx - 1 else nx - 1
+    return lo, hi + 1, 0, 0
+
+
+@njit(cache=True)
+def gather_capacity(cell_start, dims, inv_h, cutoff, n):
+    """Room needed for the largest gathered neighbourhood (bounded by n)."""
+    occ = 0
+    for c in range(cell_start.size - 1):
+        occ = max(occ, cell_start[c + 1] - cell_start[c])
+    k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
+    return max(1, min(9 * (2 * k + 1) * occ, n))
+
+
 @njit(inline="always")
 def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
-            periodic, seed, step, force):
+            periodic, cutoff, seed, step, buf, force):
+    """Forces cell by cell: the positions and diameters of the cell's whole
+    neighbourhood are gathered into a per-thread buffer (structure of arrays),
+    then each agent of the cell sums over it in one long, vectorised loop."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -132,103 +142,118 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h
     l1 = length[1]
     l2 = length[2]
     nx = dims[0]
-    for i in prange(n):
-        xi = pos[i, 0]
-        yi = pos[i, 1]
-        zi = pos[i, 2]
-        di = diam[i]
-        cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
-        lox, cntx = stencil_axis(cx, nx, periodic[0])
-        loy, cnty = stencil_axis(cy, dims[1], periodic[1])
-        loz, cntz = stencil_axis(cz, dims[2], periodic[2])
-        x0 = lox % nx
-        c1 = min(cntx, nx - x0)
-        fx = 0.0
-        fy = 0.0
-        fz = 0.0
-        nc = 0
+    ny = dims[1]
+    nz = dims[2]
+    k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
+    for c in prange(nx * ny * nz):
+        sa = cell_start[c]
+        ea = cell_start[c + 1]
+        if sa == ea:
+            continue
+        tid = get_thread_id()
+        bx = buf[tid, 0]
+        by = buf[tid, 1]
+        bz = buf[tid, 2]
+        bd = buf[tid, 3]
+        cx = c % nx
+        cy = (c // nx) % ny
+        cz = c // (nx * ny)
+        loy, cnty = stencil_axis(cy, ny, periodic[1])
+        loz, cntz = stencil_axis(cz, nz, periodic[2])
+        a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
+        m = 0
         for oz in range(cntz):
-            iz = (loz + oz) % dims[2]
+            iz = (loz + oz) % nz
             for oy in range(cnty):
-                iy = (loy + oy) % dims[1]
-                base = nx * (iy + dims[1] * iz)
-                gx, gy, gz, c = _force_run(law, mi, pos, diam, cell_start[base + x0],
-                                           cell_start[base + x0 + c1], xi, yi, zi, di,
-                                           l0, l1, l2, p0, p1, p2)
+                base = nx * ((loy + oy) % ny + ny * iz)
+                for j in range(cell_start[base + a1], cell_start[base + b1]):
+                    bx[m] = pos[j, 0]
+                    by[m] = pos[j, 1]
+                    bz[m] = pos[j, 2]
+                    bd[m] = diam[j]
+                    m += 1
+                for j in range(cell_start[base + a2], cell_start[base + b2]):
+                    bx[m] = pos[j, 0]
+                    by[m] = pos[j, 1]
+                    bz[m] = pos[j, 2]
+                    bd[m] = diam[j]
+                    m += 1
+        for i in range(sa, ea):
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            di = diam[i]
+            fx = 0.0
+            fy = 0.0
+            fz = 0.0
+            nc = 0
+            for q in range(m):
+                dx = mi(xi - bx[q], l0)
+                dy = mi(yi - by[q], l1)
+                dz = mi(zi - bz[q], l2)
+                r2 = dx * dx + dy * dy + dz * dz
+                r = np.sqrt(r2)
+                f = law(r, di, bd[q], p0, p1, p2)
+                w = f / r if r2 > _TINY2 else 0.0
+                nc += r2 <= _TINY2
+                fx += w * dx
+                fy += w * dy
+                fz += w * dz
+            if nc > 1:  # another centre coincides with this one (same cell): rare
+                gx, gy, gz = _coincident_run(is_bdm, law, mi, pos, diam, uid, i, sa, ea, xi, yi,
+                                             zi, di, l0, l1, l2, p0, p1, p2, seed, step)
                 fx += gx
                 fy += gy
                 fz += gz
-                nc += c
-                if cntx > c1:
-                    gx, gy, gz, c = _force_run(law, mi, pos, diam, cell_start[base],
-                                               cell_start[base + cntx - c1], xi, yi, zi, di,
-                                               l0, l1, l2, p0, p1, p2)
-                    fx += gx
-                    fy += gy
-                    fz += gz
-                    nc += c
-        if nc > 1:  # another centre coincides with this one: rare, scalar path
-            for oz in range(cntz):
-                iz = (loz + oz) % dims[2]
-                for oy in range(cnty):
-                    iy = (loy + oy) % dims[1]
-                    base = nx * (iy + dims[1] * iz)
-                    for ox in range(cntx):
-                        c0 = base + (lox + ox) % nx
-                        gx, gy, gz = _coincident_run(is_bdm, law, mi, pos, diam, uid, i,
-                                                     cell_start[c0], cell_start[c0 + 1], xi, yi,
-                                                     zi, di, l0, l1, l2, p0, p1, p2, seed, step)
-                        fx += gx
-                        fy += gy
-                        fz += gz
-        force[i, 0] = fx
-        force[i, 1] = fy
-        force[i, 2] = fz
+            force[i, 0] = fx
+            force[i, 1] = fy
+            force[i, 2] = fz
 
 
 # One compiled kernel per (law, boundary), all cached; the arguments are
 # (params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length, periodic,
-#  seed, step, force): force[i] = sum of pair forces on row i of a cell-sorted table.
+#  cutoff, seed, step, buf, force), ``buf`` a (threads, 4, gather_capacity(...))
+# float64 scratch.: force[i] = sum of pair forces on row i of a cell-sorted table.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
-                       periodic, seed, step, force):
+                       periodic, cutoff, seed, step, buf, force):
     _forces(soft_sphere_law, _open, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
-                                length, periodic, seed, step, force):
+                                length, periodic, cutoff, seed, step, buf, force):
     _forces(soft_sphere_law, _wrap, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
-                     periodic, seed, step, force):
+                     periodic, cutoff, seed, step, buf, force):
     _forces(physicell_law, _open, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
-                              length, periodic, seed, step, force):
+                              length, periodic, cutoff, seed, step, buf, force):
     _forces(physicell_law, _wrap, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
-                     periodic, seed, step, force):
+                     periodic, cutoff, seed, step, buf, force):
     _forces(biodynamo_law, _open, True, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
-                              length, periodic, seed, step, force):
+                              length, periodic, cutoff, seed, step, buf, force):
     _forces(biodynamo_law, _wrap, True, params, pos, diam, uid, n, cell_start, lower, inv_h,
-            dims, length, periodic, seed, step, force)
+            dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 FORCE_KERNELS = {

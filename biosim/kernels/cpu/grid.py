@@ -3,12 +3,19 @@ row gathers and the 27-cell stencil walk.
 
 Grid description passed to every kernel (all float64/int64 arrays of 3):
 ``lower`` (µm), ``inv_h`` (1/µm, inverse cell edge), ``dims`` (cells per
-axis), ``length`` (box edge, µm), ``periodic`` (1 where the axis wraps).
-Cells are numbered x-fastest: ``c = ix + dims[0] * (iy + dims[1] * iz)``,
-so the three x-neighbours of a cell are contiguous in a cell-sorted table.
-Indices are clamped on non-periodic axes (monotone, so two agents within one
-cell edge stay in adjacent cells even outside the box) and wrapped on
-periodic ones.
+axis), ``length`` (box edge, µm), ``periodic`` (1 where the axis wraps), and
+``cutoff`` (µm, the search radius).  Cells are at least ``cutoff`` wide in y
+and z and a fraction of it in x.  They are numbered x-fastest:
+``c = ix + dims[0] * (iy + dims[1] * iz)``, so a row of x-cells is contiguous
+in a cell-sorted table.  Indices are clamped on non-periodic axes (monotone,
+so agents outside the box still sort next to their neighbours) and wrapped
+on periodic ones.
+
+The search visits the 3 x 3 rows of cells around an agent's (y, z) cell; in
+each row it takes only the x-cells within sqrt(cutoff^2 - gy^2 - gz^2) of the
+agent, where gy, gz are lower bounds of the distance to the row, and skips
+rows farther than the cutoff.  That visits about 60% of the candidates of a
+plain 27-cell stencil.
 """
 import numpy as np
 from numba import njit, prange
@@ -45,6 +52,50 @@ def stencil_axis(c, dims, periodic):
     lo = c - 1 if c > 0 else 0
     hi = c + 1 if c + 1 < dims else dims - 1
     return lo, hi - lo + 1
+
+
+@njit(cache=True, inline="always")
+def row_gap(v, lower, inv_h, c, lo, k, dims, periodic):
+    """Lower bound (µm) of the distance from coordinate ``v`` (in cell ``c``) to
+    any agent in cell ``lo + k`` of the stencil on this axis."""
+    if periodic:
+        if dims < 3:
+            return 0.0
+        rel = k - 1
+    else:
+        rel = lo + k - c
+    if rel == 0:
+        return 0.0
+    h = 1.0 / inv_h
+    if rel < 0:
+        g = (v - lower) - c * h
+    else:
+        g = (c + 1) * h - (v - lower)
+    return g if g > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def x_segments(x, w, lower, inv_h, nx, periodic):
+    """Cells [a1, b1) and [a2, b2) of a row holding every agent within ``w`` µm
+    of ``x`` along the x axis (the second range is empty unless it wraps)."""
+    lo = np.int64(np.floor((x - w - lower) * inv_h))
+    hi = np.int64(np.floor((x + w - lower) * inv_h))
+    if periodic:
+        cnt = hi - lo + 1
+        if cnt >= nx:
+            return 0, nx, 0, 0
+        a = lo % nx
+        c1 = min(cnt, nx - a)
+        return a, a + c1, 0, cnt - c1
+    if lo < 0:
+        lo = 0
+    elif lo > nx - 1:
+        lo = nx - 1
+    if hi < 0:
+        hi = 0
+    elif hi > nx - 1:
+        hi = nx - 1
+    return lo, hi + 1, 0, 0
 
 
 @njit(cache=True, inline="always")
@@ -145,40 +196,44 @@ def _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, out, w):
 
 
 @njit(cache=True, parallel=True)
-def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, radius,
+def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, cutoff, radius,
                     offsets, fill, nbr):
     """CSR neighbour lists of a cell-sorted table: rows j != i closer than
-    ``radius`` (µm).  With ``fill`` false, writes counts into ``offsets[1:]``
-    only; with ``fill`` true, ``offsets`` must hold the prefix sums and the
-    rows are written into ``nbr`` in stencil order."""
+    ``radius`` (µm, at most the grid's ``cutoff``).  With ``fill`` false,
+    writes counts into ``offsets[1:]`` only; with ``fill`` true, ``offsets``
+    must hold the prefix sums and the rows are written into ``nbr`` in
+    traversal order."""
     r2max = radius * radius
-    dx_ = dims[0]
+    nx = dims[0]
     for i in prange(n):
         xi = pos[i, 0]
         yi = pos[i, 1]
         zi = pos[i, 2]
         cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
-        lox, cntx = stencil_axis(cx, dims[0], periodic[0])
         loy, cnty = stencil_axis(cy, dims[1], periodic[1])
         loz, cntz = stencil_axis(cz, dims[2], periodic[2])
-        x0 = lox % dx_
-        c1 = min(cntx, dx_ - x0)
         cnt = 0
         w = offsets[i]
         for oz in range(cntz):
             iz = (loz + oz) % dims[2]
+            gz = row_gap(zi, lower[2], inv_h[2], cz, loz, oz, dims[2], periodic[2])
             for oy in range(cnty):
                 iy = (loy + oy) % dims[1]
-                base = dx_ * (iy + dims[1] * iz)
-                s = cell_start[base + x0]
-                e = cell_start[base + x0 + c1]
-                if fill:
-                    w = _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, nbr, w)
-                else:
-                    cnt += _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max)
-                if cntx > c1:
-                    s = cell_start[base]
-                    e = cell_start[base + cntx - c1]
+                gy = row_gap(yi, lower[1], inv_h[1], cy, loy, oy, dims[1], periodic[1])
+                w2 = radius * radius - gy * gy - gz * gz
+                if w2 < 0.0:
+                    continue
+                a1, b1, a2, b2 = x_segments(xi, np.sqrt(w2), lower[0], inv_h[0], nx, periodic[0])
+                base = nx * (iy + dims[1] * iz)
+                for seg in range(2):
+                    if seg == 0:
+                        s = cell_start[base + a1]
+                        e = cell_start[base + b1]
+                    else:
+                        if b2 <= a2:
+                            break
+                        s = cell_start[base + a2]
+                        e = cell_start[base + b2]
                     if fill:
                         w = _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, nbr, w)
                     else:
