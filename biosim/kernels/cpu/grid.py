@@ -168,8 +168,9 @@ def copy_rows(src, n, dst):
 
 
 @njit(cache=True, inline="always")
-def _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max):
-    cnt = 0
+def _visit_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, fill, out, w):
+    """Rows j in [s, e), j != i, closer than sqrt(r2max): counted from ``w``
+    on, and written to ``out[w...]`` when ``fill``.  Returns the new ``w``."""
     for j in range(s, e):
         if j == i:
             continue
@@ -177,20 +178,8 @@ def _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max):
         dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
         dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
         if dx * dx + dy * dy + dz * dz < r2max:
-            cnt += 1
-    return cnt
-
-
-@njit(cache=True, inline="always")
-def _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, out, w):
-    for j in range(s, e):
-        if j == i:
-            continue
-        dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
-        dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
-        dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
-        if dx * dx + dy * dy + dz * dz < r2max:
-            out[w] = j
+            if fill:
+                out[w] = j
             w += 1
     return w
 
@@ -212,8 +201,7 @@ def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, cu
         cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
         loy, cnty = stencil_axis(cy, dims[1], periodic[1])
         loz, cntz = stencil_axis(cz, dims[2], periodic[2])
-        cnt = 0
-        w = offsets[i]
+        w = offsets[i] if fill else 0
         for oz in range(cntz):
             iz = (loz + oz) % dims[2]
             gz = row_gap(zi, lower[2], inv_h[2], cz, loz, oz, dims[2], periodic[2])
@@ -234,9 +222,6 @@ def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, cu
                             break
                         s = cell_start[base + a2]
                         e = cell_start[base + b2]
-                    if fill:
-                        w = _fill_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, nbr, w)
-                    else:
-                        cnt += _count_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max)
+                    w = _visit_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, fill, nbr, w)
         if not fill:
-            offsets[i + 1] = cnt
+            offsets[i + 1] = w
