@@ -14,10 +14,12 @@ from .behaviour import Behaviour
 from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere
 from .simulation import Population, Simulation, Trigger
 from .space import Box, neighbour_pairs
+from .substances import Dirichlet, Neumann, Substance
 
 __all__ = [
-    "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Mechanics", "PhysiCellForce",
-    "Population", "Simulation", "SoftSphere", "Trigger", "init", "io", "neighbour_pairs", "rng",
+    "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "Neumann",
+    "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "init", "io",
+    "neighbour_pairs", "rng",
 ]
 
 

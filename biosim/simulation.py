@@ -10,8 +10,9 @@ from .behaviour import BehaviourList
 from .kernels.cpu import forces as FK
 from .mechanics import Mechanics, SoftSphere
 from .space import BOUNDARIES, Box, UniformGrid
+from .substances import Substance
 
-PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "commit", "output")
+PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "substances", "commit", "output")
 _DEFAULT = object()
 
 
@@ -108,6 +109,7 @@ class Simulation:
             for name, dtype, default, shape in mechanics.columns():
                 self.agents.add_column(name, dtype, default, shape)
         self.populations = {}
+        self.substances = {}
         self.writers = []
         self.actions = []
         self.step = 0
@@ -146,6 +148,7 @@ class Simulation:
             "mechanics": None if self.mechanics is None else self.mechanics.to_dict(),
             "populations": {p.name: {"type": p.code, "behaviours": [b.to_dict() for b in p.behaviours]}
                             for p in self.populations.values()},
+            "substances": {name: s.to_dict() for name, s in self.substances.items()},
             "columns": {name: {"dtype": str(self.agents.spec(name).dtype),
                                "shape": list(self.agents.spec(name).shape)}
                         for name in self.agents.columns},
@@ -234,6 +237,40 @@ class Simulation:
                              f"got shape {arr.shape}")
         return np.array(arr)
 
+    def add_substance(self, name, diffusion, decay=0.0, spacing=10.0, initial=0.0, boundary=None,
+                      solver="implicit", dt=None):
+        """Add a substance diffusing on a cell-centred grid over the box; returns it.
+
+        ``diffusion`` µm²/min, ``decay`` 1/min, ``spacing`` the voxel edge (µm,
+        must divide every box extent), ``initial`` a number, an array of the
+        grid's shape or ``f(x, y, z)`` of voxel centres, ``boundary``
+        ``bs.Neumann(flux)`` (default no-flux), ``bs.Dirichlet(value)`` or a
+        dict per face (``"x-"``, ``"x+"``, ..., or ``"x"`` for both x faces);
+        periodic in a periodic box.  ``solver`` "implicit" (default, stable
+        for any step) or "explicit"; ``dt`` an optional diffusion step (min)
+        so the substance takes several sub-steps per base step.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"substance name must be a non-empty string, got {name!r}")
+        if name in self.substances:
+            raise ValueError(f"a substance named {name!r} exists already; substances are "
+                             f"{', '.join(self.substances)}")
+        sub = Substance(self, name, diffusion, decay, spacing, initial, boundary, solver, dt)
+        self.substances[name] = sub
+        return sub
+
+    def substance(self, ref, who="substance"):
+        """The Substance named ``ref`` (or ``ref`` itself if it is one of this
+        simulation's), else a ValueError listing those that exist."""
+        if isinstance(ref, Substance):
+            if self.substances.get(ref.name) is ref:
+                return ref
+            raise ValueError(f"{who}: substance {ref.name!r} belongs to another simulation")
+        if isinstance(ref, str) and ref in self.substances:
+            return self.substances[ref]
+        known = ", ".join(self.substances) or "none yet (add them with sim.add_substance)"
+        raise ValueError(f"{who}: unknown substance {ref!r}; substances are {known}")
+
     def add_action(self, fn, every=1):
         """Run ``fn(sim)`` (plain Python on numpy views) at the start of every
         step whose number is a multiple of ``every``: phase 1 of the step."""
@@ -314,6 +351,11 @@ class Simulation:
             self._apply_boundary()
             t4 = clock()
             tm["boundary"] += t4 - t3
+            for sub in self.substances.values():
+                sub.advance(self.dt, self.time)
+            t5 = clock()
+            tm["substances"] += t5 - t4
+            t4 = t5
             agents.commit()
             self.step += 1
             tm["commit"] += clock() - t4
@@ -368,7 +410,9 @@ class Simulation:
            update;
         5. boundary condition (closed: clamp; periodic: wrap; open: agents
            outside are queued for removal);
-        6. (substances: not yet part of biosim);
+        6. substances: sources queued by behaviours in this step are applied,
+           then each substance diffuses (its solver, sub-stepped as needed)
+           and decays;
         7. births and deaths are committed (deaths, then births ordered by
            parent uid and request order); ``step += 1``;
         8. writers whose trigger fires write the new state.

@@ -6,5 +6,6 @@ docstring) that runs as one numba pass over the agents of its population.
 from .growth import GrowthDivision
 from .death import Apoptosis
 from .motion import RandomWalk
+from .chemistry import Chemotaxis, Secretion, Uptake
 
-__all__ = ["GrowthDivision", "Apoptosis", "RandomWalk"]
+__all__ = ["GrowthDivision", "Apoptosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis"]

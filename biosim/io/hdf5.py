@@ -9,6 +9,9 @@ Layout (format ``biosim-run``, version 1)::
     /agents/<column>       (R, ...)     every column of every snapshot, stacked:
                                         snapshot k holds rows offset[k]:offset[k]+count[k]
                                         with offset = cumsum of count
+    /substances/<name>     (S, nx, ny, nz) float64 concentration grid of each
+                                        snapshot (axes x, y, z; NaN before the
+                                        substance existed); attrs: spacing, lower
 
 Agent columns keep their dtype (float64 positions, bit-exact with the live
 run).  The file is written in HDF5's single-writer/multiple-reader (SWMR)
@@ -77,6 +80,7 @@ class HDF5Writer:
         self._snapshots = 0
         self._last_step = None
         self._columns = {}
+        self._grids = {}
         self._metadata = None
 
     def __repr__(self):
@@ -96,6 +100,7 @@ class HDF5Writer:
             for name, dt in zip(_INDEX, (np.int64, np.float64, np.int64)):
                 g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
             f.create_group("agents")
+            f.create_group("substances")
             self._created = True
         else:
             f = h5py.File(self.path, "r+", libver=LIBVER)
@@ -103,6 +108,8 @@ class HDF5Writer:
         self._metadata = meta
         for name in sim.agents.columns:
             self._ensure_column(f, sim, name)
+        for name, sub in sim.substances.items():
+            self._ensure_substance(f, name, sub)
         f.swmr_mode = True
         self._file = f
 
@@ -120,12 +127,23 @@ class HDF5Writer:
                              compression=self.compression)
         self._columns[name] = g[name]
 
+    def _ensure_substance(self, f, name, sub):
+        g = f["substances"]
+        if name not in g:
+            ds = g.create_dataset(name, shape=(self._snapshots,) + sub.shape, maxshape=(None,) + sub.shape,
+                                  dtype=np.float64, chunks=(1,) + sub.shape, fillvalue=np.nan,
+                                  compression=self.compression)
+            ds.attrs["spacing"] = sub.spacing
+            ds.attrs["lower"] = sub.lower
+        self._grids[name] = g[name]
+
     def close(self):
         """Flush and release the file (called when ``run`` returns)."""
         if self._file is None:
             return
         f, self._file = self._file, None
         self._columns = {}
+        self._grids = {}
         f.close()
 
     # -- writing ---------------------------------------------------------------
@@ -136,8 +154,9 @@ class HDF5Writer:
         if self._last_step == sim.step:
             return
         agents = sim.agents
-        missing = [c for c in agents.columns if c not in self._columns]
-        if missing:  # new columns: leave SWMR briefly to create their datasets
+        missing = ([c for c in agents.columns if c not in self._columns]
+                   + [s for s in sim.substances if s not in self._grids])
+        if missing:  # new columns or substances: leave SWMR briefly to create their datasets
             self.close()
             self.open(sim)
         n = len(agents)
@@ -148,8 +167,13 @@ class HDF5Writer:
             if n:
                 ds[start:stop] = agents[name]
             ds.flush()
-        snaps = self._file["snapshots"]
         k = self._snapshots
+        for name, ds in self._grids.items():
+            if ds.shape[0] < k + 1:
+                ds.resize(k + 1, axis=0)
+            ds[k] = sim.substances[name].concentration
+            ds.flush()
+        snaps = self._file["snapshots"]
         for name, value in zip(_INDEX, (sim.step, sim.time, n)):
             ds = snaps[name]
             ds.resize(k + 1, axis=0)
@@ -169,9 +193,10 @@ class Run:
     ----------
     steps : int64 array of the snapshot steps
     times : float64 array of the snapshot times (min)
-    metadata : dict (parameters, seed, versions, populations, columns)
+    metadata : dict (parameters, seed, versions, populations, columns, substances)
     populations : list of population names, indexed by type code
     columns : tuple of column names
+    substances : tuple of substance names
     """
 
     def __init__(self, path):
@@ -193,6 +218,7 @@ class Run:
         pops = self.metadata.get("populations", {})
         self.populations = [name for name, _ in sorted(pops.items(), key=lambda kv: kv[1]["type"])]
         self.columns = tuple(f["agents"].keys())
+        self.substances = tuple(f["substances"].keys()) if "substances" in f else ()
 
     def refresh(self):
         """Re-read the snapshot index (for a run still being written)."""
@@ -214,15 +240,19 @@ class Run:
                              f"{_summary(self.steps)}")
         return int(hits[0])
 
-    def agents(self, i=-1, columns=None):
-        """The agents of snapshot ``i`` (Python-style index: -1 is the last) as a
-        dict {column: array}; ``columns`` limits which are read."""
+    def _snapshot(self, i):
+        """Validate a Python-style snapshot index; returns it as 0..len-1."""
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"snapshot index must be an integer, got {i!r}")
         m = len(self)
         if not -m <= i < m:
             raise IndexError(f"snapshot index {i} out of range: this run has {m} snapshots")
-        i = int(i) % m
+        return int(i) % m
+
+    def agents(self, i=-1, columns=None):
+        """The agents of snapshot ``i`` (Python-style index: -1 is the last) as a
+        dict {column: array}; ``columns`` limits which are read."""
+        i = self._snapshot(i)
         names = self.columns if columns is None else tuple(columns)
         unknown = [c for c in names if c not in self.columns]
         if unknown:
@@ -231,6 +261,16 @@ class Run:
         with self._open() as f:
             g = f["agents"]
             return {c: g[c][a:b] for c in names}
+
+
+    def substance(self, name, i=-1):
+        """The concentration grid (nx, ny, nz) of substance ``name`` at snapshot ``i``."""
+        if name not in self.substances:
+            known = ", ".join(self.substances) or "none"
+            raise KeyError(f"no substance {name!r} in this run; substances are {known}")
+        i = self._snapshot(i)
+        with self._open() as f:
+            return f["substances"][name][i]
 
 
 def _summary(steps):

@@ -98,3 +98,20 @@ def directed_move(type_, code, uid, pos, n, seed, step, stream, distance):
             pos[i, 0] += distance * ex
             pos[i, 1] += distance * ey
             pos[i, 2] += distance * ez
+
+
+@njit(cache=True, parallel=True)
+def move_along(pos, rows, direction, distance):
+    """pos[rows[q]] += distance * direction[q] / |direction[q]| (no move for a
+    zero direction)."""
+    for q in prange(rows.size):
+        gx = direction[q, 0]
+        gy = direction[q, 1]
+        gz = direction[q, 2]
+        norm = np.sqrt(gx * gx + gy * gy + gz * gz)
+        if norm > 0.0:
+            f = distance / norm
+            i = rows[q]
+            pos[i, 0] += f * gx
+            pos[i, 1] += f * gy
+            pos[i, 2] += f * gz

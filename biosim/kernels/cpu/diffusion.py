@@ -1,0 +1,303 @@
+"""Diffusion-decay on cell-centred grids, sampling and agent scatter.
+
+A grid is a C-ordered (nx, ny, nz) float64 array, axes x, y, z, voxel edge
+``h`` µm.  Faces are numbered 0..5 = x-, x+, y-, y+, z-, z+ and described by
+``btype`` (0 Neumann, 1 Dirichlet, 2 periodic), ``bflux`` (Neumann: amount per
+µm² per min entering the domain) and the Dirichlet face values ``dval_x``
+(2, ny, nz), ``dval_y`` (2, nx, nz), ``dval_z`` (2, nx, ny).  Dirichlet values
+hold on the face, half a voxel beyond the outer centres (ghost value
+2 v - c).  Decay is not part of these steps: the caller integrates it exactly.
+"""
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+
+@njit(cache=True, inline="always")
+def _face_term(btype, v, dval, flux, h, D):
+    """(D (ghost - c) / h^2 contribution, extra source) of one outside face."""
+    if btype == 1:
+        return 2.0 * (dval - v), 0.0
+    if D > 0.0:
+        return flux * h / D, 0.0
+    return 0.0, flux / h
+
+
+@njit(cache=True, parallel=True)
+def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
+    """One explicit 7-point step of dc/dt = D lap(c) (no decay)."""
+    nx, ny, nz = c.shape
+    a = D / (h * h)
+    for i in prange(nx):
+        for j in range(ny):
+            for k in range(nz):
+                v = c[i, j, k]
+                lap = 0.0
+                src = 0.0
+                # x
+                if i > 0:
+                    lap += c[i - 1, j, k] - v
+                elif btype[0] == 2:
+                    lap += c[nx - 1, j, k] - v
+                else:
+                    t, s = _face_term(btype[0], v, dval_x[0, j, k], bflux[0], h, D)
+                    lap += t
+                    src += s
+                if i < nx - 1:
+                    lap += c[i + 1, j, k] - v
+                elif btype[1] == 2:
+                    lap += c[0, j, k] - v
+                else:
+                    t, s = _face_term(btype[1], v, dval_x[1, j, k], bflux[1], h, D)
+                    lap += t
+                    src += s
+                # y
+                if j > 0:
+                    lap += c[i, j - 1, k] - v
+                elif btype[2] == 2:
+                    lap += c[i, ny - 1, k] - v
+                else:
+                    t, s = _face_term(btype[2], v, dval_y[0, i, k], bflux[2], h, D)
+                    lap += t
+                    src += s
+                if j < ny - 1:
+                    lap += c[i, j + 1, k] - v
+                elif btype[3] == 2:
+                    lap += c[i, 0, k] - v
+                else:
+                    t, s = _face_term(btype[3], v, dval_y[1, i, k], bflux[3], h, D)
+                    lap += t
+                    src += s
+                # z
+                if k > 0:
+                    lap += c[i, j, k - 1] - v
+                elif btype[4] == 2:
+                    lap += c[i, j, nz - 1] - v
+                else:
+                    t, s = _face_term(btype[4], v, dval_z[0, i, j], bflux[4], h, D)
+                    lap += t
+                    src += s
+                if k < nz - 1:
+                    lap += c[i, j, k + 1] - v
+                elif btype[5] == 2:
+                    lap += c[i, j, 0] - v
+                else:
+                    t, s = _face_term(btype[5], v, dval_z[1, i, j], bflux[5], h, D)
+                    lap += t
+                    src += s
+                out[i, j, k] = v + dt * (a * lap + src)
+
+
+@njit(cache=True, inline="always")
+def _solve_line(c, line, n, stride0, r, dt_over_h, blo, bhi, vlo, vhi, qlo, qhi, work):
+    """Solve (1 - r d2) x = c along one grid line (in place).
+
+    ``line`` is the flat index of the line's first voxel, ``stride0`` the step
+    between voxels; boundary types blo/bhi (0 Neumann, 1 Dirichlet, 2
+    periodic) with Dirichlet values vlo/vhi and Neumann fluxes qlo/qhi.
+    ``work`` holds 3 n scratch values.  Periodic lines use Sherman-Morrison."""
+    cp = work[0:n]
+    dp = work[n:2 * n]
+    zz = work[2 * n:3 * n]
+    if n == 1:
+        if blo == 2:
+            return
+        d = 1.0
+        rhs = c[line]
+        if blo == 1:
+            d += 2.0 * r
+            rhs += 2.0 * r * vlo
+        else:
+            rhs += dt_over_h * qlo
+        if bhi == 1:
+            d += 2.0 * r
+            rhs += 2.0 * r * vhi
+        else:
+            rhs += dt_over_h * qhi
+        c[line] = rhs / d
+        return
+    periodic = blo == 2
+    # diagonal b, off-diagonals -r
+    b0 = 1.0 + 2.0 * r
+    bfirst = b0
+    blast = b0
+    rhs_first = c[line]
+    rhs_last = c[line + (n - 1) * stride0]
+    if not periodic:
+        if blo == 1:
+            bfirst = 1.0 + 3.0 * r
+            rhs_first += 2.0 * r * vlo
+        else:
+            bfirst = 1.0 + r
+            rhs_first += dt_over_h * qlo
+        if bhi == 1:
+            blast = 1.0 + 3.0 * r
+            rhs_last += 2.0 * r * vhi
+        else:
+            blast = 1.0 + r
+            rhs_last += dt_over_h * qhi
+    else:
+        # cyclic: A = T + u v^T with gamma = -b0, u = (gamma, 0.., -r), v = (1, 0.., -r/gamma)
+        gamma = -b0
+        bfirst = b0 - gamma
+        blast = b0 - r * r / gamma
+    # forward sweep for the main rhs (and for u when periodic)
+    a = -r
+    for p in range(n):
+        bp = bfirst if p == 0 else (blast if p == n - 1 else b0)
+        if p == 0:
+            x = rhs_first
+        elif p == n - 1:
+            x = rhs_last
+        else:
+            x = c[line + p * stride0]
+        if p == 0:
+            denom = bp
+            cp[p] = a / denom
+            dp[p] = x / denom
+        else:
+            denom = bp - a * cp[p - 1]
+            cp[p] = a / denom
+            dp[p] = (x - a * dp[p - 1]) / denom
+        if periodic:
+            u = gamma if p == 0 else (-r if p == n - 1 else 0.0)
+            if p == 0:
+                zz[p] = u / denom
+            else:
+                zz[p] = (u - a * zz[p - 1]) / denom
+    # back substitution
+    for p in range(n - 2, -1, -1):
+        dp[p] -= cp[p] * dp[p + 1]
+        if periodic:
+            zz[p] -= cp[p] * zz[p + 1]
+    if periodic:
+        vr = -r / gamma
+        fac = (dp[0] + vr * dp[n - 1]) / (1.0 + zz[0] + vr * zz[n - 1])
+        for p in range(n):
+            c[line + p * stride0] = dp[p] - fac * zz[p]
+    else:
+        for p in range(n):
+            c[line + p * stride0] = dp[p]
+
+
+@njit(cache=True, parallel=True)
+def lod_step(c, D, h, dt, btype, bflux, dval_x, dval_y, dval_z, work):
+    """One implicit locally one-dimensional step (x, then y, then z sweeps of
+    backward Euler, Thomas algorithm per line; no decay).  ``work`` is
+    (threads, 3 * max(nx, ny, nz)) scratch."""
+    nx, ny, nz = c.shape
+    flat = c.reshape(nx * ny * nz)
+    r = D * dt / (h * h)
+    q = dt / h
+    for line in prange(ny * nz):  # lines along x
+        j = line // nz
+        k = line % nz
+        _solve_line(flat, j * nz + k, nx, ny * nz, r, q, btype[0], btype[1], dval_x[0, j, k],
+                    dval_x[1, j, k], bflux[0], bflux[1], work[get_thread_id()])
+    for line in prange(nx * nz):  # lines along y
+        i = line // nz
+        k = line % nz
+        _solve_line(flat, i * ny * nz + k, ny, nz, r, q, btype[2], btype[3], dval_y[0, i, k],
+                    dval_y[1, i, k], bflux[2], bflux[3], work[get_thread_id()])
+    for line in prange(nx * ny):  # lines along z
+        i = line // ny
+        j = line % ny
+        _solve_line(flat, (i * ny + j) * nz, nz, 1, r, q, btype[4], btype[5], dval_z[0, i, j],
+                    dval_z[1, i, j], bflux[4], bflux[5], work[get_thread_id()])
+
+
+@njit(cache=True, parallel=True)
+def scale(c, factor):
+    flat = c.reshape(c.size)
+    for i in prange(flat.size):
+        flat[i] *= factor
+
+
+@njit(cache=True, inline="always")
+def _axis_weights(x, lower, h, n):
+    """Lower index, weight of the upper neighbour and the inverse spacing used
+    for the derivative (0 outside the outer centres or with one voxel)."""
+    u = (x - lower) / h - 0.5
+    if n == 1:
+        return 0, 0.0, 0.0
+    if u <= 0.0:
+        return 0, 0.0, 0.0
+    if u >= n - 1:
+        return n - 2, 1.0, 0.0
+    i = np.int64(np.floor(u))
+    if i > n - 2:
+        i = n - 2
+    return i, u - i, 1.0 / h
+
+
+@njit(cache=True, parallel=True)
+def sample(c, lower, h, pos, rows, value, gradient, want_gradient):
+    """Trilinear value (and gradient of the interpolant, per µm) of ``c`` at
+    ``pos[rows]``; constant beyond the outermost voxel centres."""
+    nx, ny, nz = c.shape
+    for q in prange(rows.size):
+        p = rows[q]
+        i, wx, gx = _axis_weights(pos[p, 0], lower[0], h, nx)
+        j, wy, gy = _axis_weights(pos[p, 1], lower[1], h, ny)
+        k, wz, gz = _axis_weights(pos[p, 2], lower[2], h, nz)
+        i1 = i + 1 if nx > 1 else i
+        j1 = j + 1 if ny > 1 else j
+        k1 = k + 1 if nz > 1 else k
+        c000 = c[i, j, k]
+        c100 = c[i1, j, k]
+        c010 = c[i, j1, k]
+        c110 = c[i1, j1, k]
+        c001 = c[i, j, k1]
+        c101 = c[i1, j, k1]
+        c011 = c[i, j1, k1]
+        c111 = c[i1, j1, k1]
+        c00 = c000 + wx * (c100 - c000)
+        c10 = c010 + wx * (c110 - c010)
+        c01 = c001 + wx * (c101 - c001)
+        c11 = c011 + wx * (c111 - c011)
+        c0 = c00 + wy * (c10 - c00)
+        c1 = c01 + wy * (c11 - c01)
+        value[q] = c0 + wz * (c1 - c0)
+        if want_gradient:
+            dx0 = (c100 - c000) + wy * ((c110 - c010) - (c100 - c000))
+            dx1 = (c101 - c001) + wy * ((c111 - c011) - (c101 - c001))
+            gradient[q, 0] = gx * (dx0 + wz * (dx1 - dx0))
+            dy0 = c10 - c00
+            dy1 = c11 - c01
+            gradient[q, 1] = gy * (dy0 + wz * (dy1 - dy0))
+            gradient[q, 2] = gz * (c1 - c0)
+
+
+@njit(cache=True, parallel=True)
+def voxel_of(pos, rows, lower, h, shape, out):
+    """Flat voxel index of each agent (clamped into the grid)."""
+    nx, ny, nz = shape[0], shape[1], shape[2]
+    for q in prange(rows.size):
+        p = rows[q]
+        i = min(max(np.int64(np.floor((pos[p, 0] - lower[0]) / h)), 0), nx - 1)
+        j = min(max(np.int64(np.floor((pos[p, 1] - lower[1]) / h)), 0), ny - 1)
+        k = min(max(np.int64(np.floor((pos[p, 2] - lower[2]) / h)), 0), nz - 1)
+        out[q] = (i * ny + j) * nz + k
+
+
+@njit(cache=True, parallel=True)
+def sum_by_voxel(order, voxel_start, values, out):
+    """out[v] += sum of values[order[voxel_start[v]:voxel_start[v+1]]] in that
+    order (agents sorted by voxel: deterministic for any thread count)."""
+    for v in prange(voxel_start.size - 1):
+        s = voxel_start[v]
+        e = voxel_start[v + 1]
+        if s == e:
+            continue
+        acc = 0.0
+        for q in range(s, e):
+            acc += values[order[q]]
+        out[v] += acc
+
+
+@njit(cache=True, parallel=True)
+def apply_sources(c, added, s_dt, sc_dt, u_dt):
+    """c <- (c + added + S c* dt) / (1 + (S + U) dt) per voxel (never negative
+    for non-negative inputs)."""
+    flat = c.reshape(c.size)
+    for v in prange(flat.size):
+        flat[v] = (flat[v] + added[v] + sc_dt[v]) / (1.0 + s_dt[v] + u_dt[v])

@@ -1,0 +1,126 @@
+"""Coupling of cells with substances: secretion, uptake, chemotaxis."""
+import numbers
+
+import numpy as np
+
+from biosim import _validate as V
+from biosim.behaviour import Behaviour
+from biosim.kernels.cpu import diffusion as DK
+from biosim.kernels.cpu import behaviours as K
+
+
+def _cell_volume_fraction(sim, sub, rows):
+    d = sim.agents.diameter[rows]
+    return (np.pi / 6.0) * d * d * d / sub.voxel_volume
+
+
+class _SubstanceBehaviour(Behaviour):
+    """A behaviour tied to one substance, given as the Substance or its name
+    (resolved when the behaviour is attached: unknown names are refused)."""
+
+    def __init__(self, substance, every):
+        super().__init__(every)
+        if not isinstance(substance, str) and not hasattr(substance, "concentration"):
+            raise TypeError(f"substance must be a Substance (from sim.add_substance) or its name, got {substance!r}")
+        self._substance_ref = substance
+        self._sub = None
+
+    def attach(self, sim, population):
+        self._sub = sim.substance(self._substance_ref, who=type(self).__name__)
+        super().attach(sim, population)
+
+    def parameters(self):
+        p = super().parameters()
+        p["substance"] = self._sub.name if self._sub is not None else (
+            self._substance_ref if isinstance(self._substance_ref, str) else self._substance_ref.name)
+        return p
+
+
+class Secretion(_SubstanceBehaviour):
+    """Cells release a substance into their voxel.
+
+    * ``target=None``: each cell adds ``rate`` (amount per minute) to its
+      voxel: the concentration rises by rate dt / voxel volume (PhysiCell's
+      net export).
+    * with ``target``: PhysiCell's secretion towards a saturation density,
+      dc/dt = S (target - c) per cell with S = rate (1/min) x cell volume /
+      voxel volume, integrated implicitly (never overshoots the target).
+
+    Parameters
+    ----------
+    substance : Substance or str
+    rate : float (amount/min, or 1/min with a target; >= 0)
+    target : float, optional (concentration units, >= 0)
+    every : int, default 1
+    """
+
+    def __init__(self, substance, rate, target=None, every=1):
+        super().__init__(substance, every)
+        self.rate = V.positive("rate", rate, allow_zero=True)
+        self.target = None if target is None else V.positive("target", target, allow_zero=True)
+
+    def run(self, sim, population, dt):
+        rows = population.rows
+        if rows.size == 0 or self.rate == 0:
+            return
+        sub = self._sub
+        if self.target is None:
+            sub.queue(rows, added=np.full(rows.size, self.rate * dt / sub.voxel_volume))
+        else:
+            s = self.rate * dt * _cell_volume_fraction(sim, sub, rows)
+            sub.queue(rows, secretion=s, target=np.full(rows.size, self.target))
+
+
+class Uptake(_SubstanceBehaviour):
+    """Cells consume a substance from their voxel: dc/dt = -U c per cell with
+    U = rate (1/min) x cell volume / voxel volume (PhysiCell's uptake),
+    integrated implicitly so concentrations never go negative.
+
+    Parameters
+    ----------
+    substance : Substance or str
+    rate : float, 1/min (>= 0)
+    every : int, default 1
+    """
+
+    def __init__(self, substance, rate, every=1):
+        super().__init__(substance, every)
+        self.rate = V.positive("rate", rate, allow_zero=True)
+
+    def run(self, sim, population, dt):
+        rows = population.rows
+        if rows.size == 0 or self.rate == 0:
+            return
+        self._sub.queue(rows, uptake=self.rate * dt * _cell_volume_fraction(sim, self._sub, rows))
+
+
+class Chemotaxis(_SubstanceBehaviour):
+    """Cells move up (or, with ``speed < 0``, down) the substance's gradient:
+    ``|speed| * dt`` µm per interval along the unit gradient sampled
+    (trilinearly) at the cell centre; no move where the gradient vanishes.
+    The displacement scales with dt (BioDynaMo's moves gradient x speed per
+    step, whatever the step).
+
+    Parameters
+    ----------
+    substance : Substance or str
+    speed : float, µm/min (negative: chemorepulsion)
+    every : int, default 1
+    """
+
+    writes = ("position",)
+
+    def __init__(self, substance, speed, every=1):
+        super().__init__(substance, every)
+        self.speed = V.real("speed", speed)
+
+    def run(self, sim, population, dt):
+        rows = population.rows
+        if rows.size == 0 or self.speed == 0:
+            return
+        sub = self._sub
+        pos = sim.agents.position
+        value = np.empty(rows.size)
+        grad = np.empty((rows.size, 3))
+        DK.sample(sub.concentration, sub.lower, sub.spacing, pos, rows, value, grad, True)
+        K.move_along(pos, rows, grad, self.speed * dt)

@@ -1,0 +1,239 @@
+"""Substances against analytic solutions; coupling with agents; bad input."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import models
+
+SOLVERS = ["implicit", "explicit"]
+
+
+def make(box=None, **kw):
+    sim = bs.Simulation(box or bs.Box.cube(100.0), dt=kw.pop("dt", 0.1), seed=1,
+                        mechanics=None, boundary=kw.pop("boundary_kind", "closed"))
+    return sim, sim.add_substance("s", **kw)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_decay_is_exact(solver):
+    sim, s = make(diffusion=50.0, decay=0.01, spacing=10.0, initial=3.0, solver=solver)
+    sim.run(1000)
+    np.testing.assert_allclose(s.concentration, 3.0 * np.exp(-0.01 * 100.0), rtol=1e-4 * 1e-2)
+
+
+def gaussian(x, y, z, c, D, t, M=1.0):
+    r2 = (x - c) ** 2 + (y - c) ** 2 + (z - c) ** 2
+    return M / (4 * np.pi * D * t) ** 1.5 * np.exp(-r2 / (4 * D * t))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_point_source_matches_gaussian_and_converges(solver):
+    D, t0, t1, edge = 100.0, 4.0, 8.0, 400.0
+    errors = []
+    for spacing in (20.0, 10.0, 5.0):
+        sim, s = make(bs.Box.cube(edge), diffusion=D, spacing=spacing, solver=solver, dt=0.02,
+                      initial=lambda x, y, z: gaussian(x, y, z, edge / 2, D, t0))
+        sim.run(int(round((t1 - t0) / 0.02)))
+        x, y, z = np.meshgrid(*(s.voxel_centres(a) for a in range(3)), indexing="ij")
+        exact = gaussian(x, y, z, edge / 2, D, t1)
+        errors.append(np.abs(s.concentration - exact).max() / exact.max())
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.01, errors
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("kind", ["closed", "periodic"])
+def test_mass_is_conserved_without_decay(solver, kind):
+    rng = np.random.default_rng(0)
+    sim, s = make(bs.Box([0, 0, 0], [60.0, 40.0, 30.0]), diffusion=200.0, spacing=5.0, solver=solver,
+                  initial=rng.random((12, 8, 6)), boundary_kind=kind, dt=0.5)
+    m0 = s.total()
+    sim.run(40)
+    assert abs(s.total() - m0) <= 1e-10 * m0
+    assert s.concentration.std() < 0.05  # it did diffuse
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_steady_state_with_dirichlet_ends_is_a_cosh(solver):
+    D, mu, L = 100.0, 0.1, 200.0
+    sim, s = make(bs.Box([0, 0, 0], [L, 10.0, 10.0]), diffusion=D, decay=mu, spacing=5.0, solver=solver,
+                  initial=0.0, boundary={"x": bs.Dirichlet(1.0)}, dt=0.05)
+    sim.run(20000)
+    lam = np.sqrt(D / mu)
+    x = s.voxel_centres(0)
+    exact = np.cosh((x - L / 2) / lam) / np.cosh(L / (2 * lam))
+    got = s.concentration[:, 0, 0]
+    np.testing.assert_allclose(s.concentration, got[:, None, None] * np.ones((1, 2, 2)), rtol=1e-12)
+    np.testing.assert_allclose(got, exact, rtol=5e-3)
+
+
+def test_explicit_and_implicit_agree():
+    D, edge = 100.0, 200.0
+    out = []
+    for solver in SOLVERS:
+        sim, s = make(bs.Box.cube(edge), diffusion=D, spacing=10.0, solver=solver, dt=0.01,
+                      initial=lambda x, y, z: gaussian(x, y, z, edge / 2, D, 5.0))
+        sim.run(300)
+        out.append(s.concentration.copy())
+    assert np.abs(out[0] - out[1]).max() < 5e-3 * out[0].max()
+
+
+def test_one_sided_oxygen_supply():
+    sim, s = make(bs.Box([0, 0, 0], [100.0, 20.0, 20.0]), diffusion=100.0, decay=0.05, spacing=10.0,
+                  boundary={"x-": bs.Dirichlet(1.0)}, dt=0.5)
+    sim.run(2000)
+    profile = s.concentration[:, 0, 0]
+    assert np.all(np.diff(profile) < 0) and profile[0] < 1.0 and profile[-1] > 0
+
+
+def test_dirichlet_function_of_position_and_time():
+    sim, s = make(bs.Box([0, 0, 0], [50.0, 50.0, 50.0]), diffusion=100.0, spacing=10.0,
+                  boundary={"z+": bs.Dirichlet(lambda x, y, z, t: x / 50.0)}, dt=1.0)
+    sim.run(3000)
+    top = s.concentration[:, :, -1]
+    assert np.all(np.diff(top[:, 2]) > 0)  # follows x on the top face
+
+
+def test_sampling_is_exact_for_linear_fields():
+    sim, s = make(diffusion=0.0, spacing=10.0,
+                  initial=lambda x, y, z: 2.0 + 0.5 * x - 0.25 * y + 0.125 * z)
+    rng = np.random.default_rng(3)
+    p = 5.0 + rng.random((200, 3)) * 90.0  # between the outer voxel centres
+    v, g = s.sample(p, gradient=True)
+    np.testing.assert_allclose(v, 2.0 + p @ [0.5, -0.25, 0.125], rtol=1e-12)
+    np.testing.assert_allclose(g, np.tile([0.5, -0.25, 0.125], (200, 1)), rtol=1e-12)
+
+
+def test_secretion_adds_rate_times_time_times_cells():
+    sim, s = make(diffusion=30.0, spacing=10.0, solver="implicit")
+    pop = sim.add_agents("c", bs.init.uniform(137, sim.box, seed=2), diameter=8.0)
+    pop.behaviours += [models.Secretion(s, rate=0.7), models.RandomWalk(diffusion=2.0)]
+    sim.run(250)
+    assert s.total() == pytest.approx(0.7 * 25.0 * 137, rel=1e-12)
+
+
+def test_secretion_towards_a_target_and_uptake():
+    sim, s = make(diffusion=0.0, spacing=10.0, initial=0.0)
+    pop = sim.add_agents("c", [[55.0, 55.0, 55.0]], diameter=10.0)
+    pop.behaviours += [models.Secretion(s, rate=0.5, target=2.0)]
+    sim.run(2000)
+    assert s.concentration[5, 5, 5] == pytest.approx(2.0, rel=1e-6)
+    assert s.concentration.sum() == pytest.approx(2.0, rel=1e-6)
+    sim2, s2 = make(diffusion=0.0, spacing=10.0, initial=1.0)
+    pop = sim2.add_agents("c", [[55.0, 55.0, 55.0]], diameter=10.0)
+    pop.behaviours += [models.Uptake(s2, rate=4.0)]
+    sim2.run(50)
+    U = 4.0 * 0.1 * (np.pi / 6 * 1000.0) / 1000.0
+    assert s2.concentration[5, 5, 5] == pytest.approx((1 + U) ** -50, rel=1e-12)
+    assert s2.concentration.min() >= 0
+
+
+def test_chemotaxis_moves_up_the_gradient_at_speed():
+    sim, s = make(bs.Box.cube(200.0), diffusion=0.0, spacing=10.0,
+                  initial=lambda x, y, z: 0.01 * x + 0.02 * y)
+    pop = sim.add_agents("c", bs.init.uniform(50, bs.Box([20, 20, 20], [150, 150, 150]), seed=1), diameter=5.0)
+    start = pop.sim.agents.position.copy()
+    pop.behaviours += [models.Chemotaxis(s, speed=2.0)]
+    sim.run(10)
+    moved = sim.agents.position - start[sim.agents.uid]
+    np.testing.assert_allclose(moved, np.tile([1, 2, 0] / np.sqrt(5) * 2.0 * 0.1 * 10, (50, 1)), atol=1e-9)
+
+
+def test_substance_grids_are_written(tmp_path):
+    sim, s = make(diffusion=30.0, spacing=20.0, initial=lambda x, y, z: x)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=5))
+    sim.run(5)
+    later = sim.add_substance("late", diffusion=1.0, decay=0.0, spacing=50.0, initial=7.0)
+    sim.run(5)
+    run = bs.io.open_run(tmp_path / "r.h5")
+    assert run.substances == ("late", "s")
+    np.testing.assert_array_equal(run.substance("s", -1), s.concentration)
+    assert np.isnan(run.substance("late", 0)).all()
+    np.testing.assert_array_equal(run.substance("late", 2), later.concentration)
+    assert run.metadata["substances"]["s"]["spacing"] == 20.0
+    with pytest.raises(KeyError, match="oxygen"):
+        run.substance("oxygen")
+
+
+def test_bad_substance_input():
+    sim = bs.Simulation(bs.Box([0, 0, 0], [100.0, 60.0, 40.0]), mechanics=None)
+    with pytest.raises(ValueError, match="diffusion"):
+        sim.add_substance("a", diffusion=-1.0)
+    with pytest.raises(ValueError, match="decay"):
+        sim.add_substance("a", diffusion=1.0, decay=-0.1)
+    with pytest.raises(ValueError, match=r"spacing 7.*nearest.*6\.66667, 10"):
+        sim.add_substance("a", diffusion=1.0, spacing=7.0)
+    with pytest.raises(ValueError, match=r"shape \(10, 6, 4\)"):
+        sim.add_substance("a", diffusion=1.0, spacing=10.0, initial=np.zeros((10, 6)))
+    with pytest.raises(ValueError, match="NaN"):
+        sim.add_substance("a", diffusion=1.0, spacing=10.0, initial=np.full((10, 6, 4), np.nan))
+    with pytest.raises(ValueError, match="diffusion"):
+        sim.add_substance("a", diffusion=float("nan"))
+    with pytest.raises(ValueError, match="face"):
+        sim.add_substance("a", diffusion=1.0, spacing=10.0, boundary={"top": bs.Dirichlet(1.0)})
+    with pytest.raises(ValueError, match="solver"):
+        sim.add_substance("a", diffusion=1.0, spacing=10.0, solver="magic")
+    sim.add_substance("a", diffusion=1.0, spacing=10.0)
+    with pytest.raises(ValueError, match="exists already"):
+        sim.add_substance("a", diffusion=1.0, spacing=10.0)
+    pop = sim.add_agents("c", [[1.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match="unknown substance 'oxygen'.*substances are a"):
+        pop.behaviours += [models.Uptake("oxygen", rate=1.0)]
+    with pytest.raises(ValueError, match="rate"):
+        models.Secretion("a", rate=-1.0)
+    per = bs.Simulation(bs.Box.cube(100.0), boundary="periodic", mechanics=None)
+    with pytest.raises(ValueError, match="periodic"):
+        per.add_substance("a", diffusion=1.0, spacing=10.0, boundary=bs.Dirichlet(1.0))
+
+
+def test_explicit_solver_says_once_that_it_substeps():
+    sim, s = make(diffusion=1000.0, spacing=10.0, solver="explicit", dt=1.0)
+    with pytest.warns(UserWarning, match="sub-steps"):
+        sim.run(2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.run(2)
+
+
+DET_SCRIPT = textwrap.dedent("""
+    import sys, biosim as bs
+    from biosim import models
+    sim = bs.Simulation(bs.Box.cube(120.0), dt=0.2, seed=7)
+    a = sim.add_substance("a", diffusion=200.0, decay=0.01, spacing=10.0, solver=sys.argv[2])
+    b = sim.add_substance("b", diffusion=50.0, decay=0.0, spacing=20.0, initial=1.0,
+                          boundary={"x-": bs.Dirichlet(2.0)})
+    p = sim.add_agents("p", bs.init.uniform(600, sim.box, seed=3), diameter=8.0)
+    p.behaviours += [models.Secretion(a, rate=3.0), models.Uptake(b, rate=0.5),
+                     models.Chemotaxis(a, speed=1.0), models.RandomWalk(diffusion=0.5),
+                     models.GrowthDivision(growth_rate=100.0, division_diameter=9.0)]
+    sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=10))
+    sim.run(40)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_one_and_two_threads_bit_identical_with_substances(tmp_path, solver):
+    script = tmp_path / "det.py"
+    script.write_text(DET_SCRIPT)
+    runs = []
+    for threads in (1, 2):
+        path = tmp_path / f"t{threads}.h5"
+        subprocess.run([sys.executable, str(script), str(path), solver], check=True,
+                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
+        runs.append(bs.io.open_run(path))
+    a, b = runs
+    for i in range(len(a)):
+        for name in ("a", "b"):
+            np.testing.assert_array_equal(a.substance(name, i), b.substance(name, i))
+        x, y = a.agents(i), b.agents(i)
+        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
+        for c in x:
+            np.testing.assert_array_equal(x[c][ox], y[c][oy])
+    assert a.substance("a", -1).sum() > 0 and len(a.agents(-1)["uid"]) > 600
