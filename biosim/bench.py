@@ -1,4 +1,7 @@
-"""Mechanics benchmark: neighbour search plus soft-sphere mechanics.
+"""Benchmarks: mechanics (neighbour search plus soft-sphere forces) and
+diffusion (both solvers).
+
+Mechanics benchmark: neighbour search plus soft-sphere mechanics.
 
 Scenario (fixed, so numbers compare across machines and versions): N agents
 uniform at random in a closed cube of edge N^(1/3) (density 1 per unit
@@ -98,16 +101,7 @@ def measure_ckdtree(n, steps):
 
 
 def _subprocess(kind, n, steps, threads=None):
-    env = dict(os.environ)
-    if threads is not None:
-        env["NUMBA_NUM_THREADS"] = str(threads)
-    code = (f"import json, biosim.bench as b; "
-            f"print('RESULT', json.dumps(b.measure_{kind}({n}, {steps})))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark subprocess failed ({kind}, n={n}, threads={threads}):\n{out.stderr[-3000:]}")
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[7:])
+    return _run_code(f"measure_{kind}({n}, {steps})", threads)
 
 
 def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=None, out=None):
@@ -150,3 +144,73 @@ def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=
             json.dump(results, f, indent=2)
         print(f"  results: {out}")
     return results
+
+
+# -- diffusion ---------------------------------------------------------------
+def measure_diffusion(solver, n, steps):
+    """Voxel-updates per second of one solver on an n^3 grid (D = 100 µm²/min,
+    spacing 10 µm, dt = 0.01 min: one diffusion step per base step, within
+    the explicit limit), no-flux faces, compilation excluded."""
+    import numba
+
+    import biosim as bs
+
+    sim = bs.Simulation(bs.Box.cube(10.0 * n), dt=0.01, mechanics=None)
+    rng = np.random.default_rng(1)
+    s = sim.add_substance("s", diffusion=100.0, decay=0.0, spacing=10.0, initial=rng.random((n, n, n)),
+                          solver=solver)
+    sim.run(1)
+    t0 = time.perf_counter()
+    sim.run(steps)
+    wall = time.perf_counter() - t0
+    return {"solver": solver, "n": n, "steps": steps, "threads": numba.get_num_threads(),
+            "voxel_updates_per_s": n ** 3 * steps / wall, "checksum": float(s.concentration.sum())}
+
+
+def measure_numpy_diffusion(n, steps):
+    """The same explicit step in numpy (edge padding for no-flux faces)."""
+    rng = np.random.default_rng(1)
+    c = rng.random((n, n, n))
+    a = 100.0 * 0.01 / 10.0 ** 2
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        p = np.pad(c, 1, mode="edge")
+        lap = (p[:-2, 1:-1, 1:-1] + p[2:, 1:-1, 1:-1] + p[1:-1, :-2, 1:-1] + p[1:-1, 2:, 1:-1]
+               + p[1:-1, 1:-1, :-2] + p[1:-1, 1:-1, 2:] - 6.0 * c)
+        c = c + a * lap
+    wall = time.perf_counter() - t0
+    return {"solver": "numpy", "n": n, "steps": steps, "voxel_updates_per_s": n ** 3 * steps / wall}
+
+
+def diffusion_main(sizes=(100, 50), threads=None, steps=20):
+    """Print voxel-updates per second for both solvers, each thread count in its
+    own process, against numpy's explicit step measured in the same run."""
+    cores = os.cpu_count() or 1
+    counts = sorted({1, cores}) if threads is None else list(threads)
+    results = []
+    for n in sizes:
+        print(f"diffusion benchmark: {n}^3 grid, {steps} steps, no-flux faces")
+        base = _run_code(f"measure_numpy_diffusion({n}, {max(2, steps // 4)})", None)
+        print(f"  numpy explicit step      : {base['voxel_updates_per_s'] / 1e6:8.1f} M voxel-updates/s")
+        for solver in ("explicit", "implicit"):
+            first = None
+            for t in counts:
+                r = _run_code(f"measure_diffusion({solver!r}, {n}, {steps})", t)
+                first = first or r
+                results.append(r)
+                extra = f", {r['voxel_updates_per_s'] / first['voxel_updates_per_s']:.2f}x of 1 thread" if t != first["threads"] else ""
+                print(f"  {solver:<9} {t:>2} thread(s): {r['voxel_updates_per_s'] / 1e6:8.1f} M voxel-updates/s "
+                      f"({r['voxel_updates_per_s'] / base['voxel_updates_per_s']:.1f}x numpy{extra})")
+        results.append(base)
+    return results
+
+
+def _run_code(call, threads):
+    env = dict(os.environ)
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    code = f"import json, biosim.bench as b; print('RESULT', json.dumps(b.{call}))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed ({call}, threads={threads}):\n{out.stderr[-3000:]}")
+    return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])

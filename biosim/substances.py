@@ -129,6 +129,7 @@ class Substance:
         self.faces = self._faces(boundary, sim.boundary == "periodic")
         self._c = self._initial(initial)
         self._sources = None
+        self._spare = None
         self._told = False
         self._dval_cache = None
 
@@ -310,13 +311,37 @@ class Substance:
             n, h = self.substeps(dt)
             btype, bflux, dval = self._boundary_arrays(time)
             if self.solver == "explicit":
-                a, b = self._c, np.empty_like(self._c)
+                if self._spare is None:
+                    self._spare = np.empty_like(self._c)
+                a, b = self._c, self._spare
                 for _ in range(n):
                     K.ftcs_step(a, b, self.diffusion, self.spacing, h, btype, bflux, *dval)
                     a, b = b, a
                 if a is not self._c:  # keep the live array the user may hold
                     self._c[...] = a
             else:
-                work = np.empty((get_num_threads(), 3 * max(self.shape)))
                 for _ in range(n):
-                    K.lod_step(self._c, self.diffusion, self.spacing, h, btype, bflux, *dval, work)
+                    self._lod(h, btype, bflux, dval)
+
+    def _lod(self, dt, btype, bflux, dval):
+        """One locally one-dimensional implicit step: x, y, then z sweeps."""
+        c = self._c
+        nx, ny, nz = self.shape
+        r = self.diffusion * dt / self.spacing ** 2
+        views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
+        faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
+        for axis in range(3):
+            n = self.shape[axis]
+            blo, bhi = btype[2 * axis], btype[2 * axis + 1]
+            cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
+            vr, zden = K.thomas_coefficients(n, r, blo, bhi, cp, inv, zz)
+            adds = []
+            for side, b in ((0, blo), (1, bhi)):
+                if b == 1:
+                    adds.append((2.0 * r) * dval[axis][side].reshape(faces[axis]))
+                elif b == 0 and bflux[2 * axis + side] != 0.0:
+                    adds.append(np.full(faces[axis], dt * bflux[2 * axis + side] / self.spacing))
+                else:
+                    adds.append(np.zeros(faces[axis]))
+            K.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2,
+                        np.ascontiguousarray(adds[0]), np.ascontiguousarray(adds[1]))

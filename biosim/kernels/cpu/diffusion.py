@@ -9,7 +9,7 @@ hold on the face, half a voxel beyond the outer centres (ghost value
 2 v - c).  Decay is not part of these steps: the caller integrates it exactly.
 """
 import numpy as np
-from numba import get_thread_id, njit, prange
+from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
@@ -87,122 +87,83 @@ def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
                 out[i, j, k] = v + dt * (a * lap + src)
 
 
-@njit(cache=True, inline="always")
-def _solve_line(c, line, n, stride0, r, dt_over_h, blo, bhi, vlo, vhi, qlo, qhi, work):
-    """Solve (1 - r d2) x = c along one grid line (in place).
+@njit(cache=True)
+def thomas_coefficients(n, r, blo, bhi, cp, inv, zz):
+    """Factor the line system (1 - r d2) x = rhs once for every line of a sweep.
 
-    ``line`` is the flat index of the line's first voxel, ``stride0`` the step
-    between voxels; boundary types blo/bhi (0 Neumann, 1 Dirichlet, 2
-    periodic) with Dirichlet values vlo/vhi and Neumann fluxes qlo/qhi.
-    ``work`` holds 3 n scratch values.  Periodic lines use Sherman-Morrison."""
-    cp = work[0:n]
-    dp = work[n:2 * n]
-    zz = work[2 * n:3 * n]
+    Fills ``inv`` (1 / pivots) and ``cp`` (modified upper diagonal); for
+    periodic lines (blo == 2) also ``zz``, the Sherman-Morrison vector, and
+    returns (vr, denominator) of the correction; else (0, 1).  Boundary
+    types: 0 Neumann, 1 Dirichlet (ghost 2 v - c), 2 periodic."""
     if n == 1:
-        if blo == 2:
-            return
         d = 1.0
-        rhs = c[line]
         if blo == 1:
             d += 2.0 * r
-            rhs += 2.0 * r * vlo
-        else:
-            rhs += dt_over_h * qlo
         if bhi == 1:
             d += 2.0 * r
-            rhs += 2.0 * r * vhi
-        else:
-            rhs += dt_over_h * qhi
-        c[line] = rhs / d
-        return
-    periodic = blo == 2
-    # diagonal b, off-diagonals -r
+        inv[0] = 1.0 / d if blo != 2 else 1.0
+        cp[0] = 0.0
+        return 0.0, 1.0
     b0 = 1.0 + 2.0 * r
-    bfirst = b0
-    blast = b0
-    rhs_first = c[line]
-    rhs_last = c[line + (n - 1) * stride0]
-    if not periodic:
-        if blo == 1:
-            bfirst = 1.0 + 3.0 * r
-            rhs_first += 2.0 * r * vlo
-        else:
-            bfirst = 1.0 + r
-            rhs_first += dt_over_h * qlo
-        if bhi == 1:
-            blast = 1.0 + 3.0 * r
-            rhs_last += 2.0 * r * vhi
-        else:
-            blast = 1.0 + r
-            rhs_last += dt_over_h * qhi
-    else:
-        # cyclic: A = T + u v^T with gamma = -b0, u = (gamma, 0.., -r), v = (1, 0.., -r/gamma)
+    a = -r
+    periodic = blo == 2
+    if periodic:
         gamma = -b0
         bfirst = b0 - gamma
         blast = b0 - r * r / gamma
-    # forward sweep for the main rhs (and for u when periodic)
-    a = -r
+    else:
+        bfirst = 1.0 + (3.0 * r if blo == 1 else r)
+        blast = 1.0 + (3.0 * r if bhi == 1 else r)
     for p in range(n):
         bp = bfirst if p == 0 else (blast if p == n - 1 else b0)
-        if p == 0:
-            x = rhs_first
-        elif p == n - 1:
-            x = rhs_last
-        else:
-            x = c[line + p * stride0]
-        if p == 0:
-            denom = bp
-            cp[p] = a / denom
-            dp[p] = x / denom
-        else:
-            denom = bp - a * cp[p - 1]
-            cp[p] = a / denom
-            dp[p] = (x - a * dp[p - 1]) / denom
-        if periodic:
-            u = gamma if p == 0 else (-r if p == n - 1 else 0.0)
-            if p == 0:
-                zz[p] = u / denom
-            else:
-                zz[p] = (u - a * zz[p - 1]) / denom
-    # back substitution
+        denom = bp if p == 0 else bp - a * cp[p - 1]
+        inv[p] = 1.0 / denom
+        cp[p] = a * inv[p]
+    if not periodic:
+        return 0.0, 1.0
+    for p in range(n):
+        u = gamma if p == 0 else (-r if p == n - 1 else 0.0)
+        zz[p] = u * inv[p] if p == 0 else (u - a * zz[p - 1]) * inv[p]
     for p in range(n - 2, -1, -1):
-        dp[p] -= cp[p] * dp[p + 1]
-        if periodic:
-            zz[p] -= cp[p] * zz[p + 1]
-    if periodic:
-        vr = -r / gamma
-        fac = (dp[0] + vr * dp[n - 1]) / (1.0 + zz[0] + vr * zz[n - 1])
-        for p in range(n):
-            c[line + p * stride0] = dp[p] - fac * zz[p]
-    else:
-        for p in range(n):
-            c[line + p * stride0] = dp[p]
+        zz[p] -= cp[p] * zz[p + 1]
+    vr = -r / gamma
+    return vr, 1.0 + zz[0] + vr * zz[n - 1]
+
+
+_BLOCK = 64
 
 
 @njit(cache=True, parallel=True)
-def lod_step(c, D, h, dt, btype, bflux, dval_x, dval_y, dval_z, work):
-    """One implicit locally one-dimensional step (x, then y, then z sweeps of
-    backward Euler, Thomas algorithm per line; no decay).  ``work`` is
-    (threads, 3 * max(nx, ny, nz)) scratch."""
-    nx, ny, nz = c.shape
-    flat = c.reshape(nx * ny * nz)
-    r = D * dt / (h * h)
-    q = dt / h
-    for line in prange(ny * nz):  # lines along x
-        j = line // nz
-        k = line % nz
-        _solve_line(flat, j * nz + k, nx, ny * nz, r, q, btype[0], btype[1], dval_x[0, j, k],
-                    dval_x[1, j, k], bflux[0], bflux[1], work[get_thread_id()])
-    for line in prange(nx * nz):  # lines along y
-        i = line // nz
-        k = line % nz
-        _solve_line(flat, i * ny * nz + k, ny, nz, r, q, btype[2], btype[3], dval_y[0, i, k],
-                    dval_y[1, i, k], bflux[2], bflux[3], work[get_thread_id()])
-    for line in prange(nx * ny):  # lines along z
-        i = line // ny
-        j = line % ny
-        _solve_line(flat, (i * ny + j) * nz, nz, 1, r, q, btype[4], btype[5], dval_z[0, i, j],
-                    dval_z[1, i, j], bflux[4], bflux[5], work[get_thread_id()])
+def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
+    """Solve (1 - r d2) x = c along the middle axis of ``c3`` (A, n, B) in
+    place, for all A x B lines at once (blocks of lines side by side, so the
+    recurrences run over contiguous memory).  ``add_lo``/``add_hi`` (A, B)
+    are the boundary terms added to the first and last right-hand sides."""
+    A, n, B = c3.shape
+    nblk = (B + _BLOCK - 1) // _BLOCK
+    for t in prange(A * nblk):
+        ia = t // nblk
+        b0 = (t % nblk) * _BLOCK
+        b1 = min(B, b0 + _BLOCK)
+        for b in range(b0, b1):
+            c3[ia, 0, b] = (c3[ia, 0, b] + add_lo[ia, b]) * inv[0]
+        if n == 1:
+            continue
+        for b in range(b0, b1):
+            c3[ia, n - 1, b] += add_hi[ia, b]
+        for p in range(1, n):
+            ip = inv[p]
+            for b in range(b0, b1):
+                c3[ia, p, b] = (c3[ia, p, b] + r * c3[ia, p - 1, b]) * ip
+        for p in range(n - 2, -1, -1):
+            q = cp[p]
+            for b in range(b0, b1):
+                c3[ia, p, b] -= q * c3[ia, p + 1, b]
+        if periodic:
+            for b in range(b0, b1):
+                fac = (c3[ia, 0, b] + vr * c3[ia, n - 1, b]) / zden
+                for p in range(n):
+                    c3[ia, p, b] -= fac * zz[p]
 
 
 @njit(cache=True, parallel=True)
