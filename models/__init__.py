@@ -4,8 +4,8 @@ Every behaviour is a small class with validated parameters (units in its
 docstring) that runs as one numba pass over the agents of its population.
 """
 from .growth import GrowthDivision
-from .death import Apoptosis
+from .death import Apoptosis, Necrosis
 from .motion import RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
 
-__all__ = ["GrowthDivision", "Apoptosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis"]
+__all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis"]

@@ -6,6 +6,7 @@ import numpy as np
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
 from biosim.kernels.cpu import behaviours as K
+from biosim.kernels.cpu import diffusion as DK
 
 
 class GrowthDivision(Behaviour):
@@ -30,13 +31,26 @@ class GrowthDivision(Behaviour):
         Daughter/mother volume ratio, or a range to draw it from.
     every : int, default 1
         Run every ``every`` steps (growth over ``every * dt``).
+    substance : Substance or str, optional
+        With ``threshold``: growth slows below ``threshold`` of this
+        substance, in proportion, growth_rate x min(1, c / threshold) at the
+        cell centre (oxygen-limited proliferation).
+    threshold : float, optional
+        Concentration (> 0) at and above which growth runs at full rate.
     """
 
     columns = (("parent", np.int64, -1, ()),)
     writes = ("diameter", "position", "parent")
 
-    def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1):
+    def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
+                 threshold=None):
         super().__init__(every)
+        if (substance is None) != (threshold is None):
+            raise ValueError(f"give both substance and threshold for substance-limited growth, or neither; "
+                             f"got substance={substance!r}, threshold={threshold!r}")
+        self._substance_ref = substance
+        self._sub = None
+        self.threshold = None if threshold is None else V.positive("threshold", threshold)
         self.growth_rate = V.positive("growth_rate", growth_rate, allow_zero=True)
         self.division_diameter = V.positive("division_diameter", division_diameter)
         if isinstance(volume_ratio, numbers.Real):
@@ -53,13 +67,31 @@ class GrowthDivision(Behaviour):
         self.volume_ratio = lo if lo == hi else [lo, hi]
         self._ratio = (lo, hi)
 
+    def attach(self, sim, population):
+        if self._substance_ref is not None:
+            self._sub = sim.substance(self._substance_ref, who="GrowthDivision")
+        super().attach(sim, population)
+
+    def parameters(self):
+        p = super().parameters()
+        if self._sub is not None:
+            p["substance"] = self._sub.name
+        return p
+
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)
         if n == 0:
             return
+        factor = np.ones(n)
+        if self._sub is not None:
+            rows = population.rows
+            c = np.empty(rows.size)
+            DK.sample(self._sub.concentration, self._sub.lower, self._sub.spacing, t.position, rows, c,
+                      np.empty((0, 3)), False)
+            factor[rows] = np.clip(c / self.threshold, 0.0, 1.0)
         flag = np.empty(n, dtype=np.bool_)
-        count = K.grow(t.type, population.code, t.diameter, n, self.growth_rate * dt,
+        count = K.grow(t.type, population.code, t.diameter, n, self.growth_rate * dt, factor,
                        self.division_diameter, flag)
         if count == 0:
             return

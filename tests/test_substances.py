@@ -237,3 +237,29 @@ def test_one_and_two_threads_bit_identical_with_substances(tmp_path, solver):
         for c in x:
             np.testing.assert_array_equal(x[c][ox], y[c][oy])
     assert a.substance("a", -1).sum() > 0 and len(a.agents(-1)["uid"]) > 600
+
+
+def test_growth_slows_below_the_threshold():
+    sim, s = make(bs.Box([0, 0, 0], [100.0, 20.0, 20.0]), diffusion=0.0, spacing=10.0,
+                  initial=lambda x, y, z: x / 100.0)
+    pop = sim.add_agents("c", [[15.0, 10.0, 10.0], [45.0, 10.0, 10.0], [85.0, 10.0, 10.0]], diameter=8.0)
+    pop.behaviours += [models.GrowthDivision(growth_rate=10.0, division_diameter=50.0, substance=s,
+                                             threshold=0.5)]
+    sim.run(10)
+    v = np.pi / 6 * sim.agents.diameter[np.argsort(sim.agents.uid)] ** 3
+    grown = v - np.pi / 6 * 8.0 ** 3
+    np.testing.assert_allclose(grown, 10.0 * 1.0 * np.array([0.3, 0.9, 1.0]), rtol=1e-9)
+
+
+def test_necrosis_kills_only_below_the_threshold():
+    sim, s = make(bs.Box([0, 0, 0], [100.0, 100.0, 100.0]), diffusion=0.0, spacing=10.0,
+                  initial=lambda x, y, z: x / 100.0)
+    pop = sim.add_agents("c", bs.init.uniform(3000, sim.box, seed=5), diameter=2.0)
+    pop.behaviours += [models.Necrosis(s, threshold=0.3, rate=0.5)]
+    sim.run(10)  # 1 min: survival exp(-0.5) below the threshold
+    x = sim.agents.position[:, 0]
+    assert np.sum(x >= 35.0) == np.sum(bs.init.uniform(3000, sim.box, seed=5)[:, 0] >= 35.0)
+    low = np.sum(bs.init.uniform(3000, sim.box, seed=5)[:, 0] < 25.0)
+    assert np.sum(x < 25.0) == pytest.approx(low * np.exp(-0.5), abs=4 * np.sqrt(low * 0.25))
+    with pytest.raises(ValueError, match="substance and threshold"):
+        models.GrowthDivision(1.0, 10.0, substance=s)

@@ -10,16 +10,16 @@ PI_6 = np.pi / 6.0
 
 
 @njit(cache=True, parallel=True)
-def grow(type_, code, diameter, n, dv, division_diameter, divide):
-    """Add volume ``dv`` (µm³) to cells below ``division_diameter`` (µm); flag
-    cells that reach it.  Returns the number flagged."""
+def grow(type_, code, diameter, n, dv, factor, division_diameter, divide):
+    """Add volume ``dv * factor[i]`` (µm³) to cells below ``division_diameter``
+    (µm); flag cells that reach it.  Returns the number flagged."""
     count = 0
     for i in prange(n):
         f = False
         if type_[i] == code:
             d = diameter[i]
             if d < division_diameter:
-                v = PI_6 * d * d * d + dv
+                v = PI_6 * d * d * d + dv * factor[i]
                 d = np.cbrt(v / PI_6)
                 diameter[i] = d
             if d >= division_diameter:
@@ -115,3 +115,17 @@ def move_along(pos, rows, direction, distance):
             pos[i, 0] += f * gx
             pos[i, 1] += f * gy
             pos[i, 2] += f * gz
+
+
+@njit(cache=True, parallel=True)
+def mark_below(rows, uid, values, threshold, probability, seed, step, stream, flag):
+    """flag[q] = values[q] < threshold and U < probability (U keyed by the
+    agent's uid).  Returns the count."""
+    count = 0
+    for q in prange(rows.size):
+        f = False
+        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < probability:
+            f = True
+            count += 1
+        flag[q] = f
+    return count
