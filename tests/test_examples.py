@@ -30,6 +30,18 @@ def test_compare_mechanics(tmp_path):
         assert name in out
 
 
+def test_soma_clustering_passes_biodynamos_criterion(tmp_path):
+    out = run_example("soma_clustering.py", cwd=tmp_path)  # the default size: seconds here
+    assert "start:" in out and out.splitlines()[0].endswith("FAIL")
+    assert out.strip().endswith("PASS")
+
+
+def test_soma_clustering_tiny(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "soma_clustering.py"), "200", "50"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert "after 50 steps" in r.stdout and r.returncode in (0, 1)
+
+
 def test_every_example_has_a_test():
-    tested = {"spheroid.py", "compare_mechanics.py"}
+    tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
