@@ -2,9 +2,10 @@
 
 A substance of voxel edge ``spacing`` (µm) has ``extent / spacing`` voxels per
 axis, voxel centres at ``lower + (i + 0.5) * spacing``, array axes x, y, z.
-Each base step it applies the sources queued by behaviours during the step,
-decays exactly (``c *= exp(-decay dt)``), then takes ``substeps`` diffusion
-steps of ``dt / substeps`` with the chosen solver.
+Each base step is split into diffusion sub-steps (one unless the substance
+has its own ``dt`` or the explicit solver needs more); each sub-step applies
+its share of the sources queued by behaviours during the step, decays
+exactly (``c *= exp(-decay h)``), then diffuses with the chosen solver.
 
 Solvers:
 
@@ -255,9 +256,11 @@ class Substance:
             self._sources = []
         self._sources.append((vox, terms))
 
-    def _apply_sources(self):
+    def _source_sums(self):
+        """Per-voxel sums of the queued source terms (added, S dt, S c* dt,
+        U dt), or None when nothing is queued."""
         if not self._sources:
-            return
+            return None
         vox = np.concatenate([v for v, _ in self._sources])
         terms = [np.ascontiguousarray(np.concatenate([t[k] for _, t in self._sources])) for k in range(4)]
         self._sources = None
@@ -272,7 +275,7 @@ class Substance:
         for values, out in zip(terms, sums):
             if values.any():
                 K.sum_by_voxel(order, start, values, out)
-        K.apply_sources(self._c, *sums)
+        return sums
 
     def _boundary_arrays(self, time):
         btype = np.array([f.code for f in self.faces], dtype=np.int64)
@@ -301,27 +304,36 @@ class Substance:
         return btype, bflux, dval
 
     def advance(self, dt, time):
-        """Apply queued sources, then decay (exactly) and diffuse over ``dt``
-        minutes.  Decaying before diffusing keeps Dirichlet values exact at
-        steady state."""
-        self._apply_sources()
-        if self.decay > 0:
-            K.scale(self._c, math.exp(-self.decay * dt))
+        """Over ``dt`` minutes, in each of the diffusion sub-steps: the share of
+        the sources queued during the step, exact decay, then diffusion.
+        Sources are applied per sub-step so fast uptake and fast diffusion
+        stay coupled (PhysiCell's 0.01 min diffusion step); decaying before
+        diffusing keeps Dirichlet values exact at steady state."""
+        sums = self._source_sums()
+        n, h = self.substeps(dt)
+        if sums is not None and n > 1:
+            sums = [a / n for a in sums]
+        decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
         if self.diffusion > 0:
-            n, h = self.substeps(dt)
             btype, bflux, dval = self._boundary_arrays(time)
+        cur = self._c
+        if self.solver == "explicit" and self.diffusion > 0 and self._spare is None:
+            self._spare = np.empty_like(self._c)
+        other = self._spare
+        for _ in range(n):
+            if sums is not None:
+                K.apply_sources(cur, *sums)
+            if decay != 1.0:
+                K.scale(cur, decay)
+            if self.diffusion == 0:
+                continue
             if self.solver == "explicit":
-                if self._spare is None:
-                    self._spare = np.empty_like(self._c)
-                a, b = self._c, self._spare
-                for _ in range(n):
-                    K.ftcs_step(a, b, self.diffusion, self.spacing, h, btype, bflux, *dval)
-                    a, b = b, a
-                if a is not self._c:  # keep the live array the user may hold
-                    self._c[...] = a
+                K.ftcs_step(cur, other, self.diffusion, self.spacing, h, btype, bflux, *dval)
+                cur, other = other, cur
             else:
-                for _ in range(n):
-                    self._lod(h, btype, bflux, dval)
+                self._lod(h, btype, bflux, dval)
+        if cur is not self._c:  # the live array stays the one users hold
+            self._c[...] = cur
 
     def _lod(self, dt, btype, bflux, dval):
         """One locally one-dimensional implicit step: x, y, then z sweeps."""

@@ -42,6 +42,15 @@ def test_soma_clustering_tiny(tmp_path):
     assert "after 50 steps" in r.stdout and r.returncode in (0, 1)
 
 
+def test_tumour_spheroid_tiny(tmp_path):
+    out = run_example("tumour_spheroid.py", 150, 2, tmp_path / "t.h5", cwd=tmp_path)
+    assert "diameter (µm)" in out and "BioDynaMo" in out
+    run = bs.io.open_run(tmp_path / "t.h5")
+    assert run.substances == ("oxygen",)
+    o2 = run.substance("oxygen", -1)
+    assert o2.min() < 38.0 and o2.max() <= 38.0 + 1e-9  # consumed inside, held at the faces
+
+
 def test_every_example_has_a_test():
-    tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py"}
+    tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
