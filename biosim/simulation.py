@@ -284,6 +284,10 @@ class Simulation:
         Rebuilding sorts the agent rows by grid cell."""
         g = self._grid
         if not self._grid_valid or g.cutoff is None or cutoff > g.cutoff:
+            if self.boundary == "periodic" and np.any(2 * cutoff > self.box.length):
+                raise ValueError(f"the periodic box edge {self.box.length.min()} µm must be at least twice "
+                                 f"the interaction range {cutoff:g} µm (minimum image); cells grew too large "
+                                 f"or the box is too small")
             t0 = _time.perf_counter()
             g.build(self.agents, cutoff)
             self._grid_valid = True
@@ -434,7 +438,8 @@ class Simulation:
             bar = tqdm(total=steps, unit="step", desc="biosim", dynamic_ncols=True)
         try:
             for w in self.writers:
-                w.open(self)
+                if hasattr(w, "open"):
+                    w.open(self)
             self._write_output()
             while self.step < end:
                 self._advance()
@@ -447,5 +452,6 @@ class Simulation:
             if bar is not None:
                 bar.close()
             for w in self.writers:
-                w.close()
+                if hasattr(w, "close"):
+                    w.close()
         return self
