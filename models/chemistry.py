@@ -1,11 +1,8 @@
 """Coupling of cells with substances: secretion, uptake, chemotaxis."""
-import numbers
-
 import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
-from biosim.kernels.cpu import diffusion as DK
 from biosim.kernels.cpu import behaviours as K
 
 
@@ -118,9 +115,6 @@ class Chemotaxis(_SubstanceBehaviour):
         rows = population.rows
         if rows.size == 0 or self.speed == 0:
             return
-        sub = self._sub
         pos = sim.agents.position
-        value = np.empty(rows.size)
-        grad = np.empty((rows.size, 3))
-        DK.sample(sub.concentration, sub.lower, sub.spacing, pos, rows, value, grad, True)
+        _, grad = self._sub.sample(pos[rows], gradient=True)
         K.move_along(pos, rows, grad, self.speed * dt)

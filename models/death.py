@@ -4,7 +4,8 @@ import numpy as np
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
 from biosim.kernels.cpu import behaviours as K
-from biosim.kernels.cpu import diffusion as DK
+
+from .chemistry import _SubstanceBehaviour
 
 
 class Apoptosis(Behaviour):
@@ -33,7 +34,7 @@ class Apoptosis(Behaviour):
             t.request_deaths(t.uid[flag])
 
 
-class Necrosis(Behaviour):
+class Necrosis(_SubstanceBehaviour):
     """Cells where ``substance`` is below ``threshold`` die at ``rate`` per
     minute (probability 1 - exp(-rate dt) per interval), e.g. in the hypoxic
     core of a spheroid.
@@ -47,31 +48,16 @@ class Necrosis(Behaviour):
     """
 
     def __init__(self, substance, threshold, rate, every=1):
-        super().__init__(every)
-        if not isinstance(substance, str) and not hasattr(substance, "concentration"):
-            raise TypeError(f"substance must be a Substance (from sim.add_substance) or its name, got {substance!r}")
-        self._substance_ref = substance
-        self._sub = None
+        super().__init__(substance, every)
         self.threshold = V.positive("threshold", threshold, allow_zero=True)
         self.rate = V.positive("rate", rate, allow_zero=True)
-
-    def attach(self, sim, population):
-        self._sub = sim.substance(self._substance_ref, who="Necrosis")
-        super().attach(sim, population)
-
-    def parameters(self):
-        p = super().parameters()
-        p["substance"] = self._sub.name if self._sub is not None else str(self._substance_ref)
-        return p
 
     def run(self, sim, population, dt):
         rows = population.rows
         if rows.size == 0 or self.rate == 0:
             return
         t = sim.agents
-        sub = self._sub
-        c = np.empty(rows.size)
-        DK.sample(sub.concentration, sub.lower, sub.spacing, t.position, rows, c, np.empty((0, 3)), False)
+        c = self._sub.sample(t.position[rows])
         flag = np.empty(rows.size, dtype=np.bool_)
         if K.mark_below(rows, t.uid, c, self.threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
                         self.stream, flag):

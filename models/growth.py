@@ -6,7 +6,6 @@ import numpy as np
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
 from biosim.kernels.cpu import behaviours as K
-from biosim.kernels.cpu import diffusion as DK
 
 
 class GrowthDivision(Behaviour):
@@ -86,10 +85,7 @@ class GrowthDivision(Behaviour):
         factor = np.ones(n)
         if self._sub is not None:
             rows = population.rows
-            c = np.empty(rows.size)
-            DK.sample(self._sub.concentration, self._sub.lower, self._sub.spacing, t.position, rows, c,
-                      np.empty((0, 3)), False)
-            factor[rows] = np.clip(c / self.threshold, 0.0, 1.0)
+            factor[rows] = np.clip(self._sub.sample(t.position[rows]) / self.threshold, 0.0, 1.0)
         flag = np.empty(n, dtype=np.bool_)
         count = K.grow(t.type, population.code, t.diameter, n, self.growth_rate * dt, factor,
                        self.division_diameter, flag)

@@ -1,9 +1,7 @@
 """The biosim command and the embedded demo, run as a user would."""
-import os
 import subprocess
 import sys
 
-import numpy as np
 
 import biosim as bs
 

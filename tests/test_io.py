@@ -1,6 +1,5 @@
 """HDF5 output: round trip, triggers, appending, crash safety, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys
