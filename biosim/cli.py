@@ -1,4 +1,4 @@
-"""The ``biosim`` command: run, demo, info, bench."""
+"""The ``biosim`` command: run, demo, render, info, bench."""
 import argparse
 import os
 import platform
@@ -72,6 +72,21 @@ def cmd_demo(args):
     demo.main(out_dir=args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
 
 
+def cmd_render(args):
+    from biosim import viz
+
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in viz.render_module.IMAGE_EXTENSIONS:
+        sys.exit(f"biosim render: output {args.output!r}: supported types are "
+                 f"{', '.join(viz.render_module.IMAGE_EXTENSIONS)} (movies are not available yet)")
+    try:
+        viz.render(args.run, snapshot=args.snapshot, step=args.step, color_by=args.color_by,
+                   substance=args.substance, clip=args.clip, out=args.output)
+    except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"biosim render: {e}")
+    print(args.output)
+
+
 def cmd_bench(args):
     from biosim import bench
 
@@ -95,6 +110,17 @@ def build_parser():
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 
+    v = sub.add_parser("render", help="render a snapshot of a run to a picture")
+    v.add_argument("run", help="a run written by HDF5Writer")
+    v.add_argument("-o", "--output", required=True, help="picture path (.png or .jpg)")
+    v.add_argument("--color-by", default="type", help="column to colour by (default: type)")
+    which = v.add_mutually_exclusive_group()
+    which.add_argument("--snapshot", type=int, default=-1, help="snapshot index (default: -1, the last)")
+    which.add_argument("--step", type=int, default=None, help="simulation step to show")
+    v.add_argument("--substance", default=None, help="show this substance as a slice")
+    v.add_argument("--clip", default=None, help="cut open along x, y or z")
+    v.set_defaults(func=cmd_render)
+
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
@@ -106,7 +132,7 @@ def build_parser():
     b.add_argument("--no-baseline", action="store_true", help="skip the numpy + cKDTree baseline")
     b.set_defaults(func=cmd_bench)
 
-    for sp in (r, d, i, b):
+    for sp in (r, d, v, i, b):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
     return p
 

@@ -1,5 +1,14 @@
-"""3D rendering of biosim runs with PyVista (``biosim.viz``).
+"""3D rendering of biosim runs with PyVista (``biosim.viz``), offscreen.
 
-Not implemented yet: rendering is the subject of the visualisation issue.
-Until then, open runs with ``biosim.io.open_run`` and plot the arrays.
+    import biosim as bs
+    bs.viz.render(bs.io.open_run("run.h5"), snapshot=-1, color_by="diameter", out="run.png")
+
+Rendering is probed once per process in a subprocess; where VTK cannot
+render (no EGL/OSMesa), a RuntimeError says what to install instead of the
+process crashing.
 """
+from . import render as render_module
+from ._probe import check as rendering_available
+from .render import render
+
+__all__ = ["render", "rendering_available"]

@@ -1,0 +1,113 @@
+"""Pictures checked for content, not existence."""
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import viz
+
+pytestmark = pytest.mark.skipif(not viz.rendering_available()[0], reason="no offscreen OpenGL here")
+
+
+def content(img, background=255):
+    """Mask of pixels that are not the white background."""
+    return np.any(img < background - 10, axis=2)
+
+
+def layer(tmp_path, n_side=12, substance=False):
+    """Two populations on a checkerboard in one z-layer, written to a run."""
+    sim = bs.Simulation(bs.Box.cube(200.0), mechanics=None, seed=1)
+    g = bs.init.grid((n_side, n_side, 1), 12.0, origin=(34.0, 34.0, 100.0))
+    checker = ((np.arange(n_side * n_side) % n_side) + (np.arange(n_side * n_side) // n_side)) % 2 == 0
+    sim.add_agents("first", g[checker], diameter=10.0)                     # type 0: blue
+    sim.add_agents("second", g[~checker][: checker.sum() // 3], diameter=10.0)  # type 1: orange
+    if substance:
+        sim.add_substance("signal", diffusion=0.0, spacing=20.0, initial=lambda x, y, z: x)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=1))
+    sim.run(1)
+    return bs.io.open_run(tmp_path / "r.h5")
+
+
+def test_two_types_two_colours_in_proportion(tmp_path):
+    run = layer(tmp_path)
+    img = viz.render(run, color_by="type", camera="xy", out=tmp_path / "t.png", window_size=(600, 600),
+                     annotate=False)
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    px = img[content(img)].astype(int)
+    blue = np.sum(px[:, 2] > px[:, 0] + 30)      # #0072B2
+    orange = np.sum(px[:, 0] > px[:, 2] + 30)    # #D55E00
+    assert blue > 500 and orange > 500
+    assert blue / orange == pytest.approx(3.0, rel=0.25)  # 72 cells of type 0, 24 of type 1
+
+
+def test_continuous_column_uses_a_colour_map():
+    sim = bs.Simulation(bs.Box.cube(200.0), mechanics=None)
+    pos = bs.init.ball(800, 60.0, (100.0, 100.0, 100.0), seed=2)
+    sim.add_agents("cells", pos, diameter=8.0, age=pos[:, 1])
+    img = viz.render(sim, color_by="age", camera="xy", out=None, annotate=False, window_size=(400, 400))
+    px = img[content(img)]
+    assert content(img).mean() > 0.05
+    # viridis from y low (purple, bottom of the picture) to high (yellow, top)
+    top, bottom = img[60:140][content(img[60:140])], img[260:340][content(img[260:340])]
+    assert top[:, 1].mean() > bottom[:, 1].mean() + 40  # greener/yellower at high age
+    assert len(np.unique(px // 16, axis=0)) > 20
+
+
+def test_clip_removes_one_half(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(200.0), mechanics=None)
+    sim.add_agents("cells", bs.init.ball(2000, 80.0, (100.0, 100.0, 100.0), seed=2), diameter=6.0)
+    # fixed framing: draw the box so both pictures share the same view
+    whole = content(viz.render(sim, camera="xy", out=None, annotate=False, window_size=(400, 400)))
+    half = content(viz.render(sim, camera="xy", clip="x", out=None, annotate=False, window_size=(400, 400),
+                              show_box=False))
+    assert 0.3 < half.sum() / whole.sum() < 0.75
+
+
+def test_substance_slice_shows_the_gradient(tmp_path):
+    run = layer(tmp_path, n_side=2, substance=True)
+    img = viz.render(run, color_by="type", substance="signal", camera="xy", out=None, annotate=False,
+                     window_size=(500, 500), clip="-z")
+    row = img[250].astype(float).sum(axis=1)
+    bright = row[content(img)[250]]
+    assert bright[-20:].mean() > bright[:20].mean() + 100  # magma: dark at low x, bright at high x
+
+
+def test_empty_and_single_agent_runs_render(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    sim.add_agents("none", np.zeros((0, 3)))
+    img = viz.render(sim, out=tmp_path / "empty.png")
+    assert content(img).any()  # the box outline and the caption
+    sim.add_agents("one", [[25.0, 25.0, 25.0]], diameter=5.0)
+    img = viz.render(sim, out=tmp_path / "one.png", annotate=False)
+    assert content(img).mean() > 0.01
+
+
+def test_bad_requests_get_clear_errors(tmp_path):
+    run = layer(tmp_path, n_side=2)
+    with pytest.raises(ValueError, match="step 99 is not in this run.*0, 1"):
+        viz.render(run, step=99, out=None)
+    with pytest.raises(ValueError, match="color_by 'volume'.*diameter, position, type, uid"):
+        viz.render(run, color_by="volume", out=None)
+    with pytest.raises(ValueError, match=r"\.gif.*\.png"):
+        viz.render(run, out=tmp_path / "x.gif")
+    with pytest.raises(ValueError, match="substance 'oxygen'"):
+        viz.render(run, substance="oxygen", out=None)
+    with pytest.raises(IndexError, match="2 snapshots"):
+        viz.render(run, snapshot=5, out=None)
+    notrun = tmp_path / "n.h5"
+    notrun.write_text("x")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        viz.render(str(notrun), out=None)
+
+
+def test_render_command(tmp_path):
+    import subprocess
+    import sys
+
+    layer(tmp_path, n_side=4)
+    r = subprocess.run([sys.executable, "-m", "biosim", "render", str(tmp_path / "r.h5"), "-o",
+                        str(tmp_path / "cli.png"), "--color-by", "diameter"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cli.png").stat().st_size > 1000
+    r = subprocess.run([sys.executable, "-m", "biosim", "render", str(tmp_path / "r.h5"), "-o",
+                        str(tmp_path / "cli.png"), "--step", "7"], capture_output=True, text=True)
+    assert r.returncode != 0 and "step 7" in r.stderr

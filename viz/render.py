@@ -1,0 +1,222 @@
+"""Pictures of runs with PyVista, offscreen."""
+import os
+
+import numpy as np
+
+from . import _probe
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CAMERAS = ("iso", "xy", "xz", "yz")
+# categorical colours for population types (colour-blind-safe, Okabe-Ito)
+TYPE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+class Frame:
+    """What one picture shows: agent columns, box, population names and
+    substance grids (with their spacing and lower corner), at one step/time."""
+
+    def __init__(self, agents, lower, upper, populations, substances, step, time):
+        self.agents = agents
+        self.lower = np.asarray(lower, dtype=float)
+        self.upper = np.asarray(upper, dtype=float)
+        self.populations = populations
+        self.substances = substances  # name -> (grid, spacing, lower)
+        self.step = step
+        self.time = time
+
+
+def frame_of(source, snapshot=-1, step=None, substance=None):
+    """A Frame from a Run, a run's path, or a live Simulation."""
+    from biosim.io import Run, open_run
+    from biosim.simulation import Simulation
+
+    if isinstance(source, (str, os.PathLike)):
+        source = open_run(source)
+    if isinstance(source, Simulation):
+        if step is not None and step != source.step:
+            raise ValueError(f"step {step!r}: a live simulation shows its current step {source.step}")
+        t = source.agents
+        agents = {c: t[c].copy() for c in t.columns}
+        subs = {n: (s.concentration.copy(), s.spacing, s.lower) for n, s in source.substances.items()}
+        pops = [p.name for p in sorted(source.populations.values(), key=lambda p: p.code)]
+        return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time)
+    if not isinstance(source, Run):
+        raise TypeError(f"render takes a run (bs.io.open_run(path)), a run's path or a Simulation; got "
+                        f"{type(source).__name__}")
+    if len(source) == 0:
+        raise ValueError(f"run {source.path!r} holds no snapshots yet")
+    i = source.index(step) if step is not None else source._snapshot(snapshot)
+    box = source.metadata.get("box", {})
+    agents = source.agents(i)
+    subs = {}
+    if substance is not None:
+        if substance not in source.substances:
+            known = ", ".join(source.substances) or "none"
+            raise ValueError(f"substance {substance!r} is not in this run; substances are {known}")
+        meta = source.metadata.get("substances", {}).get(substance, {})
+        subs[substance] = (source.substance(substance, i), meta.get("spacing"),
+                           np.asarray(box.get("lower", (0, 0, 0)), dtype=float))
+    pos = agents["position"]
+    lower = box.get("lower", pos.min(axis=0) if len(pos) else (0, 0, 0))
+    upper = box.get("upper", pos.max(axis=0) if len(pos) else (1, 1, 1))
+    return Frame(agents, lower, upper, source.populations, subs, int(source.steps[i]), float(source.times[i]))
+
+
+def _check_options(frame, color_by, out, camera, substance, clip):
+    if out is not None:
+        ext = os.path.splitext(str(out))[1].lower()
+        if ext not in IMAGE_EXTENSIONS:
+            raise ValueError(f"out {str(out)!r}: the image type {ext or '(none)'} is not supported; use one of "
+                             f"{', '.join(IMAGE_EXTENSIONS)} (movies: bs.viz.movie)")
+        parent = os.path.dirname(os.path.abspath(str(out)))
+        if not os.path.isdir(parent):
+            raise ValueError(f"out {str(out)!r}: directory {parent!r} does not exist")
+    if color_by not in frame.agents:
+        raise ValueError(f"color_by {color_by!r} is not a column of this run; columns are "
+                         f"{', '.join(sorted(frame.agents))}")
+    if camera not in CAMERAS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERAS)}; got {camera!r}")
+    if substance is not None and substance not in frame.substances:
+        known = ", ".join(frame.substances) or "none"
+        raise ValueError(f"substance {substance!r} is not in this simulation; substances are {known}")
+    if clip is not None and clip not in ("x", "y", "z", "-x", "-y", "-z"):
+        raise ValueError(f"clip must be None or an axis 'x', 'y', 'z' (keep the lower half) or '-x', '-y', '-z' "
+                         f"(keep the upper half); got {clip!r}")
+
+
+def _scalars(values):
+    v = np.asarray(values)
+    if v.ndim > 1:
+        v = np.linalg.norm(v.reshape(len(v), -1), axis=1)
+    return v.astype(float)
+
+
+def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, substance=None, clip=None,
+           camera="iso", window_size=(1024, 768), clim=None, cmap="viridis", max_spheres=20000,
+           background="white", show_box=None, annotate=True):
+    """Render agents as spheres of their true diameter and save a picture.
+
+    Parameters
+    ----------
+    source : Run, path of a run, or Simulation
+    snapshot : int, Python-style index of the snapshot (-1: the last)
+    color_by : column to colour by: ``"type"`` gives one colour per population
+        (with a legend), other columns a colour map with a scalar bar
+        (vectors by their length)
+    out : path of a .png or .jpg, or None to return the image array only
+    step : select the snapshot by simulation step instead
+    substance : name of a substance to show as a slice through the box centre
+    clip : ``"x"``, ``"y"`` or ``"z"``: drop the agents in the upper half along
+        that axis (``"-x"``...: the lower half), to look inside a spheroid
+    camera : ``"iso"`` (default), ``"xy"``, ``"xz"`` or ``"yz"``
+    window_size : (width, height) in pixels
+    clim : (low, high) colour limits for continuous columns (default: the data's)
+    max_spheres : above this many agents, points rendered as spheres are drawn
+        instead of sphere meshes (seconds for 10^6 agents)
+    show_box : draw the box outline (default: when the agents span most of it)
+
+    Returns the image as an (height, width, 3) uint8 array.
+    """
+    frame = frame_of(source, snapshot, step, substance)
+    _check_options(frame, color_by, out, camera, substance, clip)
+    _probe.require()
+    import pyvista as pv
+
+    pv.OFF_SCREEN = True
+    pv.global_theme.multi_samples = 0
+    pl = pv.Plotter(off_screen=True, window_size=tuple(window_size))
+    pl.set_background(background)
+    _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate)
+    _place_camera(pl, frame, camera, clip)
+    img = pl.screenshot(None if out is None else str(out), return_img=True)
+    pl.close()
+    return img
+
+
+def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate):
+    import pyvista as pv
+
+    a = frame.agents
+    pos = np.asarray(a["position"], dtype=float)
+    keep = np.ones(len(pos), dtype=bool)
+    if clip is not None:
+        axis = "xyz".index(clip[-1])
+        centre = 0.5 * (frame.lower[axis] + frame.upper[axis])
+        keep = pos[:, axis] <= centre if not clip.startswith("-") else pos[:, axis] >= centre
+    pos = pos[keep]
+    diam = np.asarray(a["diameter"], dtype=float)[keep]
+    values = _scalars(a[color_by])[keep]
+    categorical = color_by == "type"
+    if show_box is None:
+        span = pos.max(axis=0) - pos.min(axis=0) if len(pos) else frame.upper - frame.lower
+        show_box = bool(np.any(span > 0.5 * (frame.upper - frame.lower)))
+    if show_box:
+        pl.add_mesh(pv.Box(bounds=(frame.lower[0], frame.upper[0], frame.lower[1], frame.upper[1],
+                                   frame.lower[2], frame.upper[2])), style="wireframe", color="grey",
+                    line_width=1)
+    if substance is not None:
+        grid, spacing, lower = frame.substances[substance]
+        img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
+        img.cell_data[substance] = grid.ravel(order="F")
+        sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
+        pl.add_mesh(sl, scalars=substance, cmap="magma", show_scalar_bar=True,
+                    scalar_bar_args={"title": substance, "color": "black"})
+    if len(pos):
+        cloud = pv.PolyData(pos)
+        cloud["diameter"] = diam
+        if categorical:
+            codes = values.astype(int)
+            names = frame.populations or [str(c) for c in range(codes.max() + 1)]
+            colours = np.array([TYPE_COLOURS[c % len(TYPE_COLOURS)] for c in range(max(len(names), 1))])
+            cloud["rgb"] = np.array([_hex_rgb(colours[c]) for c in codes], dtype=np.uint8)
+            kwargs = {"scalars": "rgb", "rgb": True}
+            if annotate:
+                present = sorted(set(codes.tolist()))
+                pl.add_legend([(names[c] if c < len(names) else str(c), colours[c]) for c in present],
+                              bcolor="white", face="circle", size=(0.18, 0.05 * len(present) + 0.02))
+        else:
+            cloud[color_by] = values
+            kwargs = {"scalars": color_by, "cmap": cmap, "clim": clim if clim is not None else
+                      (float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1e-12),
+                      "scalar_bar_args": {"title": color_by, "color": "black"}}
+        if len(pos) <= max_spheres:
+            sphere = pv.Sphere(radius=0.5, theta_resolution=14, phi_resolution=14)
+            glyphs = cloud.glyph(scale="diameter", geom=sphere, orient=False)
+            pl.add_mesh(glyphs, smooth_shading=True, **kwargs)
+        else:
+            size = _point_size(pl, frame, float(np.median(diam)))
+            pl.add_mesh(cloud, render_points_as_spheres=True, point_size=size, **kwargs)
+    if annotate:
+        pl.add_text(f"step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
+                    position="upper_left", font_size=10, color="black")
+
+
+def _point_size(pl, frame, diameter):
+    extent = float(np.max(frame.upper - frame.lower))
+    return max(1.0, 0.8 * pl.window_size[1] * diameter / extent)
+
+
+def _hex_rgb(h):
+    h = h.lstrip("#")
+    return [int(h[k:k + 2], 16) for k in (0, 2, 4)]
+
+
+def _place_camera(pl, frame, camera, clip=None):
+    """Look along the preset direction and fit the agents (the box when there
+    are none) into the view; with a clip, look at the cut face."""
+    pos = np.asarray(frame.agents["position"], dtype=float)
+    if len(pos):
+        pad = float(np.max(frame.agents["diameter"]))
+        lo, hi = pos.min(axis=0) - pad, pos.max(axis=0) + pad
+    else:
+        lo, hi = frame.lower, frame.upper
+    centre = 0.5 * (lo + hi)
+    direction, up = {"iso": ((0.8, -1.0, 0.7), (0, 0, 1)), "xy": ((0, 0, 1), (0, 1, 0)),
+                     "xz": ((0, -1, 0), (0, 0, 1)), "yz": ((1, 0, 0), (0, 0, 1))}[camera]
+    direction = np.asarray(direction, dtype=float)
+    if clip is not None and camera == "iso":
+        axis = "xyz".index(clip[-1])
+        direction[axis] = abs(direction[axis]) * (-1.0 if clip.startswith("-") else 1.0)
+    direction /= np.linalg.norm(direction)
+    pl.camera_position = [tuple(centre + direction * float(np.max(hi - lo))), tuple(centre), up]
+    pl.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
