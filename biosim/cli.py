@@ -74,11 +74,12 @@ def cmd_demo(args):
 
 def cmd_render(args):
     from biosim import viz
+    from biosim.viz.render import IMAGE_EXTENSIONS
 
     ext = os.path.splitext(args.output)[1].lower()
-    if ext not in viz.render_module.IMAGE_EXTENSIONS:
+    if ext not in IMAGE_EXTENSIONS:
         sys.exit(f"biosim render: output {args.output!r}: supported types are "
-                 f"{', '.join(viz.render_module.IMAGE_EXTENSIONS)} (movies are not available yet)")
+                 f"{', '.join(IMAGE_EXTENSIONS)} (movies are not available yet)")
     try:
         viz.render(args.run, snapshot=args.snapshot, step=args.step, color_by=args.color_by,
                    substance=args.substance, clip=args.clip, out=args.output)

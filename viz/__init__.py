@@ -7,7 +7,6 @@ Rendering is probed once per process in a subprocess; where VTK cannot
 render (no EGL/OSMesa), a RuntimeError says what to install instead of the
 process crashing.
 """
-from . import render as render_module
 from ._probe import check as rendering_available
 from .render import render
 
