@@ -74,15 +74,19 @@ def cmd_demo(args):
 
 def cmd_render(args):
     from biosim import viz
-    from biosim.viz.render import IMAGE_EXTENSIONS
+    from biosim.viz.render import IMAGE_EXTENSIONS, MOVIE_EXTENSIONS
 
     ext = os.path.splitext(args.output)[1].lower()
-    if ext not in IMAGE_EXTENSIONS:
+    if ext not in IMAGE_EXTENSIONS + MOVIE_EXTENSIONS:
         sys.exit(f"biosim render: output {args.output!r}: supported types are "
-                 f"{', '.join(IMAGE_EXTENSIONS)} (movies are not available yet)")
+                 f"{', '.join(IMAGE_EXTENSIONS + MOVIE_EXTENSIONS)}")
     try:
-        viz.render(args.run, snapshot=args.snapshot, step=args.step, color_by=args.color_by,
-                   substance=args.substance, clip=args.clip, out=args.output)
+        if ext in MOVIE_EXTENSIONS:
+            viz.movie(args.run, out=args.output, every=args.every, fps=args.fps, color_by=args.color_by,
+                      substance=args.substance, clip=args.clip)
+        else:
+            viz.render(args.run, snapshot=args.snapshot, step=args.step, color_by=args.color_by,
+                       substance=args.substance, clip=args.clip, out=args.output)
     except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"biosim render: {e}")
     print(args.output)
@@ -111,15 +115,17 @@ def build_parser():
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("render", help="render a snapshot of a run to a picture")
+    v = sub.add_parser("render", help="render a snapshot of a run to a picture, or the run to a movie")
     v.add_argument("run", help="a run written by HDF5Writer")
-    v.add_argument("-o", "--output", required=True, help="picture path (.png or .jpg)")
+    v.add_argument("-o", "--output", required=True, help="picture (.png, .jpg) or movie (.mp4, .gif) path")
     v.add_argument("--color-by", default="type", help="column to colour by (default: type)")
     which = v.add_mutually_exclusive_group()
     which.add_argument("--snapshot", type=int, default=-1, help="snapshot index (default: -1, the last)")
     which.add_argument("--step", type=int, default=None, help="simulation step to show")
     v.add_argument("--substance", default=None, help="show this substance as a slice")
     v.add_argument("--clip", default=None, help="cut open along x, y or z")
+    v.add_argument("--every", type=int, default=1, help="movies: every n-th snapshot")
+    v.add_argument("--fps", type=float, default=10.0, help="movies: frames per second")
     v.set_defaults(func=cmd_render)
 
     i = sub.add_parser("info", help="versions, threads, GPU")

@@ -1,7 +1,7 @@
 """The embedded default model run by ``biosim demo``: a tumour spheroid that
 grows from 8 cells to about 10^4 by growth, division, a little apoptosis and
 random motility, with soft-sphere mechanics, written to HDF5 and rendered
-(cut open, coloured by diameter) to a PNG."""
+(cut open, coloured by diameter) to a PNG and an MP4."""
 import os
 import time
 
@@ -60,6 +60,9 @@ def main(out_dir="out", steps=1240, seed=42, progress=True):
 
         viz.render(path, snapshot=-1, color_by="diameter", clip="y", out=picture)
         print(f"      picture:   {picture}")
+        film = os.path.join(out_dir, "demo.mp4")
+        frames = viz.movie(path, out=film, every=2, fps=12, color_by="diameter", clip="y", progress=progress)
+        print(f"      movie:     {film} ({frames} frames)")
     except RuntimeError as e:  # no OpenGL here: the run itself is complete
         print(f"      no picture: {e}")
     return path

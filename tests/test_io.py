@@ -168,3 +168,31 @@ def test_sigkill_leaves_every_completed_snapshot_readable(tmp_path):
             assert snap["uid"].size == count and np.isfinite(snap["position"]).all()
         last = run.agents(-1)
         assert len(np.unique(last["uid"])) == last["uid"].size
+
+
+def test_xdmf_sidecar_opens_in_vtk(tmp_path):
+    vtk = pytest.importorskip("vtkmodules.vtkIOXdmf2")
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    sim = small_sim(n=30)
+    path = tmp_path / "side.h5"
+    sim.writers.append(bs.io.HDF5Writer(path, every=10))
+    sim.run(30)
+    run = bs.io.open_run(path)
+    xmf = tmp_path / "side.xmf"
+    assert xmf.exists()
+    reader = vtk.vtkXdmfReader()
+    reader.SetFileName(str(xmf))
+    reader.UpdateInformation()
+    info = reader.GetOutputInformation(0)
+    from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
+    times = info.Get(SDDP.TIME_STEPS())
+    np.testing.assert_allclose(times, run.times)
+    for i, t in enumerate(times):
+        reader.UpdateTimeStep(t)
+        out = reader.GetOutputDataObject(0)
+        grid = out if out.IsA("vtkPointSet") else out.GetBlock(0)
+        pos = vtk_to_numpy(grid.GetPoints().GetData())
+        np.testing.assert_array_equal(pos, run.agents(i)["position"])
+        diam = vtk_to_numpy(grid.GetPointData().GetArray("diameter"))
+        np.testing.assert_array_equal(diam, run.agents(i)["diameter"])

@@ -111,3 +111,37 @@ def test_render_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "biosim", "render", str(tmp_path / "r.h5"), "-o",
                         str(tmp_path / "cli.png"), "--step", "7"], capture_output=True, text=True)
     assert r.returncode != 0 and "step 7" in r.stderr
+
+
+def test_movie_has_every_frame_and_the_same_size(tmp_path):
+    import imageio.v3 as iio
+
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None, seed=3)
+    pop = sim.add_agents("c", bs.init.ball(50, 20.0, (50.0, 50.0, 50.0), seed=1), diameter=5.0)
+    from biosim import models
+    pop.behaviours += [models.RandomWalk(speed=5.0)]
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "m.h5", every=2))
+    sim.run(20)  # 11 snapshots
+    n = viz.movie(tmp_path / "m.h5", out=tmp_path / "m.mp4", every=1, fps=5, window_size=(320, 240),
+                  progress=False)
+    frames = iio.imread(tmp_path / "m.mp4")
+    assert n == 11 and frames.shape == (11, 240, 320, 3)
+    assert viz.movie(tmp_path / "m.h5", out=tmp_path / "m.gif", every=5, progress=False,
+                     window_size=(160, 120)) == 3
+    assert iio.imread(tmp_path / "m.gif").shape[:3] == (3, 120, 160)
+    with pytest.raises(ValueError, match=r"\.avi.*\.mp4"):
+        viz.movie(tmp_path / "m.h5", out=tmp_path / "m.avi")
+
+
+def test_plot_counts(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None, seed=3)
+    from biosim import models
+    a = sim.add_agents("dying", bs.init.uniform(200, sim.box, seed=1), diameter=2.0)
+    sim.add_agents("steady", bs.init.uniform(50, sim.box, seed=2), diameter=2.0)
+    a.behaviours += [models.Apoptosis(rate=0.5)]
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "c.h5", every=5))
+    sim.run(20)
+    counts = viz.plot_counts(tmp_path / "c.h5", out=tmp_path / "c.png")
+    assert counts["steady"].tolist() == [50] * 5
+    assert counts["dying"][0] == 200 and np.all(np.diff(counts["dying"]) <= 0) and counts["dying"][-1] < 100
+    assert (tmp_path / "c.png").stat().st_size > 5000

@@ -8,6 +8,7 @@ render (no EGL/OSMesa), a RuntimeError says what to install instead of the
 process crashing.
 """
 from ._probe import check as rendering_available
-from .render import render
+from .plots import plot_counts
+from .render import movie, render
 
-__all__ = ["render", "rendering_available"]
+__all__ = ["movie", "plot_counts", "render", "rendering_available"]

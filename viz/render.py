@@ -119,6 +119,12 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     """
     frame = frame_of(source, snapshot, step, substance)
     _check_options(frame, color_by, out, camera, substance, clip)
+    return _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap,
+                         max_spheres, background, show_box, annotate, bounds=None)
+
+
+def _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres,
+                  background, show_box, annotate, bounds):
     _probe.require()
     import pyvista as pv
 
@@ -127,10 +133,83 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     pl = pv.Plotter(off_screen=True, window_size=tuple(window_size))
     pl.set_background(background)
     _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate)
-    _place_camera(pl, frame, camera, clip)
+    _place_camera(pl, frame, camera, clip, bounds)
     img = pl.screenshot(None if out is None else str(out), return_img=True)
     pl.close()
     return img
+
+
+MOVIE_EXTENSIONS = (".mp4", ".gif")
+
+
+def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, clip=None, camera="iso",
+          window_size=(800, 600), clim=None, cmap="viridis", max_spheres=20000, progress=True):
+    """Render snapshots ``0, every, 2 every, ...`` of ``run`` into an .mp4 or
+    .gif movie with the same camera and colour limits in every frame (no
+    flicker); each frame shows its step and time.  Returns the frame count."""
+    from biosim.io import Run, open_run
+
+    if isinstance(run, (str, os.PathLike)):
+        run = open_run(run)
+    if not isinstance(run, Run):
+        raise TypeError(f"movie takes a run (bs.io.open_run(path)) or its path; got {type(run).__name__}")
+    ext = os.path.splitext(str(out))[1].lower()
+    if ext not in MOVIE_EXTENSIONS:
+        raise ValueError(f"out {str(out)!r}: movies are written as {', '.join(MOVIE_EXTENSIONS)}; got "
+                         f"{ext or '(none)'} (pictures: bs.viz.render)")
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if not (isinstance(fps, (int, float)) and 0 < fps <= 120):
+        raise ValueError(f"fps must be a number in (0, 120], got {fps!r}")
+    indices = list(range(0, len(run), every))
+    if not indices:
+        raise ValueError(f"run {run.path!r} holds no snapshots")
+    first = frame_of(run, indices[0], None, substance)
+    _check_options(first, color_by, None, camera, substance, clip)
+    parent = os.path.dirname(os.path.abspath(str(out)))
+    if not os.path.isdir(parent):
+        raise ValueError(f"out {str(out)!r}: directory {parent!r} does not exist")
+    # one camera and one colour range for the whole movie
+    lo, hi, vmin, vmax = None, None, np.inf, -np.inf
+    for i in indices:
+        a = run.agents(i, columns=["position", "diameter", color_by] if color_by not in ("position", "diameter")
+                       else ["position", "diameter"])
+        if len(a["position"]):
+            pad = float(np.max(a["diameter"]))
+            plo, phi = a["position"].min(axis=0) - pad, a["position"].max(axis=0) + pad
+            lo = plo if lo is None else np.minimum(lo, plo)
+            hi = phi if hi is None else np.maximum(hi, phi)
+            v = _scalars(a[color_by])
+            vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
+    bounds = None if lo is None else (lo, hi)
+    if clim is None and color_by != "type" and np.isfinite(vmin):
+        clim = (vmin, vmax if vmax > vmin else vmin + 1e-12)
+    import imageio.v2 as imageio
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(indices), unit="frame", desc="movie")
+    kwargs = {"fps": fps}
+    if ext == ".mp4":
+        kwargs.update(codec="libx264", quality=7, macro_block_size=1)
+    else:
+        kwargs = {"duration": 1000.0 / fps, "loop": 0}
+    try:
+        with imageio.get_writer(str(out), **kwargs) as writer:
+            for i in indices:
+                frame = frame_of(run, i, None, substance)
+                img = _render_frame(frame, color_by, None, substance, clip, camera, window_size, clim, cmap,
+                                    max_spheres, "white", None, True, bounds)
+                writer.append_data(img)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return len(indices)
 
 
 def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate):
@@ -201,11 +280,14 @@ def _hex_rgb(h):
     return [int(h[k:k + 2], 16) for k in (0, 2, 4)]
 
 
-def _place_camera(pl, frame, camera, clip=None):
+def _place_camera(pl, frame, camera, clip=None, bounds=None):
     """Look along the preset direction and fit the agents (the box when there
-    are none) into the view; with a clip, look at the cut face."""
+    are none, ``bounds`` when given) into the view; with a clip, look at the
+    cut face."""
     pos = np.asarray(frame.agents["position"], dtype=float)
-    if len(pos):
+    if bounds is not None:
+        lo, hi = np.asarray(bounds[0], dtype=float), np.asarray(bounds[1], dtype=float)
+    elif len(pos):
         pad = float(np.max(frame.agents["diameter"]))
         lo, hi = pos.min(axis=0) - pad, pos.max(axis=0) + pad
     else:

@@ -14,7 +14,8 @@ Layout (format ``biosim-run``, version 1)::
                                         substance existed); attrs: spacing, lower
 
 Agent columns keep their dtype (float64 positions, bit-exact with the live
-run).  The file is written in HDF5's single-writer/multiple-reader (SWMR)
+run).  When a run returns, an XDMF sidecar (``run.xmf``) is written beside
+the file so ParaView can open it.  The file is written in HDF5's single-writer/multiple-reader (SWMR)
 mode, which orders every metadata write so the file is consistent on disk at
 any moment: a snapshot is complete once its entry in ``/snapshots`` exists,
 and a run killed at any point (even SIGKILL) leaves every completed snapshot
@@ -29,6 +30,7 @@ import h5py
 import numpy as np
 
 from .. import _validate as V
+from .xdmf import write_sidecar
 
 FORMAT = "biosim-run"
 FORMAT_VERSION = 1
@@ -138,13 +140,21 @@ class HDF5Writer:
         self._grids[name] = g[name]
 
     def close(self):
-        """Flush and release the file (called when ``run`` returns)."""
+        """Flush and release the file (called when ``run`` returns) and write
+        the XDMF sidecar (``.xmf`` beside it) for ParaView."""
         if self._file is None:
             return
-        f, self._file = self._file, None
-        self._columns = {}
-        self._grids = {}
-        f.close()
+        f = self._file
+        try:
+            snaps = f["snapshots"]
+            columns = {name: (ds.dtype, int(np.prod(ds.shape[1:])), ds.shape[0])
+                       for name, ds in self._columns.items()}
+            write_sidecar(self.path, snaps["step"][:], snaps["time"][:], snaps["count"][:], columns)
+        finally:
+            self._file = None
+            self._columns = {}
+            self._grids = {}
+            f.close()
 
     # -- writing ---------------------------------------------------------------
     def write(self, sim):
