@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.biosim-installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean gl-libs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,25 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@$(PY) -c "import sys; from biosim.viz import rendering_available as r; sys.exit(0 if r()[0] else 1)" \
+		|| $(MAKE) --no-print-directory gl-libs
 	$(VENV)/bin/biosim demo --out out
+
+# Offscreen OpenGL for VTK on a bare Debian/Ubuntu (as root with apt-get); elsewhere say what is missing.
+gl-libs:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing EGL/Mesa for offscreen rendering"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends libegl1 libegl-mesa0 libgl1-mesa-dri; \
+	else \
+		echo "offscreen rendering unavailable: install libegl1 libegl-mesa0 libgl1-mesa-dri (or libosmesa6)"; \
+	fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanics.py
+	$(PY) benchmarks/bench_diffusion.py
 
 clean:
 	rm -rf $(VENV) .numba_cache out *.egg-info
