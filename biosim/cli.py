@@ -1,4 +1,4 @@
-"""The ``biosim`` command: run, demo, render, info, bench."""
+"""The ``biosim`` command: run, demo, render, view, info, bench."""
 import argparse
 import os
 import platform
@@ -92,6 +92,15 @@ def cmd_render(args):
     print(args.output)
 
 
+def cmd_view(args):
+    from biosim import viz
+
+    try:
+        viz.view(args.run, color_by=args.color_by, substance=args.substance, clip=args.clip)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"biosim view: {e}")
+
+
 def cmd_bench(args):
     from biosim import bench
 
@@ -128,6 +137,13 @@ def build_parser():
     v.add_argument("--fps", type=float, default=10.0, help="movies: frames per second")
     v.set_defaults(func=cmd_render)
 
+    w = sub.add_parser("view", help="an interactive window with a slider over the snapshots of a run")
+    w.add_argument("run")
+    w.add_argument("--color-by", default="type")
+    w.add_argument("--substance", default=None)
+    w.add_argument("--clip", default=None)
+    w.set_defaults(func=cmd_view)
+
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
@@ -139,7 +155,7 @@ def build_parser():
     b.add_argument("--no-baseline", action="store_true", help="skip the numpy + cKDTree baseline")
     b.set_defaults(func=cmd_bench)
 
-    for sp in (r, d, v, i, b):
+    for sp in (r, d, v, w, i, b):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
     return p
 

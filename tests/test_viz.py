@@ -145,3 +145,31 @@ def test_plot_counts(tmp_path):
     assert counts["steady"].tolist() == [50] * 5
     assert counts["dying"][0] == 200 and np.all(np.diff(counts["dying"]) <= 0) and counts["dying"][-1] < 100
     assert (tmp_path / "c.png").stat().st_size > 5000
+
+
+def test_substance_isosurface_and_volume(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(200.0), mechanics=None, seed=1)
+    sim.add_agents("a", bs.init.ball(50, 20.0, (100.0, 100.0, 100.0), seed=1), diameter=8.0)
+    sim.add_substance("o2", diffusion=0.0, spacing=10.0,
+                      initial=lambda x, y, z: np.sqrt((x - 100) ** 2 + (y - 100) ** 2 + (z - 100) ** 2))
+    opts = dict(out=None, annotate=False, window_size=(300, 300), show_box=False, substance="o2")
+    # same framing (the whole box) with and without a surface: a level above the maximum draws none
+    none = content(viz.render(sim, substance_mode="isosurface", substance_level=1e9, **opts))
+    iso = content(viz.render(sim, substance_mode="isosurface", substance_level=60.0, **opts))
+    vol = content(viz.render(sim, substance_mode="volume", **opts))
+    assert iso.sum() > 2 * none.sum()  # a sphere of 60 µm around cells of a 20 µm ball
+    assert vol.sum() > 2 * none.sum()
+    with pytest.raises(ValueError, match="substance_mode"):
+        viz.render(sim, substance="o2", substance_mode="cloud", out=None)
+
+
+def test_view_without_a_display_says_so(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    layer(tmp_path, n_side=2)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "biosim", "view", str(tmp_path / "r.h5")], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert r.returncode != 0 and "needs a display" in r.stderr and "biosim render" in r.stderr

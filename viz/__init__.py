@@ -9,6 +9,6 @@ process crashing.
 """
 from ._probe import check as rendering_available
 from .plots import plot_counts
-from .render import movie, render
+from .render import movie, render, view
 
-__all__ = ["movie", "plot_counts", "render", "rendering_available"]
+__all__ = ["movie", "plot_counts", "render", "rendering_available", "view"]

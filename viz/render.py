@@ -62,7 +62,10 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
     return Frame(agents, lower, upper, source.populations, subs, int(source.steps[i]), float(source.times[i]))
 
 
-def _check_options(frame, color_by, out, camera, substance, clip):
+SUBSTANCE_MODES = ("slice", "isosurface", "volume")
+
+
+def _check_options(frame, color_by, out, camera, substance, clip, substance_mode="slice"):
     if out is not None:
         ext = os.path.splitext(str(out))[1].lower()
         if ext not in IMAGE_EXTENSIONS:
@@ -79,6 +82,8 @@ def _check_options(frame, color_by, out, camera, substance, clip):
     if substance is not None and substance not in frame.substances:
         known = ", ".join(frame.substances) or "none"
         raise ValueError(f"substance {substance!r} is not in this simulation; substances are {known}")
+    if substance_mode not in SUBSTANCE_MODES:
+        raise ValueError(f"substance_mode must be one of {', '.join(SUBSTANCE_MODES)}; got {substance_mode!r}")
     if clip is not None and clip not in ("x", "y", "z", "-x", "-y", "-z"):
         raise ValueError(f"clip must be None or an axis 'x', 'y', 'z' (keep the lower half) or '-x', '-y', '-z' "
                          f"(keep the upper half); got {clip!r}")
@@ -93,7 +98,7 @@ def _scalars(values):
 
 def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, substance=None, clip=None,
            camera="iso", window_size=(1024, 768), clim=None, cmap="viridis", max_spheres=20000,
-           background="white", show_box=None, annotate=True):
+           background="white", show_box=None, annotate=True, substance_mode="slice", substance_level=None):
     """Render agents as spheres of their true diameter and save a picture.
 
     Parameters
@@ -105,7 +110,10 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
         (vectors by their length)
     out : path of a .png or .jpg, or None to return the image array only
     step : select the snapshot by simulation step instead
-    substance : name of a substance to show as a slice through the box centre
+    substance : name of a substance to show
+    substance_mode : ``"slice"`` (through the box centre, normal z; the
+        default), ``"isosurface"`` (at ``substance_level``, default the middle
+        of the grid's range) or ``"volume"`` (volume rendering)
     clip : ``"x"``, ``"y"`` or ``"z"``: drop the agents in the upper half along
         that axis (``"-x"``...: the lower half), to look inside a spheroid
     camera : ``"iso"`` (default), ``"xy"``, ``"xz"`` or ``"yz"``
@@ -118,13 +126,14 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     Returns the image as an (height, width, 3) uint8 array.
     """
     frame = frame_of(source, snapshot, step, substance)
-    _check_options(frame, color_by, out, camera, substance, clip)
-    return _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap,
+    _check_options(frame, color_by, out, camera, substance, clip, substance_mode)
+    shown = None if substance is None else (substance, substance_mode, substance_level)
+    return _render_frame(frame, color_by, out, shown, clip, camera, window_size, clim, cmap,
                          max_spheres, background, show_box, annotate, bounds=None)
 
 
 def _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres,
-                  background, show_box, annotate, bounds):
+                  background, show_box, annotate, bounds, label=""):
     _probe.require()
     import pyvista as pv
 
@@ -132,7 +141,9 @@ def _render_frame(frame, color_by, out, substance, clip, camera, window_size, cl
     pv.global_theme.multi_samples = 0
     pl = pv.Plotter(off_screen=True, window_size=tuple(window_size))
     pl.set_background(background)
-    _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate)
+    _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate, label)
+    if bounds is None and substance is not None and substance[1] != "slice":
+        bounds = (frame.lower, frame.upper)  # a field fills the box: show all of it
     _place_camera(pl, frame, camera, clip, bounds)
     img = pl.screenshot(None if out is None else str(out), return_img=True)
     pl.close()
@@ -143,10 +154,12 @@ MOVIE_EXTENSIONS = (".mp4", ".gif")
 
 
 def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, clip=None, camera="iso",
-          window_size=(800, 600), clim=None, cmap="viridis", max_spheres=20000, progress=True):
+          window_size=(800, 600), clim=None, cmap="viridis", max_spheres=20000, progress=True,
+          substance_mode="slice", substance_level=None):
     """Render snapshots ``0, every, 2 every, ...`` of ``run`` into an .mp4 or
     .gif movie with the same camera and colour limits in every frame (no
-    flicker); each frame shows its step and time.  Returns the frame count."""
+    flicker); each frame shows its number, step and time.  Options as for
+    :func:`render`.  Returns the frame count."""
     from biosim.io import Run, open_run
 
     if isinstance(run, (str, os.PathLike)):
@@ -166,7 +179,8 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
     if not indices:
         raise ValueError(f"run {run.path!r} holds no snapshots")
     first = frame_of(run, indices[0], None, substance)
-    _check_options(first, color_by, None, camera, substance, clip)
+    _check_options(first, color_by, None, camera, substance, clip, substance_mode)
+    shown = None if substance is None else (substance, substance_mode, substance_level)
     parent = os.path.dirname(os.path.abspath(str(out)))
     if not os.path.isdir(parent):
         raise ValueError(f"out {str(out)!r}: directory {parent!r} does not exist")
@@ -199,10 +213,11 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
         kwargs = {"duration": 1000.0 / fps, "loop": 0}
     try:
         with imageio.get_writer(str(out), **kwargs) as writer:
-            for i in indices:
+            for k, i in enumerate(indices):
                 frame = frame_of(run, i, None, substance)
-                img = _render_frame(frame, color_by, None, substance, clip, camera, window_size, clim, cmap,
-                                    max_spheres, "white", None, True, bounds)
+                img = _render_frame(frame, color_by, None, shown, clip, camera, window_size, clim, cmap,
+                                    max_spheres, "white", None, True, bounds,
+                                    label=f"frame {k + 1}/{len(indices)}   ")
                 writer.append_data(img)
                 if bar is not None:
                     bar.update(1)
@@ -212,7 +227,7 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
     return len(indices)
 
 
-def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate):
+def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate, label=""):
     import pyvista as pv
 
     a = frame.agents
@@ -234,12 +249,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
                                    frame.lower[2], frame.upper[2])), style="wireframe", color="grey",
                     line_width=1)
     if substance is not None:
-        grid, spacing, lower = frame.substances[substance]
-        img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
-        img.cell_data[substance] = grid.ravel(order="F")
-        sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
-        pl.add_mesh(sl, scalars=substance, cmap="magma", show_scalar_bar=True,
-                    scalar_bar_args={"title": substance, "color": "black"})
+        _draw_substance(pl, frame, *substance)
     if len(pos):
         cloud = pv.PolyData(pos)
         cloud["diameter"] = diam
@@ -251,8 +261,9 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             kwargs = {"scalars": "rgb", "rgb": True}
             if annotate:
                 present = sorted(set(codes.tolist()))
-                pl.add_legend([(names[c] if c < len(names) else str(c), colours[c]) for c in present],
-                              bcolor="white", face="circle", size=(0.18, 0.05 * len(present) + 0.02))
+                for row, c in enumerate(present):  # a legend in the populations' own colours
+                    pl.add_text(names[c] if c < len(names) else str(c), position=(0.01, 0.90 - 0.045 * row),
+                                viewport=True, color=colours[c], font_size=11)
         else:
             cloud[color_by] = values
             kwargs = {"scalars": color_by, "cmap": cmap, "clim": clim if clim is not None else
@@ -266,8 +277,32 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             size = _point_size(pl, frame, float(np.median(diam)))
             pl.add_mesh(cloud, render_points_as_spheres=True, point_size=size, **kwargs)
     if annotate:
-        pl.add_text(f"step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
+        pl.add_text(f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
                     position="upper_left", font_size=10, color="black")
+
+
+def _draw_substance(pl, frame, name, mode, level):
+    import pyvista as pv
+
+    grid, spacing, lower = frame.substances[name]
+    bar = {"title": name, "color": "black"}
+    img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
+    img.cell_data[name] = grid.ravel(order="F")
+    if mode == "slice":
+        sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
+        pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar)
+        return
+    pts = img.cell_data_to_point_data()
+    lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
+    if mode == "isosurface":
+        value = 0.5 * (lo + hi) if level is None else float(level)
+        surface = pts.contour([value], scalars=name)
+        if surface.n_points:
+            pl.add_mesh(surface, color="#CC79A7", opacity=0.45, smooth_shading=True)
+        pl.add_text(f"{name} = {value:g}", position="lower_left", font_size=9, color="black")
+    else:
+        pl.add_volume(pts, scalars=name, cmap="magma", opacity=[0.0, 0.03, 0.08, 0.15],
+                      clim=(lo, hi if hi > lo else lo + 1e-12), scalar_bar_args=bar)
 
 
 def _point_size(pl, frame, diameter):
@@ -302,3 +337,37 @@ def _place_camera(pl, frame, camera, clip=None, bounds=None):
     direction /= np.linalg.norm(direction)
     pl.camera_position = [tuple(centre + direction * float(np.max(hi - lo))), tuple(centre), up]
     pl.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
+
+
+def view(run, color_by="type", substance=None, clip=None, window_size=(1024, 768)):
+    """An interactive window on ``run`` with a slider over its snapshots
+    (needs a display; elsewhere a RuntimeError says so)."""
+    from biosim.io import Run, open_run
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise RuntimeError("viewing needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); on a machine "
+                           "without one, write pictures or movies instead: biosim render RUN.h5 -o run.png|run.mp4")
+    if isinstance(run, (str, os.PathLike)):
+        run = open_run(run)
+    if not isinstance(run, Run):
+        raise TypeError(f"view takes a run (bs.io.open_run(path)) or its path; got {type(run).__name__}")
+    if len(run) == 0:
+        raise ValueError(f"run {run.path!r} holds no snapshots yet")
+    first = frame_of(run, -1, None, substance)
+    _check_options(first, color_by, None, "iso", substance, clip)
+    import pyvista as pv
+
+    shown = None if substance is None else (substance, "slice", None)
+    pl = pv.Plotter(window_size=tuple(window_size))
+    pl.set_background("white")
+
+    def show(value):
+        pl.clear_actors()
+        frame = frame_of(run, int(round(value)), None, substance)
+        _draw(pl, frame, color_by, shown, clip, None, "viridis", 20000, None, True)
+
+    pl.add_slider_widget(show, [0, len(run) - 1], value=len(run) - 1, title="snapshot", fmt="%.0f",
+                         style="modern")
+    show(len(run) - 1)
+    _place_camera(pl, first, "iso", clip)
+    pl.show()
