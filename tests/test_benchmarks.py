@@ -1,0 +1,45 @@
+"""Every benchmark script runs, at a tiny size, and prints its numbers."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
+
+def run_bench(name, *args):
+    r = subprocess.run([sys.executable, os.path.join(BENCH, name), *args], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_bench_mechanics_tiny():
+    out = run_bench("bench_mechanics.py", "--agents", "3000", "--steps", "2", "--memory-agents", "0")
+    assert re.search(r"1 thread\(s\):\s+[\d.]+ M agent-updates/s", out)
+    assert "cKDTree baseline" in out and "bytes" in out and "speed-up" in out
+
+
+@pytest.mark.slow
+def test_bench_diffusion_tiny():
+    out = run_bench("bench_diffusion.py", "--sizes", "12", "--steps", "2")
+    assert "numpy explicit step" in out
+    assert re.search(r"implicit\s+1 thread\(s\):\s+[\d.]+ M voxel-updates/s", out)
+
+
+@pytest.mark.slow
+def test_bench_render_tiny():
+    from biosim import viz
+
+    if not viz.rendering_available()[0]:
+        pytest.skip("no offscreen OpenGL here")
+    out = run_bench("bench_render.py", "--sizes", "300", "--repeats", "1")
+    assert re.search(r"N=\s+300:\s+[\d.]+ s/frame", out) and "faster" in out
+
+
+def test_every_benchmark_has_a_test():
+    assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
+        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py"}
