@@ -173,3 +173,45 @@ def test_view_without_a_display_says_so(tmp_path):
     r = subprocess.run([sys.executable, "-m", "biosim", "view", str(tmp_path / "r.h5")], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode != 0 and "needs a display" in r.stderr and "biosim render" in r.stderr
+
+
+VIEW_HARNESS = """
+import sys
+import pyvista as pv
+from biosim import viz
+
+def show(self, *args, **kwargs):  # drive the slider instead of waiting for a user
+    slider = self.widgets.slider_widgets[0]
+    slider.GetRepresentation().SetValue(1)
+    slider.InvokeEvent("EndInteractionEvent")
+    self.render()
+    texts = []
+    for actor in self.renderer.actors.values():
+        if hasattr(actor, "GetText"):  # corner annotations: the caption
+            texts += [actor.GetText(k) for k in range(4)]
+        elif hasattr(actor, "GetInput"):
+            texts.append(actor.GetInput())
+    print("CAPTION", texts)
+    self.close()
+
+pv.Plotter.show = show
+viz.view(sys.argv[1], color_by="diameter")
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("xvfb-run") is None, reason="xvfb-run not installed")
+def test_viewer_slider_shows_the_chosen_snapshot(tmp_path):
+    import subprocess
+    import sys
+
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    sim.add_agents("c", [[50.0, 50.0, 50.0]], diameter=5.0)
+    sim.add_action(lambda s: s.add_agents("c", [[50.0, 50.0, 40.0 + s.step]], diameter=5.0), every=1)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "v.h5", every=5))
+    sim.run(10)  # snapshots at steps 0, 5, 10
+    harness = tmp_path / "h.py"
+    harness.write_text(VIEW_HARNESS)
+    r = subprocess.run(["xvfb-run", "-a", sys.executable, str(harness), str(tmp_path / "v.h5")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "step 5 " in r.stdout and "6 agents" in r.stdout  # snapshot 1: step 5
