@@ -43,6 +43,51 @@ class Action:
         self.trigger = Trigger(every)
 
 
+class Record:
+    """A scalar time series: ``fn(sim)`` evaluated on the state after every step
+    that is a multiple of ``every`` (step 0 included), like a writer."""
+
+    def __init__(self, name, fn, every):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"record name must be an identifier-like string (it names an HDF5 dataset), "
+                             f"got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"fn of record {name!r} must be callable as fn(sim) -> number, got {fn!r}")
+        self.name = name
+        self.fn = fn
+        self.trigger = Trigger(every)
+        self._steps, self._times, self._values = [], [], []
+
+    @property
+    def steps(self):
+        return np.array(self._steps, dtype=np.int64)
+
+    @property
+    def times(self):
+        """Times (min) of the recorded values."""
+        return np.array(self._times, dtype=np.float64)
+
+    @property
+    def values(self):
+        return np.array(self._values, dtype=np.float64)
+
+    def __len__(self):
+        return len(self._steps)
+
+    def sample(self, sim):
+        if self._steps and self._steps[-1] == sim.step:
+            return
+        value = self.fn(sim)
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(()).item()
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"record {self.name!r}: fn(sim) must return a number, got {value!r} "
+                            f"({type(value).__name__})")
+        self._steps.append(sim.step)
+        self._times.append(sim.time)
+        self._values.append(float(value))
+
+
 class Population:
     """A named agent type with its own behaviours (``population.behaviours``,
     a list: ``+=`` models).  Created by :meth:`Simulation.add_agents`."""
@@ -112,6 +157,7 @@ class Simulation:
         self.substances = {}
         self.writers = []
         self.actions = []
+        self.records = {}
         self.step = 0
         self.timings = dict.fromkeys(PHASES, 0.0)
         self._streams = 0
@@ -278,6 +324,17 @@ class Simulation:
         self.actions.append(action)
         return action
 
+    def record(self, name, fn, every=1):
+        """Record the number ``fn(sim)`` on the state after every step that is a
+        multiple of ``every`` (step 0 included).  The series is kept in
+        ``sim.records[name]`` (``.steps``, ``.times``, ``.values``) and written
+        by HDF5 writers; read it back with ``open_run(path).series(name)``."""
+        if name in self.records:
+            raise ValueError(f"a record named {name!r} exists already; records are {', '.join(self.records)}")
+        rec = Record(name, fn, every)
+        self.records[name] = rec
+        return rec
+
     # -- neighbours -----------------------------------------------------------
     def _neighbour_grid(self, cutoff):
         """The uniform grid, rebuilt if stale or too fine for ``cutoff`` (µm).
@@ -394,6 +451,9 @@ class Simulation:
 
     def _write_output(self):
         t0 = _time.perf_counter()
+        for rec in self.records.values():
+            if rec.trigger.fires(self.step):
+                rec.sample(self)
         for w in self.writers:
             if w.every and self.step % w.every == 0:
                 w.write(self)
@@ -419,7 +479,8 @@ class Simulation:
            and decays;
         7. births and deaths are committed (deaths, then births ordered by
            parent uid and request order); ``step += 1``;
-        8. writers whose trigger fires write the new state.
+        8. records whose trigger fires sample their value, then writers whose
+           trigger fires write the new state (and the records so far).
 
         Before the first step, writers whose trigger fires on the current step
         write the initial state (once: a later ``run()`` continues the step

@@ -196,3 +196,30 @@ def test_xdmf_sidecar_opens_in_vtk(tmp_path):
         np.testing.assert_array_equal(pos, run.agents(i)["position"])
         diam = vtk_to_numpy(grid.GetPointData().GetArray("diameter"))
         np.testing.assert_array_equal(diam, run.agents(i)["diameter"])
+
+
+def test_recorded_series_are_kept_and_written(tmp_path):
+    sim = small_sim(n=20)
+    rec = sim.record("mean_diameter", lambda s: s.agents.diameter.mean(), every=2)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "s.h5", every=5))
+    sim.run(9)
+    sim.record("cells", lambda s: len(s.agents), every=3)  # added between runs
+    sim.run(3)
+    np.testing.assert_array_equal(rec.steps, [0, 2, 4, 6, 8, 10, 12])
+    run = bs.io.open_run(tmp_path / "s.h5")
+    assert run.records == ("cells", "mean_diameter")
+    s = run.series("mean_diameter")
+    np.testing.assert_array_equal(s["step"], rec.steps)
+    np.testing.assert_array_equal(s["value"], rec.values)
+    np.testing.assert_allclose(s["time"], rec.steps * 0.1)
+    assert run.series("cells")["step"].tolist() == [9, 12]
+    assert run.series("cells")["value"][-1] == len(sim.agents)
+    with pytest.raises(KeyError, match="series are cells, mean_diameter"):
+        run.series("volume")
+    with pytest.raises(ValueError, match="exists already"):
+        sim.record("cells", len)
+    with pytest.raises(ValueError, match="record name"):
+        sim.record("two words", len)
+    sim.record("bad", lambda s: "many")
+    with pytest.raises(TypeError, match="record 'bad'.*number"):
+        sim.run(1)

@@ -139,9 +139,11 @@ def test_plot_counts(tmp_path):
     a = sim.add_agents("dying", bs.init.uniform(200, sim.box, seed=1), diameter=2.0)
     sim.add_agents("steady", bs.init.uniform(50, sim.box, seed=2), diameter=2.0)
     a.behaviours += [models.Apoptosis(rate=0.5)]
+    sim.record("alive", lambda s: len(s.agents), every=1)
     sim.writers.append(bs.io.HDF5Writer(tmp_path / "c.h5", every=5))
     sim.run(20)
     counts = viz.plot_counts(tmp_path / "c.h5", out=tmp_path / "c.png")
+    assert bs.io.open_run(tmp_path / "c.h5").series("alive")["value"][-1] == len(sim.agents)
     assert counts["steady"].tolist() == [50] * 5
     assert counts["dying"][0] == 200 and np.all(np.diff(counts["dying"]) <= 0) and counts["dying"][-1] < 100
     assert (tmp_path / "c.png").stat().st_size > 5000

@@ -5,8 +5,9 @@ import numpy as np
 
 
 def plot_counts(run, out="counts.png"):
-    """Plot the number of agents of each population over time (min) and save
-    it to ``out`` (.png, .pdf or .svg); returns {population: counts}."""
+    """Plot the number of agents of each population over time (min), and under
+    it every series the run recorded (``sim.record``), and save it to ``out``
+    (.png, .pdf or .svg); returns {population: counts}."""
     from biosim.io import Run, open_run
 
     if isinstance(run, (str, os.PathLike)):
@@ -27,12 +28,22 @@ def plot_counts(run, out="counts.png"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    records = list(run.records)
+    fig, axes = plt.subplots(2 if records else 1, 1, figsize=(6, 6 if records else 4), dpi=120, squeeze=False)
+    ax = axes[0, 0]
     for k, name in enumerate(names or ["agents"]):
         ax.plot(run.times, counts[:, k], label=name)
     ax.set_xlabel("time (min)")
     ax.set_ylabel("agents")
     ax.legend()
+    if records:
+        ax2 = axes[1, 0]
+        for name in records:
+            s = run.series(name)
+            ax2.plot(s["time"], s["value"], label=name)
+        ax2.set_xlabel("time (min)")
+        ax2.set_ylabel("recorded value")
+        ax2.legend()
     fig.tight_layout()
     fig.savefig(str(out))
     plt.close(fig)

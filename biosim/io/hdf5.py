@@ -9,6 +9,7 @@ Layout (format ``biosim-run``, version 1)::
     /agents/<column>       (R, ...)     every column of every snapshot, stacked:
                                         snapshot k holds rows offset[k]:offset[k]+count[k]
                                         with offset = cumsum of count
+    /series/<name>/{step,time,value}   a recorded scalar time series (sim.record)
     /substances/<name>     (S, nx, ny, nz) float64 concentration grid of each
                                         snapshot (axes x, y, z; NaN before the
                                         substance existed); attrs: spacing, lower
@@ -83,6 +84,9 @@ class HDF5Writer:
         self._last_step = None
         self._columns = {}
         self._grids = {}
+        self._series = {}
+        self._series_written = {}
+        self._sim = None
         self._metadata = None
 
     def __repr__(self):
@@ -103,6 +107,7 @@ class HDF5Writer:
                 g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
             f.create_group("agents")
             f.create_group("substances")
+            f.create_group("series")
             self._created = True
         else:
             f = h5py.File(self.path, "r+", libver=LIBVER)
@@ -112,6 +117,8 @@ class HDF5Writer:
             self._ensure_column(f, sim, name)
         for name, sub in sim.substances.items():
             self._ensure_substance(f, name, sub)
+        for name in sim.records:
+            self._ensure_series(f, name)
         f.swmr_mode = True
         self._file = f
 
@@ -139,6 +146,32 @@ class HDF5Writer:
             ds.attrs["lower"] = sub.lower
         self._grids[name] = g[name]
 
+    def _ensure_series(self, f, name):
+        g = f.require_group("series")
+        if name not in g:
+            s = g.create_group(name)
+            for key, dt in (("step", np.int64), ("time", np.float64), ("value", np.float64)):
+                s.create_dataset(key, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
+        self._series[name] = g[name]
+        self._series_written.setdefault(name, g[name]["value"].shape[0])
+
+    def _write_series(self, sim):
+        for name, g in self._series.items():
+            rec = sim.records.get(name)
+            if rec is None:
+                continue
+            done = self._series_written[name]
+            if len(rec) <= done:
+                continue
+            new = (rec.steps[done:], rec.times[done:], rec.values[done:])
+            # value last: a reader takes the shortest of the three
+            for key, arr in zip(("step", "time", "value"), new):
+                ds = g[key]
+                ds.resize(len(rec), axis=0)
+                ds[done:] = arr
+                ds.flush()
+            self._series_written[name] = len(rec)
+
     def close(self):
         """Flush and release the file (called when ``run`` returns) and write
         the XDMF sidecar (``.xmf`` beside it) for ParaView."""
@@ -146,6 +179,8 @@ class HDF5Writer:
             return
         f = self._file
         try:
+            if self._sim is not None:
+                self._write_series(self._sim)
             snaps = f["snapshots"]
             columns = {name: (ds.dtype, int(np.prod(ds.shape[1:])), ds.shape[0])
                        for name, ds in self._columns.items()}
@@ -154,6 +189,7 @@ class HDF5Writer:
             self._file = None
             self._columns = {}
             self._grids = {}
+            self._series = {}
             f.close()
 
     # -- writing ---------------------------------------------------------------
@@ -164,8 +200,10 @@ class HDF5Writer:
         if self._last_step == sim.step:
             return
         agents = sim.agents
+        self._sim = sim
         missing = ([c for c in agents.columns if c not in self._columns]
-                   + [s for s in sim.substances if s not in self._grids])
+                   + [s for s in sim.substances if s not in self._grids]
+                   + [r for r in sim.records if r not in self._series])
         if missing:  # new columns or substances: leave SWMR briefly to create their datasets
             self.close()
             self.open(sim)
@@ -177,6 +215,7 @@ class HDF5Writer:
             if n:
                 ds[start:stop] = agents[name]
             ds.flush()
+        self._write_series(sim)
         k = self._snapshots
         for name, ds in self._grids.items():
             if ds.shape[0] < k + 1:
@@ -207,6 +246,7 @@ class Run:
     populations : list of population names, indexed by type code
     columns : tuple of column names
     substances : tuple of substance names
+    records : tuple of recorded series names (read with :meth:`series`)
     """
 
     def __init__(self, path):
@@ -229,6 +269,7 @@ class Run:
         self.populations = [name for name, _ in sorted(pops.items(), key=lambda kv: kv[1]["type"])]
         self.columns = tuple(f["agents"].keys())
         self.substances = tuple(f["substances"].keys()) if "substances" in f else ()
+        self.records = tuple(f["series"].keys()) if "series" in f else ()
 
     def refresh(self):
         """Re-read the snapshot index (for a run still being written)."""
@@ -272,6 +313,17 @@ class Run:
             g = f["agents"]
             return {c: g[c][a:b] for c in names}
 
+
+    def series(self, name):
+        """A recorded time series: dict of ``step``, ``time`` (min) and ``value``
+        arrays (see ``Simulation.record``)."""
+        if name not in self.records:
+            known = ", ".join(self.records) or "none"
+            raise KeyError(f"no series {name!r} in this run; series are {known}")
+        with self._open() as f:
+            g = f["series"][name]
+            m = min(g[k].shape[0] for k in ("step", "time", "value"))
+            return {k: g[k][:m] for k in ("step", "time", "value")}
 
     def substance(self, name, i=-1):
         """The concentration grid (nx, ny, nz) of substance ``name`` at snapshot ``i``."""
