@@ -416,10 +416,9 @@ class Simulation:
                 sub.advance(self.dt, self.time)
             t5 = clock()
             tm["substances"] += t5 - t4
-            t4 = t5
             agents.commit()
             self.step += 1
-            tm["commit"] += clock() - t4
+            tm["commit"] += clock() - t5
         finally:
             agents._in_step = False
             self._grid_valid = False
