@@ -56,18 +56,21 @@ class Box:
 
 class UniformGrid:
     """Cells of edge at least ``cutoff`` tiling the box; agents are binned by a
-    stable parallel counting sort and the agent table is reordered by cell so
-    the members of each cell are contiguous rows ``cell_start[c]:cell_start[c+1]``.
+    stable parallel counting sort, so the members of cell c are rows
+    ``order[cell_start[c]:cell_start[c+1]]``.  Every ``sort_every`` builds the
+    agent table itself is reordered by cell (then ``order`` is the identity)
+    for memory locality.
 
     The grid is valid for the positions it was built from; the simulation
     marks it stale whenever anything moves agents or changes their number or
     diameters, and rebuilds it before the next phase that needs neighbours.
     """
 
-    def __init__(self, box, periodic, max_cells_per_agent=2.0):
+    def __init__(self, box, periodic, max_cells_per_agent=2.0, sort_every=8):
         self.box = box
         self.periodic = np.array([bool(p) for p in periodic], dtype=np.bool_)
         self.max_cells_per_agent = max_cells_per_agent
+        self.sort_every = sort_every
         self.cutoff = None
         self.dims = np.ones(3, dtype=np.int64)
         self.inv_h = np.zeros(3)
@@ -113,15 +116,20 @@ class UniformGrid:
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
         moved = K.counting_sort(self._cell, n, self._counts, self.cell_start, self._order)
-        if moved:
+        if moved and self.builds % self.sort_every == 0:
+            # reorder the rows themselves (memory locality); in between, the
+            # sort order serves as an indirection into the table
             table.permute(self._order[:n])
+            self._order[:n] = np.arange(n, dtype=self._order.dtype)
         self.builds += 1
         return moved
 
     def kernel_args(self):
-        """(cell_start, lower, inv_h, dims, length, periodic, cutoff) for search kernels."""
-        return (self.cell_start, self.box.lower, self.inv_h, self.dims, self.box.length, self.periodic,
-                self.cutoff)
+        """(cell_start, order, lower, inv_h, dims, length, periodic, cutoff) for
+        search kernels: the members of cell c are rows
+        ``order[cell_start[c]:cell_start[c+1]]``."""
+        return (self.cell_start, self._order, self.box.lower, self.inv_h, self.dims, self.box.length,
+                self.periodic, self.cutoff)
 
     def neighbour_lists(self, position, radius):
         """CSR lists (offsets, rows) of the rows closer than ``radius`` µm to each

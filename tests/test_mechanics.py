@@ -156,3 +156,27 @@ def test_forces_in_boxes_of_one_or_two_cells(boundary, edge):
                               boundary == "periodic")
     err = np.abs(force - ref).max(axis=1)
     assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
+
+
+def test_forces_and_neighbours_through_the_sort_order_between_reorderings():
+    # rows are reordered only every few grid builds; in between the kernels read
+    # the table through the sort order, and must still see every pair
+    from biosim import models
+    from reference import brute_pairs
+
+    mech = bs.SoftSphere()
+    pos, diam = cluster(300, 60.0, 11)
+    sim = bs.Simulation(bs.Box.cube(60.0), seed=5, mechanics=mech)
+    pop = sim.add_agents("c", pos, diameter=diam)
+    pop.behaviours += [models.RandomWalk(speed=3.0)]
+    sim.run(3)
+    grid = sim._neighbour_grid(mech.cutoff(sim.agents.diameter.max()))
+    n = len(sim.agents)
+    assert not np.array_equal(grid._order[:n], np.arange(n))  # reading through the order
+    force = mech.forces(sim).copy()
+    t = sim.agents
+    ref, scale = naive_forces(t.position, t.diameter, LAWS["SoftSphere"], mech._params(), sim.box, False)
+    assert np.all(np.abs(force - ref).max(axis=1) <= 1e-12 * np.maximum(scale, 1e-300))
+    offsets, rows = grid.neighbour_lists(t.position, 9.0)
+    got = {(min(i, j), max(i, j)) for i in range(n) for j in rows[offsets[i]:offsets[i + 1]]}
+    assert got == {tuple(p) for p in brute_pairs(t.position, 9.0, sim.box, False)}

@@ -72,12 +72,13 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics ke
 
 
 @njit(inline="always")
-def _coincident_run(is_bdm, law, mi, pos, diam, uid, i, s, e, xi, yi, zi, di, l0, l1, l2,
+def _coincident_run(is_bdm, law, mi, pos, diam, uid, order, i, s, e, xi, yi, zi, di, l0, l1, l2,
                     p0, p1, p2, seed, step):
     fx = 0.0
     fy = 0.0
     fz = 0.0
-    for j in range(s, e):
+    for q in range(s, e):
+        j = order[q]
         if j == i:
             continue
         dx = mi(xi - pos[j, 0], l0)
@@ -130,7 +131,7 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
 
 
 @njit(inline="always")
-def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
+def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, seed, step, buf, force):
     """Forces cell by cell: the positions and diameters of the cell's whole
     neighbourhood are gathered into a per-thread buffer (structure of arrays),
@@ -166,19 +167,22 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h
             iz = (loz + oz) % nz
             for oy in range(cnty):
                 base = nx * ((loy + oy) % ny + ny * iz)
-                for j in range(cell_start[base + a1], cell_start[base + b1]):
+                for q in range(cell_start[base + a1], cell_start[base + b1]):
+                    j = order[q]
                     bx[m] = pos[j, 0]
                     by[m] = pos[j, 1]
                     bz[m] = pos[j, 2]
                     bd[m] = diam[j]
                     m += 1
-                for j in range(cell_start[base + a2], cell_start[base + b2]):
+                for q in range(cell_start[base + a2], cell_start[base + b2]):
+                    j = order[q]
                     bx[m] = pos[j, 0]
                     by[m] = pos[j, 1]
                     bz[m] = pos[j, 2]
                     bd[m] = diam[j]
                     m += 1
-        for i in range(sa, ea):
+        for qi in range(sa, ea):
+            i = order[qi]
             xi = pos[i, 0]
             yi = pos[i, 1]
             zi = pos[i, 2]
@@ -200,7 +204,7 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h
                 fy += w * dy
                 fz += w * dz
             if nc > 1:  # another centre coincides with this one (same cell): rare
-                gx, gy, gz = _coincident_run(is_bdm, law, mi, pos, diam, uid, i, sa, ea, xi, yi,
+                gx, gy, gz = _coincident_run(is_bdm, law, mi, pos, diam, uid, order, i, sa, ea, xi, yi,
                                              zi, di, l0, l1, l2, p0, p1, p2, seed, step)
                 fx += gx
                 fy += gy
@@ -211,48 +215,48 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, lower, inv_h
 
 
 # One compiled kernel per (law, boundary), all cached; the arguments are
-# (params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length, periodic,
+# (params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length, periodic,
 #  cutoff, seed, step, buf, force), ``buf`` a (threads, 4, gather_capacity(...))
 # float64 scratch.: force[i] = sum of pair forces on row i of a cell-sorted table.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
-                       periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _open, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
+def soft_sphere_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
+                       length, periodic, cutoff, seed, step, buf, force):
+    _forces(soft_sphere_law, _open, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
+def soft_sphere_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
                                 length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _wrap, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
+    _forces(soft_sphere_law, _wrap, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
+def physicell_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _open, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
+    _forces(physicell_law, _open, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
+def physicell_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
                               length, periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _wrap, False, params, pos, diam, uid, n, cell_start, lower, inv_h,
+    _forces(physicell_law, _wrap, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces(params, pos, diam, uid, n, cell_start, lower, inv_h, dims, length,
+def biodynamo_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _open, True, params, pos, diam, uid, n, cell_start, lower, inv_h,
+    _forces(biodynamo_law, _open, True, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces_periodic(params, pos, diam, uid, n, cell_start, lower, inv_h, dims,
+def biodynamo_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
                               length, periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _wrap, True, params, pos, diam, uid, n, cell_start, lower, inv_h,
+    _forces(biodynamo_law, _wrap, True, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
             dims, length, periodic, cutoff, seed, step, buf, force)
 
 

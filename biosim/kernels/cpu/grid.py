@@ -168,10 +168,11 @@ def copy_rows(src, n, dst):
 
 
 @njit(cache=True, inline="always")
-def _visit_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, fill, out, w):
-    """Rows j in [s, e), j != i, closer than sqrt(r2max): counted from ``w``
-    on, and written to ``out[w...]`` when ``fill``.  Returns the new ``w``."""
-    for j in range(s, e):
+def _visit_run(pos, order, i, s, e, xi, yi, zi, length, periodic, r2max, fill, out, w):
+    """Rows j = order[s:e], j != i, closer than sqrt(r2max): counted from
+    ``w`` on, and written to ``out[w...]`` when ``fill``.  Returns the new ``w``."""
+    for q in range(s, e):
+        j = order[q]
         if j == i:
             continue
         dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
@@ -185,9 +186,10 @@ def _visit_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, fill, out, w):
 
 
 @njit(cache=True, parallel=True)
-def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, cutoff, radius,
+def neighbour_lists(pos, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, radius,
                     offsets, fill, nbr):
-    """CSR neighbour lists of a cell-sorted table: rows j != i closer than
+    """CSR neighbour lists (cell members are rows ``order[cell_start[c]:
+    cell_start[c+1]]``): rows j != i closer than
     ``radius`` (µm, at most the grid's ``cutoff``).  With ``fill`` false,
     writes counts into ``offsets[1:]`` only; with ``fill`` true, ``offsets``
     must hold the prefix sums and the rows are written into ``nbr`` in
@@ -222,6 +224,6 @@ def neighbour_lists(pos, n, cell_start, lower, inv_h, dims, length, periodic, cu
                             break
                         s = cell_start[base + a2]
                         e = cell_start[base + b2]
-                    w = _visit_run(pos, i, s, e, xi, yi, zi, length, periodic, r2max, fill, nbr, w)
+                    w = _visit_run(pos, order, i, s, e, xi, yi, zi, length, periodic, r2max, fill, nbr, w)
         if not fill:
             offsets[i + 1] = w
