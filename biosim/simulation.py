@@ -88,9 +88,46 @@ class Record:
         self._values.append(float(value))
 
 
+class PopulationAgents:
+    """The agents of one population, column by column: ``pop.agents["age"]``
+    returns a copy of that column for the population's rows (in row order)
+    and assignment writes values back (``pop.agents["age"] += 1`` works);
+    ``.position``, ``.diameter``, ``.uid``, ``.type``, ``len()``."""
+
+    def __init__(self, population):
+        self._pop = population
+
+    def _rows(self):
+        return self._pop.rows
+
+    def __len__(self):
+        return len(self._pop)
+
+    def __getitem__(self, name):
+        return self._pop.sim.agents[name][self._rows()]
+
+    def __setitem__(self, name, value):
+        col = self._pop.sim.agents[name]
+        rows = self._rows()
+        col[rows] = np.broadcast_to(value, (rows.size,) + col.shape[1:])
+
+    @property
+    def columns(self):
+        return self._pop.sim.agents.columns
+
+    position = property(lambda self: self["position"], lambda self, v: self.__setitem__("position", v))
+    diameter = property(lambda self: self["diameter"], lambda self, v: self.__setitem__("diameter", v))
+    uid = property(lambda self: self["uid"])
+    type = property(lambda self: self["type"])
+
+    def __repr__(self):
+        return f"PopulationAgents({self._pop.name!r}, {len(self)} agents)"
+
+
 class Population:
     """A named agent type with its own behaviours (``population.behaviours``,
-    a list: ``+=`` models).  Created by :meth:`Simulation.add_agents`."""
+    a list: ``+=`` models).  Created by :meth:`Simulation.add_agents`;
+    ``population.agents`` reads and writes its agents' columns."""
 
     def __init__(self, sim, name, code):
         self.sim = sim
@@ -109,6 +146,11 @@ class Population:
     @property
     def uids(self):
         return self.sim.agents.uid[self.rows]
+
+    @property
+    def agents(self):
+        """Column access restricted to this population (see PopulationAgents)."""
+        return PopulationAgents(self)
 
     def __repr__(self):
         return f"Population({self.name!r}, type={self.code}, agents={len(self)}, behaviours={list(self.behaviours)!r})"

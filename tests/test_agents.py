@@ -172,3 +172,21 @@ def test_bad_boxes():
         bs.Box.cube(-1.0)
     with pytest.raises(TypeError, match="box"):
         bs.Simulation(400.0)
+
+
+def test_population_agents_read_and_write_their_own_rows():
+    sim = make_sim()
+    a = sim.add_agents("a", bs.init.uniform(5, sim.box, seed=1), diameter=1.0, age=0.0)
+    b = sim.add_agents("b", bs.init.uniform(3, sim.box, seed=2), diameter=2.0, age=0.0)
+    a.agents["age"] += 1.5
+    b.agents.diameter = [3.0, 4.0, 5.0]
+    assert len(a.agents) == 5 and len(b.agents) == 3
+    np.testing.assert_array_equal(a.agents["age"], 1.5)
+    np.testing.assert_array_equal(b.agents["age"], 0.0)
+    np.testing.assert_array_equal(b.agents.diameter, [3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(a.agents.diameter, 1.0)
+    assert set(a.agents.uid.tolist()) == {0, 1, 2, 3, 4}
+    with pytest.raises(ValueError):
+        b.agents["age"] = [1.0, 2.0]  # wrong length
+    with pytest.raises(KeyError, match="nope"):
+        a.agents["nope"]
