@@ -8,7 +8,10 @@ population (rows whose ``type`` is the population's code).
 A behaviour with ``every=k`` runs on steps where ``step % k == 0`` with its
 rates applied over its own interval ``k * dt`` (min).
 """
+import numpy as np
+
 from . import _validate as V
+from .kernels.cpu import behaviours as K
 
 
 class Behaviour:
@@ -93,3 +96,24 @@ class BehaviourList(list):
 
     def __setitem__(self, i, v):
         raise TypeError("behaviours cannot be replaced once attached; build the list in order")
+
+
+def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
+    """Divide the agents at ``rows`` (see ``models.GrowthDivision``): volume
+    conserved, daughter/mother volume ratio U(lo, hi), a random axis, centre
+    of mass kept; mothers change in place, daughters (copies of every other
+    column, ``parent`` = mother's uid when that column exists) are queued."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return
+    t = sim.agents
+    dpos = np.empty((rows.size, 3))
+    ddiam = np.empty(rows.size)
+    K.divide(rows, t.position, t.diameter, t.uid, sim.seed, sim.step, stream, ratio_lo, ratio_hi, dpos, ddiam)
+    sim.confine(dpos)
+    daughters = t.take(rows)
+    daughters["position"] = dpos
+    daughters["diameter"] = ddiam
+    if "parent" in t:
+        daughters["parent"] = t.uid[rows].copy()
+    t.request_births(t.uid[rows], daughters)

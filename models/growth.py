@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import Behaviour, divide_rows
 from biosim.kernels.cpu import behaviours as K
 
 
@@ -91,14 +91,4 @@ class GrowthDivision(Behaviour):
                        self.division_diameter, flag)
         if count == 0:
             return
-        rows = np.flatnonzero(flag)
-        dpos = np.empty((rows.size, 3))
-        ddiam = np.empty(rows.size)
-        K.divide(rows, t.position, t.diameter, t.uid, sim.seed, sim.step, self.stream,
-                 self._ratio[0], self._ratio[1], dpos, ddiam)
-        sim.confine(dpos)
-        daughters = t.take(rows)
-        daughters["position"] = dpos
-        daughters["diameter"] = ddiam
-        daughters["parent"] = t.uid[rows].copy()
-        t.request_births(t.uid[rows], daughters)
+        divide_rows(sim, np.flatnonzero(flag), self.stream, *self._ratio)
