@@ -12,6 +12,7 @@ from . import init, io, rng
 from .agents import AgentTable
 from .behaviour import Behaviour
 from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere
+from .rules import agent_rule
 from .simulation import Population, Simulation, Trigger
 from .space import Box, neighbour_pairs
 from .substances import Dirichlet, Neumann, Substance
@@ -19,7 +20,7 @@ from .substances import Dirichlet, Neumann, Substance
 __all__ = [
     "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "Neumann",
     "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "init", "io",
-    "neighbour_pairs", "rng",
+    "agent_rule", "neighbour_pairs", "rng",
 ]
 
 

@@ -68,7 +68,9 @@ class BehaviourList(list):
         self._population = population
 
     def _accept(self, items):
-        items = list(items)
+        from .rules import RuleDefinition
+
+        items = [b() if isinstance(b, RuleDefinition) else b for b in items]
         for b in items:
             if not isinstance(b, Behaviour):
                 raise TypeError(f"behaviours of population {self._population.name!r} must be "

@@ -1,0 +1,273 @@
+"""Agent rules: per-agent functions in numba's Python subset, compiled into
+the engine's own parallel loop (tier 2 of the behaviour model).
+
+    @bs.agent_rule(reads=("diameter",), writes=("age",), columns={"age": ("float64", 0.0)})
+    def ageing(a, ctx):
+        a.age += ctx.dt
+        if a.age > 600.0 and ctx.uniform(0) < 0.01:
+            a.die()
+
+    tumour.behaviours += [ageing]
+
+Inside a rule, ``a.<column>`` reads or writes this agent's value of a column
+declared in ``reads`` or ``writes`` (``a.position`` is a 3-vector: use
+``a.position[0]``...); ``a.uid`` is its uid; ``a.divide()`` queues its
+division (50/50, random axis, as GrowthDivision) and ``a.die()`` its death.
+``ctx.dt``, ``ctx.step`` and ``ctx.time`` give the rule's interval (min),
+the step and the time (min); ``ctx.uniform(k)`` and ``ctx.normal(k)`` draw
+the k-th counter-based random number of this agent, step and rule.
+
+The rule's source is checked when it is added to a population: any other
+use of the agent (another attribute, writing a column not in ``writes``,
+reading one in neither list, passing ``a`` elsewhere) is refused with a
+clear error, so a rule can only touch its own agent's declared columns.  The
+body may use numba's Python subset: arithmetic, ``math`` and numpy scalar
+functions, ``if``/``for``/``while``, local variables, module-level constants.
+If numba cannot compile it, the error names the rule and gives numba's
+message.
+"""
+import ast
+import inspect
+import textwrap
+
+import numpy as np
+
+from .behaviour import Behaviour, divide_rows
+
+_CTX_VALUES = {"dt": "_dt", "step": "_step", "time": "_time"}
+_CTX_DRAWS = {"uniform": "_uniform", "normal": "_normal"}
+
+
+class RuleError(ValueError):
+    pass
+
+
+class _Rewrite(ast.NodeTransformer):
+    """``a.col`` -> ``_c_col[_i]``, ``ctx.dt`` -> ``_dt``, draws, divide/die."""
+
+    def __init__(self, rule, agent, ctx, readable, writable):
+        self.rule, self.agent, self.ctx = rule, agent, ctx
+        self.readable, self.writable = readable, writable
+        self.used = set()
+
+    def _fail(self, node, msg):
+        raise RuleError(f"agent rule {self.rule!r}, line {getattr(node, 'lineno', '?')}: {msg}")
+
+    def _is(self, node, name):
+        return isinstance(node, ast.Name) and node.id == name
+
+    def _target_column(self, target):
+        while isinstance(target, ast.Subscript):
+            target = target.value
+        if isinstance(target, ast.Attribute) and self._is(target.value, self.agent):
+            return target.attr
+        return None
+
+    def _check_write(self, targets, node):
+        for t in targets:
+            col = self._target_column(t)
+            if col is not None and col not in self.writable:
+                self._fail(node, f"writes {self.agent}.{col}, which is not in writes={sorted(self.writable)}")
+
+    def visit_Assign(self, node):
+        self._check_write(node.targets, node)
+        return self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        self._check_write([node.target], node)
+        col = self._target_column(node.target)
+        if col is not None and col not in self.readable | self.writable:
+            self._fail(node, f"reads {self.agent}.{col} (+=), which is not declared")
+        return self.generic_visit(node)
+
+    def visit_Expr(self, node):
+        call = node.value
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and self._is(call.func.value, self.agent) and call.func.attr in ("divide", "die")):
+            if call.args or call.keywords:
+                self._fail(node, f"{self.agent}.{call.func.attr}() takes no arguments")
+            flag = "_divide" if call.func.attr == "divide" else "_die"
+            return ast.copy_location(ast.Assign(
+                targets=[ast.Subscript(value=ast.Name(flag, ast.Load()), slice=ast.Name("_i", ast.Load()),
+                                       ctx=ast.Store())],
+                value=ast.Constant(True)), node)
+        return self.generic_visit(node)
+
+    def visit_Call(self, node):
+        f = node.func
+        if isinstance(f, ast.Attribute) and self._is(f.value, self.ctx) and f.attr in _CTX_DRAWS:
+            if len(node.args) != 1 or node.keywords:
+                self._fail(node, f"{self.ctx}.{f.attr}(k) takes one argument, the draw index k")
+            arg = self.visit(node.args[0])
+            return ast.copy_location(ast.Call(
+                func=ast.Name(_CTX_DRAWS[f.attr], ast.Load()),
+                args=[ast.Name(n, ast.Load()) for n in ("_seed", "_uid", "_step", "_stream")] + [arg],
+                keywords=[]), node)
+        if isinstance(f, ast.Attribute) and self._is(f.value, self.agent):
+            self._fail(node, f"{self.agent}.{f.attr}() is not available (only divide() and die())")
+        return self.generic_visit(node)
+
+    def visit_Attribute(self, node):
+        if self._is(node.value, self.agent):
+            col = node.attr
+            if col == "uid":
+                if isinstance(node.ctx, ast.Store):
+                    self._fail(node, "the uid cannot be written")
+                return ast.copy_location(ast.Name("_uid", ast.Load()), node)
+            if col not in self.readable | self.writable:
+                self._fail(node, f"{self.agent}.{col} is not a declared column (reads={sorted(self.readable)}, "
+                                 f"writes={sorted(self.writable)})")
+            self.used.add(col)
+            return ast.copy_location(ast.Subscript(value=ast.Name(f"_c_{col}", ast.Load()),
+                                                   slice=ast.Name("_i", ast.Load()), ctx=node.ctx), node)
+        if self._is(node.value, self.ctx):
+            if node.attr not in _CTX_VALUES:
+                self._fail(node, f"{self.ctx}.{node.attr} is not available (dt, step, time, uniform(k), normal(k))")
+            return ast.copy_location(ast.Name(_CTX_VALUES[node.attr], ast.Load()), node)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node):
+        if node.id in (self.agent, self.ctx):
+            self._fail(node, f"{node.id!r} may only be used as {node.id}.<name>")
+        return node
+
+
+class RuleDefinition:
+    """What ``@bs.agent_rule`` returns: add it to ``population.behaviours``
+    (each population gets its own compiled rule); call it with ``every=k`` to
+    run it every k steps."""
+
+    def __init__(self, fn, reads, writes, columns):
+        if not callable(fn):
+            raise TypeError(f"agent_rule decorates a function (agent, ctx), got {fn!r}")
+        self.fn = fn
+        self.name = fn.__name__
+        self.reads = tuple(reads)
+        self.writes = tuple(writes)
+        self.columns = dict(columns or {})
+        for col in self.reads + self.writes:
+            if not isinstance(col, str):
+                raise TypeError(f"agent rule {self.name!r}: column names must be strings, got {col!r}")
+        for col in ("uid", "type"):
+            if col in self.writes:
+                raise ValueError(f"agent rule {self.name!r}: column {col!r} cannot be written by a rule")
+        self._source = self._translate()
+
+    def _translate(self):
+        try:
+            src = textwrap.dedent(inspect.getsource(self.fn))
+        except (OSError, TypeError):
+            raise RuleError(f"agent rule {self.name!r}: its source code is not available (define it in a file "
+                            f"or a notebook cell, not with exec/lambda)") from None
+        tree = ast.parse(src)
+        fdef = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), None)
+        if fdef is None or len(fdef.args.args) != 2 or fdef.args.vararg or fdef.args.kwarg:
+            raise RuleError(f"agent rule {self.name!r} must be a function of two arguments (agent, ctx)")
+        agent, ctx = (a.arg for a in fdef.args.args)
+        rw = _Rewrite(self.name, agent, ctx, set(self.reads), set(self.writes))
+        body = [rw.visit(stmt) for stmt in fdef.body]
+        self._used = sorted(rw.used | set(self.writes))
+        params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die"] + \
+            [f"_c_{c}" for c in self._used]
+        new = ast.FunctionDef(name="_rule_body", args=ast.arguments(
+            posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[], kw_defaults=[],
+            kwarg=None, defaults=[]), body=body + [ast.Return(value=None)], decorator_list=[], returns=None,
+            type_params=[])
+        module = ast.Module(body=[new], type_ignores=[])
+        ast.fix_missing_locations(module)
+        return ast.unparse(module)
+
+    def __call__(self, every=1):
+        return AgentRule(self, every)
+
+    def __repr__(self):
+        return f"agent_rule({self.name!r}, reads={self.reads}, writes={self.writes})"
+
+
+class AgentRule(Behaviour):
+    """A compiled agent rule attached to one population (see module doc)."""
+
+    def __init__(self, definition, every=1):
+        super().__init__(every)
+        self.definition = definition
+        self.writes = definition.writes
+        self._kernel = None
+
+    def parameters(self):
+        return {"rule": f"{self.definition.fn.__module__}.{self.definition.name}", "every": self.every}
+
+    def attach(self, sim, population):
+        d = self.definition
+        for col, spec in d.columns.items():
+            dtype, default = spec if isinstance(spec, tuple) else (spec, 0)
+            sim.agents.add_column(col, dtype, default)
+        for col in d._used:
+            if col not in sim.agents:
+                raise ValueError(f"agent rule {d.name!r} uses column {col!r}, which does not exist; columns are "
+                                 f"{', '.join(sim.agents.columns)} (declare new ones with "
+                                 f"agent_rule(columns={{{col!r}: ('float64', 0.0)}}))")
+        super().attach(sim, population)
+        self._kernel = _compile(d)
+
+    def run(self, sim, population, dt):
+        t = sim.agents
+        n = len(t)
+        if n == 0:
+            return
+        divide = np.zeros(n, dtype=np.bool_)
+        die = np.zeros(n, dtype=np.bool_)
+        cols = [t[c] for c in self.definition._used]
+        try:
+            self._kernel(t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream,
+                         divide, die, *cols)
+        except Exception as e:  # numba typing/lowering errors surface on the first call
+            from numba.core.errors import NumbaError
+
+            if isinstance(e, NumbaError):
+                msg = str(e).strip().splitlines()
+                short = "\n".join(line for line in msg[:12] if line.strip())
+                raise TypeError(f"agent rule {self.definition.name!r} could not be compiled by numba:\n{short}\n"
+                                f"(rule body as compiled:\n{self.definition._source})") from None
+            raise
+        if die.any():
+            t.request_deaths(t.uid[die])
+        if divide.any():
+            divide_rows(sim, np.flatnonzero(divide & ~die), self.stream ^ 0x5EED)
+
+
+def _compile(d):
+    from numba import njit, prange
+
+    from .kernels.cpu.rng import normal, uniform
+
+    namespace = dict(d.fn.__globals__)
+    namespace.update({"_uniform": uniform, "_normal": normal, "np": np})
+    exec(compile(d._source, f"<agent rule {d.name}>", "exec"), namespace)
+    body = njit(inline="always")(namespace["_rule_body"])
+    cols = ", ".join(f"_c_{c}" for c in d._used)
+    kernel_src = (
+        "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die"
+        + (", " + cols if cols else "") + "):\n"
+        "    for _i in prange(_n):\n"
+        "        if _type[_i] == _code:\n"
+        "            _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die"
+        + (", " + cols if cols else "") + ")\n")
+    ns = {"prange": prange, "_rule_body": body}
+    exec(compile(kernel_src, f"<agent rule kernel {d.name}>", "exec"), ns)
+    return njit(parallel=True)(ns["_rule_kernel"])
+
+
+def agent_rule(reads=(), writes=(), columns=None):
+    """Decorator turning ``fn(agent, ctx)`` into an agent rule (see module doc).
+
+    ``reads`` and ``writes`` name the columns the rule uses; ``columns`` maps
+    new column names to ``(dtype, default)`` to create when the rule is added."""
+    if callable(reads) and not isinstance(reads, (tuple, list, str)):
+        return RuleDefinition(reads, (), (), None)
+    for name, val in (("reads", reads), ("writes", writes)):
+        if isinstance(val, str):
+            raise TypeError(f"{name} must be a tuple of column names, got the string {val!r} (write ({val!r},))")
+
+    def wrap(fn):
+        return RuleDefinition(fn, reads, writes, columns)
+    return wrap

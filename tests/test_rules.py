@@ -1,0 +1,153 @@
+"""Agent rules: compiled per-agent functions, checked when attached."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import models
+
+
+@bs.agent_rule(reads=("diameter",), writes=("age", "draw"),
+               columns={"age": ("float64", 0.0), "draw": ("float64", -1.0)})
+def ageing(a, ctx):
+    a.age += ctx.dt * a.diameter
+    a.draw = ctx.uniform(3)
+
+
+def test_rule_updates_its_population_like_a_reference():
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.25, seed=9, mechanics=None)
+    p = sim.add_agents("p", bs.init.uniform(300, sim.box, seed=1), diameter=np.linspace(1, 3, 300))
+    q = sim.add_agents("q", bs.init.uniform(100, sim.box, seed=2), diameter=2.0)
+    p.behaviours += [ageing]
+    sim.run(4)
+    t = sim.agents
+    inp = t.type == p.code
+    np.testing.assert_allclose(t["age"][inp], 4 * 0.25 * t.diameter[inp], rtol=1e-12)
+    np.testing.assert_array_equal(t["age"][~inp], 0.0)
+    # the last draw is the counter-based uniform of (seed, uid, step 3, the rule's stream, k=3)
+    stream = p.behaviours[0].stream
+    np.testing.assert_array_equal(t["draw"][inp], bs.rng.uniform(9, t.uid[inp], 3, stream, 3))
+    np.testing.assert_array_equal(t["draw"][~inp], -1.0)
+    assert len(q) == 100
+
+
+@bs.agent_rule(reads=("diameter",))
+def split_big(a, ctx):
+    if a.diameter > 9.0:
+        a.divide()
+    if a.uid % 10 == 0:
+        a.die()
+
+
+def test_rules_request_division_and_death():
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=2, mechanics=None)
+    pop = sim.add_agents("c", bs.init.grid((10, 2, 1), 15.0, origin=(20, 20, 20)),
+                         diameter=np.r_[np.full(10, 10.0), np.full(10, 8.0)])
+    pop.behaviours += [models.GrowthDivision(growth_rate=0.0, division_diameter=100.0), split_big]
+    sim.run(1)
+    t = sim.agents
+    # uids 0 and 10 die (0 would also have divided: death wins); 1..9 divide
+    assert len(t) == 20 - 2 + 9
+    assert 0 not in t.uid and 10 not in t.uid
+    assert sorted(t["parent"][t["parent"] >= 0].tolist()) == list(range(1, 10))
+    np.testing.assert_allclose(np.pi / 6 * (t.diameter ** 3).sum(),
+                               np.pi / 6 * (9 * 1000.0 + 9 * 512.0 + 1 * 0), rtol=1e-12)
+
+
+def test_rules_are_checked_before_they_run():
+    # the source is checked when the rule is defined; columns when it is added
+    with pytest.raises(ValueError, match="sneaky.*writes a.diameter.*not in writes"):
+        @bs.agent_rule(reads=("diameter",))
+        def sneaky(a, ctx):
+            a.diameter = 3.0
+    with pytest.raises(ValueError, match="nosy.*a.energy is not a declared column"):
+        @bs.agent_rule(writes=("diameter",))
+        def nosy(a, ctx):
+            a.diameter = a.energy
+
+    @bs.agent_rule(writes=("mass",))
+    def missing(a, ctx):
+        a.mass = 1.0
+
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    pop = sim.add_agents("c", [[1.0, 1.0, 1.0]], diameter=2.0, energy=1.0)
+    with pytest.raises(ValueError, match="'mass', which does not exist"):
+        pop.behaviours += [missing]
+    with pytest.raises(ValueError, match="uid.*cannot be written"):
+        bs.agent_rule(writes=("uid",))(lambda a, ctx: None)
+
+
+def test_rule_source_errors():
+    with pytest.raises(ValueError, match="leaky.*'a' may only be used"):
+        @bs.agent_rule(reads=("diameter",))
+        def leaky(a, ctx):
+            other = a
+            other.diameter = 1.0
+    with pytest.raises(ValueError, match="two arguments"):
+        @bs.agent_rule(reads=("diameter",))
+        def lonely(a):
+            pass
+    with pytest.raises(ValueError, match="ctx.velocity is not available"):
+        @bs.agent_rule()
+        def fast(a, ctx):
+            a.speed = ctx.velocity
+    with pytest.raises(TypeError, match="tuple of column names"):
+        bs.agent_rule(reads="diameter")
+
+
+def test_numba_failures_name_the_rule():
+    @bs.agent_rule(writes=("diameter",))
+    def stringy(a, ctx):
+        a.diameter = len(str(ctx.step)) + "x"
+
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    pop = sim.add_agents("c", [[1.0, 1.0, 1.0]], diameter=2.0)
+    pop.behaviours += [stringy]
+    with pytest.raises(TypeError, match="agent rule 'stringy' could not be compiled by numba"):
+        sim.run(1)
+
+
+DET = textwrap.dedent("""
+    import sys, biosim as bs
+
+    @bs.agent_rule(reads=("diameter",), writes=("position", "diameter", "age"), columns={"age": ("float64", 0.0)})
+    def wander(a, ctx):
+        a.position[0] += ctx.normal(0) * ctx.dt
+        a.position[1] += ctx.normal(1) * ctx.dt
+        a.diameter += 0.05 * ctx.uniform(2)
+        a.age += ctx.dt
+        if a.diameter > 10.5:
+            a.divide()
+        if ctx.uniform(3) < 0.002:
+            a.die()
+
+    sim = bs.Simulation(bs.Box.cube(150.0), dt=0.2, seed=11)
+    pop = sim.add_agents("c", bs.init.ball(400, 40.0, (75, 75, 75), seed=1), diameter=10.2)
+    pop.behaviours += [wander]
+    sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=10))
+    sim.run(40)
+""")
+
+
+@pytest.mark.slow
+def test_rules_are_bit_identical_for_one_and_two_threads(tmp_path):
+    script = tmp_path / "det.py"
+    script.write_text(DET)
+    runs = []
+    for threads in (1, 2):
+        path = tmp_path / f"r{threads}.h5"
+        subprocess.run([sys.executable, str(script), str(path)], check=True,
+                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
+        runs.append(bs.io.open_run(path))
+    a, b = runs
+    for i in range(len(a)):
+        x, y = a.agents(i), b.agents(i)
+        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
+        for c in x:
+            np.testing.assert_array_equal(x[c][ox], y[c][oy])
+    last = a.agents(-1)["uid"]
+    assert last.max() >= 400 and np.setdiff1d(np.arange(400), last).size > 0  # births and deaths
