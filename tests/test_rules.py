@@ -94,7 +94,8 @@ def test_rule_source_errors():
     with pytest.raises(ValueError, match="ctx.velocity is not available"):
         @bs.agent_rule()
         def fast(a, ctx):
-            a.speed = ctx.velocity
+            if ctx.velocity > 0:
+                pass
     with pytest.raises(TypeError, match="tuple of column names"):
         bs.agent_rule(reads="diameter")
 
