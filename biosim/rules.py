@@ -17,6 +17,12 @@ division (50/50, random axis, as GrowthDivision) and ``a.die()`` its death.
 the step and the time (min); ``ctx.uniform(k)`` and ``ctx.normal(k)`` draw
 the k-th counter-based random number of this agent, step and rule.
 
+Neighbours: ``for n in ctx.neighbours(radius):`` visits every other agent
+closer than ``radius`` µm (a number or module constant; all populations),
+in a fixed order; ``n.distance``, ``n.dx``/``n.dy``/``n.dz`` (µm, from this
+agent to the neighbour, minimum image in a periodic box), ``n.uid`` and
+``n.<column>`` for declared columns are read-only.
+
 The rule's source is checked when it is added to a population: any other
 use of the agent (another attribute, writing a column not in ``writes``,
 reading one in neither list, passing ``a`` elsewhere) is refused with a
@@ -45,10 +51,13 @@ class RuleError(ValueError):
 class _Rewrite(ast.NodeTransformer):
     """``a.col`` -> ``_c_col[_i]``, ``ctx.dt`` -> ``_dt``, draws, divide/die."""
 
-    def __init__(self, rule, agent, ctx, readable, writable):
+    def __init__(self, rule, agent, ctx, readable, writable, env):
         self.rule, self.agent, self.ctx = rule, agent, ctx
         self.readable, self.writable = readable, writable
+        self.env = env
         self.used = set()
+        self.nb = None          # name of the neighbour loop variable, inside such a loop
+        self.radius = None      # largest neighbour radius used (µm)
 
     def _fail(self, node, msg):
         raise RuleError(f"agent rule {self.rule!r}, line {getattr(node, 'lineno', '?')}: {msg}")
@@ -80,6 +89,38 @@ class _Rewrite(ast.NodeTransformer):
             self._fail(node, f"reads {self.agent}.{col} (+=), which is not declared")
         return self.generic_visit(node)
 
+    def visit_For(self, node):
+        it = node.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute)
+                and self._is(it.func.value, self.ctx) and it.func.attr == "neighbours"):
+            return self.generic_visit(node)
+        if self.nb is not None:
+            self._fail(node, "neighbour loops cannot be nested")
+        if not isinstance(node.target, ast.Name) or len(it.args) != 1 or it.keywords or node.orelse:
+            self._fail(node, f"write neighbour loops as: for n in {self.ctx}.neighbours(radius): ...")
+        try:
+            radius = float(eval(compile(ast.Expression(it.args[0]), "<radius>", "eval"), dict(self.env)))
+        except Exception:
+            self._fail(node, "the radius of ctx.neighbours(radius) must be a number or a module-level constant")
+        if not radius > 0 or radius != radius or radius == float("inf"):
+            self._fail(node, f"the neighbour radius must be a finite number > 0 µm, got {radius!r}")
+        self.radius = radius if self.radius is None else max(self.radius, radius)
+        self.nb = node.target.id
+        body = [self.visit(stmt) for stmt in node.body]
+        self.nb = None
+        prologue = ast.parse(textwrap.dedent(f"""
+            _j = _nb_rows[_q]
+            _ndx = _min_image(_pos[_j, 0] - _pos[_i, 0], _length[0], _periodic[0])
+            _ndy = _min_image(_pos[_j, 1] - _pos[_i, 1], _length[1], _periodic[1])
+            _ndz = _min_image(_pos[_j, 2] - _pos[_i, 2], _length[2], _periodic[2])
+            _nd = np.sqrt(_ndx * _ndx + _ndy * _ndy + _ndz * _ndz)
+            if _nd >= {radius!r}:
+                continue
+        """)).body
+        loop = ast.parse("for _q in range(_nb_off[_i], _nb_off[_i + 1]):\n    pass").body[0]
+        loop.body = prologue + body
+        return ast.copy_location(loop, node)
+
     def visit_Expr(self, node):
         call = node.value
         if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
@@ -108,6 +149,22 @@ class _Rewrite(ast.NodeTransformer):
         return self.generic_visit(node)
 
     def visit_Attribute(self, node):
+        if self.nb is not None and self._is(node.value, self.nb):
+            attr = node.attr
+            if isinstance(node.ctx, ast.Store):
+                self._fail(node, f"{self.nb}.{attr}: a rule may not write another agent's columns")
+            simple = {"distance": "_nd", "dx": "_ndx", "dy": "_ndy", "dz": "_ndz"}
+            if attr in simple:
+                return ast.copy_location(ast.Name(simple[attr], ast.Load()), node)
+            if attr == "uid":
+                return ast.copy_location(ast.Subscript(value=ast.Name("_uids", ast.Load()),
+                                                       slice=ast.Name("_j", ast.Load()), ctx=ast.Load()), node)
+            if attr not in self.readable | self.writable:
+                self._fail(node, f"{self.nb}.{attr} is not a declared column (reads={sorted(self.readable)}); "
+                                 f"neighbours also have distance, dx, dy, dz and uid")
+            self.used.add(attr)
+            return ast.copy_location(ast.Subscript(value=ast.Name(f"_c_{attr}", ast.Load()),
+                                                   slice=ast.Name("_j", ast.Load()), ctx=ast.Load()), node)
         if self._is(node.value, self.agent):
             col = node.attr
             if col == "uid":
@@ -127,7 +184,7 @@ class _Rewrite(ast.NodeTransformer):
         return self.generic_visit(node)
 
     def visit_Name(self, node):
-        if node.id in (self.agent, self.ctx):
+        if node.id in (self.agent, self.ctx) or (self.nb is not None and node.id == self.nb):
             self._fail(node, f"{node.id!r} may only be used as {node.id}.<name>")
         return node
 
@@ -164,11 +221,12 @@ class RuleDefinition:
         if fdef is None or len(fdef.args.args) != 2 or fdef.args.vararg or fdef.args.kwarg:
             raise RuleError(f"agent rule {self.name!r} must be a function of two arguments (agent, ctx)")
         agent, ctx = (a.arg for a in fdef.args.args)
-        rw = _Rewrite(self.name, agent, ctx, set(self.reads), set(self.writes))
+        rw = _Rewrite(self.name, agent, ctx, set(self.reads), set(self.writes), self.fn.__globals__)
         body = [rw.visit(stmt) for stmt in fdef.body]
         self._used = sorted(rw.used | set(self.writes))
-        params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die"] + \
-            [f"_c_{c}" for c in self._used]
+        self.radius = rw.radius
+        params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die",
+                  "_uids", "_pos", "_nb_off", "_nb_rows", "_length", "_periodic"] + [f"_c_{c}" for c in self._used]
         new = ast.FunctionDef(name="_rule_body", args=ast.arguments(
             posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[], kw_defaults=[],
             kwarg=None, defaults=[]), body=body + [ast.Return(value=None)], decorator_list=[], returns=None,
@@ -214,12 +272,18 @@ class AgentRule(Behaviour):
         n = len(t)
         if n == 0:
             return
+        d = self.definition
+        if d.radius is not None:  # first: building the grid may reorder the rows
+            nb_off, nb_rows = sim.neighbours(d.radius)
+        else:
+            nb_off, nb_rows = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        periodic = np.array([sim.boundary == "periodic"] * 3)
         divide = np.zeros(n, dtype=np.bool_)
         die = np.zeros(n, dtype=np.bool_)
-        cols = [t[c] for c in self.definition._used]
+        cols = [t[c] for c in d._used]
         try:
             self._kernel(t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream,
-                         divide, die, *cols)
+                         divide, die, t.position, nb_off, nb_rows, sim.box.length, periodic, *cols)
         except Exception as e:  # numba typing/lowering errors surface on the first call
             from numba.core.errors import NumbaError
 
@@ -240,18 +304,20 @@ def _compile(d):
 
     from .kernels.cpu.rng import normal, uniform
 
+    from .kernels.cpu.grid import min_image
+
     namespace = dict(d.fn.__globals__)
-    namespace.update({"_uniform": uniform, "_normal": normal, "np": np})
+    namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image})
     exec(compile(d._source, f"<agent rule {d.name}>", "exec"), namespace)
     body = njit(inline="always")(namespace["_rule_body"])
     cols = ", ".join(f"_c_{c}" for c in d._used)
     kernel_src = (
-        "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die"
-        + (", " + cols if cols else "") + "):\n"
+        "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos,"
+        " _nb_off, _nb_rows, _length, _periodic" + (", " + cols if cols else "") + "):\n"
         "    for _i in prange(_n):\n"
         "        if _type[_i] == _code:\n"
-        "            _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die"
-        + (", " + cols if cols else "") + ")\n")
+        "            _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
+        " _nb_off, _nb_rows, _length, _periodic" + (", " + cols if cols else "") + ")\n")
     ns = {"prange": prange, "_rule_body": body}
     exec(compile(kernel_src, f"<agent rule kernel {d.name}>", "exec"), ns)
     return njit(parallel=True)(ns["_rule_kernel"])

@@ -152,3 +152,61 @@ def test_rules_are_bit_identical_for_one_and_two_threads(tmp_path):
             np.testing.assert_array_equal(x[c][ox], y[c][oy])
     last = a.agents(-1)["uid"]
     assert last.max() >= 400 and np.setdiff1d(np.arange(400), last).size > 0  # births and deaths
+
+
+RADIUS = 6.0
+
+
+@bs.agent_rule(reads=("diameter",), writes=("crowd", "dsum", "pull_x"),
+               columns={"crowd": ("int64", 0), "dsum": ("float64", 0.0), "pull_x": ("float64", 0.0)})
+def crowding(a, ctx):
+    c = 0
+    s = 0.0
+    px = 0.0
+    for n in ctx.neighbours(RADIUS):
+        c += 1
+        s += n.distance * n.diameter
+        px += n.dx / n.distance
+    a.crowd = c
+    a.dsum = s
+    a.pull_x = px
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_neighbour_loops_match_a_brute_force_reference(boundary):
+    from reference import min_image
+
+    sim = bs.Simulation(bs.Box.cube(40.0), boundary=boundary, seed=1, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(300, sim.box, seed=3), diameter=np.linspace(1, 2, 300))
+    sim.add_agents("other", bs.init.uniform(100, sim.box, seed=4), diameter=1.5)  # seen as neighbours
+    pop.behaviours += [crowding]
+    sim.run(1)
+    t = sim.agents
+    pos, diam = t.position, t.diameter
+    for i in np.flatnonzero(t.type == pop.code)[:120]:
+        d = min_image(pos - pos[i], sim.box, boundary == "periodic")
+        r = np.linalg.norm(d, axis=1)
+        near = (r < RADIUS) & (np.arange(len(pos)) != i)
+        assert t["crowd"][i] == near.sum()
+        assert t["dsum"][i] == pytest.approx((r[near] * diam[near]).sum(), rel=1e-12)
+        assert t["pull_x"][i] == pytest.approx((d[near, 0] / r[near]).sum(), rel=1e-9, abs=1e-12)
+    np.testing.assert_array_equal(t["crowd"][t.type != pop.code], 0)
+
+
+def test_neighbour_loop_errors():
+    with pytest.raises(ValueError, match="may not write another agent"):
+        @bs.agent_rule(writes=("diameter",))
+        def bully(a, ctx):
+            for n in ctx.neighbours(5.0):
+                n.diameter = 0.0
+    with pytest.raises(ValueError, match="radius.*constant"):
+        @bs.agent_rule(reads=("diameter",))
+        def vague(a, ctx):
+            for n in ctx.neighbours(a.diameter):
+                pass
+    with pytest.raises(ValueError, match="nested"):
+        @bs.agent_rule()
+        def deep(a, ctx):
+            for n in ctx.neighbours(5.0):
+                for m in ctx.neighbours(5.0):
+                    pass
