@@ -23,6 +23,12 @@ in a fixed order; ``n.distance``, ``n.dx``/``n.dy``/``n.dz`` (µm, from this
 agent to the neighbour, minimum image in a periodic box), ``n.uid`` and
 ``n.<column>`` for declared columns are read-only.
 
+Substances: ``ctx.concentration("oxygen")`` and ``ctx.gradient("oxygen")``
+(a tuple gx, gy, gz per µm) interpolate trilinearly at the agent's centre;
+``ctx.secrete("oxygen", rate)`` releases ``rate`` (amount per minute) into
+its voxel over the interval (applied with the substance phase, summed per
+voxel in a fixed order).
+
 The rule's source is checked when it is added to a population: any other
 use of the agent (another attribute, writing a column not in ``writes``,
 reading one in neither list, passing ``a`` elsewhere) is refused with a
@@ -37,8 +43,10 @@ import inspect
 import textwrap
 
 import numpy as np
+from numba import njit
 
 from .behaviour import Behaviour, divide_rows
+from .kernels.cpu.diffusion import trilinear
 
 _CTX_VALUES = {"dt": "_dt", "step": "_step", "time": "_time"}
 _CTX_DRAWS = {"uniform": "_uniform", "normal": "_normal"}
@@ -56,6 +64,7 @@ class _Rewrite(ast.NodeTransformer):
         self.readable, self.writable = readable, writable
         self.env = env
         self.used = set()
+        self.substances = []    # substance names used, in order of first use
         self.nb = None          # name of the neighbour loop variable, inside such a loop
         self.radius = None      # largest neighbour radius used (µm)
 
@@ -121,8 +130,30 @@ class _Rewrite(ast.NodeTransformer):
         loop.body = prologue + body
         return ast.copy_location(loop, node)
 
+    def _substance(self, node, call, nargs):
+        if (len(call.args) != nargs or call.keywords or not isinstance(call.args[0], ast.Constant)
+                or not isinstance(call.args[0].value, str)):
+            self._fail(node, f"{self.ctx}.{call.func.attr}(...) takes a substance name as a string literal"
+                             + (" and a rate" if nargs == 2 else ""))
+        name = call.args[0].value
+        if name not in self.substances:
+            self.substances.append(name)
+        return self.substances.index(name)
+
+    def _here(self, k):
+        return [ast.Name(f"_g{k}", ast.Load()), ast.Name(f"_gl{k}", ast.Load()), ast.Name(f"_gh{k}", ast.Load()),
+                ast.Name("_pos", ast.Load()), ast.Name("_i", ast.Load())]
+
     def visit_Expr(self, node):
         call = node.value
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and self._is(call.func.value, self.ctx) and call.func.attr == "secrete"):
+            k = self._substance(node, call, 2)
+            rate = self.visit(call.args[1])
+            target = ast.Subscript(value=ast.Name(f"_sec{k}", ast.Load()), slice=ast.Name("_i", ast.Load()),
+                                   ctx=ast.Store())
+            return ast.copy_location(ast.AugAssign(target=target, op=ast.Add(), value=ast.BinOp(
+                left=rate, op=ast.Mult(), right=ast.Name("_dt", ast.Load()))), node)
         if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
                 and self._is(call.func.value, self.agent) and call.func.attr in ("divide", "die")):
             if call.args or call.keywords:
@@ -144,6 +175,12 @@ class _Rewrite(ast.NodeTransformer):
                 func=ast.Name(_CTX_DRAWS[f.attr], ast.Load()),
                 args=[ast.Name(n, ast.Load()) for n in ("_seed", "_uid", "_step", "_stream")] + [arg],
                 keywords=[]), node)
+        if isinstance(f, ast.Attribute) and self._is(f.value, self.ctx) and f.attr in ("concentration", "gradient"):
+            k = self._substance(node, node, 1)
+            fn = "_value_here" if f.attr == "concentration" else "_gradient_here"
+            return ast.copy_location(ast.Call(func=ast.Name(fn, ast.Load()), args=self._here(k), keywords=[]), node)
+        if isinstance(f, ast.Attribute) and self._is(f.value, self.ctx) and f.attr == "secrete":
+            self._fail(node, f"{self.ctx}.secrete(name, rate) is a statement of its own")
         if isinstance(f, ast.Attribute) and self._is(f.value, self.agent):
             self._fail(node, f"{self.agent}.{f.attr}() is not available (only divide() and die())")
         return self.generic_visit(node)
@@ -179,7 +216,8 @@ class _Rewrite(ast.NodeTransformer):
                                                    slice=ast.Name("_i", ast.Load()), ctx=node.ctx), node)
         if self._is(node.value, self.ctx):
             if node.attr not in _CTX_VALUES:
-                self._fail(node, f"{self.ctx}.{node.attr} is not available (dt, step, time, uniform(k), normal(k))")
+                self._fail(node, f"{self.ctx}.{node.attr} is not available (dt, step, time, uniform(k), normal(k), "
+                                 f"neighbours(r), concentration(name), gradient(name), secrete(name, rate))")
             return ast.copy_location(ast.Name(_CTX_VALUES[node.attr], ast.Load()), node)
         return self.generic_visit(node)
 
@@ -225,8 +263,10 @@ class RuleDefinition:
         body = [rw.visit(stmt) for stmt in fdef.body]
         self._used = sorted(rw.used | set(self.writes))
         self.radius = rw.radius
+        self.substances = tuple(rw.substances)
         params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die",
-                  "_uids", "_pos", "_nb_off", "_nb_rows", "_length", "_periodic"] + [f"_c_{c}" for c in self._used]
+                  "_uids", "_pos", "_nb_off", "_nb_rows", "_length", "_periodic"] + \
+            [f"_c_{c}" for c in self._used] + self._grid_params()
         new = ast.FunctionDef(name="_rule_body", args=ast.arguments(
             posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[], kw_defaults=[],
             kwarg=None, defaults=[]), body=body + [ast.Return(value=None)], decorator_list=[], returns=None,
@@ -234,6 +274,9 @@ class RuleDefinition:
         module = ast.Module(body=[new], type_ignores=[])
         ast.fix_missing_locations(module)
         return ast.unparse(module)
+
+    def _grid_params(self):
+        return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gl", "_gh", "_sec")]
 
     def __call__(self, every=1):
         return AgentRule(self, every)
@@ -259,6 +302,7 @@ class AgentRule(Behaviour):
         for col, spec in d.columns.items():
             dtype, default = spec if isinstance(spec, tuple) else (spec, 0)
             sim.agents.add_column(col, dtype, default)
+        self._subs = [sim.substance(name, who=f"agent rule {d.name!r}") for name in d.substances]
         for col in d._used:
             if col not in sim.agents:
                 raise ValueError(f"agent rule {d.name!r} uses column {col!r}, which does not exist; columns are "
@@ -281,6 +325,9 @@ class AgentRule(Behaviour):
         divide = np.zeros(n, dtype=np.bool_)
         die = np.zeros(n, dtype=np.bool_)
         cols = [t[c] for c in d._used]
+        secreted = [np.zeros(n) for _ in self._subs]
+        for sub, sec in zip(self._subs, secreted):
+            cols += [sub.concentration, sub.lower, sub.spacing, sec]
         try:
             self._kernel(t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream,
                          divide, die, t.position, nb_off, nb_rows, sim.box.length, periodic, *cols)
@@ -293,10 +340,25 @@ class AgentRule(Behaviour):
                 raise TypeError(f"agent rule {self.definition.name!r} could not be compiled by numba:\n{short}\n"
                                 f"(rule body as compiled:\n{self.definition._source})") from None
             raise
+        for sub, sec in zip(self._subs, secreted):  # amounts released this interval
+            rows = np.flatnonzero(sec)
+            if rows.size:
+                sub.queue(rows, added=sec[rows] / sub.voxel_volume)
         if die.any():
             t.request_deaths(t.uid[die])
         if divide.any():
             divide_rows(sim, np.flatnonzero(divide & ~die), self.stream ^ 0x5EED)
+
+
+@njit(inline="always")
+def _value_here(c, lower, h, pos, i):
+    return trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2])[0]
+
+
+@njit(inline="always")
+def _gradient_here(c, lower, h, pos, i):
+    v, gx, gy, gz = trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2])
+    return gx, gy, gz
 
 
 def _compile(d):
@@ -307,10 +369,11 @@ def _compile(d):
     from .kernels.cpu.grid import min_image
 
     namespace = dict(d.fn.__globals__)
-    namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image})
+    namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image,
+                      "_value_here": _value_here, "_gradient_here": _gradient_here})
     exec(compile(d._source, f"<agent rule {d.name}>", "exec"), namespace)
     body = njit(inline="always")(namespace["_rule_body"])
-    cols = ", ".join(f"_c_{c}" for c in d._used)
+    cols = ", ".join([f"_c_{c}" for c in d._used] + d._grid_params())
     kernel_src = (
         "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos,"
         " _nb_off, _nb_rows, _length, _periodic" + (", " + cols if cols else "") + "):\n"

@@ -210,3 +210,50 @@ def test_neighbour_loop_errors():
             for n in ctx.neighbours(5.0):
                 for m in ctx.neighbours(5.0):
                     pass
+
+
+@bs.agent_rule(writes=("c", "gx", "gy"), columns={"c": ("float64", 0.0), "gx": ("float64", 0.0),
+                                                  "gy": ("float64", 0.0)})
+def sense_and_signal(a, ctx):
+    a.c = ctx.concentration("o2")
+    g = ctx.gradient("o2")
+    a.gx = g[0]
+    a.gy = g[1]
+    if a.c > 10.0:
+        ctx.secrete("signal", 2.0)
+
+
+def test_rules_sample_and_secrete_substances():
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.5, seed=1, mechanics=None)
+    sim.add_substance("o2", diffusion=0.0, spacing=10.0, initial=lambda x, y, z: 0.3 * x - 0.1 * y + 1.0)
+    signal = sim.add_substance("signal", diffusion=25.0, spacing=10.0)
+    pop = sim.add_agents("c", bs.init.uniform(80, bs.Box([6, 6, 6], [94, 94, 94]), seed=1), diameter=5.0)
+    pop.behaviours += [sense_and_signal]
+    sim.run(4)
+    t = sim.agents
+    np.testing.assert_allclose(t["c"], 0.3 * t.position[:, 0] - 0.1 * t.position[:, 1] + 1.0, rtol=1e-12)
+    np.testing.assert_allclose(t["gx"], 0.3, rtol=1e-12)
+    np.testing.assert_allclose(t["gy"], -0.1, rtol=1e-12)
+    secreting = np.count_nonzero(t["c"] > 10.0)
+    assert 0 < secreting < 80
+    assert signal.total() == pytest.approx(2.0 * 0.5 * 4 * secreting, rel=1e-12)
+
+
+def test_rule_substance_errors():
+    with pytest.raises(ValueError, match="string literal"):
+        @bs.agent_rule()
+        def indirect(a, ctx):
+            name = "o2"
+            if ctx.concentration(name) > 1.0:
+                a.die()
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    sim.add_substance("o2", diffusion=1.0, spacing=10.0)
+    pop = sim.add_agents("c", [[5.0, 5.0, 5.0]])
+
+    @bs.agent_rule()
+    def wrong(a, ctx):
+        if ctx.concentration("oxygen") > 1.0:
+            a.die()
+
+    with pytest.raises(ValueError, match="unknown substance 'oxygen'; substances are o2"):
+        pop.behaviours += [wrong]

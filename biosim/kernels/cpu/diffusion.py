@@ -211,42 +211,51 @@ def _axis_weights(x, lower, h, n):
     return i, u - i, 1.0 / h
 
 
+@njit(cache=True, inline="always")
+def trilinear(c, lower, h, x, y, z):
+    """Trilinear value of ``c`` at (x, y, z) µm and the gradient of the
+    interpolant (per µm); constant beyond the outermost voxel centres."""
+    nx, ny, nz = c.shape
+    i, wx, gx = _axis_weights(x, lower[0], h, nx)
+    j, wy, gy = _axis_weights(y, lower[1], h, ny)
+    k, wz, gz = _axis_weights(z, lower[2], h, nz)
+    i1 = i + 1 if nx > 1 else i
+    j1 = j + 1 if ny > 1 else j
+    k1 = k + 1 if nz > 1 else k
+    c000 = c[i, j, k]
+    c100 = c[i1, j, k]
+    c010 = c[i, j1, k]
+    c110 = c[i1, j1, k]
+    c001 = c[i, j, k1]
+    c101 = c[i1, j, k1]
+    c011 = c[i, j1, k1]
+    c111 = c[i1, j1, k1]
+    c00 = c000 + wx * (c100 - c000)
+    c10 = c010 + wx * (c110 - c010)
+    c01 = c001 + wx * (c101 - c001)
+    c11 = c011 + wx * (c111 - c011)
+    c0 = c00 + wy * (c10 - c00)
+    c1 = c01 + wy * (c11 - c01)
+    value = c0 + wz * (c1 - c0)
+    dx0 = (c100 - c000) + wy * ((c110 - c010) - (c100 - c000))
+    dx1 = (c101 - c001) + wy * ((c111 - c011) - (c101 - c001))
+    dy0 = c10 - c00
+    dy1 = c11 - c01
+    return value, gx * (dx0 + wz * (dx1 - dx0)), gy * (dy0 + wz * (dy1 - dy0)), gz * (c1 - c0)
+
+
 @njit(cache=True, parallel=True)
 def sample(c, lower, h, pos, rows, value, gradient, want_gradient):
     """Trilinear value (and gradient of the interpolant, per µm) of ``c`` at
     ``pos[rows]``; constant beyond the outermost voxel centres."""
-    nx, ny, nz = c.shape
     for q in prange(rows.size):
         p = rows[q]
-        i, wx, gx = _axis_weights(pos[p, 0], lower[0], h, nx)
-        j, wy, gy = _axis_weights(pos[p, 1], lower[1], h, ny)
-        k, wz, gz = _axis_weights(pos[p, 2], lower[2], h, nz)
-        i1 = i + 1 if nx > 1 else i
-        j1 = j + 1 if ny > 1 else j
-        k1 = k + 1 if nz > 1 else k
-        c000 = c[i, j, k]
-        c100 = c[i1, j, k]
-        c010 = c[i, j1, k]
-        c110 = c[i1, j1, k]
-        c001 = c[i, j, k1]
-        c101 = c[i1, j, k1]
-        c011 = c[i, j1, k1]
-        c111 = c[i1, j1, k1]
-        c00 = c000 + wx * (c100 - c000)
-        c10 = c010 + wx * (c110 - c010)
-        c01 = c001 + wx * (c101 - c001)
-        c11 = c011 + wx * (c111 - c011)
-        c0 = c00 + wy * (c10 - c00)
-        c1 = c01 + wy * (c11 - c01)
-        value[q] = c0 + wz * (c1 - c0)
+        v, gx, gy, gz = trilinear(c, lower, h, pos[p, 0], pos[p, 1], pos[p, 2])
+        value[q] = v
         if want_gradient:
-            dx0 = (c100 - c000) + wy * ((c110 - c010) - (c100 - c000))
-            dx1 = (c101 - c001) + wy * ((c111 - c011) - (c101 - c001))
-            gradient[q, 0] = gx * (dx0 + wz * (dx1 - dx0))
-            dy0 = c10 - c00
-            dy1 = c11 - c01
-            gradient[q, 1] = gy * (dy0 + wz * (dy1 - dy0))
-            gradient[q, 2] = gz * (c1 - c0)
+            gradient[q, 0] = gx
+            gradient[q, 1] = gy
+            gradient[q, 2] = gz
 
 
 @njit(cache=True, parallel=True)
