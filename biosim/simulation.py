@@ -16,6 +16,11 @@ PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "subst
 _DEFAULT = object()
 
 
+class ActionError(RuntimeError):
+    """An action raised; the message names it and the step.  Snapshots written
+    so far stay readable (writers are closed as run() unwinds)."""
+
+
 class Trigger:
     """Fires on the state after step s whenever ``s % every == 0`` (s = 0, the
     initial state, included).  An int is accepted wherever a trigger is."""
@@ -429,7 +434,12 @@ class Simulation:
             t0 = clock()
             for a in self.actions:
                 if a.trigger.fires(self.step):
-                    a.fn(self)
+                    try:
+                        a.fn(self)
+                    except Exception as e:
+                        name = getattr(a.fn, "__qualname__", repr(a.fn))
+                        raise ActionError(f"action {name} failed at step {self.step} "
+                                          f"(t = {self.time:g} min): {type(e).__name__}: {e}") from e
             t1 = clock()
             tm["actions"] += t1 - t0
             self._grid_valid = False

@@ -50,6 +50,14 @@ def test_tumour_spheroid_tiny(tmp_path):
     assert o2.min() < 38.0 and o2.max() <= 38.0 + 1e-9  # consumed inside, held at the faces
 
 
+def test_custom_rule(tmp_path):
+    out = run_example("custom_rule.py", 20, 500, cwd=tmp_path)
+    cells = int(out.split()[0])
+    inner = int(out.split("crowded: ")[1].split("%")[0])
+    assert cells > 20 and inner > 50  # the colony grew and its inside stopped
+
+
 def test_every_example_has_a_test():
-    tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py"}
+    tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py",
+              "custom_rule.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested

@@ -148,3 +148,20 @@ def test_one_and_two_threads_give_bit_identical_runs(tmp_path, boundary):
     assert grew  # division happened
     with h5py.File(paths[0]) as f1, h5py.File(paths[1]) as f2:
         np.testing.assert_array_equal(f1["snapshots/count"][:], f2["snapshots/count"][:])
+
+
+def test_a_failing_action_stops_the_run_with_its_name_and_step(tmp_path):
+    from biosim.simulation import ActionError
+
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    sim.add_agents("a", [[5.0, 5.0, 5.0]], diameter=1.0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "a.h5", every=2))
+
+    def dosing(s):
+        if s.step == 7:
+            raise ZeroDivisionError("dose / 0")
+    sim.add_action(dosing)
+    with pytest.raises(ActionError, match=r"action .*dosing failed at step 7 .*ZeroDivisionError: dose / 0"):
+        sim.run(20)
+    run = bs.io.open_run(tmp_path / "a.h5")
+    np.testing.assert_array_equal(run.steps, [0, 2, 4, 6])
