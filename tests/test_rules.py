@@ -1,7 +1,4 @@
 """Agent rules: compiled per-agent functions, checked when attached."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -9,6 +6,7 @@ import pytest
 
 import biosim as bs
 from biosim import models
+from threads import assert_bit_identical, runs_with_1_and_2_threads
 
 
 @bs.agent_rule(reads=("diameter",), writes=("age", "draw"),
@@ -136,20 +134,8 @@ DET = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_rules_are_bit_identical_for_one_and_two_threads(tmp_path):
-    script = tmp_path / "det.py"
-    script.write_text(DET)
-    runs = []
-    for threads in (1, 2):
-        path = tmp_path / f"r{threads}.h5"
-        subprocess.run([sys.executable, str(script), str(path)], check=True,
-                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
-        runs.append(bs.io.open_run(path))
-    a, b = runs
-    for i in range(len(a)):
-        x, y = a.agents(i), b.agents(i)
-        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
-        for c in x:
-            np.testing.assert_array_equal(x[c][ox], y[c][oy])
+    a, b = runs_with_1_and_2_threads(tmp_path, DET)
+    assert_bit_identical(a, b)
     last = a.agents(-1)["uid"]
     assert last.max() >= 400 and np.setdiff1d(np.arange(400), last).size > 0  # births and deaths
 

@@ -1,15 +1,12 @@
 """The step loop: triggers, boundaries, actions, timings, determinism."""
-import os
-import subprocess
-import sys
 import textwrap
 
-import h5py
 import numpy as np
 import pytest
 
 import biosim as bs
 from biosim import models
+from threads import assert_bit_identical, runs_with_1_and_2_threads
 
 
 def test_time_is_step_times_dt_and_triggers_fire_from_step_zero():
@@ -128,26 +125,10 @@ DET_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("boundary", ["closed", "periodic"])
 def test_one_and_two_threads_give_bit_identical_runs(tmp_path, boundary):
-    script = tmp_path / "det.py"
-    script.write_text(DET_SCRIPT)
-    paths = []
-    for threads in (1, 2):
-        path = tmp_path / f"t{threads}.h5"
-        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, str(script), str(path), boundary], env=env, check=True)
-        paths.append(path)
-    a, b = bs.io.open_run(paths[0]), bs.io.open_run(paths[1])
-    assert len(a) == len(b) == 7
-    grew = False
-    for i in range(len(a)):
-        x, y = a.agents(i), b.agents(i)
-        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
-        for c in x:
-            np.testing.assert_array_equal(x[c][ox], y[c][oy], err_msg=f"column {c}, snapshot {i}")
-        grew |= len(x["uid"]) > 700
-    assert grew  # division happened
-    with h5py.File(paths[0]) as f1, h5py.File(paths[1]) as f2:
-        np.testing.assert_array_equal(f1["snapshots/count"][:], f2["snapshots/count"][:])
+    a, b = runs_with_1_and_2_threads(tmp_path, DET_SCRIPT, boundary)
+    assert len(a) == 7
+    assert_bit_identical(a, b)
+    assert len(a.agents(-1)["uid"]) > 700  # division happened
 
 
 def test_a_failing_action_stops_the_run_with_its_name_and_step(tmp_path):

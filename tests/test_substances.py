@@ -1,7 +1,4 @@
 """Substances against analytic solutions; coupling with agents; bad input."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -9,6 +6,7 @@ import pytest
 
 import biosim as bs
 from biosim import models
+from threads import assert_bit_identical, runs_with_1_and_2_threads
 
 SOLVERS = ["implicit", "explicit"]
 
@@ -220,22 +218,8 @@ DET_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_one_and_two_threads_bit_identical_with_substances(tmp_path, solver):
-    script = tmp_path / "det.py"
-    script.write_text(DET_SCRIPT)
-    runs = []
-    for threads in (1, 2):
-        path = tmp_path / f"t{threads}.h5"
-        subprocess.run([sys.executable, str(script), str(path), solver], check=True,
-                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
-        runs.append(bs.io.open_run(path))
-    a, b = runs
-    for i in range(len(a)):
-        for name in ("a", "b"):
-            np.testing.assert_array_equal(a.substance(name, i), b.substance(name, i))
-        x, y = a.agents(i), b.agents(i)
-        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
-        for c in x:
-            np.testing.assert_array_equal(x[c][ox], y[c][oy])
+    a, b = runs_with_1_and_2_threads(tmp_path, DET_SCRIPT, solver)
+    assert_bit_identical(a, b)
     assert a.substance("a", -1).sum() > 0 and len(a.agents(-1)["uid"]) > 600
 
 
