@@ -7,5 +7,7 @@ from .growth import GrowthDivision
 from .death import Apoptosis, Necrosis
 from .motion import RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
+from .state import StateSwitch
 
-__all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis"]
+__all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
+           "StateSwitch"]

@@ -133,3 +133,38 @@ def test_behaviour_list_checks_items():
     other = sim.add_agents("d", [[2.0, 2.0, 2.0]])
     with pytest.raises(ValueError, match="already attached"):
         other.behaviours.append(b)
+
+
+def test_state_switch_into_another_population_at_its_rate():
+    sim = bs.Simulation(bs.Box.cube(1000.0), dt=0.5, seed=4, mechanics=None)
+    stem = sim.add_agents("stem", bs.init.uniform(20000, sim.box, seed=1), diameter=5.0)
+    diff = sim.add_agents("differentiated", np.zeros((0, 3)))
+    stem.behaviours += [models.StateSwitch("differentiated", rate=0.01)]
+    diff.behaviours += [models.RandomWalk(speed=1.0)]
+    sim.run(20)  # 10 min
+    expected = 20000 * (1 - np.exp(-0.01 * 10.0))
+    assert len(diff) == pytest.approx(expected, abs=4 * np.sqrt(expected))
+    assert len(stem) + len(diff) == 20000
+
+
+def test_state_switch_of_a_column_gated_by_a_substance():
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=4, mechanics=None)
+    s = sim.add_substance("signal", diffusion=0.0, spacing=10.0, initial=lambda x, y, z: x / 100.0)
+    pop = sim.add_agents("c", bs.init.uniform(2000, sim.box, seed=2), diameter=2.0, state=np.int8(0))
+    pop.behaviours += [models.StateSwitch(1, rate=100.0, column="state", substance=s, above=0.5)]
+    sim.run(1)
+    x, state = sim.agents.position[:, 0], sim.agents["state"]
+    assert np.all(state[x < 45.0] == 0) and np.all(state[x > 55.0] == 1)
+
+
+def test_state_switch_bad_input():
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    pop = sim.add_agents("c", [[1.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match="unknown population 'neuron'; populations are c"):
+        pop.behaviours += [models.StateSwitch("neuron", rate=0.1)]
+    with pytest.raises(ValueError, match="rate"):
+        models.StateSwitch("c", rate=-1.0)
+    with pytest.raises(ValueError, match="need a substance"):
+        models.StateSwitch("c", rate=1.0, below=0.3)
+    with pytest.raises(ValueError, match="column 'mood' does not exist"):
+        pop.behaviours += [models.StateSwitch(1, rate=0.1, column="mood")]

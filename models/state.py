@@ -1,0 +1,92 @@
+"""Changes of cell state: differentiation into another population, or a
+state column switching value."""
+import numbers
+
+import numpy as np
+
+from biosim import _validate as V
+from biosim.behaviour import Behaviour
+from biosim.kernels.cpu import behaviours as K
+
+
+class StateSwitch(Behaviour):
+    """Cells switch at ``rate`` per minute (probability 1 - exp(-rate dt) per
+    interval): with ``column="type"`` (the default) into population ``to``
+    (they then follow that population's behaviours), otherwise the column
+    ``column`` takes the value ``to``.  Optionally gated by a substance: only
+    where its concentration is below ``below`` and/or above ``above``.
+
+    Parameters
+    ----------
+    to : str (population name) or number (state value)
+    rate : float, 1/min (>= 0)
+    column : str, default "type"
+    substance : Substance or str, optional
+    below, above : float, optional (concentration thresholds; need ``substance``)
+    every : int, default 1
+    """
+
+    def __init__(self, to, rate, column="type", substance=None, below=None, above=None, every=1):
+        super().__init__(every)
+        self.rate = V.positive("rate", rate, allow_zero=True)
+        if not isinstance(column, str):
+            raise TypeError(f"column must be a column name, got {column!r}")
+        if column == "type" and not isinstance(to, str):
+            raise TypeError(f"to must be a population name when column='type', got {to!r}")
+        if column != "type" and (isinstance(to, bool) or not isinstance(to, numbers.Real)):
+            raise TypeError(f"to must be a number for column {column!r}, got {to!r}")
+        if column in ("uid", "position", "diameter"):
+            raise ValueError(f"column {column!r} cannot be switched; use 'type' or a state column")
+        if (below is not None or above is not None) and substance is None:
+            raise ValueError("below/above thresholds need a substance")
+        if substance is not None and below is None and above is None:
+            raise ValueError("a substance gate needs a threshold: below=... and/or above=...")
+        self.to = to
+        self.column = column
+        self.below = None if below is None else V.real("below", below)
+        self.above = None if above is None else V.real("above", above)
+        self._substance_ref = substance
+        self._sub = None
+        self._value = None
+
+    def attach(self, sim, population):
+        if self._substance_ref is not None:
+            self._sub = sim.substance(self._substance_ref, who="StateSwitch")
+        if self.column == "type":
+            if self.to not in sim.populations:
+                raise ValueError(f"StateSwitch: unknown population {self.to!r}; populations are "
+                                 f"{', '.join(sim.populations)} (create it with sim.add_agents(name, []))")
+            self._value = sim.populations[self.to].code
+        else:
+            if self.column not in sim.agents:
+                raise ValueError(f"StateSwitch: column {self.column!r} does not exist; columns are "
+                                 f"{', '.join(sim.agents.columns)}")
+            self._value = self.to
+        super().attach(sim, population)
+
+    def parameters(self):
+        p = super().parameters()
+        if self._sub is not None:
+            p["substance"] = self._sub.name
+        return p
+
+    def run(self, sim, population, dt):
+        rows = population.rows
+        if rows.size == 0 or self.rate == 0:
+            return
+        t = sim.agents
+        gate = np.zeros(rows.size)  # values < threshold pass
+        threshold = np.inf
+        if self._sub is not None:
+            c = self._sub.sample(t.position[rows])
+            ok = np.ones(rows.size, dtype=bool)
+            if self.below is not None:
+                ok &= c < self.below
+            if self.above is not None:
+                ok &= c > self.above
+            gate = np.where(ok, 0.0, 1.0)
+            threshold = 0.5
+        flag = np.empty(rows.size, dtype=np.bool_)
+        if K.mark_below(rows, t.uid, gate, threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
+                        self.stream, flag):
+            t[self.column][rows[flag]] = self._value
