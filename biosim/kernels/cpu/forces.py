@@ -167,20 +167,16 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
             iz = (loz + oz) % nz
             for oy in range(cnty):
                 base = nx * ((loy + oy) % ny + ny * iz)
-                for q in range(cell_start[base + a1], cell_start[base + b1]):
-                    j = order[q]
-                    bx[m] = pos[j, 0]
-                    by[m] = pos[j, 1]
-                    bz[m] = pos[j, 2]
-                    bd[m] = diam[j]
-                    m += 1
-                for q in range(cell_start[base + a2], cell_start[base + b2]):
-                    j = order[q]
-                    bx[m] = pos[j, 0]
-                    by[m] = pos[j, 1]
-                    bz[m] = pos[j, 2]
-                    bd[m] = diam[j]
-                    m += 1
+                for seg in range(2):  # the x-run, in two pieces where it wraps
+                    lo = cell_start[base + (a1 if seg == 0 else a2)]
+                    hi = cell_start[base + (b1 if seg == 0 else b2)]
+                    for q in range(lo, hi):
+                        j = order[q]
+                        bx[m] = pos[j, 0]
+                        by[m] = pos[j, 1]
+                        bz[m] = pos[j, 2]
+                        bd[m] = diam[j]
+                        m += 1
         for qi in range(sa, ea):
             i = order[qi]
             xi = pos[i, 0]
