@@ -58,6 +58,33 @@ class Behaviour:
         return f"{type(self).__name__}({args})"
 
 
+class SubstanceBehaviour(Behaviour):
+    """A behaviour that uses one substance, given as the Substance or its name
+    and resolved when the behaviour is attached (unknown names are refused).
+    With ``required=False`` the substance may be None (no substance)."""
+
+    def __init__(self, substance, every=1, required=True):
+        super().__init__(every)
+        if substance is None and not required:
+            pass
+        elif not isinstance(substance, str) and not hasattr(substance, "concentration"):
+            raise TypeError(f"substance must be a Substance (from sim.add_substance) or its name, got {substance!r}")
+        self._substance_ref = substance
+        self._sub = None
+
+    def attach(self, sim, population):
+        if self._substance_ref is not None:
+            self._sub = sim.substance(self._substance_ref, who=type(self).__name__)
+        super().attach(sim, population)
+
+    def parameters(self):
+        p = super().parameters()
+        ref = self._substance_ref
+        if ref is not None:
+            p["substance"] = self._sub.name if self._sub is not None else (ref if isinstance(ref, str) else ref.name)
+        return p
+
+
 class BehaviourList(list):
     """The ``behaviours`` list of a population: validates and attaches each
     behaviour as it is added (``+=``, ``append``, ``extend``, ``insert``)."""

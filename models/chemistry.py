@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import SubstanceBehaviour
 from biosim.kernels.cpu import behaviours as K
 
 
@@ -11,29 +11,7 @@ def _cell_volume_fraction(sim, sub, rows):
     return (np.pi / 6.0) * d * d * d / sub.voxel_volume
 
 
-class _SubstanceBehaviour(Behaviour):
-    """A behaviour tied to one substance, given as the Substance or its name
-    (resolved when the behaviour is attached: unknown names are refused)."""
-
-    def __init__(self, substance, every):
-        super().__init__(every)
-        if not isinstance(substance, str) and not hasattr(substance, "concentration"):
-            raise TypeError(f"substance must be a Substance (from sim.add_substance) or its name, got {substance!r}")
-        self._substance_ref = substance
-        self._sub = None
-
-    def attach(self, sim, population):
-        self._sub = sim.substance(self._substance_ref, who=type(self).__name__)
-        super().attach(sim, population)
-
-    def parameters(self):
-        p = super().parameters()
-        p["substance"] = self._sub.name if self._sub is not None else (
-            self._substance_ref if isinstance(self._substance_ref, str) else self._substance_ref.name)
-        return p
-
-
-class Secretion(_SubstanceBehaviour):
+class Secretion(SubstanceBehaviour):
     """Cells release a substance into their voxel.
 
     * ``target=None``: each cell adds ``rate`` (amount per minute) to its
@@ -68,7 +46,7 @@ class Secretion(_SubstanceBehaviour):
             sub.queue(rows, secretion=s, target=np.full(rows.size, self.target))
 
 
-class Uptake(_SubstanceBehaviour):
+class Uptake(SubstanceBehaviour):
     """Cells consume a substance from their voxel: dc/dt = -U c per cell with
     U = rate (1/min) x cell volume / voxel volume (PhysiCell's uptake),
     integrated implicitly so concentrations never go negative.
@@ -91,7 +69,7 @@ class Uptake(_SubstanceBehaviour):
         self._sub.queue(rows, uptake=self.rate * dt * _cell_volume_fraction(sim, self._sub, rows))
 
 
-class Chemotaxis(_SubstanceBehaviour):
+class Chemotaxis(SubstanceBehaviour):
     """Cells move up (or, with ``speed < 0``, down) the substance's gradient:
     ``|speed| * dt`` µm per interval along the unit gradient sampled
     (trilinearly) at the cell centre; no move where the gradient vanishes.

@@ -2,10 +2,8 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import Behaviour, SubstanceBehaviour
 from biosim.kernels.cpu import behaviours as K
-
-from .chemistry import _SubstanceBehaviour
 
 
 class Apoptosis(Behaviour):
@@ -34,7 +32,7 @@ class Apoptosis(Behaviour):
             t.request_deaths(t.uid[flag])
 
 
-class Necrosis(_SubstanceBehaviour):
+class Necrosis(SubstanceBehaviour):
     """Cells where ``substance`` is below ``threshold`` die at ``rate`` per
     minute (probability 1 - exp(-rate dt) per interval), e.g. in the hypoxic
     core of a spheroid.

@@ -4,11 +4,11 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour, divide_rows
+from biosim.behaviour import SubstanceBehaviour, divide_rows
 from biosim.kernels.cpu import behaviours as K
 
 
-class GrowthDivision(Behaviour):
+class GrowthDivision(SubstanceBehaviour):
     """Cells grow in volume at ``growth_rate`` µm³/min until their diameter
     reaches ``division_diameter`` µm, then divide.
 
@@ -43,12 +43,10 @@ class GrowthDivision(Behaviour):
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
                  threshold=None):
-        super().__init__(every)
         if (substance is None) != (threshold is None):
             raise ValueError(f"give both substance and threshold for substance-limited growth, or neither; "
                              f"got substance={substance!r}, threshold={threshold!r}")
-        self._substance_ref = substance
-        self._sub = None
+        super().__init__(substance, every, required=False)
         self.threshold = None if threshold is None else V.positive("threshold", threshold)
         self.growth_rate = V.positive("growth_rate", growth_rate, allow_zero=True)
         self.division_diameter = V.positive("division_diameter", division_diameter)
@@ -65,17 +63,6 @@ class GrowthDivision(Behaviour):
                 raise ValueError(f"volume_ratio must be (low, high) with low <= high, got {volume_ratio!r}")
         self.volume_ratio = lo if lo == hi else [lo, hi]
         self._ratio = (lo, hi)
-
-    def attach(self, sim, population):
-        if self._substance_ref is not None:
-            self._sub = sim.substance(self._substance_ref, who="GrowthDivision")
-        super().attach(sim, population)
-
-    def parameters(self):
-        p = super().parameters()
-        if self._sub is not None:
-            p["substance"] = self._sub.name
-        return p
 
     def run(self, sim, population, dt):
         t = sim.agents

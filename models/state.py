@@ -5,11 +5,11 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import SubstanceBehaviour
 from biosim.kernels.cpu import behaviours as K
 
 
-class StateSwitch(Behaviour):
+class StateSwitch(SubstanceBehaviour):
     """Cells switch at ``rate`` per minute (probability 1 - exp(-rate dt) per
     interval): with ``column="type"`` (the default) into population ``to``
     (they then follow that population's behaviours), otherwise the column
@@ -27,7 +27,7 @@ class StateSwitch(Behaviour):
     """
 
     def __init__(self, to, rate, column="type", substance=None, below=None, above=None, every=1):
-        super().__init__(every)
+        super().__init__(substance, every, required=False)
         self.rate = V.positive("rate", rate, allow_zero=True)
         if not isinstance(column, str):
             raise TypeError(f"column must be a column name, got {column!r}")
@@ -45,13 +45,9 @@ class StateSwitch(Behaviour):
         self.column = column
         self.below = None if below is None else V.real("below", below)
         self.above = None if above is None else V.real("above", above)
-        self._substance_ref = substance
-        self._sub = None
         self._value = None
 
     def attach(self, sim, population):
-        if self._substance_ref is not None:
-            self._sub = sim.substance(self._substance_ref, who="StateSwitch")
         if self.column == "type":
             if self.to not in sim.populations:
                 raise ValueError(f"StateSwitch: unknown population {self.to!r}; populations are "
@@ -63,12 +59,6 @@ class StateSwitch(Behaviour):
                                  f"{', '.join(sim.agents.columns)}")
             self._value = self.to
         super().attach(sim, population)
-
-    def parameters(self):
-        p = super().parameters()
-        if self._sub is not None:
-            p["substance"] = self._sub.name
-        return p
 
     def run(self, sim, population, dt):
         rows = population.rows
