@@ -33,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanics.py
 	$(PY) benchmarks/bench_diffusion.py
+	$(PY) benchmarks/bench_sir.py
 
 clean:
 	rm -rf $(VENV) .numba_cache out *.egg-info

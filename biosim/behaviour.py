@@ -31,6 +31,11 @@ class Behaviour:
         self._stream = None
 
     @property
+    def label(self):
+        """Name in ``sim.behaviour_timings`` (the class name; a rule's name)."""
+        return type(self).__name__
+
+    @property
     def stream(self):
         """Random-number stream id, assigned when attached to a population."""
         return self._stream
@@ -44,6 +49,12 @@ class Behaviour:
     def run(self, sim, population, dt):
         """Act on the agents of ``population`` over an interval ``dt`` (min)."""
         raise NotImplementedError
+
+    def state_columns(self):
+        """``{column: labels}`` for the integer state columns this behaviour
+        manages (value k means ``labels[k]``); the simulation counts agents
+        per state in them (see ``Simulation.record_counts``)."""
+        return {}
 
     def parameters(self):
         """Constructor parameters (JSON-friendly)."""

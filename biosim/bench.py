@@ -1,5 +1,5 @@
-"""Benchmarks: mechanics (neighbour search plus soft-sphere forces) and
-diffusion (both solvers).
+"""Benchmarks: mechanics (neighbour search plus soft-sphere forces),
+diffusion (both solvers) and epidemiology (SIR by proximity).
 
 Mechanics benchmark: neighbour search plus soft-sphere mechanics.
 
@@ -202,6 +202,125 @@ def diffusion_main(sizes=(100, 50), threads=None, steps=20):
                 print(f"  {solver:<9} {t:>2} thread(s): {r['voxel_updates_per_s'] / 1e6:8.1f} M voxel-updates/s "
                       f"({r['voxel_updates_per_s'] / base['voxel_updates_per_s']:.1f}x numpy{extra})")
         results.append(base)
+    return results
+
+
+# -- epidemiology (SIR) --------------------------------------------------------
+# BioDynaMo's measles demo (demo/epidemiology): 2000 susceptible + 10 infected
+# agents in a periodic 100^3 box, dt = 1 h, speed 5.786 per hour, infection
+# probability 0.2851 per step near an infected agent, recovery 0.00521 per
+# step.  Its infection radius 10.5092 is passed to a search that takes a
+# squared radius, so the contact distance is sqrt(10.5092).
+SIR_DT = 60.0                                         # min
+SIR_SPEED = 5.78594372145249 / 60.0                   # µm/min
+SIR_RADIUS = 10.5092197414493 ** 0.5                  # µm
+SIR_P_INFECT = 0.285097276954021                      # per step, per infected contact
+SIR_P_RECOVER = 0.00521                               # per step
+SIR_DENSITY = 2010 / 100.0 ** 3                       # agents / µm³
+SIR_Q = 1.0 - SIR_P_INFECT
+
+
+def _sir_rule():
+    from .rules import agent_rule
+
+    @agent_rule(writes=("state",))
+    def sir(a, ctx):
+        """The work of models.Infection (SIR at dt = SIR_DT) written as a user rule."""
+        if a.state == 0:
+            k = 0
+            for n in ctx.neighbours(SIR_RADIUS):
+                if n.state == 1:
+                    k += 1
+            if k > 0 and ctx.uniform(0) < 1.0 - SIR_Q ** k:
+                a.state = 1
+        elif a.state == 1:
+            if ctx.uniform(0) < SIR_P_RECOVER:
+                a.state = 2
+    return sir
+
+
+def make_sir(n, seed=1, rule=False):
+    """The epidemiology benchmark scenario at ``n`` agents: BioDynaMo's measles
+    demo scaled at constant density (box edge 100 (n / 2010)^(1/3) µm,
+    periodic) and infected fraction (10 in 2010); random walk at fixed speed
+    plus SIR infection by proximity, no mechanics.  ``rule=True`` replaces
+    models.Infection by the same work written as an agent rule."""
+    import biosim as bs
+    from biosim import models
+
+    edge = 100.0 * (n / 2010.0) ** (1.0 / 3.0)
+    sim = bs.Simulation(bs.Box.cube(edge), boundary="periodic", dt=SIR_DT, seed=seed, mechanics=None)
+    n_inf = max(1, round(n * 10 / 2010))
+    pos = bs.init.uniform(n, sim.box, seed=seed + 1)
+    pop = sim.add_agents("people", pos[n_inf:], diameter=2.0, state=np.int8(models.SUSCEPTIBLE))
+    infection = _sir_rule() if rule else models.Infection(
+        rate=models.rate_from_probability(SIR_P_INFECT, SIR_DT), radius=SIR_RADIUS,
+        recovery=models.rate_from_probability(SIR_P_RECOVER, SIR_DT))
+    pop.behaviours += [models.RandomWalk(speed=SIR_SPEED), infection]
+    sim.add_agents("people", pos[:n_inf], diameter=2.0, state=np.int8(models.INFECTED))
+    return sim
+
+
+def measure_sir(n, steps, rule=False):
+    """Agent-updates per second of steps 1..steps of the SIR scenario (step 0
+    compiles or loads the cache and is not timed)."""
+    import numba
+
+    warm = make_sir(3000, rule=rule)
+    warm.run(1)
+    del warm
+    rss0 = _rss_bytes()
+    sim = make_sir(n, rule=rule)
+    sim.run(1)
+    sim.timings.update(dict.fromkeys(sim.timings, 0.0))
+    sim.behaviour_timings.clear()
+    t0 = time.perf_counter()
+    sim.run(steps)
+    wall = time.perf_counter() - t0
+    counts = np.bincount(sim.agents["state"], minlength=3)
+    return {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "rule": rule, "seconds": wall,
+            "updates_per_s": n * steps / wall, "bytes_per_agent": (_rss_bytes() - rss0) / n,
+            "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
+            "behaviour_ms_per_step": {k: 1e3 * v / steps for k, v in sim.behaviour_timings.items()},
+            "sir": counts[:3].tolist()}
+
+
+BIODYNAMO_SIR_RATE = 10.05e6 * 1000 / (19 * 60 + 18)  # agent-updates/s, 2-core system (published)
+
+
+def sir_main(sizes=(1_000_000, 10_000_000), threads=None, steps=50, rule=True):
+    """Print the SIR benchmark table: per size and thread count, agent-updates
+    per second of models.Infection + RandomWalk and, with ``rule``, of the
+    same infection written as an agent rule; against BioDynaMo's published
+    2-core figure."""
+    cores = os.cpu_count() or 1
+    counts = sorted({1, cores}) if threads is None else list(threads)
+    print(f"biosim SIR benchmark (BioDynaMo measles scaled): density {SIR_DENSITY * 1e6:.0f} per 100^3 µm³, "
+          f"10 infected in 2010, radius {SIR_RADIUS:.3f} µm, steps 1..{steps}; {cores} cores")
+    print(f"  BioDynaMo published, 10.05 M agents on 2 cores: {BIODYNAMO_SIR_RATE / 1e6:.2f} M agent-updates/s")
+    results = []
+    for n in sizes:
+        first = None
+        for t in counts:
+            r = _run_code(f"measure_sir({n}, {steps})", t)
+            results.append(r)
+            first = first or r
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in r["behaviour_ms_per_step"].items())
+            extra = (f", {r['updates_per_s'] / first['updates_per_s']:.2f}x of 1 thread"
+                     if r is not first else "")
+            print(f"  N={n:>11,} {t:>2} thread(s): {r['updates_per_s'] / 1e6:7.2f} M agent-updates/s "
+                  f"({r['updates_per_s'] / BIODYNAMO_SIR_RATE:.2f}x BioDynaMo{extra}); "
+                  f"{1e3 * r['seconds'] / steps:.1f} ms/step ({phases}; neighbours "
+                  f"{r['ms_per_step'].get('neighbours', 0):.1f}); {r['bytes_per_agent']:.0f} B/agent")
+        if rule:
+            u = _run_code(f"measure_sir({n}, {steps}, rule=True)", counts[-1])
+            results.append(u)
+            built = next(r for r in results if r["agents"] == n and r["threads"] == u["threads"] and not r["rule"])
+            bi = built["behaviour_ms_per_step"]["people.Infection"]
+            ui = u["behaviour_ms_per_step"]["people.sir"]
+            print(f"  N={n:>11,} {u['threads']:>2} thread(s), infection as a user rule: "
+                  f"{u['updates_per_s'] / 1e6:7.2f} M agent-updates/s; rule {ui:.1f} ms/step vs "
+                  f"models.Infection {bi:.1f} ms/step ({ui / bi:.2f}x its time)")
     return results
 
 

@@ -48,6 +48,7 @@ from numba import njit
 from .behaviour import Behaviour, divide_rows
 from .kernels.cpu.diffusion import trilinear
 
+_GRID = ["_cell_start", "_order", "_lower", "_inv_h", "_dims", "_length", "_periodic"]
 _CTX_VALUES = {"dt": "_dt", "step": "_step", "time": "_time"}
 _CTX_DRAWS = {"uniform": "_uniform", "normal": "_normal"}
 
@@ -64,6 +65,7 @@ class _Rewrite(ast.NodeTransformer):
         self.readable, self.writable = readable, writable
         self.env = env
         self.used = set()
+        self.nb_used = set()    # columns read from neighbours
         self.substances = []    # substance names used, in order of first use
         self.nb = None          # name of the neighbour loop variable, inside such a loop
         self.radius = None      # largest neighbour radius used (µm)
@@ -115,20 +117,36 @@ class _Rewrite(ast.NodeTransformer):
             self._fail(node, f"the neighbour radius must be a finite number > 0 µm, got {radius!r}")
         self.radius = radius if self.radius is None else max(self.radius, radius)
         self.nb = node.target.id
-        body = [self.visit(stmt) for stmt in node.body]
+        self.nb_distance = False
+        body = _visit_block(self, node.body)
         self.nb = None
+        body = _visit_block(_Breaks(), body)
         prologue = ast.parse(textwrap.dedent(f"""
-            _j = _nb_rows[_q]
+            _j = _order[_q]
+            if _j == _i:
+                continue
             _ndx = _min_image(_pos[_j, 0] - _pos[_i, 0], _length[0], _periodic[0])
             _ndy = _min_image(_pos[_j, 1] - _pos[_i, 1], _length[1], _periodic[1])
             _ndz = _min_image(_pos[_j, 2] - _pos[_i, 2], _length[2], _periodic[2])
-            _nd = np.sqrt(_ndx * _ndx + _ndy * _ndy + _ndz * _ndz)
-            if _nd >= {radius!r}:
+            _nd2 = _ndx * _ndx + _ndy * _ndy + _ndz * _ndz
+            if _nd2 >= {radius * radius!r}:
                 continue
         """)).body
-        loop = ast.parse("for _q in range(_nb_off[_i], _nb_off[_i + 1]):\n    pass").body[0]
-        loop.body = prologue + body
-        return ast.copy_location(loop, node)
+        if self.nb_distance:
+            prologue += ast.parse("_nd = np.sqrt(_nd2)").body
+        # the grid walk: runs of cell members around the agent, in a fixed order
+        loop = ast.parse(textwrap.dedent(f"""
+            _brk = False
+            _m = _stencil_runs(_pos[_i, 0], _pos[_i, 1], _pos[_i, 2], _cell_start, _lower, _inv_h, _dims,
+                               _periodic, {radius!r}, _runs)
+            for _r in range(_m):
+                for _q in range(_runs[2 * _r], _runs[2 * _r + 1]):
+                    pass
+                if _brk:
+                    break
+        """)).body
+        loop[2].body[0].body = prologue + body
+        return [ast.copy_location(stmt, node) for stmt in loop]
 
     def _substance(self, node, call, nargs):
         if (len(call.args) != nargs or call.keywords or not isinstance(call.args[0], ast.Constant)
@@ -191,6 +209,8 @@ class _Rewrite(ast.NodeTransformer):
             if isinstance(node.ctx, ast.Store):
                 self._fail(node, f"{self.nb}.{attr}: a rule may not write another agent's columns")
             simple = {"distance": "_nd", "dx": "_ndx", "dy": "_ndy", "dz": "_ndz"}
+            if attr == "distance":
+                self.nb_distance = True
             if attr in simple:
                 return ast.copy_location(ast.Name(simple[attr], ast.Load()), node)
             if attr == "uid":
@@ -199,8 +219,8 @@ class _Rewrite(ast.NodeTransformer):
             if attr not in self.readable | self.writable:
                 self._fail(node, f"{self.nb}.{attr} is not a declared column (reads={sorted(self.readable)}); "
                                  f"neighbours also have distance, dx, dy, dz and uid")
-            self.used.add(attr)
-            return ast.copy_location(ast.Subscript(value=ast.Name(f"_c_{attr}", ast.Load()),
+            self.nb_used.add(attr)
+            return ast.copy_location(ast.Subscript(value=ast.Name(f"_n_{attr}", ast.Load()),
                                                    slice=ast.Name("_j", ast.Load()), ctx=ast.Load()), node)
         if self._is(node.value, self.agent):
             col = node.attr
@@ -224,6 +244,31 @@ class _Rewrite(ast.NodeTransformer):
     def visit_Name(self, node):
         if node.id in (self.agent, self.ctx) or (self.nb is not None and node.id == self.nb):
             self._fail(node, f"{node.id!r} may only be used as {node.id}.<name>")
+        return node
+
+
+def _visit_block(visitor, stmts):
+    """Visit a list of statements; a visit may return one node or a list."""
+    out = []
+    for stmt in stmts:
+        new = visitor.visit(stmt)
+        out.extend(new if isinstance(new, list) else [new])
+    return out
+
+
+class _Breaks(ast.NodeTransformer):
+    """``break`` directly in a neighbour loop's body leaves the whole grid walk:
+    it becomes ``_brk = True; break`` (nested loops keep their own breaks)."""
+
+    def visit_Break(self, node):
+        return [ast.copy_location(ast.parse("_brk = True").body[0], node), node]
+
+    def visit_For(self, node):
+        return node
+
+    visit_While = visit_For
+
+    def visit_FunctionDef(self, node):
         return node
 
 
@@ -260,13 +305,13 @@ class RuleDefinition:
             raise RuleError(f"agent rule {self.name!r} must be a function of two arguments (agent, ctx)")
         agent, ctx = (a.arg for a in fdef.args.args)
         rw = _Rewrite(self.name, agent, ctx, set(self.reads), set(self.writes), self.fn.__globals__)
-        body = [rw.visit(stmt) for stmt in fdef.body]
+        body = _visit_block(rw, fdef.body)
         self._used = sorted(rw.used | set(self.writes))
+        self._nb_used = sorted(rw.nb_used)
         self.radius = rw.radius
         self.substances = tuple(rw.substances)
-        params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die",
-                  "_uids", "_pos", "_nb_off", "_nb_rows", "_length", "_periodic"] + \
-            [f"_c_{c}" for c in self._used] + self._grid_params()
+        params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die", "_uids",
+                  "_pos", "_runs"] + _GRID + self._column_params() + self._grid_params()
         new = ast.FunctionDef(name="_rule_body", args=ast.arguments(
             posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[], kw_defaults=[],
             kwarg=None, defaults=[]), body=body + [ast.Return(value=None)], decorator_list=[], returns=None,
@@ -274,6 +319,9 @@ class RuleDefinition:
         module = ast.Module(body=[new], type_ignores=[])
         ast.fix_missing_locations(module)
         return ast.unparse(module)
+
+    def _column_params(self):
+        return [f"_c_{c}" for c in self._used] + [f"_n_{c}" for c in self._nb_used]
 
     def _grid_params(self):
         return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gl", "_gh", "_sec")]
@@ -294,6 +342,10 @@ class AgentRule(Behaviour):
         self.writes = definition.writes
         self._kernel = None
 
+    @property
+    def label(self):
+        return self.definition.name
+
     def parameters(self):
         return {"rule": f"{self.definition.fn.__module__}.{self.definition.name}", "every": self.every}
 
@@ -303,7 +355,7 @@ class AgentRule(Behaviour):
             dtype, default = spec if isinstance(spec, tuple) else (spec, 0)
             sim.agents.add_column(col, dtype, default)
         self._subs = [sim.substance(name, who=f"agent rule {d.name!r}") for name in d.substances]
-        for col in d._used:
+        for col in sorted(set(d._used) | set(d._nb_used)):
             if col not in sim.agents:
                 raise ValueError(f"agent rule {d.name!r} uses column {col!r}, which does not exist; columns are "
                                  f"{', '.join(sim.agents.columns)} (declare new ones with "
@@ -318,19 +370,26 @@ class AgentRule(Behaviour):
             return
         d = self.definition
         if d.radius is not None:  # first: building the grid may reorder the rows
-            nb_off, nb_rows = sim.neighbours(d.radius)
+            grid = sim._neighbour_grid(d.radius)
+            walk = grid.kernel_args()[:7]
         else:
-            nb_off, nb_rows = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        periodic = np.array([sim.boundary == "periodic"] * 3)
+            walk = (np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32), sim.box.lower, np.zeros(3),
+                    np.ones(3, dtype=np.int64), sim.box.length, np.zeros(3, dtype=np.bool_))
+        pos = t.position
+        if d.radius is not None and "position" in d.writes:
+            pos = pos.copy()  # neighbours are seen where they were at the interval's start
         divide = np.zeros(n, dtype=np.bool_)
         die = np.zeros(n, dtype=np.bool_)
         cols = [t[c] for c in d._used]
+        # neighbours' values of the columns this rule writes come from a copy taken
+        # before the pass: every agent sees the interval's start (thread-count independent)
+        cols += [t[c].copy() if c in d.writes else t[c] for c in d._nb_used]
         secreted = [np.zeros(n) for _ in self._subs]
         for sub, sec in zip(self._subs, secreted):
             cols += [sub.concentration, sub.lower, sub.spacing, sec]
         try:
             self._kernel(t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream,
-                         divide, die, t.position, nb_off, nb_rows, sim.box.length, periodic, *cols)
+                         divide, die, pos, *walk, *cols)
         except Exception as e:  # numba typing/lowering errors surface on the first call
             from numba.core.errors import NumbaError
 
@@ -364,24 +423,25 @@ def _gradient_here(c, lower, h, pos, i):
 def _compile(d):
     from numba import njit, prange
 
+    from .kernels.cpu.grid import SEARCH_CHUNK, STENCIL_RUNS, min_image, stencil_runs
     from .kernels.cpu.rng import normal, uniform
-
-    from .kernels.cpu.grid import min_image
 
     namespace = dict(d.fn.__globals__)
     namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image,
-                      "_value_here": _value_here, "_gradient_here": _gradient_here})
+                      "_stencil_runs": stencil_runs, "_value_here": _value_here, "_gradient_here": _gradient_here})
     exec(compile(d._source, f"<agent rule {d.name}>", "exec"), namespace)
     body = njit(inline="always")(namespace["_rule_body"])
-    cols = ", ".join([f"_c_{c}" for c in d._used] + d._grid_params())
+    args = ", ".join(_GRID + d._column_params() + d._grid_params())
     kernel_src = (
-        "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos,"
-        " _nb_off, _nb_rows, _length, _periodic" + (", " + cols if cols else "") + "):\n"
-        "    for _i in prange(_n):\n"
-        "        if _type[_i] == _code:\n"
-        "            _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
-        " _nb_off, _nb_rows, _length, _periodic" + (", " + cols if cols else "") + ")\n")
-    ns = {"prange": prange, "_rule_body": body}
+        f"def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos, {args}):\n"
+        f"    _nchunks = (_n + {SEARCH_CHUNK} - 1) // {SEARCH_CHUNK}\n"
+        f"    for _chunk in prange(_nchunks):\n"
+        f"        _runs = np.empty({2 * STENCIL_RUNS}, dtype=np.int64)\n"
+        f"        for _i in range({SEARCH_CHUNK} * _chunk, min(_n, {SEARCH_CHUNK} * (_chunk + 1))):\n"
+        f"            if _type[_i] == _code:\n"
+        f"                _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
+        f" _runs, {args})\n")
+    ns = {"prange": prange, "_rule_body": body, "np": np}
     exec(compile(kernel_src, f"<agent rule kernel {d.name}>", "exec"), ns)
     return njit(parallel=True)(ns["_rule_kernel"])
 

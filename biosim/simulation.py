@@ -207,11 +207,13 @@ class Simulation:
         self.records = {}
         self.step = 0
         self.timings = dict.fromkeys(PHASES, 0.0)
+        self.behaviour_timings = {}
         self._streams = 0
         periodic = [self.boundary == "periodic"] * 3
         self._grid = UniformGrid(box, periodic)
         self._grid_valid = False
         self._run_end = None
+        self._count_every = None
 
     # -- state ---------------------------------------------------------------
     @property
@@ -382,6 +384,46 @@ class Simulation:
         self.records[name] = rec
         return rec
 
+    def record_counts(self, every=1):
+        """Record agent counts over time, every ``every`` steps: ``count_<population>``
+        for each population and ``count_<population>_<state>`` for each state
+        of the state columns its behaviours manage (``models.Infection``:
+        susceptible, infected, recovered; ``models.CellCycle``: its phases).
+        Names are made identifier-safe; populations and behaviours added later
+        are picked up.  ``run()`` calls this with the smallest writer interval
+        when writers exist, so every run file holds its counts."""
+        every = Trigger(every).every
+        self._count_every = every if self._count_every is None else min(every, self._count_every)
+        self._sync_count_records()
+
+    def _sync_count_records(self):
+        import re
+
+        def safe(name):
+            return re.sub(r"\W", "_", name)
+
+        for pop in self.populations.values():
+            name = f"count_{safe(pop.name)}"
+            if name not in self.records:
+                self.record(name, lambda sim, code=pop.code: int(np.count_nonzero(sim.agents.type == code)),
+                            self._count_every)
+            for b in pop.behaviours:
+                for col, labels in b.state_columns().items():
+                    for value, label in enumerate(labels):
+                        name = f"count_{safe(pop.name)}_{safe(label)}"
+                        rec = self.records.get(name)
+                        if rec is not None and getattr(rec, "_counts", None) == (col, value):
+                            continue
+                        if rec is not None:
+                            name = f"count_{safe(pop.name)}_{safe(col)}_{safe(label)}"
+                            if name in self.records:
+                                continue
+
+                        def count(sim, code=pop.code, col=col, value=value):
+                            t = sim.agents
+                            return int(np.count_nonzero((t.type == code) & (t[col] == value)))
+                        self.record(name, count, self._count_every)._counts = (col, value)
+
     # -- neighbours -----------------------------------------------------------
     def _neighbour_grid(self, cutoff):
         """The uniform grid, rebuilt if stale or too fine for ``cutoff`` (µm).
@@ -448,12 +490,16 @@ class Simulation:
                 self._neighbour_grid(cutoff)  # timed as "neighbours"
             t1 = clock()
             nb = tm["neighbours"]  # grid rebuilds inside phases 3-4 count as neighbour search
+            per = self.behaviour_timings
             for pop in self.populations.values():
                 for b in pop.behaviours:
                     if self.step % b.every == 0:
+                        tb, nbb = clock(), tm["neighbours"]
                         b.run(self, pop, b.every * self.dt)
                         if "position" in b.writes or "diameter" in b.writes:
                             self._grid_valid = False
+                        key = f"{pop.name}.{b.label}"
+                        per[key] = per.get(key, 0.0) + clock() - tb - (tm["neighbours"] - nbb)
             t2 = clock()
             tm["behaviours"] += t2 - t1 - (tm["neighbours"] - nb)
             nb = tm["neighbours"]
@@ -502,6 +548,8 @@ class Simulation:
 
     def _write_output(self):
         t0 = _time.perf_counter()
+        if self._count_every is not None:
+            self._sync_count_records()  # populations or behaviours added by actions
         for rec in self.records.values():
             if rec.trigger.fires(self.step):
                 rec.sample(self)
@@ -548,6 +596,11 @@ class Simulation:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=steps, unit="step", desc="biosim", dynamic_ncols=True)
+        intervals = [w.every for w in self.writers if getattr(w, "every", 0)]
+        if intervals:
+            self.record_counts(min(intervals))
+        elif self._count_every is not None:
+            self._sync_count_records()
         try:
             for w in self.writers:
                 if hasattr(w, "open"):

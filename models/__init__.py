@@ -8,6 +8,7 @@ from .death import Apoptosis, Necrosis
 from .motion import RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
 from .state import StateSwitch
+from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch"]
+           "StateSwitch", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

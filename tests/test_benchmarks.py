@@ -40,6 +40,13 @@ def test_bench_render_tiny():
     assert re.search(r"N=\s+300:\s+[\d.]+ s/frame", out) and "faster" in out
 
 
+@pytest.mark.slow
+def test_bench_sir_tiny():
+    out = run_bench("bench_sir.py", "--agents", "5000", "--steps", "3")
+    assert re.search(r"N=\s+5,000\s+1 thread\(s\):\s+[\d.]+ M agent-updates/s \([\d.]+x BioDynaMo", out)
+    assert re.search(r"as a user rule:\s+[\d.]+ M agent-updates/s; rule [\d.]+ ms/step vs models.Infection", out)
+
+
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
-        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py"}
+        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py"}

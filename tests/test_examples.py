@@ -57,7 +57,15 @@ def test_custom_rule(tmp_path):
     assert cells > 20 and inner > 50  # the colony grew and its inside stopped
 
 
+def test_epidemiology_sir_tiny(tmp_path):
+    out = run_example("epidemiology_sir.py", 600, 200, 2, tmp_path / "sir.png", cwd=tmp_path)
+    assert "vs SIR with the equivalent rates" in out and "BioDynaMo" in out
+    gaps = [float(x) for x in out.split("equivalent rates:")[1].split("\n")[0].split()[1::2]]
+    assert len(gaps) == 3 and max(gaps) < 0.3
+    assert (tmp_path / "sir.png").stat().st_size > 10_000
+
+
 def test_every_example_has_a_test():
     tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py",
-              "custom_rule.py"}
+              "custom_rule.py", "epidemiology_sir.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested

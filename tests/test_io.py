@@ -207,14 +207,17 @@ def test_recorded_series_are_kept_and_written(tmp_path):
     sim.run(3)
     np.testing.assert_array_equal(rec.steps, [0, 2, 4, 6, 8, 10, 12])
     run = bs.io.open_run(tmp_path / "s.h5")
-    assert run.records == ("cells", "mean_diameter")
+    assert run.records == ("cells", "count_tumour", "mean_diameter")  # counts recorded by default
+    counts = run.series("count_tumour")
+    assert counts["step"].tolist() == [0, 5, 10]  # with the writer's interval
+    assert counts["value"].tolist() == [len(run.agents(i)["uid"]) for i in range(len(run))]
     s = run.series("mean_diameter")
     np.testing.assert_array_equal(s["step"], rec.steps)
     np.testing.assert_array_equal(s["value"], rec.values)
     np.testing.assert_allclose(s["time"], rec.steps * 0.1)
     assert run.series("cells")["step"].tolist() == [9, 12]
     assert run.series("cells")["value"][-1] == len(sim.agents)
-    with pytest.raises(KeyError, match="series are cells, mean_diameter"):
+    with pytest.raises(KeyError, match="series are cells, count_tumour, mean_diameter"):
         run.series("volume")
     with pytest.raises(ValueError, match="exists already"):
         sim.record("cells", len)

@@ -243,3 +243,68 @@ def test_rule_substance_errors():
 
     with pytest.raises(ValueError, match="unknown substance 'oxygen'; substances are o2"):
         pop.behaviours += [wrong]
+
+
+@bs.agent_rule(writes=("sick",), columns={"sick": ("int8", 0)})
+def contagion(a, ctx):
+    if a.sick == 0:
+        for n in ctx.neighbours(RADIUS):
+            if n.sick == 1:
+                a.sick = 1
+                break
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_neighbours_are_seen_as_they_were_at_the_start_of_the_interval(boundary):
+    """A rule that writes a column it reads from neighbours sees the values of
+    the interval's start (synchronous update), whatever the visiting order."""
+    from reference import min_image
+
+    sim = bs.Simulation(bs.Box.cube(60.0), boundary=boundary, seed=1, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(600, sim.box, seed=5), diameter=1.0)
+    pop.behaviours += [contagion]
+    t = sim.agents
+    t["sick"][:10] = 1
+    for _ in range(3):
+        before = t["sick"].copy()
+        pos = t.position.copy()
+        uid = t.uid.copy()
+        sim.run(1)
+        expect = before.copy()
+        for i in np.flatnonzero(before == 0):
+            r = np.linalg.norm(min_image(pos[before == 1] - pos[i], sim.box, boundary == "periodic"), axis=1)
+            expect[i] = 1 if np.any(r < RADIUS) else 0
+        got = t["sick"][t.rows_of(uid)]
+        np.testing.assert_array_equal(got, expect)
+    assert 10 < t["sick"].sum() < 600
+
+
+@bs.agent_rule(writes=("first", "count"), columns={"first": ("int64", -1), "count": ("int64", 0)})
+def first_neighbour(a, ctx):
+    c = 0
+    for n in ctx.neighbours(RADIUS):
+        c += 1
+        k = 0
+        while k < 3:  # a break in an inner loop stays there
+            k += 1
+            if k == 2:
+                break
+        if k == 2:
+            a.first = n.uid
+            break
+    a.count = c
+
+
+def test_break_leaves_the_neighbour_loop():
+    sim = bs.Simulation(bs.Box.cube(40.0), seed=1, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(300, sim.box, seed=3), diameter=1.0)
+    pop.behaviours += [first_neighbour, crowding]
+    sim.run(1)
+    t = sim.agents
+    has = t["crowd"] > 0
+    assert has.any() and (~has).any()
+    np.testing.assert_array_equal(t["count"], np.minimum(t["crowd"], 1))
+    np.testing.assert_array_equal(t["first"][~has], -1)
+    rows = np.flatnonzero(has)
+    other = t.rows_of(t["first"][rows])
+    assert np.all(np.linalg.norm(t.position[other] - t.position[rows], axis=1) < RADIUS)

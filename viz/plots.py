@@ -5,9 +5,11 @@ import numpy as np
 
 
 def plot_counts(run, out="counts.png"):
-    """Plot the number of agents of each population over time (min), and under
-    it every series the run recorded (``sim.record``), and save it to ``out``
-    (.png, .pdf or .svg); returns {population: counts}."""
+    """Plot the number of agents of each population over time (min) (with the
+    counts per state when the run recorded them, see
+    ``Simulation.record_counts``), and under it every other series the run
+    recorded (``sim.record``), and save it to ``out`` (.png, .pdf or .svg);
+    returns {population: counts per snapshot}."""
     from biosim.io import Run, open_run
 
     if isinstance(run, (str, os.PathLike)):
@@ -28,11 +30,18 @@ def plot_counts(run, out="counts.png"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = list(run.records)
+    # counts recorded every few steps (record_counts) are finer than snapshots
+    count_series = [r for r in run.records if r.startswith("count_")]
+    records = [r for r in run.records if not r.startswith("count_")]
     fig, axes = plt.subplots(2 if records else 1, 1, figsize=(6, 6 if records else 4), dpi=120, squeeze=False)
     ax = axes[0, 0]
-    for k, name in enumerate(names or ["agents"]):
-        ax.plot(run.times, counts[:, k], label=name)
+    if count_series:
+        for name in count_series:
+            s = run.series(name)
+            ax.plot(s["time"], s["value"], label=name[len("count_"):])
+    else:
+        for k, name in enumerate(names or ["agents"]):
+            ax.plot(run.times, counts[:, k], label=name)
     ax.set_xlabel("time (min)")
     ax.set_ylabel("agents")
     ax.legend()

@@ -4,6 +4,7 @@ own row, and random draws are keyed by (seed, uid, step, stream, k)."""
 import numpy as np
 from numba import njit, prange
 
+from .grid import SEARCH_CHUNK, STENCIL_RUNS, min_image, stencil_runs
 from .rng import normal, uniform, unit_vector
 
 PI_6 = np.pi / 6.0
@@ -129,3 +130,118 @@ def mark_below(rows, uid, values, threshold, probability, seed, step, stream, fl
             count += 1
         flag[q] = f
     return count
+
+
+@njit(cache=True, parallel=True)
+def infection_pull(type_, code, uid, old, state, pos, n, cell_start, order, lower, inv_h, dims, length,
+                   periodic, radius, p_contact, seed, step, stream):
+    """Infection of the susceptible rows of ``code``, each searching its own
+    neighbourhood: k = number of agents (any type) with old state 1 closer
+    than ``radius`` µm; infected (state 1) with probability
+    1 - (1 - p_contact)^k, by draw 0 of the agent's key.  Reads ``old`` (the
+    states at the interval's start), writes ``state``.  (No count is
+    returned: a reduction over the parallel loop made it twice as slow.)"""
+    r2max = radius * radius
+    q_contact = 1.0 - p_contact
+    nchunks = (n + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for i in range(c * SEARCH_CHUNK, min(n, (c + 1) * SEARCH_CHUNK)):
+            if type_[i] != code or old[i] != 0:
+                continue
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, runs)
+            k = 0
+            for r in range(m):
+                for q in range(runs[2 * r], runs[2 * r + 1]):
+                    j = order[q]
+                    if old[j] == 1:
+                        dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+                        dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+                        dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+                        if dx * dx + dy * dy + dz * dz < r2max:
+                            k += 1
+            if k > 0 and uniform(seed, uid[i], step, stream, 0) < 1.0 - q_contact ** k:
+                state[i] = 1
+
+
+@njit(cache=True, parallel=True)
+def susceptible_contacts(sources, type_, code, old, pos, cell_start, order, lower, inv_h, dims, length,
+                         periodic, radius, offsets, fill, targets):
+    """For each source row (an infected agent), the rows j of ``code`` with old
+    state 0 closer than ``radius`` µm: their number into ``offsets[q + 1]``
+    (``fill`` false) or the rows into ``targets[offsets[q]:]`` (``fill``
+    true, ``offsets`` holding the prefix sums).  The pairs are those of
+    infection_pull: squared minimum-image distances are symmetric bit for bit."""
+    r2max = radius * radius
+    ns = sources.size
+    nchunks = (ns + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for q in range(c * SEARCH_CHUNK, min(ns, (c + 1) * SEARCH_CHUNK)):
+            i = sources[q]
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, runs)
+            w = offsets[q] if fill else 0
+            for r in range(m):
+                for s in range(runs[2 * r], runs[2 * r + 1]):
+                    j = order[s]
+                    if old[j] == 0 and type_[j] == code:
+                        dx = min_image(pos[i, 0] - pos[j, 0], length[0], periodic[0])
+                        dy = min_image(pos[i, 1] - pos[j, 1], length[1], periodic[1])
+                        dz = min_image(pos[i, 2] - pos[j, 2], length[2], periodic[2])
+                        if dx * dx + dy * dy + dz * dz < r2max:
+                            if fill:
+                                targets[w] = j
+                            w += 1
+            if not fill:
+                offsets[q + 1] = w
+
+
+@njit(cache=True)
+def infect_targets(targets, k, uid, state, p_contact, seed, step, stream):
+    """Each distinct row in ``targets`` (repeated once per infected contact) is
+    infected with probability 1 - (1 - p_contact)^k, by draw 0 of its key.
+    ``k`` is zeroed scratch of one int per row, left zeroed."""
+    q_contact = 1.0 - p_contact
+    for t in targets:
+        k[t] += 1
+    for t in targets:
+        kt = k[t]
+        if kt > 0:
+            if uniform(seed, uid[t], step, stream, 0) < 1.0 - q_contact ** kt:
+                state[t] = 1
+            k[t] = 0
+
+
+@njit(cache=True, parallel=True)
+def recovery_step(type_, code, uid, old, state, n, p_recover, p_lose, seed, step, stream):
+    """Rows of ``code``: old state 1 -> 2 with probability p_recover, 2 -> 0
+    with probability p_lose (draw 0 of the agent's key; one transition per
+    interval, decided on the interval's starting state)."""
+    for i in prange(n):
+        if type_[i] == code:
+            s = old[i]
+            if s == 1:
+                if p_recover > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_recover:
+                    state[i] = 2
+            elif s == 2:
+                if p_lose > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_lose:
+                    state[i] = 0
+
+
+@njit(cache=True, parallel=True)
+def count_equal(a, n, value, out):
+    """out[0] = number of i < n with a[i] == value (fixed chunks)."""
+    nchunks = (n + 65535) // 65536
+    part = np.zeros(nchunks, dtype=np.int64)
+    for c in prange(nchunks):
+        m = 0
+        for i in range(c * 65536, min(n, (c + 1) * 65536)):
+            m += a[i] == value
+        part[c] = m
+    out[0] = part.sum()

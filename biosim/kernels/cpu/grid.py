@@ -25,7 +25,8 @@ from numba import njit, prange
 def axis_index(x, lower, inv_h, dims, periodic):
     i = np.int64(np.floor((x - lower) * inv_h))
     if periodic:
-        i = i % dims
+        if i < 0 or i >= dims:  # rare: wrapped positions sit in [lower, upper)
+            i = i % dims
     elif i < 0:
         i = 0
     elif i >= dims:
@@ -55,26 +56,6 @@ def stencil_axis(c, dims, periodic):
 
 
 @njit(cache=True, inline="always")
-def row_gap(v, lower, inv_h, c, lo, k, dims, periodic):
-    """Lower bound (µm) of the distance from coordinate ``v`` (in cell ``c``) to
-    any agent in cell ``lo + k`` of the stencil on this axis."""
-    if periodic:
-        if dims < 3:
-            return 0.0
-        rel = k - 1
-    else:
-        rel = lo + k - c
-    if rel == 0:
-        return 0.0
-    h = 1.0 / inv_h
-    if rel < 0:
-        g = (v - lower) - c * h
-    else:
-        g = (c + 1) * h - (v - lower)
-    return g if g > 0.0 else 0.0
-
-
-@njit(cache=True, inline="always")
 def x_segments(x, w, lower, inv_h, nx, periodic):
     """Cells [a1, b1) and [a2, b2) of a row holding every agent within ``w`` µm
     of ``x`` along the x axis (the second range is empty unless it wraps)."""
@@ -84,7 +65,15 @@ def x_segments(x, w, lower, inv_h, nx, periodic):
         cnt = hi - lo + 1
         if cnt >= nx:
             return 0, nx, 0, 0
-        a = lo % nx
+        a = lo
+        if a < 0:
+            a += nx
+            if a < 0:
+                a = a % nx
+        elif a >= nx:
+            a -= nx
+            if a >= nx:
+                a = a % nx
         c1 = min(cnt, nx - a)
         return a, a + c1, 0, cnt - c1
     if lo < 0:
@@ -100,8 +89,19 @@ def x_segments(x, w, lower, inv_h, nx, periodic):
 
 @njit(cache=True, inline="always")
 def min_image(d, length, periodic):
+    """Minimum-image difference on a periodic axis: d - length rint(d / length),
+    computed without a division for |d| < 1.5 length (always, for wrapped
+    positions) and with the same result."""
     if periodic:
-        return d - length * np.rint(d / length)
+        half = 0.5 * length
+        if d > half:
+            d -= length
+            if d > half:
+                d = (d + length) - length * np.rint((d + length) / length)
+        elif d < -half:
+            d += length
+            if d < -half:
+                d = (d - length) - length * np.rint((d - length) / length)
     return d
 
 
@@ -167,63 +167,217 @@ def copy_rows(src, n, dst):
             dst[i, k] = src[i, k]
 
 
+STENCIL_RUNS = 18  # at most 3 x 3 rows of cells, each in at most two x-segments
+
+# Agents per parallel work item of the search kernels: each item keeps one
+# small buffer of runs, and a fixed item size keeps the work split independent
+# of the thread count.
+SEARCH_CHUNK = 1024
+
+
 @njit(cache=True, inline="always")
-def _visit_run(pos, order, i, s, e, xi, yi, zi, length, periodic, r2max, fill, out, w):
-    """Rows j = order[s:e], j != i, closer than sqrt(r2max): counted from
-    ``w`` on, and written to ``out[w...]`` when ``fill``.  Returns the new ``w``."""
-    for q in range(s, e):
-        j = order[q]
-        if j == i:
-            continue
-        dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
-        dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
-        dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
-        if dx * dx + dy * dy + dz * dz < r2max:
-            if fill:
-                out[w] = j
-            w += 1
-    return w
+def axis_window(v, r, lower, inv_h, dims, periodic):
+    """Cells within ``r`` µm (at most a cell edge) of coordinate ``v`` on one
+    axis: (first, count, whole).  ``first`` is unwrapped (-1 or ``dims`` on a
+    periodic axis; see ``wrap``); ``whole`` when the window covers a
+    periodic axis entirely (then it is every cell once, from 0)."""
+    lo = np.int64(np.floor((v - r - lower) * inv_h))
+    hi = np.int64(np.floor((v + r - lower) * inv_h))
+    if periodic:
+        cnt = hi - lo + 1
+        if cnt >= dims:
+            return 0, dims, True
+        return lo, cnt, False
+    if lo < 0:
+        lo = 0
+    elif lo > dims - 1:
+        lo = dims - 1
+    if hi < 0:
+        hi = 0
+    elif hi > dims - 1:
+        hi = dims - 1
+    return lo, hi - lo + 1, False
+
+
+@njit(cache=True, inline="always")
+def wrap(k, dims):
+    """Cell index k (unwrapped, usually within one period) into [0, dims)."""
+    if k < 0:
+        k += dims
+        if k < 0:
+            k = k % dims
+    elif k >= dims:
+        k -= dims
+        if k >= dims:
+            k = k % dims
+    return k
+
+
+@njit(cache=True, inline="always")
+def own_cell(v, lower, inv_h, dims, periodic):
+    if periodic:
+        return np.int64(np.floor((v - lower) * inv_h))
+    return axis_index(v, lower, inv_h, dims, periodic)
+
+
+@njit(cache=True, inline="always")
+def face_gap(k, c, rel, h):
+    """Lower bound (µm) of the distance from a point ``rel`` µm above the lower
+    face of its cell ``c`` to cell ``k`` (unwrapped, within one of ``c``)."""
+    if k == c:
+        return 0.0
+    g = rel if k < c else h - rel
+    return g if g > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def half_cell_pair(v, lower, inv_h, dims, periodic):
+    """The two cells on one axis holding everything within half a cell edge of
+    ``v``: its own and the neighbour on the side of the nearer face.
+    Returns (first, count): first unwrapped on periodic axes (-1 .. dims-1),
+    count 2 (1 for a single-cell axis; cells clamp on closed axes)."""
+    t = (v - lower) * inv_h
+    c = np.int64(np.floor(t))
+    if not periodic:
+        if c < 0:
+            c = 0
+        elif c > dims - 1:
+            c = dims - 1
+    lo = c - np.int64(t - c < 0.5)  # branch-free: the side is a coin flip
+    if dims == 1:
+        return 0, 1
+    if periodic:
+        if dims == 2:
+            return 0, 2
+        return lo, 2
+    if lo < 0:
+        lo = 0
+    elif lo > dims - 2:
+        lo = dims - 2
+    return lo, 2
+
+
+@njit(cache=True, inline="always")
+def block_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, runs):
+    """stencil_runs when the radius is at most half of every cell edge: the
+    sphere lies in a block of 2 x 2 x 2 cells (per axis, the point's cell and
+    the neighbour on the nearer side), so the search is 4 rows of 2 x-cells
+    with no pruning and few branches (sparse agents, e.g. epidemics)."""
+    nx = dims[0]
+    ny = dims[1]
+    nz = dims[2]
+    x0, cx = half_cell_pair(xi, lower[0], inv_h[0], nx, periodic[0])
+    y0, cy = half_cell_pair(yi, lower[1], inv_h[1], ny, periodic[1])
+    z0, cz = half_cell_pair(zi, lower[2], inv_h[2], nz, periodic[2])
+    split = x0 < 0 or x0 + cx > nx  # the x pair wraps around a periodic axis
+    m = 0
+    for oz in range(cz):
+        iz = wrap(z0 + oz, nz)
+        for oy in range(cy):
+            iy = wrap(y0 + oy, ny)
+            base = nx * (iy + ny * iz)
+            if not split:
+                s = cell_start[base + x0]
+                e = cell_start[base + x0 + cx]
+                runs[2 * m] = s  # written always, kept if not empty (no branch)
+                runs[2 * m + 1] = e
+                m += np.int64(e > s)
+            else:
+                for ox in range(cx):
+                    ix = wrap(x0 + ox, nx)
+                    s = cell_start[base + ix]
+                    e = cell_start[base + ix + 1]
+                    if e > s:
+                        runs[2 * m] = s
+                        runs[2 * m + 1] = e
+                        m += 1
+    return m
+
+
+@njit(cache=True, inline="always")
+def stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, runs):
+    """The index ranges ``[runs[2k], runs[2k+1])`` into the grid's sorted
+    order that hold every agent closer than ``radius`` µm (at most the grid's
+    cutoff) to the point (xi, yi, zi); returns their number (<= STENCIL_RUNS).
+
+    Visits the rows of cells (y, z) that the sphere of ``radius`` overlaps
+    (one to three per axis), skips rows farther than ``radius`` and keeps, in
+    each, only the x-cells within sqrt(radius^2 - gy^2 - gz^2) of xi (gy, gz:
+    lower bounds of the distance to the row).  Ranges are listed in a fixed
+    order (z, then y, then x)."""
+    nx = dims[0]
+    ny = dims[1]
+    nz = dims[2]
+    if radius * inv_h[0] <= 0.5 and radius * inv_h[1] <= 0.5 and radius * inv_h[2] <= 0.5:
+        return block_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, runs)
+    y0, cnty, wholey = axis_window(yi, radius, lower[1], inv_h[1], ny, periodic[1])
+    z0, cntz, wholez = axis_window(zi, radius, lower[2], inv_h[2], nz, periodic[2])
+    hy = 1.0 / inv_h[1]
+    hz = 1.0 / inv_h[2]
+    # the point's own cell (unwrapped like the window on periodic axes, clamped
+    # like the binning on the others) and its place in it
+    cy = own_cell(yi, lower[1], inv_h[1], ny, periodic[1])
+    cz = own_cell(zi, lower[2], inv_h[2], nz, periodic[2])
+    ry = yi - lower[1] - cy * hy
+    rz = zi - lower[2] - cz * hz
+    r2 = radius * radius
+    m = 0
+    for oz in range(cntz):
+        iz = wrap(z0 + oz, nz)
+        gz = 0.0 if wholez else face_gap(z0 + oz, cz, rz, hz)
+        for oy in range(cnty):
+            iy = wrap(y0 + oy, ny)
+            gy = 0.0 if wholey else face_gap(y0 + oy, cy, ry, hy)
+            w2 = r2 - gy * gy - gz * gz
+            if w2 < 0.0:
+                continue
+            a1, b1, a2, b2 = x_segments(xi, np.sqrt(w2), lower[0], inv_h[0], nx, periodic[0])
+            base = nx * (iy + ny * iz)
+            s = cell_start[base + a1]
+            e = cell_start[base + b1]
+            if e > s:
+                runs[2 * m] = s
+                runs[2 * m + 1] = e
+                m += 1
+            if b2 > a2:
+                s = cell_start[base + a2]
+                e = cell_start[base + b2]
+                if e > s:
+                    runs[2 * m] = s
+                    runs[2 * m + 1] = e
+                    m += 1
+    return m
 
 
 @njit(cache=True, parallel=True)
 def neighbour_lists(pos, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, radius,
                     offsets, fill, nbr):
     """CSR neighbour lists (cell members are rows ``order[cell_start[c]:
-    cell_start[c+1]]``): rows j != i closer than
-    ``radius`` (µm, at most the grid's ``cutoff``).  With ``fill`` false,
-    writes counts into ``offsets[1:]`` only; with ``fill`` true, ``offsets``
-    must hold the prefix sums and the rows are written into ``nbr`` in
-    traversal order."""
+    cell_start[c+1]]``): rows j != i closer than ``radius`` (µm, at most the
+    grid's ``cutoff``).  With ``fill`` false, writes counts into
+    ``offsets[1:]`` only; with ``fill`` true, ``offsets`` must hold the prefix
+    sums and the rows are written into ``nbr`` in traversal order."""
     r2max = radius * radius
-    nx = dims[0]
-    for i in prange(n):
-        xi = pos[i, 0]
-        yi = pos[i, 1]
-        zi = pos[i, 2]
-        cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
-        loy, cnty = stencil_axis(cy, dims[1], periodic[1])
-        loz, cntz = stencil_axis(cz, dims[2], periodic[2])
-        w = offsets[i] if fill else 0
-        for oz in range(cntz):
-            iz = (loz + oz) % dims[2]
-            gz = row_gap(zi, lower[2], inv_h[2], cz, loz, oz, dims[2], periodic[2])
-            for oy in range(cnty):
-                iy = (loy + oy) % dims[1]
-                gy = row_gap(yi, lower[1], inv_h[1], cy, loy, oy, dims[1], periodic[1])
-                w2 = radius * radius - gy * gy - gz * gz
-                if w2 < 0.0:
-                    continue
-                a1, b1, a2, b2 = x_segments(xi, np.sqrt(w2), lower[0], inv_h[0], nx, periodic[0])
-                base = nx * (iy + dims[1] * iz)
-                for seg in range(2):
-                    if seg == 0:
-                        s = cell_start[base + a1]
-                        e = cell_start[base + b1]
-                    else:
-                        if b2 <= a2:
-                            break
-                        s = cell_start[base + a2]
-                        e = cell_start[base + b2]
-                    w = _visit_run(pos, order, i, s, e, xi, yi, zi, length, periodic, r2max, fill, nbr, w)
-        if not fill:
-            offsets[i + 1] = w
+    nchunks = (n + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for i in range(c * SEARCH_CHUNK, min(n, (c + 1) * SEARCH_CHUNK)):
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, runs)
+            w = offsets[i] if fill else 0
+            for r in range(m):
+                for q in range(runs[2 * r], runs[2 * r + 1]):
+                    j = order[q]
+                    if j == i:
+                        continue
+                    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+                    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+                    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+                    if dx * dx + dy * dy + dz * dz < r2max:
+                        if fill:
+                            nbr[w] = j
+                        w += 1
+            if not fill:
+                offsets[i + 1] = w

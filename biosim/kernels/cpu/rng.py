@@ -58,9 +58,12 @@ def normal(seed, uid, step, stream, k):
 def unit_vector(seed, uid, step, stream, k):
     """A direction uniform on the unit sphere (uses draws 2k, 2k+1)."""
     z = 2.0 * uniform(seed, uid, step, stream, 2 * k) - 1.0
-    phi = _TWO_PI * uniform(seed, uid, step, stream, 2 * k + 1)
+    u = uniform(seed, uid, step, stream, 2 * k + 1)
+    c = np.cos(_TWO_PI * u)
+    # sin from cos (one trig call instead of two): negative for u in [1/2, 1)
+    s = np.sqrt(max(0.0, 1.0 - c * c)) * (1.0 - 2.0 * (u >= 0.5))
     r = np.sqrt(max(0.0, 1.0 - z * z))
-    return r * np.cos(phi), r * np.sin(phi), z
+    return r * c, r * s, z
 
 
 @njit(cache=True, parallel=False)
