@@ -23,18 +23,26 @@ CORE_COLUMNS = ("uid", "type", "position", "diameter")
 _GROWTH = 1.5
 
 
+INHERIT = ("copy", "default", "split")
+
+
 class ColumnSpec:
-    """dtype, default value and per-row shape of one column."""
+    """dtype, default value, per-row shape and inheritance at division of one
+    column.  ``inherit``: "copy" (the daughter gets the mother's value),
+    "default" (the daughter starts from the column's default) or "split"
+    (float columns: mother and daughter each keep half, e.g. a content)."""
 
-    __slots__ = ("dtype", "default", "shape")
+    __slots__ = ("dtype", "default", "shape", "inherit")
 
-    def __init__(self, dtype, default, shape=()):
+    def __init__(self, dtype, default, shape=(), inherit="copy"):
         self.dtype = np.dtype(dtype)
         self.shape = tuple(shape)
         self.default = default
+        self.inherit = inherit
 
     def __repr__(self):
-        return f"ColumnSpec({self.dtype}, default={self.default!r}, shape={self.shape})"
+        return (f"ColumnSpec({self.dtype}, default={self.default!r}, shape={self.shape}, "
+                f"inherit={self.inherit!r})")
 
 
 def _check_name(name):
@@ -73,12 +81,16 @@ class AgentTable:
         self._data[name] = arr
         return spec
 
-    def add_column(self, name, dtype, default=0, shape=()):
+    def add_column(self, name, dtype, default=0, shape=(), inherit=None):
         """Add a column of ``dtype`` (one value, or ``shape`` values, per agent),
-        filled with ``default`` for existing and future agents.
+        filled with ``default`` for existing and future agents.  ``inherit``
+        says what a daughter gets at division: "copy" (the mother's value; the
+        default), "default" (the column's default) or "split" (float columns:
+        mother and daughter each get half the mother's value).
 
-        Adding a column that exists with the same dtype and shape is a no-op;
-        a different dtype or shape, or a core column name, is refused."""
+        Adding a column that exists with the same dtype and shape is a no-op
+        (an ``inherit`` given then replaces the column's policy); a different
+        dtype or shape, or a core column name, is refused."""
         _check_name(name)
         try:
             dtype = np.dtype(dtype)
@@ -90,6 +102,13 @@ class AgentTable:
         shape = tuple(int(s) for s in np.atleast_1d(shape)) if shape != () else ()
         if any(s < 1 for s in shape):
             raise ValueError(f"shape of column {name!r} must hold positive sizes, got {shape}")
+        if inherit is not None:
+            if inherit not in INHERIT:
+                raise ValueError(f"inherit of column {name!r} must be one of {', '.join(map(repr, INHERIT))}; "
+                                 f"got {inherit!r}")
+            if inherit == "split" and dtype.kind != "f":
+                raise ValueError(f"inherit='split' halves values: column {name!r} must be a float column, "
+                                 f"not {dtype}")
         if name in self._specs:
             spec = self._specs[name]
             if name in CORE_COLUMNS:
@@ -97,12 +116,14 @@ class AgentTable:
             if spec.dtype != dtype or spec.shape != shape:
                 raise ValueError(f"column {name!r} exists with dtype {spec.dtype} and shape {spec.shape}; "
                                  f"cannot redeclare it as {dtype} with shape {shape}")
+            if inherit is not None:
+                spec.inherit = inherit
             return
         try:
             np.array(default).astype(dtype, casting="same_kind")
         except (TypeError, ValueError):
             raise TypeError(f"default {default!r} of column {name!r} does not fit dtype {dtype}") from None
-        self._declare(name, dtype, default, shape)
+        self._declare(name, dtype, default, shape).inherit = inherit or "copy"
 
     @property
     def columns(self):

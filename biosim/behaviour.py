@@ -17,7 +17,9 @@ from .kernels.cpu import behaviours as K
 class Behaviour:
     """Base class of behaviours (see :mod:`biosim.models` for the library).
 
-    Subclasses set ``columns`` (tuples ``(name, dtype, default, shape)``),
+    Subclasses set ``columns`` (tuples ``(name, dtype, default, shape)``, or
+    with a fifth item, the column's inheritance at division: "copy",
+    "default" or "split", see ``AgentTable.add_column``),
     ``writes`` (names of columns they modify; ``"position"`` there makes the
     engine rebuild the neighbour grid before the next neighbour query) and
     implement :meth:`run`.
@@ -42,8 +44,8 @@ class Behaviour:
 
     def attach(self, sim, population):
         """Called once when the behaviour joins ``population`` of ``sim``."""
-        for name, dtype, default, shape in self.columns:
-            sim.agents.add_column(name, dtype, default, shape)
+        for name, dtype, default, shape, *inherit in self.columns:
+            sim.agents.add_column(name, dtype, default, shape, *inherit)
         self._stream = sim._new_stream()
 
     def run(self, sim, population, dt):
@@ -141,8 +143,10 @@ class BehaviourList(list):
 def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
     """Divide the agents at ``rows`` (see ``models.GrowthDivision``): volume
     conserved, daughter/mother volume ratio U(lo, hi), a random axis, centre
-    of mass kept; mothers change in place, daughters (copies of every other
-    column, ``parent`` = mother's uid when that column exists) are queued."""
+    of mass kept; mothers change in place, daughters are queued: every other
+    column as its inheritance says (copied, reset to its default, or split in
+    half between mother and daughter), ``parent`` = the mother's uid when that
+    column exists."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     if rows.size == 0:
         return
@@ -154,6 +158,15 @@ def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
     daughters = t.take(rows)
     daughters["position"] = dpos
     daughters["diameter"] = ddiam
+    for name in t.columns:  # each column's inheritance (AgentTable.add_column)
+        spec = t.spec(name)
+        if spec.inherit == "default":
+            daughters[name] = np.broadcast_to(np.asarray(spec.default, dtype=spec.dtype),
+                                              daughters[name].shape).copy()
+        elif spec.inherit == "split":
+            half = daughters[name] * 0.5
+            t[name][rows] = half
+            daughters[name] = half.copy()
     if "parent" in t:
         daughters["parent"] = t.uid[rows].copy()
     t.request_births(t.uid[rows], daughters)

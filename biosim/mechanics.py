@@ -55,19 +55,28 @@ class Mechanics:
         args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
         return f"{type(self).__name__}({args})"
 
+    _NO_TABLE = np.zeros((1, 1))
+
+    def prepare(self, sim):
+        """Check the law against the simulation before a run (populations are
+        known then); returns the (ntypes, ntypes) adhesion table of a
+        type-dependent law, else None."""
+        return None
+
     def forces(self, sim):
         """Total pair force on every agent, (n, 3) (a scratch array: use it
         before anything else uses the table's scratch)."""
         t = sim.agents
         n = len(t)
+        table = self.prepare(sim)
         grid = sim._neighbour_grid(self.cutoff(t.diameter.max()))
         force = t.scratch((n, 3), np.float64)
-        kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any())]
+        kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any()), table is not None]
         args = grid.kernel_args()
         room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
-        buf = np.empty((get_num_threads(), 4, room))
-        kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, n,
-               *args, sim.seed, sim.step, buf, force)
+        buf = np.empty((get_num_threads(), 5, room))
+        kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, t.type,
+               self._NO_TABLE if table is None else table, n, *args, sim.seed, sim.step, buf, force)
         return force
 
     def apply(self, sim):
@@ -77,7 +86,94 @@ class Mechanics:
         self.update(sim, self.forces(sim))
 
 
-class SoftSphere(Mechanics):
+class _TypedAdhesion:
+    """Adhesion given as one number, or per pair of populations: a square
+    symmetric matrix indexed by type code (populations in order of creation),
+    or a dict ``{("a", "b"): value}`` over population names covering every
+    pair (order within a pair does not matter)."""
+
+    def _set_adhesion(self, adhesion):
+        if isinstance(adhesion, dict):
+            clean = {}
+            for key, v in adhesion.items():
+                if (not isinstance(key, tuple) or len(key) != 2
+                        or not all(isinstance(k, str) for k in key)):
+                    raise TypeError(f"adhesion dict keys must be pairs of population names, got {key!r}")
+                v = V.positive(f"adhesion[{key!r}]", v, allow_zero=True)
+                other = clean.get(tuple(sorted(key)))
+                if other is not None and other != v:
+                    raise ValueError(f"adhesion gives {key!r} two values ({other} and {v}); it must be symmetric")
+                clean[tuple(sorted(key))] = v
+            self.adhesion = {f"{a}|{b}": v for (a, b), v in clean.items()}
+            self._pairs = clean
+            self._matrix = None
+            return
+        if np.ndim(adhesion) == 0:
+            self.adhesion = V.positive("adhesion", adhesion, allow_zero=True)
+            self._matrix = self._pairs = None
+            return
+        try:
+            m = np.array(adhesion, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"adhesion must be a number, a square matrix or a dict of population pairs, "
+                            f"got {adhesion!r}") from None
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+            raise ValueError(f"an adhesion matrix must be square (ntypes x ntypes), got shape {m.shape}")
+        if not np.all(np.isfinite(m)) or np.any(m < 0):
+            raise ValueError(f"adhesion matrix entries must be finite and >= 0, got {m.tolist()}")
+        if not np.array_equal(m, m.T):
+            raise ValueError(f"the adhesion matrix must be symmetric (a pair adheres both ways), got {m.tolist()}")
+        self.adhesion = m.tolist()
+        self._matrix = m
+        self._pairs = None
+
+    def _max_adhesion(self):
+        if self._matrix is not None:
+            return float(self._matrix.max())
+        if self._pairs is not None:
+            return max(self._pairs.values(), default=0.0)
+        return self.adhesion
+
+    def _params(self):
+        return self.repulsion, self._max_adhesion(), self.adhesion_range
+
+    def reach(self):
+        return (self.adhesion_range if self._max_adhesion() > 0 else 1.0), 0.0
+
+    def pair_adhesion(self, a=0, b=0):
+        """Adhesion between type codes (or, with a dict, population names) a and b."""
+        if self._matrix is not None:
+            return float(self._matrix[a, b])
+        if self._pairs is not None:
+            return self._pairs[tuple(sorted((a, b)))]
+        return self.adhesion
+
+    def prepare(self, sim):
+        if self._matrix is None and self._pairs is None:
+            return None
+        names = list(sim.populations)
+        if self._matrix is not None:
+            if len(names) > len(self._matrix):
+                raise ValueError(f"the adhesion matrix is {len(self._matrix)} x {len(self._matrix)} but there are "
+                                 f"{len(names)} populations ({', '.join(names)}); give one row per population")
+            return self._matrix
+        table = np.zeros((max(1, len(names)), max(1, len(names))))
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                key = tuple(sorted((a, b)))
+                if key not in self._pairs:
+                    raise ValueError(f"adhesion has no value for the pair {key!r}; give every pair of "
+                                     f"populations ({', '.join(names)})")
+                table[i, j] = self._pairs[key]
+        unknown = {k for pair in self._pairs for k in pair} - set(names)
+        if unknown:
+            raise ValueError(f"adhesion names populations that do not exist: {', '.join(sorted(unknown))}; "
+                             f"populations are {', '.join(names)}")
+        return table
+
+
+
+class SoftSphere(_TypedAdhesion, Mechanics):
     """Linear soft spheres with short-range adhesion (the default mechanics).
 
     With contact distance s = (d_i + d_j) / 2 and centre distance r, the force
@@ -94,8 +190,11 @@ class SoftSphere(Mechanics):
     ----------
     repulsion : float, default 2.0
         Force at full overlap before adhesion (µm/min with damping 1).
-    adhesion : float, default 0.4
+    adhesion : float, matrix or dict, default 0.4
         Adhesive force at full overlap (same units); 0 disables adhesion.
+        Per pair of populations (differential adhesion, cell sorting): a
+        symmetric matrix indexed by type code, or ``{("a", "b"): value}``
+        over population names covering every pair.
     adhesion_range : float, default 1.25
         Reach of adhesion as a multiple of the contact distance (>= 1).
     damping : float, default 1.0
@@ -110,32 +209,28 @@ class SoftSphere(Mechanics):
                  max_displacement=3.0):
         super().__init__(max_displacement)
         self.repulsion = V.positive("repulsion", repulsion, allow_zero=True)
-        self.adhesion = V.positive("adhesion", adhesion, allow_zero=True)
+        self._set_adhesion(adhesion)
         self.adhesion_range = V.positive("adhesion_range", adhesion_range)
         if self.adhesion_range < 1.0:
             raise ValueError(f"adhesion_range must be >= 1 (a multiple of the contact distance), "
                              f"got {adhesion_range!r}")
         self.damping = V.positive("damping", damping)
 
-    def _params(self):
-        return self.repulsion, self.adhesion, self.adhesion_range
-
-    def reach(self):
-        return (self.adhesion_range if self.adhesion > 0 else 1.0), 0.0
-
-    def equilibrium_distance(self, d1, d2):
-        """Rest distance (µm) of an isolated pair of diameters d1, d2."""
+    def equilibrium_distance(self, d1, d2, a=0, b=0):
+        """Rest distance (µm) of an isolated pair of diameters d1, d2 (of types
+        a and b when the adhesion is per pair of types)."""
         s = 0.5 * (d1 + d2)
-        if self.adhesion == 0:
+        adh = self.pair_adhesion(a, b)
+        if adh == 0:
             return s
-        return s * (self.repulsion - self.adhesion) / (self.repulsion - self.adhesion / self.adhesion_range)
+        return s * (self.repulsion - adh) / (self.repulsion - adh / self.adhesion_range)
 
     def update(self, sim, force):
         t = sim.agents
         K.overdamped_update(t.position, force, len(t), sim.dt / self.damping, self.max_displacement)
 
 
-class PhysiCellForce(Mechanics):
+class PhysiCellForce(_TypedAdhesion, Mechanics):
     """PhysiCell's potentials (PhysiCell_cell.cpp, ``add_potentials``) with its
     Adams-Bashforth position update.
 
@@ -151,8 +246,10 @@ class PhysiCellForce(Mechanics):
     ----------
     repulsion : float, default 10.0
         PhysiCell's cell_cell_repulsion_strength (µm/min).
-    adhesion : float, default 0.4
-        PhysiCell's cell_cell_adhesion_strength (µm/min).
+    adhesion : float, matrix or dict, default 0.4
+        PhysiCell's cell_cell_adhesion_strength (µm/min); per pair of
+        populations as for SoftSphere (the pair's value replaces PhysiCell's
+        sqrt(c_i a_ij c_j a_ji)).
     adhesion_range : float, default 1.25
         relative_maximum_adhesion_distance (multiple of R, >= 1).
     max_displacement : float, default 3.0
@@ -164,25 +261,20 @@ class PhysiCellForce(Mechanics):
     def __init__(self, repulsion=10.0, adhesion=0.4, adhesion_range=1.25, max_displacement=3.0):
         super().__init__(max_displacement)
         self.repulsion = V.positive("repulsion", repulsion, allow_zero=True)
-        self.adhesion = V.positive("adhesion", adhesion, allow_zero=True)
+        self._set_adhesion(adhesion)
         self.adhesion_range = V.positive("adhesion_range", adhesion_range)
         if self.adhesion_range < 1.0:
             raise ValueError(f"adhesion_range must be >= 1, got {adhesion_range!r}")
 
-    def _params(self):
-        return self.repulsion, self.adhesion, self.adhesion_range
-
-    def reach(self):
-        return (self.adhesion_range if self.adhesion > 0 else 1.0), 0.0
-
     def columns(self):
         return (("previous_velocity", np.float64, 0.0, (3,)),)
 
-    def equilibrium_distance(self, d1, d2):
+    def equilibrium_distance(self, d1, d2, a=0, b=0):
         R = 0.5 * (d1 + d2)
-        if self.adhesion == 0:
+        adh = self.pair_adhesion(a, b)
+        if adh == 0:
             return R
-        a, b = np.sqrt(self.repulsion), np.sqrt(self.adhesion)
+        a, b = np.sqrt(self.repulsion), np.sqrt(adh)
         return (a - b) / (a / R - b / (self.adhesion_range * R))
 
     def update(self, sim, force):

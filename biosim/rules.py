@@ -352,8 +352,8 @@ class AgentRule(Behaviour):
     def attach(self, sim, population):
         d = self.definition
         for col, spec in d.columns.items():
-            dtype, default = spec if isinstance(spec, tuple) else (spec, 0)
-            sim.agents.add_column(col, dtype, default)
+            dtype, default, *inherit = spec if isinstance(spec, tuple) else (spec, 0)
+            sim.agents.add_column(col, dtype, default, (), *inherit)
         self._subs = [sim.substance(name, who=f"agent rule {d.name!r}") for name in d.substances]
         for col in sorted(set(d._used) | set(d._nb_used)):
             if col not in sim.agents:
@@ -450,7 +450,9 @@ def agent_rule(reads=(), writes=(), columns=None):
     """Decorator turning ``fn(agent, ctx)`` into an agent rule (see module doc).
 
     ``reads`` and ``writes`` name the columns the rule uses; ``columns`` maps
-    new column names to ``(dtype, default)`` to create when the rule is added."""
+    new column names to ``(dtype, default)`` or ``(dtype, default, inherit)``
+    (inheritance at division: "copy", "default" or "split") to create when
+    the rule is added."""
     if callable(reads) and not isinstance(reads, (tuple, list, str)):
         return RuleDefinition(reads, (), (), None)
     for name, val in (("reads", reads), ("writes", writes)):

@@ -458,6 +458,8 @@ class Simulation:
 
     # -- the step ---------------------------------------------------------------
     def _check_ready(self):
+        if self.mechanics is not None:
+            self.mechanics.prepare(self)  # e.g. an adhesion matrix against the populations
         cutoff = self._interaction_cutoff()
         if cutoff is not None and self.boundary == "periodic" and np.any(2 * cutoff > self.box.length):
             raise ValueError(f"the periodic box edge {self.box.length.min()} µm must be at least twice the "

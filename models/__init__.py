@@ -8,7 +8,8 @@ from .death import Apoptosis, Necrosis
 from .motion import RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
 from .state import StateSwitch
+from .cycle import CellCycle
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]
+           "StateSwitch", "CellCycle", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

@@ -67,12 +67,18 @@ class Infection(Behaviour):
         susceptible agent searches its neighbourhood; "push", every infected
         agent finds the susceptible agents near it; "auto" searches from
         whichever group is smaller at that step.
+    inherit : {"copy", "default"}
+        At division (by another behaviour), daughters copy the mother's state
+        ("copy": an infected mother has an infected daughter) or are born
+        susceptible ("default").
     """
 
     STATES = ("susceptible", "infected", "recovered")
 
-    def __init__(self, rate, radius, recovery=0.0, immunity_loss=0.0, column="state", every=1, search="auto"):
+    def __init__(self, rate, radius, recovery=0.0, immunity_loss=0.0, column="state", every=1, search="auto",
+                 inherit="copy"):
         super().__init__(every)
+        self.inherit = V.choice("inherit", inherit, ("copy", "default"))
         self.search = V.choice("search", search, ("auto", "pull", "push"))
         self._k = np.zeros(0, dtype=np.int32)
         self.rate = V.positive("rate", rate, allow_zero=True)
@@ -97,6 +103,7 @@ class Infection(Behaviour):
                                  f"{spec.shape}; the state column must hold one integer per agent")
         else:
             t.add_column(self.column, np.int8, SUSCEPTIBLE)
+        t.spec(self.column).inherit = self.inherit
         if sim.boundary == "periodic" and np.any(2 * self.radius > sim.box.length):
             raise ValueError(f"Infection: radius {self.radius} µm must be at most half the periodic box edge "
                              f"({sim.box.length.min() / 2} µm)")

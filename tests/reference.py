@@ -53,9 +53,10 @@ def biodynamo(r, di, dj, k, gamma, infl):
 LAWS = {"SoftSphere": soft_sphere, "PhysiCellForce": physicell, "BioDynaMoForce": biodynamo}
 
 
-def naive_forces(pos, diam, law, params, box, periodic):
+def naive_forces(pos, diam, law, params, box, periodic, types=None, table=None):
     """Total pair force on each agent, O(N^2), plus the sum of |pair force|
-    per agent (the scale for relative errors)."""
+    per agent (the scale for relative errors).  With ``types`` and ``table``,
+    the second law parameter of pair (i, j) is table[types[i], types[j]]."""
     n = len(pos)
     force = np.zeros((n, 3))
     scale = np.zeros(n)
@@ -65,7 +66,8 @@ def naive_forces(pos, diam, law, params, box, periodic):
                 continue
             d = min_image(pos[i] - pos[j], box, periodic)
             r = np.sqrt(d @ d)
-            f = law(r, diam[i], diam[j], *params)
+            p = params if types is None else (params[0], table[types[i], types[j]], params[2])
+            f = law(r, diam[i], diam[j], *p)
             force[i] += f * d / r
             scale[i] += abs(f)
     return force, scale

@@ -65,7 +65,20 @@ def test_epidemiology_sir_tiny(tmp_path):
     assert (tmp_path / "sir.png").stat().st_size > 10_000
 
 
+def test_cell_sorting_sorts(tmp_path):
+    out = run_example("cell_sorting.py", 400, 1500, tmp_path / "sort.h5", cwd=tmp_path)
+    last = out.strip().splitlines()[-1]
+    start, end = (float(x) for x in last.split("fraction: ")[1].replace(" at the start,", "").split()[:2])
+    assert 0.4 < start < 0.6           # a random mixture of two halves
+    assert end > start + 0.2           # sorted out: like cells neighbour like cells
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit() and "/" in ln]
+    dark, light = float(rows[-1][2]), float(rows[-1][4])
+    assert dark < light                # the more cohesive type gathers inside
+    run = bs.io.open_run(tmp_path / "sort.h5")
+    assert run.series("same_type_fraction")["value"][-1] > start + 0.2
+
+
 def test_every_example_has_a_test():
     tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py",
-              "custom_rule.py", "epidemiology_sir.py"}
+              "custom_rule.py", "epidemiology_sir.py", "cell_sorting.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested

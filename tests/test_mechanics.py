@@ -180,3 +180,46 @@ def test_forces_and_neighbours_through_the_sort_order_between_reorderings():
     offsets, rows = grid.neighbour_lists(t.position, 9.0)
     got = {(min(i, j), max(i, j)) for i in range(n) for j in rows[offsets[i]:offsets[i + 1]]}
     assert got == {tuple(p) for p in brute_pairs(t.position, 9.0, sim.box, False)}
+
+
+@pytest.mark.parametrize("law", ["SoftSphere", "PhysiCellForce"])
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_type_dependent_adhesion_matches_naive_reference(law, boundary):
+    table = np.array([[0.9, 0.05, 0.3], [0.05, 0.6, 0.0], [0.3, 0.0, 0.2]])
+    mech = getattr(bs, law)(adhesion=table, adhesion_range=1.4)
+    edge = 70.0
+    sim = bs.Simulation(bs.Box.cube(edge), boundary=boundary, seed=2, mechanics=mech)
+    for k, name in enumerate(("a", "b", "c")):
+        pos, diam = cluster(90, edge, 10 + k)
+        sim.add_agents(name, pos, diameter=diam)
+    force = mech.forces(sim).copy()
+    t = sim.agents
+    ref, scale = naive_forces(t.position, t.diameter, LAWS[law], mech._params(), sim.box,
+                              boundary == "periodic", types=t.type, table=table)
+    err = np.abs(force - ref).max(axis=1)
+    assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
+    # the same forces when the table is given by population names
+    named = getattr(bs, law)(adhesion={("a", "a"): 0.9, ("a", "b"): 0.05, ("c", "a"): 0.3, ("b", "b"): 0.6,
+                                       ("b", "c"): 0.0, ("c", "c"): 0.2}, adhesion_range=1.4)
+    sim.mechanics = named
+    np.testing.assert_array_equal(named.forces(sim), force)
+    assert mech.equilibrium_distance(10.0, 10.0, 0, 0) < mech.equilibrium_distance(10.0, 10.0, 0, 1)
+
+
+def test_adhesion_matrix_bad_input():
+    with pytest.raises(ValueError, match="symmetric"):
+        bs.SoftSphere(adhesion=[[0.5, 0.1], [0.2, 0.5]])
+    with pytest.raises(ValueError, match="square"):
+        bs.SoftSphere(adhesion=[[0.5, 0.1, 0.0]])
+    with pytest.raises(ValueError, match=">= 0"):
+        bs.SoftSphere(adhesion=[[0.5, -0.1], [-0.1, 0.5]])
+    with pytest.raises(ValueError, match=r"adhesion\[\('a', 'b'\)\] must be >= 0"):
+        bs.SoftSphere(adhesion={("a", "b"): -1.0})
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=bs.SoftSphere(adhesion=[[0.5]]))
+    sim.add_agents("a", [[10.0, 10.0, 10.0]])
+    sim.add_agents("b", [[20.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match="matrix is 1 x 1 but there are 2 populations"):
+        sim.run(1)
+    sim.mechanics = bs.SoftSphere(adhesion={("a", "a"): 0.5, ("a", "b"): 0.1})
+    with pytest.raises(ValueError, match=r"no value for the pair \('b', 'b'\)"):
+        sim.run(1)

@@ -295,3 +295,174 @@ def test_infection_bad_input():
     with pytest.raises(ValueError, match="column 'flag' exists with dtype float64"):
         pop.behaviours += [models.Infection(rate=0.1, radius=2.0, column="flag")]
     assert models.rate_from_probability(0.285, 60.0) == pytest.approx(-np.log(0.715) / 60.0)
+
+
+# -- cell cycle -------------------------------------------------------------------
+def test_fixed_cell_cycle_divides_on_time_and_daughters_start_the_next_phase():
+    sim = bs.Simulation(bs.Box.cube(2000.0), dt=1.0, seed=1, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(100, sim.box, seed=1), diameter=10.0)
+    pop.behaviours += [models.CellCycle(("A", "B"), (30.0, 50.0), fixed=True, growth_rate=0.0)]
+    sim.record_counts()
+    sim.run(170)
+    r = sim.records
+    n, a = r["count_c"].values, r["count_c_A"].values
+    np.testing.assert_array_equal(n[:80], 100)       # one cycle is 30 + 50 = 80 min
+    np.testing.assert_array_equal(n[80:160], 200)
+    np.testing.assert_array_equal(n[160:], 400)
+    np.testing.assert_array_equal(a[1:30], 100)       # in A for exactly 30 min
+    np.testing.assert_array_equal(a[30:80], 0)
+    np.testing.assert_array_equal(a[80:110], 200)      # both daughters start A, age 0
+    t = sim.agents
+    assert np.all(t["phase"] == 0) and np.all(t["phase_age"] == 10.0)
+    np.testing.assert_allclose(t.diameter, 10.0 / 4 ** (1 / 3), rtol=1e-12)  # no growth: halves twice
+
+
+def test_stochastic_phase_times_are_exponential():
+    sim = bs.Simulation(bs.Box.cube(2000.0), dt=2.0, seed=3, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(20000, sim.box, seed=1), diameter=10.0)
+    pop.behaviours += [models.CellCycle(("A", "B"), (50.0, np.inf))]
+    sim.record_counts(every=10)
+    sim.run(60)
+    a = sim.records["count_c_A"]
+    expect = 20000 * np.exp(-a.times / 50.0)  # 1 - exp(-dt/50) per interval: exact in expectation
+    np.testing.assert_allclose(a.values, expect, atol=4 * np.sqrt(20000 * 0.25))
+    assert len(sim.agents) == 20000  # B is an arrest: no division
+
+
+def test_live_cycle_grows_exponentially_and_ki67_advanced_divides_into_postmitotic():
+    sim = bs.Simulation(bs.Box.cube(2000.0), dt=6.0, seed=2, mechanics=None)
+    live = sim.add_agents("live", bs.init.uniform(3000, sim.box, seed=1), diameter=10.0)
+    live.behaviours += [models.CellCycle.live(growth_rate=0.0)]
+    ki = sim.add_agents("ki67", bs.init.uniform(2000, sim.box, seed=2), diameter=10.0)
+    ki.behaviours += [models.CellCycle.ki67_advanced()]
+    sim.run(200)  # 20 h
+    p = -np.expm1(-6.0 * 0.0432 / 60)
+    expect = 3000 * (1 + p) ** 200
+    assert len(live) == pytest.approx(expect, rel=4 / np.sqrt(3000))
+    t = sim.agents
+    rows = t.type == ki.code
+    assert len(ki) > 2000  # divisions after the 13 h premitotic phase
+    phase, age = t["phase"][rows], t["phase_age"][rows]
+    counts = np.bincount(phase, minlength=3)
+    assert counts.min() > 0
+    # fixed phases never outlast their durations; the postmitotic cells are daughters
+    assert age[phase == 1].max() < 13 * 60 and age[phase == 2].max() < 2.5 * 60
+
+
+def test_cell_cycle_presets_and_bad_input():
+    fc = models.CellCycle.flow_cytometry()
+    assert fc.phases == ["G0G1", "S", "G2M"] and fc.divide_after == "G2M"
+    assert fc.mean_cycle_time() == pytest.approx(1 / 0.00324 + 1 / 0.00208 + 1 / 0.00333)
+    assert models.CellCycle.ki67_basic().fixed == [False, True]
+    assert len(models.CellCycle.flow_cytometry_separated().phases) == 4
+    with pytest.raises(ValueError, match=r"durations\[1\] \(S\) must be > 0"):
+        models.CellCycle(("G1", "S"), (10.0, -1.0))
+    with pytest.raises(ValueError, match="one duration"):
+        models.CellCycle(("G1", "S"), (10.0,))
+    with pytest.raises(ValueError, match="unique"):
+        models.CellCycle(("G1", "G1"), (10.0, 5.0))
+    with pytest.raises(ValueError, match="divide_after must be one of the phases G1, S"):
+        models.CellCycle(("G1", "S"), (10.0, 5.0), divide_after="M")
+    with pytest.raises(ValueError, match="fixed must be"):
+        models.CellCycle(("G1", "S"), (10.0, 5.0), fixed=(True,))
+    with pytest.raises(ValueError, match="growth_rate must be >= 0"):
+        models.CellCycle(("G1",), (10.0,), growth_rate=-1.0)
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    pop = sim.add_agents("c", [[5.0, 5.0, 5.0]])
+    pop.behaviours += [models.CellCycle(("G1", "S"), (10.0, 5.0))]
+    sim.agents["phase"][:] = 7
+    with pytest.raises(ValueError, match="holds 7, not a phase index 0..1"):
+        sim.run(1)
+
+
+# -- inheritance at division --------------------------------------------------------
+def test_columns_are_copied_reset_or_split_at_division():
+    sim = bs.Simulation(bs.Box.cube(400.0), dt=1.0, seed=5, mechanics=None)
+    t = sim.agents
+    t.add_column("marker", np.float64, -1.0, inherit="default")
+    pop = sim.add_agents("c", bs.init.grid(3, 40.0, origin=(100, 100, 100)), diameter=11.9,
+                         label=np.int32(7), marker=2.0, content=10.0)
+    t.add_column("content", np.float64, 0.0, inherit="split")  # an existing column: sets its policy
+    pop.behaviours += [models.GrowthDivision(growth_rate=100.0, division_diameter=12.0)]
+    sim.run(1)
+    d = t["parent"] >= 0
+    assert d.sum() == 27
+    np.testing.assert_array_equal(t["label"], 7)                 # copied
+    np.testing.assert_array_equal(t["marker"][d], -1.0)          # reset to the default
+    np.testing.assert_array_equal(t["marker"][~d], 2.0)
+    np.testing.assert_array_equal(t["content"], 5.0)             # split: half each
+    assert t["content"].sum() == 27 * 10.0
+    with pytest.raises(ValueError, match="inherit of column 'x' must be one of 'copy', 'default', 'split'"):
+        t.add_column("x", np.float64, 0.0, inherit="clone")
+    with pytest.raises(ValueError, match="must be a float column"):
+        t.add_column("y", np.int32, 0, inherit="split")
+
+
+def test_infection_state_inheritance():
+    for inherit, expect in (("copy", models.INFECTED), ("default", models.SUSCEPTIBLE)):
+        sim = bs.Simulation(bs.Box.cube(400.0), dt=1.0, seed=5, mechanics=None)
+        pop = sim.add_agents("c", bs.init.grid(2, 60.0, origin=(100, 100, 100)), diameter=11.9)
+        pop.behaviours += [models.Infection(rate=0.0, radius=5.0, inherit=inherit),
+                           models.GrowthDivision(growth_rate=100.0, division_diameter=12.0)]
+        sim.agents["state"][:] = models.INFECTED
+        sim.run(1)
+        t = sim.agents
+        d = t["parent"] >= 0
+        assert d.sum() == 8
+        np.testing.assert_array_equal(t["state"][d], expect)
+        np.testing.assert_array_equal(t["state"][~d], models.INFECTED)
+
+
+DET_NEW_MODELS = '''
+import sys
+import numpy as np
+import biosim as bs
+from biosim import models
+
+@bs.agent_rule(writes=("alarm",), columns={"alarm": ("int8", 0)})
+def alarm(a, ctx):
+    if a.alarm == 0:
+        for n in ctx.neighbours(6.0):
+            if n.alarm == 1 and ctx.uniform(0) < 0.5:
+                a.alarm = 1
+                break
+
+def cull(sim):  # an action removing and adding agents
+    t = sim.agents
+    sim.agents.remove(t.uid[t.type == 1][:3])
+    sim.add_agents("cells", [[60.0 + sim.step, 60.0, 60.0]], diameter=8.0)
+
+sim = bs.Simulation(bs.Box.cube(120.0), boundary="periodic", dt=1.0, seed=21,
+                    mechanics=bs.SoftSphere(adhesion={("people", "people"): 0.3, ("people", "cells"): 0.05,
+                                                      ("cells", "cells"): 0.8}))
+people = sim.add_agents("people", bs.init.uniform(3000, sim.box, seed=2), diameter=3.0)
+people.behaviours += [models.RandomWalk(speed=2.0),
+                      models.Infection(rate=0.05, radius=5.0, recovery=0.02, immunity_loss=0.01),
+                      alarm]
+sim.agents["state"][:30] = models.INFECTED
+sim.agents["alarm"][:30] = 1
+cells = sim.add_agents("cells", bs.init.ball(400, 25.0, (60, 60, 60), seed=3), diameter=8.0)
+sim.agents.add_column("marker", np.int8, 0)
+cells.behaviours += [models.CellCycle.flow_cytometry(growth_rate=40.0),
+                     models.StateSwitch(to=1, rate=0.01, column="marker")]
+sim.add_action(cull, every=7)
+sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=10))
+sim.run(60)
+'''
+
+
+@pytest.mark.slow
+def test_new_models_are_bit_identical_for_one_and_two_threads(tmp_path):
+    from threads import assert_bit_identical, runs_with_1_and_2_threads
+
+    a, b = runs_with_1_and_2_threads(tmp_path, DET_NEW_MODELS)
+    assert_bit_identical(a, b)
+    for name in a.records:
+        np.testing.assert_array_equal(a.series(name)["value"], b.series(name)["value"])
+    last = a.agents(-1)
+    people = last["type"] == 0
+    assert np.bincount(last["state"][people], minlength=3).min() > 0      # S, I and R all present
+    assert 30 < last["alarm"][people].sum() < people.sum()
+    cells = last["type"] == 1
+    assert cells.sum() > 350 and last["marker"][cells].sum() > 0 and last["phase"][cells].max() > 0
+    assert "count_people_infected" in a.records and "count_cells_G2M" in a.records

@@ -245,3 +245,33 @@ def count_equal(a, n, value, out):
             m += a[i] == value
         part[c] = m
     out[0] = part.sum()
+
+
+@njit(cache=True, parallel=True)
+def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, nxt, divide_at, seed, step,
+               stream, diameter, dv, divide):
+    """One interval of a cell cycle for the rows of ``code``.  A cell in
+    phase k (time ``age`` in it, min) leaves it at the end of the interval if
+    ``fixed[k]`` and age + dt >= durations[k], or otherwise with probability
+    ``p_leave[k]`` (draw 0 of its key); it then enters phase ``nxt[k]`` with
+    age 0 and, if ``divide_at[k]``, is flagged to divide.  Cells not leaving
+    age by dt.  Volume grows by ``dv`` µm³ per interval (dv may be 0)."""
+    for i in prange(n):
+        f = False
+        if type_[i] == code:
+            k = phase[i]
+            a = age[i] + dt
+            if fixed[k]:
+                leave = a >= durations[k]
+            else:
+                leave = p_leave[k] > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_leave[k]
+            if leave:
+                phase[i] = nxt[k]
+                age[i] = 0.0
+                f = divide_at[k]
+            else:
+                age[i] = a
+            if dv > 0.0:
+                d = diameter[i]
+                diameter[i] = np.cbrt(d * d * d + dv / PI_6)
+        divide[i] = f

@@ -72,8 +72,8 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics ke
 
 
 @njit(inline="always")
-def _coincident_run(is_bdm, law, mi, pos, diam, uid, order, i, s, e, xi, yi, zi, di, l0, l1, l2,
-                    p0, p1, p2, seed, step):
+def _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, s, e, xi, yi, zi, di,
+                    l0, l1, l2, p0, p1, p2, seed, step):
     fx = 0.0
     fy = 0.0
     fz = 0.0
@@ -96,7 +96,7 @@ def _coincident_run(is_bdm, law, mi, pos, diam, uid, order, i, s, e, xi, yi, zi,
             fz += sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0)
         else:
             ex, ey, ez = unit_vector(seed, a, step, key, 0)
-            f = sign * law(0.0, di, diam[j], p0, p1, p2)
+            f = sign * law(0.0, di, diam[j], p0, table[types[i], types[j]] if typed else p1, p2)
             fx += f * ex
             fy += f * ey
             fz += f * ez
@@ -131,11 +131,14 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
 
 
 @njit(inline="always")
-def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, seed, step, buf, force):
+def _forces(law, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
+            dims, length, periodic, cutoff, seed, step, buf, force):
     """Forces cell by cell: the positions and diameters of the cell's whole
     neighbourhood are gathered into a per-thread buffer (structure of arrays),
-    then each agent of the cell sums over it in one long, vectorised loop."""
+    then each agent of the cell sums over it in one long, vectorised loop.
+    With ``typed``, the second law parameter of a pair is
+    ``table[types[i], types[j]]`` (type-dependent adhesion) instead of
+    ``params[1]``."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -156,6 +159,7 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
         by = buf[tid, 1]
         bz = buf[tid, 2]
         bd = buf[tid, 3]
+        bt = buf[tid, 4]
         cx = c % nx
         cy = (c // nx) % ny
         cz = c // (nx * ny)
@@ -176,6 +180,8 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
                         by[m] = pos[j, 1]
                         bz[m] = pos[j, 2]
                         bd[m] = diam[j]
+                        if typed:
+                            bt[m] = types[j]
                         m += 1
         for qi in range(sa, ea):
             i = order[qi]
@@ -183,6 +189,7 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
             yi = pos[i, 1]
             zi = pos[i, 2]
             di = diam[i]
+            row = table[types[i]] if typed else table[0]
             fx = 0.0
             fy = 0.0
             fz = 0.0
@@ -193,15 +200,15 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
                 dz = mi(zi - bz[q], l2)
                 r2 = dx * dx + dy * dy + dz * dz
                 r = np.sqrt(r2)
-                f = law(r, di, bd[q], p0, p1, p2)
+                f = law(r, di, bd[q], p0, row[np.int64(bt[q])] if typed else p1, p2)
                 w = f / r if r2 > _TINY2 else 0.0
                 nc += r2 <= _TINY2
                 fx += w * dx
                 fy += w * dy
                 fz += w * dz
             if nc > 1:  # another centre coincides with this one (same cell): rare
-                gx, gy, gz = _coincident_run(is_bdm, law, mi, pos, diam, uid, order, i, sa, ea, xi, yi,
-                                             zi, di, l0, l1, l2, p0, p1, p2, seed, step)
+                gx, gy, gz = _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, sa,
+                                             ea, xi, yi, zi, di, l0, l1, l2, p0, p1, p2, seed, step)
                 fx += gx
                 fy += gy
                 fz += gz
@@ -210,60 +217,95 @@ def _forces(law, mi, is_bdm, params, pos, diam, uid, n, cell_start, order, lower
             force[i, 2] = fz
 
 
-# One compiled kernel per (law, boundary), all cached; the arguments are
-# (params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length, periodic,
-#  cutoff, seed, step, buf, force), ``buf`` a (threads, 4, gather_capacity(...))
-# float64 scratch.: force[i] = sum of pair forces on row i of a cell-sorted table.
+# One compiled kernel per (law, boundary, typed adhesion), all cached; the arguments
+# are (params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
+# length, periodic, cutoff, seed, step, buf, force), ``buf`` a
+# (threads, 5, gather_capacity(...)) float64 scratch, ``table`` the (ntypes,
+# ntypes) adhesion table of the typed kernels (ignored by the others):
+# force[i] = sum of pair forces on row i of a cell-sorted table.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
+def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                        length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _open, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(soft_sphere_law, _open, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
-                                length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _wrap, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
+                                dims, length, periodic, cutoff, seed, step, buf, force):
+    _forces(soft_sphere_law, _wrap, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
+def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
+                             length, periodic, cutoff, seed, step, buf, force):
+    _forces(soft_sphere_law, _open, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
+                                      inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
+    _forces(soft_sphere_law, _wrap, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _open, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(physicell_law, _open, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
-                              length, periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _wrap, False, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
+                              dims, length, periodic, cutoff, seed, step, buf, force):
+    _forces(physicell_law, _wrap, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims, length,
+def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
+                           length, periodic, cutoff, seed, step, buf, force):
+    _forces(physicell_law, _open, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
+                                    inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
+    _forces(physicell_law, _wrap, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _open, True, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(biodynamo_law, _open, True, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces_periodic(params, pos, diam, uid, n, cell_start, order, lower, inv_h, dims,
-                              length, periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _wrap, True, params, pos, diam, uid, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force)
+def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
+                              dims, length, periodic, cutoff, seed, step, buf, force):
+    _forces(biodynamo_law, _wrap, True, False, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
-FORCE_KERNELS = {
-    ("soft_sphere", False): soft_sphere_forces,
-    ("soft_sphere", True): soft_sphere_forces_periodic,
-    ("physicell", False): physicell_forces,
-    ("physicell", True): physicell_forces_periodic,
-    ("biodynamo", False): biodynamo_forces,
-    ("biodynamo", True): biodynamo_forces_periodic,
+FORCE_KERNELS = {  # (law, periodic, typed adhesion)
+    ("soft_sphere", False, False): soft_sphere_forces,
+    ("soft_sphere", True, False): soft_sphere_forces_periodic,
+    ("soft_sphere", False, True): soft_sphere_typed_forces,
+    ("soft_sphere", True, True): soft_sphere_typed_forces_periodic,
+    ("physicell", False, False): physicell_forces,
+    ("physicell", True, False): physicell_forces_periodic,
+    ("physicell", False, True): physicell_typed_forces,
+    ("physicell", True, True): physicell_typed_forces_periodic,
+    ("biodynamo", False, False): biodynamo_forces,
+    ("biodynamo", True, False): biodynamo_forces_periodic,
 }
+
 
 
 @njit(cache=True, inline="always")
