@@ -64,7 +64,8 @@ class Behaviour:
 
     def to_dict(self):
         cls = type(self)
-        return {"class": f"{cls.__module__}.{cls.__qualname__}", "parameters": self.parameters()}
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "parameters": self.parameters(),
+                "stream": self._stream}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())

@@ -239,12 +239,13 @@ def _sir_rule():
     return sir
 
 
-def make_sir(n, seed=1, rule=False):
+def make_sir(n, seed=1, rule=False, search="auto"):
     """The epidemiology benchmark scenario at ``n`` agents: BioDynaMo's measles
     demo scaled at constant density (box edge 100 (n / 2010)^(1/3) µm,
     periodic) and infected fraction (10 in 2010); random walk at fixed speed
     plus SIR infection by proximity, no mechanics.  ``rule=True`` replaces
-    models.Infection by the same work written as an agent rule."""
+    models.Infection by the same work written as an agent rule; ``search``
+    is models.Infection's contact search ("pull" is the rule's algorithm)."""
     import biosim as bs
     from biosim import models
 
@@ -255,22 +256,22 @@ def make_sir(n, seed=1, rule=False):
     pop = sim.add_agents("people", pos[n_inf:], diameter=2.0, state=np.int8(models.SUSCEPTIBLE))
     infection = _sir_rule() if rule else models.Infection(
         rate=models.rate_from_probability(SIR_P_INFECT, SIR_DT), radius=SIR_RADIUS,
-        recovery=models.rate_from_probability(SIR_P_RECOVER, SIR_DT))
+        recovery=models.rate_from_probability(SIR_P_RECOVER, SIR_DT), search=search)
     pop.behaviours += [models.RandomWalk(speed=SIR_SPEED), infection]
     sim.add_agents("people", pos[:n_inf], diameter=2.0, state=np.int8(models.INFECTED))
     return sim
 
 
-def measure_sir(n, steps, rule=False):
+def measure_sir(n, steps, rule=False, search="auto"):
     """Agent-updates per second of steps 1..steps of the SIR scenario (step 0
     compiles or loads the cache and is not timed)."""
     import numba
 
-    warm = make_sir(3000, rule=rule)
+    warm = make_sir(3000, rule=rule, search=search)
     warm.run(1)
     del warm
     rss0 = _rss_bytes()
-    sim = make_sir(n, rule=rule)
+    sim = make_sir(n, rule=rule, search=search)
     sim.run(1)
     sim.timings.update(dict.fromkeys(sim.timings, 0.0))
     sim.behaviour_timings.clear()
@@ -313,14 +314,17 @@ def sir_main(sizes=(1_000_000, 10_000_000), threads=None, steps=50, rule=True):
                   f"{1e3 * r['seconds'] / steps:.1f} ms/step ({phases}; neighbours "
                   f"{r['ms_per_step'].get('neighbours', 0):.1f}); {r['bytes_per_agent']:.0f} B/agent")
         if rule:
-            u = _run_code(f"measure_sir({n}, {steps}, rule=True)", counts[-1])
-            results.append(u)
-            built = next(r for r in results if r["agents"] == n and r["threads"] == u["threads"] and not r["rule"])
-            bi = built["behaviour_ms_per_step"]["people.Infection"]
+            t = counts[-1]
+            u = _run_code(f"measure_sir({n}, {steps}, rule=True)", t)
+            pull = _run_code(f"measure_sir({n}, {steps}, search='pull')", t)
+            results += [u, pull]
+            auto = next(r for r in results if r["agents"] == n and r["threads"] == t and not r["rule"])
             ui = u["behaviour_ms_per_step"]["people.sir"]
-            print(f"  N={n:>11,} {u['threads']:>2} thread(s), infection as a user rule: "
-                  f"{u['updates_per_s'] / 1e6:7.2f} M agent-updates/s; rule {ui:.1f} ms/step vs "
-                  f"models.Infection {bi:.1f} ms/step ({ui / bi:.2f}x its time)")
+            pi = pull["behaviour_ms_per_step"]["people.Infection"]
+            ai = auto["behaviour_ms_per_step"]["people.Infection"]
+            print(f"  N={n:>11,} {t:>2} thread(s), infection as a user rule: {u['updates_per_s'] / 1e6:7.2f} M "
+                  f"agent-updates/s; rule {ui:.1f} ms/step, models.Infection {pi:.1f} ms/step with the same "
+                  f"search (pull: rule/built-in {ui / pi:.2f}x), {ai:.1f} ms/step with search='auto'")
     return results
 
 

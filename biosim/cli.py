@@ -66,6 +66,26 @@ def cmd_run(args):
     runpy.run_path(args.script, run_name="__main__")
 
 
+def cmd_resume(args):
+    from biosim import Simulation
+    from biosim.io import CheckpointError
+
+    for folder in (os.getcwd(), os.path.dirname(os.path.abspath(args.checkpoint))):
+        if folder not in sys.path:  # where the allowed model modules usually live
+            sys.path.insert(0, folder)
+    try:
+        sim = Simulation.load_checkpoint(args.checkpoint, allow=args.allow)
+    except (CheckpointError, FileNotFoundError) as e:
+        sys.exit(f"biosim resume: {e}")
+    end = sim._run_end if args.until is None else args.until
+    if end is None or end <= sim.step:
+        print(f"biosim resume: {args.checkpoint} is at step {sim.step}; the run it came from asked for step "
+              f"{end}: nothing to do")
+        return
+    print(f"biosim resume: step {sim.step} -> {end} ({len(sim.agents)} agents)")
+    sim.run(end - sim.step, progress=not args.quiet)
+
+
 def cmd_demo(args):
     from biosim import demo
 
@@ -144,6 +164,14 @@ def build_parser():
     w.add_argument("--clip", default=None)
     w.set_defaults(func=cmd_view)
 
+    c = sub.add_parser("resume", help="continue a run from a checkpoint (bs.io.Checkpointer) to its end step")
+    c.add_argument("checkpoint")
+    c.add_argument("--allow", action="append", default=[],
+                   help="a module the checkpoint may import rules, behaviours or actions from (repeatable)")
+    c.add_argument("--until", type=int, default=None, help="run to this step instead of the recorded end")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_resume)
+
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
@@ -155,7 +183,7 @@ def build_parser():
     b.add_argument("--no-baseline", action="store_true", help="skip the numpy + cKDTree baseline")
     b.set_defaults(func=cmd_bench)
 
-    for sp in (r, d, v, w, i, b):
+    for sp in (r, c, d, v, w, i, b):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
     return p
 

@@ -118,13 +118,22 @@ class _Rewrite(ast.NodeTransformer):
         self.radius = radius if self.radius is None else max(self.radius, radius)
         self.nb = node.target.id
         self.nb_distance = False
+        guard = self._hoistable_guard(node)
         body = _visit_block(self, node.body)
         self.nb = None
         body = _visit_block(_Breaks(), body)
-        prologue = ast.parse(textwrap.dedent(f"""
+        early = []
+        if guard:
+            # the body is one side-effect-free `if` on the neighbour's columns: test it
+            # before the distance, which then is computed only for the neighbours it keeps
+            test = body[0].test
+            early = [ast.If(test=ast.UnaryOp(op=ast.Not(), operand=test), body=[ast.Continue()], orelse=[])]
+            body = body[0].body
+        prologue = ast.parse(textwrap.dedent("""
             _j = _order[_q]
             if _j == _i:
                 continue
+        """)).body + early + ast.parse(textwrap.dedent(f"""
             _ndx = _min_image(_pos[_j, 0] - _pos[_i, 0], _length[0], _periodic[0])
             _ndy = _min_image(_pos[_j, 1] - _pos[_i, 1], _length[1], _periodic[1])
             _ndz = _min_image(_pos[_j, 2] - _pos[_i, 2], _length[2], _periodic[2])
@@ -147,6 +156,20 @@ class _Rewrite(ast.NodeTransformer):
         """)).body
         loop[2].body[0].body = prologue + body
         return [ast.copy_location(stmt, node) for stmt in loop]
+
+    def _hoistable_guard(self, node):
+        """True when a neighbour loop's body is a single ``if`` without ``else``
+        whose test only reads (no calls, no distance or direction), so it
+        can run before the distance check."""
+        if len(node.body) != 1 or not isinstance(node.body[0], ast.If) or node.body[0].orelse:
+            return False
+        for sub in ast.walk(node.body[0].test):
+            if isinstance(sub, (ast.Call, ast.NamedExpr, ast.Await, ast.Yield, ast.Lambda)):
+                return False
+            if (isinstance(sub, ast.Attribute) and self._is(sub.value, self.nb)
+                    and sub.attr in ("distance", "dx", "dy", "dz")):
+                return False
+        return True
 
     def _substance(self, node, call, nargs):
         if (len(call.args) != nargs or call.keywords or not isinstance(call.args[0], ast.Constant)
@@ -240,6 +263,12 @@ class _Rewrite(ast.NodeTransformer):
                                  f"neighbours(r), concentration(name), gradient(name), secrete(name, rate))")
             return ast.copy_location(ast.Name(_CTX_VALUES[node.attr], ast.Load()), node)
         return self.generic_visit(node)
+
+    def visit_Return(self, node):
+        if node.value is not None and not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            self._fail(node, f"a rule returns nothing (it acts through {self.agent}.<column>, {self.agent}.divide() "
+                             f"and {self.agent}.die()); got 'return {ast.unparse(node.value)}'")
+        return node
 
     def visit_Name(self, node):
         if node.id in (self.agent, self.ctx) or (self.nb is not None and node.id == self.nb):

@@ -245,7 +245,9 @@ class Simulation:
                             for p in self.populations.values()},
             "substances": {name: s.to_dict() for name, s in self.substances.items()},
             "columns": {name: {"dtype": str(self.agents.spec(name).dtype),
-                               "shape": list(self.agents.spec(name).shape)}
+                               "shape": list(self.agents.spec(name).shape),
+                               "default": np.asarray(self.agents.spec(name).default).item(),
+                               "inherit": self.agents.spec(name).inherit}
                         for name in self.agents.columns},
         }
 
@@ -423,6 +425,43 @@ class Simulation:
                             t = sim.agents
                             return int(np.count_nonzero((t.type == code) & (t[col] == value)))
                         self.record(name, count, self._count_every)._counts = (col, value)
+
+    # -- checkpoints --------------------------------------------------------------
+    def save_checkpoint(self, path):
+        """Save everything needed to continue this simulation bit for bit (agent
+        columns, substances, step, random streams, populations and their
+        behaviours, mechanics, writers, actions, records) to ``path`` (HDF5,
+        written atomically).  Behaviours, rules, actions and record functions
+        are stored by import path: ones defined in ``__main__`` (the script) or
+        as lambdas are refused with a message saying how to make them
+        restorable.  See :mod:`biosim.io.checkpoint`."""
+        from .io.checkpoint import save
+
+        return save(self, path)
+
+    @classmethod
+    def load_checkpoint(cls, path, allow=()):
+        """The Simulation saved by :meth:`save_checkpoint`; running it continues
+        exactly as the saved one would have.  Loading imports only biosim's
+        own modules and the modules named in ``allow`` (your model's modules,
+        for rules, actions and record functions; pass only ones you trust);
+        nothing in the file is evaluated or unpickled.  HDF5 writers continue
+        their files after the checkpoint's step."""
+        from .io.checkpoint import load
+
+        return load(path, allow)
+
+    @classmethod
+    def from_run(cls, path, snapshot=-1, allow=()):
+        """A new Simulation starting from snapshot ``snapshot`` of a run written
+        by HDF5Writer (what-if branches): the run's box, boundary, dt, seed,
+        mechanics, populations with their behaviours, substances and every
+        agent column of that snapshot, at its step.  No writers, actions or
+        records are attached.  Behaviours from modules other than biosim's
+        need ``allow`` as for :meth:`load_checkpoint`."""
+        from .io.checkpoint import from_run
+
+        return from_run(path, snapshot, allow)
 
     # -- neighbours -----------------------------------------------------------
     def _neighbour_grid(self, cutoff):

@@ -31,3 +31,22 @@ def test_normal_and_unit_vectors():
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-12)
     assert np.abs(v.mean(axis=0)).max() < 0.01
     np.testing.assert_allclose((v ** 2).mean(axis=0), 1 / 3, atol=0.01)
+
+
+def test_cos_sin_of_a_turn_matches_libm():
+    from numba import njit
+
+    from biosim.kernels.cpu.rng import cos_sin_turn
+
+    @njit
+    def both(u):
+        c = np.empty(u.size)
+        s = np.empty(u.size)
+        for i in range(u.size):
+            c[i], s[i] = cos_sin_turn(u[i])
+        return c, s
+
+    u = np.concatenate([np.random.default_rng(0).random(200_000), [0.0, 0.125, 0.25, 0.5, 0.75, 1 - 2.0 ** -53]])
+    c, s = both(u)
+    np.testing.assert_allclose(c, np.cos(2 * np.pi * u), rtol=0, atol=5e-14)
+    np.testing.assert_allclose(s, np.sin(2 * np.pi * u), rtol=0, atol=5e-14)

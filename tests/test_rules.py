@@ -308,3 +308,24 @@ def test_break_leaves_the_neighbour_loop():
     rows = np.flatnonzero(has)
     other = t.rows_of(t["first"][rows])
     assert np.all(np.linalg.norm(t.position[other] - t.position[rows], axis=1) < RADIUS)
+
+
+def test_a_rule_that_returns_a_value_is_refused():
+    with pytest.raises(ValueError, match=r"agent rule 'grade', line \d+: a rule returns nothing.*'return a.size \* 2'"):
+        @bs.agent_rule(reads=("size",))
+        def grade(a, ctx):
+            if a.size > 1.0:
+                return
+            return a.size * 2
+
+    @bs.agent_rule(writes=("diameter",))
+    def early_exit(a, ctx):
+        if a.diameter > 5.0:
+            return
+        a.diameter = 5.0
+
+    sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+    pop = sim.add_agents("c", [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]], diameter=[2.0, 8.0])
+    pop.behaviours += [early_exit]
+    sim.run(1)
+    np.testing.assert_array_equal(sim.agents.diameter, [5.0, 8.0])

@@ -26,6 +26,7 @@ readable by ParaView's HDF5.  Metadata is JSON, never pickle.
 """
 import json
 import os
+import tempfile
 
 import h5py
 import numpy as np
@@ -88,6 +89,7 @@ class HDF5Writer:
         self._series_written = {}
         self._sim = None
         self._metadata = None
+        self._resume_at = None  # set by load_checkpoint: append after this step
 
     def __repr__(self):
         return f"HDF5Writer({self.path!r}, every={self.every})"
@@ -98,6 +100,9 @@ class HDF5Writer:
         if self._file is not None:
             return
         meta = json.dumps(sim.metadata())
+        if self._resume_at is not None:
+            self._resume(self._resume_at)
+            self._resume_at = None
         if not self._created:
             f = h5py.File(self.path, "w", libver=LIBVER)
             f.attrs["biosim_format"] = FORMAT
@@ -121,6 +126,32 @@ class HDF5Writer:
             self._ensure_series(f, name)
         f.swmr_mode = True
         self._file = f
+
+    def _resume(self, step):
+        """Continue an existing run file after a checkpoint at ``step``: keep
+        the snapshots and series entries up to ``step`` (later ones, written
+        after the checkpoint by the interrupted process, are dropped and
+        written again) and append from there.  A missing file is started anew."""
+        if not os.path.exists(self.path):
+            return
+        open_run(self.path)  # a clear error for a damaged or foreign file
+        with _open_h5(self.path) as f:
+            steps = f["snapshots"]["step"][:]
+            counts = f["snapshots"]["count"][:]
+            m = min(f["snapshots"][k].shape[0] for k in _INDEX)
+        keep = int(np.searchsorted(steps[:m], step, side="right"))
+        _clear_for_writing(self.path)
+        with h5py.File(self.path, "r+", libver=LIBVER) as f:
+            for k in _INDEX:
+                f["snapshots"][k].resize(keep, axis=0)
+            for name, g in f["series"].items():
+                n = int(np.searchsorted(g["step"][: min(g[k].shape[0] for k in g)], step, side="right"))
+                for k in ("step", "time", "value"):
+                    g[k].resize(n, axis=0)
+        self._created = True
+        self._snapshots = keep
+        self._rows = int(counts[:keep].sum())
+        self._last_step = int(steps[keep - 1]) if keep else None
 
     def _ensure_column(self, f, sim, name):
         spec = sim.agents.spec(name)
@@ -364,6 +395,33 @@ def open_run(path):
     except OSError as e:
         raise ValueError(f"cannot read run file {p!r}: it is damaged or truncated ({e})") from None
     return Run(p)
+
+
+def _clear_for_writing(path):
+    """Make a run file left by a killed SWMR writer writable again.  HDF5
+    marks such a file as still open for writing (only the h5clear tool
+    resets that); its consistent content is read as a SWMR reader does and
+    copied into a fresh file that atomically replaces it."""
+    try:
+        h5py.File(path, "r+", libver=LIBVER).close()
+        return
+    except OSError as e:
+        if "h5clear" not in str(e) and "already open" not in str(e):
+            raise ValueError(f"cannot open run file {path!r} for appending: {e}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".resume-", suffix=".h5", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(path, "r", swmr=True) as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _open_h5(p):

@@ -54,14 +54,36 @@ def normal(seed, uid, step, stream, k):
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
 
 
+_PI_4 = 0.7853981633974483
+_SQRT_HALF = 0.7071067811865476
+
+
+@njit(cache=True, inline="always")
+def cos_sin_turn(u):
+    """(cos, sin) of 2 pi u for u in [0, 1), branch-free and without libm
+    calls: the quadrant q = floor(4u), the angle within it shifted to
+    x in [-pi/4, pi/4), Taylor series of cos x and sin x to x^14 and x^13
+    (error below 1e-14), rotated by pi/4 and by the quadrant."""
+    t = 4.0 * u
+    q = np.int64(t)
+    x = (t - q) * (2.0 * _PI_4) - _PI_4
+    x2 = x * x
+    cx = 1.0 + x2 * (-1.0 / 2 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 + x2 * (
+        -1.0 / 3628800 + x2 * (1.0 / 479001600 + x2 * (-1.0 / 87178291200)))))))
+    sx = x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880 + x2 * (
+        -1.0 / 39916800 + x2 * (1.0 / 6227020800)))))))
+    c = _SQRT_HALF * (cx - sx)  # angle within the quadrant: x + pi/4
+    s = _SQRT_HALF * (cx + sx)
+    cq = np.float64(q == 0) - np.float64(q == 2)  # rotation by q quarter turns
+    sq = np.float64(q == 1) - np.float64(q == 3)
+    return c * cq - s * sq, s * cq + c * sq
+
+
 @njit(cache=True, inline="always")
 def unit_vector(seed, uid, step, stream, k):
     """A direction uniform on the unit sphere (uses draws 2k, 2k+1)."""
     z = 2.0 * uniform(seed, uid, step, stream, 2 * k) - 1.0
-    u = uniform(seed, uid, step, stream, 2 * k + 1)
-    c = np.cos(_TWO_PI * u)
-    # sin from cos (one trig call instead of two): negative for u in [1/2, 1)
-    s = np.sqrt(max(0.0, 1.0 - c * c)) * (1.0 - 2.0 * (u >= 0.5))
+    c, s = cos_sin_turn(uniform(seed, uid, step, stream, 2 * k + 1))
     r = np.sqrt(max(0.0, 1.0 - z * z))
     return r * c, r * s, z
 

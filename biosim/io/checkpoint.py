@@ -1,0 +1,442 @@
+"""Checkpoints: everything needed to continue a simulation bit for bit.
+
+A checkpoint is one HDF5 file (format ``biosim-checkpoint``)::
+
+    /                       attrs: biosim_format, format_version, state (JSON)
+    /agents/<column>        the live rows of every column, in row order
+    /substances/<name>      each concentration grid
+    /records/<name>/{step,time,value}   the recorded series so far
+
+``state`` holds the box, boundary, dt, seed, step, the end step of the run
+in progress, the random-stream counter, the neighbour grid's build count
+(it decides when rows are re-sorted), the columns' dtypes, defaults and
+inheritance, the populations with their behaviours (import path,
+constructor parameters and random stream), the mechanics, the substances'
+parameters, the writers, actions and records.  Nothing is pickled and no
+file content is ever evaluated: behaviours, rules, actions and record
+functions are named by import path, and loading imports only biosim's own
+modules and those in the ``allow`` list the caller passes.  Functions
+defined in ``__main__`` (a script) or inside other functions cannot be
+named that way; saving refuses them with a message saying how to make them
+restorable.
+"""
+import importlib
+import json
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+FORMAT = "biosim-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or read (the message says why)."""
+
+
+# -- naming callables by import path --------------------------------------------
+def import_path(obj, what):
+    """``module:qualname`` of a module-level function or class, or a
+    CheckpointError saying how to make ``what`` restorable."""
+    module = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", None)
+    if module is None or qual is None:
+        raise CheckpointError(f"{what} ({obj!r}) cannot be saved in a checkpoint: it has no import path; "
+                              f"use a function defined at the top level of a module")
+    if module == "__main__":
+        raise CheckpointError(f"{what} {qual!r} is defined in __main__ (the script being run), which a checkpoint "
+                              f"cannot name: move it into a module (e.g. my_model.py beside the script), import "
+                              f"it from there, and pass allow=['my_model'] when loading")
+    if "<" in qual:  # <lambda>, <locals>
+        raise CheckpointError(f"{what} {module}.{qual} is a lambda or a nested function, which a checkpoint cannot "
+                              f"name: define it at the top level of module {module!r}")
+    return f"{module}:{qual}"
+
+
+def _allowed(module, allow):
+    if module == "biosim" or module.startswith("biosim."):
+        return True
+    return any(module == a or module.startswith(a + ".") for a in allow)
+
+
+def resolve(path, allow, what):
+    """Import ``module:qualname`` if its module is biosim's or in ``allow``."""
+    if not isinstance(path, str) or ":" not in path:
+        raise CheckpointError(f"{what}: malformed import path {path!r} in the checkpoint")
+    module, qual = path.split(":", 1)
+    if not _allowed(module, allow):
+        raise CheckpointError(f"{what} {path!r} comes from module {module!r}, which is not allowed: loading imports "
+                              f"only biosim's modules and those you pass, e.g. allow=[{module.split('.')[0]!r}] "
+                              f"(only for checkpoints you trust)")
+    try:
+        obj = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise CheckpointError(f"{what} {path!r} cannot be imported: {e}") from None
+    return obj
+
+
+# -- saving -----------------------------------------------------------------------
+def _behaviour_state(b):
+    from ..rules import AgentRule
+
+    if isinstance(b, AgentRule):
+        d = b.definition
+        path = import_path(d.fn, f"agent rule {d.name!r}")
+        module, _ = path.split(":")
+        try:
+            found = getattr(importlib.import_module(module), d.name)
+        except (ImportError, AttributeError):
+            found = None
+        if found is not d:
+            raise CheckpointError(f"agent rule {d.name!r} is not reachable as {module}.{d.name}; define it with "
+                                  f"@bs.agent_rule at the top level of module {module!r}")
+        return {"rule": f"{module}:{d.name}", "every": b.every, "stream": b.stream}
+    return {"class": import_path(type(b), f"behaviour {type(b).__name__}"), "parameters": b.parameters(),
+            "stream": b.stream}
+
+
+def _substance_state(sub):
+    from ..substances import Dirichlet
+
+    for face in sub.faces:
+        if isinstance(face, Dirichlet) and callable(face.value):
+            raise CheckpointError(f"substance {sub.name!r} has a Dirichlet boundary given as a function, which a "
+                                  f"checkpoint cannot store; use a number")
+    return {"name": sub.name, **sub.to_dict(), "told": sub._told}
+
+
+def _writer_state(w):
+    from .hdf5 import HDF5Writer
+
+    if isinstance(w, HDF5Writer):
+        return {"class": "HDF5Writer", "path": os.path.abspath(w.path), "every": w.every,
+                "compression": w.compression}
+    if isinstance(w, Checkpointer):
+        return {"class": "Checkpointer", "path": os.path.abspath(w.path), "every": w.every}
+    raise CheckpointError(f"writer {w!r} cannot be saved in a checkpoint (HDF5Writer and Checkpointer can)")
+
+
+def state_of(sim):
+    """The JSON-able state of ``sim`` (without the arrays); raises
+    CheckpointError for anything that cannot be restored."""
+    t = sim.agents
+    columns = [{"name": c, "dtype": str(t.spec(c).dtype), "default": np.asarray(t.spec(c).default).item(),
+                "shape": list(t.spec(c).shape), "inherit": t.spec(c).inherit} for c in t.columns]
+    records = []
+    for rec in sim.records.values():
+        counts = getattr(rec, "_counts", None)
+        entry = {"name": rec.name, "every": rec.trigger.every, "counts": counts}
+        if counts is None and not rec.name.startswith("count_"):
+            entry["fn"] = import_path(rec.fn, f"the function of record {rec.name!r}")
+        elif counts is None:
+            entry["fn"] = None  # a population count (record_counts) is rebuilt
+        records.append(entry)
+    return {
+        "box": sim.box.to_dict(), "boundary": sim.boundary, "dt": sim.dt, "seed": sim.seed,
+        "step": sim.step, "run_end": sim._run_end, "streams": sim._streams, "count_every": sim._count_every,
+        "grid_builds": sim._grid.builds, "next_uid": int(t._next_uid),
+        "mechanics": None if sim.mechanics is None else sim.mechanics.to_dict(),
+        "columns": columns,
+        "populations": [{"name": p.name, "code": p.code, "behaviours": [_behaviour_state(b) for b in p.behaviours]}
+                        for p in sim.populations.values()],
+        "substances": [_substance_state(s) for s in sim.substances.values()],
+        "writers": [_writer_state(w) for w in sim.writers],
+        "actions": [{"fn": import_path(a.fn, "action"), "every": a.trigger.every} for a in sim.actions],
+        "records": records,
+    }
+
+
+def save(sim, path):
+    """Write a checkpoint of ``sim`` to ``path`` atomically (a temporary file
+    in the same directory, then renamed): a crash while saving leaves the
+    previous checkpoint intact."""
+    path = os.fspath(path)
+    state = state_of(sim)  # refuses unrestorable parts before touching the disk
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"checkpoint path {path!r}: directory {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".h5", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["biosim_format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["state"] = json.dumps(state)
+            g = f.create_group("agents")
+            for name in sim.agents.columns:
+                g.create_dataset(name, data=sim.agents[name])
+            g = f.create_group("substances")
+            for name, sub in sim.substances.items():
+                g.create_dataset(name, data=sub.concentration)
+            g = f.create_group("records")
+            for name, rec in sim.records.items():
+                r = g.create_group(name)
+                r.create_dataset("step", data=rec.steps)
+                r.create_dataset("time", data=rec.times)
+                r.create_dataset("value", data=rec.values)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+# -- loading ----------------------------------------------------------------------
+def _read(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such checkpoint: {path!r}")
+    if os.path.isdir(path) or not h5py.is_hdf5(path):
+        raise CheckpointError(f"{path!r} is not a biosim checkpoint (not an HDF5 file)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: it is damaged or truncated ({e})") from None
+    fmt = f.attrs.get("biosim_format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FORMAT or "state" not in f.attrs:
+        f.close()
+        raise CheckpointError(f"{path!r} is an HDF5 file but not a biosim checkpoint (biosim_format is {fmt!r}); "
+                              f"to start from a run's snapshot use Simulation.from_run")
+    if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
+        f.close()
+        raise CheckpointError(f"checkpoint {path!r} has format version {f.attrs['format_version']}, newer than this "
+                              f"biosim reads ({FORMAT_VERSION})")
+    return f
+
+
+def mechanics_from(d):
+    from ..mechanics import MECHANICS
+
+    if d is None:
+        return None
+    cls = MECHANICS.get(d.get("class"))
+    if cls is None:
+        raise CheckpointError(f"unknown mechanics {d.get('class')!r}; known: {', '.join(MECHANICS)}")
+    params = dict(d["parameters"])
+    if isinstance(params.get("adhesion"), dict):
+        params["adhesion"] = {tuple(k.split("|")): v for k, v in params["adhesion"].items()}
+    return cls(**params)
+
+
+def substance_boundary(d, periodic):
+    from ..substances import FACES, Dirichlet, Neumann
+
+    if periodic:
+        return None
+    faces = {}
+    for face in FACES:
+        spec = d[face]
+        if spec["class"] == "Neumann":
+            faces[face] = Neumann(spec["flux"])
+        elif spec["class"] == "Dirichlet":
+            faces[face] = Dirichlet(spec["value"])
+        else:
+            raise CheckpointError(f"unknown boundary {spec!r} for face {face}")
+    return faces
+
+
+def behaviour_from(spec, allow, who):
+    if "rule" in spec:
+        definition = resolve(spec["rule"], allow, f"agent rule of {who}")
+        from ..rules import RuleDefinition
+
+        if not isinstance(definition, RuleDefinition):
+            raise CheckpointError(f"{spec['rule']!r} is not an agent rule")
+        return definition(every=spec["every"])
+    from ..behaviour import Behaviour
+
+    cls = resolve(spec["class"], allow, f"behaviour of {who}")
+    if not (isinstance(cls, type) and issubclass(cls, Behaviour)):
+        raise CheckpointError(f"{spec['class']!r} is not a biosim Behaviour")
+    try:
+        return cls(**spec["parameters"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"behaviour {spec['class']} of {who} cannot be rebuilt from its parameters "
+                              f"{spec['parameters']}: {e}") from None
+
+
+def load(path, allow=()):
+    """Rebuild the Simulation saved in ``path`` (see module doc)."""
+    from ..agents import CORE_COLUMNS
+    from ..simulation import Population, Record, Simulation
+    from ..space import Box
+
+    if isinstance(allow, str):
+        allow = (allow,)
+    allow = tuple(allow)
+    with _read(path) as f:
+        s = json.loads(f.attrs["state"])
+        box = Box(s["box"]["lower"], s["box"]["upper"])
+        sim = Simulation(box, boundary=s["boundary"], dt=s["dt"], seed=s["seed"],
+                         mechanics=mechanics_from(s["mechanics"]))
+        t = sim.agents
+        g = f["agents"]
+        for c in s["columns"]:
+            if c["name"] not in g:
+                raise CheckpointError(f"checkpoint {path!r} lacks column {c['name']!r}")
+            if c["name"] not in CORE_COLUMNS:
+                t.add_column(c["name"], c["dtype"], c["default"], tuple(c["shape"]), c["inherit"])
+        n = g["uid"].shape[0]
+        t.reserve(n)
+        for c in s["columns"]:
+            col = g[c["name"]]
+            if col.shape[0] != n:
+                raise CheckpointError(f"checkpoint {path!r}: column {c['name']!r} has {col.shape[0]} rows, "
+                                      f"uid has {n}")
+            t._data[c["name"]][:n] = col[:]
+        t._n = n
+        t._next_uid = s["next_uid"]
+        periodic = s["boundary"] == "periodic"
+        for sd in s["substances"]:
+            sub = sim.add_substance(sd["name"], sd["diffusion"], sd["decay"], sd["spacing"],
+                                    initial=f["substances"][sd["name"]][:],
+                                    boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"],
+                                    dt=sd["dt"])
+            sub._told = sd.get("told", False)
+        for p in sorted(s["populations"], key=lambda p: p["code"]):
+            pop = Population(sim, p["name"], p["code"])
+            sim.populations[p["name"]] = pop
+        for p in s["populations"]:
+            pop = sim.populations[p["name"]]
+            for spec in p["behaviours"]:
+                b = behaviour_from(spec, allow, f"population {p['name']!r}")
+                pop.behaviours.append(b)
+                b._stream = spec["stream"]
+        sim._streams = s["streams"]
+        sim.step = s["step"]
+        sim._run_end = s["run_end"]
+        sim._count_every = s["count_every"]
+        sim._grid.builds = s["grid_builds"]
+        for a in s["actions"]:
+            sim.add_action(resolve(a["fn"], allow, "action"), a["every"])
+        if sim._count_every is not None:
+            sim._sync_count_records()
+        for r in s["records"]:
+            rec = sim.records.get(r["name"])
+            if rec is None:
+                if r.get("fn") is None:
+                    raise CheckpointError(f"record {r['name']!r} has no function to restore")
+                rec = Record(r["name"], resolve(r["fn"], allow, f"record {r['name']!r}"), r["every"])
+                sim.records[r["name"]] = rec
+            data = f["records"][r["name"]]
+            rec._steps = data["step"][:].tolist()
+            rec._times = data["time"][:].tolist()
+            rec._values = data["value"][:].tolist()
+        from .hdf5 import HDF5Writer
+
+        for w in s["writers"]:
+            if w["class"] == "HDF5Writer":
+                writer = HDF5Writer(w["path"], w["every"], w.get("compression"))
+                writer._resume_at = sim.step
+            else:
+                writer = Checkpointer(w["path"], w["every"])
+            sim.writers.append(writer)
+    return sim
+
+
+class Checkpointer:
+    """A writer for ``sim.writers`` that saves a checkpoint to ``path`` every
+    ``every`` steps (replacing the previous one atomically), so a killed run
+    can go on with ``biosim resume PATH`` or ``Simulation.load_checkpoint``.
+    Whether the simulation can be checkpointed is checked when the run
+    starts, before any step is taken."""
+
+    def __init__(self, path, every):
+        from .. import _validate as V
+        from .hdf5 import _check_output_path
+
+        self.path = _check_output_path(path)
+        self.every = V.positive_int("every", every)
+        self._last_step = None
+
+    def __repr__(self):
+        return f"Checkpointer({self.path!r}, every={self.every})"
+
+    def open(self, sim):
+        state_of(sim)  # raises now, not hours into the run
+
+    def write(self, sim):
+        if self._last_step == sim.step:
+            return
+        save(sim, self.path)
+        self._last_step = sim.step
+
+    def close(self):
+        pass
+
+
+def _dotted_to_colon(path):
+    module, _, name = path.rpartition(".")
+    return f"{module}:{name}"
+
+
+def from_run(path, snapshot=-1, allow=()):
+    """A new Simulation from a snapshot of a run (see Simulation.from_run)."""
+    from ..agents import CORE_COLUMNS
+    from ..simulation import Population, Simulation
+    from ..space import Box
+    from .hdf5 import open_run
+
+    if isinstance(allow, str):
+        allow = (allow,)
+    allow = tuple(allow)
+    run = open_run(path)
+    if len(run) == 0:
+        raise CheckpointError(f"run {os.fspath(path)!r} holds no snapshot to start from")
+    i = run._snapshot(snapshot)
+    meta = run.metadata
+    try:
+        box = Box(meta["box"]["lower"], meta["box"]["upper"])
+        sim = Simulation(box, boundary=meta["boundary"], dt=meta["dt"], seed=meta["seed"],
+                         mechanics=mechanics_from(meta["mechanics"]))
+        columns, pops, subs = meta["columns"], meta["populations"], meta.get("substances", {})
+    except KeyError as e:
+        raise CheckpointError(f"run {run.path!r} lacks the metadata {e} needed to rebuild its simulation") from None
+    t = sim.agents
+    for name, c in columns.items():
+        if name not in CORE_COLUMNS:
+            t.add_column(name, c["dtype"], c.get("default", 0), tuple(c["shape"]), c.get("inherit", "copy"))
+    periodic = meta["boundary"] == "periodic"
+    for name, sd in subs.items():
+        for face, spec in sd["boundary"].items():
+            if spec["class"] == "Dirichlet" and not isinstance(spec["value"], (int, float)):
+                raise CheckpointError(f"substance {name!r} had a Dirichlet boundary given as a function "
+                                      f"({spec['value']}); a simulation cannot be rebuilt from it")
+        sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
+                          boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"])
+    ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
+    for name, p in ordered:
+        sim.populations[name] = Population(sim, name, p["type"])
+    streams = 0
+    for name, p in ordered:
+        for d in p["behaviours"]:
+            params = dict(d["parameters"])
+            if "rule" in params:
+                spec = {"rule": _dotted_to_colon(params["rule"]), "every": params.get("every", 1)}
+            else:
+                spec = {"class": _dotted_to_colon(d["class"]), "parameters": params}
+            b = behaviour_from(spec, allow, f"population {name!r}")
+            sim.populations[name].behaviours.append(b)
+            if d.get("stream") is not None:
+                b._stream = d["stream"]
+            streams = max(streams, b._stream)
+    sim._streams = streams
+    data = run.agents(i)
+    n = len(data["uid"])
+    t.reserve(n)
+    for name in t.columns:
+        if name in data:
+            t._data[name][:n] = data[name]
+        else:
+            t._data[name][:n] = t.spec(name).default
+    t._n = n
+    t._next_uid = int(data["uid"].max()) + 1 if n else 0
+    sim.step = int(run.steps[i])
+    return sim
