@@ -654,10 +654,18 @@ class Simulation:
                     bar.update(1)
                     if self.step % 10 == 0 or self.step == end:
                         bar.set_postfix(step=self.step, agents=len(self.agents), refresh=False)
+        except BaseException:
+            for w in self.writers:  # release the files; the first error is the one to report
+                if hasattr(w, "close"):
+                    try:
+                        w.close()
+                    except Exception:
+                        pass
+            raise
         finally:
             if bar is not None:
                 bar.close()
-            for w in self.writers:
-                if hasattr(w, "close"):
-                    w.close()
+        for w in self.writers:
+            if hasattr(w, "close"):
+                w.close()
         return self

@@ -226,3 +226,41 @@ def test_recorded_series_are_kept_and_written(tmp_path):
     sim.record("bad", lambda s: "many")
     with pytest.raises(TypeError, match="record 'bad'.*number"):
         sim.run(1)
+
+
+DISK_FULL = """
+import resource, signal, sys
+import biosim as bs
+from biosim import models
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # write() then fails with EFBIG, like a full disk
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sim = bs.Simulation(bs.Box.cube(200.0), dt=0.1, seed=1)
+pop = sim.add_agents("c", bs.init.ball(3000, 60.0, (100, 100, 100), seed=1), diameter=5.0)
+pop.behaviours += [models.RandomWalk(diffusion=1.0)]
+sim.writers.append(bs.io.HDF5Writer(sys.argv[1], every=1))
+try:
+    sim.run(400)
+except bs.io.OutputError as e:
+    print("STOPPED", sim.step, e)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_earlier_snapshots(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "full.py"
+    script.write_text(DISK_FULL)
+    path = tmp_path / "full.h5"
+    r = subprocess.run([sys.executable, str(script), str(path), str(3 * 2**20)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 3, r.stderr[-2000:]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("STOPPED")][0]
+    assert str(path) in line and "file-size limit" in line and "stay readable" in line
+    run = bs.io.open_run(path)
+    assert 3 <= len(run) < 400
+    for i in range(len(run)):
+        snap = run.agents(i)
+        assert len(snap["uid"]) == 3000 and snap["position"].shape == (3000, 3)

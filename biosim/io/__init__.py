@@ -2,6 +2,6 @@
 (:func:`open_run`), and checkpoints (:class:`Checkpointer`,
 ``Simulation.save_checkpoint`` / ``load_checkpoint``)."""
 from .checkpoint import CheckpointError, Checkpointer
-from .hdf5 import HDF5Writer, Run, open_run
+from .hdf5 import HDF5Writer, OutputError, Run, open_run
 
-__all__ = ["HDF5Writer", "Run", "open_run", "Checkpointer", "CheckpointError"]
+__all__ = ["HDF5Writer", "Run", "open_run", "Checkpointer", "CheckpointError", "OutputError"]

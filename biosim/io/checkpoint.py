@@ -179,9 +179,14 @@ def save(sim, path):
                 r.create_dataset("time", data=rec.times)
                 r.create_dataset("value", data=rec.values)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            from .hdf5 import OutputError
+
+            raise OutputError(f"writing checkpoint {path!r} failed ({' '.join(str(e).split())}); is the disk full or a file-size limit "
+                              f"reached?  The previous checkpoint there, if any, is unchanged") from e
         raise
     return path
 

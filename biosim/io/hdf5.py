@@ -53,6 +53,11 @@ def _check_output_path(path, name="path"):
     return path
 
 
+class OutputError(OSError):
+    """Writing output failed (disk full, size limit, permissions); the message
+    names the file and what stays readable."""
+
+
 class HDF5Writer:
     """Writes every agent column to ``path`` on steps that are multiples of
     ``every`` (the initial state included), for ``sim.writers``.
@@ -223,9 +228,45 @@ class HDF5Writer:
             self._series = {}
             f.close()
 
+    def _abandon(self):
+        """Release a file whose last write failed without writing to it again.
+        What is on disk is the consistent state of the last completed snapshot
+        (SWMR ordering); HDF5 would still flush its caches on close, and with the
+        disk full that fails and crashes the library at exit.  So its file
+        descriptor is pointed at /dev/null first: the final flush goes nowhere
+        and the file on disk stays as it was."""
+        f, self._file = self._file, None
+        self._columns, self._grids, self._series = {}, {}, {}
+        if f is None:
+            return
+        try:
+            fd = f.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, RuntimeError, ValueError):
+            pass
+        try:
+            f.close()
+        except (OSError, RuntimeError):
+            pass
+
     # -- writing ---------------------------------------------------------------
     def write(self, sim):
-        """Append one snapshot of ``sim``'s current state (once per step)."""
+        """Append one snapshot of ``sim``'s current state (once per step).  A
+        failed write (a full disk, a file-size limit) raises OutputError naming
+        the file and step; the snapshots written before stay readable."""
+        try:
+            self._write(sim)
+        except (OSError, RuntimeError) as e:  # h5py reports failed writes as either
+            if isinstance(e, OutputError):
+                raise
+            self._abandon()
+            raise OutputError(f"writing the snapshot of step {sim.step} to {self.path!r} failed ({' '.join(str(e).split())}); is the "
+                              f"disk full or a file-size limit reached?  The {self._snapshots} snapshots written "
+                              f"before it stay readable") from e
+
+    def _write(self, sim):
         if self._file is None:
             self.open(sim)
         if self._last_step == sim.step:
