@@ -47,6 +47,9 @@ def choice(name, value, allowed):
 
 def vector3(name, value):
     """Three finite reals, as a float64 array."""
+    raw = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(None, dtype=object)
+    if raw.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be three real numbers (x, y, z) in µm, got {value!r}")
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

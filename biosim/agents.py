@@ -64,6 +64,8 @@ class AgentTable:
         self._deaths = []
         self._request_seq = 0
         self._in_step = False
+        self.total_births = 0  # committed over the table's life (bookkeeping checks)
+        self.total_deaths = 0
         for name, dtype, default, shape in (
             ("uid", np.int64, -1, ()),
             ("type", np.int32, 0, ()),
@@ -282,4 +284,6 @@ class AgentTable:
             births = m
             self._births = []
         self._request_seq = 0
+        self.total_births += births
+        self.total_deaths += deaths
         return births, deaths

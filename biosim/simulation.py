@@ -268,7 +268,10 @@ class Simulation:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string, got {name!r}")
         try:
-            pos = np.array(position, dtype=np.float64)
+            raw = np.asarray(position)
+            if raw.dtype.kind not in "biuf":
+                raise TypeError
+            pos = np.array(raw, dtype=np.float64)
         except (TypeError, ValueError):
             raise TypeError(f"position must be an (n, 3) array of numbers (µm), got {type(position).__name__}") from None
         if pos.ndim == 1 and pos.shape == (3,):

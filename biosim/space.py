@@ -84,10 +84,12 @@ class UniformGrid:
 
     def _layout(self, cutoff, n):
         length = self.box.length
-        dims = np.maximum(1, np.floor(length / cutoff)).astype(np.int64)
         limit = max(4096.0, self.max_cells_per_agent * n)
-        while float(np.prod(dims.astype(float))) > limit:  # bound memory: bigger cells stay correct
-            dims = np.maximum(1, dims // 2)
+        # in floats first: a tiny cutoff must not overflow the integer cell counts
+        dims = np.minimum(np.maximum(1.0, np.floor(length / cutoff)), limit)
+        while float(np.prod(dims)) > limit:  # bound memory: bigger cells stay correct
+            dims = np.maximum(1.0, np.floor(dims / 2))
+        dims = dims.astype(np.int64)
         split = self.X_SPLIT
         while split > 1 and float(np.prod(dims.astype(float))) * split > limit:
             split //= 2

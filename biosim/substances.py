@@ -19,6 +19,7 @@ Solvers:
 """
 import fractions
 import math
+import os
 import numbers
 import warnings
 
@@ -85,12 +86,28 @@ def _fraction(x):
     return fractions.Fraction(x).limit_denominator(10**6)
 
 
+def max_voxels():
+    """Voxels one substance may have: physical memory / (8 bytes x 8 copies)."""
+    try:
+        mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        mem = 16 * 2**30
+    return mem / 64.0
+
+
 def check_spacing(spacing, box):
     """Voxel counts per axis; refuses a spacing that does not divide every
     extent, naming the nearest that do."""
     spacing = V.positive("spacing", spacing)
     length = box.length
-    counts = length / spacing
+    with np.errstate(over="ignore"):
+        counts = length / spacing
+        total = float(np.prod(counts))
+    limit = max_voxels()
+    if not np.isfinite(total) or total > limit:
+        raise ValueError(f"spacing {spacing!r} µm is too fine for the box extents {length.tolist()} µm: "
+                         f"{total:.3g} voxels, more than the {limit:.3g} this machine's memory can hold "
+                         f"(8 bytes per voxel, several copies for the solver)")
     rounded = np.rint(counts)
     if np.all(np.abs(counts - rounded) <= 1e-9 * np.maximum(counts, 1)) and np.all(rounded >= 1):
         return rounded.astype(np.int64)

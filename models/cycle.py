@@ -1,6 +1,4 @@
 """Cell cycle models: phases with durations, division at the end of the cycle."""
-import numbers
-
 import numpy as np
 
 from biosim import _validate as V
@@ -47,21 +45,21 @@ class CellCycle(Behaviour):
     def __init__(self, phases, durations, fixed=False, divide_after="", growth_rate=0.0, column="phase",
                  every=1):
         super().__init__(every)
-        if isinstance(phases, str) or not all(isinstance(p, str) and p for p in phases):
+        if not isinstance(phases, (list, tuple)) or not all(isinstance(p, str) and p for p in phases):
             raise TypeError(f"phases must be a sequence of phase names (non-empty strings), got {phases!r}")
         phases = tuple(phases)
         if not 1 <= len(phases) <= 127:
             raise ValueError(f"phases must name 1 to 127 phases, got {len(phases)}")
         if len(set(phases)) != len(phases):
             raise ValueError(f"phase names must be unique, got {phases!r}")
-        if isinstance(durations, numbers.Real) or len(durations) != len(phases):
+        if not isinstance(durations, (list, tuple, np.ndarray)) or len(durations) != len(phases):
             raise ValueError(f"durations must give one duration (min) per phase ({len(phases)}), got {durations!r}")
         self.phases = list(phases)
         self.durations = [V.positive(f"durations[{k}] ({phases[k]})", d, allow_inf=True)
                           for k, d in enumerate(durations)]
         if isinstance(fixed, (bool, np.bool_)):
             fixed = [bool(fixed)] * len(phases)
-        elif isinstance(fixed, str) or len(fixed) != len(phases) or not all(
+        elif not isinstance(fixed, (list, tuple)) or len(fixed) != len(phases) or not all(
                 isinstance(f, (bool, np.bool_)) for f in fixed):
             raise ValueError(f"fixed must be True/False or one bool per phase ({len(phases)}), got {fixed!r}")
         self.fixed = [bool(f) for f in fixed]

@@ -48,6 +48,15 @@ def test_bench_sir_tiny():
                      r"[\d.]+ ms/step with the same search \(pull: rule/built-in [\d.]+x\)", out)
 
 
+@pytest.mark.slow
+def test_soak_tiny():
+    out = run_bench("soak.py", "--agents", "1500", "--steps", "200", "--report", "50")
+    rows = [ln for ln in out.splitlines() if "uids unique, count = start + births - deaths" in ln]
+    assert len(rows) == 4 and "bookkeeping OK" in out
+    births, deaths = (int(x.replace(",", "")) for x in rows[-1].split()[2:4])
+    assert births > 100 and deaths > 100
+
+
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
-        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py"}
+        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py"}

@@ -139,6 +139,7 @@ def state_of(sim):
         "box": sim.box.to_dict(), "boundary": sim.boundary, "dt": sim.dt, "seed": sim.seed,
         "step": sim.step, "run_end": sim._run_end, "streams": sim._streams, "count_every": sim._count_every,
         "grid_builds": sim._grid.builds, "next_uid": int(t._next_uid),
+        "total_births": t.total_births, "total_deaths": t.total_deaths,
         "mechanics": None if sim.mechanics is None else sim.mechanics.to_dict(),
         "columns": columns,
         "populations": [{"name": p.name, "code": p.code, "behaviours": [_behaviour_state(b) for b in p.behaviours]}
@@ -298,6 +299,7 @@ def load(path, allow=()):
             t._data[c["name"]][:n] = col[:]
         t._n = n
         t._next_uid = s["next_uid"]
+        t.total_births, t.total_deaths = s.get("total_births", 0), s.get("total_deaths", 0)
         periodic = s["boundary"] == "periodic"
         for sd in s["substances"]:
             sub = sim.add_substance(sd["name"], sd["diffusion"], sd["decay"], sd["spacing"],
