@@ -169,7 +169,7 @@ def test_what_cannot_be_restored_is_refused_before_the_run(tmp_path):
         a.diameter += 0.1
 
     pop.behaviours += [local_rule]
-    with pytest.raises(CheckpointError, match="agent rule 'local_rule'.*lambda or a nested function"):
+    with pytest.raises(CheckpointError, match="agent rule .*local_rule is a lambda or a nested function"):
         sim.save_checkpoint(tmp_path / "c.h5")
     sim2 = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
     sim2.add_agents("c", [[5.0, 5.0, 5.0]])
@@ -247,3 +247,26 @@ def test_branch_from_a_snapshot_of_a_run(tmp_path):
     assert t.spec("marker").inherit == "split" and t.spec("marker").default == 1.5
     branch.run(20)
     assert len(branch.agents) > len(snap["uid"]) and t["uid"].max() >= snap["uid"].max()
+
+
+def test_a_rule_defined_in_the_script_gets_a_clear_error(tmp_path):
+    (tmp_path / "script.py").write_text(textwrap.dedent("""
+        import biosim as bs
+
+        @bs.agent_rule(writes=("diameter",))
+        def swell(a, ctx):
+            a.diameter += 0.1
+
+        sim = bs.Simulation(bs.Box.cube(50.0), mechanics=None)
+        pop = sim.add_agents("c", [[5.0, 5.0, 5.0]])
+        pop.behaviours += [swell]
+        try:
+            sim.save_checkpoint("c.h5")
+        except bs.io.CheckpointError as e:
+            print("REFUSED", e)
+    """))
+    r = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "REFUSED agent rule 'swell' is defined in __main__" in r.stdout
+    assert "move it into a module" in r.stdout and "allow=" in r.stdout
+    assert not (tmp_path / "c.h5").exists()

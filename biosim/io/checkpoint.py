@@ -85,7 +85,7 @@ def _behaviour_state(b):
 
     if isinstance(b, AgentRule):
         d = b.definition
-        path = import_path(d.fn, f"agent rule {d.name!r}")
+        path = import_path(d.fn, "agent rule")
         module, _ = path.split(":")
         try:
             found = getattr(importlib.import_module(module), d.name)
@@ -95,7 +95,7 @@ def _behaviour_state(b):
             raise CheckpointError(f"agent rule {d.name!r} is not reachable as {module}.{d.name}; define it with "
                                   f"@bs.agent_rule at the top level of module {module!r}")
         return {"rule": f"{module}:{d.name}", "every": b.every, "stream": b.stream}
-    return {"class": import_path(type(b), f"behaviour {type(b).__name__}"), "parameters": b.parameters(),
+    return {"class": import_path(type(b), "behaviour"), "parameters": b.parameters(),
             "stream": b.stream}
 
 
