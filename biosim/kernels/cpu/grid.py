@@ -56,6 +56,20 @@ def stencil_axis(c, dims, periodic):
 
 
 @njit(cache=True, inline="always")
+def wrap(k, dims):
+    """Cell index k (unwrapped, usually within one period) into [0, dims)."""
+    if k < 0:
+        k += dims
+        if k < 0:
+            k = k % dims
+    elif k >= dims:
+        k -= dims
+        if k >= dims:
+            k = k % dims
+    return k
+
+
+@njit(cache=True, inline="always")
 def x_segments(x, w, lower, inv_h, nx, periodic):
     """Cells [a1, b1) and [a2, b2) of a row holding every agent within ``w`` µm
     of ``x`` along the x axis (the second range is empty unless it wraps)."""
@@ -65,15 +79,7 @@ def x_segments(x, w, lower, inv_h, nx, periodic):
         cnt = hi - lo + 1
         if cnt >= nx:
             return 0, nx, 0, 0
-        a = lo
-        if a < 0:
-            a += nx
-            if a < 0:
-                a = a % nx
-        elif a >= nx:
-            a -= nx
-            if a >= nx:
-                a = a % nx
+        a = wrap(lo, nx)
         c1 = min(cnt, nx - a)
         return a, a + c1, 0, cnt - c1
     if lo < 0:
@@ -197,20 +203,6 @@ def axis_window(v, r, lower, inv_h, dims, periodic):
     elif hi > dims - 1:
         hi = dims - 1
     return lo, hi - lo + 1, False
-
-
-@njit(cache=True, inline="always")
-def wrap(k, dims):
-    """Cell index k (unwrapped, usually within one period) into [0, dims)."""
-    if k < 0:
-        k += dims
-        if k < 0:
-            k = k % dims
-    elif k >= dims:
-        k -= dims
-        if k >= dims:
-            k = k % dims
-    return k
 
 
 @njit(cache=True, inline="always")
