@@ -63,7 +63,15 @@ def cmd_run(args):
         sys.exit(f"biosim run: no such script: {args.script!r}")
     sys.argv = [args.script, *args.script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
-    runpy.run_path(args.script, run_name="__main__")
+    try:
+        runpy.run_path(args.script, run_name="__main__")
+    finally:
+        if args.profile:
+            from biosim.simulation import _LIVE
+
+            for sim in list(_LIVE):
+                if sim.step > sim._first_step:
+                    print(sim.profile(), file=sys.stderr)
 
 
 def cmd_resume(args):
@@ -133,6 +141,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a simulation script")
+    r.add_argument("--profile", action="store_true",
+                   help="print the wall time per phase and per behaviour of each simulation at the end")
     r.add_argument("script")
     r.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     r.set_defaults(func=cmd_run)

@@ -1,6 +1,7 @@
 """Simulation: owns the agents, the populations and their behaviours, the
 mechanics, the writers and the step loop."""
 import time as _time
+import weakref
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from .substances import Substance
 
 PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "substances", "commit", "output")
 _DEFAULT = object()
+_LIVE = weakref.WeakSet()  # simulations of this process (for `biosim run --profile`)
 
 
 class ActionError(RuntimeError):
@@ -214,6 +216,8 @@ class Simulation:
         self._grid_valid = False
         self._run_end = None
         self._count_every = None
+        self._first_step = 0
+        _LIVE.add(self)
 
     # -- state ---------------------------------------------------------------
     @property
@@ -428,6 +432,24 @@ class Simulation:
                             t = sim.agents
                             return int(np.count_nonzero((t.type == code) & (t[col] == value)))
                         self.record(name, count, self._count_every)._counts = (col, value)
+
+    def profile(self):
+        """A table of where the time went: wall time per phase of the step (s,
+        ms per step, share) and per behaviour (grid rebuilds they caused count
+        as neighbour search), from ``sim.timings`` and
+        ``sim.behaviour_timings``, which are always collected."""
+        steps = max(self.step - self._first_step, 1)
+        total = sum(self.timings.values())
+        lines = [f"biosim profile: {self.step - self._first_step} steps, {len(self.agents):,} agents now, "
+                 f"{total:.3f} s in the step loop",
+                 f"  {'phase':<28} {'seconds':>9} {'ms/step':>9} {'share':>7}"]
+        for name, sec in self.timings.items():
+            lines.append(f"  {name:<28} {sec:9.3f} {1e3 * sec / steps:9.3f} {sec / total if total else 0:7.1%}")
+            if name == "behaviours":
+                for key, bsec in self.behaviour_timings.items():
+                    lines.append(f"    {key:<26} {bsec:9.3f} {1e3 * bsec / steps:9.3f} "
+                                 f"{bsec / total if total else 0:7.1%}")
+        return "\n".join(lines)
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, path):

@@ -57,3 +57,24 @@ def test_demo_grows_to_about_ten_thousand_cells(tmp_path):
     # mechanics keep the spheroid from collapsing: hardly any centres within 3 µm
     pairs = bs.neighbour_pairs(sim.agents.position, 3.0, sim.box)
     assert len(pairs) < 0.005 * len(sim.agents)
+
+
+def test_run_with_profile_prints_time_per_phase_and_behaviour(tmp_path):
+    script = tmp_path / "prof.py"
+    script.write_text(
+        "import biosim as bs\n"
+        "from biosim import models\n"
+        "sim = bs.Simulation(bs.Box.cube(80.0), seed=1)\n"
+        "pop = sim.add_agents('cells', bs.init.uniform(200, sim.box, seed=1), diameter=5.0)\n"
+        "pop.behaviours += [models.RandomWalk(diffusion=1.0), models.Apoptosis(rate=0.001)]\n"
+        "sim.run(25)\n")
+    r = biosim("run", "--profile", str(script))
+    assert r.returncode == 0, r.stderr
+    out = r.stderr
+    assert "biosim profile: 25 steps" in out
+    for phase in ("neighbours", "behaviours", "mechanics", "substances", "commit", "output",
+                  "cells.RandomWalk", "cells.Apoptosis"):
+        assert phase in out
+    rows = {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines()[2:] if ln.strip()}
+    assert rows["mechanics"] > 0 and rows["cells.RandomWalk"] > 0
+    assert abs(sum(v for k, v in rows.items() if "." not in k) - float(out.split(" agents now, ")[1].split()[0])) < 2e-3

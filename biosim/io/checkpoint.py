@@ -317,7 +317,7 @@ def load(path, allow=()):
                 pop.behaviours.append(b)
                 b._stream = spec["stream"]
         sim._streams = s["streams"]
-        sim.step = s["step"]
+        sim.step = sim._first_step = s["step"]
         sim._run_end = s["run_end"]
         sim._count_every = s["count_every"]
         sim._grid.builds = s["grid_builds"]
@@ -445,5 +445,5 @@ def from_run(path, snapshot=-1, allow=()):
             t._data[name][:n] = t.spec(name).default
     t._n = n
     t._next_uid = int(data["uid"].max()) + 1 if n else 0
-    sim.step = int(run.steps[i])
+    sim.step = sim._first_step = int(run.steps[i])
     return sim
