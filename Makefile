@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanics.py
 	$(PY) benchmarks/bench_diffusion.py
 	$(PY) benchmarks/bench_sir.py
+	$(PY) benchmarks/bench_circles.py
 
 clean:
 	rm -rf $(VENV) .numba_cache out *.egg-info

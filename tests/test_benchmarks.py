@@ -48,6 +48,29 @@ def test_bench_sir_tiny():
                      r"[\d.]+ ms/step with the same search \(pull: rule/built-in [\d.]+x\)", out)
 
 
+def test_circles_step_matches_the_ckdtree_reference():
+    import numpy as np
+
+    from biosim import bench
+
+    sim = bench.make_circles(3000, seed=3)
+    pos0, uid0 = sim.agents.position.copy(), sim.agents.uid.copy()
+    for _ in range(3):
+        ref = bench.circles_reference(pos0, lower=sim.box.lower, upper=sim.box.upper)
+        sim.run(1)
+        got = sim.agents.position[sim.agents.rows_of(uid0)]
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+        assert np.abs(ref - pos0).max() > 1e-3  # agents did move
+        pos0 = got
+
+
+@pytest.mark.slow
+def test_bench_circles_tiny():
+    out = run_bench("bench_circles.py", "--agents", "5000", "--steps", "2")
+    assert re.search(r"1 thread\(s\):\s+[\d.]+ M agent-updates/s", out)
+    assert "cKDTree baseline" in out and "speed-up" in out and "bytes/agent" in out
+
+
 @pytest.mark.slow
 def test_soak_tiny():
     out = run_bench("soak.py", "--agents", "1500", "--steps", "200", "--report", "50")
@@ -59,4 +82,5 @@ def test_soak_tiny():
 
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
-        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py"}
+        "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
+        "bench_circles.py"}
