@@ -86,7 +86,8 @@ class UniformGrid:
         length = self.box.length
         limit = max(4096.0, self.max_cells_per_agent * n)
         # in floats first: a tiny cutoff must not overflow the integer cell counts
-        dims = np.minimum(np.maximum(1.0, np.floor(length / cutoff)), limit)
+        with np.errstate(over="ignore"):
+            dims = np.minimum(np.maximum(1.0, np.floor(length / cutoff)), limit)
         while float(np.prod(dims)) > limit:  # bound memory: bigger cells stay correct
             dims = np.maximum(1.0, np.floor(dims / 2))
         dims = dims.astype(np.int64)
