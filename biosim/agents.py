@@ -101,7 +101,12 @@ class AgentTable:
         if dtype.kind not in "biuf" or dtype.itemsize > 8:
             raise TypeError(f"dtype of column {name!r} must be bool, an integer or a float of at most "
                             f"64 bits, got {dtype}")
-        shape = tuple(int(s) for s in np.atleast_1d(shape)) if shape != () else ()
+        if not (isinstance(shape, tuple) and shape == ()):
+            arr = None if isinstance(shape, (str, bytes)) else np.atleast_1d(np.asarray(shape))
+            if arr is None or arr.dtype.kind not in "iu" or arr.ndim != 1:
+                raise TypeError(f"shape of column {name!r} must be () or a tuple of positive ints, "
+                                f"got {shape!r}")
+            shape = tuple(int(s) for s in arr)
         if any(s < 1 for s in shape):
             raise ValueError(f"shape of column {name!r} must hold positive sizes, got {shape}")
         if inherit is not None:

@@ -50,3 +50,19 @@ def test_cos_sin_of_a_turn_matches_libm():
     c, s = both(u)
     np.testing.assert_allclose(c, np.cos(2 * np.pi * u), rtol=0, atol=5e-14)
     np.testing.assert_allclose(s, np.sin(2 * np.pi * u), rtol=0, atol=5e-14)
+
+
+def test_sine_of_a_turn_for_the_circles_kernel():
+    from numba import njit
+
+    from biosim.kernels.cpu.circles import sin_turn
+
+    @njit
+    def many(u):
+        out = np.empty(u.size)
+        for i in range(u.size):
+            out[i] = sin_turn(u[i])
+        return out
+
+    u = np.concatenate([np.random.default_rng(1).random(200_000), [0.0, 0.25, 0.5, 0.75, 1 - 2.0 ** -53]])
+    np.testing.assert_allclose(many(u), np.sin(2 * np.pi * u), rtol=0, atol=5e-14)

@@ -3,8 +3,8 @@ benchmark suite: every agent sums sin(-2 pi d / r) x strength along the unit
 vectors to its neighbours closer than r, divides by their number and moves
 by the result.  Computed like the forces (kernels/cpu/forces.py): cell by
 cell, the neighbourhood gathered into a per-thread buffer, then one long
-vectorised loop per agent (the sine by the polynomial of rng.cos_sin_turn,
-which vectorises where libm's does not).  Positions are read from ``pos``
+vectorised loop per agent (the sine by a polynomial, sin_turn, which
+vectorises where libm's does not).  Positions are read from ``pos``
 and written to ``out``, so the update is synchronous and thread-count
 independent."""
 import numpy as np
@@ -12,9 +12,24 @@ from numba import get_thread_id, njit, prange
 
 from .forces import x_stencil
 from .grid import stencil_axis
-from .rng import cos_sin_turn
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
+_PI = 3.141592653589793
+
+
+@njit(cache=True, inline="always")
+def sin_turn(u):
+    """sin(2 pi u) for u in [0, 1), branch-free: x = 2 pi (u - 1/2) in [-pi, pi)
+    (sin(2 pi u) = -sin x), folded into [-pi/2, pi/2] by sin(pi - x) = sin x,
+    then the Taylor series to x^17 (error below 5e-14)."""
+    x = 2.0 * _PI * (u - 0.5)
+    a = abs(x)
+    y = x if a <= 0.5 * _PI else np.copysign(_PI, x) - x
+    y2 = y * y
+    s = y * (1.0 + y2 * (-1.0 / 6 + y2 * (1.0 / 120 + y2 * (-1.0 / 5040 + y2 * (1.0 / 362880 + y2 * (
+        -1.0 / 39916800 + y2 * (1.0 / 6227020800 + y2 * (-1.0 / 1307674368000 + y2 * (
+            1.0 / 355687428096000)))))))))
+    return -s
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
@@ -74,7 +89,7 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
                 d2 = dx * dx + dy * dy + dz * dz
                 w = 1.0 if (d2 < r2) & (d2 > 0.0) else 0.0  # itself (d = 0) excluded
                 d = np.sqrt(d2)
-                c_, s_ = cos_sin_turn(min(d * inv_r, 0.999999))
+                s_ = sin_turn(min(d * inv_r, 0.999999))
                 f = w * strength * -s_ / (d + (1.0 - w))
                 fx += f * dx
                 fy += f * dy
