@@ -207,6 +207,21 @@ class AgentTable:
         self._n = start + m
         return uids
 
+    def restore(self, columns, next_uid):
+        """Replace every row by saved ones (a checkpoint or a snapshot):
+        ``columns`` maps column names to arrays of n rows, uid and type
+        included, in row order; columns it lacks take their defaults.
+        ``next_uid`` is the uid the next new agent gets."""
+        n = len(columns["uid"])
+        for name, arr in columns.items():
+            if len(arr) != n:
+                raise ValueError(f"column {name!r} has {len(arr)} rows, uid has {n}")
+        self.reserve(n)
+        for name, arr in self._data.items():
+            arr[:n] = columns[name] if name in columns else self._specs[name].default
+        self._n = n
+        self._next_uid = int(next_uid)
+
     def permute(self, order):
         """Reorder the live rows: row i becomes old row ``order[i]``."""
         n = self._n

@@ -42,33 +42,45 @@ def _make(n, seed=1):
     return sim
 
 
-def measure_engine(n, steps):
-    """Run in the current process: dict with updates/s and per-phase ms/step."""
-    import biosim as bs
+def _measure(make, n, steps, warm=2000):
+    """Time steps 1..``steps`` of ``make(n)`` in this process: ``make(warm)``
+    runs a step first so compilation (or loading the cache) is not timed,
+    and step 0 of the measured simulation is not timed either.  Returns the
+    simulation and a dict of throughput, per-phase and per-behaviour ms/step
+    and memory held per agent (resident memory after the run minus before
+    the simulation was made)."""
+    import numba
 
-    warm = _make(1000)
-    warm.add_agents("cells", bs.init.uniform(1000, warm.box, seed=2), diameter=1.0)
-    warm.run(1)  # compile (or load the cache) before anything is measured
-    del warm
+    first = make(warm)
+    first.run(1)
+    del first
     rss0 = _rss_bytes()
-    sim = _make(n)
-    pos = bs.init.uniform(n, sim.box, seed=3)
-    sim.add_agents("cells", pos, diameter=1.0)
-    del pos
+    sim = make(n)
     sim.run(1)
     sim.timings.update(dict.fromkeys(sim.timings, 0.0))
+    sim.behaviour_timings.clear()
     t0 = time.perf_counter()
     sim.run(steps)
     wall = time.perf_counter() - t0
-    rss1 = _rss_bytes()
-    import numba
-
-    return {
+    return sim, {
         "agents": n, "steps": steps, "threads": numba.get_num_threads(), "seconds": wall,
-        "updates_per_s": n * steps / wall,
+        "updates_per_s": n * steps / wall, "bytes_per_agent": (_rss_bytes() - rss0) / n,
         "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
-        "bytes_per_agent": (rss1 - rss0) / n,
+        "behaviour_ms_per_step": {k: 1e3 * v / steps for k, v in sim.behaviour_timings.items()},
     }
+
+
+def _make_engine(n):
+    import biosim as bs
+
+    sim = _make(n)
+    sim.add_agents("cells", bs.init.uniform(n, sim.box, seed=3), diameter=1.0)
+    return sim
+
+
+def measure_engine(n, steps):
+    """Run in the current process: dict with updates/s and per-phase ms/step."""
+    return _measure(_make_engine, n, steps, warm=1000)[1]
 
 
 def measure_ckdtree(n, steps):
@@ -265,25 +277,9 @@ def make_sir(n, seed=1, rule=False, search="auto"):
 def measure_sir(n, steps, rule=False, search="auto"):
     """Agent-updates per second of steps 1..steps of the SIR scenario (step 0
     compiles or loads the cache and is not timed)."""
-    import numba
-
-    warm = make_sir(3000, rule=rule, search=search)
-    warm.run(1)
-    del warm
-    rss0 = _rss_bytes()
-    sim = make_sir(n, rule=rule, search=search)
-    sim.run(1)
-    sim.timings.update(dict.fromkeys(sim.timings, 0.0))
-    sim.behaviour_timings.clear()
-    t0 = time.perf_counter()
-    sim.run(steps)
-    wall = time.perf_counter() - t0
-    counts = np.bincount(sim.agents["state"], minlength=3)
-    return {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "rule": rule, "seconds": wall,
-            "updates_per_s": n * steps / wall, "bytes_per_agent": (_rss_bytes() - rss0) / n,
-            "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
-            "behaviour_ms_per_step": {k: 1e3 * v / steps for k, v in sim.behaviour_timings.items()},
-            "sir": counts[:3].tolist()}
+    sim, result = _measure(lambda m: make_sir(m, rule=rule, search=search), n, steps, warm=3000)
+    result.update(rule=rule, sir=np.bincount(sim.agents["state"], minlength=3)[:3].tolist())
+    return result
 
 
 BIODYNAMO_SIR_RATE = 10.05e6 * 1000 / (19 * 60 + 18)  # agent-updates/s, 2-core system (published)
@@ -385,23 +381,9 @@ def make_circles(n, seed=1):
 
 
 def measure_circles(n, steps):
-    import numba
-
-    warm = make_circles(2000)
-    warm.run(1)
-    del warm
-    rss0 = _rss_bytes()
-    sim = make_circles(n)
-    sim.run(1)
-    sim.timings.update(dict.fromkeys(sim.timings, 0.0))
-    sim.behaviour_timings.clear()
-    t0 = time.perf_counter()
-    sim.run(steps)
-    wall = time.perf_counter() - t0
-    return {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "seconds": wall,
-            "updates_per_s": n * steps / wall, "bytes_per_agent": (_rss_bytes() - rss0) / n,
-            "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
-            "checksum": float(sim.agents.position.sum())}
+    sim, result = _measure(make_circles, n, steps)
+    result["checksum"] = float(sim.agents.position.sum())
+    return result
 
 
 def circles_reference(pos, radius=CIRCLES_RADIUS, strength=CIRCLES_STRENGTH, lower=None, upper=None):

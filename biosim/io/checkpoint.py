@@ -289,16 +289,10 @@ def load(path, allow=()):
                 raise CheckpointError(f"checkpoint {path!r} lacks column {c['name']!r}")
             if c["name"] not in CORE_COLUMNS:
                 t.add_column(c["name"], c["dtype"], c["default"], tuple(c["shape"]), c["inherit"])
-        n = g["uid"].shape[0]
-        t.reserve(n)
-        for c in s["columns"]:
-            col = g[c["name"]]
-            if col.shape[0] != n:
-                raise CheckpointError(f"checkpoint {path!r}: column {c['name']!r} has {col.shape[0]} rows, "
-                                      f"uid has {n}")
-            t._data[c["name"]][:n] = col[:]
-        t._n = n
-        t._next_uid = s["next_uid"]
+        try:
+            t.restore({c["name"]: g[c["name"]][:] for c in s["columns"]}, s["next_uid"])
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {path!r}: {e}") from None
         t.total_births, t.total_deaths = s.get("total_births", 0), s.get("total_deaths", 0)
         periodic = s["boundary"] == "periodic"
         for sd in s["substances"]:
@@ -436,14 +430,6 @@ def from_run(path, snapshot=-1, allow=()):
             streams = max(streams, b._stream)
     sim._streams = streams
     data = run.agents(i)
-    n = len(data["uid"])
-    t.reserve(n)
-    for name in t.columns:
-        if name in data:
-            t._data[name][:n] = data[name]
-        else:
-            t._data[name][:n] = t.spec(name).default
-    t._n = n
-    t._next_uid = int(data["uid"].max()) + 1 if n else 0
+    t.restore({k: v for k, v in data.items() if k in t}, int(data["uid"].max()) + 1 if len(data["uid"]) else 0)
     sim.step = sim._first_step = int(run.steps[i])
     return sim

@@ -10,8 +10,7 @@ independent."""
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .forces import x_stencil
-from .grid import stencil_axis
+from .forces import gather_neighbourhood
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 _PI = 3.141592653589793
@@ -53,26 +52,8 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
         bx = buf[tid, 0]
         by = buf[tid, 1]
         bz = buf[tid, 2]
-        cx = c % nx
-        cy = (c // nx) % ny
-        cz = c // (nx * ny)
-        loy, cnty = stencil_axis(cy, ny, periodic[1])
-        loz, cntz = stencil_axis(cz, nz, periodic[2])
-        a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
-        m = 0
-        for oz in range(cntz):
-            iz = (loz + oz) % nz
-            for oy in range(cnty):
-                base = nx * ((loy + oy) % ny + ny * iz)
-                for seg in range(2):
-                    lo = cell_start[base + (a1 if seg == 0 else a2)]
-                    hi = cell_start[base + (b1 if seg == 0 else b2)]
-                    for q in range(lo, hi):
-                        j = order[q]
-                        bx[m] = pos[j, 0]
-                        by[m] = pos[j, 1]
-                        bz[m] = pos[j, 2]
-                        m += 1
+        m = gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, bx, order, bx, by, bz,
+                                 bx, bx, False, False)
         for qi in range(sa, ea):
             i = order[qi]
             xi = pos[i, 0]

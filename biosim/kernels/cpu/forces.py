@@ -120,6 +120,40 @@ def x_stencil(cx, k, nx, periodic):
     return lo, hi + 1, 0, 0
 
 
+@njit(cache=True, inline="always")
+def gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, diam, types, bx, by, bz, bd, bt,
+                         with_diam, with_type):
+    """Copy the positions (into bx, by, bz), and with the flags the diameters
+    (bd) and types (bt), of every agent in the cells around cell ``c`` (3 x 3
+    rows in y, z; ``k`` cells either side in x) into the buffers, in a fixed
+    order; returns their number."""
+    cx = c % nx
+    cy = (c // nx) % ny
+    cz = c // (nx * ny)
+    loy, cnty = stencil_axis(cy, ny, periodic[1])
+    loz, cntz = stencil_axis(cz, nz, periodic[2])
+    a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
+    m = 0
+    for oz in range(cntz):
+        iz = (loz + oz) % nz
+        for oy in range(cnty):
+            base = nx * ((loy + oy) % ny + ny * iz)
+            for seg in range(2):  # the x-run, in two pieces where it wraps
+                lo = cell_start[base + (a1 if seg == 0 else a2)]
+                hi = cell_start[base + (b1 if seg == 0 else b2)]
+                for q in range(lo, hi):
+                    j = order[q]
+                    bx[m] = pos[j, 0]
+                    by[m] = pos[j, 1]
+                    bz[m] = pos[j, 2]
+                    if with_diam:
+                        bd[m] = diam[j]
+                    if with_type:
+                        bt[m] = types[j]
+                    m += 1
+    return m
+
+
 @njit(cache=True)
 def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     """Room needed for the largest gathered neighbourhood (bounded by n)."""
@@ -160,29 +194,8 @@ def _forces(law, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cel
         bz = buf[tid, 2]
         bd = buf[tid, 3]
         bt = buf[tid, 4]
-        cx = c % nx
-        cy = (c // nx) % ny
-        cz = c // (nx * ny)
-        loy, cnty = stencil_axis(cy, ny, periodic[1])
-        loz, cntz = stencil_axis(cz, nz, periodic[2])
-        a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
-        m = 0
-        for oz in range(cntz):
-            iz = (loz + oz) % nz
-            for oy in range(cnty):
-                base = nx * ((loy + oy) % ny + ny * iz)
-                for seg in range(2):  # the x-run, in two pieces where it wraps
-                    lo = cell_start[base + (a1 if seg == 0 else a2)]
-                    hi = cell_start[base + (b1 if seg == 0 else b2)]
-                    for q in range(lo, hi):
-                        j = order[q]
-                        bx[m] = pos[j, 0]
-                        by[m] = pos[j, 1]
-                        bz[m] = pos[j, 2]
-                        bd[m] = diam[j]
-                        if typed:
-                            bt[m] = types[j]
-                        m += 1
+        m = gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, diam, types, bx, by, bz,
+                                 bd, bt, True, typed)
         for qi in range(sa, ea):
             i = order[qi]
             xi = pos[i, 0]

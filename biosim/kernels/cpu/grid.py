@@ -70,27 +70,39 @@ def wrap(k, dims):
 
 
 @njit(cache=True, inline="always")
+def axis_window(v, r, lower, inv_h, dims, periodic):
+    """Cells within ``r`` µm (at most a cell edge) of coordinate ``v`` on one
+    axis: (first, count, whole).  ``first`` is unwrapped (-1 or ``dims`` on a
+    periodic axis; see ``wrap``); ``whole`` when the window covers a
+    periodic axis entirely (then it is every cell once, from 0)."""
+    lo = np.int64(np.floor((v - r - lower) * inv_h))
+    hi = np.int64(np.floor((v + r - lower) * inv_h))
+    if periodic:
+        cnt = hi - lo + 1
+        if cnt >= dims:
+            return 0, dims, True
+        return lo, cnt, False
+    if lo < 0:
+        lo = 0
+    elif lo > dims - 1:
+        lo = dims - 1
+    if hi < 0:
+        hi = 0
+    elif hi > dims - 1:
+        hi = dims - 1
+    return lo, hi - lo + 1, False
+
+
+@njit(cache=True, inline="always")
 def x_segments(x, w, lower, inv_h, nx, periodic):
     """Cells [a1, b1) and [a2, b2) of a row holding every agent within ``w`` µm
     of ``x`` along the x axis (the second range is empty unless it wraps)."""
-    lo = np.int64(np.floor((x - w - lower) * inv_h))
-    hi = np.int64(np.floor((x + w - lower) * inv_h))
-    if periodic:
-        cnt = hi - lo + 1
-        if cnt >= nx:
-            return 0, nx, 0, 0
-        a = wrap(lo, nx)
-        c1 = min(cnt, nx - a)
-        return a, a + c1, 0, cnt - c1
-    if lo < 0:
-        lo = 0
-    elif lo > nx - 1:
-        lo = nx - 1
-    if hi < 0:
-        hi = 0
-    elif hi > nx - 1:
-        hi = nx - 1
-    return lo, hi + 1, 0, 0
+    lo, cnt, whole = axis_window(x, w, lower, inv_h, nx, periodic)
+    if not periodic or whole:
+        return lo, lo + cnt, 0, 0
+    a = wrap(lo, nx)
+    c1 = min(cnt, nx - a)
+    return a, a + c1, 0, cnt - c1
 
 
 @njit(cache=True, inline="always")
@@ -179,30 +191,6 @@ STENCIL_RUNS = 18  # at most 3 x 3 rows of cells, each in at most two x-segments
 # small buffer of runs, and a fixed item size keeps the work split independent
 # of the thread count.
 SEARCH_CHUNK = 1024
-
-
-@njit(cache=True, inline="always")
-def axis_window(v, r, lower, inv_h, dims, periodic):
-    """Cells within ``r`` µm (at most a cell edge) of coordinate ``v`` on one
-    axis: (first, count, whole).  ``first`` is unwrapped (-1 or ``dims`` on a
-    periodic axis; see ``wrap``); ``whole`` when the window covers a
-    periodic axis entirely (then it is every cell once, from 0)."""
-    lo = np.int64(np.floor((v - r - lower) * inv_h))
-    hi = np.int64(np.floor((v + r - lower) * inv_h))
-    if periodic:
-        cnt = hi - lo + 1
-        if cnt >= dims:
-            return 0, dims, True
-        return lo, cnt, False
-    if lo < 0:
-        lo = 0
-    elif lo > dims - 1:
-        lo = dims - 1
-    if hi < 0:
-        hi = 0
-    elif hi > dims - 1:
-        hi = dims - 1
-    return lo, hi - lo + 1, False
 
 
 @njit(cache=True, inline="always")
