@@ -22,23 +22,13 @@ def _set_threads(n):
     numba.set_num_threads(n)
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def cmd_info(args):
     import h5py
     import numba
     import numpy as np
 
     import biosim
+    from biosim.bench._common import cpu_model
     from biosim.kernels import cuda
 
     rows = [
@@ -47,7 +37,7 @@ def cmd_info(args):
         ("numpy", np.__version__),
         ("numba", numba.__version__),
         ("h5py", f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})"),
-        ("cpu", f"{_cpu_model()}, {os.cpu_count()} logical cores"),
+        ("cpu", f"{cpu_model()}, {os.cpu_count()} logical cores"),
         ("threads", f"{numba.get_num_threads()} of {numba.config.NUMBA_NUM_THREADS} "
                     f"(NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})"),
         ("threading layer", numba.config.THREADING_LAYER),
@@ -132,7 +122,19 @@ def cmd_view(args):
 def cmd_bench(args):
     from biosim import bench
 
-    bench.main(agents=args.agents, threads=args.threads_list, steps=args.steps, baseline=not args.no_baseline)
+    if args.list:
+        for name, sc in bench.SCENARIOS.items():
+            print(f"{name}\n    " + "\n    ".join(line.strip() for line in sc.doc.strip().splitlines()) + "\n")
+        return
+    counts = args.bench_threads
+    if counts is None and getattr(args, "threads", None):
+        counts = str(args.threads)
+    try:
+        bench.run_suite(args.scenario, agents=args.agents, threads=counts, weak=args.weak, steps=args.steps,
+                        repeat=args.repeat, baseline=not args.no_baseline, out=args.out or None,
+                        plot=not args.no_plot)
+    except ValueError as e:
+        sys.exit(f"biosim bench: {e}")
 
 
 def build_parser():
@@ -185,15 +187,25 @@ def build_parser():
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
-    b = sub.add_parser("bench", help="mechanics throughput and scaling across cores")
-    b.add_argument("--agents", type=int, default=1_000_000)
-    b.add_argument("--steps", type=int, default=10)
-    b.add_argument("--threads-list", default=None,
+    b = sub.add_parser("bench", help="the benchmark suite: throughput, per-phase times, scaling across cores",
+                       description="Run biosim's benchmark scenarios; each thread count runs in a process of its "
+                                   "own. Prints a table, writes bench.json and bench.png into --out.")
+    b.add_argument("--scenario", default="all",
+                   help="comma-separated: circles, mechanics, proliferation, epidemiology, clustering, "
+                        "physicell_template, or all (default)")
+    b.add_argument("--agents", default=None, help="comma-separated sizes, e.g. 1e5,1e6 (default: per scenario)")
+    b.add_argument("--threads", "--threads-list", dest="bench_threads", default=None,
                    help="comma-separated thread counts (default: 1 and all cores)")
-    b.add_argument("--no-baseline", action="store_true", help="skip the numpy + cKDTree baseline")
+    b.add_argument("--weak", action="store_true", help="weak scaling: agents in proportion to threads")
+    b.add_argument("--steps", type=int, default=None, help="timed steps per run (default: per scenario)")
+    b.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
+    b.add_argument("--out", default="bench-results", help="folder for bench.json and bench.png ('' for none)")
+    b.add_argument("--no-plot", action="store_true", help="no PNG")
+    b.add_argument("--no-baseline", action="store_true", help="skip the cKDTree and pyphysicell baselines")
+    b.add_argument("--list", action="store_true", help="print every scenario's definition and exit")
     b.set_defaults(func=cmd_bench)
 
-    for sp in (r, c, d, v, w, i, b):
+    for sp in (r, c, d, v, w, i):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
     return p
 

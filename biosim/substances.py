@@ -149,7 +149,7 @@ class Substance:
         self._sources = None
         self._spare = None
         self._told = False
-        self._dval_cache = None
+        self._lod_cache = None  # (dt, face types) and the LOD factors for them
 
     # -- set-up ---------------------------------------------------------------
     def _faces(self, boundary, periodic):
@@ -352,25 +352,39 @@ class Substance:
         if cur is not self._c:  # the live array stays the one users hold
             self._c[...] = cur
 
+    def _lod_factors(self, dt, btype):
+        """Per axis: the Thomas factors of the line system for this ``dt`` and
+        these face types, cached (they change only with dt or the faces)."""
+        key = (dt, tuple(int(b) for b in btype))
+        cache = self._lod_cache
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        r = self.diffusion * dt / self.spacing ** 2
+        nx, ny, nz = self.shape
+        faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
+        out = []
+        for axis in range(3):
+            n = self.shape[axis]
+            cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
+            vr, zden = K.thomas_coefficients(n, r, btype[2 * axis], btype[2 * axis + 1], cp, inv, zz)
+            out.append((r, cp, inv, zz, vr, zden, np.zeros(faces[axis])))
+        self._lod_cache = (key, out)
+        return out
+
     def _lod(self, dt, btype, bflux, dval):
         """One locally one-dimensional implicit step: x, y, then z sweeps."""
         c = self._c
         nx, ny, nz = self.shape
-        r = self.diffusion * dt / self.spacing ** 2
         views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
         faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
-        for axis in range(3):
-            n = self.shape[axis]
+        for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(self._lod_factors(dt, btype)):
             blo, bhi = btype[2 * axis], btype[2 * axis + 1]
-            cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
-            vr, zden = K.thomas_coefficients(n, r, blo, bhi, cp, inv, zz)
             adds = []
             for side, b in ((0, blo), (1, bhi)):
                 if b == 1:
-                    adds.append((2.0 * r) * dval[axis][side].reshape(faces[axis]))
+                    adds.append(np.ascontiguousarray((2.0 * r) * dval[axis][side].reshape(faces[axis])))
                 elif b == 0 and bflux[2 * axis + side] != 0.0:
                     adds.append(np.full(faces[axis], dt * bflux[2 * axis + side] / self.spacing))
                 else:
-                    adds.append(np.zeros(faces[axis]))
-            K.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2,
-                        np.ascontiguousarray(adds[0]), np.ascontiguousarray(adds[1]))
+                    adds.append(zero)
+            K.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])

@@ -83,4 +83,107 @@ def test_soak_tiny():
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
-        "bench_circles.py"}
+        "bench_circles.py", "bench_suite.py"}
+
+
+# -- the suite (biosim bench) ------------------------------------------------------
+@pytest.mark.parametrize("name", ["circles", "mechanics", "proliferation", "epidemiology", "clustering",
+                                  "physicell_template"])
+def test_every_scenario_runs_and_times_its_phases(name):
+    from biosim import bench
+
+    r = bench.measure_scenario(name, 1500, 2, repeat=2)
+    assert r["scenario"] == name and r["agents"] == 1500 and r["steps"] == 2 and r["repeat"] == 2
+    assert len(r["repeats_updates_per_s"]) == 2 and all(u > 0 for u in r["repeats_updates_per_s"])
+    assert r["updates_per_s"] in r["repeats_updates_per_s"] and r["compile_s"] > 0
+    assert r["peak_bytes_per_agent"] >= r["bytes_per_agent"]
+    ms = r["ms_per_step"]
+    expect = {"circles": ["neighbours", "behaviours"], "mechanics": ["neighbours", "mechanics"],
+              "proliferation": ["neighbours", "behaviours", "mechanics", "commit"],
+              "epidemiology": ["neighbours", "behaviours"],
+              "clustering": ["neighbours", "behaviours", "mechanics", "substances"],
+              "physicell_template": ["neighbours", "mechanics", "substances"]}[name]
+    assert all(ms.get(k, 0) > 0 for k in expect), ms
+    assert sum(ms.values()) <= 1e3 * r["seconds"] / 2 * 1.01
+
+
+def test_scenario_definitions():
+    import numpy as np
+
+    from biosim import bench
+
+    # PhysiCell's template: 50^3 voxels of 20 µm, diffusion at 0.01 min inside 0.1 min steps, 2494 µm³ cells
+    sim = bench.make_physicell_template(500)
+    s = sim.substances["substrate"]
+    assert s.shape == (50, 50, 50) and s.substeps(sim.dt) == (10, pytest.approx(0.01))
+    assert sim.dt == 0.1 and np.allclose(sim.box.lower, -500) and np.allclose(sim.box.upper, 500)
+    assert np.allclose(np.pi / 6 * sim.agents.diameter ** 3, 2494.0)
+    assert [b.every for b in sim.populations["default"].behaviours] == [60, 60]
+    # proliferation: a 20 µm lattice, diameters between a fresh daughter and the division size
+    sim = bench.make_proliferation(1000)
+    p = sim.agents.position
+    assert len(p) == 1000 and np.allclose(np.unique(p[:, 0]), 20.0 * np.arange(10))
+    d = sim.agents.diameter
+    assert d.min() >= 32.0 / 2 ** (1 / 3) - 1e-9 and d.max() <= 32.0
+    # clustering: the box a whole number of voxels, two types of equal size
+    sim = bench.make_clustering(5000)
+    assert np.allclose(sim.box.length / 10.0, np.round(sim.box.length / 10.0))
+    assert np.bincount(sim.agents.type).tolist() == [2500, 2500]
+
+
+def test_pyphysicell_baseline_builds_the_same_model():
+    from biosim import bench
+
+    ok, why = bench.pyphysicell_available()
+    if not ok:
+        assert "pip install" in why
+        pytest.skip(why)
+    r = bench.measure_pyphysicell(300, 3)
+    assert r["agents"] == 300 and r["steps"] == 3 and r["seconds"] > 0 and r["cells_end"] >= 300
+    m = bench.scenarios._pyphysicell_model(60.0)
+    assert m.domain.shape == (50, 50, 50) and not m.domain.use_2D
+    assert (m.time.dt_diffusion, m.time.dt_mechanics, m.time.dt_phenotype) == (0.01, 0.1, 6.0)
+
+
+@pytest.mark.slow
+def test_biosim_bench_cli(tmp_path):
+    import json
+
+    out = tmp_path / "res"
+    r = subprocess.run([sys.executable, "-m", "biosim.cli", "bench", "--scenario", "circles,physicell_template",
+                        "--agents", "1500", "--threads", "1,2", "--steps", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = r.stdout
+    assert re.search(r"circles: FLAME GPU 2.*2 steps, strong scaling", text)
+    assert re.search(r"^\s+1,500\s+1\s+[\d.]+\s+[\d.]+ \|", text, re.M)
+    assert re.search(r"^\s+1,500\s+2\s+[\d.]+\s+[\d.]+ \|.*\|\s+[\d.]+x\s+\d+%", text, re.M)
+    assert "baseline numpy + cKDTree at 1,500 agents" in text and "compilation or cache load" in text
+    assert "baseline pyphysicell" in text  # measured, or skipped with the reason
+    res = json.loads((out / "bench.json").read_text())
+    assert set(res["machine"]) >= {"cpu", "logical_cores", "numba", "numpy", "python", "biosim"}
+    runs = res["scenarios"]["circles"]["runs"]
+    assert [(x["agents"], x["threads"]) for x in runs] == [(1500, 1), (1500, 2)]
+    assert runs[1]["efficiency"] == pytest.approx(runs[1]["speedup"] / 2)
+    assert res["scenarios"]["circles"]["baselines"]["1500"]["updates_per_s"] > 0
+    assert (out / "bench.png").stat().st_size > 10_000
+    # weak scaling doubles the agents with the threads
+    r = subprocess.run([sys.executable, "-m", "biosim.cli", "bench", "--scenario", "mechanics", "--agents", "1000",
+                        "--threads", "1,2", "--weak", "--steps", "1", "--no-baseline", "--out", ""],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"^\s+1,000\s+1 ", r.stdout, re.M) and re.search(r"^\s+2,000\s+2 ", r.stdout, re.M)
+    assert "weak scaling" in r.stdout and not (tmp_path / "bench-results").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenario", "nope"], "scenario: 'nope'; choose from circles, mechanics"),
+    (["--threads", "0"], "threads: '0' must be a positive integer"),
+    (["--agents", "many"], "agents: 'many' is not a number"),
+    (["--steps", "0"], "steps: '0' must be a positive integer"),
+    (["--repeat", "-1"], "repeat: '-1' must be a positive integer"),
+])
+def test_biosim_bench_refuses_bad_input(args, message):
+    r = subprocess.run([sys.executable, "-m", "biosim.cli", "bench", *args, "--out", ""], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and message in r.stderr, r.stderr

@@ -154,37 +154,66 @@ def thomas_coefficients(n, r, blo, bhi, cp, inv, zz):
 _BLOCK = 64
 
 
+@njit(cache=True, inline="always")
+def _solve_block(w, n, B, r, cp, inv, zz, vr, zden, periodic, lo, hi):
+    """The Thomas recurrences for B lines side by side: ``w`` is (n, >= B),
+    line b in column b; ``lo``/``hi`` hold the boundary terms per line."""
+    for b in range(B):
+        w[0, b] = (w[0, b] + lo[b]) * inv[0]
+    if n == 1:
+        return
+    for b in range(B):
+        w[n - 1, b] += hi[b]
+    for p in range(1, n):
+        ip = inv[p]
+        for b in range(B):
+            w[p, b] = (w[p, b] + r * w[p - 1, b]) * ip
+    for p in range(n - 2, -1, -1):
+        q = cp[p]
+        for b in range(B):
+            w[p, b] -= q * w[p + 1, b]
+    if periodic:
+        for b in range(B):
+            fac = (w[0, b] + vr * w[n - 1, b]) / zden
+            for p in range(n):
+                w[p, b] -= fac * zz[p]
+
+
 @njit(cache=True, parallel=True)
 def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
     """Solve (1 - r d2) x = c along the middle axis of ``c3`` (A, n, B) in
     place, for all A x B lines at once (blocks of lines side by side, so the
-    recurrences run over contiguous memory).  ``add_lo``/``add_hi`` (A, B)
-    are the boundary terms added to the first and last right-hand sides."""
+    recurrences run over contiguous memory and vectorise).  When the lines
+    are contiguous themselves (B == 1), tiles of _BLOCK lines are copied
+    side by side into a buffer first: solving one line at a time would make
+    every step wait on the previous one.  ``add_lo``/``add_hi`` (A, B) are
+    the boundary terms added to the first and last right-hand sides."""
     A, n, B = c3.shape
+    if B == 1:
+        ntile = (A + _BLOCK - 1) // _BLOCK
+        for t in prange(ntile):
+            a0 = t * _BLOCK
+            m = min(A, a0 + _BLOCK) - a0
+            w = np.empty((n, _BLOCK))
+            lo = np.empty(_BLOCK)
+            hi = np.empty(_BLOCK)
+            for j in range(m):
+                lo[j] = add_lo[a0 + j, 0]
+                hi[j] = add_hi[a0 + j, 0]
+                for p in range(n):
+                    w[p, j] = c3[a0 + j, p, 0]
+            _solve_block(w, n, m, r, cp, inv, zz, vr, zden, periodic, lo, hi)
+            for j in range(m):
+                for p in range(n):
+                    c3[a0 + j, p, 0] = w[p, j]
+        return
     nblk = (B + _BLOCK - 1) // _BLOCK
     for t in prange(A * nblk):
         ia = t // nblk
         b0 = (t % nblk) * _BLOCK
         b1 = min(B, b0 + _BLOCK)
-        for b in range(b0, b1):
-            c3[ia, 0, b] = (c3[ia, 0, b] + add_lo[ia, b]) * inv[0]
-        if n == 1:
-            continue
-        for b in range(b0, b1):
-            c3[ia, n - 1, b] += add_hi[ia, b]
-        for p in range(1, n):
-            ip = inv[p]
-            for b in range(b0, b1):
-                c3[ia, p, b] = (c3[ia, p, b] + r * c3[ia, p - 1, b]) * ip
-        for p in range(n - 2, -1, -1):
-            q = cp[p]
-            for b in range(b0, b1):
-                c3[ia, p, b] -= q * c3[ia, p + 1, b]
-        if periodic:
-            for b in range(b0, b1):
-                fac = (c3[ia, 0, b] + vr * c3[ia, n - 1, b]) / zden
-                for p in range(n):
-                    c3[ia, p, b] -= fac * zz[p]
+        _solve_block(c3[ia, :, b0:b1], n, b1 - b0, r, cp, inv, zz, vr, zden, periodic,
+                     add_lo[ia, b0:b1], add_hi[ia, b0:b1])
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,166 @@
+"""What every benchmark shares: memory readings, the timed run, one
+subprocess per thread count, and the machine record."""
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def _status_bytes(key):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _rss_bytes():
+    """Resident memory of this process now (bytes; 0 where /proc is missing)."""
+    return _status_bytes("VmRSS:")
+
+
+def _peak_rss_bytes():
+    """Peak resident memory of this process (bytes) since the last
+    :func:`_reset_peak` (or the start)."""
+    return _status_bytes("VmHWM:")
+
+
+def _reset_peak():
+    """Reset the peak-resident-memory mark to the current resident memory
+    (Linux: writing 5 to /proc/self/clear_refs); best effort."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def cpu_model():
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine():
+    """What a benchmark result needs to be compared: CPU model, logical cores,
+    cores this process may use, memory, OS and the versions of Python,
+    numpy, numba, llvmlite, scipy and biosim, and numba's threading layer."""
+    import llvmlite
+    import numba
+    import numpy as np
+    import scipy
+
+    import biosim
+
+    try:
+        mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        mem = None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run in this process yet
+        layer = numba.config.THREADING_LAYER
+    return {
+        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+        "memory_gib": None if mem is None else round(mem / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+        "llvmlite": llvmlite.__version__, "scipy": scipy.__version__, "biosim": biosim.__version__,
+        "threading_layer": layer,
+    }
+
+
+def measure_run(make, n, steps, repeat=1, warm=2000):
+    """Time ``steps`` steps of ``make(n)`` in this process, ``repeat`` times.
+
+    First ``make(min(warm, n))`` runs one step: compilation (or loading
+    numba's cache) is timed there and reported apart as ``compile_s``.
+    Each repetition then builds ``make(n)`` afresh (``setup_s``), runs step
+    0 untimed (first touch of every buffer) and times the next ``steps``
+    steps.  Agent-updates are ``steps`` x the mean of the agent counts
+    before and after (the count changes when agents divide or die).
+
+    Returns the last simulation and a dict: ``updates_per_s`` and the
+    per-phase (``ms_per_step``) and per-behaviour timings of the median
+    repetition, every repetition's throughput, ``bytes_per_agent`` (resident
+    memory held after the first repetition minus before its simulation was
+    made, per agent) and ``peak_bytes_per_agent`` (the peak over that
+    repetition, same baseline)."""
+    import numba
+
+    clock = time.perf_counter
+    t0 = clock()
+    first = make(min(warm, n))
+    first.run(1)
+    compile_s = clock() - t0
+    del first
+    reps = []
+    sim = None
+    for r in range(repeat):
+        sim = None
+        gc.collect()
+        if r == 0:
+            _reset_peak()
+            rss0 = _rss_bytes()
+        t0 = clock()
+        sim = make(n)
+        setup_s = clock() - t0
+        sim.run(1)
+        sim.timings.update(dict.fromkeys(sim.timings, 0.0))
+        sim.behaviour_timings.clear()
+        n0 = len(sim.agents)
+        t0 = clock()
+        sim.run(steps)
+        wall = clock() - t0
+        n1 = len(sim.agents)
+        updates = steps * (n0 + n1) / 2.0
+        if r == 0:
+            held, peak = _rss_bytes() - rss0, _peak_rss_bytes() - rss0
+        reps.append({
+            "seconds": wall, "setup_s": setup_s, "updates_per_s": updates / wall,
+            "agents_start": n0, "agents_end": n1,
+            "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
+            "behaviour_ms_per_step": {k: 1e3 * v / steps for k, v in sim.behaviour_timings.items()},
+        })
+    order = sorted(range(repeat), key=lambda i: reps[i]["updates_per_s"])
+    med = reps[order[repeat // 2]]
+    result = {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "repeat": repeat,
+              "compile_s": compile_s, "bytes_per_agent": held / n, "peak_bytes_per_agent": max(peak, held) / n,
+              "repeats_updates_per_s": [r["updates_per_s"] for r in reps]}
+    result.update(med)
+    return sim, result
+
+
+def _measure(make, n, steps, warm=2000):
+    """One repetition of :func:`measure_run`: (simulation, result)."""
+    return measure_run(make, n, steps, 1, warm)
+
+
+def _run_code(call, threads, extra_env=None):
+    """Evaluate ``biosim.bench.<call>`` in a fresh Python process with
+    ``NUMBA_NUM_THREADS=threads`` and return its JSON result."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    env.update(extra_env or {})
+    code = f"import json, biosim.bench as b; print('RESULT', json.dumps(b.{call}))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed ({call}, threads={threads}):\n{out.stderr[-3000:]}")
+    return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])

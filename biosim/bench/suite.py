@@ -1,0 +1,241 @@
+"""``biosim bench``: the standard scenarios at chosen sizes and thread counts,
+each thread count in a process of its own, with a table, JSON, a plot and
+the machine record."""
+import datetime
+import json
+import os
+import sys
+
+from ._common import _run_code, machine
+from .scenarios import SCENARIOS, pyphysicell_available
+
+PHASE_COLUMNS = ("neighbours", "behaviours", "mechanics", "substances", "commit")
+
+
+def parse_counts(text, name):
+    """A list of positive integers from ``"1,2"``, ``"1e5,1e6"`` or a sequence;
+    errors name the parameter."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        s = str(item).strip()
+        if not s:
+            continue
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"{name}: {s!r} is not a number; give positive integers separated by commas, "
+                             f"e.g. 1,2 or 1e5,1e6") from None
+        if not v.is_integer() or v < 1:
+            raise ValueError(f"{name}: {s!r} must be a positive integer")
+        out.append(int(v))
+    if not out:
+        raise ValueError(f"{name}: give at least one positive integer, got {text!r}")
+    return out
+
+
+def scenario_names(text):
+    """The scenario names in ``"circles,proliferation"`` or ``"all"``."""
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    if names == ["all"]:
+        return list(SCENARIOS)
+    bad = [s for s in names if s not in SCENARIOS]
+    if bad or not names:
+        raise ValueError(f"scenario: {', '.join(map(repr, bad)) or 'none given'}; choose from "
+                         f"{', '.join(SCENARIOS)} or all")
+    return names
+
+
+def _phase_cells(r):
+    ms = r["ms_per_step"]
+    cells = [ms.get(k, 0.0) for k in PHASE_COLUMNS]
+    other = sum(v for k, v in ms.items() if k not in PHASE_COLUMNS)
+    return cells + [other]
+
+
+def _baseline(sc, n, threads, steps):
+    """The scenario's baseline at ``n`` agents, or None with a printed reason."""
+    if sc.baseline is None:
+        return None
+    if sc.baseline == "measure_pyphysicell":
+        ok, why = pyphysicell_available()
+        if not ok:
+            print(f"  baseline pyphysicell skipped: {why}")
+            return None
+    bsteps = min(steps, sc.baseline_steps) if sc.baseline_steps else steps
+    env = {"PHYSICELL_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    r = _run_code(f"{sc.baseline}({n}, {bsteps})", threads, env)
+    r["threads"] = threads
+    r["label"] = sc.baseline_label
+    return r
+
+
+def _check_targets(sc, runs, baselines):
+    lines = []
+    for desc, n, threads, key, bound in sc.targets:
+        rows = [r for r in runs if r["agents"] == n and (threads is None or r["threads"] == threads)]
+        if not rows:
+            continue
+        r = max(rows, key=lambda r: r["updates_per_s"])
+        if key == "updates_per_s":
+            value, ok, shown = r[key], r[key] >= bound, f"{r[key] / 1e6:.2f} M/s"
+        elif key == "efficiency":
+            if "efficiency" not in r:
+                continue
+            value = r["efficiency"]
+            ok, shown = value >= bound, f"{value:.0%}"
+        elif key == "baseline_ratio":
+            b = baselines.get(n)
+            if b is None:
+                continue
+            value = r["updates_per_s"] / b["updates_per_s"]
+            ok, shown = value >= bound, f"{value:.1f}x"
+        elif key == "bytes_per_agent":
+            value = r[key]
+            ok, shown = value <= bound, f"{value:.0f} B"
+        else:
+            raise ValueError(f"unknown target key {key!r}")
+        lines.append({"target": desc, "value": value, "met": bool(ok)})
+        print(f"  target {desc}: {shown} -> {'met' if ok else 'MISSED'}")
+    return lines
+
+
+def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None, repeat=1, baseline=True,
+              out="bench-results", plot=True):
+    """Run the named scenarios and print one table each.
+
+    ``agents``: sizes (default: each scenario's own); ``threads``: thread
+    counts (default 1 and all cores), each run in a subprocess with
+    ``NUMBA_NUM_THREADS`` set; ``weak``: agents grow in proportion to the
+    thread count (the sizes given are those of the smallest count);
+    ``steps``: timed steps per run (default: each scenario's own);
+    ``repeat``: runs per configuration, the median is reported.  Speed-up
+    and parallel efficiency are against the smallest thread count at the
+    same size (weak: the same size per thread).  Compilation (or loading
+    numba's cache) is timed apart on a small instance and reported as
+    ``compile_s``.  Writes ``bench.json`` and, with ``plot``, ``bench.png``
+    into ``out`` (None: nothing written).  Returns the results dict."""
+    names = scenario_names(scenarios)
+    cores = os.cpu_count() or 1
+    counts = sorted(set(parse_counts(threads, "threads"))) if threads is not None else sorted({1, cores})
+    sizes = None if agents is None else parse_counts(agents, "agents")
+    if steps is not None:
+        steps = parse_counts([steps], "steps")[0]
+    repeat = parse_counts([repeat], "repeat")[0]
+    mach = machine()
+    print(f"biosim bench: {mach['cpu']}, {mach['logical_cores']} logical cores ({mach['usable_cores']} usable), "
+          f"{mach['memory_gib']} GiB; biosim {mach['biosim']}, numba {mach['numba']}, numpy {mach['numpy']}, "
+          f"python {mach['python']}")
+    if max(counts) > mach["usable_cores"]:
+        print(f"  note: {max(counts)} threads on {mach['usable_cores']} usable cores is oversubscribed")
+    results = {"machine": mach, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "command": sys.argv, "threads": counts, "weak": bool(weak), "repeat": repeat, "scenarios": {}}
+    for name in names:
+        sc = SCENARIOS[name]
+        st = steps or sc.steps
+        print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling, median of {repeat}")
+        print(f"  {'agents':>11} {'thr':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} {'behav':>7} {'mech':>7} "
+              f"{'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | {'B/agent':>7} {'peak':>6}")
+        runs = []
+        for n in sizes or sc.agents:
+            base = None
+            for t in counts:
+                nn = n * t // counts[0] if weak else n
+                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t)
+                r["size"] = n
+                if base is None:
+                    base = r
+                else:
+                    r["speedup"] = r["updates_per_s"] / base["updates_per_s"]
+                    r["efficiency"] = r["speedup"] * base["threads"] / t
+                runs.append(r)
+                ph = " ".join(f"{v:7.1f}" for v in _phase_cells(r)[:-1]) + f" {_phase_cells(r)[-1]:6.1f}"
+                sp = (f"{r['speedup']:6.2f}x {r['efficiency']:6.0%}" if "speedup" in r else f"{'':>7} {'':>6}")
+                print(f"  {nn:>11,} {t:>3} {r['updates_per_s'] / 1e6:8.2f} {1e3 * r['seconds'] / st:9.2f} | {ph} | "
+                      f"{sp} | {r['bytes_per_agent']:7.0f} {r['peak_bytes_per_agent']:6.0f}")
+        last = runs[-1]
+        if len(last["behaviour_ms_per_step"]) > 1:
+            print("  behaviours (ms/step, last row): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in last["behaviour_ms_per_step"].items()))
+        comp = [r["compile_s"] for r in runs]
+        print(f"  compilation or cache load (one step of a small instance, not in the numbers above): "
+              f"{min(comp):.2f}-{max(comp):.2f} s")
+        if name == "physicell_template":
+            for r in runs:
+                print(f"  {r['agents']:,} cells, {r['threads']} thread(s): {st} steps = {st * 0.1:g} simulated min "
+                      f"in {r['seconds']:.2f} s")
+        baselines = {}
+        if baseline and sc.baseline:
+            for n in sorted({r["agents"] for r in runs if r["threads"] == counts[-1]}):
+                b = _baseline(sc, n, counts[-1], st)
+                if b is None:
+                    break
+                baselines[n] = b
+                best = max((r for r in runs if r["agents"] == n), key=lambda r: r["updates_per_s"])
+                extra = f" ({b['seconds']:.2f} s for {b['steps']} steps)" if name == "physicell_template" else ""
+                print(f"  baseline {b['label']} at {n:,} agents, {b['threads']} thread(s): "
+                      f"{b['updates_per_s'] / 1e6:.3f} M agent-updates/s{extra}; biosim with {best['threads']} "
+                      f"thread(s) is {best['updates_per_s'] / b['updates_per_s']:.1f}x faster")
+        if sc.reference:
+            print(f"  reference: {sc.reference}")
+        targets = _check_targets(sc, runs, baselines)
+        results["scenarios"][name] = {"definition": " ".join((sc.doc or "").split()), "steps": st, "runs": runs,
+                                      "baselines": {str(k): v for k, v in baselines.items()}, "targets": targets}
+    if out:
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, "bench.json")
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nresults: {path}")
+        if plot:
+            png = os.path.join(out, "bench.png")
+            plot_results(results, png)
+            print(f"plot: {png}")
+    return results
+
+
+def plot_results(results, path):
+    """Speed-up and parallel efficiency against threads, and throughput
+    against agents, for every scenario in ``results`` (a dict from
+    :func:`run_suite` or its JSON file)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if isinstance(results, str):
+        with open(results) as f:
+            results = json.load(f)
+    fig, (ax_s, ax_e, ax_n) = plt.subplots(1, 3, figsize=(15, 4.5))
+    counts = results["threads"]
+    ax_s.plot(counts, [t / counts[0] for t in counts], "k--", lw=1, label="ideal")
+    ax_e.axhline(1.0, color="k", ls="--", lw=1)
+    ax_e.axhline(0.85, color="grey", ls=":", lw=1, label="85%")
+    styles = ("-", "--", ":", "-.")
+    for k, (name, sc) in enumerate(results["scenarios"].items()):
+        color = f"C{k % 10}"
+        runs = sc["runs"]
+        for j, n in enumerate(sorted({r["size"] for r in runs})):
+            rows = sorted((r for r in runs if r["size"] == n), key=lambda r: r["threads"])
+            t = [r["threads"] for r in rows]
+            sp = [r["updates_per_s"] / rows[0]["updates_per_s"] for r in rows]
+            label = f"{name} N={n:,}"
+            ax_s.plot(t, sp, "o", ls=styles[j % 4], color=color, label=label)
+            ax_e.plot(t, [s * t[0] / ti for s, ti in zip(sp, t)], "o", ls=styles[j % 4], color=color, label=label)
+        for j, thr in enumerate(sorted({r["threads"] for r in runs}, reverse=True)):
+            rows = sorted((r for r in runs if r["threads"] == thr), key=lambda r: r["agents"])
+            ax_n.plot([r["agents"] for r in rows], [r["updates_per_s"] for r in rows], "os^v"[j % 4],
+                      ls=styles[j % 4], color=color, label=f"{name}, {thr} thread(s)")
+    ax_s.set(xlabel="threads", ylabel="speed-up", title="speed-up" + (" (weak)" if results.get("weak") else ""))
+    ax_e.set(xlabel="threads", ylabel="parallel efficiency", title="parallel efficiency", ylim=(0, 1.2))
+    ax_n.set(xlabel="agents", ylabel="agent-updates per second", title="throughput", xscale="log", yscale="log")
+    for ax in (ax_s, ax_e, ax_n):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    m = results["machine"]
+    fig.suptitle(f"biosim {m['biosim']} on {m['cpu']} ({m['logical_cores']} logical cores), {results['date']}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
