@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_diffusion.py
 	$(PY) benchmarks/bench_sir.py
 	$(PY) benchmarks/bench_circles.py
+	$(PY) benchmarks/bench_suite.py --scenario proliferation,clustering,physicell_template
 
 clean:
 	rm -rf $(VENV) .numba_cache out *.egg-info

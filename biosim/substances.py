@@ -24,11 +24,9 @@ import numbers
 import warnings
 
 import numpy as np
-from numba import get_num_threads
 
 from . import _validate as V
 from .kernels.cpu import diffusion as K
-from .kernels.cpu.grid import counting_sort
 
 FACES = ("x-", "x+", "y-", "y+", "z-", "z+")
 SOLVERS = ("implicit", "explicit")
@@ -147,6 +145,7 @@ class Substance:
         self.faces = self._faces(boundary, sim.boundary == "periodic")
         self._c = self._initial(initial)
         self._sources = None
+        self._sums = None  # (4, voxels) source sums, zero between steps
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, face types) and the LOD factors for them
@@ -275,24 +274,25 @@ class Substance:
 
     def _source_sums(self):
         """Per-voxel sums of the queued source terms (added, S dt, S c* dt,
-        U dt), or None when nothing is queued."""
+        U dt) as rows of a (4, voxels) array, and the voxels touched; or
+        None when nothing is queued.  Each voxel sums its agents in queue
+        order (one pass, so the result does not depend on the thread
+        count); the array is kept between steps and only the touched voxels
+        are cleared (:meth:`_clear_sources`)."""
         if not self._sources:
             return None
         vox = np.concatenate([v for v, _ in self._sources])
         terms = [np.ascontiguousarray(np.concatenate([t[k] for _, t in self._sources])) for k in range(4)]
         self._sources = None
-        nvox = self._c.size
-        # agents sorted by voxel (stable): each voxel sums its agents in queue order
-        nchunks = max(1, min(get_num_threads(), vox.size // 4096 + 1))
-        counts = np.empty((nchunks, nvox), dtype=np.int64)
-        start = np.empty(nvox + 1, dtype=np.int64)
-        order = np.empty(vox.size, dtype=np.int64)
-        counting_sort(vox, vox.size, counts, start, order)
-        sums = [np.zeros(nvox) for _ in range(4)]
-        for values, out in zip(terms, sums):
+        if self._sums is None:
+            self._sums = np.zeros((4, self._c.size))
+        for k, values in enumerate(terms):
             if values.any():
-                K.sum_by_voxel(order, start, values, out)
-        return sums
+                K.scatter_add(vox, values, self._sums[k])
+        return self._sums, vox
+
+    def _clear_sources(self, vox):
+        K.scatter_zero(vox, self._sums)
 
     def _boundary_arrays(self, time):
         btype = np.array([f.code for f in self.faces], dtype=np.int64)
@@ -326,31 +326,36 @@ class Substance:
         Sources are applied per sub-step so fast uptake and fast diffusion
         stay coupled (PhysiCell's 0.01 min diffusion step); decaying before
         diffusing keeps Dirichlet values exact at steady state."""
-        sums = self._source_sums()
-        n, h = self.substeps(dt)
-        if sums is not None and n > 1:
-            sums = [a / n for a in sums]
-        decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
-        if self.diffusion > 0:
-            btype, bflux, dval = self._boundary_arrays(time)
-        cur = self._c
-        if self.solver == "explicit" and self.diffusion > 0 and self._spare is None:
-            self._spare = np.empty_like(self._c)
-        other = self._spare
-        for _ in range(n):
-            if sums is not None:
-                K.apply_sources(cur, *sums)
-            if decay != 1.0:
-                K.scale(cur, decay)
-            if self.diffusion == 0:
-                continue
-            if self.solver == "explicit":
-                K.ftcs_step(cur, other, self.diffusion, self.spacing, h, btype, bflux, *dval)
-                cur, other = other, cur
-            else:
-                self._lod(h, btype, bflux, dval)
-        if cur is not self._c:  # the live array stays the one users hold
-            self._c[...] = cur
+        queued = self._source_sums()
+        try:
+            sums = None if queued is None else queued[0]
+            n, h = self.substeps(dt)
+            if sums is not None and n > 1:
+                sums = sums / n
+            decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
+            if self.diffusion > 0:
+                btype, bflux, dval = self._boundary_arrays(time)
+            cur = self._c
+            if self.solver == "explicit" and self.diffusion > 0 and self._spare is None:
+                self._spare = np.empty_like(self._c)
+            other = self._spare
+            for _ in range(n):
+                if sums is not None:
+                    K.apply_sources(cur, *sums)
+                if decay != 1.0:
+                    K.scale(cur, decay)
+                if self.diffusion == 0:
+                    continue
+                if self.solver == "explicit":
+                    K.ftcs_step(cur, other, self.diffusion, self.spacing, h, btype, bflux, *dval)
+                    cur, other = other, cur
+                else:
+                    self._lod(h, btype, bflux, dval)
+            if cur is not self._c:  # the live array stays the one users hold
+                self._c[...] = cur
+        finally:
+            if queued is not None:
+                self._clear_sources(queued[1])
 
     def _lod_factors(self, dt, btype):
         """Per axis: the Thomas factors of the line system for this ``dt`` and

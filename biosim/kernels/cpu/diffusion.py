@@ -299,19 +299,21 @@ def voxel_of(pos, rows, lower, h, shape, out):
         out[q] = (i * ny + j) * nz + k
 
 
-@njit(cache=True, parallel=True)
-def sum_by_voxel(order, voxel_start, values, out):
-    """out[v] += sum of values[order[voxel_start[v]:voxel_start[v+1]]] in that
-    order (agents sorted by voxel: deterministic for any thread count)."""
-    for v in prange(voxel_start.size - 1):
-        s = voxel_start[v]
-        e = voxel_start[v + 1]
-        if s == e:
-            continue
-        acc = 0.0
-        for q in range(s, e):
-            acc += values[order[q]]
-        out[v] += acc
+@njit(cache=True)
+def scatter_add(vox, values, out):
+    """out[vox[q]] += values[q] for q in order (one pass: each voxel sums its
+    agents in queue order, whatever the thread count)."""
+    for q in range(vox.size):
+        out[vox[q]] += values[q]
+
+
+@njit(cache=True)
+def scatter_zero(vox, out):
+    """out[:, vox[q]] = 0 for every q (clears what scatter_add touched)."""
+    for q in range(vox.size):
+        v = vox[q]
+        for k in range(out.shape[0]):
+            out[k, v] = 0.0
 
 
 @njit(cache=True, parallel=True)
