@@ -52,17 +52,19 @@ def test_cos_sin_of_a_turn_matches_libm():
     np.testing.assert_allclose(s, np.sin(2 * np.pi * u), rtol=0, atol=5e-14)
 
 
-def test_sine_of_a_turn_for_the_circles_kernel():
+def test_sinc_polynomial_of_the_circles_kernel():
     from numba import njit
 
-    from biosim.kernels.cpu.circles import sin_turn
+    from biosim.kernels.cpu.circles import sinc_turn_sq
 
     @njit
-    def many(u):
-        out = np.empty(u.size)
-        for i in range(u.size):
-            out[i] = sin_turn(u[i])
+    def many(v):
+        out = np.empty(v.size)
+        for i in range(v.size):
+            out[i] = sinc_turn_sq(v[i])
         return out
 
-    u = np.concatenate([np.random.default_rng(1).random(200_000), [0.0, 0.25, 0.5, 0.75, 1 - 2.0 ** -53]])
-    np.testing.assert_allclose(many(u), np.sin(2 * np.pi * u), rtol=0, atol=5e-14)
+    u = np.concatenate([np.random.default_rng(1).random(200_000), [1e-300, 0.25, 0.5, 0.75, 1 - 2.0 ** -53]])
+    np.testing.assert_allclose(many(u * u), np.sin(2 * np.pi * u) / u, rtol=0, atol=3e-14)
+    assert abs(many(np.array([0.0]))[0] - 2 * np.pi) < 3e-14  # the limit at u = 0
+    assert np.all(np.isfinite(many(np.linspace(0.0, 30.0, 1001))))  # far candidates: finite, weighted 0
