@@ -27,7 +27,7 @@ order), so the result does not depend on the thread count.
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .grid import stencil_axis
+from .grid import stencil_axis, wrap
 from .rng import uniform, unit_vector
 
 _COINCIDENT_STREAM = np.int64(0x5EED0C01)
@@ -55,6 +55,31 @@ def biodynamo_law(r, di, dj, p0, p1, p2):
     rj = 0.5 * dj + p2
     delta = max(0.0, ri + rj - r)
     return p0 * delta - p1 * np.sqrt(ri * rj / (ri + rj) * delta)
+
+
+# The same laws divided by r, from r^2 (what the neighbour loop needs: the force
+# vector is (f / r) times the separation); fewer divisions and square roots than
+# law(sqrt(r2)) / sqrt(r2).  Valid for r2 > 0; the caller zeroes coincident pairs.
+@njit(cache=True, inline="always")
+def soft_sphere_over_r(r2, di, dj, p0, p1, p2):
+    inv_r = 1.0 / np.sqrt(r2)
+    inv_s = 2.0 / (di + dj)
+    return p0 * max(0.0, inv_r - inv_s) - p1 * max(0.0, inv_r - inv_s / p2)
+
+
+@njit(cache=True, inline="always")
+def physicell_over_r(r2, di, dj, p0, p1, p2):
+    r = np.sqrt(r2)
+    x = r * (2.0 / (di + dj))  # r / s
+    t = max(0.0, 1.0 - x)
+    a = max(0.0, 1.0 - x / p2)
+    return (p0 * t * t - p1 * a * a) / r
+
+
+@njit(cache=True, inline="always")
+def biodynamo_over_r(r2, di, dj, p0, p1, p2):
+    r = np.sqrt(r2)
+    return biodynamo_law(r, di, dj, p0, p1, p2) / r
 
 
 @njit(cache=True, inline="always")
@@ -135,9 +160,9 @@ def gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, dia
     a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
     m = 0
     for oz in range(cntz):
-        iz = (loz + oz) % nz
+        iz = wrap(loz + oz, nz)  # a compare, not an integer division
         for oy in range(cnty):
-            base = nx * ((loy + oy) % ny + ny * iz)
+            base = nx * (wrap(loy + oy, ny) + ny * iz)
             for seg in range(2):  # the x-run, in two pieces where it wraps
                 lo = cell_start[base + (a1 if seg == 0 else a2)]
                 hi = cell_start[base + (b1 if seg == 0 else b2)]
@@ -165,8 +190,8 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
 
 
 @njit(inline="always")
-def _forces(law, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-            dims, length, periodic, cutoff, seed, step, buf, force):
+def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order,
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
     """Forces cell by cell: the positions and diameters of the cell's whole
     neighbourhood are gathered into a per-thread buffer (structure of arrays),
     then each agent of the cell sums over it in one long, vectorised loop.
@@ -212,9 +237,8 @@ def _forces(law, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cel
                 dy = mi(yi - by[q], l1)
                 dz = mi(zi - bz[q], l2)
                 r2 = dx * dx + dy * dy + dz * dz
-                r = np.sqrt(r2)
-                f = law(r, di, bd[q], p0, row[np.int64(bt[q])] if typed else p1, p2)
-                w = f / r if r2 > _TINY2 else 0.0
+                w = law_over_r(r2, di, bd[q], p0, row[np.int64(bt[q])] if typed else p1, p2)
+                w = w if r2 > _TINY2 else 0.0
                 nc += r2 <= _TINY2
                 fx += w * dx
                 fy += w * dy
@@ -239,71 +263,71 @@ def _forces(law, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cel
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                        length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _open, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                                 dims, length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _wrap, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                              length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _open, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                       inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
-    _forces(soft_sphere_law, _wrap, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _open, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(physicell_law, physicell_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _wrap, False, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(physicell_law, physicell_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                            length, periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _open, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(physicell_law, physicell_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                     inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
-    _forces(physicell_law, _wrap, False, True, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(physicell_law, physicell_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _open, True, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(biodynamo_law, biodynamo_over_r, _open, True, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, buf, force):
-    _forces(biodynamo_law, _wrap, True, False, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, False, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
 
 
 FORCE_KERNELS = {  # (law, periodic, typed adhesion)
