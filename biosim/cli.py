@@ -194,7 +194,7 @@ def build_parser():
                    help="comma-separated: circles, mechanics, proliferation, epidemiology, clustering, "
                         "physicell_template, or all (default)")
     b.add_argument("--agents", default=None, help="comma-separated sizes, e.g. 1e5,1e6 (default: per scenario)")
-    b.add_argument("--threads", "--threads-list", dest="bench_threads", default=None,
+    b.add_argument("--threads", "--threads-list", dest="bench_threads", default=None, metavar="1,2",
                    help="comma-separated thread counts (default: 1 and all cores)")
     b.add_argument("--weak", action="store_true", help="weak scaling: agents in proportion to threads")
     b.add_argument("--steps", type=int, default=None, help="timed steps per run (default: per scenario)")

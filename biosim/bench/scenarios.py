@@ -37,7 +37,7 @@ def make_proliferation(n, seed=1):
     One change from BioDynaMo's demo, where every cell starts at 30 µm so
     none divides for the first 100 steps and then all divide together:
     initial diameters are drawn from U(25.4, 32) µm (from a fresh daughter
-    to the division size), so a steady 0.35% of the cells divide in every
+    to the division size), so a steady 0.3% of the cells divide in every
     step and a short measurement sees growth, division and mechanics in
     their long-run proportions."""
     import biosim as bs
