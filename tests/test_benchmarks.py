@@ -160,6 +160,8 @@ def test_biosim_bench_cli(tmp_path):
     assert re.search(r"^\s+1,500\s+2\s+[\d.]+\s+[\d.]+ \|.*\|\s+[\d.]+x\s+\d+%", text, re.M)
     assert "baseline numpy + cKDTree at 1,500 agents" in text and "compilation or cache load" in text
     assert "baseline pyphysicell" in text  # measured, or skipped with the reason
+    if "pyphysicell skipped" not in text:
+        assert "note: physics that differs from pyphysicell" in text
     res = json.loads((out / "bench.json").read_text())
     assert set(res["machine"]) >= {"cpu", "logical_cores", "numba", "numpy", "python", "biosim"}
     runs = res["scenarios"]["circles"]["runs"]

@@ -194,14 +194,15 @@ class Scenario:
     """One benchmark scenario, ``title`` in a few words: ``make(n, seed)`` builds it; ``agents`` and
     ``steps`` are the sizes ``biosim bench`` runs by default; ``baseline``
     names a function of :mod:`biosim.bench` that times the same work in
-    another implementation (``(n, steps) -> dict``); ``reference`` is a
+    another implementation (``(n, steps) -> dict``), ``baseline_note`` says
+    where its physics differs; ``reference`` is a
     published figure to print next to the result; ``targets`` are the
     issue's goals for this machine, as (description, N, threads, key, bound)
     with key one of updates_per_s, speedup_efficiency, baseline_ratio,
     bytes_per_agent, seconds."""
 
     def __init__(self, name, title, make, agents, steps, baseline=None, baseline_label=None, baseline_steps=None,
-                 reference=None, targets=(), warm=2000):
+                 baseline_note=None, reference=None, targets=(), warm=2000):
         self.name = name
         self.title = title
         self.make = make
@@ -210,6 +211,7 @@ class Scenario:
         self.baseline = baseline
         self.baseline_label = baseline_label
         self.baseline_steps = baseline_steps
+        self.baseline_note = baseline_note
         self.reference = reference
         self.targets = tuple(targets)
         self.warm = warm
@@ -250,6 +252,10 @@ SCENARIOS = {
         "physicell_template", "PhysiCell's template project in 3D, 60 simulated minutes",
         make_physicell_template, (10_000,), PHYSICELL_STEPS, baseline="measure_pyphysicell",
         baseline_label="pyphysicell", baseline_steps=PHYSICELL_STEPS,
+        baseline_note="physics that differs from pyphysicell (PhysiCell 1.14.2): biosim has no volume model "
+                      "(daughters keep half the volume), removes apoptotic cells at once and clamps cells to the "
+                      "box instead of PhysiCell's virtual wall; same domain, substrate, solver, time steps, force "
+                      "law, Adams-Bashforth update, cycle and death rates",
         reference="PhysiCell 1.14 on this kind of machine, 2 threads: about 45 s at 10^4 cells, 610 s at 10^5",
         targets=(("10x pyphysicell with 2 threads at 10^5 (pyphysicell measured 169 s)", 100_000, 2,
                   "baseline_ratio", 10.0),

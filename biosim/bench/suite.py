@@ -176,6 +176,8 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
                 print(f"  baseline {b['label']} at {n:,} agents, {b['threads']} thread(s): "
                       f"{b['updates_per_s'] / 1e6:.3f} M agent-updates/s{extra}; biosim with {best['threads']} "
                       f"thread(s) is {best['updates_per_s'] / b['updates_per_s']:.1f}x faster")
+            if baselines and sc.baseline_note:
+                print(f"  note: {sc.baseline_note}")
         if sc.reference:
             print(f"  reference: {sc.reference}")
         targets = _check_targets(sc, runs, baselines)
