@@ -145,7 +145,8 @@ class Substance:
         self.faces = self._faces(boundary, sim.boundary == "periodic")
         self._c = self._initial(initial)
         self._sources = None
-        self._sums = None  # (4, voxels) source sums, zero between steps
+        self._sums = [None] * 4  # per-voxel source sums, one array per term once queued; zero between steps
+        self._mark = None  # uint8 per voxel: touched in this step
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, face types) and the LOD factors for them
@@ -272,27 +273,37 @@ class Substance:
             self._sources = []
         self._sources.append((vox, terms))
 
+    _NONE = np.zeros(1)  # stands for a source term nobody queued
+
     def _source_sums(self):
         """Per-voxel sums of the queued source terms (added, S dt, S c* dt,
-        U dt) as rows of a (4, voxels) array, and the voxels touched; or
-        None when nothing is queued.  Each voxel sums its agents in queue
-        order (one pass, so the result does not depend on the thread
-        count); the array is kept between steps and only the touched voxels
-        are cleared (:meth:`_clear_sources`)."""
+        U dt) and the distinct voxels touched, or None when nothing is
+        queued: (voxels, [four arrays], used flags).  Each voxel sums its
+        agents in queue order (one pass, so the result does not depend on
+        the thread count).  A term's dense array is allocated the first time
+        it is queued and kept; only the touched voxels are cleared
+        afterwards (:meth:`_clear_sources`)."""
         if not self._sources:
             return None
         vox = np.concatenate([v for v, _ in self._sources])
         terms = [np.ascontiguousarray(np.concatenate([t[k] for _, t in self._sources])) for k in range(4)]
         self._sources = None
-        if self._sums is None:
-            self._sums = np.zeros((4, self._c.size))
+        if self._mark is None:
+            self._mark = np.zeros(self._c.size, dtype=np.uint8)
+        voxels = np.empty(vox.size, dtype=np.int64)
+        voxels = voxels[:K.touched_voxels(vox, self._mark, voxels)]
+        used = np.zeros(4, dtype=np.bool_)
         for k, values in enumerate(terms):
             if values.any():
+                if self._sums[k] is None:
+                    self._sums[k] = np.zeros(self._c.size)
                 K.scatter_add(vox, values, self._sums[k])
-        return self._sums, vox
+                used[k] = True
+        return voxels, [self._NONE if a is None else a for a in self._sums], used
 
-    def _clear_sources(self, vox):
-        K.scatter_zero(vox, self._sums)
+    def _clear_sources(self, queued):
+        voxels, sums, used = queued
+        K.clear_sources(voxels, self._mark, *sums, used)
 
     def _boundary_arrays(self, time):
         btype = np.array([f.code for f in self.faces], dtype=np.int64)
@@ -328,10 +339,7 @@ class Substance:
         diffusing keeps Dirichlet values exact at steady state."""
         queued = self._source_sums()
         try:
-            sums = None if queued is None else queued[0]
             n, h = self.substeps(dt)
-            if sums is not None and n > 1:
-                sums = sums / n
             decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
             if self.diffusion > 0:
                 btype, bflux, dval = self._boundary_arrays(time)
@@ -340,8 +348,8 @@ class Substance:
                 self._spare = np.empty_like(self._c)
             other = self._spare
             for _ in range(n):
-                if sums is not None:
-                    K.apply_sources(cur, *sums)
+                if queued is not None:
+                    K.apply_sources(cur, queued[0], *queued[1], queued[2], float(n))
                 if decay != 1.0:
                     K.scale(cur, decay)
                 if self.diffusion == 0:
@@ -355,7 +363,7 @@ class Substance:
                 self._c[...] = cur
         finally:
             if queued is not None:
-                self._clear_sources(queued[1])
+                self._clear_sources(queued)
 
     def _lod_factors(self, dt, btype):
         """Per axis: the Thomas factors of the line system for this ``dt`` and

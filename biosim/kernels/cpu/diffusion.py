@@ -300,6 +300,21 @@ def voxel_of(pos, rows, lower, h, shape, out):
 
 
 @njit(cache=True)
+def touched_voxels(vox, mark, out):
+    """The distinct voxels of ``vox`` in order of first appearance, into
+    ``out``; returns their number.  ``mark`` (uint8 per voxel, all 0 on
+    entry) is left set for them: :func:`clear_sources` resets it."""
+    k = 0
+    for q in range(vox.size):
+        v = vox[q]
+        if mark[v] == 0:
+            mark[v] = 1
+            out[k] = v
+            k += 1
+    return k
+
+
+@njit(cache=True)
 def scatter_add(vox, values, out):
     """out[vox[q]] += values[q] for q in order (one pass: each voxel sums its
     agents in queue order, whatever the thread count)."""
@@ -307,19 +322,41 @@ def scatter_add(vox, values, out):
         out[vox[q]] += values[q]
 
 
-@njit(cache=True)
-def scatter_zero(vox, out):
-    """out[:, vox[q]] = 0 for every q (clears what scatter_add touched)."""
-    for q in range(vox.size):
-        v = vox[q]
-        for k in range(out.shape[0]):
-            out[k, v] = 0.0
-
-
 @njit(cache=True, parallel=True)
-def apply_sources(c, added, s_dt, sc_dt, u_dt):
-    """c <- (c + added + S c* dt) / (1 + (S + U) dt) per voxel (never negative
-    for non-negative inputs)."""
+def apply_sources(c, voxels, added, s_dt, sc_dt, u_dt, used, n):
+    """At each voxel v of ``voxels`` (distinct): c <- (c + A + S c* dt) /
+    (1 + (S + U) dt) with each per-voxel sum divided by ``n`` (the share of
+    one of n sub-steps); ``used[t]`` says whether term t (added, S dt,
+    S c* dt, U dt) was queued, a missing one counts as 0.  Voxels no agent
+    touched are unchanged by the formula, so they are skipped.  Never
+    negative for non-negative inputs."""
     flat = c.reshape(c.size)
-    for v in prange(flat.size):
-        flat[v] = (flat[v] + added[v] + sc_dt[v]) / (1.0 + s_dt[v] + u_dt[v])
+    for q in prange(voxels.size):
+        v = voxels[q]
+        num = flat[v]
+        den = 1.0
+        if used[0]:
+            num += added[v] / n
+        if used[2]:
+            num += sc_dt[v] / n
+        if used[1]:
+            den += s_dt[v] / n
+        if used[3]:
+            den += u_dt[v] / n
+        flat[v] = num / den
+
+
+@njit(cache=True)
+def clear_sources(voxels, mark, added, s_dt, sc_dt, u_dt, used):
+    """Zero the per-voxel sums and the marks at ``voxels`` (after a step)."""
+    for q in range(voxels.size):
+        v = voxels[q]
+        mark[v] = 0
+        if used[0]:
+            added[v] = 0.0
+        if used[1]:
+            s_dt[v] = 0.0
+        if used[2]:
+            sc_dt[v] = 0.0
+        if used[3]:
+            u_dt[v] = 0.0
