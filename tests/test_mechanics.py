@@ -35,6 +35,27 @@ def test_forces_match_naive_reference(mech, boundary, seed):
     assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
 
 
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+@pytest.mark.parametrize("length", [150.0, 400.0, 1000.0])
+def test_forces_in_long_boxes_match_the_reference(boundary, length):
+    # rows of 12-80 cells along x: the neighbour loops gather chunks of 16 cells, whose blocks wrap
+    # around a periodic x axis (repeating cells when the axis is shorter than a chunk)
+    rng = np.random.default_rng(5)
+    box = bs.Box([0.0, 0.0, 0.0], [length, 30.0, 30.0])
+    n = int(length * 1.5)
+    pos, diam = box.lower + rng.random((n, 3)) * box.length, rng.uniform(6.0, 10.0, n)
+    mech = bs.SoftSphere(adhesion=0.4, adhesion_range=1.25)
+    sim = bs.Simulation(box, boundary=boundary, seed=3, mechanics=mech)
+    sim.add_agents("c", pos, diameter=diam)
+    force = mech.forces(sim).copy()
+    assert sim._grid.dims[0] >= 12
+    t = sim.agents
+    ref, scale = naive_forces(t.position, t.diameter, LAWS["SoftSphere"], mech._params(), sim.box,
+                              boundary == "periodic")
+    err = np.abs(force - ref).max(axis=1)
+    assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
+
+
 @pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
 def test_newtons_third_law(mech):
     pos, diam = cluster(300, 60.0, 7)

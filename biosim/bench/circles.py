@@ -38,7 +38,7 @@ def _circles_behaviour():
             grid = sim._neighbour_grid(self.radius)
             args = grid.kernel_args()
             room = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
-            buf = np.empty((get_num_threads(), 3, room))
+            buf = np.empty((get_num_threads(), 4, room))
             out = t.scratch((n, 3), np.float64)
             circles_step(t.position, n, *args, self.radius, self.strength, buf, out)
             t.position[:] = out

@@ -1,9 +1,9 @@
 """The "circles" interaction (FLAME GPU 2's benchmark model) for the
 benchmark suite: every agent sums sin(-2 pi d / r) x strength along the unit
 vectors to its neighbours closer than r, divides by their number and moves
-by the result.  Computed like the forces (kernels/cpu/forces.py): cell by
-cell, the neighbourhood gathered into a per-thread buffer, then one long
-vectorised loop per agent.  The pair term sin(-2 pi d / r) / d is a
+by the result.  Computed like the forces (kernels/cpu/forces.py): chunk by
+chunk of cells, the neighbourhoods gathered into a per-thread buffer, then
+one long vectorised loop per agent.  The pair term sin(-2 pi d / r) / d is a
 polynomial in d^2 / r^2 (sinc_turn_sq): no square root, no division and no
 libm call in the loop, so it vectorises fully.  Positions are read from ``pos``
 and written to ``out``, so the update is synchronous and thread-count
@@ -11,7 +11,7 @@ independent."""
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .forces import gather_neighbourhood
+from .forces import X_CHUNK, block_window, gather_blocks, x_chunks
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -63,42 +63,55 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
     inv_r2 = 1.0 / r2
     scale = -strength / radius  # strength sin(-2 pi d / r) / d = scale sinc_turn_sq(d^2 / r^2)
     k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
-    for c in prange(nx * ny * nz):
-        sa = cell_start[c]
-        ea = cell_start[c + 1]
-        if sa == ea:
+    nxc, whole = x_chunks(nx, k, periodic[0])
+    for item in prange(ny * nz * nxc):
+        row = item // nxc
+        x0 = (item % nxc) * X_CHUNK
+        x1 = min(nx, x0 + X_CHUNK)
+        if cell_start[row * nx + x0] == cell_start[row * nx + x1]:
             continue
         tid = get_thread_id()
         bx = buf[tid, 0]
         by = buf[tid, 1]
         bz = buf[tid, 2]
-        m = gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, bx, order, bx, by, bz,
-                                 bx, bx, False, False)
-        for qi in range(sa, ea):
-            i = order[qi]
-            xi = pos[i, 0]
-            yi = pos[i, 1]
-            zi = pos[i, 2]
-            fx = 0.0
-            fy = 0.0
-            fz = 0.0
-            cnt = 0.0
-            for q in range(m):
-                dx = bx[q] - xi
-                dy = by[q] - yi
-                dz = bz[q] - zi
-                d2 = dx * dx + dy * dy + dz * dz
-                w = 1.0 if (d2 < r2) & (d2 > 0.0) else 0.0  # itself (d = 0) excluded
-                f = w * scale * sinc_turn_sq(d2 * inv_r2)
-                fx += f * dx
-                fy += f * dy
-                fz += f * dz
-                cnt += w
-            if cnt > 0.0:
-                out[i, 0] = xi + fx / cnt
-                out[i, 1] = yi + fy / cnt
-                out[i, 2] = zi + fz / cnt
-            else:
-                out[i, 0] = xi
-                out[i, 1] = yi
-                out[i, 2] = zi
+        bstart = buf[tid, 3].view(np.int64)
+        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, bx,
+                      order, bx, by, bz, bx, bx, bstart, False, False)
+        for cx in range(x0, x1):
+            c = row * nx + cx
+            sa = cell_start[c]
+            ea = cell_start[c + 1]
+            if sa == ea:
+                continue
+            lo, hi = block_window(bstart, cx - x0, k, whole, nx)
+            wx = bx[lo:hi]
+            wy = by[lo:hi]
+            wz = bz[lo:hi]
+            for qi in range(sa, ea):
+                i = order[qi]
+                xi = pos[i, 0]
+                yi = pos[i, 1]
+                zi = pos[i, 2]
+                fx = 0.0
+                fy = 0.0
+                fz = 0.0
+                cnt = 0.0
+                for q in range(hi - lo):
+                    dx = wx[q] - xi
+                    dy = wy[q] - yi
+                    dz = wz[q] - zi
+                    d2 = dx * dx + dy * dy + dz * dz
+                    w = 1.0 if (d2 < r2) & (d2 > 0.0) else 0.0  # itself (d = 0) excluded
+                    f = w * scale * sinc_turn_sq(d2 * inv_r2)
+                    fx += f * dx
+                    fy += f * dy
+                    fz += f * dz
+                    cnt += w
+                if cnt > 0.0:
+                    out[i, 0] = xi + fx / cnt
+                    out[i, 1] = yi + fy / cnt
+                    out[i, 2] = zi + fz / cnt
+                else:
+                    out[i, 0] = xi
+                    out[i, 1] = yi
+                    out[i, 2] = zi

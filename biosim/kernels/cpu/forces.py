@@ -12,17 +12,17 @@ a damping or a mass; F > 0 pushes the two cells apart):
   params = (k, gamma, infl).
 
 Every law vanishes beyond a finite reach; the grid cutoff covers it for the
-largest diameter.  Forces are computed cell by cell: a cell's neighbourhood is gathered
-into a per-thread buffer and each agent sums over it in one long loop,
-compiled with floating-point reassociation so it vectorises.  Each agent's
-sum is still computed by one thread over the candidates in a fixed order, so
-results are bit-identical for any thread count on a given machine, and equal
-a plain double loop to ~1e-15 relative.  Coincident centres (r < 1e-8 µm) get a direction drawn from the
+largest diameter.  Forces are computed for chunks of cells along x: the
+agents around a chunk are gathered once into a per-thread buffer, in column
+blocks, so that every cell's 3 x 3 x 3 neighbourhood is one contiguous run of
+it, and each agent sums over that run in one long loop, compiled with
+floating-point reassociation so it vectorises.  Each agent's sum is computed
+by one thread over the candidates in a fixed order (block by block along x,
+then by row, then by the grid's sort order), so results are bit-identical for
+any thread count on a given machine, and equal a plain double loop to ~1e-15
+relative.  Coincident centres (r < 1e-8 µm) get a direction drawn from the
 counter-based generator keyed by the pair's uids, opposite for the two cells
 (BioDynaMo's law uses its U(-3, 3)^3 random force instead).
-
-Each agent sums over its neighbours in a fixed order (stencil order, then row
-order), so the result does not depend on the thread count.
 """
 import numpy as np
 from numba import get_thread_id, njit, prange
@@ -128,45 +128,47 @@ def _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order,
     return fx, fy, fz
 
 
-@njit(cache=True, inline="always")
-def x_stencil(cx, k, nx, periodic):
-    """Cells [a1, b1) and [a2, b2) within ``k`` cells of ``cx`` on the x axis."""
-    if periodic:
-        if nx <= 2 * k:
-            return 0, nx, 0, 0
-        a = cx - k
-        if a < 0:
-            return a + nx, nx, 0, cx + k + 1
-        if cx + k >= nx:
-            return a, nx, 0, cx + k + 1 - nx
-        return a, cx + k + 1, 0, 0
-    lo = cx - k if cx > k else 0
-    hi = cx + k if cx + k < nx - 1 else nx - 1
-    return lo, hi + 1, 0, 0
+X_CHUNK = 16  # cells along x per work item of the neighbour loops
 
 
 @njit(cache=True, inline="always")
-def gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, diam, types, bx, by, bz, bd, bt,
-                         with_diam, with_type):
-    """Copy the positions (into bx, by, bz), and with the flags the diameters
-    (bd) and types (bt), of every agent in the cells around cell ``c`` (3 x 3
-    rows in y, z; ``k`` cells either side in x) into the buffers, in a fixed
-    order; returns their number."""
-    cx = c % nx
-    cy = (c // nx) % ny
-    cz = c // (nx * ny)
+def x_chunks(nx, k, periodic_x):
+    """(number of x-chunks per row of cells, whole): ``whole`` when the
+    periodic x axis has at most 2k cells, so that every cell's
+    x-neighbourhood is the whole row."""
+    return (nx + X_CHUNK - 1) // X_CHUNK, periodic_x and nx <= 2 * k
+
+
+@njit(cache=True, inline="always")
+def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, order, pos, diam, types, bx, by,
+                  bz, bd, bt, bstart, with_diam, with_type):
+    """Gather the neighbourhoods of cells x0..x1-1 of the row (cy, cz) at once.
+
+    Column block x holds the agents of the cells (x, y', z') with y', z'
+    next to cy, cz (3 x 3 rows), in a fixed order; blocks x0-k .. x1+k-1 are
+    copied one after the other into the buffers (positions into bx, by, bz;
+    with the flags diameters into bd and types into bt), and ``bstart[b]``
+    is where local block b starts.  The neighbourhood of cell cx is then the
+    contiguous run of blocks cx-k .. cx+k (:func:`block_window`), so each
+    agent is copied about 2k+1 times less often than when every cell
+    gathers its own neighbourhood.  Blocks outside a closed box are empty;
+    with ``whole`` the blocks are x = 0..nx-1, once each."""
     loy, cnty = stencil_axis(cy, ny, periodic[1])
     loz, cntz = stencil_axis(cz, nz, periodic[2])
-    a1, b1, a2, b2 = x_stencil(cx, k, nx, periodic[0])
+    nb = nx if whole else x1 - x0 + 2 * k
     m = 0
-    for oz in range(cntz):
-        iz = wrap(loz + oz, nz)  # a compare, not an integer division
-        for oy in range(cnty):
-            base = nx * (wrap(loy + oy, ny) + ny * iz)
-            for seg in range(2):  # the x-run, in two pieces where it wraps
-                lo = cell_start[base + (a1 if seg == 0 else a2)]
-                hi = cell_start[base + (b1 if seg == 0 else b2)]
-                for q in range(lo, hi):
+    for b in range(nb):
+        bstart[b] = m
+        x = b if whole else x0 - k + b
+        if periodic[0]:
+            x = wrap(x, nx)
+        elif x < 0 or x >= nx:
+            continue
+        for oz in range(cntz):
+            iz = wrap(loz + oz, nz)  # a compare, not an integer division
+            for oy in range(cnty):
+                cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
+                for q in range(cell_start[cell], cell_start[cell + 1]):
                     j = order[q]
                     bx[m] = pos[j, 0]
                     by[m] = pos[j, 1]
@@ -176,25 +178,43 @@ def gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, dia
                     if with_type:
                         bt[m] = types[j]
                     m += 1
-    return m
+    bstart[nb] = m
+
+
+@njit(cache=True, inline="always")
+def block_window(bstart, b, k, whole, nx):
+    """[lo, hi) in the gathered buffers: the neighbourhood of the cell at local
+    x index b (cx - x0).  Loop over slices ``bx[lo:hi]`` from 0: a loop that
+    starts at ``lo`` inside the buffer compiles to code about 1.6x slower."""
+    if whole:
+        return bstart[0], bstart[nx]
+    return bstart[b], bstart[b + 2 * k + 1]
 
 
 @njit(cache=True)
 def gather_capacity(cell_start, dims, inv_h, cutoff, n):
-    """Room needed for the largest gathered neighbourhood (bounded by n)."""
+    """Room per buffer row for one chunk's gathered blocks, and at least for
+    the chunk's block offsets.  A closed box gathers each cell at most once
+    per chunk (so at most n agents); a periodic x axis shorter than the
+    chunk's blocks repeats cells, up to ceil(blocks / nx) times."""
     occ = 0
     for c in range(cell_start.size - 1):
         occ = max(occ, cell_start[c + 1] - cell_start[c])
     k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
-    return max(1, min(9 * (2 * k + 1) * occ, n))
+    nx = dims[0]
+    blocks = X_CHUNK + 2 * k
+    repeats = (blocks + nx - 1) // nx
+    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats))
 
 
 @njit(inline="always")
 def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order,
             lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
-    """Forces cell by cell: the positions and diameters of the cell's whole
-    neighbourhood are gathered into a per-thread buffer (structure of arrays),
-    then each agent of the cell sums over it in one long, vectorised loop.
+    """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
+    and diameters around the chunk are gathered into a per-thread buffer
+    (structure of arrays, :func:`gather_blocks`), then each agent sums over
+    its cell's neighbourhood, a contiguous run of it, in one long vectorised
+    loop.
     With ``typed``, the second law parameter of a pair is
     ``table[types[i], types[j]]`` (type-dependent adhesion) instead of
     ``params[1]``."""
@@ -208,56 +228,70 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     ny = dims[1]
     nz = dims[2]
     k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
-    for c in prange(nx * ny * nz):
-        sa = cell_start[c]
-        ea = cell_start[c + 1]
-        if sa == ea:
-            continue
+    nxc, whole = x_chunks(nx, k, periodic[0])
+    for item in prange(ny * nz * nxc):
+        row = item // nxc
+        x0 = (item % nxc) * X_CHUNK
+        x1 = min(nx, x0 + X_CHUNK)
+        if cell_start[row * nx + x0] == cell_start[row * nx + x1]:
+            continue  # no agents in these cells
         tid = get_thread_id()
         bx = buf[tid, 0]
         by = buf[tid, 1]
         bz = buf[tid, 2]
         bd = buf[tid, 3]
         bt = buf[tid, 4]
-        m = gather_neighbourhood(c, nx, ny, nz, k, periodic, cell_start, order, pos, diam, types, bx, by, bz,
-                                 bd, bt, True, typed)
-        for qi in range(sa, ea):
-            i = order[qi]
-            xi = pos[i, 0]
-            yi = pos[i, 1]
-            zi = pos[i, 2]
-            di = diam[i]
-            row = table[types[i]] if typed else table[0]
-            fx = 0.0
-            fy = 0.0
-            fz = 0.0
-            nc = 0
-            for q in range(m):
-                dx = mi(xi - bx[q], l0)
-                dy = mi(yi - by[q], l1)
-                dz = mi(zi - bz[q], l2)
-                r2 = dx * dx + dy * dy + dz * dz
-                w = law_over_r(r2, di, bd[q], p0, row[np.int64(bt[q])] if typed else p1, p2)
-                w = w if r2 > _TINY2 else 0.0
-                nc += r2 <= _TINY2
-                fx += w * dx
-                fy += w * dy
-                fz += w * dz
-            if nc > 1:  # another centre coincides with this one (same cell): rare
-                gx, gy, gz = _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, sa,
-                                             ea, xi, yi, zi, di, l0, l1, l2, p0, p1, p2, seed, step)
-                fx += gx
-                fy += gy
-                fz += gz
-            force[i, 0] = fx
-            force[i, 1] = fy
-            force[i, 2] = fz
-
+        bstart = buf[tid, 5].view(np.int64)
+        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, diam,
+                      types, bx, by, bz, bd, bt, bstart, True, typed)
+        for cx in range(x0, x1):
+            c = row * nx + cx
+            sa = cell_start[c]
+            ea = cell_start[c + 1]
+            if sa == ea:
+                continue
+            lo, hi = block_window(bstart, cx - x0, k, whole, nx)
+            wx = bx[lo:hi]
+            wy = by[lo:hi]
+            wz = bz[lo:hi]
+            wd = bd[lo:hi]
+            wt = bt[lo:hi]
+            for qi in range(sa, ea):
+                i = order[qi]
+                xi = pos[i, 0]
+                yi = pos[i, 1]
+                zi = pos[i, 2]
+                di = diam[i]
+                trow = table[types[i]] if typed else table[0]
+                fx = 0.0
+                fy = 0.0
+                fz = 0.0
+                nc = 0
+                for q in range(hi - lo):
+                    dx = mi(xi - wx[q], l0)
+                    dy = mi(yi - wy[q], l1)
+                    dz = mi(zi - wz[q], l2)
+                    r2 = dx * dx + dy * dy + dz * dz
+                    w = law_over_r(r2, di, wd[q], p0, trow[np.int64(wt[q])] if typed else p1, p2)
+                    w = w if r2 > _TINY2 else 0.0
+                    nc += r2 <= _TINY2
+                    fx += w * dx
+                    fy += w * dy
+                    fz += w * dz
+                if nc > 1:  # another centre coincides with this one (same cell): rare
+                    gx, gy, gz = _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, sa,
+                                                 ea, xi, yi, zi, di, l0, l1, l2, p0, p1, p2, seed, step)
+                    fx += gx
+                    fy += gy
+                    fz += gz
+                force[i, 0] = fx
+                force[i, 1] = fy
+                force[i, 2] = fz
 
 # One compiled kernel per (law, boundary, typed adhesion), all cached; the arguments
 # are (params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
 # length, periodic, cutoff, seed, step, buf, force), ``buf`` a
-# (threads, 5, gather_capacity(...)) float64 scratch, ``table`` the (ntypes,
+# (threads, 6, gather_capacity(...)) float64 scratch (row 5: block offsets), ``table`` the (ntypes,
 # ntypes) adhesion table of the typed kernels (ignored by the others):
 # force[i] = sum of pair forces on row i of a cell-sorted table.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
