@@ -11,7 +11,7 @@ independent."""
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .forces import X_CHUNK, block_window, gather_blocks, x_chunks
+from .forces import cell_window, chunk_of, gather_blocks, x_chunks
 
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -65,10 +65,8 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
     k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
     nxc, whole = x_chunks(nx, k, periodic[0])
     for item in prange(ny * nz * nxc):
-        row = item // nxc
-        x0 = (item % nxc) * X_CHUNK
-        x1 = min(nx, x0 + X_CHUNK)
-        if cell_start[row * nx + x0] == cell_start[row * nx + x1]:
+        row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
+        if empty:
             continue
         tid = get_thread_id()
         bx = buf[tid, 0]
@@ -78,12 +76,9 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, bx,
                       order, bx, by, bz, bx, bx, bstart, False, False)
         for cx in range(x0, x1):
-            c = row * nx + cx
-            sa = cell_start[c]
-            ea = cell_start[c + 1]
+            sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
                 continue
-            lo, hi = block_window(bstart, cx - x0, k, whole, nx)
             wx = bx[lo:hi]
             wy = by[lo:hi]
             wz = bz[lo:hi]

@@ -149,7 +149,7 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, or
     copied one after the other into the buffers (positions into bx, by, bz;
     with the flags diameters into bd and types into bt), and ``bstart[b]``
     is where local block b starts.  The neighbourhood of cell cx is then the
-    contiguous run of blocks cx-k .. cx+k (:func:`block_window`), so each
+    contiguous run of blocks cx-k .. cx+k (:func:`cell_window`), so each
     agent is copied about 2k+1 times less often than when every cell
     gathers its own neighbourhood.  Blocks outside a closed box are empty;
     with ``whole`` the blocks are x = 0..nx-1, once each."""
@@ -182,13 +182,27 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, or
 
 
 @njit(cache=True, inline="always")
-def block_window(bstart, b, k, whole, nx):
-    """[lo, hi) in the gathered buffers: the neighbourhood of the cell at local
-    x index b (cx - x0).  Loop over slices ``bx[lo:hi]`` from 0: a loop that
-    starts at ``lo`` inside the buffer compiles to code about 1.6x slower."""
+def chunk_of(item, nxc, nx, cell_start):
+    """Work item ``item`` of a neighbour loop: (row of cells, first x, end x,
+    whether its cells hold no agent)."""
+    row = item // nxc
+    x0 = (item % nxc) * X_CHUNK
+    x1 = min(nx, x0 + X_CHUNK)
+    return row, x0, x1, cell_start[row * nx + x0] == cell_start[row * nx + x1]
+
+
+@njit(cache=True, inline="always")
+def cell_window(bstart, cell_start, row, cx, x0, nx, k, whole):
+    """(first, end) sorted position of the agents of cell (cx, row), and
+    [lo, hi) of its neighbourhood in the buffers gathered by
+    :func:`gather_blocks`.  Loop over slices ``bx[lo:hi]`` from 0: a loop
+    that starts at ``lo`` inside the buffer compiles to code about 1.6x
+    slower."""
+    c = row * nx + cx
     if whole:
-        return bstart[0], bstart[nx]
-    return bstart[b], bstart[b + 2 * k + 1]
+        return cell_start[c], cell_start[c + 1], bstart[0], bstart[nx]
+    b = cx - x0
+    return cell_start[c], cell_start[c + 1], bstart[b], bstart[b + 2 * k + 1]
 
 
 @njit(cache=True)
@@ -230,11 +244,9 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
     nxc, whole = x_chunks(nx, k, periodic[0])
     for item in prange(ny * nz * nxc):
-        row = item // nxc
-        x0 = (item % nxc) * X_CHUNK
-        x1 = min(nx, x0 + X_CHUNK)
-        if cell_start[row * nx + x0] == cell_start[row * nx + x1]:
-            continue  # no agents in these cells
+        row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
+        if empty:
+            continue
         tid = get_thread_id()
         bx = buf[tid, 0]
         by = buf[tid, 1]
@@ -245,12 +257,9 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, diam,
                       types, bx, by, bz, bd, bt, bstart, True, typed)
         for cx in range(x0, x1):
-            c = row * nx + cx
-            sa = cell_start[c]
-            ea = cell_start[c + 1]
+            sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
                 continue
-            lo, hi = block_window(bstart, cx - x0, k, whole, nx)
             wx = bx[lo:hi]
             wy = by[lo:hi]
             wz = bz[lo:hi]
