@@ -184,8 +184,30 @@ def test_biosim_bench_cli(tmp_path):
     (["--agents", "many"], "agents: 'many' is not a number"),
     (["--steps", "0"], "steps: '0' must be a positive integer"),
     (["--repeat", "-1"], "repeat: '-1' must be a positive integer"),
+    (["--scenario", "circles", "--agents", "1e12"], "agents: 1,000,000,000,000 agents of circles need about"),
 ])
 def test_biosim_bench_refuses_bad_input(args, message):
     r = subprocess.run([sys.executable, "-m", "biosim.cli", "bench", *args, "--out", ""], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr, r.stderr
+
+
+def test_a_failed_run_is_reported_and_the_suite_goes_on(monkeypatch, capsys):
+    from biosim.bench import suite
+
+    real = suite._run_code
+
+    def flaky(call, threads, extra_env=None):
+        if threads == 2:
+            raise RuntimeError("benchmark subprocess failed:\nTraceback ...\nMemoryError: out of memory")
+        return real(call, threads, extra_env)
+
+    monkeypatch.setattr(suite, "_run_code", flaky)
+    res = suite.run_suite("circles,epidemiology", agents="1500", threads="1,2", steps=1, baseline=True, out=None)
+    text = capsys.readouterr().out
+    assert text.count("failed: MemoryError: out of memory") == 2
+    assert "baseline numpy + cKDTree at 1,500 agents, 1 thread(s)" in text  # beside the runs that worked
+    for name in ("circles", "epidemiology"):
+        part = res["scenarios"][name]
+        assert [(r["agents"], r["threads"]) for r in part["runs"]] == [(1500, 1)]
+        assert part["failures"][0]["threads"] == 2 and "MemoryError" in part["failures"][0]["error"]

@@ -199,10 +199,12 @@ class Scenario:
     published figure to print next to the result; ``targets`` are the
     issue's goals for this machine, as (description, N, threads, key, bound)
     with key one of updates_per_s, speedup_efficiency, baseline_ratio,
-    bytes_per_agent, seconds."""
+    bytes_per_agent, seconds.  ``bytes_per_agent`` is a generous estimate
+    of the peak memory per agent (1.5x what was measured), used to refuse
+    sizes this machine cannot hold before anything runs."""
 
     def __init__(self, name, title, make, agents, steps, baseline=None, baseline_label=None, baseline_steps=None,
-                 baseline_note=None, reference=None, targets=(), warm=2000):
+                 baseline_note=None, reference=None, targets=(), warm=2000, bytes_per_agent=200.0):
         self.name = name
         self.title = title
         self.make = make
@@ -215,6 +217,7 @@ class Scenario:
         self.reference = reference
         self.targets = tuple(targets)
         self.warm = warm
+        self.bytes_per_agent = bytes_per_agent
 
     @property
     def doc(self):
@@ -226,7 +229,8 @@ SCENARIOS = {
     "circles": Scenario(
         "circles", "FLAME GPU 2's circles model in 3D (neighbour search and interaction)",
         make_circles, (M,), 10, baseline="measure_circles_ckdtree", baseline_label="numpy + cKDTree",
-        baseline_steps=3, reference="FLAME GPU 2 on a V100: 2.65e8 agent-updates/s (3.77 ms/step at 10^6)",
+        baseline_steps=3, bytes_per_agent=180.0,
+        reference="FLAME GPU 2 on a V100: 2.65e8 agent-updates/s (3.77 ms/step at 10^6)",
         targets=(("10 M agent-updates/s with 2 threads at 10^6", M, 2, "updates_per_s", 10e6),
                  ("30x numpy + cKDTree at 10^6", M, 2, "baseline_ratio", 30.0),
                  ("85% parallel efficiency 1 -> 2 threads at 10^6", M, 2, "efficiency", 0.85),
@@ -234,24 +238,25 @@ SCENARIOS = {
     "mechanics": Scenario(
         "mechanics", "neighbour search plus soft-sphere mechanics, density 1, range 1.5",
         make_mechanics, (M,), 10, baseline="measure_ckdtree", baseline_label="numpy + cKDTree",
-        baseline_steps=3, warm=1000,
+        baseline_steps=3, warm=1000, bytes_per_agent=180.0,
         targets=(("25 M agent-updates/s with 2 threads at 10^6", M, 2, "updates_per_s", 25e6),
                  ("30x numpy + cKDTree at 10^6", M, 2, "baseline_ratio", 30.0))),
     "proliferation": Scenario(
         "proliferation", "BioDynaMo's cell proliferation (growth, division, mechanics)",
-        make_proliferation, (M,), 10, reference="BioDynaMo (PPoPP 2023): 12.6 M agents, "
+        make_proliferation, (M,), 10, bytes_per_agent=250.0,
+        reference="BioDynaMo (PPoPP 2023): 12.6 M agents, "
         "500 iterations on a 72-core server",
         targets=(("85% parallel efficiency 1 -> 2 threads at 10^6", M, 2, "efficiency", 0.85),)),
     "epidemiology": Scenario(
         "epidemiology", "SIR by proximity, BioDynaMo's measles demo scaled",
-        make_sir, (M,), 20, warm=3000,
+        make_sir, (M,), 20, warm=3000, bytes_per_agent=230.0,
         reference=f"BioDynaMo on 2 cores (10.05 M agents): {BIODYNAMO_SIR_RATE / 1e6:.2f} M agent-updates/s"),
     "clustering": Scenario("clustering", "soma clustering with two diffusing substances", make_clustering,
-                           (100_000,), 20),
+                           (100_000,), 20, bytes_per_agent=650.0),
     "physicell_template": Scenario(
         "physicell_template", "PhysiCell's template project in 3D, 60 simulated minutes",
         make_physicell_template, (10_000,), PHYSICELL_STEPS, baseline="measure_pyphysicell",
-        baseline_label="pyphysicell", baseline_steps=PHYSICELL_STEPS,
+        baseline_label="pyphysicell", baseline_steps=PHYSICELL_STEPS, bytes_per_agent=400.0,
         baseline_note="physics that differs from pyphysicell (PhysiCell 1.14.2): biosim has no volume model "
                       "(daughters keep half the volume), removes apoptotic cells at once and clamps cells to the "
                       "box instead of PhysiCell's virtual wall; same domain, substrate, solver, time steps, force "

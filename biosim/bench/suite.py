@@ -113,8 +113,11 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     and parallel efficiency are against the smallest thread count at the
     same size (weak: the same size per thread).  Compilation (or loading
     numba's cache) is timed apart on a small instance and reported as
-    ``compile_s``.  Writes ``bench.json`` and, with ``plot``, ``bench.png``
-    into ``out`` (None: nothing written).  Returns the results dict."""
+    ``compile_s``.  Sizes whose estimated memory exceeds 80% of this
+    machine's are refused before anything runs; a run that fails is
+    reported and the others go on.  Writes ``bench.json`` into ``out``
+    after every scenario and, with ``plot``, ``bench.png`` at the end (out
+    None: nothing written).  Returns the results dict."""
     names = scenario_names(scenarios)
     cores = os.cpu_count() or 1
     counts = sorted(set(parse_counts(threads, "threads"))) if threads is not None else sorted({1, cores})
@@ -123,6 +126,7 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
         steps = parse_counts([steps], "steps")[0]
     repeat = parse_counts([repeat], "repeat")[0]
     mach = machine()
+    _check_memory(names, sizes, counts, weak, mach)
     print(f"biosim bench: {mach['cpu']}, {mach['logical_cores']} logical cores ({mach['usable_cores']} usable), "
           f"{mach['memory_gib']} GiB; biosim {mach['biosim']}, numba {mach['numba']}, numpy {mach['numpy']}, "
           f"python {mach['python']}")
@@ -131,69 +135,118 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     results = {"machine": mach, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "command": sys.argv, "threads": counts, "weak": bool(weak), "repeat": repeat, "scenarios": {}}
     for name in names:
-        sc = SCENARIOS[name]
-        st = steps or sc.steps
-        print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling, median of {repeat}")
-        print(f"  {'agents':>11} {'thr':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} {'behav':>7} {'mech':>7} "
-              f"{'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | {'B/agent':>7} {'peak':>6}")
-        runs = []
-        for n in sizes or sc.agents:
-            base = None
-            for t in counts:
-                nn = n * t // counts[0] if weak else n
-                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t)
-                r["size"] = n
-                if base is None:
-                    base = r
-                else:
-                    r["speedup"] = r["updates_per_s"] / base["updates_per_s"]
-                    r["efficiency"] = r["speedup"] * base["threads"] / t
-                runs.append(r)
-                ph = " ".join(f"{v:7.1f}" for v in _phase_cells(r)[:-1]) + f" {_phase_cells(r)[-1]:6.1f}"
-                sp = (f"{r['speedup']:6.2f}x {r['efficiency']:6.0%}" if "speedup" in r else f"{'':>7} {'':>6}")
-                print(f"  {nn:>11,} {t:>3} {r['updates_per_s'] / 1e6:8.2f} {1e3 * r['seconds'] / st:9.2f} | {ph} | "
-                      f"{sp} | {r['bytes_per_agent']:7.0f} {r['peak_bytes_per_agent']:6.0f}")
-        last = runs[-1]
-        if len(last["behaviour_ms_per_step"]) > 1:
-            print("  behaviours (ms/step, last row): " + ", ".join(
-                f"{k} {v:.2f}" for k, v in last["behaviour_ms_per_step"].items()))
-        comp = [r["compile_s"] for r in runs]
-        print(f"  compilation or cache load (one step of a small instance, not in the numbers above): "
-              f"{min(comp):.2f}-{max(comp):.2f} s")
-        if name == "physicell_template":
-            for r in runs:
-                print(f"  {r['agents']:,} cells, {r['threads']} thread(s): {st} steps = {st * 0.1:g} simulated min "
-                      f"in {r['seconds']:.2f} s")
-        baselines = {}
-        if baseline and sc.baseline:
-            for n in sorted({r["agents"] for r in runs if r["threads"] == counts[-1]}):
-                b = _baseline(sc, n, counts[-1], st)
-                if b is None:
-                    break
-                baselines[n] = b
-                best = max((r for r in runs if r["agents"] == n), key=lambda r: r["updates_per_s"])
-                extra = f" ({b['seconds']:.2f} s for {b['steps']} steps)" if name == "physicell_template" else ""
-                print(f"  baseline {b['label']} at {n:,} agents, {b['threads']} thread(s): "
-                      f"{b['updates_per_s'] / 1e6:.3f} M agent-updates/s{extra}; biosim with {best['threads']} "
-                      f"thread(s) is {best['updates_per_s'] / b['updates_per_s']:.1f}x faster")
-            if baselines and sc.baseline_note:
-                print(f"  note: {sc.baseline_note}")
-        if sc.reference:
-            print(f"  reference: {sc.reference}")
-        targets = _check_targets(sc, runs, baselines)
-        results["scenarios"][name] = {"definition": " ".join((sc.doc or "").split()), "steps": st, "runs": runs,
-                                      "baselines": {str(k): v for k, v in baselines.items()}, "targets": targets}
-    if out:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "bench.json")
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"\nresults: {path}")
-        if plot:
-            png = os.path.join(out, "bench.png")
-            plot_results(results, png)
-            print(f"plot: {png}")
+        results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline)
+        if out:  # after every scenario, so an interrupted suite keeps what it measured
+            _write(results, out, plot and name == names[-1])
     return results
+
+
+def _check_memory(names, sizes, counts, weak, mach):
+    """Refuse, before anything runs, a size whose estimated peak memory exceeds
+    80% of this machine's."""
+    if not mach.get("memory_gib"):
+        return
+    limit = 0.8 * mach["memory_gib"] * 2**30
+    for name in names:
+        sc = SCENARIOS[name]
+        for n in sizes or sc.agents:
+            biggest = n * max(counts) // counts[0] if weak else n
+            need = biggest * sc.bytes_per_agent + 3e8  # + the interpreter, numba and the grids
+            if need > limit:
+                most = int((limit - 3e8) / sc.bytes_per_agent)
+                raise ValueError(f"agents: {biggest:,} agents of {name} need about {need / 2**30:.1f} GiB "
+                                 f"({sc.bytes_per_agent:.0f} bytes each); this machine has "
+                                 f"{mach['memory_gib']} GiB: use at most about {most:.2g}")
+
+
+def _write(results, out, plot):
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "bench.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    if plot:
+        print(f"\nresults: {path}")
+        png = os.path.join(out, "bench.png")
+        plot_results(results, png)
+        print(f"plot: {png}")
+
+
+def _failure(err):
+    """The last informative line of a failed subprocess's message."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else repr(err)
+
+
+def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline):
+    """Measure one scenario at every size and thread count, print its table,
+    baselines and targets; returns its part of the results.  A run that fails
+    (out of memory, killed) is reported and recorded, and the others go on."""
+    sc = SCENARIOS[name]
+    st = steps or sc.steps
+    print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling, median of {repeat}")
+    print(f"  {'agents':>11} {'thr':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} {'behav':>7} {'mech':>7} "
+          f"{'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | {'B/agent':>7} {'peak':>6}")
+    runs, failures = [], []
+    for n in sizes or sc.agents:
+        base = None
+        for t in counts:
+            nn = n * t // counts[0] if weak else n
+            try:
+                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t)
+            except RuntimeError as e:
+                failures.append({"agents": nn, "threads": t, "error": str(e)})
+                print(f"  {nn:>11,} {t:>3} failed: {_failure(e)}")
+                continue
+            r["size"] = n
+            if base is None:
+                base = r
+            else:
+                r["speedup"] = r["updates_per_s"] / base["updates_per_s"]
+                r["efficiency"] = r["speedup"] * base["threads"] / t
+            runs.append(r)
+            ph = " ".join(f"{v:7.1f}" for v in _phase_cells(r)[:-1]) + f" {_phase_cells(r)[-1]:6.1f}"
+            sp = (f"{r['speedup']:6.2f}x {r['efficiency']:6.0%}" if "speedup" in r else f"{'':>7} {'':>6}")
+            print(f"  {nn:>11,} {t:>3} {r['updates_per_s'] / 1e6:8.2f} {1e3 * r['seconds'] / st:9.2f} | {ph} | "
+                  f"{sp} | {r['bytes_per_agent']:7.0f} {r['peak_bytes_per_agent']:6.0f}")
+    part = {"definition": " ".join((sc.doc or "").split()), "steps": st, "runs": runs, "failures": failures,
+            "baselines": {}, "targets": []}
+    if not runs:
+        return part
+    last = runs[-1]
+    if len(last["behaviour_ms_per_step"]) > 1:
+        print("  behaviours (ms/step, last row): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in last["behaviour_ms_per_step"].items()))
+    comp = [r["compile_s"] for r in runs]
+    print(f"  compilation or cache load (one step of a small instance, not in the numbers above): "
+          f"{min(comp):.2f}-{max(comp):.2f} s")
+    if name == "physicell_template":
+        for r in runs:
+            print(f"  {r['agents']:,} cells, {r['threads']} thread(s): {st} steps = {st * 0.1:g} simulated min "
+                  f"in {r['seconds']:.2f} s")
+    baselines = {}
+    if baseline and sc.baseline:
+        tmax = max(r["threads"] for r in runs)
+        for n in sorted({r["agents"] for r in runs if r["threads"] == tmax}):
+            try:
+                b = _baseline(sc, n, tmax, st)
+            except RuntimeError as e:
+                print(f"  baseline {sc.baseline_label} at {n:,} agents failed: {_failure(e)}")
+                continue
+            if b is None:
+                break
+            baselines[n] = b
+            best = max((r for r in runs if r["agents"] == n), key=lambda r: r["updates_per_s"])
+            extra = f" ({b['seconds']:.2f} s for {b['steps']} steps)" if name == "physicell_template" else ""
+            print(f"  baseline {b['label']} at {n:,} agents, {b['threads']} thread(s): "
+                  f"{b['updates_per_s'] / 1e6:.3f} M agent-updates/s{extra}; biosim with {best['threads']} "
+                  f"thread(s) is {best['updates_per_s'] / b['updates_per_s']:.1f}x faster")
+        if baselines and sc.baseline_note:
+            print(f"  note: {sc.baseline_note}")
+    if sc.reference:
+        print(f"  reference: {sc.reference}")
+    part["baselines"] = {str(k): v for k, v in baselines.items()}
+    part["targets"] = _check_targets(sc, runs, baselines)
+    return part
 
 
 def plot_results(results, path):
