@@ -74,7 +74,7 @@ class Mechanics:
         kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any()), table is not None]
         args = grid.kernel_args()
         room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
-        buf = np.empty((get_num_threads(), 6, room))
+        buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
         kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, t.type,
                self._NO_TABLE if table is None else table, n, *args, sim.seed, sim.step, buf, force)
         return force

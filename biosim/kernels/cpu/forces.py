@@ -218,7 +218,7 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     nx = dims[0]
     blocks = X_CHUNK + 2 * k
     repeats = (blocks + nx - 1) // nx
-    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats))
+    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 16  # + a vector's overrun
 
 
 @njit(inline="always")
@@ -260,11 +260,13 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
                 continue
-            wx = bx[lo:hi]
-            wy = by[lo:hi]
-            wz = bz[lo:hi]
-            wd = bd[lo:hi]
-            wt = bt[lo:hi]
+            m = hi - lo
+            mr = (m + 15) & -16  # whole vectors: entries past m are masked out, not left to a scalar tail
+            wx = bx[lo:lo + mr]
+            wy = by[lo:lo + mr]
+            wz = bz[lo:lo + mr]
+            wd = bd[lo:lo + mr]
+            wt = bt[lo:lo + mr]
             for qi in range(sa, ea):
                 i = order[qi]
                 xi = pos[i, 0]
@@ -276,14 +278,15 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
                 fy = 0.0
                 fz = 0.0
                 nc = 0
-                for q in range(hi - lo):
+                for q in range(mr):
                     dx = mi(xi - wx[q], l0)
                     dy = mi(yi - wy[q], l1)
                     dz = mi(zi - wz[q], l2)
                     r2 = dx * dx + dy * dy + dz * dz
                     w = law_over_r(r2, di, wd[q], p0, trow[np.int64(wt[q])] if typed else p1, p2)
-                    w = w if r2 > _TINY2 else 0.0
-                    nc += r2 <= _TINY2
+                    inside = q < m
+                    w = w if (r2 > _TINY2) & inside else 0.0
+                    nc += (r2 <= _TINY2) & inside
                     fx += w * dx
                     fy += w * dy
                     fz += w * dz
