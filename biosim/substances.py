@@ -149,7 +149,7 @@ class Substance:
         self._mark = None  # uint8 per voxel: touched in this step
         self._spare = None
         self._told = False
-        self._lod_cache = None  # (dt, face types) and the LOD factors for them
+        self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
 
     # -- set-up ---------------------------------------------------------------
     def _faces(self, boundary, periodic):
@@ -366,9 +366,10 @@ class Substance:
                 self._clear_sources(queued)
 
     def _lod_factors(self, dt, btype):
-        """Per axis: the Thomas factors of the line system for this ``dt`` and
-        these face types, cached (they change only with dt or the faces)."""
-        key = (dt, tuple(int(b) for b in btype))
+        """Per axis: the Thomas factors of the line system for this ``dt``,
+        diffusion coefficient and these face types, cached (they change only
+        with one of those)."""
+        key = (dt, self.diffusion, tuple(int(b) for b in btype))
         cache = self._lod_cache
         if cache is not None and cache[0] == key:
             return cache[1]
