@@ -137,8 +137,20 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     for name in names:
         results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline)
         if out:  # after every scenario, so an interrupted suite keeps what it measured
-            _write(results, out, plot and name == names[-1])
+            path = _write(results, out)
+    if out:
+        print(f"\nresults: {path}")
+        if plot:
+            png = os.path.join(out, "bench.png")
+            plot_results(results, png)
+            print(f"plot: {png}")
     return results
+
+
+def _agents_at(n, t, counts, weak):
+    """Agents of a run with ``t`` threads for size ``n``: n, or with weak
+    scaling n in proportion to the smallest thread count."""
+    return n * t // counts[0] if weak else n
 
 
 def _check_memory(names, sizes, counts, weak, mach):
@@ -150,7 +162,7 @@ def _check_memory(names, sizes, counts, weak, mach):
     for name in names:
         sc = SCENARIOS[name]
         for n in sizes or sc.agents:
-            biggest = n * max(counts) // counts[0] if weak else n
+            biggest = _agents_at(n, max(counts), counts, weak)
             need = biggest * sc.bytes_per_agent + 3e8  # + the interpreter, numba and the grids
             if need > limit:
                 most = int((limit - 3e8) / sc.bytes_per_agent)
@@ -159,16 +171,12 @@ def _check_memory(names, sizes, counts, weak, mach):
                                  f"{mach['memory_gib']} GiB: use at most about {most:.2g}")
 
 
-def _write(results, out, plot):
+def _write(results, out):
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "bench.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
-    if plot:
-        print(f"\nresults: {path}")
-        png = os.path.join(out, "bench.png")
-        plot_results(results, png)
-        print(f"plot: {png}")
+    return path
 
 
 def _failure(err):
@@ -190,7 +198,7 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline):
     for n in sizes or sc.agents:
         base = None
         for t in counts:
-            nn = n * t // counts[0] if weak else n
+            nn = _agents_at(n, t, counts, weak)
             try:
                 r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t)
             except RuntimeError as e:

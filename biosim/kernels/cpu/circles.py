@@ -62,8 +62,7 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
     r2 = radius * radius
     inv_r2 = 1.0 / r2
     scale = -strength / radius  # strength sin(-2 pi d / r) / d = scale sinc_turn_sq(d^2 / r^2)
-    k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
-    nxc, whole = x_chunks(nx, k, periodic[0])
+    k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:

@@ -132,11 +132,18 @@ X_CHUNK = 16  # cells along x per work item of the neighbour loops
 
 
 @njit(cache=True, inline="always")
-def x_chunks(nx, k, periodic_x):
-    """(number of x-chunks per row of cells, whole): ``whole`` when the
-    periodic x axis has at most 2k cells, so that every cell's
-    x-neighbourhood is the whole row."""
-    return (nx + X_CHUNK - 1) // X_CHUNK, periodic_x and nx <= 2 * k
+def x_reach(cutoff, inv_h):
+    """k: how many cells either side along x a cutoff (µm) reaches."""
+    return np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
+
+
+@njit(cache=True, inline="always")
+def x_chunks(nx, cutoff, inv_h, periodic_x):
+    """(k, number of x-chunks per row of cells, whole): k from
+    :func:`x_reach`; ``whole`` when the periodic x axis has at most 2k
+    cells, so that every cell's x-neighbourhood is the whole row."""
+    k = x_reach(cutoff, inv_h)
+    return k, (nx + X_CHUNK - 1) // X_CHUNK, periodic_x and nx <= 2 * k
 
 
 @njit(cache=True, inline="always")
@@ -214,7 +221,7 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     occ = 0
     for c in range(cell_start.size - 1):
         occ = max(occ, cell_start[c + 1] - cell_start[c])
-    k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
+    k = x_reach(cutoff, inv_h)
     nx = dims[0]
     blocks = X_CHUNK + 2 * k
     repeats = (blocks + nx - 1) // nx
@@ -241,8 +248,7 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     nx = dims[0]
     ny = dims[1]
     nz = dims[2]
-    k = np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
-    nxc, whole = x_chunks(nx, k, periodic[0])
+    k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
