@@ -75,8 +75,9 @@ class Mechanics:
         args = grid.kernel_args()
         room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
+        cols = grid.sorted_columns(t, 4 if table is None else 5)
         kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, t.type,
-               self._NO_TABLE if table is None else table, n, *args, sim.seed, sim.step, buf, force)
+               self._NO_TABLE if table is None else table, n, *args, sim.seed, sim.step, cols, buf, force)
         return force
 
     def apply(self, sim):

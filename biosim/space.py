@@ -78,6 +78,7 @@ class UniformGrid:
         self._cell = np.empty(0, dtype=np.int32)
         self._order = np.empty(0, dtype=np.int32)
         self._counts = np.empty((1, 1), dtype=np.int64)
+        self._columns = np.empty((0, 0))
         self.builds = 0
 
     X_SPLIT = 1  # x-cells per cutoff (finer x-cells sharpen the x-windows of neighbour_lists)
@@ -133,6 +134,19 @@ class UniformGrid:
         ``order[cell_start[c]:cell_start[c+1]]``."""
         return (self.cell_start, self._order, self.box.lower, self.inv_h, self.dims, self.box.length,
                 self.periodic, self.cutoff)
+
+    def sorted_columns(self, table, rows=3):
+        """The table's positions (and with ``rows`` 4 diameters, with 5 types as
+        floats) in the grid's sort order, as the rows of a float64 array kept
+        between calls (n + K.SORTED_PAD wide, the padding zeroed): what the
+        neighbour loops gather from, reading contiguous memory."""
+        n = len(table)
+        width = n + K.SORTED_PAD
+        if self._columns.shape[0] != rows or self._columns.shape[1] < width:
+            self._columns = np.empty((rows, max(width, table.capacity + K.SORTED_PAD)))
+        cols = self._columns[:, :width]
+        K.sorted_columns(table.position, table.diameter, table.type, self._order, n, cols)
+        return cols
 
     def neighbour_lists(self, position, radius):
         """CSR lists (offsets, rows) of the rows closer than ``radius`` µm to each

@@ -40,7 +40,7 @@ def _circles_behaviour():
             room = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
             buf = np.empty((get_num_threads(), 4, room))
             out = t.scratch((n, 3), np.float64)
-            circles_step(t.position, n, *args, self.radius, self.strength, buf, out)
+            circles_step(grid.sorted_columns(t), n, *args, self.radius, self.strength, buf, out)
             t.position[:] = out
             sim.confine(t.position)
 

@@ -5,9 +5,9 @@ by the result.  Computed like the forces (kernels/cpu/forces.py): chunk by
 chunk of cells, the neighbourhoods gathered into a per-thread buffer, then
 one long vectorised loop per agent.  The pair term sin(-2 pi d / r) / d is a
 polynomial in d^2 / r^2 (sinc_turn_sq): no square root, no division and no
-libm call in the loop, so it vectorises fully.  Positions are read from ``pos``
-and written to ``out``, so the update is synchronous and thread-count
-independent."""
+libm call in the loop, so it vectorises fully.  Positions are read from the
+grid's sorted columns and written to ``out``, so the update is synchronous
+and thread-count independent."""
 import numpy as np
 from numba import get_thread_id, njit, prange
 
@@ -51,11 +51,13 @@ def sinc_turn_sq(v):
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, radius, strength,
+def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, radius, strength,
                  buf, out):
     """out[i] = pos[i] + (sum_j strength sin(-2 pi d_ij / r) e_ij) / k_i over the
     k_i agents j closer than ``radius`` (e_ij the unit vector from i to j);
-    out[i] = pos[i] when k_i = 0.  Closed boxes only (no minimum image)."""
+    out[i] = pos[i] when k_i = 0.  The positions are read from ``cols``, the
+    grid's sorted columns (:func:`grid.sorted_columns`, 3 rows).  Closed
+    boxes only (no minimum image)."""
     nx = dims[0]
     ny = dims[1]
     nz = dims[2]
@@ -72,8 +74,8 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
         by = buf[tid, 1]
         bz = buf[tid, 2]
         bstart = buf[tid, 3].view(np.int64)
-        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, bx,
-                      order, bx, by, bz, bx, bx, bstart, False, False)
+        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
+                      bx, bx, bstart, False, False)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
@@ -83,9 +85,9 @@ def circles_step(pos, n, cell_start, order, lower, inv_h, dims, length, periodic
             wz = bz[lo:hi]
             for qi in range(sa, ea):
                 i = order[qi]
-                xi = pos[i, 0]
-                yi = pos[i, 1]
-                zi = pos[i, 2]
+                xi = cols[0, qi]
+                yi = cols[1, qi]
+                zi = cols[2, qi]
                 fx = 0.0
                 fy = 0.0
                 fz = 0.0

@@ -27,7 +27,7 @@ counter-based generator keyed by the pair's uids, opposite for the two cells
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .grid import stencil_axis, wrap
+from .grid import SORTED_PAD, stencil_axis, wrap
 from .rng import uniform, unit_vector
 
 _COINCIDENT_STREAM = np.int64(0x5EED0C01)
@@ -58,28 +58,37 @@ def biodynamo_law(r, di, dj, p0, p1, p2):
 
 
 # The same laws divided by r, from r^2 (what the neighbour loop needs: the force
-# vector is (f / r) times the separation); fewer divisions and square roots than
-# law(sqrt(r2)) / sqrt(r2).  Valid for r2 > 0; the caller zeroes coincident pairs.
+# vector is (f / r) times the separation), each with one square root and one
+# division: 1 / (r s) gives both 1 / r = s / (r s) and r / s = r^2 / (r s), and the
+# division and square root units bound the vectorised loop.  Valid for r2 > 0; the
+# caller zeroes coincident pairs.
 @njit(cache=True, inline="always")
 def soft_sphere_over_r(r2, di, dj, p0, p1, p2):
-    inv_r = 1.0 / np.sqrt(r2)
-    inv_s = 2.0 / (di + dj)
-    return p0 * max(0.0, inv_r - inv_s) - p1 * max(0.0, inv_r - inv_s / p2)
+    # p1 max(0, 1/r - 1/(p2 s)) = (p1 / p2) max(0, p2 s - r) / (r s)
+    s = 0.5 * (di + dj)
+    r = np.sqrt(r2)
+    return (p0 * max(0.0, s - r) - (p1 / p2) * max(0.0, p2 * s - r)) / (r * s)
 
 
 @njit(cache=True, inline="always")
 def physicell_over_r(r2, di, dj, p0, p1, p2):
-    r = np.sqrt(r2)
-    x = r * (2.0 / (di + dj))  # r / s
+    s = 0.5 * (di + dj)
+    z = 1.0 / (np.sqrt(r2) * s)
+    x = r2 * z  # r / s
     t = max(0.0, 1.0 - x)
     a = max(0.0, 1.0 - x / p2)
-    return (p0 * t * t - p1 * a * a) / r
+    return (p0 * t * t - p1 * a * a) * (s * z)
 
 
 @njit(cache=True, inline="always")
 def biodynamo_over_r(r2, di, dj, p0, p1, p2):
+    ri = 0.5 * di + p2
+    rj = 0.5 * dj + p2
+    sr = ri + rj
     r = np.sqrt(r2)
-    return biodynamo_law(r, di, dj, p0, p1, p2) / r
+    z = 1.0 / (r * sr)
+    delta = max(0.0, sr - r)
+    return (p0 * delta - p1 * np.sqrt((ri * rj) * (r * z) * delta)) * (sr * z)
 
 
 @njit(cache=True, inline="always")
@@ -146,26 +155,41 @@ def x_chunks(nx, cutoff, inv_h, periodic_x):
     return k, (nx + X_CHUNK - 1) // X_CHUNK, periodic_x and nx <= 2 * k
 
 
+COPY = 8  # entries per fixed-width copy of a cell's run in gather_blocks (at most SORTED_PAD)
+
+
 @njit(cache=True, inline="always")
-def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, order, pos, diam, types, bx, by,
-                  bz, bd, bt, bstart, with_diam, with_type):
+def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz, bd, bt, bstart,
+                  with_diam, with_type):
     """Gather the neighbourhoods of cells x0..x1-1 of the row (cy, cz) at once.
 
     Column block x holds the agents of the cells (x, y', z') with y', z'
     next to cy, cz (3 x 3 rows), in a fixed order; blocks x0-k .. x1+k-1 are
     copied one after the other into the buffers (positions into bx, by, bz;
-    with the flags diameters into bd and types into bt), and ``bstart[b]``
-    is where local block b starts.  The neighbourhood of cell cx is then the
+    with the flags diameters into bd and types into bt) from the sorted
+    columns ``cols`` (:func:`grid.sorted_columns`), and ``bstart[b]`` is where
+    local block b starts.  The neighbourhood of cell cx is then the
     contiguous run of blocks cx-k .. cx+k (:func:`cell_window`), so each
     agent is copied about 2k+1 times less often than when every cell
     gathers its own neighbourhood.  Blocks outside a closed box are empty;
-    with ``whole`` the blocks are x = 0..nx-1, once each."""
+    with ``whole`` the blocks are x = 0..nx-1, once each.
+
+    A cell's run is copied COPY entries at a time (whole vector moves; the
+    entries past its end are overwritten by the next run or lie beyond the
+    gathered data), with unsigned indices: numba's negative-index handling
+    of signed ones kept these copies scalar and about twice as slow."""
     loy, cnty = stencil_axis(cy, ny, periodic[1])
     loz, cntz = stencil_axis(cz, nz, periodic[2])
     nb = nx if whole else x1 - x0 + 2 * k
-    m = 0
+    xs = cols[0]
+    ys = cols[1]
+    zs = cols[2]
+    ds = cols[3 if with_diam else 0]
+    ts = cols[4 if with_type else 0]
+    w = np.uint64(COPY)
+    m = np.uint64(0)
     for b in range(nb):
-        bstart[b] = m
+        bstart[b] = np.int64(m)
         x = b if whole else x0 - k + b
         if periodic[0]:
             x = wrap(x, nx)
@@ -175,17 +199,25 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, or
             iz = wrap(loz + oz, nz)  # a compare, not an integer division
             for oy in range(cnty):
                 cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
-                for q in range(cell_start[cell], cell_start[cell + 1]):
-                    j = order[q]
-                    bx[m] = pos[j, 0]
-                    by[m] = pos[j, 1]
-                    bz[m] = pos[j, 2]
+                s = np.uint64(cell_start[cell])
+                cnt = np.uint64(cell_start[cell + 1]) - s
+                base = np.uint64(0)
+                while base < cnt:
+                    for t in range(COPY):
+                        bx[m + base + np.uint64(t)] = xs[s + base + np.uint64(t)]
+                    for t in range(COPY):
+                        by[m + base + np.uint64(t)] = ys[s + base + np.uint64(t)]
+                    for t in range(COPY):
+                        bz[m + base + np.uint64(t)] = zs[s + base + np.uint64(t)]
                     if with_diam:
-                        bd[m] = diam[j]
+                        for t in range(COPY):
+                            bd[m + base + np.uint64(t)] = ds[s + base + np.uint64(t)]
                     if with_type:
-                        bt[m] = types[j]
-                    m += 1
-    bstart[nb] = m
+                        for t in range(COPY):
+                            bt[m + base + np.uint64(t)] = ts[s + base + np.uint64(t)]
+                    base += w
+                m += cnt
+    bstart[nb] = np.int64(m)
 
 
 @njit(cache=True, inline="always")
@@ -225,15 +257,18 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     nx = dims[0]
     blocks = X_CHUNK + 2 * k
     repeats = (blocks + nx - 1) // nx
-    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 16  # + a vector's overrun
+    # + the overrun of the fixed-width copies and of the loops' last whole vector
+    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 2 * SORTED_PAD
 
 
 @njit(inline="always")
 def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
+            lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
-    and diameters around the chunk are gathered into a per-thread buffer
-    (structure of arrays, :func:`gather_blocks`), then each agent sums over
+    and diameters around the chunk are gathered from the sorted columns
+    ``cols`` (:func:`grid.sorted_columns`, with diameters, and types when
+    ``typed``) into a per-thread buffer (structure of arrays,
+    :func:`gather_blocks`), then each agent sums over
     its cell's neighbourhood, a contiguous run of it, in one long vectorised
     loop.
     With ``typed``, the second law parameter of a pair is
@@ -260,8 +295,8 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
         bd = buf[tid, 3]
         bt = buf[tid, 4]
         bstart = buf[tid, 5].view(np.int64)
-        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, order, pos, diam,
-                      types, bx, by, bz, bd, bt, bstart, True, typed)
+        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
+                      bd, bt, bstart, True, typed)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
@@ -275,10 +310,10 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
             wt = bt[lo:lo + mr]
             for qi in range(sa, ea):
                 i = order[qi]
-                xi = pos[i, 0]
-                yi = pos[i, 1]
-                zi = pos[i, 2]
-                di = diam[i]
+                xi = cols[0, qi]
+                yi = cols[1, qi]
+                zi = cols[2, qi]
+                di = cols[3, qi]
                 trow = table[types[i]] if typed else table[0]
                 fx = 0.0
                 fy = 0.0
@@ -308,78 +343,78 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
 
 # One compiled kernel per (law, boundary, typed adhesion), all cached; the arguments
 # are (params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-# length, periodic, cutoff, seed, step, buf, force), ``buf`` a
+# length, periodic, cutoff, seed, step, cols, buf, force), ``buf`` a
 # (threads, 6, gather_capacity(...)) float64 scratch (row 5: block offsets), ``table`` the (ntypes,
 # ntypes) adhesion table of the typed kernels (ignored by the others):
 # force[i] = sum of pair forces on row i of a cell-sorted table.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                       length, periodic, cutoff, seed, step, buf, force):
+                       length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                                dims, length, periodic, cutoff, seed, step, buf, force):
+                                dims, length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                             length, periodic, cutoff, seed, step, buf, force):
+                             length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(soft_sphere_law, soft_sphere_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
-                                      inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
+                                      inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
-                     periodic, cutoff, seed, step, buf, force):
+                     periodic, cutoff, seed, step, cols, buf, force):
     _forces(physicell_law, physicell_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, seed, step, buf, force):
+                              dims, length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(physicell_law, physicell_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                           length, periodic, cutoff, seed, step, buf, force):
+                           length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(physicell_law, physicell_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
-                                    inv_h, dims, length, periodic, cutoff, seed, step, buf, force):
+                                    inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(physicell_law, physicell_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
-                     periodic, cutoff, seed, step, buf, force):
+                     periodic, cutoff, seed, step, cols, buf, force):
     _forces(biodynamo_law, biodynamo_over_r, _open, True, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, seed, step, buf, force):
+                              dims, length, periodic, cutoff, seed, step, cols, buf, force):
     _forces(biodynamo_law, biodynamo_over_r, _wrap, True, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, buf, force)
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 FORCE_KERNELS = {  # (law, periodic, typed adhesion)

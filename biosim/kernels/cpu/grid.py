@@ -177,6 +177,31 @@ def gather_rows(src, order, n, dst):
             dst[i, k] = src[j, k]
 
 
+SORTED_PAD = 16  # zeroed entries after the n sorted ones of sorted_columns' rows
+
+
+@njit(cache=True, parallel=True)
+def sorted_columns(pos, diam, types, order, n, cols):
+    """Agent columns in the grid's sort order, as rows of ``cols`` (float64,
+    at least n + SORTED_PAD wide): rows 0-2 the position (µm) of row
+    ``order[q]`` at entry q, row 3 (when present) its diameter (µm), row 4
+    its type.  The SORTED_PAD entries after n are zeroed, so that fixed-width
+    copies of a cell's run may read past it."""
+    nc = cols.shape[0]
+    for q in prange(n):
+        j = order[q]
+        cols[0, q] = pos[j, 0]
+        cols[1, q] = pos[j, 1]
+        cols[2, q] = pos[j, 2]
+        if nc > 3:
+            cols[3, q] = diam[j]
+        if nc > 4:
+            cols[4, q] = types[j]
+    for c in range(nc):
+        for q in range(n, n + SORTED_PAD):
+            cols[c, q] = 0.0
+
+
 @njit(cache=True, parallel=True)
 def copy_rows(src, n, dst):
     m = src.shape[1]
