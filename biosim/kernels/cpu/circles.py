@@ -36,11 +36,8 @@ _S12 = 9.784762063617139e-10
 
 
 @njit(cache=True, inline="always")
-def sinc_turn_sq(v):
-    """sin(2 pi u) / u for v = u^2 in [0, 1]: a polynomial in v, so the
-    circles step needs neither a square root nor a division per pair.
-    Finite (and unused) beyond 1."""
-    x = 2.0 * v - 1.0
+def sinc_turn_x(x):
+    """sin(2 pi u) / u for x = 2 u^2 - 1 in [-1, 1] (Estrin's scheme)."""
     x2 = x * x
     x4 = x2 * x2
     x8 = x4 * x4
@@ -48,6 +45,14 @@ def sinc_turn_sq(v):
     r1 = (_S4 + _S5 * x) + (_S6 + _S7 * x) * x2
     r2 = (_S8 + _S9 * x) + (_S10 + _S11 * x) * x2
     return (r0 + r1 * x4) + (r2 + _S12 * x4) * x8
+
+
+@njit(cache=True, inline="always")
+def sinc_turn_sq(v):
+    """sin(2 pi u) / u for v = u^2 in [0, 1]: a polynomial in v, so the
+    circles step needs neither a square root nor a division per pair.
+    Finite (and unused) beyond 1."""
+    return sinc_turn_x(2.0 * v - 1.0)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
@@ -62,7 +67,7 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
     ny = dims[1]
     nz = dims[2]
     r2 = radius * radius
-    inv_r2 = 1.0 / r2
+    two_inv_r2 = 2.0 / r2
     scale = -strength / radius  # strength sin(-2 pi d / r) / d = scale sinc_turn_sq(d^2 / r^2)
     k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     for item in prange(ny * nz * nxc):
@@ -97,12 +102,15 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
                     dy = wy[q] - yi
                     dz = wz[q] - zi
                     d2 = dx * dx + dy * dy + dz * dz
-                    w = 1.0 if (d2 < r2) & (d2 > 0.0) else 0.0  # itself (d = 0) excluded
-                    f = w * scale * sinc_turn_sq(d2 * inv_r2)
+                    inside = (d2 < r2) & (d2 > 0.0)  # itself (d = 0) excluded
+                    f = sinc_turn_x(d2 * two_inv_r2 - 1.0) if inside else 0.0
                     fx += f * dx
                     fy += f * dy
                     fz += f * dz
-                    cnt += w
+                    cnt += 1.0 if inside else 0.0
+                fx *= scale  # the constant factor once per agent, not per pair
+                fy *= scale
+                fz *= scale
                 if cnt > 0.0:
                     out[i, 0] = xi + fx / cnt
                     out[i, 1] = yi + fy / cnt
