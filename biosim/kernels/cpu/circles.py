@@ -66,9 +66,10 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
     nx = dims[0]
     ny = dims[1]
     nz = dims[2]
-    r2 = radius * radius
-    two_inv_r2 = 2.0 / r2
-    scale = -strength / radius  # strength sin(-2 pi d / r) / d = scale sinc_turn_sq(d^2 / r^2)
+    # In units of r / sqrt(2) (positions times c), x = 2 d^2 / r^2 - 1 = |d'|^2 - 1
+    # in three FMAs; the pair is inside when -1 < x < 1 (0 < d < r).
+    c = np.sqrt(2.0) / radius
+    scale = -strength / radius / c  # strength sin(-2 pi d / r) / d = scale sinc_turn_x(x) d' / d
     k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
@@ -80,7 +81,7 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
         bz = buf[tid, 2]
         bstart = buf[tid, 3].view(np.int64)
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bx, bx, bstart, False, False)
+                      bx, bx, bstart, False, False, c)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
@@ -93,17 +94,20 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
                 xi = cols[0, qi]
                 yi = cols[1, qi]
                 zi = cols[2, qi]
+                xc = xi * c
+                yc = yi * c
+                zc = zi * c
                 fx = 0.0
                 fy = 0.0
                 fz = 0.0
                 cnt = 0.0
                 for q in range(hi - lo):
-                    dx = wx[q] - xi
-                    dy = wy[q] - yi
-                    dz = wz[q] - zi
-                    d2 = dx * dx + dy * dy + dz * dz
-                    inside = (d2 < r2) & (d2 > 0.0)  # itself (d = 0) excluded
-                    f = sinc_turn_x(d2 * two_inv_r2 - 1.0) if inside else 0.0
+                    dx = wx[q] - xc
+                    dy = wy[q] - yc
+                    dz = wz[q] - zc
+                    x = dx * dx + dy * dy + dz * dz - 1.0
+                    inside = (x < 1.0) & (x > -1.0)  # itself (d = 0) excluded
+                    f = sinc_turn_x(x) if inside else 0.0
                     fx += f * dx
                     fy += f * dy
                     fz += f * dz

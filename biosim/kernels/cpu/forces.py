@@ -160,14 +160,14 @@ COPY = 8  # entries per fixed-width copy of a cell's run in gather_blocks (at mo
 
 @njit(cache=True, inline="always")
 def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz, bd, bt, bstart,
-                  with_diam, with_type):
+                  with_diam, with_type, scale):
     """Gather the neighbourhoods of cells x0..x1-1 of the row (cy, cz) at once.
 
     Column block x holds the agents of the cells (x, y', z') with y', z'
     next to cy, cz (3 x 3 rows), in a fixed order; blocks x0-k .. x1+k-1 are
     copied one after the other into the buffers (positions into bx, by, bz;
-    with the flags diameters into bd and types into bt) from the sorted
-    columns ``cols`` (:func:`grid.sorted_columns`), and ``bstart[b]`` is where
+    times ``scale``; with the flags diameters into bd and types into bt)
+    from the sorted columns ``cols`` (:func:`grid.sorted_columns`), and ``bstart[b]`` is where
     local block b starts.  The neighbourhood of cell cx is then the
     contiguous run of blocks cx-k .. cx+k (:func:`cell_window`), so each
     agent is copied about 2k+1 times less often than when every cell
@@ -204,11 +204,11 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
                 base = np.uint64(0)
                 while base < cnt:
                     for t in range(COPY):
-                        bx[m + base + np.uint64(t)] = xs[s + base + np.uint64(t)]
+                        bx[m + base + np.uint64(t)] = xs[s + base + np.uint64(t)] * scale
                     for t in range(COPY):
-                        by[m + base + np.uint64(t)] = ys[s + base + np.uint64(t)]
+                        by[m + base + np.uint64(t)] = ys[s + base + np.uint64(t)] * scale
                     for t in range(COPY):
-                        bz[m + base + np.uint64(t)] = zs[s + base + np.uint64(t)]
+                        bz[m + base + np.uint64(t)] = zs[s + base + np.uint64(t)] * scale
                     if with_diam:
                         for t in range(COPY):
                             bd[m + base + np.uint64(t)] = ds[s + base + np.uint64(t)]
@@ -296,7 +296,7 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
         bt = buf[tid, 4]
         bstart = buf[tid, 5].view(np.int64)
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bd, bt, bstart, True, typed)
+                      bd, bt, bstart, True, typed, 1.0)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
