@@ -39,9 +39,8 @@ def _circles_behaviour():
             args = grid.kernel_args()
             room = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
             buf = np.empty((get_num_threads(), 4, room))
-            out = t.scratch((n, 3), np.float64)
-            circles_step(grid.sorted_columns(t), n, *args, self.radius, self.strength, buf, out)
-            t.position[:] = out
+            # the kernel reads the sorted copy of the positions, so it may write the new ones in place
+            circles_step(grid.sorted_columns(t), n, *args, self.radius, self.strength, buf, t.position)
             sim.confine(t.position)
 
     return Circles

@@ -61,8 +61,10 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
     """out[i] = pos[i] + (sum_j strength sin(-2 pi d_ij / r) e_ij) / k_i over the
     k_i agents j closer than ``radius`` (e_ij the unit vector from i to j);
     out[i] = pos[i] when k_i = 0.  The positions are read from ``cols``, the
-    grid's sorted columns (:func:`grid.sorted_columns`, 3 rows).  Closed
-    boxes only (no minimum image)."""
+    grid's sorted columns (:func:`grid.sorted_columns`, 3 rows), so ``out``
+    may be the position array itself.  Pairs closer than about 1e-8 r count
+    as coincident (no direction: left out, like an agent and itself).
+    Closed boxes only (no minimum image)."""
     nx = dims[0]
     ny = dims[1]
     nz = dims[2]
@@ -105,7 +107,7 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
                     dx = wx[q] - xc
                     dy = wy[q] - yc
                     dz = wz[q] - zc
-                    x = dx * dx + dy * dy + dz * dz - 1.0
+                    x = dz * dz + (dy * dy + (dx * dx - 1.0))  # three FMAs
                     inside = (x < 1.0) & (x > -1.0)  # itself (d = 0) excluded
                     f = sinc_turn_x(x) if inside else 0.0
                     fx += f * dx
