@@ -57,6 +57,38 @@ def test_forces_in_long_boxes_match_the_reference(boundary, length):
 
 
 @pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_forces_on_a_split_grid_match_the_reference(mech, boundary):
+    # dense enough (>= 6 agents per cutoff-wide cell) that the grid halves its x-cells: the
+    # neighbour loops then reach 2 cells either side along x
+    rng = np.random.default_rng(11)
+    edge = 40.0
+    pos, diam = rng.random((1500, 3)) * edge, rng.uniform(3.0, 9.0, 1500)
+    sim = bs.Simulation(bs.Box.cube(edge), boundary=boundary, seed=2, mechanics=mech)
+    sim.add_agents("c", pos, diameter=diam)
+    force = mech.forces(sim).copy()
+    g = sim._grid
+    assert g.dims[0] == 2 * g.dims[1]
+    t = sim.agents
+    ref, scale = naive_forces(t.position, t.diameter, LAWS[type(mech).__name__], mech._params(),
+                              sim.box, boundary == "periodic")
+    err = np.abs(force - ref).max(axis=1)
+    assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
+
+
+def test_grid_splits_x_cells_only_where_they_are_crowded():
+    from biosim.space import UniformGrid
+
+    g = UniformGrid(bs.Box.cube(30.0), [False] * 3)
+    assert list(g._layout(3.0, 5999)) == [10, 10, 10]  # 6 per cell: 6000 agents
+    assert list(g._layout(3.0, 6000)) == [20, 10, 10]
+    g.X_SPLIT = 1
+    assert list(g._layout(3.0, 60000)) == [10, 10, 10]
+    g.X_SPLIT = 4
+    assert list(g._layout(3.0, 10)) == [40, 10, 10]
+
+
+@pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
 def test_newtons_third_law(mech):
     pos, diam = cluster(300, 60.0, 7)
     sim = bs.Simulation(bs.Box.cube(60.0), seed=1, mechanics=mech)

@@ -65,6 +65,6 @@ def test_sinc_polynomial_of_the_circles_kernel():
         return out
 
     u = np.concatenate([np.random.default_rng(1).random(200_000), [1e-300, 0.25, 0.5, 0.75, 1 - 2.0 ** -53]])
-    np.testing.assert_allclose(many(u * u), np.sin(2 * np.pi * u) / u, rtol=0, atol=3e-14)
-    assert abs(many(np.array([0.0]))[0] - 2 * np.pi) < 3e-14  # the limit at u = 0
+    np.testing.assert_allclose(many(u * u), np.sin(2 * np.pi * u) / u, rtol=0, atol=5e-13)  # degree 11
+    assert abs(many(np.array([0.0]))[0] - 2 * np.pi) < 5e-13  # the limit at u = 0
     assert np.all(np.isfinite(many(np.linspace(0.0, 30.0, 1001))))  # far candidates: finite, weighted 0
