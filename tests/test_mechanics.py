@@ -204,7 +204,8 @@ def test_forces_in_boxes_of_one_or_two_cells(boundary, edge):
     sim.add_agents("c", pos, diameter=diam)
     force = mech.forces(sim).copy()
     t = sim.agents
-    assert np.all(sim._grid.dims <= 3)
+    dims = sim._grid.dims
+    assert np.all(dims[1:] <= 3) and dims[0] <= 6  # x-cells halved: 120 cells crowd into so few
     ref, scale = naive_forces(t.position, t.diameter, LAWS["SoftSphere"], mech._params(), sim.box,
                               boundary == "periodic")
     err = np.abs(force - ref).max(axis=1)

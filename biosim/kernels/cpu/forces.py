@@ -13,9 +13,11 @@ a damping or a mass; F > 0 pushes the two cells apart):
 
 Every law vanishes beyond a finite reach; the grid cutoff covers it for the
 largest diameter.  Forces are computed for chunks of cells along x: the
-agents around a chunk are gathered once into a per-thread buffer, in column
-blocks, so that every cell's 3 x 3 x 3 neighbourhood is one contiguous run of
-it, and each agent sums over that run in one long loop, compiled with
+agents around a chunk are gathered once from the grid's sorted columns
+(positions and diameters in cell order, contiguous) into a per-thread
+buffer, in column blocks, so that every cell's 3 x 3 x (2k+1) neighbourhood
+(k = 1, or 2 where the grid halves its x-cells) is one contiguous run of it,
+and each agent sums over that run in one long loop, compiled with
 floating-point reassociation so it vectorises.  Each agent's sum is computed
 by one thread over the candidates in a fixed order (block by block along x,
 then by row, then by the grid's sort order), so results are bit-identical for
