@@ -38,7 +38,7 @@ def test_forces_match_naive_reference(mech, boundary, seed):
 @pytest.mark.parametrize("boundary", ["closed", "periodic"])
 @pytest.mark.parametrize("length", [150.0, 400.0, 1000.0])
 def test_forces_in_long_boxes_match_the_reference(boundary, length):
-    # rows of 12-80 cells along x: the neighbour loops gather chunks of 16 cells, whose blocks wrap
+    # rows of 12-80 cells along x: the neighbour loops gather chunks of X_CHUNK = 32 cells, whose blocks wrap
     # around a periodic x axis (repeating cells when the axis is shorter than a chunk)
     rng = np.random.default_rng(5)
     box = bs.Box([0.0, 0.0, 0.0], [length, 30.0, 30.0])

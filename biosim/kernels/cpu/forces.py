@@ -139,7 +139,7 @@ def _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order,
     return fx, fy, fz
 
 
-X_CHUNK = 16  # cells along x per work item of the neighbour loops
+X_CHUNK = 32  # cells along x per work item of the neighbour loops
 
 
 @njit(cache=True, inline="always")
