@@ -146,13 +146,15 @@ class UniformGrid:
     def sorted_columns(self, table, rows=3):
         """The table's positions (and with ``rows`` 4 diameters, with 5 types as
         floats) in the grid's sort order, as the rows of a float64 array kept
-        between calls (n + K.SORTED_PAD wide, the padding zeroed): what the
-        neighbour loops gather from, reading contiguous memory."""
+        between calls (at least n + K.SORTED_PAD wide; the K.SORTED_PAD
+        entries after n zeroed, the rest unused): what the neighbour loops
+        gather from, reading contiguous memory."""
         n = len(table)
         width = n + K.SORTED_PAD
-        if self._columns.shape[0] != rows or self._columns.shape[1] < width:
-            self._columns = np.empty((rows, max(width, table.capacity + K.SORTED_PAD)))
-        cols = self._columns[:, :width]
+        if self._columns.shape[0] < rows or self._columns.shape[1] < width:
+            self._columns = np.empty((max(rows, self._columns.shape[0]), max(width, table.capacity + K.SORTED_PAD)))
+        # whole rows, so C-contiguous: a slice of the width would compile the kernels a second time
+        cols = self._columns[:rows]
         K.sorted_columns(table.position, table.diameter, table.type, self._order, n, cols)
         return cols
 
