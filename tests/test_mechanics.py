@@ -76,6 +76,20 @@ def test_forces_on_a_split_grid_match_the_reference(mech, boundary):
     assert np.all(err <= 1e-12 * np.maximum(scale, 1e-300)), err.max()
 
 
+def test_sorted_columns_are_contiguous_with_spare_capacity():
+    # a non-contiguous view would be a second signature: every neighbour kernel compiled again
+    sim = bs.Simulation(bs.Box.cube(40.0), seed=1)
+    sim.add_agents("c", np.random.default_rng(0).random((500, 3)) * 40.0, diameter=5.0)
+    t = sim.agents
+    t.reserve(2000)
+    grid = sim._neighbour_grid(6.0)
+    for rows in (3, 4, 3):
+        cols = grid.sorted_columns(t, rows)
+        assert cols.flags.c_contiguous and cols.shape[0] == rows and cols.shape[1] >= 500 + 16
+        np.testing.assert_array_equal(cols[:3, :500].T, t.position[grid.kernel_args()[1][:500]])
+        assert np.all(cols[:, 500:516] == 0.0)
+
+
 def test_grid_splits_x_cells_only_where_they_are_crowded():
     from biosim.space import UniformGrid
 
