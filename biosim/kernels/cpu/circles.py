@@ -4,8 +4,8 @@ vectors to its neighbours closer than r, divides by their number and moves
 by the result.  Computed like the forces (kernels/cpu/forces.py): chunk by
 chunk of cells, the neighbourhoods gathered into a per-thread buffer, then
 one long vectorised loop per agent.  The pair term sin(-2 pi d / r) / d is a
-polynomial in d^2 / r^2 (sinc_turn_sq): no square root, no division and no
-libm call in the loop, so it vectorises fully.  Positions are read from the
+polynomial in x = 2 d^2 / r^2 - 1 (sinc_turn_x): no square root, no division
+and no libm call in the loop, so it vectorises fully.  Positions are read from the
 grid's sorted columns and written to ``out``, so the update is synchronous
 and thread-count independent."""
 import numpy as np

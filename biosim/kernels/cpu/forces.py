@@ -167,10 +167,11 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
 
     Column block x holds the agents of the cells (x, y', z') with y', z'
     next to cy, cz (3 x 3 rows), in a fixed order; blocks x0-k .. x1+k-1 are
-    copied one after the other into the buffers (positions into bx, by, bz;
-    times ``scale``; with the flags diameters into bd and types into bt)
-    from the sorted columns ``cols`` (:func:`grid.sorted_columns`), and ``bstart[b]`` is where
-    local block b starts.  The neighbourhood of cell cx is then the
+    copied one after the other into the buffers (positions times ``scale``
+    into bx, by, bz; with the flags diameters into bd and types into bt)
+    from the sorted columns ``cols`` (:func:`grid.sorted_columns`), and
+    ``bstart[b]`` is where local block b starts.  The neighbourhood of cell
+    cx is then the
     contiguous run of blocks cx-k .. cx+k (:func:`cell_window`), so each
     agent is copied about 2k+1 times less often than when every cell
     gathers its own neighbourhood.  Blocks outside a closed box are empty;
