@@ -219,7 +219,7 @@ def test_forces_in_boxes_of_one_or_two_cells(boundary, edge):
     force = mech.forces(sim).copy()
     t = sim.agents
     dims = sim._grid.dims
-    assert np.all(dims[1:] <= 3) and dims[0] <= 6  # x-cells halved: 120 cells crowd into so few
+    assert np.all(dims[1:] <= 3) and dims[0] <= 6  # x-cells halved: 120 agents crowd into so few cells
     ref, scale = naive_forces(t.position, t.diameter, LAWS["SoftSphere"], mech._params(), sim.box,
                               boundary == "periodic")
     err = np.abs(force - ref).max(axis=1)

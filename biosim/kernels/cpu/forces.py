@@ -171,10 +171,9 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
     into bx, by, bz; with the flags diameters into bd and types into bt)
     from the sorted columns ``cols`` (:func:`grid.sorted_columns`), and
     ``bstart[b]`` is where local block b starts.  The neighbourhood of cell
-    cx is then the
-    contiguous run of blocks cx-k .. cx+k (:func:`cell_window`), so each
-    agent is copied about 2k+1 times less often than when every cell
-    gathers its own neighbourhood.  Blocks outside a closed box are empty;
+    cx is then the contiguous run of blocks cx-k .. cx+k
+    (:func:`cell_window`), so each agent is copied about 2k+1 times less
+    often than when every cell gathers its own neighbourhood.  Blocks outside a closed box are empty;
     with ``whole`` the blocks are x = 0..nx-1, once each.
 
     A cell's run is copied COPY entries at a time (whole vector moves; the
