@@ -83,7 +83,49 @@ def test_soak_tiny():
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
-        "bench_circles.py", "bench_suite.py"}
+        "bench_circles.py", "bench_suite.py", "mechanics_budget.py"}
+
+
+@pytest.mark.slow
+def test_mechanics_budget_tiny():
+    out = run_bench("mechanics_budget.py", "--agents", "3000", "--threads", "1", "--steps", "2", "--repeat", "1")
+    for label in ("whole step", "grid build and sort", "sorted columns", "force kernel as shipped",
+                  "gather of the neighbourhoods", "distance tests and sums", "force law",
+                  "bound if the force law cost nothing", "bound if the gather cost nothing too"):
+        assert label in out
+    assert re.search(r"throughput as measured: [\d.]+ M agent-updates/s", out)
+
+
+def test_mechanics_budget_pair_loop_sums_every_pair_in_range():
+    """The budget's loop without a force law does the force kernel's distance
+    work: its sums of separations equal a cKDTree reference."""
+    import importlib.util
+
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from biosim.bench.mechanics import make_mechanics
+    from biosim.kernels.cpu.forces import gather_capacity
+    from numba import get_num_threads
+
+    spec = importlib.util.spec_from_file_location("mechanics_budget", os.path.join(BENCH, "mechanics_budget.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sim = make_mechanics(3000)
+    sim.run(1)
+    t = sim.agents
+    grid = sim._neighbour_grid(sim.mechanics.cutoff(t.diameter.max()))
+    cell_start, order, lower, inv_h, dims, length, periodic, cutoff = grid.kernel_args()
+    buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))))
+    out = np.full((len(t), 3), np.nan)
+    mod.chunk_loop(True, grid.sorted_columns(t, 4), cell_start, order, inv_h, dims, periodic, cutoff, buf, out)
+    pos = t.position
+    pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+    d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
+    ref = np.stack([np.bincount(pairs[:, 0], d[:, k], len(t)) - np.bincount(pairs[:, 1], d[:, k], len(t))
+                    for k in range(3)], axis=1)
+    assert len(pairs) > 5 * len(t)  # about 7 per agent (14 neighbours), fewer at the walls
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-11)
 
 
 # -- the suite (biosim bench) ------------------------------------------------------
