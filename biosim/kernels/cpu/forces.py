@@ -18,7 +18,10 @@ agents around a chunk are gathered once from the grid's sorted columns
 buffer, in column blocks, so that every cell's 3 x 3 x (2k+1) neighbourhood
 (k = 1, or 2 where the grid halves its x-cells) is one contiguous run of it,
 and each agent sums over that run in one long loop, compiled with
-floating-point reassociation so it vectorises.  Each agent's sum is computed
+floating-point reassociation so it vectorises.  In periodic boxes the
+gather writes the cells across a periodic face as their images, shifted by
+the box length, so the loop needs no minimum-image rounding per pair
+(except on a periodic axis of under 3 cells).  Each agent's sum is computed
 by one thread over the candidates in a fixed order (block by block along x,
 then by row, then by the grid's sort order), so results are bit-identical for
 any thread count on a given machine, and equal a plain double loop to ~1e-15
@@ -161,8 +164,34 @@ COPY = 8  # entries per fixed-width copy of a cell's run in gather_blocks (at mo
 
 
 @njit(cache=True, inline="always")
+def _image_shift(on, u, dims, length):
+    """Shift (µm) of the periodic image of unwrapped cell index ``u`` (one
+    period at most outside [0, dims)): -length below, +length above, else 0."""
+    if not on:
+        return 0.0
+    if u < 0:
+        return -length
+    if u >= dims:
+        return length
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def images_apply(periodic, dims, whole):
+    """Whether :func:`gather_blocks` can write periodic images (``images``):
+    some axis is periodic, and none of the periodic ones is ``whole`` (x) or
+    under 3 cells (y, z), where a cell's neighbourhood holds each cell once
+    and the nearest image depends on the pair, not on the block."""
+    if not (periodic[0] or periodic[1] or periodic[2]):
+        return False
+    if periodic[0] and whole:
+        return False
+    return not ((periodic[1] and dims[1] < 3) or (periodic[2] and dims[2] < 3))
+
+
+@njit(cache=True, inline="always")
 def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz, bd, bt, bstart,
-                  with_diam, with_type, scale):
+                  with_diam, with_type, scale, length, images):
     """Gather the neighbourhoods of cells x0..x1-1 of the row (cy, cz) at once.
 
     Column block x holds the agents of the cells (x, y', z') with y', z'
@@ -179,7 +208,13 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
     A cell's run is copied COPY entries at a time (whole vector moves; the
     entries past its end are overwritten by the next run or lie beyond the
     gathered data), with unsigned indices: numba's negative-index handling
-    of signed ones kept these copies scalar and about twice as slow."""
+    of signed ones kept these copies scalar and about twice as slow.
+
+    With ``images`` (periodic axes only, none of them ``whole`` or shorter
+    than 3 cells: see :func:`images_apply`), blocks and rows across a
+    periodic face are written as their periodic images, shifted by the box
+    ``length`` (µm), so that plain differences from the agents of the chunk
+    are the minimum-image ones and the loops need no rounding per pair."""
     loy, cnty = stencil_axis(cy, ny, periodic[1])
     loz, cntz = stencil_axis(cz, nz, periodic[2])
     nb = nx if whole else x1 - x0 + 2 * k
@@ -192,25 +227,29 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
     m = np.uint64(0)
     for b in range(nb):
         bstart[b] = np.int64(m)
-        x = b if whole else x0 - k + b
+        xu = b if whole else x0 - k + b  # unwrapped
+        x = xu
         if periodic[0]:
-            x = wrap(x, nx)
+            x = wrap(xu, nx)
         elif x < 0 or x >= nx:
             continue
+        sx = _image_shift(images and periodic[0], xu, nx, length[0])
         for oz in range(cntz):
             iz = wrap(loz + oz, nz)  # a compare, not an integer division
+            sz = _image_shift(images and periodic[2], loz + oz - nz, nz, length[2])
             for oy in range(cnty):
                 cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
+                sy = _image_shift(images and periodic[1], loy + oy - ny, ny, length[1])
                 s = np.uint64(cell_start[cell])
                 cnt = np.uint64(cell_start[cell + 1]) - s
                 base = np.uint64(0)
                 while base < cnt:
                     for t in range(COPY):
-                        bx[m + base + np.uint64(t)] = xs[s + base + np.uint64(t)] * scale
+                        bx[m + base + np.uint64(t)] = (xs[s + base + np.uint64(t)] + sx) * scale
                     for t in range(COPY):
-                        by[m + base + np.uint64(t)] = ys[s + base + np.uint64(t)] * scale
+                        by[m + base + np.uint64(t)] = (ys[s + base + np.uint64(t)] + sy) * scale
                     for t in range(COPY):
-                        bz[m + base + np.uint64(t)] = zs[s + base + np.uint64(t)] * scale
+                        bz[m + base + np.uint64(t)] = (zs[s + base + np.uint64(t)] + sz) * scale
                     if with_diam:
                         for t in range(COPY):
                             bd[m + base + np.uint64(t)] = ds[s + base + np.uint64(t)]
@@ -264,8 +303,33 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
 
 
 @njit(inline="always")
-def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n, cell_start, order,
-            lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
+def _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, di, trow, l0, l1, l2, p0, p1, p2):
+    """Force on the agent at (xi, yi, zi) of diameter di from the first m
+    entries of a gathered window (loop over mr >= m, a whole number of
+    vectors, the rest masked out), and how many of them coincide with it
+    (r < 1e-8 µm: itself, and rarely another)."""
+    fx = 0.0
+    fy = 0.0
+    fz = 0.0
+    nc = 0
+    for q in range(mr):
+        dx = mi(xi - wx[q], l0)
+        dy = mi(yi - wy[q], l1)
+        dz = mi(zi - wz[q], l2)
+        r2 = dx * dx + dy * dy + dz * dz
+        w = law_over_r(r2, di, wd[q], p0, trow[np.int64(wt[q])] if typed else p1, p2)
+        inside = q < m
+        w = w if (r2 > _TINY2) & inside else 0.0
+        nc += (r2 <= _TINY2) & inside
+        fx += w * dx
+        fy += w * dy
+        fz += w * dz
+    return fx, fy, fz, nc
+
+
+@njit(inline="always")
+def _forces(law, law_over_r, mi, periodic_kernel, is_bdm, typed, params, pos, diam, uid, types, table, n,
+            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
     and diameters around the chunk are gathered from the sorted columns
     ``cols`` (:func:`grid.sorted_columns`, with diameters, and types when
@@ -275,7 +339,10 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     loop.
     With ``typed``, the second law parameter of a pair is
     ``table[types[i], types[j]]`` (type-dependent adhesion) instead of
-    ``params[1]``."""
+    ``params[1]``.  In a ``periodic_kernel`` (``mi`` the minimum image) the
+    gather writes periodic images where :func:`images_apply` allows, so the
+    loop takes plain differences, as in a closed box; elsewhere it rounds
+    every pair to the minimum image."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -286,6 +353,9 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     ny = dims[1]
     nz = dims[2]
     k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
+    # periodic images written by the gather where the grid allows, else the minimum image per pair
+    images = periodic_kernel and images_apply(periodic, dims, whole)
+    wrapped = periodic_kernel and not images
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
@@ -298,7 +368,7 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
         bt = buf[tid, 4]
         bstart = buf[tid, 5].view(np.int64)
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bd, bt, bstart, True, typed, 1.0)
+                      bd, bt, bstart, True, typed, 1.0, length, images)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
@@ -317,22 +387,12 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
                 zi = cols[2, qi]
                 di = cols[3, qi]
                 trow = table[types[i]] if typed else table[0]
-                fx = 0.0
-                fy = 0.0
-                fz = 0.0
-                nc = 0
-                for q in range(mr):
-                    dx = mi(xi - wx[q], l0)
-                    dy = mi(yi - wy[q], l1)
-                    dz = mi(zi - wz[q], l2)
-                    r2 = dx * dx + dy * dy + dz * dz
-                    w = law_over_r(r2, di, wd[q], p0, trow[np.int64(wt[q])] if typed else p1, p2)
-                    inside = q < m
-                    w = w if (r2 > _TINY2) & inside else 0.0
-                    nc += (r2 <= _TINY2) & inside
-                    fx += w * dx
-                    fy += w * dy
-                    fz += w * dz
+                if wrapped:  # minimum image per pair: a periodic axis of under 3 cells
+                    fx, fy, fz, nc = _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, di,
+                                                  trow, l0, l1, l2, p0, p1, p2)
+                else:
+                    fx, fy, fz, nc = _window_sums(law_over_r, _open, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi,
+                                                  di, trow, l0, l1, l2, p0, p1, p2)
                 if nc > 1:  # another centre coincides with this one (same cell): rare
                     gx, gy, gz = _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, sa,
                                                  ea, xi, yi, zi, di, l0, l1, l2, p0, p1, p2, seed, step)
@@ -352,70 +412,70 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                        length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                                 dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, True, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                              length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                       inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, True, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _open, False, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _wrap, True, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                            length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _open, False, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                     inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _wrap, True, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _open, True, False, params, pos, diam, uid, types, table, n,
+    _forces(biodynamo_law, biodynamo_over_r, _open, False, True, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, False, params, pos, diam, uid, types, table, n,
+    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, True, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
