@@ -6,7 +6,7 @@ cKDTree, all measured in this run.
     python benchmarks/bench_circles.py                    # N = 10^6
     python benchmarks/bench_circles.py --agents 100000 --steps 5
 
-The scenario is defined in biosim/bench.py (make_circles).
+The scenario is defined in biosim/bench/circles.py (make_circles).
 """
 import argparse
 

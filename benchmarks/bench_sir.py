@@ -7,7 +7,7 @@ and infected fraction.  Prints agent-updates per second for 1 and all cores
     python benchmarks/bench_sir.py                       # 10^6 and 10^7 agents
     python benchmarks/bench_sir.py --agents 100000 --steps 10
 
-The scenario is defined in biosim/bench.py (make_sir).
+The scenario is defined in biosim/bench/sir.py (make_sir).
 """
 import argparse
 

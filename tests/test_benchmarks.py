@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
@@ -21,6 +22,31 @@ def test_bench_mechanics_tiny():
     out = run_bench("bench_mechanics.py", "--agents", "3000", "--steps", "2", "--memory-agents", "0")
     assert re.search(r"1 thread\(s\):\s+[\d.]+ M agent-updates/s", out)
     assert "cKDTree baseline" in out and "bytes" in out and "speed-up" in out
+
+
+def test_bench_mechanics_periodic_tiny():
+    out = run_bench("bench_mechanics.py", "--agents", "3000", "--steps", "2", "--memory-agents", "0",
+                    "--threads", "1", "--boundary", "periodic")
+    assert "periodic box" in out and re.search(r"1 thread\(s\):\s+[\d.]+ M agent-updates/s", out)
+    assert "cKDTree baseline" in out
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_ckdtree_baseline_is_the_engine_step(boundary):
+    """The cKDTree baseline takes the engine's mechanics step: the same
+    positions after one step from the same start."""
+    import biosim as bs
+    from biosim.bench.mechanics import _make, measure_ckdtree
+
+    n = 2000
+    sim = _make(n, boundary=boundary)
+    sim.add_agents("cells", bs.init.uniform(n, sim.box, seed=3), diameter=1.0)
+    start = sim.agents.position.copy()
+    sim.run(1)
+    got = sim.agents.position[np.argsort(sim.agents.uid)]
+    ref = measure_ckdtree(n, 1, boundary, return_positions=True)
+    assert not np.allclose(got, start)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
 
 
 @pytest.mark.slow

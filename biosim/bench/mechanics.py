@@ -22,48 +22,64 @@ from ._common import _measure, _run_code
 RANGE = 1.5
 
 
-def _make(n, seed=1):
+BOUNDARIES = ("closed", "periodic")
+
+
+def _make(n, seed=1, boundary="closed"):
     import biosim as bs
 
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     edge = n ** (1.0 / 3.0)
-    sim = bs.Simulation(bs.Box.cube(edge), boundary="closed", dt=0.1, seed=seed,
+    sim = bs.Simulation(bs.Box.cube(edge), boundary=boundary, dt=0.1, seed=seed,
                         mechanics=bs.SoftSphere(repulsion=2.0, adhesion=0.4, adhesion_range=RANGE))
     return sim
 
 
-def make_mechanics(n, seed=1):
+def make_mechanics(n, seed=1, boundary="closed"):
     """The mechanics scenario: N agents of diameter 1 uniform at random in a
     closed cube of edge N^(1/3) (density 1), ``SoftSphere(repulsion=2,
     adhesion=0.4, adhesion_range=1.5)`` (interaction range 1.5, about 14
     neighbours), dt = 0.1; no behaviours.  One step = grid build and sort +
-    pair forces + capped overdamped update + clamping to the box."""
+    pair forces + capped overdamped update + clamping to the box.  With
+    ``boundary="periodic"`` (not the suite's scenario, an option of
+    bench_mechanics.py) the cube is periodic: minimum-image pairs, and
+    positions wrapped instead of clamped."""
     import biosim as bs
 
-    sim = _make(n, seed)
+    sim = _make(n, seed, boundary)
     sim.add_agents("cells", bs.init.uniform(n, sim.box, seed=seed + 2), diameter=1.0)
     return sim
 
 
-def measure_engine(n, steps):
+def measure_engine(n, steps, boundary="closed"):
     """Run in the current process: dict with updates/s and per-phase ms/step."""
-    return _measure(make_mechanics, n, steps, warm=1000)[1]
+    return _measure(lambda m: make_mechanics(m, boundary=boundary), n, steps, warm=1000)[1]
 
 
-def measure_ckdtree(n, steps):
-    """The same step in numpy + scipy cKDTree (query_pairs, bincount sums)."""
+def measure_ckdtree(n, steps, boundary="closed", return_positions=False):
+    """The same step in numpy + scipy cKDTree (query_pairs, bincount sums;
+    periodic: the tree's ``boxsize`` and minimum-image separations).  With
+    ``return_positions`` the positions after ``steps`` steps instead."""
     from scipy.spatial import cKDTree
 
     import biosim as bs
 
-    sim = _make(n)
+    sim = _make(n, boundary=boundary)
+    periodic = boundary == "periodic"
     pos = bs.init.uniform(n, sim.box, seed=3)
     m = sim.mechanics
-    lower, upper = sim.box.lower, sim.box.upper
+    lower, upper, length = sim.box.lower, sim.box.upper, sim.box.length
     t0 = time.perf_counter()
     for _ in range(steps):
-        pairs = cKDTree(pos).query_pairs(RANGE, output_type="ndarray")
+        if periodic:
+            pairs = cKDTree(pos - lower, boxsize=length).query_pairs(RANGE, output_type="ndarray")
+        else:
+            pairs = cKDTree(pos).query_pairs(RANGE, output_type="ndarray")
         i, j = pairs[:, 0], pairs[:, 1]
         d = pos[i] - pos[j]
+        if periodic:
+            d -= length * np.rint(d / length)
         r = np.sqrt((d * d).sum(axis=1))
         s = 1.0  # (d_i + d_j) / 2 for unit diameters
         f = m.repulsion * np.maximum(0, 1 - r / s) - m.adhesion * np.maximum(0, 1 - r / (m.adhesion_range * s))
@@ -73,17 +89,21 @@ def measure_ckdtree(n, steps):
         norm = np.linalg.norm(disp, axis=1)
         big = norm > m.max_displacement
         disp[big] *= (m.max_displacement / norm[big])[:, None]
-        pos = np.clip(pos + disp, lower, upper)
+        pos = lower + np.mod(pos + disp - lower, length) if periodic else np.clip(pos + disp, lower, upper)
     wall = time.perf_counter() - t0
+    if return_positions:
+        return pos
     return {"agents": n, "steps": steps, "seconds": wall, "updates_per_s": n * steps / wall}
 
 
-def _subprocess(kind, n, steps, threads=None):
-    return _run_code(f"measure_{kind}({n}, {steps})", threads)
+def _subprocess(kind, n, steps, threads=None, boundary="closed"):
+    return _run_code(f"measure_{kind}({n}, {steps}, {boundary!r})", threads)
 
 
-def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=None, out=None):
+def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=None, out=None, boundary="closed"):
     """Print the benchmark table; returns the results as a dict."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     cores = os.cpu_count() or 1
     if threads is None:
         counts = sorted({1, cores})
@@ -92,10 +112,10 @@ def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=
     else:
         counts = list(threads)
     print(f"biosim mechanics benchmark: N={agents:,} agents, density 1, range {RANGE}, {steps} steps, "
-          f"closed box; {cores} cores")
-    results = {"agents": agents, "steps": steps, "runs": []}
+          f"{boundary} box; {cores} cores")
+    results = {"agents": agents, "steps": steps, "boundary": boundary, "runs": []}
     for t in counts:
-        r = _subprocess("engine", agents, steps, t)
+        r = _subprocess("engine", agents, steps, t, boundary)
         results["runs"].append(r)
         phases = ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_step"].items())
         print(f"  {t:>2} thread(s): {r['updates_per_s'] / 1e6:7.2f} M agent-updates/s   "
@@ -107,13 +127,13 @@ def main(agents=1_000_000, threads=None, steps=10, baseline=True, memory_agents=
     best = max(results["runs"], key=lambda r: r["updates_per_s"])
     if baseline:
         ref_steps = max(1, min(steps, 3))
-        b = _subprocess("ckdtree", agents, ref_steps)
+        b = _subprocess("ckdtree", agents, ref_steps, boundary=boundary)
         results["ckdtree"] = b
         print(f"  numpy + cKDTree baseline: {b['updates_per_s'] / 1e6:7.2f} M agent-updates/s; biosim with "
               f"{best['threads']} thread(s) is {best['updates_per_s'] / b['updates_per_s']:.1f}x faster")
     print(f"  memory held per agent at N={agents:,}: {best['bytes_per_agent']:.0f} bytes")
     if memory_agents:
-        r = _subprocess("engine", memory_agents, 2, cores)
+        r = _subprocess("engine", memory_agents, 2, cores, boundary)
         results["memory_run"] = r
         print(f"  N={memory_agents:,}: runs, {r['bytes_per_agent']:.0f} bytes per agent, "
               f"{r['updates_per_s'] / 1e6:.2f} M agent-updates/s with {r['threads']} thread(s)")
