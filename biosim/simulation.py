@@ -499,7 +499,7 @@ class Simulation:
                                  f"the interaction range {cutoff:g} µm (minimum image); cells grew too large "
                                  f"or the box is too small")
             t0 = _time.perf_counter()
-            g.build(self.agents, cutoff)
+            g.build(self.agents, cutoff, getattr(self.mechanics, "split_occupancy", None))
             self._grid_valid = True
             self.timings["neighbours"] += _time.perf_counter() - t0
         return g

@@ -83,13 +83,14 @@ class UniformGrid:
 
     # x-cells per cutoff: finer x-cells sharpen the x-windows of the neighbour
     # loops but cost more cell visits.  None: 2 where cells one cutoff wide
-    # would hold at least SPLIT_OCCUPANCY agents on average, else 1 (the
-    # circles benchmark, 8 agents per cell: 12% faster split; the mechanics
+    # would hold at least SPLIT_OCCUPANCY agents on average (or the
+    # mechanics law's own ``split_occupancy``), else 1 (the circles
+    # benchmark, 8 agents per cell: 12% faster split; the mechanics
     # benchmark, 3.4 per cell: 16% slower split).
     X_SPLIT = None
     SPLIT_OCCUPANCY = 6.0
 
-    def _layout(self, cutoff, n):
+    def _layout(self, cutoff, n, split_occupancy=None):
         length = self.box.length
         limit = max(4096.0, self.max_cells_per_agent * n)
         # in floats first: a tiny cutoff must not overflow the integer cell counts
@@ -100,19 +101,22 @@ class UniformGrid:
         dims = dims.astype(np.int64)
         split = self.X_SPLIT
         if split is None:
-            split = 2 if n >= self.SPLIT_OCCUPANCY * float(np.prod(dims.astype(float))) else 1
+            occupancy = self.SPLIT_OCCUPANCY if split_occupancy is None else split_occupancy
+            split = 2 if n >= occupancy * float(np.prod(dims.astype(float))) else 1
         while split > 1 and float(np.prod(dims.astype(float))) * split > limit:
             split //= 2
         dims[0] *= split
         return dims
 
-    def build(self, table, cutoff):
+    def build(self, table, cutoff, split_occupancy=None):
         """Bin the table's agents into cells of edge >= ``cutoff`` µm and sort its
-        rows by cell.  Returns the number of rows that moved."""
+        rows by cell (x-cells halved from ``split_occupancy`` agents per
+        cutoff-wide cell, default SPLIT_OCCUPANCY).  Returns the number of rows
+        that moved."""
         from numba import get_num_threads
 
         n = len(table)
-        dims = self._layout(cutoff, n)
+        dims = self._layout(cutoff, n, split_occupancy)
         self.cutoff = float(cutoff)
         self.dims = dims
         self.inv_h = dims / self.box.length

@@ -120,6 +120,21 @@ def test_grid_splits_x_cells_only_where_they_are_crowded():
     assert list(g._layout(3.0, 10)) == [40, 10, 10]
 
 
+@pytest.mark.parametrize("mech,occupancy", [(bs.SoftSphere(), 5.0), (bs.PhysiCellForce(), 4.75),
+                                            (bs.BioDynaMoForce(), 4.0), (None, 6.0)])
+def test_the_mechanics_law_sets_where_the_grid_splits(mech, occupancy):
+    # the costlier a pair, the fewer agents per cell it takes for halved x-cells to pay
+    edge = 60.0
+    for per_cell, split in ((occupancy - 0.2, False), (occupancy + 0.2, True)):
+        sim = bs.Simulation(bs.Box.cube(edge), seed=1, mechanics=mech)
+        cutoff = 10.0 if mech is None else mech.cutoff(8.0)
+        n = int(round(per_cell * np.floor(edge / cutoff) ** 3))
+        sim.add_agents("c", np.random.default_rng(1).random((n, 3)) * edge, diameter=8.0)
+        g = sim._neighbour_grid(cutoff)
+        assert (g.dims[0] == 2 * g.dims[1]) == split, (per_cell, g.dims)
+    assert "split_occupancy" not in repr(mech)  # a property of the law's cost, not a parameter
+
+
 @pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
 def test_newtons_third_law(mech):
     pos, diam = cluster(300, 60.0, 7)
