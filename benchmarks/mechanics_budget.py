@@ -26,7 +26,7 @@ from biosim.kernels.cpu.forces import _FAST, cell_window, chunk_of, gather_block
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def chunk_loop(with_pairs, cols, cell_start, order, inv_h, dims, periodic, cutoff, buf, out):
+def chunk_loop(with_pairs, cols, cell_start, order, inv_h, dims, length, periodic, cutoff, buf, out):
     """The force kernel's chunk loop (closed box) without the force law: the
     gather only, or with ``with_pairs`` also the distance tests and the sums
     over every candidate (out[i] = sum of the separations of the pairs within
@@ -47,7 +47,7 @@ def chunk_loop(with_pairs, cols, cell_start, order, inv_h, dims, periodic, cutof
         bd = buf[tid, 3]
         bstart = buf[tid, 5].view(np.int64)
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bd, bd, bstart, True, False, 1.0)
+                      bd, bd, bstart, True, False, 1.0, length, False)
         if not with_pairs:
             continue
         for cx in range(x0, x1):
@@ -122,10 +122,9 @@ def main(agents, threads, steps, repeat):
     sorted_ms = _median_ms(lambda: grid.sorted_columns(t, 4), repeat)
     kernel_ms = _median_ms(lambda: kernel(params, t.position, t.diameter, t.uid, t.type, mech._NO_TABLE, n, *args,
                                           sim.seed, sim.step, cols, buf, force), repeat)
-    gather_ms = _median_ms(lambda: chunk_loop(False, cols, cell_start, order, inv_h, dims, periodic, cutoff, buf,
-                                              force), repeat)
-    nolaw_ms = _median_ms(lambda: chunk_loop(True, cols, cell_start, order, inv_h, dims, periodic, cutoff, buf,
-                                             force), repeat)
+    grid_args = (cols, cell_start, order, inv_h, dims, length, periodic, cutoff, buf, force)
+    gather_ms = _median_ms(lambda: chunk_loop(False, *grid_args), repeat)
+    nolaw_ms = _median_ms(lambda: chunk_loop(True, *grid_args), repeat)
     law_ms = kernel_ms - nolaw_ms
     tests_ms = nolaw_ms - gather_ms
     rest_ms = step - grid_ms - sorted_ms - kernel_ms

@@ -144,7 +144,8 @@ def test_mechanics_budget_pair_loop_sums_every_pair_in_range():
     cell_start, order, lower, inv_h, dims, length, periodic, cutoff = grid.kernel_args()
     buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))))
     out = np.full((len(t), 3), np.nan)
-    mod.chunk_loop(True, grid.sorted_columns(t, 4), cell_start, order, inv_h, dims, periodic, cutoff, buf, out)
+    mod.chunk_loop(True, grid.sorted_columns(t, 4), cell_start, order, inv_h, dims, length, periodic, cutoff, buf,
+                   out)
     pos = t.position
     pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
     d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
