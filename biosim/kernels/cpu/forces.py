@@ -328,7 +328,7 @@ def _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, d
 
 
 @njit(inline="always")
-def _forces(law, law_over_r, mi, periodic_kernel, is_bdm, typed, params, pos, diam, uid, types, table, n,
+def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
     and diameters around the chunk are gathered from the sorted columns
@@ -339,10 +339,10 @@ def _forces(law, law_over_r, mi, periodic_kernel, is_bdm, typed, params, pos, di
     loop.
     With ``typed``, the second law parameter of a pair is
     ``table[types[i], types[j]]`` (type-dependent adhesion) instead of
-    ``params[1]``.  In a ``periodic_kernel`` (``mi`` the minimum image) the
-    gather writes periodic images where :func:`images_apply` allows, so the
-    loop takes plain differences, as in a closed box; elsewhere it rounds
-    every pair to the minimum image."""
+    ``params[1]``.  In a periodic box (``mi`` the minimum image) the gather
+    writes periodic images where :func:`images_apply` allows, so the loop
+    takes plain differences, as in a closed box; elsewhere it rounds every
+    pair to the minimum image."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -354,8 +354,8 @@ def _forces(law, law_over_r, mi, periodic_kernel, is_bdm, typed, params, pos, di
     nz = dims[2]
     k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     # periodic images written by the gather where the grid allows, else the minimum image per pair
-    images = periodic_kernel and images_apply(periodic, dims, whole)
-    wrapped = periodic_kernel and not images
+    images = images_apply(periodic, dims, whole)
+    wrapped = (periodic[0] or periodic[1] or periodic[2]) and not images
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
@@ -412,70 +412,70 @@ def _forces(law, law_over_r, mi, periodic_kernel, is_bdm, typed, params, pos, di
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                        length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, False, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                                 dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, True, False, False, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                              length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, True, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                       inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, True, False, True, params, pos, diam, uid, types, table, n,
+    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, False, False, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, True, False, False, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
                            length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, False, True, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
                                     inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, True, False, True, params, pos, diam, uid, types, table, n,
+    _forces(physicell_law, physicell_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
                      periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _open, False, True, False, params, pos, diam, uid, types, table, n,
+    _forces(biodynamo_law, biodynamo_over_r, _open, True, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
                               dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, True, False, params, pos, diam, uid, types, table, n,
+    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, False, params, pos, diam, uid, types, table, n,
             cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
