@@ -40,7 +40,8 @@ _S11 = -2.8948558606049766e-08
 @njit(cache=True, inline="always")
 def sinc_turn_x(x):
     """sin(2 pi u) / u for x = 2 u^2 - 1 in [-1, 1] (Estrin's scheme; error
-    below 5e-13)."""
+    below 5e-13): a polynomial, so the circles step needs neither a square
+    root nor a division per pair.  Finite (and unused) beyond 1."""
     x2 = x * x
     x4 = x2 * x2
     x8 = x4 * x4
@@ -48,14 +49,6 @@ def sinc_turn_x(x):
     r1 = (_S4 + _S5 * x) + (_S6 + _S7 * x) * x2
     r2 = (_S8 + _S9 * x) + (_S10 + _S11 * x) * x2
     return (r0 + r1 * x4) + r2 * x8
-
-
-@njit(cache=True, inline="always")
-def sinc_turn_sq(v):
-    """sin(2 pi u) / u for v = u^2 in [0, 1]: a polynomial in v, so the
-    circles step needs neither a square root nor a division per pair.
-    Finite (and unused) beyond 1."""
-    return sinc_turn_x(2.0 * v - 1.0)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
