@@ -22,63 +22,44 @@ import time
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from biosim.kernels.cpu.forces import _FAST, cell_window, chunk_of, gather_blocks, x_chunks
+from biosim.kernels.cpu.forces import _FAST, _forces, _open, chunk_of, gather_blocks, soft_sphere_law, x_chunks
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def chunk_loop(with_pairs, cols, cell_start, order, inv_h, dims, length, periodic, cutoff, buf, out):
-    """The force kernel's chunk loop (closed box) without the force law: the
-    gather only, or with ``with_pairs`` also the distance tests and the sums
-    over every candidate (out[i] = sum of the separations of the pairs within
-    ``cutoff``)."""
+def gather_only(cols, cell_start, inv_h, dims, length, periodic, cutoff, buf):
+    """The force kernel's chunk loop (closed box) down to the gather of the
+    neighbourhoods, and nothing after it."""
     nx = dims[0]
     ny = dims[1]
     nz = dims[2]
-    c2 = cutoff * cutoff
     k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
     for item in prange(ny * nz * nxc):
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
             continue
         tid = get_thread_id()
-        bx = buf[tid, 0]
-        by = buf[tid, 1]
-        bz = buf[tid, 2]
-        bd = buf[tid, 3]
-        bstart = buf[tid, 5].view(np.int64)
-        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bd, bd, bstart, True, False, 1.0, length, False)
-        if not with_pairs:
-            continue
-        for cx in range(x0, x1):
-            sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
-            if sa == ea:
-                continue
-            m = hi - lo
-            mr = (m + 15) & -16
-            wx = bx[lo:lo + mr]
-            wy = by[lo:lo + mr]
-            wz = bz[lo:lo + mr]
-            for qi in range(sa, ea):
-                xi = cols[0, qi]
-                yi = cols[1, qi]
-                zi = cols[2, qi]
-                fx = 0.0
-                fy = 0.0
-                fz = 0.0
-                for q in range(mr):
-                    dx = xi - wx[q]
-                    dy = yi - wy[q]
-                    dz = zi - wz[q]
-                    r2 = dx * dx + dy * dy + dz * dz
-                    w = 1.0 if (r2 < c2) & (q < m) else 0.0
-                    fx += w * dx
-                    fy += w * dy
-                    fz += w * dz
-                i = order[qi]
-                out[i, 0] = fx
-                out[i, 1] = fy
-                out[i, 2] = fz
+        gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, buf[tid, 0],
+                      buf[tid, 1], buf[tid, 2], buf[tid, 3], buf[tid, 3], buf[tid, 5].view(np.int64), True, False,
+                      1.0, length, False)
+
+
+@njit(cache=True, inline="always")
+def in_range(r2, di, dj, p0, p1, p2):
+    """Stands in for the force law divided by r: 1 for a pair closer than
+    sqrt(p0) (p0 the cutoff squared), else 0; no square root, no division."""
+    return 1.0 if r2 < p0 else 0.0
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def pairs_without_law(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
+                      periodic, cutoff, seed, step, cols, buf, force):
+    """The shipped force kernel's loop (closed box, the force kernels'
+    arguments) with :func:`in_range` for the law, ``params[0]`` the cutoff
+    squared: force[i] = the sum of the separations x_i - x_j of the pairs
+    within the cutoff.  The gather, the distance tests and the sums, without
+    the law."""
+    _forces(soft_sphere_law, in_range, _open, False, False, params, pos, diam, uid, types, table, n, cell_start,
+            order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
 
 
 def _median_ms(fn, repeat):
@@ -122,9 +103,11 @@ def main(agents, threads, steps, repeat):
     sorted_ms = _median_ms(lambda: grid.sorted_columns(t, 4), repeat)
     kernel_ms = _median_ms(lambda: kernel(params, t.position, t.diameter, t.uid, t.type, mech._NO_TABLE, n, *args,
                                           sim.seed, sim.step, cols, buf, force), repeat)
-    grid_args = (cols, cell_start, order, inv_h, dims, length, periodic, cutoff, buf, force)
-    gather_ms = _median_ms(lambda: chunk_loop(False, *grid_args), repeat)
-    nolaw_ms = _median_ms(lambda: chunk_loop(True, *grid_args), repeat)
+    gather_ms = _median_ms(lambda: gather_only(cols, cell_start, inv_h, dims, length, periodic, cutoff, buf), repeat)
+    in_range_params = np.array([cutoff * cutoff, 0.0, 1.0])
+    nolaw_ms = _median_ms(lambda: pairs_without_law(in_range_params, t.position, t.diameter, t.uid, t.type,
+                                                    mech._NO_TABLE, n, *args, sim.seed, sim.step, cols, buf, force),
+                          repeat)
     law_ms = kernel_ms - nolaw_ms
     tests_ms = nolaw_ms - gather_ms
     rest_ms = step - grid_ms - sorted_ms - kernel_ms

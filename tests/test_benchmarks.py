@@ -141,11 +141,13 @@ def test_mechanics_budget_pair_loop_sums_every_pair_in_range():
     sim.run(1)
     t = sim.agents
     grid = sim._neighbour_grid(sim.mechanics.cutoff(t.diameter.max()))
-    cell_start, order, lower, inv_h, dims, length, periodic, cutoff = grid.kernel_args()
+    args = grid.kernel_args()
+    cell_start, order, lower, inv_h, dims, length, periodic, cutoff = args
     buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))))
     out = np.full((len(t), 3), np.nan)
-    mod.chunk_loop(True, grid.sorted_columns(t, 4), cell_start, order, inv_h, dims, length, periodic, cutoff, buf,
-                   out)
+    mod.pairs_without_law(np.array([cutoff * cutoff, 0.0, 1.0]), t.position, t.diameter, t.uid, t.type,
+                          sim.mechanics._NO_TABLE, len(t), *args, sim.seed, sim.step, grid.sorted_columns(t, 4), buf,
+                          out)
     pos = t.position
     pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
     d = pos[pairs[:, 0]] - pos[pairs[:, 1]]
