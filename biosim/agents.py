@@ -12,8 +12,9 @@ internal and changes when the engine sorts agents by grid cell: match rows by
 ``uid``, never by index.
 
 Births and deaths requested during a step are queued and committed at the
-end of the step, deaths first, then births ordered by (parent uid, request
-order); daughters get fresh uids in that order.
+end of the step, deaths first, then births ordered by (parent uid, the
+requesting behaviour, request order within it); daughters get fresh uids in
+that order.  A mother that dies in the step has no daughter.
 """
 import numpy as np
 
@@ -60,8 +61,9 @@ class AgentTable:
         self._specs = {}
         self._data = {}
         self._scratch = np.empty(0, dtype=np.uint8)
-        self._births = []  # (parent uids, {column: rows}, sequence)
+        self._births = []  # (parent uids, {column: rows}, requester, sequence within it)
         self._deaths = []
+        self._requester = 0  # set by the simulation before each behaviour: (population, behaviour)
         self._request_seq = 0
         self._in_step = False
         self.total_births = 0  # committed over the table's life (bookkeeping checks)
@@ -248,12 +250,20 @@ class AgentTable:
         return {name: arr[: self._n][rows] for name, arr in self._data.items()}
 
     # -- births and deaths -------------------------------------------------------
+    def begin_requests(self, requester):
+        """Births requested from now on come from ``requester``, an integer
+        fixed by what requests them (the simulation passes one per
+        (population, behaviour)), so the order of daughters and their uids
+        never depends on whether an earlier behaviour requested any."""
+        self._requester = int(requester)
+        self._request_seq = 0
+
     def request_births(self, parent_uids, columns):
         """Queue daughters: ``columns`` holds arrays of their values (missing
         columns: defaults; uid is assigned at commit and ``type`` kept)."""
         parent_uids = np.asarray(parent_uids, dtype=np.int64)
         if parent_uids.size:
-            self._births.append((parent_uids, columns, self._request_seq))
+            self._births.append((parent_uids, columns, self._requester, self._request_seq))
             self._request_seq += 1
 
     def request_deaths(self, uids):
@@ -271,8 +281,10 @@ class AgentTable:
             self.commit()
 
     def commit(self):
-        """Apply queued deaths, then births; returns (births, deaths)."""
+        """Apply queued deaths, then births (a daughter whose mother died in
+        the same step is dropped); returns (births, deaths)."""
         deaths = births = 0
+        dead = None
         if self._deaths:
             dead = np.unique(np.concatenate(self._deaths))
             self._deaths = []
@@ -285,9 +297,12 @@ class AgentTable:
                 self._n = n_new
         if self._births:
             parents = np.concatenate([b[0] for b in self._births])
-            seq = np.concatenate([np.full(b[0].size, b[2], dtype=np.int64) for b in self._births])
-            order = np.lexsort((seq, parents))  # by parent uid, then request order
-            m = parents.size
+            requester = np.concatenate([np.full(b[0].size, b[2], dtype=np.int64) for b in self._births])
+            seq = np.concatenate([np.full(b[0].size, b[3], dtype=np.int64) for b in self._births])
+            order = np.lexsort((seq, requester, parents))  # by parent uid, requester, request order
+            if dead is not None:
+                order = order[~np.isin(parents[order], dead)]
+            m = order.size
             start = self._n
             self.reserve(start + m)
             for name, arr in self._data.items():
@@ -303,6 +318,7 @@ class AgentTable:
             self._n = start + m
             births = m
             self._births = []
+        self._requester = 0
         self._request_seq = 0
         self.total_births += births
         self.total_deaths += deaths

@@ -55,29 +55,34 @@ class Box:
 
 
 class UniformGrid:
-    """Cells of edge at least ``cutoff`` tiling the box; agents are binned by a
-    stable parallel counting sort, so the members of cell c are rows
-    ``order[cell_start[c]:cell_start[c+1]]``.  Every ``sort_every`` builds the
-    agent table itself is reordered by cell (then ``order`` is the identity)
-    for memory locality.
+    """Cells of edge at least ``cutoff`` tiling the box; agents are sorted into
+    the canonical order, by cell and then by uid, so the members of cell c
+    are rows ``order[cell_start[c]:cell_start[c+1]]`` in uid order.  The
+    order is a function of the positions and uids alone, never of the rows'
+    current order: every sum over neighbours that follows it is the same
+    bit for bit however the table's rows happen to be arranged.  Every
+    ``reorder_every`` builds the agent table itself is permuted into that
+    order (then ``order`` is the identity) for memory locality; how often is
+    a performance choice that changes no result.
 
     The grid is valid for the positions it was built from; the simulation
     marks it stale whenever anything moves agents or changes their number or
     diameters, and rebuilds it before the next phase that needs neighbours.
     """
 
-    def __init__(self, box, periodic, max_cells_per_agent=2.0, sort_every=8):
+    def __init__(self, box, periodic, max_cells_per_agent=2.0, reorder_every=8):
         self.box = box
         self.periodic = np.array([bool(p) for p in periodic], dtype=np.bool_)
         self.max_cells_per_agent = max_cells_per_agent
-        self.sort_every = sort_every
+        self.reorder_every = reorder_every
         self.cutoff = None
         self.dims = np.ones(3, dtype=np.int64)
         self.inv_h = np.zeros(3)
         self.cell_start = np.zeros(2, dtype=np.int64)
         self._cell = np.empty(0, dtype=np.int32)
         self._order = np.empty(0, dtype=np.int32)
-        self._counts = np.empty((1, 1), dtype=np.int64)
+        self._counts = np.empty((1, 1), dtype=np.int32)
+        self._block_total = np.empty(1, dtype=np.int64)
         self._columns = np.empty((0, 0))
         self.builds = 0
 
@@ -109,10 +114,11 @@ class UniformGrid:
         return dims
 
     def build(self, table, cutoff, split_occupancy=None):
-        """Bin the table's agents into cells of edge >= ``cutoff`` µm and sort its
-        rows by cell (x-cells halved from ``split_occupancy`` agents per
-        cutoff-wide cell, default SPLIT_OCCUPANCY).  Returns the number of rows
-        that moved."""
+        """Bin the table's agents into cells of edge >= ``cutoff`` µm and sort
+        them into the canonical order (x-cells halved from
+        ``split_occupancy`` agents per cutoff-wide cell, default
+        SPLIT_OCCUPANCY); every ``reorder_every`` builds the rows themselves
+        are permuted into it.  Returns the number of rows out of order."""
         from numba import get_num_threads
 
         n = len(table)
@@ -124,15 +130,20 @@ class UniformGrid:
         if self._cell.size < table.capacity:
             self._cell = np.empty(table.capacity, dtype=np.int32 if ncells < 2**31 else np.int64)
             self._order = np.empty(table.capacity, dtype=np.int32 if table.capacity < 2**31 else np.int64)
-        nchunks = max(1, min(get_num_threads(), n // 4096 + 1))
-        if self._counts.shape != (nchunks, ncells):
-            self._counts = np.empty((nchunks, ncells), dtype=np.int64)
+        # bounded by 2 (cells + agents) entries whatever the thread count
+        nchunks = K.sort_chunks(n, ncells, get_num_threads())
+        if self._counts.shape != (nchunks, ncells) or self._counts.dtype != self._order.dtype:
+            self._counts = np.empty((nchunks, ncells), dtype=self._order.dtype)
+        nblocks = (ncells + K.CELL_BLOCK - 1) // K.CELL_BLOCK
+        if self._block_total.size != nblocks:
+            self._block_total = np.empty(nblocks, dtype=np.int64)
         if self.cell_start.size != ncells + 1:
             self.cell_start = np.empty(ncells + 1, dtype=np.int64)
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
-        moved = K.counting_sort(self._cell, n, self._counts, self.cell_start, self._order)
-        if moved and self.builds % self.sort_every == 0:
+        moved = K.canonical_sort(self._cell, table.uid, n, self._counts, self.cell_start, self._block_total,
+                                 self._order)
+        if moved and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the
             # sort order serves as an indirection into the table
             table.permute(self._order[:n])

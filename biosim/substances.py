@@ -147,6 +147,7 @@ class Substance:
         self._sources = None
         self._sums = [None] * 4  # per-voxel source sums, one array per term once queued; zero between steps
         self._mark = None  # uint8 per voxel: touched in this step
+        self._count = None  # int64 per voxel, zero between steps: canonical_source_sums' scratch
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
@@ -271,7 +272,9 @@ class Substance:
             terms.append(zero if arr is None else np.broadcast_to(np.asarray(arr, dtype=np.float64), rows.shape))
         if self._sources is None:
             self._sources = []
-        self._sources.append((vox, terms))
+        # the order of the sums within a voxel: this call, then the agent's uid
+        key = (np.int64(len(self._sources)) << np.int64(40)) | self.sim.agents.uid[rows]
+        self._sources.append((vox, key, terms))
 
     _NONE = np.zeros(1)  # stands for a source term nobody queued
 
@@ -279,27 +282,33 @@ class Substance:
         """Per-voxel sums of the queued source terms (added, S dt, S c* dt,
         U dt) and the distinct voxels touched, or None when nothing is
         queued: (voxels, [four arrays], used flags).  Each voxel sums its
-        agents in queue order (one pass, so the result does not depend on
-        the thread count).  A term's dense array is allocated the first time
-        it is queued and kept; only the touched voxels are cleared
-        afterwards (:meth:`_clear_sources`)."""
+        sources in the canonical order, by queueing call (behaviours run in
+        a fixed order) and then by the agent's uid, so the result depends
+        neither on the thread count nor on the order of the table's rows.
+        A term's dense array is allocated the first time it is queued and
+        kept; only the touched voxels are cleared afterwards
+        (:meth:`_clear_sources`)."""
         if not self._sources:
             return None
-        vox = np.concatenate([v for v, _ in self._sources])
-        terms = [np.ascontiguousarray(np.concatenate([t[k] for _, t in self._sources])) for k in range(4)]
+        vox = np.concatenate([v for v, _, _ in self._sources])
+        key = np.concatenate([k for _, k, _ in self._sources])
+        values = np.empty((4, vox.size))
+        for k in range(4):
+            values[k] = np.concatenate([t[k] for _, _, t in self._sources])
         self._sources = None
         if self._mark is None:
             self._mark = np.zeros(self._c.size, dtype=np.uint8)
+            self._count = np.zeros(self._c.size, dtype=np.int64)
         voxels = np.empty(vox.size, dtype=np.int64)
         voxels = voxels[:K.touched_voxels(vox, self._mark, voxels)]
-        used = np.zeros(4, dtype=np.bool_)
-        for k, values in enumerate(terms):
-            if values.any():
-                if self._sums[k] is None:
-                    self._sums[k] = np.zeros(self._c.size)
-                K.scatter_add(vox, values, self._sums[k])
-                used[k] = True
-        return voxels, [self._NONE if a is None else a for a in self._sums], used
+        used = values.any(axis=1)
+        for k in range(4):
+            if used[k] and self._sums[k] is None:
+                self._sums[k] = np.zeros(self._c.size)
+        sums = [self._NONE if a is None else a for a in self._sums]
+        K.canonical_source_sums(vox, key, values, used, voxels, self._count, np.empty(vox.size, dtype=np.int64),
+                                *sums)
+        return voxels, sums, used
 
     def _clear_sources(self, queued):
         voxels, sums, used = queued
@@ -336,24 +345,34 @@ class Substance:
         the sources queued during the step, exact decay, then diffusion.
         Sources are applied per sub-step so fast uptake and fast diffusion
         stay coupled (PhysiCell's 0.01 min diffusion step); decaying before
-        diffusing keeps Dirichlet values exact at steady state."""
+        diffusing keeps Dirichlet values exact at steady state.  ``time``
+        (min) is the step's start; a Dirichlet ``f(x, y, z, t)`` is taken
+        at the time each sub-step's solve lands on (its end for the implicit
+        solver, its start for the explicit one)."""
         queued = self._source_sums()
         try:
             n, h = self.substeps(dt)
             decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
-            if self.diffusion > 0:
+            timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
+            if self.diffusion > 0 and not timed:
                 btype, bflux, dval = self._boundary_arrays(time)
             cur = self._c
             if self.solver == "explicit" and self.diffusion > 0 and self._spare is None:
                 self._spare = np.empty_like(self._c)
             other = self._spare
-            for _ in range(n):
+            for sub in range(n):
                 if queued is not None:
                     K.apply_sources(cur, queued[0], *queued[1], queued[2], float(n))
                 if decay != 1.0:
                     K.scale(cur, decay)
                 if self.diffusion == 0:
                     continue
+                if timed:
+                    # f(x, y, z, t) at the time each sub-step lands on: the end
+                    # of the sub-step for the implicit solver (backward Euler),
+                    # its start for the explicit one (forward Euler)
+                    at = time + (sub + 1) * h if self.solver == "implicit" else time + sub * h
+                    btype, bflux, dval = self._boundary_arrays(at)
                 if self.solver == "explicit":
                     K.ftcs_step(cur, other, self.diffusion, self.spacing, h, btype, bflux, *dval)
                     cur, other = other, cur

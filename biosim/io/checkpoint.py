@@ -137,7 +137,8 @@ def state_of(sim):
         records.append(entry)
     return {
         "box": sim.box.to_dict(), "boundary": sim.boundary, "dt": sim.dt, "seed": sim.seed,
-        "step": sim.step, "run_end": sim._run_end, "streams": sim._streams, "count_every": sim._count_every,
+        "reorder_every": sim.reorder_every, "step": sim.step, "run_end": sim._run_end, "streams": sim._streams,
+        "count_every": sim._count_every,
         "grid_builds": sim._grid.builds, "next_uid": int(t._next_uid),
         "total_births": t.total_births, "total_deaths": t.total_deaths,
         "mechanics": None if sim.mechanics is None else sim.mechanics.to_dict(),
@@ -281,7 +282,7 @@ def load(path, allow=()):
         s = json.loads(f.attrs["state"])
         box = Box(s["box"]["lower"], s["box"]["upper"])
         sim = Simulation(box, boundary=s["boundary"], dt=s["dt"], seed=s["seed"],
-                         mechanics=mechanics_from(s["mechanics"]))
+                         mechanics=mechanics_from(s["mechanics"]), reorder_every=s.get("reorder_every", 8))
         t = sim.agents
         g = f["agents"]
         for c in s["columns"]:
@@ -396,7 +397,8 @@ def from_run(path, snapshot=-1, allow=()):
     try:
         box = Box(meta["box"]["lower"], meta["box"]["upper"])
         sim = Simulation(box, boundary=meta["boundary"], dt=meta["dt"], seed=meta["seed"],
-                         mechanics=mechanics_from(meta["mechanics"]))
+                         mechanics=mechanics_from(meta["mechanics"]),
+                         reorder_every=meta.get("reorder_every", 8))
         columns, pops, subs = meta["columns"], meta["populations"], meta.get("substances", {})
     except KeyError as e:
         raise CheckpointError(f"run {run.path!r} lacks the metadata {e} needed to rebuild its simulation") from None

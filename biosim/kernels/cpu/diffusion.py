@@ -315,11 +315,64 @@ def touched_voxels(vox, mark, out):
 
 
 @njit(cache=True)
-def scatter_add(vox, values, out):
-    """out[vox[q]] += values[q] for q in order (one pass: each voxel sums its
-    agents in queue order, whatever the thread count)."""
-    for q in range(vox.size):
-        out[vox[q]] += values[q]
+def canonical_source_sums(vox, key, values, used, voxels, count, perm, added, s_dt, sc_dt, u_dt):
+    """Per-voxel sums of the queued source terms in the canonical order.
+
+    ``vox[q]`` is entry q's voxel, ``key[q]`` its place within the voxel
+    (the queueing call, then the agent's uid: an order fixed by the state,
+    not by the table's rows), ``values[t, q]`` its term t (added, S dt,
+    S c* dt, U dt; only those with ``used[t]``), ``voxels`` the distinct
+    voxels (:func:`touched_voxels`).  Each voxel's entries are sorted by key
+    (a counting sort by voxel into ``perm``, then insertion sort, or a full
+    sort past 48 entries) and summed
+    from 0 in that order into the dense arrays.  ``count`` (int64 per
+    voxel) must be zero on entry and is left zero."""
+    m = vox.size
+    for q in range(m):
+        count[vox[q]] += 1
+    s = 0
+    for t in range(voxels.size):
+        v = voxels[t]
+        c = count[v]
+        count[v] = s
+        s += c
+    for q in range(m):
+        v = vox[q]
+        perm[count[v]] = q
+        count[v] += 1
+    start = 0
+    for t in range(voxels.size):
+        v = voxels[t]
+        end = count[v]
+        count[v] = 0
+        if end - start > 48:
+            seg = perm[start:end].copy()
+            idx = np.argsort(key[seg])
+            for a in range(end - start):
+                perm[start + a] = seg[idx[a]]
+        else:
+            for a in range(start + 1, end):
+                e = perm[a]
+                k = key[e]
+                b = a - 1
+                while b >= start and key[perm[b]] > k:
+                    perm[b + 1] = perm[b]
+                    b -= 1
+                perm[b + 1] = e
+        for term in range(4):
+            if used[term]:
+                acc = 0.0
+                for a in range(start, end):
+                    acc += values[term, perm[a]]
+                if term == 0:
+                    added[v] = acc
+                elif term == 1:
+                    s_dt[v] = acc
+                elif term == 2:
+                    sc_dt[v] = acc
+                else:
+                    u_dt[v] = acc
+        start = end
 
 
 @njit(cache=True, parallel=True)

@@ -110,35 +110,73 @@ _TINY2 = 1e-16  # (1e-8 µm)^2: centres closer than this count as coincident
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics kept
 
 
+@njit(cache=True)
+def coincident_direction(seed, a, step, key, is_bdm):
+    """The random push of a coincident pair (a: the smaller uid): BioDynaMo's
+    U(-3, 3)^3 force, or else a unit vector.  Compiled on its own, without
+    fast-math and never inlined, so that the draws are the same bits as
+    :mod:`biosim.rng` gives for the key (inlined into a fast-math kernel,
+    the generator's arithmetic would be fused into FMAs)."""
+    if is_bdm:
+        return (6.0 * uniform(seed, a, step, key, 0) - 3.0, 6.0 * uniform(seed, a, step, key, 1) - 3.0,
+                6.0 * uniform(seed, a, step, key, 2) - 3.0)
+    return unit_vector(seed, a, step, key, 0)
+
+
 @njit(inline="always")
-def _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, s, e, xi, yi, zi, di,
-                    l0, l1, l2, p0, p1, p2, seed, step):
+def _coincident_scan(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, cell_start, i, cx, cy, cz,
+                     dims, k, whole, periodic, xi, yi, zi, di, length, params, seed, step):
+    """The pushes on row i from every other centre within 1e-8 µm of it, over
+    the whole neighbourhood its forces were summed over (x-cells cx-k ..
+    cx+k, or the whole row; 3 x 3 rows), in the canonical order: centres
+    that coincide across a cell face are found too.  (At most 30 arguments:
+    CPython passes more as *args, which numba cannot inline.)"""
+    nx = dims[0]
+    ny = dims[1]
+    nz = dims[2]
+    l0 = length[0]
+    l1 = length[1]
+    l2 = length[2]
+    p0 = params[0]
+    p1 = params[1]
+    p2 = params[2]
+    loy, cnty = stencil_axis(cy, ny, periodic[1])
+    loz, cntz = stencil_axis(cz, nz, periodic[2])
+    x0 = 0 if whole else cx - k
+    cntx = nx if whole else 2 * k + 1
     fx = 0.0
     fy = 0.0
     fz = 0.0
-    for q in range(s, e):
-        j = order[q]
-        if j == i:
+    for ox in range(cntx):
+        x = x0 + ox
+        if periodic[0]:
+            x = wrap(x, nx)
+        elif x < 0 or x >= nx:
             continue
-        dx = mi(xi - pos[j, 0], l0)
-        dy = mi(yi - pos[j, 1], l1)
-        dz = mi(zi - pos[j, 2], l2)
-        if dx * dx + dy * dy + dz * dz > _TINY2:
-            continue
-        a = min(uid[i], uid[j])
-        b = max(uid[i], uid[j])
-        sign = 1.0 if uid[i] == a else -1.0
-        key = _COINCIDENT_STREAM ^ b
-        if is_bdm:
-            fx += sign * (6.0 * uniform(seed, a, step, key, 0) - 3.0)
-            fy += sign * (6.0 * uniform(seed, a, step, key, 1) - 3.0)
-            fz += sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0)
-        else:
-            ex, ey, ez = unit_vector(seed, a, step, key, 0)
-            f = sign * law(0.0, di, diam[j], p0, table[types[i], types[j]] if typed else p1, p2)
-            fx += f * ex
-            fy += f * ey
-            fz += f * ez
+        for oz in range(cntz):
+            iz = wrap(loz + oz, nz)
+            for oy in range(cnty):
+                cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
+                for q in range(cell_start[cell], cell_start[cell + 1]):
+                    j = order[q]
+                    if j == i:
+                        continue
+                    dx = mi(xi - pos[j, 0], l0)
+                    dy = mi(yi - pos[j, 1], l1)
+                    dz = mi(zi - pos[j, 2], l2)
+                    if dx * dx + dy * dy + dz * dz > _TINY2:
+                        continue
+                    a = min(uid[i], uid[j])
+                    b = max(uid[i], uid[j])
+                    sign = 1.0 if uid[i] == a else -1.0
+                    ex, ey, ez = coincident_direction(seed, a, step, _COINCIDENT_STREAM ^ b, is_bdm)
+                    if is_bdm:
+                        f = sign
+                    else:
+                        f = sign * law(0.0, di, diam[j], p0, table[types[i], types[j]] if typed else p1, p2)
+                    fx += f * ex
+                    fy += f * ey
+                    fz += f * ez
     return fx, fy, fz
 
 
@@ -393,9 +431,10 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
                 else:
                     fx, fy, fz, nc = _window_sums(law_over_r, _open, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi,
                                                   di, trow, l0, l1, l2, p0, p1, p2)
-                if nc > 1:  # another centre coincides with this one (same cell): rare
-                    gx, gy, gz = _coincident_run(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, i, sa,
-                                                 ea, xi, yi, zi, di, l0, l1, l2, p0, p1, p2, seed, step)
+                if nc > 1:  # another centre coincides with this one: rare
+                    gx, gy, gz = _coincident_scan(is_bdm, typed, law, mi, pos, diam, uid, types, table, order,
+                                                  cell_start, i, cx, row % ny, row // ny, dims, k, whole, periodic,
+                                                  xi, yi, zi, di, length, params, seed, step)
                     fx += gx
                     fy += gy
                     fz += gz

@@ -1,5 +1,6 @@
-"""Uniform-grid neighbour search: binning, a stable parallel counting sort,
-row gathers and the 27-cell stencil walk.
+"""Uniform-grid neighbour search: binning, the canonical sort (by cell, then
+by uid: a parallel counting sort and a sort of each cell by uid), row gathers
+and the 27-cell stencil walk.
 
 Grid description passed to every kernel (all float64/int64 arrays of 3):
 ``lower`` (µm), ``inv_h`` (1/µm, inverse cell edge), ``dims`` (cells per
@@ -130,41 +131,124 @@ def assign_cells(pos, n, lower, inv_h, dims, periodic, cell):
         cell[i] = ix + dims[0] * (iy + dims[1] * iz)
 
 
-@njit(cache=True, parallel=True)
-def counting_sort(cell, n, counts, cell_start, order):
-    """Stable counting sort of rows by ``cell[:n]``.
+# Cells per parallel block of the prefix and the within-cell sort (a fixed
+# size, so the work split does not depend on the thread count).
+CELL_BLOCK = 16384
+# Cells up to this many agents are put in uid order by insertion sort (near
+# sorted after a reorder: linear); larger ones by a sort of their keys.
+INSERTION_MAX = 48
 
-    ``counts`` is (nchunks, ncells) scratch; the output (``order``, the rows
-    in sorted order, and ``cell_start`` with ``ncells + 1`` offsets) is the
-    unique stable order, so it does not depend on ``nchunks``.  Returns the
-    number of rows that move (0: the table is already sorted).
-    """
+
+def sort_chunks(n, ncells, threads):
+    """Chunks of rows for the counting sort's histograms: at most one per
+    thread, one per 4096 rows, and few enough that the (chunks, cells)
+    counts stay within 2 (cells + agents) entries."""
+    return max(1, min(threads, n // 4096 + 1, 2 * (n + ncells) // max(ncells, 1)))
+
+
+@njit(cache=True, parallel=True)
+def _histograms(cell, n, counts):
     nchunks, ncells = counts.shape
     chunk = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
+        row = counts[c]
         for k in range(ncells):
-            counts[c, k] = 0
+            row[k] = 0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            counts[c, cell[i]] += 1
-    # exclusive prefix, cell-major then chunk
+            row[cell[i]] += 1
+
+
+@njit(cache=True, parallel=True)
+def _offsets(counts, cell_start, block_total):
+    """Exclusive prefix of ``counts`` taken cell-major, then chunk, written
+    back into ``counts`` (each chunk's first slot per cell) and as
+    ``cell_start``: blocks of CELL_BLOCK cells sum in parallel, a serial scan
+    over the blocks, then each block writes its offsets in parallel."""
+    nchunks, ncells = counts.shape
+    nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
+    for b in prange(nblocks):
+        s = 0
+        for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
+            for c in range(nchunks):
+                s += counts[c, k]
+        block_total[b] = s
     total = 0
-    for k in range(ncells):
-        cell_start[k] = total
-        for c in range(nchunks):
-            m = counts[c, k]
-            counts[c, k] = total
-            total += m
+    for b in range(nblocks):
+        t = block_total[b]
+        block_total[b] = total
+        total += t
+    for b in prange(nblocks):
+        s = block_total[b]
+        for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
+            cell_start[k] = s
+            for c in range(nchunks):
+                m = counts[c, k]
+                counts[c, k] = s
+                s += m
     cell_start[ncells] = total
-    moved = 0
+
+
+@njit(cache=True, parallel=True)
+def _scatter(cell, n, counts, order):
+    nchunks = counts.shape[0]
+    chunk = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             k = cell[i]
             j = counts[c, k]
             order[j] = i
             counts[c, k] = j + 1
-            if j != i:
-                moved += 1
+
+
+@njit(cache=True, parallel=True)
+def _uid_order_within_cells(order, cell_start, uid):
+    """Sort each cell's run of ``order`` by uid; returns how many entries
+    differ from the identity (rows that a reorder would move)."""
+    ncells = cell_start.size - 1
+    nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
+    moved = 0
+    for b in prange(nblocks):
+        m = 0
+        for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
+            s = cell_start[k]
+            e = cell_start[k + 1]
+            if e - s > INSERTION_MAX:
+                keys = np.empty(e - s, dtype=np.int64)
+                for q in range(s, e):
+                    keys[q - s] = uid[order[q]]
+                idx = np.argsort(keys)
+                rows = order[s:e].copy()
+                for q in range(e - s):
+                    order[s + q] = rows[idx[q]]
+            elif e - s > 1:
+                for a in range(s + 1, e):
+                    v = order[a]
+                    key = uid[v]
+                    q = a - 1
+                    while q >= s and uid[order[q]] > key:
+                        order[q + 1] = order[q]
+                        q -= 1
+                    order[q + 1] = v
+            for q in range(s, e):
+                m += order[q] != q
+        moved += m
     return moved
+
+
+def canonical_sort(cell, uid, n, counts, cell_start, block_total, order):
+    """Rows in the canonical order: by ``cell[:n]``, then by ``uid``.
+
+    A counting sort by cell (``counts``: (chunks, ncells) scratch, chunks
+    from :func:`sort_chunks`; ``block_total``: ceil(ncells / CELL_BLOCK)
+    scratch), then each cell's run sorted by uid.  The output, ``order``
+    (the rows in sorted order) and ``cell_start`` (``ncells + 1`` offsets),
+    is a function of the cells and uids alone: it depends neither on the
+    chunks nor on the rows' current order.  Returns the number of rows that
+    move (0: the table is already in canonical order)."""
+    _histograms(cell, n, counts)
+    _offsets(counts, cell_start, block_total)
+    _scatter(cell, n, counts, order)
+    return _uid_order_within_cells(order, cell_start, uid)
 
 
 @njit(cache=True, parallel=True)

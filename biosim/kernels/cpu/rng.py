@@ -8,7 +8,18 @@ order in which agents are visited.
 
 The mixing function is the SplitMix64 finaliser (Stafford's "mix13"), chained
 over the key words; it passes BigCrush as a counter-based generator.
+
+The floating-point maps from bits to numbers use only IEEE-exact operations
+(+, -, *, /, sqrt, frexp, in a fixed order, never fused) and no libm call:
+the logarithm and the cosine are polynomials written out here.  A draw is
+therefore the same bits in any kernel on any machine, and a GPU port that
+keeps the order (and rounds each operation, no FMA) reproduces them; the
+values pinned in tests/test_rng.py are that contract.  Kernels compiled with
+fast-math must not inline these functions (the compiler would fuse their
+arithmetic): call them through a separately compiled function.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -20,7 +31,6 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
-_TWO_PI = 6.283185307179586
 
 
 @njit(cache=True, inline="always")
@@ -46,12 +56,38 @@ def uniform(seed, uid, step, stream, k):
     return np.float64(hash5(seed, uid, step, stream, k) >> _S11) * _INV53
 
 
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of ln 2: e * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+# 2 atanh(s) = 2 s + 2 s (s^2/3 + s^4/5 + ...): coefficients 1/3 .. 1/23
+_ATANH = tuple(1.0 / (2 * k + 1) for k in range(1, 12))
+
+
 @njit(cache=True, inline="always")
-def normal(seed, uid, step, stream, k):
-    """A standard normal (Box-Muller over draws 2k and 2k+1)."""
-    u1 = 1.0 - uniform(seed, uid, step, stream, 2 * k)  # (0, 1]
-    u2 = uniform(seed, uid, step, stream, 2 * k + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
+def log_unit(u):
+    """Natural logarithm of u in (0, 1] without libm: u = m 2^e with m in
+    [sqrt(1/2), sqrt(2)), log m = 2 atanh((m - 1) / (m + 1)) by its series
+    to s^23 (|s| <= 0.1716, truncation below 2e-17), plus e ln 2 in two
+    parts.  Within 2 ulp of the correctly rounded value."""
+    m, e = math.frexp(u)
+    if m < 0.7071067811865476:
+        m = m * 2.0
+        e = e - 1
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    p = _ATANH[10]
+    p = _ATANH[9] + z * p
+    p = _ATANH[8] + z * p
+    p = _ATANH[7] + z * p
+    p = _ATANH[6] + z * p
+    p = _ATANH[5] + z * p
+    p = _ATANH[4] + z * p
+    p = _ATANH[3] + z * p
+    p = _ATANH[2] + z * p
+    p = _ATANH[1] + z * p
+    p = _ATANH[0] + z * p
+    t = 2.0 * s
+    fe = np.float64(e)
+    return fe * _LN2_HI + (fe * _LN2_LO + (t + t * (z * p)))
 
 
 _PI_4 = 0.7853981633974483
@@ -77,6 +113,16 @@ def cos_sin_turn(u):
     cq = np.float64(q == 0) - np.float64(q == 2)  # rotation by q quarter turns
     sq = np.float64(q == 1) - np.float64(q == 3)
     return c * cq - s * sq, s * cq + c * sq
+
+
+@njit(cache=True, inline="always")
+def normal(seed, uid, step, stream, k):
+    """A standard normal: Box-Muller over draws 2k and 2k+1,
+    sqrt(-2 log u1) cos(2 pi u2) with u1 = 1 - U in (0, 1], both by the
+    libm-free :func:`log_unit` and :func:`cos_sin_turn`."""
+    u1 = 1.0 - uniform(seed, uid, step, stream, 2 * k)  # (0, 1], exact
+    c, _ = cos_sin_turn(uniform(seed, uid, step, stream, 2 * k + 1))
+    return np.sqrt(-2.0 * log_unit(u1)) * c
 
 
 @njit(cache=True, inline="always")
