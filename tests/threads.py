@@ -8,18 +8,21 @@ import numpy as np
 import biosim as bs
 
 
-def runs_with_1_and_2_threads(tmp_path, script_text, *args):
-    """Write ``script_text`` and run it as ``script OUT.h5 *args`` in two
-    subprocesses (NUMBA_NUM_THREADS 1 and 2); returns the two Runs."""
+def run_script(tmp_path, script_text, threads, *args):
+    """Write ``script_text`` and run it as ``script OUT.h5 *args`` in a
+    subprocess with NUMBA_NUM_THREADS=threads; returns the Run."""
     script = tmp_path / "threads_script.py"
     script.write_text(script_text)
-    runs = []
-    for threads in (1, 2):
-        path = tmp_path / f"threads{threads}.h5"
-        subprocess.run([sys.executable, str(script), str(path), *map(str, args)], check=True,
-                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
-        runs.append(bs.io.open_run(path))
-    return runs
+    path = tmp_path / f"threads{threads}_{'_'.join(map(str, args))}.h5"
+    subprocess.run([sys.executable, str(script), str(path), *map(str, args)], check=True,
+                   env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
+    return bs.io.open_run(path)
+
+
+def runs_with_1_and_2_threads(tmp_path, script_text, *args):
+    """``script_text`` run as ``script OUT.h5 *args`` in two subprocesses
+    (NUMBA_NUM_THREADS 1 and 2); returns the two Runs."""
+    return [run_script(tmp_path, script_text, threads, *args) for threads in (1, 2)]
 
 
 def assert_bit_identical(a, b):
