@@ -22,7 +22,7 @@ import time
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from biosim.kernels.cpu.forces import _FAST, _forces, _open, chunk_of, gather_blocks, soft_sphere_law, x_chunks
+from biosim.kernels.cpu.forces import _FAST, _forces, _open, chunk_of, gather_blocks, x_chunks
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
@@ -51,15 +51,15 @@ def in_range(r2, di, dj, p0, p1, p2):
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def pairs_without_law(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
-                      periodic, cutoff, seed, step, cols, buf, force):
+def pairs_without_law(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols,
+                      buf, force, flag):
     """The shipped force kernel's loop (closed box, the force kernels'
     arguments) with :func:`in_range` for the law, ``params[0]`` the cutoff
     squared: force[i] = the sum of the separations x_i - x_j of the pairs
     within the cutoff.  The gather, the distance tests and the sums, without
     the law."""
-    _forces(soft_sphere_law, in_range, _open, False, False, params, pos, diam, uid, types, table, n, cell_start,
-            order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+    _forces(in_range, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 def _median_ms(fn, repeat):
@@ -101,13 +101,12 @@ def main(agents, threads, steps, repeat):
     kernel = K.FORCE_KERNELS["soft_sphere", False, False]
 
     sorted_ms = _median_ms(lambda: grid.sorted_columns(t, 4), repeat)
-    kernel_ms = _median_ms(lambda: kernel(params, t.position, t.diameter, t.uid, t.type, mech._NO_TABLE, n, *args,
-                                          sim.seed, sim.step, cols, buf, force), repeat)
+    flag = np.empty(n, dtype=np.uint8)
+    kernel_ms = _median_ms(lambda: kernel(params, t.type, mech._NO_TABLE, n, *args, cols, buf, force, flag), repeat)
     gather_ms = _median_ms(lambda: gather_only(cols, cell_start, inv_h, dims, length, periodic, cutoff, buf), repeat)
     in_range_params = np.array([cutoff * cutoff, 0.0, 1.0])
-    nolaw_ms = _median_ms(lambda: pairs_without_law(in_range_params, t.position, t.diameter, t.uid, t.type,
-                                                    mech._NO_TABLE, n, *args, sim.seed, sim.step, cols, buf, force),
-                          repeat)
+    nolaw_ms = _median_ms(lambda: pairs_without_law(in_range_params, t.type, mech._NO_TABLE, n, *args, cols, buf,
+                                                    force, flag), repeat)
     law_ms = kernel_ms - nolaw_ms
     tests_ms = nolaw_ms - gather_ms
     rest_ms = step - grid_ms - sorted_ms - kernel_ms

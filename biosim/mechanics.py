@@ -83,8 +83,13 @@ class Mechanics:
         room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
         cols = grid.sorted_columns(t, 4 if table is None else 5)
-        kernel(np.array(self._params(), dtype=np.float64), t.position, t.diameter, t.uid, t.type,
-               self._NO_TABLE if table is None else table, n, *args, sim.seed, sim.step, cols, buf, force)
+        flag = np.empty(n, dtype=np.uint8)
+        params = np.array(self._params(), dtype=np.float64)
+        tab = self._NO_TABLE if table is None else table
+        kernel(params, t.type, tab, n, *args, cols, buf, force, flag)
+        if flag.any():  # coincident centres: pushes drawn outside fast-math
+            K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES[self.kernel], table is not None, params,
+                                t.position, t.diameter, t.uid, t.type, tab, *args, sim.seed, sim.step, force)
         return force
 
     def apply(self, sim):

@@ -145,9 +145,8 @@ def test_mechanics_budget_pair_loop_sums_every_pair_in_range():
     cell_start, order, lower, inv_h, dims, length, periodic, cutoff = args
     buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))))
     out = np.full((len(t), 3), np.nan)
-    mod.pairs_without_law(np.array([cutoff * cutoff, 0.0, 1.0]), t.position, t.diameter, t.uid, t.type,
-                          sim.mechanics._NO_TABLE, len(t), *args, sim.seed, sim.step, grid.sorted_columns(t, 4), buf,
-                          out)
+    mod.pairs_without_law(np.array([cutoff * cutoff, 0.0, 1.0]), t.type, sim.mechanics._NO_TABLE, len(t), *args,
+                          grid.sorted_columns(t, 4), buf, out, np.empty(len(t), dtype=np.uint8))
     pos = t.position
     pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
     d = pos[pairs[:, 0]] - pos[pairs[:, 1]]

@@ -142,6 +142,8 @@ def test_newtons_third_law(mech):
     sim.add_agents("c", pos, diameter=diam)
     force = mech.forces(sim)
     total = force.sum(axis=0)
+    magnitude = np.linalg.norm(force, axis=1)
+    assert np.count_nonzero(magnitude > 1e-3) > 0.9 * len(force)  # a crowded cluster: nearly all are pushed
     assert np.abs(total).max() <= 1e-10 * np.abs(force).sum()
 
 
@@ -183,20 +185,55 @@ def test_displacement_is_capped():
     sim.add_agents("c", [[50.0, 50.0, 50.0], [51.0, 50.0, 50.0]], diameter=10.0)
     before = sim.agents.position.copy()
     sim.run(1)
-    moved = np.linalg.norm(sim.agents.position - before[np.argsort(sim.agents.uid)], axis=1)
+    moved = np.linalg.norm(sim.agents.position - before[sim.agents.uid], axis=1)  # uid = initial row
     np.testing.assert_allclose(moved, 0.25, rtol=1e-12)
 
 
 @pytest.mark.parametrize("mech", LAW_CASES, ids=repr)
-def test_coincident_centres_are_pushed_apart_equally(mech):
+@pytest.mark.parametrize("across", [False, True], ids=["same cell", "across a cell face"])
+def test_coincident_centres_are_pushed_apart_equally(mech, across):
     sim = bs.Simulation(bs.Box.cube(100.0), seed=9, mechanics=mech)
-    sim.add_agents("c", [[50.0, 50.0, 50.0], [50.0, 50.0, 50.0], [70.0, 50.0, 50.0]], diameter=10.0)
+    h = 100.0 / np.floor(100.0 / mech.cutoff(10.0))  # the grid's cell edge
+    face = h * np.floor(50.0 / h)
+    x = [face - 1e-9, face + 1e-9] if across else [face + 0.5 * h] * 2
+    sim.add_agents("c", [[x[0], 50.0, 50.0], [x[1], 50.0, 50.0], [face + 0.5 * h + 25.0, 50.0, 50.0]],
+                   diameter=10.0)
+    grid = sim._neighbour_grid(mech.cutoff(10.0))
+    cells = np.floor((sim.agents.position[:, 0] - 0.0) * grid.inv_h[0])[np.argsort(sim.agents.uid)]
+    assert (cells[0] != cells[1]) == across
     f = mech.forces(sim)
     order = np.argsort(sim.agents.uid)
     f = f[order]
-    assert np.linalg.norm(f[0]) > 0
+    assert np.linalg.norm(f[0]) > 0.5
     np.testing.assert_array_equal(f[0], -f[1])
     np.testing.assert_array_equal(f[2], 0)
+
+
+@pytest.mark.parametrize("mech", [bs.SoftSphere(repulsion=2.0, adhesion=0.0), bs.PhysiCellForce(adhesion=0.0),
+                                  bs.BioDynaMoForce()], ids=repr)
+def test_coincident_pushes_are_the_generators_draws(mech):
+    # 64 coincident pairs, each across an x face of the grid: the push is the
+    # law at r = 0 (one term, so fast-math cannot regroup it) along
+    # biosim.rng's unit vector for the pair's key (BioDynaMo: U(-3, 3)^3),
+    # bit for bit, although it is drawn inside a fast-math kernel
+    from biosim.kernels.cpu.forces import _COINCIDENT_STREAM
+
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=11, mechanics=mech)
+    h = 200.0 / np.floor(200.0 / mech.cutoff(10.0))
+    face = h * np.floor(100.0 / h)
+    yz = (np.arange(8) + 0.5) * 25.0
+    pos = [[face + s, y, z] for y in yz for z in yz for s in (-1e-9, 1e-9)]
+    sim.add_agents("c", pos, diameter=10.0)
+    f = mech.forces(sim)[np.argsort(sim.agents.uid)]
+    p0, p1, _ = mech._params()
+    for a in range(0, len(pos), 2):
+        stream = int(_COINCIDENT_STREAM ^ (a + 1))
+        if isinstance(mech, bs.BioDynaMoForce):
+            want = np.array([6.0 * bs.rng.uniform(11, a, 0, stream, k)[0] - 3.0 for k in range(3)])
+        else:
+            want = (p0 - p1) * bs.rng.unit_vectors(11, a, 0, stream)[0]
+        np.testing.assert_array_equal(f[a], want)
+        np.testing.assert_array_equal(f[a + 1], -want)
 
 
 def test_no_mechanics_means_no_motion():

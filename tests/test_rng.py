@@ -68,3 +68,44 @@ def test_sinc_polynomial_of_the_circles_kernel():
     np.testing.assert_allclose(many(u * u), np.sin(2 * np.pi * u) / u, rtol=0, atol=5e-13)  # degree 11
     assert abs(many(np.array([0.0]))[0] - 2 * np.pi) < 5e-13  # the limit at u = 0
     assert np.all(np.isfinite(many(np.linspace(0.0, 30.0, 1001))))  # far candidates: finite, weighted 0
+
+
+# The contract every backend must meet: these keys give these bits.
+PIN_KEY = dict(seed=42, step=17, stream=3, k=2)
+PIN_UIDS = [0, 1, 12345, 2**40 + 7]
+PIN_UNIFORM = ["0x1.7e116e0da2930p-1", "0x1.4cb828c78f073p-1", "0x1.d8c52c30c3479p-1", "0x1.6e7dd9ecc2cb9p-1"]
+PIN_NORMAL = ["-0x1.8a6b3293110abp-2", "0x1.4c5577be5cc0fp-4", "-0x1.1344001effbbep-2", "-0x1.42ed77340cea3p-4"]
+PIN_UNIT = [["-0x1.07cace716571cp-1", "0x1.c2504a347e93fp-6", "-0x1.b696967f83a5ep-1"],
+            ["0x1.738fb829014d9p-4", "-0x1.c4c6eb6a7a774p-1", "-0x1.d4f4995e0d448p-2"],
+            ["-0x1.77c8fe2dbaee9p-2", "-0x1.9e77ffa2d61f4p-3", "-0x1.d0dea66d2c9fcp-1"],
+            ["-0x1.1540a66a7a745p-4", "-0x1.fec466c639365p-1", "-0x1.eee6b3a326e00p-7"]]
+
+
+def test_pinned_draws():
+    k = PIN_KEY
+    got = rng.uniform(k["seed"], PIN_UIDS, k["step"], k["stream"], k["k"])
+    assert [float(x).hex() for x in got] == PIN_UNIFORM
+    got = rng.normal(k["seed"], PIN_UIDS, k["step"], k["stream"], k["k"])
+    assert [float(x).hex() for x in got] == PIN_NORMAL
+    got = rng.unit_vectors(k["seed"], PIN_UIDS, k["step"], k["stream"], k["k"])
+    assert [[float(x).hex() for x in row] for row in got] == PIN_UNIT
+
+
+def test_libm_free_logarithm_is_within_two_ulp():
+    from numba import njit
+
+    from biosim.kernels.cpu.rng import log_unit
+
+    @njit
+    def logs(u, out):
+        for i in range(u.size):
+            out[i] = log_unit(u[i])
+
+    u = np.concatenate([1.0 - rng.uniform(5, np.arange(200000), 1, 2), [1.0, 0.5, 2.0**-53, 0.7071067811865476,
+                                                                            0.7071067811865475, 1 - 2.0**-53]])
+    out = np.empty_like(u)
+    logs(u, out)
+    ref = np.log(u)
+    assert out[-6] == 0.0 and out[-5] == -np.log(2.0)
+    ulps = np.abs(out - ref) / np.spacing(np.abs(np.where(ref == 0, 1.0, ref)))
+    assert ulps.max() <= 2.0

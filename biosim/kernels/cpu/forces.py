@@ -22,17 +22,20 @@ floating-point reassociation so it vectorises.  In periodic boxes the
 gather writes the cells across a periodic face as their images, shifted by
 the box length, so the loop needs no minimum-image rounding per pair
 (except on a periodic axis of under 3 cells).  Each agent's sum is computed
-by one thread over the candidates in a fixed order (block by block along x,
-then by row, then by the grid's sort order), so results are bit-identical for
-any thread count on a given machine, and equal a plain double loop to ~1e-15
-relative.  Coincident centres (r < 1e-8 µm) get a direction drawn from the
+by one thread over the candidates in the canonical order (block by block
+along x, then by row, then by uid within each cell), so results are
+bit-identical for any thread count and any arrangement of the table's rows
+on a given machine, and equal a plain double loop to ~1e-15 relative.
+Coincident centres (r < 1e-8 µm) get a direction drawn from the
 counter-based generator keyed by the pair's uids, opposite for the two cells
-(BioDynaMo's law uses its U(-3, 3)^3 random force instead).
+(BioDynaMo's law uses its U(-3, 3)^3 random force instead), added by
+:func:`coincident_pushes`, a kernel compiled without fast-math so that the
+draws keep their bits.
 """
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .grid import SORTED_PAD, stencil_axis, wrap
+from .grid import SORTED_PAD, cell_coords, min_image, stencil_axis, wrap
 from .rng import uniform, unit_vector
 
 _COINCIDENT_STREAM = np.int64(0x5EED0C01)
@@ -52,14 +55,6 @@ def physicell_law(r, di, dj, p0, p1, p2):
     t = max(0.0, 1.0 - r / s)
     a = max(0.0, 1.0 - r / (p2 * s))
     return p0 * t * t - p1 * a * a
-
-
-@njit(cache=True, inline="always")
-def biodynamo_law(r, di, dj, p0, p1, p2):
-    ri = 0.5 * di + p2
-    rj = 0.5 * dj + p2
-    delta = max(0.0, ri + rj - r)
-    return p0 * delta - p1 * np.sqrt(ri * rj / (ri + rj) * delta)
 
 
 # The same laws divided by r, from r^2 (what the neighbour loop needs: the force
@@ -108,76 +103,6 @@ def _wrap(d, length):
 
 _TINY2 = 1e-16  # (1e-8 µm)^2: centres closer than this count as coincident
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics kept
-
-
-@njit(cache=True)
-def coincident_direction(seed, a, step, key, is_bdm):
-    """The random push of a coincident pair (a: the smaller uid): BioDynaMo's
-    U(-3, 3)^3 force, or else a unit vector.  Compiled on its own, without
-    fast-math and never inlined, so that the draws are the same bits as
-    :mod:`biosim.rng` gives for the key (inlined into a fast-math kernel,
-    the generator's arithmetic would be fused into FMAs)."""
-    if is_bdm:
-        return (6.0 * uniform(seed, a, step, key, 0) - 3.0, 6.0 * uniform(seed, a, step, key, 1) - 3.0,
-                6.0 * uniform(seed, a, step, key, 2) - 3.0)
-    return unit_vector(seed, a, step, key, 0)
-
-
-@njit(inline="always")
-def _coincident_scan(is_bdm, typed, law, mi, pos, diam, uid, types, table, order, cell_start, i, cx, cy, cz,
-                     dims, k, whole, periodic, xi, yi, zi, di, length, params, seed, step):
-    """The pushes on row i from every other centre within 1e-8 µm of it, over
-    the whole neighbourhood its forces were summed over (x-cells cx-k ..
-    cx+k, or the whole row; 3 x 3 rows), in the canonical order: centres
-    that coincide across a cell face are found too.  (At most 30 arguments:
-    CPython passes more as *args, which numba cannot inline.)"""
-    nx = dims[0]
-    ny = dims[1]
-    nz = dims[2]
-    l0 = length[0]
-    l1 = length[1]
-    l2 = length[2]
-    p0 = params[0]
-    p1 = params[1]
-    p2 = params[2]
-    loy, cnty = stencil_axis(cy, ny, periodic[1])
-    loz, cntz = stencil_axis(cz, nz, periodic[2])
-    x0 = 0 if whole else cx - k
-    cntx = nx if whole else 2 * k + 1
-    fx = 0.0
-    fy = 0.0
-    fz = 0.0
-    for ox in range(cntx):
-        x = x0 + ox
-        if periodic[0]:
-            x = wrap(x, nx)
-        elif x < 0 or x >= nx:
-            continue
-        for oz in range(cntz):
-            iz = wrap(loz + oz, nz)
-            for oy in range(cnty):
-                cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
-                for q in range(cell_start[cell], cell_start[cell + 1]):
-                    j = order[q]
-                    if j == i:
-                        continue
-                    dx = mi(xi - pos[j, 0], l0)
-                    dy = mi(yi - pos[j, 1], l1)
-                    dz = mi(zi - pos[j, 2], l2)
-                    if dx * dx + dy * dy + dz * dz > _TINY2:
-                        continue
-                    a = min(uid[i], uid[j])
-                    b = max(uid[i], uid[j])
-                    sign = 1.0 if uid[i] == a else -1.0
-                    ex, ey, ez = coincident_direction(seed, a, step, _COINCIDENT_STREAM ^ b, is_bdm)
-                    if is_bdm:
-                        f = sign
-                    else:
-                        f = sign * law(0.0, di, diam[j], p0, table[types[i], types[j]] if typed else p1, p2)
-                    fx += f * ex
-                    fy += f * ey
-                    fz += f * ez
-    return fx, fy, fz
 
 
 X_CHUNK = 32  # cells along x per work item of the neighbour loops
@@ -366,8 +291,8 @@ def _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, d
 
 
 @njit(inline="always")
-def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
+def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic,
+            cutoff, cols, buf, force, flag):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
     and diameters around the chunk are gathered from the sorted columns
     ``cols`` (:func:`grid.sorted_columns`, with diameters, and types when
@@ -380,7 +305,10 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
     ``params[1]``.  In a periodic box (``mi`` the minimum image) the gather
     writes periodic images where :func:`images_apply` allows, so the loop
     takes plain differences, as in a closed box; elsewhere it rounds every
-    pair to the minimum image."""
+    pair to the minimum image.  Coincident centres (r < 1e-8 µm) add
+    nothing here: ``flag[i]`` is set where another centre coincides with
+    row i's, and :func:`coincident_pushes` adds their pushes, outside
+    fast-math."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -431,91 +359,86 @@ def _forces(law, law_over_r, mi, is_bdm, typed, params, pos, diam, uid, types, t
                 else:
                     fx, fy, fz, nc = _window_sums(law_over_r, _open, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi,
                                                   di, trow, l0, l1, l2, p0, p1, p2)
-                if nc > 1:  # another centre coincides with this one: rare
-                    gx, gy, gz = _coincident_scan(is_bdm, typed, law, mi, pos, diam, uid, types, table, order,
-                                                  cell_start, i, cx, row % ny, row // ny, dims, k, whole, periodic,
-                                                  xi, yi, zi, di, length, params, seed, step)
-                    fx += gx
-                    fy += gy
-                    fz += gz
+                flag[i] = nc > 1  # another centre coincides with this one (rare): coincident_pushes
                 force[i, 0] = fx
                 force[i, 1] = fy
                 force[i, 2] = fz
 
 # One compiled kernel per (law, boundary, typed adhesion), all cached; the arguments
-# are (params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-# length, periodic, cutoff, seed, step, cols, buf, force), ``buf`` a
-# (threads, 6, gather_capacity(...)) float64 scratch (row 5: block offsets), ``table`` the (ntypes,
-# ntypes) adhesion table of the typed kernels (ignored by the others):
-# force[i] = sum of pair forces on row i of a cell-sorted table.
+# are (params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+# periodic, cutoff, cols, buf, force, flag), ``buf`` a (threads, 6, gather_capacity(...))
+# float64 scratch (row 5: block offsets), ``table`` the (ntypes, ntypes) adhesion table
+# of the typed kernels (ignored by the others), ``flag`` one uint8 per row:
+# force[i] = sum of pair forces on row i of a cell-sorted table, coincident pairs
+# left to coincident_pushes.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                       length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
-
-
-@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                                dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def soft_sphere_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                       force, flag):
+    _forces(soft_sphere_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                             length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def soft_sphere_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                                force, flag):
+    _forces(soft_sphere_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
-                                      inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(soft_sphere_law, soft_sphere_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def soft_sphere_typed_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                             force, flag):
+    _forces(soft_sphere_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
-                     periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def soft_sphere_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                                      force, flag):
+    _forces(soft_sphere_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, False, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def physicell_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                     force, flag):
+    _forces(physicell_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_typed_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims,
-                           length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _open, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def physicell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                              force, flag):
+    _forces(physicell_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_typed_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower,
-                                    inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(physicell_law, physicell_over_r, _wrap, False, True, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def physicell_typed_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                           force, flag):
+    _forces(physicell_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h, dims, length,
-                     periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _open, True, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def physicell_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                                    force, flag):
+    _forces(physicell_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces_periodic(params, pos, diam, uid, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, seed, step, cols, buf, force):
-    _forces(biodynamo_law, biodynamo_over_r, _wrap, True, False, params, pos, diam, uid, types, table, n,
-            cell_start, order, lower, inv_h, dims, length, periodic, cutoff, seed, step, cols, buf, force)
+def biodynamo_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                     force, flag):
+    _forces(biodynamo_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def biodynamo_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
+                              force, flag):
+    _forces(biodynamo_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag)
 
 
 FORCE_KERNELS = {  # (law, periodic, typed adhesion)
@@ -531,6 +454,81 @@ FORCE_KERNELS = {  # (law, periodic, typed adhesion)
     ("biodynamo", True, False): biodynamo_forces_periodic,
 }
 
+
+
+LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2}
+
+
+@njit(cache=True, parallel=True)
+def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, cell_start, order, lower, inv_h,
+                      dims, length, periodic, cutoff, seed, step, force):
+    """Add to ``force`` the pushes of coincident centres (r < 1e-8 µm) on the
+    ``rows`` the force kernel flagged, over the same neighbourhood its sums
+    covered (x-cells within :func:`x_reach`, or the whole row; 3 x 3 rows
+    of cells), in the canonical order, so centres that coincide across a
+    cell face are pushed too.  Each pair's direction comes from the
+    counter-based generator keyed by the pair's uids (BioDynaMo's law
+    ``law == 2``: its U(-3, 3)^3 force), opposite for the two cells; the
+    others push with the law at r = 0 (``law`` 0 soft sphere, 1 PhysiCell).
+    Compiled without fast-math, so the draws are the same bits as
+    :mod:`biosim.rng` gives for the key."""
+    nx = dims[0]
+    ny = dims[1]
+    nz = dims[2]
+    k, _, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
+    for q in prange(rows.size):
+        i = rows[q]
+        xi = pos[i, 0]
+        yi = pos[i, 1]
+        zi = pos[i, 2]
+        cx, cy, cz = cell_coords(pos, i, lower, inv_h, dims, periodic)
+        loy, cnty = stencil_axis(cy, ny, periodic[1])
+        loz, cntz = stencil_axis(cz, nz, periodic[2])
+        x0 = 0 if whole else cx - k
+        cntx = nx if whole else 2 * k + 1
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        for ox in range(cntx):
+            x = x0 + ox
+            if periodic[0]:
+                x = wrap(x, nx)
+            elif x < 0 or x >= nx:
+                continue
+            for oz in range(cntz):
+                iz = wrap(loz + oz, nz)
+                for oy in range(cnty):
+                    cell = x + nx * (wrap(loy + oy, ny) + ny * iz)
+                    for s in range(cell_start[cell], cell_start[cell + 1]):
+                        j = order[s]
+                        if j == i:
+                            continue
+                        dx = min_image(xi - pos[j, 0], length[0], periodic[0])
+                        dy = min_image(yi - pos[j, 1], length[1], periodic[1])
+                        dz = min_image(zi - pos[j, 2], length[2], periodic[2])
+                        if dx * dx + dy * dy + dz * dz > _TINY2:
+                            continue
+                        a = min(uid[i], uid[j])
+                        b = max(uid[i], uid[j])
+                        sign = 1.0 if uid[i] == a else -1.0
+                        key = _COINCIDENT_STREAM ^ b
+                        if law == 2:
+                            fx += sign * (6.0 * uniform(seed, a, step, key, 0) - 3.0)
+                            fy += sign * (6.0 * uniform(seed, a, step, key, 1) - 3.0)
+                            fz += sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0)
+                            continue
+                        p1 = table[types[i], types[j]] if typed else params[1]
+                        if law == 0:
+                            f = sign * soft_sphere_law(0.0, diam[i], diam[j], params[0], p1, params[2])
+                        else:
+                            f = sign * physicell_law(0.0, diam[i], diam[j], params[0], p1, params[2])
+                        ex, ey, ez = unit_vector(seed, a, step, key, 0)
+                        fx += f * ex
+                        fy += f * ey
+                        fz += f * ez
+        force[i, 0] += fx
+        force[i, 1] += fy
+        force[i, 2] += fz
 
 
 @njit(cache=True, inline="always")
