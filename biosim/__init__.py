@@ -8,14 +8,18 @@ load on first use.
 """
 __version__ = "0.1.0"
 
-from . import init, io, rng
-from .agents import AgentTable
-from .behaviour import Behaviour
-from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere
-from .rules import agent_rule
-from .simulation import Population, Simulation, Trigger
-from .space import Box, neighbour_pairs
-from .substances import Dirichlet, Neumann, Substance
+from . import _cache
+
+_cache.configure_numba()  # one per-user numba cache, set before any kernel module loads
+
+from . import init, io, rng  # noqa: E402
+from .agents import AgentTable  # noqa: E402
+from .behaviour import Behaviour  # noqa: E402
+from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere  # noqa: E402
+from .rules import agent_rule  # noqa: E402
+from .simulation import Population, Simulation, Trigger  # noqa: E402
+from .space import Box, neighbour_pairs  # noqa: E402
+from .substances import Dirichlet, Neumann, Substance  # noqa: E402
 
 __all__ = [
     "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "Neumann",

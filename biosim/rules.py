@@ -24,7 +24,9 @@ agent to the neighbour, minimum image in a periodic box), ``n.uid`` and
 ``n.<column>`` for declared columns are read-only.
 
 Substances: ``ctx.concentration("oxygen")`` and ``ctx.gradient("oxygen")``
-(a tuple gx, gy, gz per µm) interpolate trilinearly at the agent's centre;
+(a tuple gx, gy, gz per µm) interpolate trilinearly at the agent's centre
+(the gradient from central differences at the voxel centres, as
+``Substance.sample``);
 ``ctx.secrete("oxygen", rate)`` releases ``rate`` (amount per minute) into
 its voxel over the interval (applied with the substance phase, summed per
 voxel in a fixed order).
@@ -46,7 +48,7 @@ import numpy as np
 from numba import njit
 
 from .behaviour import Behaviour, divide_rows
-from .kernels.cpu.diffusion import trilinear
+from .kernels.cpu.diffusion import gradient, trilinear
 
 _GRID = ["_cell_start", "_order", "_lower", "_inv_h", "_dims", "_length", "_periodic"]
 _CTX_VALUES = {"dt": "_dt", "step": "_step", "time": "_time"}
@@ -183,7 +185,7 @@ class _Rewrite(ast.NodeTransformer):
 
     def _here(self, k):
         return [ast.Name(f"_g{k}", ast.Load()), ast.Name(f"_gl{k}", ast.Load()), ast.Name(f"_gh{k}", ast.Load()),
-                ast.Name("_pos", ast.Load()), ast.Name("_i", ast.Load())]
+                ast.Name(f"_gp{k}", ast.Load()), ast.Name("_pos", ast.Load()), ast.Name("_i", ast.Load())]
 
     def visit_Expr(self, node):
         call = node.value
@@ -339,12 +341,18 @@ class RuleDefinition:
         self._nb_used = sorted(rw.nb_used)
         self.radius = rw.radius
         self.substances = tuple(rw.substances)
+        # the grid walk and the columns come as two tuples (_W, _C), unpacked
+        # first: a call of more than 30 arguments would reach numba as *args,
+        # which it cannot inline
         params = ["_i", "_uid", "_dt", "_step", "_time", "_seed", "_stream", "_divide", "_die", "_uids",
-                  "_pos", "_runs"] + _GRID + self._column_params() + self._grid_params()
+                  "_pos", "_runs", "_W", "_C"]
+        unpack = [ast.Assign(targets=[ast.Tuple(elts=[ast.Name(n, ast.Store()) for n in names], ctx=ast.Store())],
+                             value=ast.Name(src, ast.Load()))
+                  for src, names in (("_W", _GRID), ("_C", self._column_params() + self._grid_params())) if names]
         new = ast.FunctionDef(name="_rule_body", args=ast.arguments(
             posonlyargs=[], args=[ast.arg(p) for p in params], vararg=None, kwonlyargs=[], kw_defaults=[],
-            kwarg=None, defaults=[]), body=body + [ast.Return(value=None)], decorator_list=[], returns=None,
-            type_params=[])
+            kwarg=None, defaults=[]), body=unpack + body + [ast.Return(value=None)], decorator_list=[],
+            returns=None, type_params=[])
         module = ast.Module(body=[new], type_ignores=[])
         ast.fix_missing_locations(module)
         return ast.unparse(module)
@@ -353,7 +361,7 @@ class RuleDefinition:
         return [f"_c_{c}" for c in self._used] + [f"_n_{c}" for c in self._nb_used]
 
     def _grid_params(self):
-        return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gl", "_gh", "_sec")]
+        return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gl", "_gh", "_gp", "_sec")]
 
     def __call__(self, every=1):
         return AgentRule(self, every)
@@ -415,10 +423,22 @@ class AgentRule(Behaviour):
         cols += [t[c].copy() if c in d.writes else t[c] for c in d._nb_used]
         secreted = [np.zeros(n) for _ in self._subs]
         for sub, sec in zip(self._subs, secreted):
-            cols += [sub.concentration, sub.lower, sub.spacing, sec]
+            cols += [sub.concentration, sub.lower, sub.spacing, sub.periodic, sec]
+        call = (t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream, divide, die, pos,
+                tuple(walk), tuple(cols))
         try:
-            self._kernel(t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream,
-                         divide, die, pos, *walk, *cols)
+            try:
+                self._kernel(*call)
+            except Exception as e:
+                if not _from_cache_load(e):
+                    raise
+                # an unreadable cache entry (truncated, garbled): dropped, compiled and cached afresh
+                from ._cache import warn_once
+
+                warn_once(f"rule-cache-{d.name}", f"agent rule {d.name!r}: its cached machine code could not be "
+                                                  f"read ({type(e).__name__}: {e}); compiling it again")
+                self._kernel = _compile(d, disk=_drop_cached(self._kernel))
+                self._kernel(*call)
         except Exception as e:  # numba typing/lowering errors surface on the first call
             from numba.core.errors import NumbaError
 
@@ -439,40 +459,245 @@ class AgentRule(Behaviour):
 
 
 @njit(inline="always")
-def _value_here(c, lower, h, pos, i):
-    return trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2])[0]
+def _value_here(c, lower, h, periodic, pos, i):
+    return trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
 
 
 @njit(inline="always")
-def _gradient_here(c, lower, h, pos, i):
-    v, gx, gy, gz = trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2])
-    return gx, gy, gz
+def _gradient_here(c, lower, h, periodic, pos, i):
+    return gradient(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
 
 
-def _compile(d):
+_KERNELS = {}  # fingerprint -> compiled kernel (dispatcher), for every Simulation of this process
+_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _global_fingerprint(value):
+    """A stable text for a global the rule reads (numba freezes globals into
+    the machine code), or None when it has none (then the rule is not
+    cached on disk)."""
+    import types
+
+    if isinstance(value, types.ModuleType):
+        return f"module {value.__name__}"
+    if isinstance(value, _SIMPLE):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, np.generic):
+        return f"{value.dtype} {value!r}"
+    if isinstance(value, np.ndarray):
+        import hashlib
+
+        return f"array {value.dtype} {value.shape} {hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}"
+    if isinstance(value, tuple):
+        parts = [_global_fingerprint(v) for v in value]
+        return None if None in parts else "tuple (" + ", ".join(parts) + ")"
+    return None
+
+
+def _code_names(code):
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+_ENGINE_HASH = None
+
+
+def _engine_hash():
+    """Hash of the engine code a rule kernel inlines (the kernels and this
+    module) and of the versions that change machine code."""
+    global _ENGINE_HASH
+    if _ENGINE_HASH is None:
+        import hashlib
+        import os
+        import platform
+        import sys
+
+        import numba
+
+        from . import __version__
+
+        h = hashlib.sha256(f"{__version__} {numba.__version__} {np.__version__} {sys.version} "
+                           f"{platform.machine()}".encode())
+        here = os.path.dirname(os.path.abspath(__file__))
+        kernels = os.path.join(here, "kernels", "cpu")
+        for path in [os.path.abspath(__file__)] + sorted(os.path.join(kernels, f) for f in os.listdir(kernels)
+                                                         if f.endswith(".py")):
+            with open(path, "rb") as f:
+                h.update(f.read())
+        _ENGINE_HASH = h.hexdigest()
+    return _ENGINE_HASH
+
+
+def _rule_cache(module_src, d):
+    """(path of the rule's cached module, fingerprint); path None when the
+    rule cannot be cached on disk (a global without a stable value, or no
+    usable cache directory: one warning then)."""
+    import hashlib
+
+    from ._cache import private_dir, warn_once
+
+    parts = [_engine_hash(), module_src]
+    for name in sorted(_code_names(d.fn.__code__)):
+        if name in d.fn.__globals__:
+            fp = _global_fingerprint(d.fn.__globals__[name])
+            if fp is None:
+                return None, None  # e.g. a jitted helper: its source is not tracked
+            parts.append(f"{name} = {fp}")
+    fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+    folder, why = private_dir("rules")
+    if folder is None:
+        warn_once("rules-cache", f"agent rules are compiled in memory, not cached: {why}")
+        return None, fingerprint
+    return _place_module(folder, fingerprint, module_src), fingerprint
+
+
+def _place_module(folder, fingerprint, module_src):
+    """The module file of a rule in ``folder`` holding exactly ``module_src``:
+    written atomically if missing; a file with other content or another
+    owner, and numba's cache files beside it, are removed and rebuilt."""
+    import glob
+    import os
+    import tempfile
+
+    from ._cache import warn_once
+
+    path = os.path.join(folder, f"rule_{fingerprint}.py")
+    data = module_src.encode()
+    try:
+        ok = False
+        if os.path.exists(path):
+            st = os.stat(path)
+            mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+            with open(path, "rb") as f:
+                ok = mine and f.read() == data
+        if not ok:
+            for stale in glob.glob(os.path.join(folder, f"rule_{fingerprint}.*")):
+                os.remove(stale)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rule_", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        for other in glob.glob(os.path.join(folder, f"rule_{fingerprint}.*")):
+            if hasattr(os, "getuid") and os.stat(other).st_uid != os.getuid():
+                os.remove(other)
+    except OSError as e:
+        warn_once("rules-cache", f"agent rules are compiled in memory, not cached: cannot write {folder!r} "
+                                 f"({e.strerror or e})")
+        return None
+    return path
+
+
+def _locator_classes():
+    from numba.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
+
+    class RuleCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
+        """numba's cache files of a rule beside its module, in biosim's rules
+        folder (whatever NUMBA_CACHE_DIR says)."""
+
+        def __init__(self, py_func, py_file):
+            import os
+
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.dirname(py_file)
+
+        def get_cache_path(self):
+            return self._cache_path
+
+    return [RuleCacheLocator]
+
+
+def _cached_dispatcher(fn):
+    """``njit(parallel=True)`` of ``fn`` with numba's cache in the rules folder."""
+    from numba import njit
+    from numba.core.caching import CompileResultCacheImpl, FunctionCache
+
+    class RuleCacheImpl(CompileResultCacheImpl):
+        _locator_classes = _locator_classes()
+
+    class RuleCache(FunctionCache):
+        _impl_class = RuleCacheImpl
+
+    disp = njit(parallel=True)(fn)
+    disp._cache = RuleCache(fn)
+    return disp
+
+
+def _from_cache_load(exc):
+    """Whether ``exc`` was raised while numba read a cache file (not by the
+    rule's own code, which has then not run)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _drop_cached(kernel):
+    """Remove a disk-cached rule's files and forget it in this process;
+    whether all of them could be removed (then it may be cached again)."""
+    import glob
+    import os
+
+    for k, v in list(_KERNELS.items()):
+        if v is kernel:
+            del _KERNELS[k]
+    path = getattr(kernel, "_biosim_module", None)
+    if path is None:
+        return False
+    try:
+        for f in glob.glob(os.path.splitext(path)[0] + ".*"):
+            os.remove(f)
+    except OSError:
+        return False
+    return True
+
+
+def _compile(d, disk=True):
+    """The rule's parallel kernel: from this process's table, else from the
+    disk cache (its module in biosim's cache folder, numba's machine code
+    beside it), else compiled and cached.  Keyed by the generated source,
+    the values of the globals the rule reads, the engine code it inlines
+    and the versions; column dtypes are part of numba's own key."""
     from numba import njit, prange
 
     from .kernels.cpu.grid import SEARCH_CHUNK, STENCIL_RUNS, min_image, stencil_runs
     from .kernels.cpu.rng import normal, uniform
 
-    namespace = dict(d.fn.__globals__)
-    namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image,
-                      "_stencil_runs": stencil_runs, "_value_here": _value_here, "_gradient_here": _gradient_here})
-    exec(compile(d._source, f"<agent rule {d.name}>", "exec"), namespace)
-    body = njit(inline="always")(namespace["_rule_body"])
-    args = ", ".join(_GRID + d._column_params() + d._grid_params())
     kernel_src = (
-        f"def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos, {args}):\n"
+        "def _rule_kernel(_type, _code, _n, _uids, _dt, _step, _time, _seed, _stream, _divide, _die, _pos, _W, _C):\n"
         f"    _nchunks = (_n + {SEARCH_CHUNK} - 1) // {SEARCH_CHUNK}\n"
         f"    for _chunk in prange(_nchunks):\n"
         f"        _runs = np.empty({2 * STENCIL_RUNS}, dtype=np.int64)\n"
         f"        for _i in range({SEARCH_CHUNK} * _chunk, min(_n, {SEARCH_CHUNK} * (_chunk + 1))):\n"
         f"            if _type[_i] == _code:\n"
-        f"                _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
-        f" _runs, {args})\n")
-    ns = {"prange": prange, "_rule_body": body, "np": np}
-    exec(compile(kernel_src, f"<agent rule kernel {d.name}>", "exec"), ns)
-    return njit(parallel=True)(ns["_rule_kernel"])
+        "                _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
+        " _runs, _W, _C)\n")
+    module_src = (f"# agent rule {d.name!r} from {d.fn.__module__}, generated by biosim.rules\n"
+                  f"{d._source}\n\n{kernel_src}")
+    path, fingerprint = _rule_cache(module_src, d) if disk else (None, None)
+    if fingerprint is not None and fingerprint in _KERNELS:
+        return _KERNELS[fingerprint]
+    namespace = dict(d.fn.__globals__)
+    namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image, "prange": prange,
+                      "_stencil_runs": stencil_runs, "_value_here": _value_here, "_gradient_here": _gradient_here})
+    exec(compile(module_src, path or f"<agent rule {d.name}>", "exec"), namespace)
+    # not inlined by numba: arrays unpacked from a tuple inside an inlined
+    # function in a prange loop lose their writes (numba 0.68); compiled on
+    # its own, the body also compiles several times faster
+    namespace["_rule_body"] = njit(namespace["_rule_body"])
+    if path is None:
+        kernel = njit(parallel=True)(namespace["_rule_kernel"])
+    else:
+        kernel = _cached_dispatcher(namespace["_rule_kernel"])
+        kernel._biosim_module = path
+    if fingerprint is not None:
+        _KERNELS[fingerprint] = kernel
+    return kernel
 
 
 def agent_rule(reads=(), writes=(), columns=None):

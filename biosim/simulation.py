@@ -275,6 +275,9 @@ class Simulation:
 
         ``position``: (n, 3) µm.  ``diameter`` (µm) and every extra column take
         a scalar or a length-n array; a new column takes the array's dtype.
+        A keyword that is no column yet but close to one (or to a parameter
+        name), such as ``diamter``, is refused as a likely typo; declare a
+        deliberately similar new column with ``sim.agents.add_column`` first.
         Positions outside a closed or open box are refused; in a periodic box
         they are wrapped.
         """
@@ -320,6 +323,7 @@ class Simulation:
                 spec = self.agents.spec(col)
                 values[col] = self._column_values(col, val, n, spec.dtype, spec.shape)
             else:
+                self._refuse_typo(col)
                 arr = self._column_values(col, val, n, None)
                 new_columns[col] = arr
                 values[col] = arr
@@ -332,6 +336,18 @@ class Simulation:
         self.agents.append(values, pop.code)
         self._grid_valid = False
         return pop
+
+    def _refuse_typo(self, col):
+        """A keyword of add_agents that would create a new column but is close
+        to an existing column or a parameter name is taken for a typo."""
+        import difflib
+
+        known = list(self.agents.columns) + ["name", "position", "diameter"]
+        close = difflib.get_close_matches(col, known, n=1, cutoff=0.8)
+        if close:
+            raise TypeError(f"add_agents got {col}=..., which is not a column; did you mean {close[0]!r}? "
+                            f"(a deliberately new column close to that name: declare it first with "
+                            f"sim.agents.add_column({col!r}, dtype, default))")
 
     @staticmethod
     def _column_values(col, val, n, dtype, shape=()):

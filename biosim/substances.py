@@ -218,14 +218,24 @@ class Substance:
         """Total amount: sum of concentration times voxel volume."""
         return float(self._c.sum() * self.voxel_volume)
 
+    @property
+    def periodic(self):
+        """Whether the grid wraps (every face periodic, in a periodic box)."""
+        return isinstance(self.faces[0], Periodic)
+
     def sample(self, points, gradient=False):
         """Trilinear values at ``points`` (m, 3) µm; with ``gradient=True`` also
-        the gradient (m, 3) in amount per µm⁴ (concentration per µm)."""
+        the gradient (m, 3) in amount per µm⁴ (concentration per µm): the
+        gradient at the voxel centres (central differences, second-order
+        one-sided ones at the outermost centres) interpolated trilinearly,
+        exact for a linear field everywhere in the box.  Beyond the
+        outermost centres values and gradients are held constant (wrapped
+        in a periodic box)."""
         p = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
         rows = np.arange(len(p))
         value = np.empty(len(p))
         grad = np.empty((len(p), 3))
-        K.sample(self._c, self.lower, self.spacing, p, rows, value, grad, bool(gradient))
+        K.sample(self._c, self.lower, self.spacing, self.periodic, p, rows, value, grad, bool(gradient))
         return (value, grad) if gradient else value
 
     def substeps(self, dt):

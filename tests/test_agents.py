@@ -190,3 +190,18 @@ def test_population_agents_read_and_write_their_own_rows():
         b.agents["age"] = [1.0, 2.0]  # wrong length
     with pytest.raises(KeyError, match="nope"):
         a.agents["nope"]
+
+
+def test_a_typo_is_not_a_new_column():
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+    with pytest.raises(TypeError, match="diamter=.*did you mean 'diameter'"):
+        sim.add_agents("t", [[1.0, 2.0, 3.0]], diamter=12.0)
+    assert len(sim.agents) == 0 and "diamter" not in sim.agents
+    sim.add_agents("t", [[1.0, 2.0, 3.0]], energy=2.0)  # a new column, far from every name
+    with pytest.raises(TypeError, match="'energy'"):
+        sim.add_agents("t", [[1.0, 2.0, 3.0]], enrgy=1.0)
+    with pytest.raises(TypeError, match="'position'"):
+        sim.add_agents("t", [[1.0, 2.0, 3.0]], positon=1.0)
+    sim.agents.add_column("energies", np.float64, 0.0)  # deliberately close: declared first, then accepted
+    sim.add_agents("t", [[1.0, 2.0, 3.0]], energies=3.0)
+    assert sorted(sim.agents["energies"]) == [0.0, 3.0] and len(sim.agents) == 2

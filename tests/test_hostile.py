@@ -57,17 +57,26 @@ def test_box(lower, upper):
 
 @SETTINGS
 @given(edge=weird_scalars, dt=weird_scalars, seed=weird_scalars, boundary=st.one_of(
-    st.sampled_from(["closed", "periodic", "open", "Closed", "", "torus"]), weird_scalars))
-def test_simulation_parameters(edge, dt, seed, boundary):
+    st.sampled_from(["closed", "periodic", "open", "Closed", "", "torus"]), weird_scalars),
+    reorder=st.one_of(st.integers(-3, 20), weird_scalars))
+def test_simulation_parameters(edge, dt, seed, boundary, reorder):
     try:
         box = bs.Box.cube(edge)
     except (ValueError, TypeError) as e:
         _named(e, "edge", "upper", "lower")
         return
+    assert np.all(box.lower == 0) and np.all(box.length == float(edge)) and float(edge) > 0
     try:
-        bs.Simulation(box, boundary=boundary, dt=dt, seed=seed, mechanics=None)
+        sim = bs.Simulation(box, boundary=boundary, dt=dt, seed=seed, mechanics=None, reorder_every=reorder)
     except (ValueError, TypeError) as e:
-        _named(e, "dt", "seed", "boundary")
+        _named(e, "dt", "seed", "boundary", "reorder_every")
+        return
+    # what construction produced is what was asked for
+    assert sim.box == box and sim.boundary == boundary and boundary in ("closed", "periodic", "open")
+    assert sim.dt == float(dt) and np.isfinite(sim.dt) and sim.dt > 0
+    assert sim.seed == int(seed) and not isinstance(seed, bool)
+    assert sim.reorder_every == reorder and sim._grid.reorder_every == reorder and reorder >= 1
+    assert sim.step == 0 and sim.time == 0.0 and sim.mechanics is None and len(sim.agents) == 0
 
 
 @SETTINGS
@@ -165,15 +174,24 @@ def test_run_and_neighbours_arguments(steps, radius):
     sim = _sim(mechanics=bs.SoftSphere())
     sim.add_agents("c", bs.init.uniform(50, sim.box, seed=2), diameter=5.0)
     try:
-        sim.neighbours(radius)
+        offsets, rows = sim.neighbours(radius)
     except (ValueError, TypeError) as e:
         _named(e, "radius")
+    else:  # exactly the pairs closer than the radius
+        pos = sim.agents.position
+        d = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+        np.fill_diagonal(d, np.inf)
+        for i in range(len(pos)):
+            np.testing.assert_array_equal(np.sort(rows[offsets[i]:offsets[i + 1]]), np.flatnonzero(d[i] < radius))
     try:
         if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps > 50:
             steps = 50  # big counts are valid; keep the test short
         sim.run(steps)
     except (ValueError, TypeError) as e:
         _named(e, "steps")
+        assert sim.step == 0
+    else:
+        assert sim.step == int(steps) and len(sim.agents) == 50
 
 
 @SETTINGS

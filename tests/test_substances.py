@@ -82,19 +82,40 @@ def test_explicit_and_implicit_agree():
 
 
 def test_one_sided_oxygen_supply():
-    sim, s = make(bs.Box([0, 0, 0], [100.0, 20.0, 20.0]), diffusion=100.0, decay=0.05, spacing=10.0,
+    # D c'' = lambda c, c(0) = 1 on the x- face, no flux at x = L:
+    # c(x) = cosh((L - x) / l) / cosh(L / l), l = sqrt(D / lambda)
+    D, lam, L = 100.0, 0.05, 100.0
+    sim, s = make(bs.Box([0, 0, 0], [L, 20.0, 20.0]), diffusion=D, decay=lam, spacing=10.0,
                   boundary={"x-": bs.Dirichlet(1.0)}, dt=0.5)
     sim.run(2000)
+    x = s.voxel_centres(0)
+    ell = np.sqrt(D / lam)
+    exact = np.cosh((L - x) / ell) / np.cosh(L / ell)
     profile = s.concentration[:, 0, 0]
-    assert np.all(np.diff(profile) < 0) and profile[0] < 1.0 and profile[-1] > 0
+    np.testing.assert_allclose(s.concentration, np.broadcast_to(profile[:, None, None], s.shape), rtol=1e-12)
+    np.testing.assert_allclose(profile, exact, rtol=0.015)  # 10 µm voxels, l = 44.7 µm
 
 
 def test_dirichlet_function_of_position_and_time():
     sim, s = make(bs.Box([0, 0, 0], [50.0, 50.0, 50.0]), diffusion=100.0, spacing=10.0,
-                  boundary={"z+": bs.Dirichlet(lambda x, y, z, t: x / 50.0)}, dt=1.0)
-    sim.run(3000)
+                  boundary={"z+": bs.Dirichlet(lambda x, y, z, t: np.where(t > 1000.0, x / 50.0, 0.0 * x))},
+                  dt=1.0)
+    sim.run(900)
+    np.testing.assert_array_equal(s.concentration, 0.0)  # the face is 0 until t = 1000 min
+    sim.run(2100)
     top = s.concentration[:, :, -1]
     assert np.all(np.diff(top[:, 2]) > 0)  # follows x on the top face
+    assert top[-1, 2] > 0.5
+
+
+def test_dirichlet_function_is_taken_at_the_time_the_solve_lands_on():
+    # one voxel, every face at f(t) = t, diffusion so fast that the voxel
+    # takes the face value: backward Euler lands on t + dt
+    sim, s = make(bs.Box.cube(10.0), diffusion=1e7, spacing=10.0, dt=0.5,
+                  boundary=bs.Dirichlet(lambda x, y, z, t: t + 0.0 * x))
+    for _ in range(4):
+        sim.run(1)
+        assert s.concentration[0, 0, 0] == pytest.approx(sim.time, rel=1e-5)
 
 
 def test_sampling_is_exact_for_linear_fields():
@@ -105,6 +126,59 @@ def test_sampling_is_exact_for_linear_fields():
     v, g = s.sample(p, gradient=True)
     np.testing.assert_allclose(v, 2.0 + p @ [0.5, -0.25, 0.125], rtol=1e-12)
     np.testing.assert_allclose(g, np.tile([0.5, -0.25, 0.125], (200, 1)), rtol=1e-12)
+    # the gradient is exact up to the walls too, where the value is held constant
+    p = rng.random((200, 3)) * 100.0
+    p[:50, 0] = rng.random(50) * 5.0  # within half a voxel of x-
+    p[50:100, 2] = 100.0 - rng.random(50) * 5.0  # and of z+
+    _, g = s.sample(p, gradient=True)
+    np.testing.assert_allclose(g, np.tile([0.5, -0.25, 0.125], (200, 1)), rtol=1e-12)
+
+
+def test_gradient_matches_biodynamo_gradient_computation():
+    # BioDynaMo's diffusion_test.cc GradientComputation: [0, 250]^3 at resolution
+    # 200, f = 2x/L + 4 (y/L)^2 + sin(2 pi z / L); errors below 1e-5, 1e-4, 1e-4 at
+    # every voxel centre (here: every outermost centre and 100,000 interior ones)
+    L = 250.0
+    sim = bs.Simulation(bs.Box.cube(L), mechanics=None)
+    s = sim.add_substance("s", diffusion=0.0, spacing=L / 200,
+                          initial=lambda x, y, z: 2 * x / L + 4 * (y / L) ** 2 + np.sin(2 * np.pi * z / L))
+    c = [s.voxel_centres(a) for a in range(3)]
+    rng = np.random.default_rng(1)
+    idx = [rng.integers(1, 199, (100000, 3))]
+    for axis in range(3):
+        for side in (0, 199):
+            face = rng.integers(0, 200, (20000, 3))
+            face[:, axis] = side
+            idx.append(face)
+    idx = np.concatenate(idx)
+    p = np.stack([c[a][idx[:, a]] for a in range(3)], axis=1)
+    _, g = s.sample(p, gradient=True)
+    want = np.stack([np.full(len(p), 2 / L), 8 * p[:, 1] / L ** 2,
+                     2 * np.pi / L * np.cos(2 * np.pi * p[:, 2] / L)], axis=1)
+    err = np.abs(g - want).max(axis=0)
+    assert err[0] < 1e-5 and err[1] < 1e-4 and err[2] < 1e-4, err
+
+
+def test_chemotaxis_pulls_next_to_a_wall():
+    # a linear field: cells within half a voxel of the wall move up it too
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None, dt=1.0)
+    s = sim.add_substance("s", diffusion=0.0, spacing=10.0, initial=lambda x, y, z: x)
+    pop = sim.add_agents("c", [[1.0, 50.0, 50.0], [99.0, 30.0, 30.0], [50.0, 2.0, 50.0]], diameter=4.0)
+    pop.behaviours += [models.Chemotaxis(s, speed=0.5)]
+    before = sim.agents.position.copy()
+    sim.run(1)
+    moved = sim.agents.position - before[sim.agents.uid]
+    np.testing.assert_allclose(moved, np.tile([0.5, 0.0, 0.0], (3, 1)), atol=1e-12)
+
+
+def test_periodic_grid_samples_across_the_face():
+    sim = bs.Simulation(bs.Box.cube(100.0), boundary="periodic", mechanics=None)
+    s = sim.add_substance("s", diffusion=0.0, spacing=10.0,
+                          initial=lambda x, y, z: np.cos(2 * np.pi * x / 100.0))
+    v, g = s.sample([[0.0, 50.0, 50.0], [99.9, 50.0, 50.0]], gradient=True)
+    # halfway between the centres at 95 and 5 µm: the mean of the two, a zero slope
+    np.testing.assert_allclose(v[0], np.cos(2 * np.pi * 0.05), rtol=1e-12)
+    assert abs(g[0, 0]) < 1e-12 and v[1] > v[0] - 1e-3
 
 
 def test_secretion_adds_rate_times_time_times_cells():

@@ -158,10 +158,12 @@ _BLOCK = 64
 def _solve_block(w, n, B, r, cp, inv, zz, vr, zden, periodic, lo, hi):
     """The Thomas recurrences for B lines side by side: ``w`` is (n, >= B),
     line b in column b; ``lo``/``hi`` hold the boundary terms per line."""
+    if n == 1:  # a line of one voxel has both faces' terms
+        for b in range(B):
+            w[0, b] = (w[0, b] + lo[b] + hi[b]) * inv[0]
+        return
     for b in range(B):
         w[0, b] = (w[0, b] + lo[b]) * inv[0]
-    if n == 1:
-        return
     for b in range(B):
         w[n - 1, b] += hi[b]
     for p in range(1, n):
@@ -224,67 +226,135 @@ def scale(c, factor):
 
 
 @njit(cache=True, inline="always")
-def _axis_weights(x, lower, h, n):
-    """Lower index, weight of the upper neighbour and the inverse spacing used
-    for the derivative (0 outside the outer centres or with one voxel)."""
-    u = (x - lower) / h - 0.5
+def _axis_weights(x, lower, h, n, periodic):
+    """(i0, i1, w): the voxel centres either side of coordinate ``x`` (µm)
+    on one axis and the weight of i1.  Beyond the outermost centres the
+    weight clamps (the value is held constant) unless the axis is periodic,
+    where the last and first centres are neighbours across the face."""
     if n == 1:
-        return 0, 0.0, 0.0
+        return 0, 0, 0.0
+    u = (x - lower) / h - 0.5
+    if periodic:
+        f = np.floor(u)
+        i0 = np.int64(f) % n
+        return i0, i0 + 1 if i0 + 1 < n else 0, u - f
     if u <= 0.0:
-        return 0, 0.0, 0.0
+        return 0, 1, 0.0
     if u >= n - 1:
-        return n - 2, 1.0, 0.0
+        return n - 2, n - 1, 1.0
     i = np.int64(np.floor(u))
     if i > n - 2:
         i = n - 2
-    return i, u - i, 1.0 / h
+    return i, i + 1, u - i
 
 
 @njit(cache=True, inline="always")
-def trilinear(c, lower, h, x, y, z):
-    """Trilinear value of ``c`` at (x, y, z) µm and the gradient of the
-    interpolant (per µm); constant beyond the outermost voxel centres."""
-    nx, ny, nz = c.shape
-    i, wx, gx = _axis_weights(x, lower[0], h, nx)
-    j, wy, gy = _axis_weights(y, lower[1], h, ny)
-    k, wz, gz = _axis_weights(z, lower[2], h, nz)
-    i1 = i + 1 if nx > 1 else i
-    j1 = j + 1 if ny > 1 else j
-    k1 = k + 1 if nz > 1 else k
-    c000 = c[i, j, k]
-    c100 = c[i1, j, k]
-    c010 = c[i, j1, k]
-    c110 = c[i1, j1, k]
-    c001 = c[i, j, k1]
-    c101 = c[i1, j, k1]
-    c011 = c[i, j1, k1]
-    c111 = c[i1, j1, k1]
+def _lerp3(c000, c100, c010, c110, c001, c101, c011, c111, wx, wy, wz):
     c00 = c000 + wx * (c100 - c000)
     c10 = c010 + wx * (c110 - c010)
     c01 = c001 + wx * (c101 - c001)
     c11 = c011 + wx * (c111 - c011)
     c0 = c00 + wy * (c10 - c00)
     c1 = c01 + wy * (c11 - c01)
-    value = c0 + wz * (c1 - c0)
-    dx0 = (c100 - c000) + wy * ((c110 - c010) - (c100 - c000))
-    dx1 = (c101 - c001) + wy * ((c111 - c011) - (c101 - c001))
-    dy0 = c10 - c00
-    dy1 = c11 - c01
-    return value, gx * (dx0 + wz * (dx1 - dx0)), gy * (dy0 + wz * (dy1 - dy0)), gz * (c1 - c0)
+    return c0 + wz * (c1 - c0)
+
+
+@njit(cache=True, inline="always")
+def trilinear(c, lower, h, x, y, z, periodic):
+    """Trilinear value of ``c`` at (x, y, z) µm (``periodic``: the grid
+    wraps on every axis; else constant beyond the outermost centres)."""
+    nx, ny, nz = c.shape
+    i0, i1, wx = _axis_weights(x, lower[0], h, nx, periodic)
+    j0, j1, wy = _axis_weights(y, lower[1], h, ny, periodic)
+    k0, k1, wz = _axis_weights(z, lower[2], h, nz, periodic)
+    return _lerp3(c[i0, j0, k0], c[i1, j0, k0], c[i0, j1, k0], c[i1, j1, k0], c[i0, j0, k1], c[i1, j0, k1],
+                  c[i0, j1, k1], c[i1, j1, k1], wx, wy, wz)
+
+
+@njit(cache=True, inline="always")
+def centre_derivative(flat, base, i, n, stride, h, periodic):
+    """d c / d axis (per µm) at voxel centre ``i`` of a line of ``n`` voxels
+    (entries ``flat[base + i * stride]``): central differences inside,
+    second-order one-sided differences at the outermost centres (exact for
+    quadratics; first order with only two voxels, 0 with one), central
+    across the face on a periodic axis."""
+    if n == 1:
+        return 0.0
+    if periodic:
+        ip = i + 1 if i + 1 < n else 0
+        im = i - 1 if i > 0 else n - 1
+        return (flat[base + ip * stride] - flat[base + im * stride]) / (2.0 * h)
+    if n == 2:
+        return (flat[base + stride] - flat[base]) / h
+    if i == 0:
+        return (4.0 * flat[base + stride] - 3.0 * flat[base] - flat[base + 2 * stride]) / (2.0 * h)
+    if i == n - 1:
+        return (3.0 * flat[base + i * stride] - 4.0 * flat[base + (i - 1) * stride]
+                + flat[base + (i - 2) * stride]) / (2.0 * h)
+    return (flat[base + (i + 1) * stride] - flat[base + (i - 1) * stride]) / (2.0 * h)
+
+
+@njit(cache=True, inline="always")
+def _d_dx(flat, i, j, k, nx, ny, nz, h, periodic):
+    return centre_derivative(flat, j * nz + k, i, nx, ny * nz, h, periodic)
+
+
+@njit(cache=True, inline="always")
+def _d_dy(flat, i, j, k, nx, ny, nz, h, periodic):
+    return centre_derivative(flat, i * ny * nz + k, j, ny, nz, h, periodic)
+
+
+@njit(cache=True, inline="always")
+def _d_dz(flat, i, j, k, nx, ny, nz, h, periodic):
+    return centre_derivative(flat, (i * ny + j) * nz, k, nz, 1, h, periodic)
+
+
+@njit(cache=True, inline="always")
+def gradient(c, lower, h, x, y, z, periodic):
+    """Gradient (per µm) at (x, y, z) µm: the gradient at the voxel centres
+    (:func:`centre_derivative` along each axis) interpolated trilinearly
+    like the value.  Exact for a linear field everywhere in the box,
+    second order inside, and not zero near a face where the field slopes
+    (the derivative of the trilinear interpolant would be one-sided at every
+    centre and 0 in the outer half voxels)."""
+    nx, ny, nz = c.shape
+    f = c.reshape(c.size)
+    i0, i1, wx = _axis_weights(x, lower[0], h, nx, periodic)
+    j0, j1, wy = _axis_weights(y, lower[1], h, ny, periodic)
+    k0, k1, wz = _axis_weights(z, lower[2], h, nz, periodic)
+    gx = _lerp3(_d_dx(f, i0, j0, k0, nx, ny, nz, h, periodic), _d_dx(f, i1, j0, k0, nx, ny, nz, h, periodic),
+                _d_dx(f, i0, j1, k0, nx, ny, nz, h, periodic), _d_dx(f, i1, j1, k0, nx, ny, nz, h, periodic),
+                _d_dx(f, i0, j0, k1, nx, ny, nz, h, periodic), _d_dx(f, i1, j0, k1, nx, ny, nz, h, periodic),
+                _d_dx(f, i0, j1, k1, nx, ny, nz, h, periodic), _d_dx(f, i1, j1, k1, nx, ny, nz, h, periodic),
+                wx, wy, wz)
+    gy = _lerp3(_d_dy(f, i0, j0, k0, nx, ny, nz, h, periodic), _d_dy(f, i1, j0, k0, nx, ny, nz, h, periodic),
+                _d_dy(f, i0, j1, k0, nx, ny, nz, h, periodic), _d_dy(f, i1, j1, k0, nx, ny, nz, h, periodic),
+                _d_dy(f, i0, j0, k1, nx, ny, nz, h, periodic), _d_dy(f, i1, j0, k1, nx, ny, nz, h, periodic),
+                _d_dy(f, i0, j1, k1, nx, ny, nz, h, periodic), _d_dy(f, i1, j1, k1, nx, ny, nz, h, periodic),
+                wx, wy, wz)
+    gz = _lerp3(_d_dz(f, i0, j0, k0, nx, ny, nz, h, periodic), _d_dz(f, i1, j0, k0, nx, ny, nz, h, periodic),
+                _d_dz(f, i0, j1, k0, nx, ny, nz, h, periodic), _d_dz(f, i1, j1, k0, nx, ny, nz, h, periodic),
+                _d_dz(f, i0, j0, k1, nx, ny, nz, h, periodic), _d_dz(f, i1, j0, k1, nx, ny, nz, h, periodic),
+                _d_dz(f, i0, j1, k1, nx, ny, nz, h, periodic), _d_dz(f, i1, j1, k1, nx, ny, nz, h, periodic),
+                wx, wy, wz)
+    return gx, gy, gz
 
 
 @njit(cache=True, parallel=True)
-def sample(c, lower, h, pos, rows, value, gradient, want_gradient):
-    """Trilinear value (and gradient of the interpolant, per µm) of ``c`` at
-    ``pos[rows]``; constant beyond the outermost voxel centres."""
+def sample(c, lower, h, periodic, pos, rows, value, grad, want_gradient):
+    """Trilinear value (and with ``want_gradient`` the gradient, see
+    :func:`gradient`) of ``c`` at ``pos[rows]``."""
     for q in prange(rows.size):
         p = rows[q]
-        v, gx, gy, gz = trilinear(c, lower, h, pos[p, 0], pos[p, 1], pos[p, 2])
-        value[q] = v
+        x = pos[p, 0]
+        y = pos[p, 1]
+        z = pos[p, 2]
+        value[q] = trilinear(c, lower, h, x, y, z, periodic)
         if want_gradient:
-            gradient[q, 0] = gx
-            gradient[q, 1] = gy
-            gradient[q, 2] = gz
+            gx, gy, gz = gradient(c, lower, h, x, y, z, periodic)
+            grad[q, 0] = gx
+            grad[q, 1] = gy
+            grad[q, 2] = gz
 
 
 @njit(cache=True, parallel=True)
