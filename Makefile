@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.biosim-installed
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# compiled kernels and agent rules: biosim's per-user cache (~/.cache/biosim; NUMBA_CACHE_DIR overrides)
 
-.PHONY: demo test bench clean gl-libs
+.PHONY: demo test bench clean clean-cache gl-libs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,4 +38,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_suite.py --scenario proliferation,clustering,physicell_template
 
 clean:
-	rm -rf $(VENV) .numba_cache out *.egg-info
+	rm -rf $(VENV) out *.egg-info
+
+# biosim's per-user cache of compiled kernels and rules (shared by every checkout and script)
+clean-cache:
+	$(PYTHON) -c "import importlib.util as u, shutil; s = u.spec_from_file_location('c', 'biosim/_cache.py'); \
+		m = u.module_from_spec(s); s.loader.exec_module(m); print('removing', m.cache_dir()); \
+		shutil.rmtree(m.cache_dir(), ignore_errors=True)"

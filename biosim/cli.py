@@ -28,6 +28,7 @@ def cmd_info(args):
     import numpy as np
 
     import biosim
+    from biosim._cache import cache_dir
     from biosim.bench._common import cpu_model
     from biosim.kernels import cuda
 
@@ -43,6 +44,7 @@ def cmd_info(args):
         ("threading layer", numba.config.THREADING_LAYER),
         ("gpu", cuda.describe()),
         ("numba cache", os.environ.get("NUMBA_CACHE_DIR", "next to the sources (__pycache__)")),
+        ("rule cache", os.path.join(cache_dir(), "rules")),
     ]
     for k, v in rows:
         print(f"{k:>16}: {v}")

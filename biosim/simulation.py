@@ -657,7 +657,9 @@ class Simulation:
         1. actions whose trigger fires (Python callbacks on numpy views; they
            may change columns, add or remove agents);
         2. neighbour search: agents are binned into a uniform grid whose cells
-           cover the whole interaction range, and the rows are sorted by cell;
+           cover the whole interaction range and put in the canonical order
+           (by cell, then by uid); every ``reorder_every`` builds the rows
+           themselves are permuted into it;
         3. behaviours, per population in order of creation, each in the order
            added, on steps that are multiples of their ``every``; the grid is
            rebuilt before the next neighbour query if one moved agents or

@@ -82,7 +82,7 @@ class UniformGrid:
         self._cell = np.empty(0, dtype=np.int32)
         self._order = np.empty(0, dtype=np.int32)
         self._counts = np.empty((1, 1), dtype=np.int32)
-        self._block_total = np.empty(1, dtype=np.int64)
+        self._block_counts = np.empty((1, 1), dtype=np.int64)
         self._columns = np.empty((0, 0))
         self.builds = 0
 
@@ -118,7 +118,8 @@ class UniformGrid:
         them into the canonical order (x-cells halved from
         ``split_occupancy`` agents per cutoff-wide cell, default
         SPLIT_OCCUPANCY); every ``reorder_every`` builds the rows themselves
-        are permuted into it.  Returns the number of rows out of order."""
+        are permuted into it.  Returns 0 exactly when the rows were in
+        canonical order already."""
         from numba import get_num_threads
 
         n = len(table)
@@ -135,13 +136,13 @@ class UniformGrid:
         if self._counts.shape != (nchunks, ncells) or self._counts.dtype != self._order.dtype:
             self._counts = np.empty((nchunks, ncells), dtype=self._order.dtype)
         nblocks = (ncells + K.CELL_BLOCK - 1) // K.CELL_BLOCK
-        if self._block_total.size != nblocks:
-            self._block_total = np.empty(nblocks, dtype=np.int64)
+        if self._block_counts.shape != (nchunks, nblocks):
+            self._block_counts = np.empty((nchunks, nblocks), dtype=np.int64)
         if self.cell_start.size != ncells + 1:
             self.cell_start = np.empty(ncells + 1, dtype=np.int64)
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
-        moved = K.canonical_sort(self._cell, table.uid, n, self._counts, self.cell_start, self._block_total,
+        moved = K.canonical_sort(self._cell, table.uid, n, self._counts, self._block_counts, self.cell_start,
                                  self._order)
         if moved and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the

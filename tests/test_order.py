@@ -66,18 +66,28 @@ def test_canonical_sort_orders_cells_by_uid_whatever_the_rows_and_chunks():
     cell[:3000] = 5  # one crowded cell: the full sort past INSERTION_MAX
     uid = rng.permutation(10 * n)[:n].astype(np.int64)
     want = np.lexsort((uid, cell))
-    for chunks in (1, 2, 3, 7):
+    def canonical(cell, uid, chunks):
         counts = np.empty((chunks, ncells), dtype=np.int32)
         start = np.empty(ncells + 1, dtype=np.int64)
-        blocks = np.empty((ncells + GK.CELL_BLOCK - 1) // GK.CELL_BLOCK, dtype=np.int64)
+        blocks = np.empty((chunks, (ncells + GK.CELL_BLOCK - 1) // GK.CELL_BLOCK), dtype=np.int64)
         order = np.empty(n, dtype=np.int32)
-        moved = GK.canonical_sort(cell, uid, n, counts, start, blocks, order)
+        moved = GK.canonical_sort(cell, uid, n, counts, blocks, start, order)
+        return order, start, moved
+
+    for chunks in (1, 2, 3, 7):
+        order, start, moved = canonical(cell, uid, chunks)
         np.testing.assert_array_equal(order, want)
         np.testing.assert_array_equal(start, np.searchsorted(cell[want], np.arange(ncells + 1)))
-        assert moved == np.count_nonzero(want != np.arange(n))
-    # rows already in canonical order do not move
-    srt = GK.canonical_sort(cell[want], uid[want], n, counts, start, blocks, order)
-    assert srt == 0
+        assert moved > 0
+    # rows already in canonical order do not move; rows in cell order but not
+    # in uid order within a cell do
+    order, _, moved = canonical(cell[want], uid[want], 2)
+    assert moved == 0 and np.array_equal(order, np.arange(n))
+    swapped = want.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]  # two agents of one cell
+    assert cell[swapped[0]] == cell[swapped[1]]
+    order, _, moved = canonical(cell[swapped], uid[swapped], 2)
+    assert moved > 0 and np.array_equal(swapped[order], want)
 
 
 def test_sort_memory_is_bounded_by_cells_and_agents():

@@ -133,9 +133,10 @@ def assign_cells(pos, n, lower, inv_h, dims, periodic, cell):
 
 # Cells per parallel block of the prefix and the within-cell sort (a fixed
 # size, so the work split does not depend on the thread count).
-CELL_BLOCK = 16384
-# Cells up to this many agents are put in uid order by insertion sort (near
-# sorted after a reorder: linear); larger ones by a sort of their keys.
+CELL_BLOCK_BITS = 14
+CELL_BLOCK = 1 << CELL_BLOCK_BITS
+# Cells up to this many agents are put in uid order by insertion (near sorted
+# between reorders: linear); larger ones by a sort of their keys.
 INSERTION_MAX = 48
 
 
@@ -147,38 +148,41 @@ def sort_chunks(n, ncells, threads):
 
 
 @njit(cache=True, parallel=True)
-def _histograms(cell, n, counts):
+def _histograms(cell, n, counts, block_counts):
+    """Per chunk of rows: agents per cell (``counts``) and per block of
+    CELL_BLOCK cells (``block_counts``)."""
     nchunks, ncells = counts.shape
     chunk = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
         row = counts[c]
+        brow = block_counts[c]
         for k in range(ncells):
             row[k] = 0
+        for b in range(brow.size):
+            brow[b] = 0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            row[cell[i]] += 1
+            k = cell[i]
+            row[k] += 1
+            brow[k >> CELL_BLOCK_BITS] += 1
 
 
 @njit(cache=True, parallel=True)
-def _offsets(counts, cell_start, block_total):
+def _offsets(counts, block_counts, cell_start):
     """Exclusive prefix of ``counts`` taken cell-major, then chunk, written
     back into ``counts`` (each chunk's first slot per cell) and as
-    ``cell_start``: blocks of CELL_BLOCK cells sum in parallel, a serial scan
-    over the blocks, then each block writes its offsets in parallel."""
+    ``cell_start``: a serial scan over the blocks' totals, then each block of
+    CELL_BLOCK cells writes its offsets in parallel."""
     nchunks, ncells = counts.shape
-    nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
-    for b in prange(nblocks):
-        s = 0
-        for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
-            for c in range(nchunks):
-                s += counts[c, k]
-        block_total[b] = s
+    nblocks = block_counts.shape[1]
     total = 0
     for b in range(nblocks):
-        t = block_total[b]
-        block_total[b] = total
+        t = 0
+        for c in range(nchunks):
+            t += block_counts[c, b]
+        block_counts[0, b] = total
         total += t
     for b in prange(nblocks):
-        s = block_total[b]
+        s = block_counts[0, b]
         for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
             cell_start[k] = s
             for c in range(nchunks):
@@ -190,65 +194,89 @@ def _offsets(counts, cell_start, block_total):
 
 @njit(cache=True, parallel=True)
 def _scatter(cell, n, counts, order):
+    """Stable scatter of the rows into cell order (``order[j]``: the row at
+    sorted place j).  Returns how many rows land elsewhere than their own
+    index."""
     nchunks = counts.shape[0]
     chunk = (n + nchunks - 1) // nchunks
+    moved = 0
     for c in prange(nchunks):
+        m = 0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             k = cell[i]
             j = counts[c, k]
             order[j] = i
             counts[c, k] = j + 1
-
-
-@njit(cache=True, parallel=True)
-def _uid_order_within_cells(order, cell_start, uid):
-    """Sort each cell's run of ``order`` by uid; returns how many entries
-    differ from the identity (rows that a reorder would move)."""
-    ncells = cell_start.size - 1
-    nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
-    moved = 0
-    for b in prange(nblocks):
-        m = 0
-        for k in range(b * CELL_BLOCK, min(ncells, (b + 1) * CELL_BLOCK)):
-            s = cell_start[k]
-            e = cell_start[k + 1]
-            if e - s > INSERTION_MAX:
-                keys = np.empty(e - s, dtype=np.int64)
-                for q in range(s, e):
-                    keys[q - s] = uid[order[q]]
-                idx = np.argsort(keys)
-                rows = order[s:e].copy()
-                for q in range(e - s):
-                    order[s + q] = rows[idx[q]]
-            elif e - s > 1:
-                for a in range(s + 1, e):
-                    v = order[a]
-                    key = uid[v]
-                    q = a - 1
-                    while q >= s and uid[order[q]] > key:
-                        order[q + 1] = order[q]
-                        q -= 1
-                    order[q + 1] = v
-            for q in range(s, e):
-                m += order[q] != q
+            m += j != i
         moved += m
     return moved
 
 
-def canonical_sort(cell, uid, n, counts, cell_start, block_total, order):
+@njit(cache=True, parallel=True)
+def _uid_order_within_cells(order, cell, uid, cell_start):
+    """Sort each cell's run of ``order`` by uid, one linear pass per block of
+    CELL_BLOCK cells: an entry whose uid is smaller than the one before it
+    in the same cell is moved back (insertion); a crowded cell (over
+    INSERTION_MAX agents) that needs it is sorted whole.  Between reorders
+    ``order`` is nearly the identity, so the uids are read nearly in
+    sequence.  Returns the number of entries moved."""
+    ncells = cell_start.size - 1
+    nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
+    shifted = 0
+    for b in prange(nblocks):
+        lo = cell_start[b * CELL_BLOCK]
+        hi = cell_start[min(ncells, (b + 1) * CELL_BLOCK)]
+        m = 0
+        q = lo + 1
+        prev = uid[order[lo]] if hi > lo else 0
+        while q < hi:
+            key = uid[order[q]]
+            if key < prev and cell[order[q]] == cell[order[q - 1]]:
+                c = cell[order[q]]
+                s = cell_start[c]
+                e = cell_start[c + 1]
+                if e - s > INSERTION_MAX:
+                    keys = np.empty(e - s, dtype=np.int64)
+                    for a in range(e - s):
+                        keys[a] = uid[order[s + a]]
+                    idx = np.argsort(keys)
+                    rows = order[s:e].copy()
+                    for a in range(e - s):
+                        order[s + a] = rows[idx[a]]
+                    m += e - s
+                    q = e
+                    prev = uid[order[e - 1]]
+                    continue
+                v = order[q]
+                p = q - 1
+                while p >= s and uid[order[p]] > key:
+                    order[p + 1] = order[p]
+                    p -= 1
+                    m += 1
+                order[p + 1] = v
+                prev = uid[order[q]]
+            else:
+                prev = key
+            q += 1
+        shifted += m
+    return shifted
+
+
+def canonical_sort(cell, uid, n, counts, block_counts, cell_start, order):
     """Rows in the canonical order: by ``cell[:n]``, then by ``uid``.
 
-    A counting sort by cell (``counts``: (chunks, ncells) scratch, chunks
-    from :func:`sort_chunks`; ``block_total``: ceil(ncells / CELL_BLOCK)
-    scratch), then each cell's run sorted by uid.  The output, ``order``
-    (the rows in sorted order) and ``cell_start`` (``ncells + 1`` offsets),
-    is a function of the cells and uids alone: it depends neither on the
-    chunks nor on the rows' current order.  Returns the number of rows that
-    move (0: the table is already in canonical order)."""
-    _histograms(cell, n, counts)
-    _offsets(counts, cell_start, block_total)
-    _scatter(cell, n, counts, order)
-    return _uid_order_within_cells(order, cell_start, uid)
+    A stable counting sort by cell (``counts``: (chunks, ncells) scratch,
+    chunks from :func:`sort_chunks`; ``block_counts``: (chunks,
+    ceil(ncells / CELL_BLOCK)) scratch), then each cell's run sorted by uid.
+    The output, ``order`` (the rows in sorted order) and ``cell_start``
+    (``ncells + 1`` offsets), is a function of the cells and uids alone: it
+    depends neither on the chunks nor on the rows' current order.  Returns
+    0 exactly when the rows are in canonical order already (else a count of
+    the rows and shifts it took)."""
+    _histograms(cell, n, counts, block_counts)
+    _offsets(counts, block_counts, cell_start)
+    moved = _scatter(cell, n, counts, order)
+    return moved + _uid_order_within_cells(order, cell, uid, cell_start)
 
 
 @njit(cache=True, parallel=True)
