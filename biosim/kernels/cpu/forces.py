@@ -372,71 +372,71 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
 # force[i] = sum of pair forces on row i of a cell-sorted table, coincident pairs
 # left to coincident_pushes.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                       force, flag):
+def soft_sphere_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                       dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(soft_sphere_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                                force, flag):
+def soft_sphere_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                                dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(soft_sphere_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_typed_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                             force, flag):
+def soft_sphere_typed_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                             dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(soft_sphere_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def soft_sphere_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                                      force, flag):
+def soft_sphere_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                                      dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(soft_sphere_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                     force, flag):
+def physicell_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                     dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(physicell_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                              force, flag):
+def physicell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                              dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(physicell_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_typed_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                           force, flag):
+def physicell_typed_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                           dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(physicell_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def physicell_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                                    force, flag):
+def physicell_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                                    dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(physicell_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                     force, flag):
+def biodynamo_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                     dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(biodynamo_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
-def biodynamo_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, cols, buf,
-                              force, flag):
+def biodynamo_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                              dims, length, periodic, cutoff, cols, buf, force, flag):
     _forces(biodynamo_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag)
 
