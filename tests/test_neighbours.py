@@ -85,3 +85,13 @@ def test_neighbour_radius_is_validated():
         sim.neighbours(6.0)
     with pytest.raises(ValueError, match="radius"):
         sim.neighbours(-1.0)
+
+
+@pytest.mark.parametrize("radius", [200.0, 4.611686018427388e20, 1e300])
+def test_a_radius_far_beyond_the_box_finds_every_pair(radius):
+    # the cell window is clipped before it becomes an integer (4.6e20 µm x 0.02 cells/µm overflowed int64)
+    sim = bs.Simulation(bs.Box.cube(100.0), mechanics=bs.SoftSphere())
+    sim.add_agents("c", bs.init.uniform(50, sim.box, seed=2), diameter=5.0)
+    offsets, rows = sim.neighbours(radius)
+    assert sim._grid.dims[0] == 2  # x-cells split: the window spans more than one cell
+    np.testing.assert_array_equal(np.diff(offsets), 49)

@@ -76,8 +76,9 @@ def axis_window(v, r, lower, inv_h, dims, periodic):
     axis: (first, count, whole).  ``first`` is unwrapped (-1 or ``dims`` on a
     periodic axis; see ``wrap``); ``whole`` when the window covers a
     periodic axis entirely (then it is every cell once, from 0)."""
-    lo = np.int64(np.floor((v - r - lower) * inv_h))
-    hi = np.int64(np.floor((v + r - lower) * inv_h))
+    # clipped in floats first: a radius far beyond the box must not overflow int64
+    lo = np.int64(np.floor(min(max((v - r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
+    hi = np.int64(np.floor(min(max((v + r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
     if periodic:
         cnt = hi - lo + 1
         if cnt >= dims:
