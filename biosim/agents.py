@@ -163,6 +163,11 @@ class AgentTable:
     diameter = property(lambda self: self["diameter"], doc="float64 diameters in µm (n,)")
 
     @property
+    def next_uid(self):
+        """The uid the next new agent gets (every live uid is below it)."""
+        return self._next_uid
+
+    @property
     def capacity(self):
         return self._capacity
 

@@ -83,6 +83,7 @@ class UniformGrid:
         self._order = np.empty(0, dtype=np.int32)
         self._counts = np.empty((1, 1), dtype=np.int32)
         self._block_counts = np.empty((1, 1), dtype=np.int64)
+        self._skey = np.empty(0, dtype=np.int64)
         self._columns = np.empty((0, 0))
         self.builds = 0
 
@@ -130,6 +131,7 @@ class UniformGrid:
         ncells = int(np.prod(dims))
         if self._cell.size < table.capacity:
             self._cell = np.empty(table.capacity, dtype=np.int32 if ncells < 2**31 else np.int64)
+            self._skey = np.empty(table.capacity, dtype=np.int64)
             self._order = np.empty(table.capacity, dtype=np.int32 if table.capacity < 2**31 else np.int64)
         # bounded by 2 (cells + agents) entries whatever the thread count
         nchunks = K.sort_chunks(n, ncells, get_num_threads())
@@ -142,8 +144,8 @@ class UniformGrid:
             self.cell_start = np.empty(ncells + 1, dtype=np.int64)
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
-        moved = K.canonical_sort(self._cell, table.uid, n, self._counts, self._block_counts, self.cell_start,
-                                 self._order)
+        moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, self._counts, self._block_counts,
+                                 self.cell_start, self._order, self._skey)
         if moved and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the
             # sort order serves as an indirection into the table

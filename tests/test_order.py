@@ -66,12 +66,13 @@ def test_canonical_sort_orders_cells_by_uid_whatever_the_rows_and_chunks():
     cell[:3000] = 5  # one crowded cell: the full sort past INSERTION_MAX
     uid = rng.permutation(10 * n)[:n].astype(np.int64)
     want = np.lexsort((uid, cell))
-    def canonical(cell, uid, chunks):
+
+    def canonical(cell, uid, chunks, bound=10 * n):
         counts = np.empty((chunks, ncells), dtype=np.int32)
         start = np.empty(ncells + 1, dtype=np.int64)
         blocks = np.empty((chunks, (ncells + GK.CELL_BLOCK - 1) // GK.CELL_BLOCK), dtype=np.int64)
         order = np.empty(n, dtype=np.int32)
-        moved = GK.canonical_sort(cell, uid, n, counts, blocks, start, order)
+        moved = GK.canonical_sort(cell, uid, bound, n, counts, blocks, start, order, np.empty(n, dtype=np.int64))
         return order, start, moved
 
     for chunks in (1, 2, 3, 7):
@@ -79,6 +80,9 @@ def test_canonical_sort_orders_cells_by_uid_whatever_the_rows_and_chunks():
         np.testing.assert_array_equal(order, want)
         np.testing.assert_array_equal(start, np.searchsorted(cell[want], np.arange(ncells + 1)))
         assert moved > 0
+    # uids too large to share a 64-bit key with the cell: the same order
+    order, start, moved = canonical(cell, uid, 2, bound=2**62)
+    np.testing.assert_array_equal(order, want)
     # rows already in canonical order do not move; rows in cell order but not
     # in uid order within a cell do
     order, _, moved = canonical(cell[want], uid[want], 2)

@@ -194,10 +194,11 @@ def _offsets(counts, block_counts, cell_start):
 
 
 @njit(cache=True, parallel=True)
-def _scatter(cell, n, counts, order):
-    """Stable scatter of the rows into cell order (``order[j]``: the row at
-    sorted place j).  Returns how many rows land elsewhere than their own
-    index."""
+def _scatter(cell, uid, shift, n, counts, order, skey):
+    """Stable scatter of the rows into cell order: ``order[j]`` the row at
+    sorted place j and ``skey[j]`` its key ``cell << shift | uid`` (the
+    canonical order is the order of the keys).  Returns how many rows land
+    elsewhere than their own index."""
     nchunks = counts.shape[0]
     chunk = (n + nchunks - 1) // nchunks
     moved = 0
@@ -207,6 +208,7 @@ def _scatter(cell, n, counts, order):
             k = cell[i]
             j = counts[c, k]
             order[j] = i
+            skey[j] = (np.int64(k) << shift) | uid[i]
             counts[c, k] = j + 1
             m += j != i
         moved += m
@@ -214,13 +216,13 @@ def _scatter(cell, n, counts, order):
 
 
 @njit(cache=True, parallel=True)
-def _uid_order_within_cells(order, cell, uid, cell_start):
-    """Sort each cell's run of ``order`` by uid, one linear pass per block of
-    CELL_BLOCK cells: an entry whose uid is smaller than the one before it
-    in the same cell is moved back (insertion); a crowded cell (over
-    INSERTION_MAX agents) that needs it is sorted whole.  Between reorders
-    ``order`` is nearly the identity, so the uids are read nearly in
-    sequence.  Returns the number of entries moved."""
+def _uid_order_within_cells(order, skey, shift, cell_start):
+    """Sort each cell's run of ``order`` by uid, one sequential pass over the
+    keys per block of CELL_BLOCK cells (the keys grow across cells, so a key
+    below its predecessor is an uid out of order inside a cell): the entry
+    is moved back (insertion; runs are near sorted between reorders), and a
+    crowded cell (over INSERTION_MAX agents) is sorted whole instead.
+    Returns the number of entries moved."""
     ncells = cell_start.size - 1
     nblocks = (ncells + CELL_BLOCK - 1) // CELL_BLOCK
     shifted = 0
@@ -229,55 +231,59 @@ def _uid_order_within_cells(order, cell, uid, cell_start):
         hi = cell_start[min(ncells, (b + 1) * CELL_BLOCK)]
         m = 0
         q = lo + 1
-        prev = uid[order[lo]] if hi > lo else 0
         while q < hi:
-            key = uid[order[q]]
-            if key < prev and cell[order[q]] == cell[order[q - 1]]:
-                c = cell[order[q]]
+            key = skey[q]
+            if key < skey[q - 1]:
+                c = key >> shift
                 s = cell_start[c]
                 e = cell_start[c + 1]
                 if e - s > INSERTION_MAX:
-                    keys = np.empty(e - s, dtype=np.int64)
-                    for a in range(e - s):
-                        keys[a] = uid[order[s + a]]
-                    idx = np.argsort(keys)
+                    idx = np.argsort(skey[s:e])
                     rows = order[s:e].copy()
+                    keys = skey[s:e].copy()
                     for a in range(e - s):
                         order[s + a] = rows[idx[a]]
+                        skey[s + a] = keys[idx[a]]
                     m += e - s
                     q = e
-                    prev = uid[order[e - 1]]
                     continue
                 v = order[q]
                 p = q - 1
-                while p >= s and uid[order[p]] > key:
+                while p >= s and skey[p] > key:
                     order[p + 1] = order[p]
+                    skey[p + 1] = skey[p]
                     p -= 1
                     m += 1
                 order[p + 1] = v
-                prev = uid[order[q]]
-            else:
-                prev = key
+                skey[p + 1] = key
             q += 1
         shifted += m
     return shifted
 
 
-def canonical_sort(cell, uid, n, counts, block_counts, cell_start, order):
-    """Rows in the canonical order: by ``cell[:n]``, then by ``uid``.
+def canonical_sort(cell, uid, uid_bound, n, counts, block_counts, cell_start, order, skey):
+    """Rows in the canonical order: by ``cell[:n]``, then by ``uid`` (every
+    uid below ``uid_bound``).
 
     A stable counting sort by cell (``counts``: (chunks, ncells) scratch,
     chunks from :func:`sort_chunks`; ``block_counts``: (chunks,
-    ceil(ncells / CELL_BLOCK)) scratch), then each cell's run sorted by uid.
-    The output, ``order`` (the rows in sorted order) and ``cell_start``
-    (``ncells + 1`` offsets), is a function of the cells and uids alone: it
-    depends neither on the chunks nor on the rows' current order.  Returns
-    0 exactly when the rows are in canonical order already (else a count of
-    the rows and shifts it took)."""
+    ceil(ncells / CELL_BLOCK)) scratch; ``skey``: int64 scratch of n), then
+    each cell's run sorted by uid.  The output, ``order`` (the rows in
+    sorted order) and ``cell_start`` (``ncells + 1`` offsets), is a function
+    of the cells and uids alone: it depends neither on the chunks nor on the
+    rows' current order.  Returns 0 exactly when the rows are in canonical
+    order already (else a count of the rows and shifts it took)."""
+    ncells = cell_start.size - 1
+    shift = max(1, int(uid_bound - 1).bit_length())
     _histograms(cell, n, counts, block_counts)
     _offsets(counts, block_counts, cell_start)
-    moved = _scatter(cell, n, counts, order)
-    return moved + _uid_order_within_cells(order, cell, uid, cell_start)
+    if shift + max(1, ncells - 1).bit_length() > 63:  # keys would overflow (beyond any real run): numpy
+        moved = _scatter(cell, np.zeros(n, dtype=np.int64), 0, n, counts, order, skey)
+        rows = order[:n].copy()
+        order[:n] = rows[np.lexsort((uid[rows], cell[rows]))]
+        return moved + int(np.count_nonzero(order[:n] != rows))
+    moved = _scatter(cell, uid, shift, n, counts, order, skey)
+    return moved + _uid_order_within_cells(order, skey, shift, cell_start)
 
 
 @njit(cache=True, parallel=True)
