@@ -109,7 +109,17 @@ def test_soak_tiny():
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
-        "bench_circles.py", "bench_suite.py", "mechanics_budget.py"}
+        "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py"}
+
+
+@pytest.mark.slow
+def test_rule_startup_prints_both_processes():
+    out = run_bench("rule_startup.py")
+    m = re.search(r"first process ([0-9.]+) s \(compiles and caches\), second process ([0-9.]+) s \(loads\): "
+                  r"([0-9.]+)x", out)
+    assert m, out
+    first, second, ratio = (float(g) for g in m.groups())
+    assert first > 0 and second > 0 and ratio == pytest.approx(first / second, rel=0.1)
 
 
 @pytest.mark.slow
