@@ -24,15 +24,15 @@ from numba import njit, prange
 
 @njit(cache=True, inline="always")
 def axis_index(x, lower, inv_h, dims, periodic):
-    i = np.int64(np.floor((x - lower) * inv_h))
-    if periodic:
-        if i < 0 or i >= dims:  # rare: wrapped positions sit in [lower, upper)
-            i = i % dims
-    elif i < 0:
-        i = 0
-    elif i >= dims:
-        i = dims - 1
-    return i
+    """Cell index of coordinate ``x`` (µm) on one axis: floor((x - lower) *
+    inv_h), clamped to [0, dims) on a closed axis and wrapped on a periodic
+    one.  Clamped in floats, so the conversion is a truncation and the common
+    path has no branch."""
+    f = (x - lower) * inv_h
+    if periodic and not (f >= 0.0 and f < dims):  # rare: wrapped positions sit in [lower, upper)
+        return np.int64(np.floor(f)) % dims
+    f = f if f > 0.0 else 0.0
+    return np.int64(min(f, dims - 1.0))
 
 
 @njit(cache=True, inline="always")
