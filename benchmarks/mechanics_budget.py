@@ -7,7 +7,8 @@ puts on its throughput.
 On the scenario of bench_mechanics.py (biosim.bench.mechanics.make_mechanics:
 density 1, range 1.5, about 14 neighbours and 94 candidates per agent) it
 times, in one process and with the same thread count: the whole step; the
-grid build; the sorted columns; the force kernel as shipped; the same chunk
+grid build, and within it the per-step state check (positions finite,
+diameters finite and > 0, type codes in range); the sorted columns; the force kernel as shipped; the same chunk
 loop with only the gather of the neighbourhoods; and the same loop with the
 gather and the distance tests but no force law (each pair in range adds its
 separation vector: no square root, no division).  Every part is printed
@@ -100,6 +101,7 @@ def main(agents, threads, steps, repeat):
     cols = grid.sorted_columns(t, 4)
     kernel = K.FORCE_KERNELS["soft_sphere", False, False]
 
+    check_ms = _median_ms(sim.check_state, repeat)
     sorted_ms = _median_ms(lambda: grid.sorted_columns(t, 4), repeat)
     flag = np.empty(n, dtype=np.uint8)
     kernel_ms = _median_ms(lambda: kernel(params, t.type, mech._NO_TABLE, n, *args, cols, buf, force, flag), repeat)
@@ -115,6 +117,7 @@ def main(agents, threads, steps, repeat):
           f"(ms per step; share of the whole step)")
     rows = [("whole step (bench_mechanics.py)", step),
             ("  grid build and sort", grid_ms),
+            ("    of which the state check (finite, in range)", check_ms),
             ("  sorted columns", sorted_ms),
             ("  force kernel as shipped", kernel_ms),
             ("    gather of the neighbourhoods", gather_ms),

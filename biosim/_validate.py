@@ -67,3 +67,39 @@ def seed(value, name="seed"):
     if not 0 <= int(value) < 2**63:
         raise ValueError(f"{name} must be in [0, 2**63), got {value!r}")
     return int(value)
+
+
+def cast(name, values, dtype):
+    """``values`` (numbers or booleans) as ``dtype``, refusing any value the
+    cast would change: integers outside the dtype's range (257 into int8
+    would become 1), floats into integer or bool columns, integers other
+    than 0 and 1 into bool columns, finite floats beyond a float32's
+    range.  Integers of either signedness go into unsigned or signed columns
+    when they fit.  ``name`` names the column or parameter in the error."""
+    arr = np.asarray(values)
+    dtype = np.dtype(dtype)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers or booleans, got dtype {arr.dtype}")
+    src, dst = arr.dtype.kind, dtype.kind
+    if dst in "iu" and src in "iub":
+        if arr.size and src != "b":
+            info = np.iinfo(dtype)
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < info.min or hi > info.max:
+                bad = lo if lo < info.min else hi
+                raise ValueError(f"{name} has dtype {dtype}, which holds {info.min}..{info.max}; "
+                                 f"got {bad}")
+    elif dst == "b" and src in "iu":
+        if arr.size and not np.all((arr == 0) | (arr == 1)):
+            raise ValueError(f"{name} has dtype bool, which holds 0 and 1 (False, True); got "
+                             f"{arr[(arr != 0) & (arr != 1)].ravel()[0]}")
+    elif dst == "f" and src == "f":
+        if arr.size and dtype.itemsize < arr.dtype.itemsize:
+            big = np.abs(arr[np.isfinite(arr)])
+            limit = float(np.finfo(dtype).max)
+            if big.size and float(big.max()) > limit:
+                raise ValueError(f"{name} has dtype {dtype}, whose largest value is {limit:g}; got "
+                                 f"{float(big.max()):g}")
+    elif not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+        raise TypeError(f"{name} has dtype {dtype}; values of dtype {arr.dtype} do not fit")
+    return arr.astype(dtype)

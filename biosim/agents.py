@@ -7,7 +7,8 @@ reused), ``type`` (int32 population code), ``position`` (n, 3) in µm and
 :meth:`AgentTable.add_column`.
 
 Column properties and ``table["name"]`` return numpy views of the live rows,
-valid until the next step or the next change in agent count.  Row order is
+valid until the next step or the next change in agent count; ``uid`` and
+``type`` are read-only (biosim assigns them).  Row order is
 internal and changes when the engine sorts agents by grid cell: match rows by
 ``uid``, never by index.
 
@@ -18,9 +19,13 @@ that order.  A mother that dies in the step has no daughter.
 """
 import numpy as np
 
+from ._validate import cast as _cast
 from .kernels.cpu.grid import copy_rows, gather_rows
 
 CORE_COLUMNS = ("uid", "type", "position", "diameter")
+# identity columns: read-only views (uids are unique by construction; type
+# codes index per-population tables in the kernels)
+READ_ONLY = ("uid", "type")
 _GROWTH = 1.5
 
 
@@ -128,10 +133,7 @@ class AgentTable:
             if inherit is not None:
                 spec.inherit = inherit
             return
-        try:
-            np.array(default).astype(dtype, casting="same_kind")
-        except (TypeError, ValueError):
-            raise TypeError(f"default {default!r} of column {name!r} does not fit dtype {dtype}") from None
+        _cast(f"default of column {name!r}", default, dtype)
         self._declare(name, dtype, default, shape).inherit = inherit or "copy"
 
     @property
@@ -150,12 +152,25 @@ class AgentTable:
 
     def __getitem__(self, name):
         try:
-            return self._data[name][: self._n]
+            view = self._data[name][: self._n]
         except KeyError:
             raise KeyError(f"no column {name!r}; columns are {', '.join(self._specs)}") from None
+        if name in READ_ONLY:
+            view = view.view()
+            view.flags.writeable = False
+        return view
 
     def __setitem__(self, name, value):
+        if name in READ_ONLY:
+            raise ValueError(f"column {name!r} is read-only: uids are assigned by biosim, and an agent's "
+                             f"population is fixed when it is added (add it to another population instead)")
         self[name][...] = value
+
+    def set_type(self, rows, code):
+        """Move the agents at ``rows`` into the population of type ``code``
+        (the engine's own way to change the read-only type column, e.g. for
+        differentiation)."""
+        self._data["type"][: self._n][rows] = code
 
     uid = property(lambda self: self["uid"], doc="int64 unique id per agent (n,)")
     type = property(lambda self: self["type"], doc="int32 population code per agent (n,)")
@@ -200,6 +215,8 @@ class AgentTable:
         """Append rows given as {column: array of length m}; missing columns get
         their defaults.  Assigns new uids; returns them."""
         m = len(next(iter(columns.values()))) if columns else 0
+        if self._next_uid + m > 2**63 - 1:
+            raise ValueError(f"uids would pass 2**63 - 1 (next uid {self._next_uid}, {m} new agents)")
         start = self._n
         self.reserve(start + m)
         uids = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)

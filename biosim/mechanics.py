@@ -92,6 +92,20 @@ class Mechanics:
                                 t.position, t.diameter, t.uid, t.type, tab, *args, sim.seed, sim.step, force)
         return force
 
+    def _refuse_non_finite(self, sim, force, bad):
+        """After an update that left ``bad`` agents unmoved for a non-finite
+        force: a ValueError naming them and the parameters."""
+        if not bad:
+            return
+        t = sim.agents
+        rows = np.flatnonzero(~np.all(np.isfinite(force[: len(t)]), axis=1))
+        where = (f"agent uid {int(t.uid[rows[0]])} (force {force[rows[0]].tolist()})"
+                 + (f" and {rows.size - 1} more" if rows.size > 1 else "") if rows.size
+                 else f"{bad} agents (an infinite move with max_displacement=inf)")
+        raise ValueError(f"{type(self).__name__}: the force on {where} at step {sim.step} is not finite, so "
+                         f"the move is undefined: overlapping agents under extreme parameters ({self!r}, "
+                         f"dt={sim.dt:g} min)?  Those agents were not moved")
+
     def apply(self, sim):
         """Compute forces and move the agents (phase 4 of the step)."""
         if len(sim.agents) == 0:
@@ -241,7 +255,8 @@ class SoftSphere(_TypedAdhesion, Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        K.overdamped_update(t.position, force, len(t), sim.dt / self.damping, self.max_displacement)
+        bad = K.overdamped_update(t.position, force, len(t), sim.dt / self.damping, self.max_displacement)
+        self._refuse_non_finite(sim, force, bad)
 
 
 class PhysiCellForce(_TypedAdhesion, Mechanics):
@@ -294,8 +309,9 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        K.adams_bashforth_update(t.position, force, t["previous_velocity"], len(t), sim.dt,
-                                 self.max_displacement)
+        bad = K.adams_bashforth_update(t.position, force, t["previous_velocity"], len(t), sim.dt,
+                                       self.max_displacement)
+        self._refuse_non_finite(sim, force, bad)
 
 
 class BioDynaMoForce(Mechanics):
@@ -354,8 +370,9 @@ class BioDynaMoForce(Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        K.mass_update(t.position, force, t.diameter, len(t), sim.dt, self.density, self.adherence,
-                      self.max_displacement)
+        bad = K.mass_update(t.position, force, t.diameter, len(t), sim.dt, self.density, self.adherence,
+                            self.max_displacement)
+        self._refuse_non_finite(sim, force, bad)
 
 
 MECHANICS = {c.__name__: c for c in (SoftSphere, PhysiCellForce, BioDynaMoForce)}

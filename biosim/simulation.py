@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 
 from . import _validate as V
-from .agents import CORE_COLUMNS, AgentTable
+from .agents import CORE_COLUMNS, AgentTable, _check_name
 from .behaviour import BehaviourList
 from .kernels.cpu import forces as FK
 from .mechanics import Mechanics, SoftSphere
@@ -309,6 +309,8 @@ class Simulation:
                 raise ValueError(f"position row {i} = {pos[i].tolist()} lies outside the {self.boundary} box "
                                  f"{self.box.lower.tolist()}..{self.box.upper.tolist()} µm "
                                  f"({int((~inside).sum())} of {n} agents outside)")
+        if np.asarray(diameter).dtype.kind == "b":
+            raise TypeError(f"diameter must be numbers (µm), got booleans ({diameter!r})")
         diam = self._column_values("diameter", diameter, n, np.float64)
         if not (np.all(np.isfinite(diam)) and np.all(diam > 0)):
             bad = diam[~(np.isfinite(diam) & (diam > 0))]
@@ -324,16 +326,17 @@ class Simulation:
                 values[col] = self._column_values(col, val, n, spec.dtype, spec.shape)
             else:
                 self._refuse_typo(col)
+                _check_name(col)  # before anything is created: a failed call leaves no trace
                 arr = self._column_values(col, val, n, None)
                 new_columns[col] = arr
                 values[col] = arr
         pop = self.populations.get(name)
-        if pop is None:
-            pop = Population(self, name, len(self.populations))
-            self.populations[name] = pop
         for col, arr in new_columns.items():
             self.agents.add_column(col, arr.dtype, np.zeros((), arr.dtype).item(), arr.shape[1:])
-        self.agents.append(values, pop.code)
+        self.agents.append(values, len(self.populations) if pop is None else pop.code)
+        if pop is None:  # only once the agents are in: a failed call leaves no empty population
+            pop = Population(self, name, len(self.populations))
+            self.populations[name] = pop
         self._grid_valid = False
         return pop
 
@@ -355,9 +358,7 @@ class Simulation:
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             raise TypeError(f"column {col!r} must hold numbers or booleans, got dtype {arr.dtype}")
         if dtype is not None:
-            if not np.can_cast(arr.dtype, dtype, casting="same_kind"):
-                raise TypeError(f"column {col!r} has dtype {dtype}; values of dtype {arr.dtype} do not fit")
-            arr = arr.astype(dtype)
+            arr = V.cast(f"column {col!r}", arr, dtype)
         if arr.ndim == len(shape):  # one value for every agent
             return np.broadcast_to(arr, (n,) + tuple(shape)).copy()
         if arr.shape != (n,) + tuple(shape):
@@ -381,6 +382,8 @@ class Simulation:
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"substance name must be a non-empty string, got {name!r}")
+        if not name.isidentifier():  # it names datasets in run files and checkpoints
+            raise ValueError(f"substance name must be a Python identifier (letters, digits, _), got {name!r}")
         if name in self.substances:
             raise ValueError(f"a substance named {name!r} exists already; substances are "
                              f"{', '.join(self.substances)}")
@@ -490,16 +493,21 @@ class Simulation:
         return save(self, path)
 
     @classmethod
-    def load_checkpoint(cls, path, allow=()):
+    def load_checkpoint(cls, path, allow=(), allow_outputs=()):
         """The Simulation saved by :meth:`save_checkpoint`; running it continues
         exactly as the saved one would have.  Loading imports only biosim's
         own modules and the modules named in ``allow`` (your model's modules,
         for rules, actions and record functions; pass only ones you trust);
         nothing in the file is evaluated or unpickled.  HDF5 writers continue
-        their files after the checkpoint's step."""
+        their files after the checkpoint's step; they write only inside the
+        checkpoint's own folder, or inside the folders (or files) you confirm in
+        ``allow_outputs``: a checkpoint from elsewhere cannot choose files to
+        write.  A run file that is not the checkpoint's run, or not a plain
+        file as biosim writes it (links, external or virtual datasets), is
+        refused before anything is written."""
         from .io.checkpoint import load
 
-        return load(path, allow)
+        return load(path, allow, allow_outputs)
 
     @classmethod
     def from_run(cls, path, snapshot=-1, allow=()):
@@ -519,15 +527,48 @@ class Simulation:
         Rebuilding sorts the agent rows by grid cell."""
         g = self._grid
         if not self._grid_valid or g.cutoff is None or cutoff > g.cutoff:
+            t0 = _time.perf_counter()
+            self.check_state()  # what the grid and force kernels index with
+            if not (np.isfinite(cutoff) and cutoff > 0):
+                raise ValueError(f"the neighbour search range {cutoff!r} µm (from the largest diameter, "
+                                 f"{self.agents.diameter.max()!r} µm, or the radius asked for) must be finite "
+                                 f"and > 0")
             if self.boundary == "periodic" and np.any(2 * cutoff > self.box.length):
                 raise ValueError(f"the periodic box edge {self.box.length.min()} µm must be at least twice "
                                  f"the interaction range {cutoff:g} µm (minimum image); cells grew too large "
                                  f"or the box is too small")
-            t0 = _time.perf_counter()
             g.build(self.agents, cutoff, getattr(self.mechanics, "split_occupancy", None))
             self._grid_valid = True
             self.timings["neighbours"] += _time.perf_counter() - t0
         return g
+
+    def check_state(self):
+        """Raise ValueError, naming the column, the agent's uid and the value,
+        if an agent's position is not finite, its diameter not finite and > 0
+        µm, or its type code not one of the populations'.  Run before every
+        neighbour-grid build (what the grid and force kernels index with), so
+        a value poisoned by an action, a behaviour (a division that overflowed
+        the volume) or a loaded file stops the run at the step it appears
+        instead of spreading or crashing.  One vectorised pass."""
+        from .kernels.cpu.grid import count_invalid
+
+        t = self.agents
+        n = len(t)
+        ntypes = len(self.populations)
+        if n == 0 or not count_invalid(t.position, t.diameter, t.type, n, ntypes):
+            return
+        checks = (("diameter", ~(np.isfinite(t.diameter) & (t.diameter > 0)), "finite and > 0 (µm)"),
+                  ("type", (t.type < 0) | (t.type >= ntypes),
+                   f"a population's code, 0..{ntypes - 1} ({', '.join(self.populations)})"),
+                  ("position", ~np.all(np.isfinite(t.position), axis=1), "finite (µm)"))
+        for column, bad, allowed in checks:
+            rows = np.flatnonzero(bad)
+            if rows.size:
+                i = int(rows[0])
+                more = f" (and {rows.size - 1} more agents)" if rows.size > 1 else ""
+                raise ValueError(f"agent uid {int(t.uid[i])} has {column} {t[column][i].tolist()!r} at step "
+                                 f"{self.step}{more}: {column} must be {allowed}; an action, a behaviour or "
+                                 f"the loaded file set it")
 
     def _interaction_cutoff(self):
         if self.mechanics is None or len(self.agents) == 0:

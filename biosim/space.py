@@ -17,6 +17,11 @@ class Box:
         if np.any(hi <= lo):
             raise ValueError(f"upper must exceed lower on every axis, got lower={lo.tolist()}, "
                              f"upper={hi.tolist()}")
+        with np.errstate(over="ignore"):
+            length = hi - lo
+        if not np.all(np.isfinite(length)):
+            raise ValueError(f"the box's edge lengths upper - lower must be finite, got {length.tolist()} µm "
+                             f"(lower={lo.tolist()}, upper={hi.tolist()})")
         self.lower = lo
         self.upper = hi
 
@@ -205,6 +210,11 @@ def neighbour_pairs(position, radius, box, boundary="closed"):
     pos = np.ascontiguousarray(position, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
+    bad = ~np.all(np.isfinite(pos), axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"position must be finite; row {i} is {pos[i].tolist()} ({int(bad.sum())} rows with NaN "
+                         f"or inf)")
     if boundary == "periodic" and np.any(2 * radius > box.length):
         raise ValueError(f"radius {radius} must be at most half the periodic box edge {box.length.min()}")
     t = AgentTable()

@@ -121,6 +121,14 @@ def check_spacing(spacing, box):
                      f"the nearest spacings that do are {', '.join(f'{o:g}' for o in options)}")
 
 
+# Most diffusion sub-steps per base step: beyond, a step would run for hours
+# (dt = 1e-300 asked for 1e299); use the implicit solver or a larger dt.
+MAX_SUBSTEPS = 100_000
+# Largest D dt / h^2 of an implicit sub-step (10^7 covers D = 10^5 µm²/min,
+# dt = 100 min, h = 1 µm); beyond, the Thomas solve loses its precision.
+MAX_IMPLICIT_NUMBER = 1e12
+
+
 class Substance:
     """A diffusing, decaying substance on a cell-centred grid (see module doc).
 
@@ -143,6 +151,7 @@ class Substance:
         else:
             self.dt = V.positive("dt", dt)
         self.faces = self._faces(boundary, sim.boundary == "periodic")
+        self._check_substeps(sim.dt)  # refuses unbounded work now, not at the first step
         self._c = self._initial(initial)
         self._sources = None
         self._sums = [None] * 4  # per-voxel source sums, one array per term once queued; zero between steps
@@ -238,10 +247,36 @@ class Substance:
         K.sample(self._c, self.lower, self.spacing, self.periodic, p, rows, value, grad, bool(gradient))
         return (value, grad) if gradient else value
 
+    def _check_substeps(self, dt):
+        """ValueError if a base step ``dt`` (min) needs more than MAX_SUBSTEPS
+        diffusion sub-steps (this substance's dt, or the explicit solver's
+        stability limit), or an implicit sub-step has D dt / h^2 beyond
+        MAX_IMPLICIT_NUMBER."""
+        ratio, why = dt / (self.dt if self.dt is not None else dt), f"its dt = {self.dt!r} min"
+        if self.solver == "explicit" and self.diffusion > 0:
+            limit = self.spacing ** 2 / (9.0 * self.diffusion)
+            if limit == 0 or dt / limit > ratio:
+                ratio = math.inf if limit == 0 else dt / limit
+                why = (f"the explicit solver's stability limit h^2 / (9 D) = {limit:.3g} min (spacing "
+                       f"{self.spacing:g} µm, diffusion {self.diffusion:g} µm²/min)")
+        if self.solver == "implicit":
+            alpha = self.diffusion * min(dt, self.dt or dt) / self.spacing ** 2
+            if not alpha <= MAX_IMPLICIT_NUMBER:
+                raise ValueError(f"substance {self.name!r}: the implicit solver's D dt / h^2 = {alpha:.3g} (diffusion "
+                                 f"{self.diffusion:g} µm²/min, sub-step {min(dt, self.dt or dt):g} min, spacing "
+                                 f"{self.spacing:g} µm) exceeds {MAX_IMPLICIT_NUMBER:g}, where the tridiagonal "
+                                 f"solve loses all precision (mass is not kept); the grid is then uniform after "
+                                 f"one step: use a smaller diffusion or dt")
+        if not ratio <= MAX_SUBSTEPS:
+            raise ValueError(f"substance {self.name!r} would take {ratio:.3g} diffusion sub-steps per step of "
+                             f"{dt:g} min, from {why}; at most {MAX_SUBSTEPS:,} are allowed (use the implicit "
+                             f"solver, a larger dt or a coarser spacing)")
+
     def substeps(self, dt):
         """(number of diffusion steps, their length) for a base step ``dt``."""
         sub = self.dt if self.dt is not None else dt
         n = max(1, int(math.ceil(dt / sub - 1e-9)))
+        self._check_substeps(dt)
         if self.solver == "explicit" and self.diffusion > 0:
             limit = self.spacing ** 2 / (9.0 * self.diffusion)
             if dt / n > limit:

@@ -57,7 +57,10 @@ class StateSwitch(SubstanceBehaviour):
             if self.column not in sim.agents:
                 raise ValueError(f"StateSwitch: column {self.column!r} does not exist; columns are "
                                  f"{', '.join(sim.agents.columns)}")
-            self._value = self.to
+            to, dtype = self.to, sim.agents.spec(self.column).dtype
+            if dtype.kind in "iub" and isinstance(to, float) and to.is_integer():
+                to = int(to)
+            self._value = V.cast(f"StateSwitch(to={self.to!r}): column {self.column!r}", to, dtype)[()]
         super().attach(sim, population)
 
     def run(self, sim, population, dt):
@@ -79,4 +82,7 @@ class StateSwitch(SubstanceBehaviour):
         flag = np.empty(rows.size, dtype=np.bool_)
         if K.mark_below(rows, t.uid, gate, threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
                         self.stream, flag):
-            t[self.column][rows[flag]] = self._value
+            if self.column == "type":
+                t.set_type(rows[flag], self._value)
+            else:
+                t[self.column][rows[flag]] = self._value

@@ -532,52 +532,83 @@ def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, ce
 
 
 @njit(cache=True, inline="always")
-def _capped_move(pos, i, dx, dy, dz, cap):
+def _capped_move(pos, i, fx, fy, fz, s, cap):
+    """Move row ``i`` by s (fx, fy, fz) µm, at most ``cap`` µm along the same
+    direction.  Where s |f| overflows (huge forces, a huge dt / damping), the
+    direction is taken from f scaled by its largest component before
+    squaring, so the move is still the capped one.  Returns 1, without
+    moving, where the direction is not finite (a NaN or infinite force) or
+    the move is infinite with no cap; else 0."""
+    dx = fx * s
+    dy = fy * s
+    dz = fz * s
     m2 = dx * dx + dy * dy + dz * dz
-    if m2 > cap * cap:
-        f = cap / np.sqrt(m2)
-        dx *= f
-        dy *= f
-        dz *= f
+    if m2 > cap * cap or not m2 < np.inf:
+        if m2 < np.inf:
+            f = cap / np.sqrt(m2)
+            dx *= f
+            dy *= f
+            dz *= f
+        else:  # overflowed or not finite: scale first
+            m = max(abs(fx), abs(fy), abs(fz))
+            if not m < np.inf or not cap < np.inf:
+                return 1
+            if m == 0.0 or s == 0.0:
+                return 0
+            ux = fx / m
+            uy = fy / m
+            uz = fz / m
+            k = cap / np.sqrt(ux * ux + uy * uy + uz * uz)
+            dx = ux * k
+            dy = uy * k
+            dz = uz * k
     pos[i, 0] += dx
     pos[i, 1] += dy
     pos[i, 2] += dz
+    return 0
 
 
 @njit(cache=True, parallel=True)
 def overdamped_update(pos, force, n, dt_over_damping, cap):
-    """Explicit Euler of velocity = force / damping, capped at ``cap`` µm."""
+    """Explicit Euler of velocity = force / damping, capped at ``cap`` µm.
+    Returns the number of agents not moved for a non-finite force."""
+    bad = 0
     for i in prange(n):
-        _capped_move(pos, i, force[i, 0] * dt_over_damping, force[i, 1] * dt_over_damping,
-                     force[i, 2] * dt_over_damping, cap)
+        bad += _capped_move(pos, i, force[i, 0], force[i, 1], force[i, 2], dt_over_damping, cap)
+    return bad
 
 
 @njit(cache=True, parallel=True)
 def adams_bashforth_update(pos, velocity, previous, n, dt, cap):
     """PhysiCell's second-order Adams-Bashforth step: x += dt (1.5 v - 0.5 v_prev);
-    then v_prev = v."""
+    then v_prev = v.  Returns the number of agents not moved for a
+    non-finite velocity."""
+    bad = 0
     for i in prange(n):
-        dx = dt * (1.5 * velocity[i, 0] - 0.5 * previous[i, 0])
-        dy = dt * (1.5 * velocity[i, 1] - 0.5 * previous[i, 1])
-        dz = dt * (1.5 * velocity[i, 2] - 0.5 * previous[i, 2])
+        vx = 1.5 * velocity[i, 0] - 0.5 * previous[i, 0]
+        vy = 1.5 * velocity[i, 1] - 0.5 * previous[i, 1]
+        vz = 1.5 * velocity[i, 2] - 0.5 * previous[i, 2]
         previous[i, 0] = velocity[i, 0]
         previous[i, 1] = velocity[i, 1]
         previous[i, 2] = velocity[i, 2]
-        _capped_move(pos, i, dx, dy, dz, cap)
+        bad += _capped_move(pos, i, vx, vy, vz, dt, cap)
+    return bad
 
 
 @njit(cache=True, parallel=True)
 def mass_update(pos, force, diam, n, dt, density, adherence, cap):
     """BioDynaMo's update: displacement = F dt / (density * volume) when
-    |F| > adherence, capped at ``cap`` µm."""
+    |F| > adherence, capped at ``cap`` µm.  Returns the number of agents not
+    moved for a non-finite force."""
+    bad = 0
     for i in prange(n):
         fx = force[i, 0]
         fy = force[i, 1]
         fz = force[i, 2]
-        if fx * fx + fy * fy + fz * fz > adherence * adherence:
+        if not (fx * fx + fy * fy + fz * fz <= adherence * adherence):
             d = diam[i]
-            inv_m = dt / (density * np.pi / 6.0 * d * d * d)
-            _capped_move(pos, i, fx * inv_m, fy * inv_m, fz * inv_m, cap)
+            bad += _capped_move(pos, i, fx, fy, fz, dt / (density * np.pi / 6.0 * d * d * d), cap)
+    return bad
 
 
 @njit(cache=True, parallel=True)
