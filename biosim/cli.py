@@ -74,8 +74,8 @@ def cmd_resume(args):
         if folder not in sys.path:  # where the allowed model modules usually live
             sys.path.insert(0, folder)
     try:
-        sim = Simulation.load_checkpoint(args.checkpoint, allow=args.allow)
-    except (CheckpointError, FileNotFoundError) as e:
+        sim = Simulation.load_checkpoint(args.checkpoint, allow=args.allow, allow_outputs=args.allow_output)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
         sys.exit(f"biosim resume: {e}")
     end = sim._run_end if args.until is None else args.until
     if end is None or end <= sim.step:
@@ -89,6 +89,8 @@ def cmd_resume(args):
 def cmd_demo(args):
     from biosim import demo
 
+    if args.steps < 0:
+        sys.exit(f"biosim demo: --steps must be >= 0, got {args.steps}")
     demo.main(out_dir=args.out, steps=args.steps, seed=args.seed, progress=not args.quiet)
 
 
@@ -182,6 +184,9 @@ def build_parser():
     c.add_argument("checkpoint")
     c.add_argument("--allow", action="append", default=[],
                    help="a module the checkpoint may import rules, behaviours or actions from (repeatable)")
+    c.add_argument("--allow-output", action="append", default=[], metavar="PATH",
+                   help="a folder or file outside the checkpoint's folder that its writers may write to "
+                        "(repeatable; by default they write only beside the checkpoint)")
     c.add_argument("--until", type=int, default=None, help="run to this step instead of the recorded end")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_resume)

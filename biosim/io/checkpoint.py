@@ -61,21 +61,55 @@ def _allowed(module, allow):
     return any(module == a or module.startswith(a + ".") for a in allow)
 
 
-def resolve(path, allow, what):
-    """Import ``module:qualname`` if its module is biosim's or in ``allow``."""
-    if not isinstance(path, str) or ":" not in path:
+def resolve(path, allow, what, kind="function"):
+    """The object named ``module:qualname``, imported only if its module is
+    biosim's or in ``allow``, and only if it is what the checkpoint says it
+    is: ``kind`` "function" (a plain Python function), "behaviour" (a
+    Behaviour class) or "rule" (an agent rule definition), defined in an
+    allowed module itself.  The qualname walks only through classes, never
+    into another module (``biosim.io.checkpoint:os.system`` is refused), and
+    no ``__main__`` module is imported (importing one runs a program)."""
+    import types
+
+    if not isinstance(path, str) or path.count(":") != 1:
         raise CheckpointError(f"{what}: malformed import path {path!r} in the checkpoint")
     module, qual = path.split(":", 1)
+    parts = qual.split(".")
+    if not module or any(not p.isidentifier() for p in module.split(".")) or any(not p.isidentifier() for p in parts):
+        raise CheckpointError(f"{what}: malformed import path {path!r} in the checkpoint")
+    if "__main__" in module.split("."):
+        raise CheckpointError(f"{what} {path!r} names a __main__ module, which a checkpoint may not import "
+                              f"(importing it runs a program)")
     if not _allowed(module, allow):
         raise CheckpointError(f"{what} {path!r} comes from module {module!r}, which is not allowed: loading imports "
                               f"only biosim's modules and those you pass, e.g. allow=[{module.split('.')[0]!r}] "
                               f"(only for checkpoints you trust)")
     try:
         obj = importlib.import_module(module)
-        for part in qual.split("."):
+        for part in parts:
             obj = getattr(obj, part)
+            if isinstance(obj, types.ModuleType):
+                raise CheckpointError(f"{what} {path!r} walks into module {obj.__name__!r}: a checkpoint names "
+                                      f"objects defined in an allowed module itself")
     except (ImportError, AttributeError) as e:
         raise CheckpointError(f"{what} {path!r} cannot be imported: {e}") from None
+    from ..behaviour import Behaviour
+    from ..rules import RuleDefinition
+
+    if kind == "rule":
+        ok, own = isinstance(obj, RuleDefinition), getattr(getattr(obj, "fn", None), "__module__", None)
+        expected = "an agent rule (@bs.agent_rule)"
+    elif kind == "behaviour":
+        ok, own = isinstance(obj, type) and issubclass(obj, Behaviour), getattr(obj, "__module__", None)
+        expected = "a biosim Behaviour class"
+    else:
+        ok, own = isinstance(obj, types.FunctionType), getattr(obj, "__module__", None)
+        expected = "a Python function"
+    if not ok:
+        raise CheckpointError(f"{what} {path!r} is {type(obj).__name__} {obj!r}, not {expected}")
+    if not isinstance(own, str) or "__main__" in own.split(".") or not _allowed(own, allow):
+        raise CheckpointError(f"{what} {path!r} is defined in module {own!r}, not in an allowed module "
+                              f"(biosim's or those you pass in allow)")
     return obj
 
 
@@ -161,34 +195,46 @@ def save(sim, path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f"checkpoint path {path!r}: directory {folder!r} does not exist")
+    for w in state["writers"]:  # found again beside the checkpoint when the folder moves
+        rel = os.path.relpath(w["path"], folder)
+        w["relpath"] = None if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".h5", dir=folder)
     os.close(fd)
+    f = None
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["biosim_format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["state"] = json.dumps(state)
-            g = f.create_group("agents")
-            for name in sim.agents.columns:
-                g.create_dataset(name, data=sim.agents[name])
-            g = f.create_group("substances")
-            for name, sub in sim.substances.items():
-                g.create_dataset(name, data=sub.concentration)
-            g = f.create_group("records")
-            for name, rec in sim.records.items():
-                r = g.create_group(name)
-                r.create_dataset("step", data=rec.steps)
-                r.create_dataset("time", data=rec.times)
-                r.create_dataset("value", data=rec.values)
+        f = h5py.File(tmp, "w")
+        f.attrs["biosim_format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["state"] = json.dumps(state)
+        g = f.create_group("agents")
+        for name in sim.agents.columns:
+            g.create_dataset(name, data=sim.agents[name])
+        g = f.create_group("substances")
+        for name, sub in sim.substances.items():
+            g.create_dataset(name, data=sub.concentration)
+        g = f.create_group("records")
+        for name, rec in sim.records.items():
+            r = g.create_group(name)
+            r.create_dataset("step", data=rec.steps)
+            r.create_dataset("time", data=rec.times)
+            r.create_dataset("value", data=rec.values)
+        f.flush()
+        f, done = None, f
+        done.close()
         os.replace(tmp, path)
     except BaseException as e:
+        if f is not None:  # writing failed: close without HDF5's final flush (on a full disk it crashes)
+            from .hdf5 import abandon_h5
+
+            abandon_h5(f)
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(e, OSError):
+        if isinstance(e, (OSError, RuntimeError)):
             from .hdf5 import OutputError
 
-            raise OutputError(f"writing checkpoint {path!r} failed ({' '.join(str(e).split())}); is the disk full or a file-size limit "
-                              f"reached?  The previous checkpoint there, if any, is unchanged") from e
+            raise OutputError(f"writing checkpoint {path!r} failed ({' '.join(str(e).split())}); is the disk full "
+                              f"or a file-size limit reached?  The previous checkpoint there, if any, is "
+                              f"unchanged") from e
         raise
     return path
 
@@ -251,17 +297,9 @@ def substance_boundary(d, periodic):
 
 def behaviour_from(spec, allow, who):
     if "rule" in spec:
-        definition = resolve(spec["rule"], allow, f"agent rule of {who}")
-        from ..rules import RuleDefinition
-
-        if not isinstance(definition, RuleDefinition):
-            raise CheckpointError(f"{spec['rule']!r} is not an agent rule")
+        definition = resolve(spec["rule"], allow, f"agent rule of {who}", "rule")
         return definition(every=spec["every"])
-    from ..behaviour import Behaviour
-
-    cls = resolve(spec["class"], allow, f"behaviour of {who}")
-    if not (isinstance(cls, type) and issubclass(cls, Behaviour)):
-        raise CheckpointError(f"{spec['class']!r} is not a biosim Behaviour")
+    cls = resolve(spec["class"], allow, f"behaviour of {who}", "behaviour")
     try:
         return cls(**spec["parameters"])
     except (TypeError, ValueError) as e:
@@ -269,15 +307,111 @@ def behaviour_from(spec, allow, who):
                               f"{spec['parameters']}: {e}") from None
 
 
-def load(path, allow=()):
-    """Rebuild the Simulation saved in ``path`` (see module doc)."""
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def writer_path(w, checkpoint, allow_outputs):
+    """Where a writer named in ``checkpoint`` may write: its path relative to
+    the checkpoint's folder (as saved), else the stored absolute path, which
+    must lie, symbolic links resolved, inside the checkpoint's folder or
+    inside one of ``allow_outputs`` (folders or files the user confirmed).
+    A checkpoint is a file from anyone: it must not choose what gets
+    written outside the folder it came in."""
+    what = f"{w.get('class')} writer"
+    folder = os.path.dirname(os.path.realpath(checkpoint))
+    rel, stored = w.get("relpath"), w.get("path")
+    if rel is not None:
+        if not isinstance(rel, str) or not rel or os.path.isabs(rel):
+            raise CheckpointError(f"{what}: malformed relative path {rel!r} in checkpoint {checkpoint!r}")
+        target = os.path.join(folder, rel)
+    else:
+        if not isinstance(stored, str) or not stored:
+            raise CheckpointError(f"{what}: malformed path {stored!r} in checkpoint {checkpoint!r}")
+        target = stored if os.path.isabs(stored) else os.path.join(folder, stored)
+    real = os.path.realpath(target)
+    roots = [folder] + [os.path.realpath(os.fspath(a)) for a in allow_outputs]
+    if not any(_inside(real, r) for r in roots):
+        raise CheckpointError(
+            f"{what} of checkpoint {checkpoint!r} writes to {target!r}"
+            + (f" (a link to {real!r})" if real != os.path.abspath(target) else "")
+            + f", outside the checkpoint's folder {folder!r}: a checkpoint cannot choose files to write "
+              f"elsewhere.  If that is your run's output, confirm it with allow_outputs=[{os.path.dirname(real)!r}] "
+              f"(biosim resume --allow-output DIR), or move the output beside the checkpoint")
+    return real
+
+
+def check_checkpoint_target(path):
+    """A Checkpointer's file may be replaced only if it is absent or a biosim
+    checkpoint (a checkpoint naming another run's file must not destroy it)."""
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise CheckpointError(f"Checkpointer path {path!r} is a link or not a regular file; refusing to replace it")
+    try:
+        _read(path).close()
+    except CheckpointError as e:
+        raise CheckpointError(f"Checkpointer path {path!r} holds something other than a biosim checkpoint, "
+                              f"which resuming would replace; refusing ({e})") from None
+
+
+def _count(state, key, path, none=False):
+    """A non-negative integer of the state (or None where allowed)."""
+    v = state.get(key)
+    if v is None and none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
+        raise CheckpointError(f"checkpoint {path!r}: {key} must be an integer in [0, 2**62), got {v!r}")
+    return v
+
+
+def _check_restored(sim, path):
+    """What the kernels index with (finite positions, positive diameters,
+    type codes of the populations) and unique uids below ``next_uid``."""
+    t = sim.agents
+    uid = t.uid
+    if len(uid):
+        if int(uid.min()) < 0 or int(uid.max()) >= t.next_uid:
+            raise CheckpointError(f"checkpoint {path!r}: uids must lie in [0, next_uid = {t.next_uid}), got "
+                                  f"{int(uid.min())}..{int(uid.max())}")
+        if np.unique(uid).size != uid.size:
+            raise CheckpointError(f"checkpoint {path!r}: {uid.size - np.unique(uid).size} duplicate uids")
+    try:
+        sim.check_state()
+    except ValueError as e:
+        raise CheckpointError(f"{path!r}: {e}") from None
+
+
+# what a damaged or crafted file can make the loader raise, beyond its own checks
+DAMAGED = (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
+           OverflowError, OSError, ValueError)
+
+
+def load(path, allow=(), allow_outputs=()):
+    """Rebuild the Simulation saved in ``path`` (see module doc).  Writers
+    write only inside the checkpoint's folder or ``allow_outputs``.  Any
+    failure on a damaged or crafted file is a CheckpointError."""
+    try:
+        return _load(path, allow, allow_outputs)
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except DAMAGED as e:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} is damaged or not as biosim writes it "
+                              f"({type(e).__name__}: {e})") from e
+
+
+def _load(path, allow, allow_outputs):
     from ..agents import CORE_COLUMNS
     from ..simulation import Population, Record, Simulation
     from ..space import Box
 
+    path = os.fspath(path)
     if isinstance(allow, str):
         allow = (allow,)
     allow = tuple(allow)
+    if isinstance(allow_outputs, (str, os.PathLike)):
+        allow_outputs = (allow_outputs,)
+    allow_outputs = tuple(allow_outputs)
     with _read(path) as f:
         s = json.loads(f.attrs["state"])
         box = Box(s["box"]["lower"], s["box"]["upper"])
@@ -291,10 +425,11 @@ def load(path, allow=()):
             if c["name"] not in CORE_COLUMNS:
                 t.add_column(c["name"], c["dtype"], c["default"], tuple(c["shape"]), c["inherit"])
         try:
-            t.restore({c["name"]: g[c["name"]][:] for c in s["columns"]}, s["next_uid"])
+            t.restore({c["name"]: g[c["name"]][:] for c in s["columns"]}, _count(s, "next_uid", path))
         except ValueError as e:
             raise CheckpointError(f"checkpoint {path!r}: {e}") from None
-        t.total_births, t.total_deaths = s.get("total_births", 0), s.get("total_deaths", 0)
+        t.total_births, t.total_deaths = (_count(s, "total_births", path, none=True) or 0,
+                                          _count(s, "total_deaths", path, none=True) or 0)
         periodic = s["boundary"] == "periodic"
         for sd in s["substances"]:
             sub = sim.add_substance(sd["name"], sd["diffusion"], sd["decay"], sd["spacing"],
@@ -302,6 +437,13 @@ def load(path, allow=()):
                                     boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"],
                                     dt=sd["dt"])
             sub._told = sd.get("told", False)
+        codes = [p.get("code") for p in s["populations"]]
+        if not (all(type(c) is int for c in codes) and sorted(codes) == list(range(len(codes)))):
+            raise CheckpointError(f"checkpoint {path!r}: population codes must be 0..{len(codes) - 1}, got {codes}")
+        for p in s["populations"]:
+            if not isinstance(p.get("name"), str) or not p["name"]:
+                raise CheckpointError(f"checkpoint {path!r}: a population name must be a non-empty string, "
+                                      f"got {p.get('name')!r}")
         for p in sorted(s["populations"], key=lambda p: p["code"]):
             pop = Population(sim, p["name"], p["code"])
             sim.populations[p["name"]] = pop
@@ -310,12 +452,12 @@ def load(path, allow=()):
             for spec in p["behaviours"]:
                 b = behaviour_from(spec, allow, f"population {p['name']!r}")
                 pop.behaviours.append(b)
-                b._stream = spec["stream"]
-        sim._streams = s["streams"]
-        sim.step = sim._first_step = s["step"]
-        sim._run_end = s["run_end"]
-        sim._count_every = s["count_every"]
-        sim._grid.builds = s["grid_builds"]
+                b._stream = _count(spec, "stream", path)
+        sim._streams = _count(s, "streams", path)
+        sim.step = sim._first_step = _count(s, "step", path)
+        sim._run_end = _count(s, "run_end", path, none=True)
+        sim._count_every = _count(s, "count_every", path, none=True)
+        sim._grid.builds = _count(s, "grid_builds", path)
         for a in s["actions"]:
             sim.add_action(resolve(a["fn"], allow, "action"), a["every"])
         if sim._count_every is not None:
@@ -331,15 +473,27 @@ def load(path, allow=()):
             rec._steps = data["step"][:].tolist()
             rec._times = data["time"][:].tolist()
             rec._values = data["value"][:].tolist()
-        from .hdf5 import HDF5Writer
+    _check_restored(sim, path)
+    # after the file is closed: a Checkpointer's target may be this very file
+    from .hdf5 import HDF5Writer, check_resumable
 
-        for w in s["writers"]:
-            if w["class"] == "HDF5Writer":
-                writer = HDF5Writer(w["path"], w["every"], w.get("compression"))
-                writer._resume_at = sim.step
-            else:
-                writer = Checkpointer(w["path"], w["every"])
-            sim.writers.append(writer)
+    for w in s["writers"]:
+        if w.get("class") not in ("HDF5Writer", "Checkpointer"):
+            raise CheckpointError(f"unknown writer {w.get('class')!r} in checkpoint {path!r}")
+        target = writer_path(w, path, allow_outputs)
+        if w["class"] == "HDF5Writer":
+            writer = HDF5Writer(target, w["every"], w.get("compression"))
+            writer._resume_at = sim.step
+            writer._resume_meta = {k: s[k] for k in ("box", "boundary", "dt", "seed")}
+            if os.path.lexists(target):
+                try:
+                    check_resumable(target, writer._resume_meta)
+                except (ValueError, OSError) as e:
+                    raise CheckpointError(f"checkpoint {path!r}: {e}") from None
+        else:
+            check_checkpoint_target(target)
+            writer = Checkpointer(target, w["every"])
+        sim.writers.append(writer)
     return sim
 
 
@@ -357,12 +511,17 @@ class Checkpointer:
         self.path = _check_output_path(path)
         self.every = V.positive_int("every", every)
         self._last_step = None
+        self._lock = None
 
     def __repr__(self):
         return f"Checkpointer({self.path!r}, every={self.every})"
 
     def open(self, sim):
+        from .hdf5 import lock_output
+
         state_of(sim)  # raises now, not hours into the run
+        if self._lock is None:
+            self._lock = lock_output(self.path, "Checkpointer")
 
     def write(self, sim):
         if self._last_step == sim.step:
@@ -371,7 +530,10 @@ class Checkpointer:
         self._last_step = sim.step
 
     def close(self):
-        pass
+        from .hdf5 import unlock_output
+
+        unlock_output(self._lock)
+        self._lock = None
 
 
 def _dotted_to_colon(path):
@@ -380,19 +542,30 @@ def _dotted_to_colon(path):
 
 
 def from_run(path, snapshot=-1, allow=()):
-    """A new Simulation from a snapshot of a run (see Simulation.from_run)."""
-    from ..agents import CORE_COLUMNS
-    from ..simulation import Population, Simulation
-    from ..space import Box
+    """A new Simulation from a snapshot of a run (see Simulation.from_run);
+    any failure on a damaged or crafted file is a CheckpointError."""
     from .hdf5 import open_run
 
     if isinstance(allow, str):
         allow = (allow,)
-    allow = tuple(allow)
     run = open_run(path)
     if len(run) == 0:
         raise CheckpointError(f"run {os.fspath(path)!r} holds no snapshot to start from")
-    i = run._snapshot(snapshot)
+    i = run._snapshot(snapshot)  # a bad index is the caller's IndexError or TypeError
+    try:
+        return _from_run(run, i, tuple(allow))
+    except CheckpointError:
+        raise
+    except DAMAGED as e:
+        raise CheckpointError(f"run {run.path!r} is damaged or not as biosim writes it "
+                              f"({type(e).__name__}: {e})") from e
+
+
+def _from_run(run, i, allow):
+    from ..agents import CORE_COLUMNS
+    from ..simulation import Population, Simulation
+    from ..space import Box
+
     meta = run.metadata
     try:
         box = Box(meta["box"]["lower"], meta["box"]["upper"])
@@ -414,6 +587,9 @@ def from_run(path, snapshot=-1, allow=()):
                                       f"({spec['value']}); a simulation cannot be rebuilt from it")
         sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
                           boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"])
+    codes = [p.get("type") for p in pops.values()]
+    if not (all(type(c) is int for c in codes) and sorted(codes) == list(range(len(codes)))):
+        raise CheckpointError(f"run {run.path!r}: population type codes must be 0..{len(codes) - 1}, got {codes}")
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:
         sim.populations[name] = Population(sim, name, p["type"])
@@ -428,10 +604,11 @@ def from_run(path, snapshot=-1, allow=()):
             b = behaviour_from(spec, allow, f"population {name!r}")
             sim.populations[name].behaviours.append(b)
             if d.get("stream") is not None:
-                b._stream = d["stream"]
+                b._stream = _count(d, "stream", run.path)
             streams = max(streams, b._stream)
     sim._streams = streams
     data = run.agents(i)
     t.restore({k: v for k, v in data.items() if k in t}, int(data["uid"].max()) + 1 if len(data["uid"]) else 0)
     sim.step = sim._first_step = int(run.steps[i])
+    _check_restored(sim, run.path)
     return sim

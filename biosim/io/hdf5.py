@@ -24,6 +24,7 @@ readable.  Rows past the last complete snapshot are ignored by readers and
 overwritten by the next write.  Library versions v110..v114 keep the file
 readable by ParaView's HDF5.  Metadata is JSON, never pickle.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -45,12 +46,74 @@ def _check_output_path(path, name="path"):
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"{name} must be a file path, got {path!r}") from None
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a str or os.PathLike file path, got bytes {path!r}")
+    if not path or "\0" in path:
+        raise ValueError(f"{name} must be a file name such as run.h5, got {path!r}")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"{name} {path!r}: directory {parent!r} does not exist")
     if os.path.isdir(path):
         raise ValueError(f"{name} {path!r} is a directory; give a file name such as run.h5")
     return path
+
+
+def abandon_h5(f):
+    """Close an h5py file whose writes failed without writing to it again:
+    its file descriptor is pointed at /dev/null first, so HDF5's final flush
+    (which, on a full disk, fails and crashes the library) goes nowhere and
+    what is on disk stays as it was."""
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, RuntimeError, ValueError):
+        pass
+    try:
+        f.close()
+    except (OSError, RuntimeError, ValueError):
+        pass
+
+
+def lock_output(path, who):
+    """Take the advisory lock of output file ``path`` (``.NAME.lock`` beside
+    it, flock): a second live writer of the same file, in this process or
+    another, is refused with a ValueError naming the process that holds it.
+    HDF5's own file lock cannot serve (SWMR mode drops it).  Returns the
+    lock's file descriptor for :func:`unlock_output`; the OS releases the
+    lock when the process dies."""
+    import fcntl
+
+    folder, name = os.path.split(os.path.abspath(path))
+    lock = os.path.join(folder, f".{name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        os.close(fd)
+        raise ValueError(f"{who}: {path!r} is being written by another live writer (process {holder}; lock "
+                         f"{lock!r}); two writers on one file would destroy each other's output: give this one "
+                         f"another path") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd, lock
+
+
+def unlock_output(held):
+    """Release a lock from :func:`lock_output` and remove its file."""
+    if held is None:
+        return
+    fd, lock = held
+    try:
+        os.unlink(lock)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 class OutputError(OSError):
@@ -95,6 +158,8 @@ class HDF5Writer:
         self._sim = None
         self._metadata = None
         self._resume_at = None  # set by load_checkpoint: append after this step
+        self._resume_meta = None  # and the run's box, boundary, dt, seed, which the file must match
+        self._lock = None  # held from open to close: no second writer of the same file
 
     def __repr__(self):
         return f"HDF5Writer({self.path!r}, every={self.every})"
@@ -104,6 +169,16 @@ class HDF5Writer:
         """Create or reopen the file for ``sim`` (called by ``run``)."""
         if self._file is not None:
             return
+        if self._lock is None:
+            self._lock = lock_output(self.path, "HDF5Writer")
+        try:
+            self._open(sim)
+        except BaseException:
+            unlock_output(self._lock)
+            self._lock = None
+            raise
+
+    def _open(self, sim):
         meta = json.dumps(sim.metadata())
         if self._resume_at is not None:
             self._resume(self._resume_at)
@@ -137,9 +212,9 @@ class HDF5Writer:
         the snapshots and series entries up to ``step`` (later ones, written
         after the checkpoint by the interrupted process, are dropped and
         written again) and append from there.  A missing file is started anew."""
-        if not os.path.exists(self.path):
+        if not os.path.lexists(self.path):
             return
-        open_run(self.path)  # a clear error for a damaged or foreign file
+        check_resumable(self.path, self._resume_meta)
         with _open_h5(self.path) as f:
             steps = f["snapshots"]["step"][:]
             counts = f["snapshots"]["count"][:]
@@ -226,7 +301,11 @@ class HDF5Writer:
             self._columns = {}
             self._grids = {}
             self._series = {}
-            f.close()
+            try:
+                f.close()
+            finally:
+                unlock_output(self._lock)
+                self._lock = None
 
     def _abandon(self):
         """Release a file whose last write failed without writing to it again.
@@ -237,19 +316,10 @@ class HDF5Writer:
         and the file on disk stays as it was."""
         f, self._file = self._file, None
         self._columns, self._grids, self._series = {}, {}, {}
-        if f is None:
-            return
-        try:
-            fd = f.id.get_vfd_handle()
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, fd)
-            os.close(null)
-        except (OSError, RuntimeError, ValueError):
-            pass
-        try:
-            f.close()
-        except (OSError, RuntimeError):
-            pass
+        if f is not None:
+            abandon_h5(f)
+        unlock_output(self._lock)
+        self._lock = None
 
     # -- writing ---------------------------------------------------------------
     def write(self, sim):
@@ -329,12 +399,26 @@ class Run:
     def _open(self):
         return _open_h5(self.path)
 
+    @contextlib.contextmanager
+    def _damaged(self):
+        """HDF5's errors reading a damaged file (a bad checksum, a broken
+        object header) as a ValueError naming the file."""
+        try:
+            yield
+        except (OSError, KeyError, RuntimeError) as e:
+            raise ValueError(f"run file {self.path!r} is damaged: reading it failed ({e})") from e
+
     def _read_index(self, f):
         g = f["snapshots"]
         m = min(g[name].shape[0] for name in _INDEX)
         self.steps = g["step"][:m]
         self.times = g["time"][:m]
         self._counts = g["count"][:m]
+        rows = min((ds.shape[0] for ds in f["agents"].values() if isinstance(ds, h5py.Dataset)), default=0)
+        if self._counts.dtype.kind not in "iu" or (m and (int(self._counts.min()) < 0
+                                                          or int(self._counts.sum(dtype=np.float64)) > rows)):
+            raise ValueError(f"run file {self.path!r} is damaged: its snapshot counts do not match the {rows} "
+                             f"agent rows stored")
         self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
         self.metadata = json.loads(f.attrs["metadata"]) if "metadata" in f.attrs else {}
         pops = self.metadata.get("populations", {})
@@ -381,7 +465,7 @@ class Run:
         if unknown:
             raise KeyError(f"no column {unknown[0]!r}; columns are {', '.join(self.columns)}")
         a, b = self._offsets[i], self._offsets[i + 1]
-        with self._open() as f:
+        with self._damaged(), self._open() as f:
             g = f["agents"]
             return {c: g[c][a:b] for c in names}
 
@@ -392,7 +476,7 @@ class Run:
         if name not in self.records:
             known = ", ".join(self.records) or "none"
             raise KeyError(f"no series {name!r} in this run; series are {known}")
-        with self._open() as f:
+        with self._damaged(), self._open() as f:
             g = f["series"][name]
             m = min(g[k].shape[0] for k in ("step", "time", "value"))
             return {k: g[k][:m] for k in ("step", "time", "value")}
@@ -403,7 +487,7 @@ class Run:
             known = ", ".join(self.substances) or "none"
             raise KeyError(f"no substance {name!r} in this run; substances are {known}")
         i = self._snapshot(i)
-        with self._open() as f:
+        with self._damaged(), self._open() as f:
             return f["substances"][name][i]
 
 
@@ -433,9 +517,85 @@ def open_run(path):
             if fmt != FORMAT or "snapshots" not in f or "agents" not in f:
                 raise ValueError(f"{p!r} is an HDF5 file but not a biosim run (no biosim_format "
                                  f"attribute, or missing /snapshots or /agents)")
-    except OSError as e:
+    except (OSError, KeyError, RuntimeError) as e:
         raise ValueError(f"cannot read run file {p!r}: it is damaged or truncated ({e})") from None
-    return Run(p)
+    try:
+        return Run(p)
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
+            OverflowError, OSError, ValueError) as e:
+        raise ValueError(f"run file {p!r} is damaged or not as biosim writes it ({type(e).__name__}: {e})") from e
+
+
+# what a run file holds: groups, and numeric datasets stored in the file
+_RUN_GROUPS = frozenset(("snapshots", "agents", "substances", "series"))
+
+
+def check_resumable(path, meta=None):
+    """Refuse, before anything is written, a run file that a resumed writer
+    must not append to or cut: damaged or foreign (see :func:`open_run`), not
+    plain (:func:`check_plain_run_file`), or the run of another simulation
+    (``meta``: the checkpoint's box, boundary, dt and seed)."""
+    run = open_run(path)
+    check_plain_run_file(path)
+    if meta is not None:
+        differs = [k for k, v in meta.items() if run.metadata.get(k) != v]
+        if differs:
+            raise ValueError(f"run file {path!r} is not the run of this checkpoint (its {', '.join(differs)} "
+                             f"differ); refusing to append to it or cut it")
+
+
+def check_plain_run_file(path):
+    """Refuse a run file that biosim did not write as it is, before anything
+    is written to it: every object reached by a hard link (no soft or
+    external links), every dataset numeric and stored in the file itself
+    (no external storage, no virtual dataset: either could point a write at
+    any file on the machine), a regular file that is no link and has no
+    other name (a hard link would carry writes elsewhere), and only the
+    groups biosim writes."""
+    st = os.lstat(path)
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"run file {path!r} is a link or not a regular file; refusing to write to it")
+    if st.st_nlink > 1:
+        raise ValueError(f"run file {path!r} has {st.st_nlink} hard links (it is also another file); "
+                         f"refusing to write to it")
+
+    def refuse(name, why):
+        raise ValueError(f"run file {path!r}: /{name} {why}; biosim does not write such files, "
+                         f"refusing to append to it")
+
+    def walk(group, prefix, depth):
+        for key in group:
+            name = f"{prefix}{key}"
+            link = group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                refuse(name, f"is a {type(link).__name__}")
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                if depth >= 2:
+                    refuse(name, "is a group nested deeper than biosim's")
+                walk(obj, name + "/", depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                if depth == 0:
+                    refuse(name, "is a dataset at the top level")
+                if obj.is_virtual:
+                    refuse(name, "is a virtual dataset")
+                if obj.external:
+                    refuse(name, f"is stored in external files {[e[0] for e in obj.external]}")
+                if obj.dtype.kind not in "biuf" or obj.dtype.fields is not None:
+                    refuse(name, f"has dtype {obj.dtype}")
+            else:
+                refuse(name, "is neither a group nor a dataset")
+
+    try:
+        with _open_h5(path) as f:
+            for key in f:
+                if key not in _RUN_GROUPS:
+                    refuse(key, "is not a group biosim writes")
+            walk(f, "", 0)
+    except OSError as e:
+        raise ValueError(f"cannot read run file {path!r}: it is damaged ({e})") from None
 
 
 def _clear_for_writing(path):
