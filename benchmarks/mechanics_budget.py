@@ -94,7 +94,7 @@ def main(agents, threads, steps, repeat):
     grid = sim._neighbour_grid(mech.cutoff(t.diameter.max()))
     args = grid.kernel_args()
     cell_start, order, lower, inv_h, dims, length, periodic, cutoff = args
-    room = K.gather_capacity(cell_start, dims, inv_h, cutoff, n)
+    room, _ = K.gather_capacity(cell_start, dims, inv_h, cutoff, n)
     buf = np.zeros((numba.get_num_threads(), 6, room))
     force = np.zeros((n, 3))
     params = np.array(mech._params(), dtype=np.float64)

@@ -80,7 +80,8 @@ class Mechanics:
         force = t.scratch((n, 3), np.float64)
         kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any()), table is not None]
         args = grid.kernel_args()
-        room = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
+        room, occupancy = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
+        self._warn_if_crowded(sim, grid, occupancy)
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
         cols = grid.sorted_columns(t, 4 if table is None else 5)
         flag = np.empty(n, dtype=np.uint8)
@@ -91,6 +92,27 @@ class Mechanics:
             K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES[self.kernel], table is not None, params,
                                 t.position, t.diameter, t.uid, t.type, tab, *args, sim.seed, sim.step, force)
         return force
+
+    CROWDING = 8.0  # a cell holding this many times what packs into it without overlap is crowded
+
+    def _warn_if_crowded(self, sim, grid, occupancy):
+        """Warn once per simulation when a grid cell holds far more agents than
+        fit into it (CROWDING times the spheres of the smallest diameter that
+        pack into the cell's volume at 74%): the pair loops then cost O(N^2)
+        in that cell (all 10^5 agents at one point: 38 s a step)."""
+        if occupancy <= 64 or getattr(sim, "_told_crowded", False):
+            return
+        t = sim.agents
+        cell = float(np.prod(grid.box.length / grid.dims))
+        fits = 0.74 * cell / (np.pi / 6.0 * float(t.diameter.min()) ** 3)
+        if occupancy > self.CROWDING * max(fits, 1.0):
+            sim._told_crowded = True
+            import warnings
+
+            warnings.warn(f"one neighbour-grid cell ({cell:.3g} µm³) holds {occupancy} agents, {occupancy / fits:.0f} "
+                          f"times what fits into it without overlap: agents are piled up (too much growth in too "
+                          f"little space, or placed at one point?), and the force loops cost O(N²) there",
+                          RuntimeWarning, stacklevel=4)
 
     def _refuse_non_finite(self, sim, force, bad):
         """After an update that left ``bad`` agents unmoved for a non-finite

@@ -153,7 +153,7 @@ def test_mechanics_budget_pair_loop_sums_every_pair_in_range():
     grid = sim._neighbour_grid(sim.mechanics.cutoff(t.diameter.max()))
     args = grid.kernel_args()
     cell_start, order, lower, inv_h, dims, length, periodic, cutoff = args
-    buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))))
+    buf = np.zeros((get_num_threads(), 6, gather_capacity(cell_start, dims, inv_h, cutoff, len(t))[0]))
     out = np.full((len(t), 3), np.nan)
     mod.pairs_without_law(np.array([cutoff * cutoff, 0.0, 1.0]), t.type, sim.mechanics._NO_TABLE, len(t), *args,
                           grid.sorted_columns(t, 4), buf, out, np.empty(len(t), dtype=np.uint8))

@@ -539,3 +539,18 @@ def test_fuzzed_files_give_only_clean_errors(tmp_path, kind):
                        text=True, timeout=1200)
     assert r.returncode == 0, f"the fuzzer crashed (signal {-r.returncode}): {r.stdout[-1500:]} {r.stderr[-1500:]}"
     assert "ESCAPES 0" in r.stdout, r.stdout[-4000:]
+
+
+def test_a_crowded_grid_cell_is_warned_about_once():
+    import warnings
+
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.1, seed=1)
+    sim.add_agents("c", np.full((600, 3), 50.0) + np.linspace(0, 1e-3, 600)[:, None], diameter=5.0)
+    with pytest.warns(RuntimeWarning, match="holds 600 agents, .* times what fits"):
+        sim.run(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.run(1)  # once per simulation
+        calm = bs.Simulation(bs.Box.cube(100.0), dt=0.1, seed=1)
+        calm.add_agents("c", bs.init.uniform(2000, calm.box, seed=1), diameter=5.0)
+        calm.run(2)

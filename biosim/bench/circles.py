@@ -37,7 +37,7 @@ def _circles_behaviour():
                 return
             grid = sim._neighbour_grid(self.radius)
             args = grid.kernel_args()
-            room = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
+            room, _ = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
             buf = np.empty((get_num_threads(), 4, room))
             # the kernel reads the sorted copy of the positions, so it may write the new ones in place
             circles_step(grid.sorted_columns(t), n, *args, self.radius, self.strength, buf, t.position)

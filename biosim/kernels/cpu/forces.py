@@ -250,10 +250,11 @@ def cell_window(bstart, cell_start, row, cx, x0, nx, k, whole):
 
 @njit(cache=True)
 def gather_capacity(cell_start, dims, inv_h, cutoff, n):
-    """Room per buffer row for one chunk's gathered blocks, and at least for
-    the chunk's block offsets.  A closed box gathers each cell at most once
-    per chunk (so at most n agents); a periodic x axis shorter than the
-    chunk's blocks repeats cells, up to ceil(blocks / nx) times."""
+    """(room, occupancy): room per buffer row for one chunk's gathered
+    blocks, and at least for the chunk's block offsets; the most agents in
+    one cell.  A closed box gathers each cell at most once per chunk (so at
+    most n agents); a periodic x axis shorter than the chunk's blocks
+    repeats cells, up to ceil(blocks / nx) times."""
     occ = 0
     for c in range(cell_start.size - 1):
         occ = max(occ, cell_start[c + 1] - cell_start[c])
@@ -262,7 +263,7 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     blocks = X_CHUNK + 2 * k
     repeats = (blocks + nx - 1) // nx
     # + the overrun of the fixed-width copies and of the loops' last whole vector
-    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 2 * SORTED_PAD
+    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 2 * SORTED_PAD, occ
 
 
 @njit(inline="always")
