@@ -80,7 +80,7 @@ class Mechanics:
         force = t.scratch((n, 3), np.float64)
         kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any()), table is not None]
         args = grid.kernel_args()
-        room, occupancy = K.gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
+        room, occupancy = K.gather_room(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n, grid.periodic)
         self._warn_if_crowded(sim, grid, occupancy)
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
         cols = grid.sorted_columns(t, 4 if table is None else 5)

@@ -554,3 +554,80 @@ def test_a_crowded_grid_cell_is_warned_about_once():
         calm = bs.Simulation(bs.Box.cube(100.0), dt=0.1, seed=1)
         calm.add_agents("c", bs.init.uniform(2000, calm.box, seed=1), diameter=5.0)
         calm.run(2)
+
+
+def test_a_file_that_crashes_the_hdf5_library_is_read_in_a_child_first(tmp_path, monkeypatch):
+    from biosim.io import _probe
+
+    run, ck = _small(tmp_path / "a")
+    # stand-ins for a file that makes libhdf5 crash or hang: the child dies by a signal, or sleeps
+    monkeypatch.setattr(_probe, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(CheckpointError, match="crashed the HDF5 library in a child process \\(SIGSEGV\\)"):
+        bs.Simulation.load_checkpoint(ck)
+    with pytest.raises(CheckpointError, match="crashed the HDF5 library"):
+        bs.Simulation.from_run(run)
+    monkeypatch.setattr(_probe, "_CHILD", "import time; time.sleep(30)")
+    monkeypatch.setattr(_probe, "TIMEOUT_S", 1)
+    with pytest.raises(CheckpointError, match="did not finish in 1 s"):
+        bs.Simulation.load_checkpoint(ck)
+    # a Python error in the child is no crash: the loader meets it itself
+    monkeypatch.setattr(_probe, "_CHILD", "raise SystemExit(3)")
+    assert len(bs.Simulation.load_checkpoint(ck).agents) == 30
+
+
+def test_gather_buffers_are_sized_by_what_a_chunk_really_gathers(monkeypatch):
+    """One crowded cell must not size every thread's buffers for all n agents:
+    the exact need equals the most any chunk of the force loop gathers, and
+    forces computed with buffers of exactly that size are the same bits."""
+    from numba import njit
+
+    from biosim.kernels.cpu import forces as K
+
+    @njit
+    def most_gathered(cell_start, dims, inv_h, cutoff, periodic, cols, buf):
+        nx, ny, nz = dims[0], dims[1], dims[2]
+        k, nxc, whole = K.x_chunks(nx, cutoff, inv_h, periodic[0])
+        best = 0
+        for item in range(ny * nz * nxc):
+            row, x0, x1, empty = K.chunk_of(item, nxc, nx, cell_start)
+            K.gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, buf[0],
+                            buf[1], buf[2], buf[3], buf[3], buf[5].view(np.int64), True, False, 1.0,
+                            np.ones(3), False)
+            nb = nx if whole else x1 - x0 + 2 * k
+            best = max(best, buf[5].view(np.int64)[nb])
+        return best
+
+    for boundary in ("closed", "periodic"):
+        sim = bs.Simulation(bs.Box.cube(60.0), dt=0.1, seed=1, boundary=boundary)
+        rng = np.random.default_rng(3)
+        pos = np.concatenate([rng.uniform(0, 60, (400, 3)), 30.0 + rng.uniform(0, 0.5, (300, 3)),
+                              59.9 - rng.uniform(0, 0.5, (200, 3))])
+        sim.add_agents("c", pos, diameter=4.0)
+        t = sim.agents
+        grid = sim._neighbour_grid(sim.mechanics.cutoff(t.diameter.max()))
+        cs, _, _, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
+        cols = grid.sorted_columns(t, 4)
+        buf = np.zeros((6, len(t) * 27 + 64))
+        need = K.gather_need(cs, dims, inv_h, cutoff, periodic)
+        assert need == most_gathered(cs, dims, inv_h, cutoff, periodic, cols, buf) and 300 < need < len(t)
+        with pytest.warns(RuntimeWarning, match="holds"):
+            f1 = sim.mechanics.forces(sim).copy()
+        monkeypatch.setattr(K, "EXACT_ROOM", 0)  # always the exact need
+        f2 = sim.mechanics.forces(sim).copy()
+        monkeypatch.undo()
+        assert np.array_equal(f1, f2) and np.abs(f1).max() > 0
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda s: s.pop("boundary"), "state lacks 'boundary'"),
+    (lambda s: s.update(dt="0.5"), r"state.dt must be number, got '0.5'"),
+    (lambda s: s["columns"][0].update(shape=3), r"state.columns\[0\].shape must be list"),
+    (lambda s: s["populations"][0]["behaviours"][0].update(stream=1.5), r"behaviours\[0\].stream must be integer"),
+    (lambda s: s["writers"][0].update(every=None), r"state.writers\[0\].every must be integer"),
+    (lambda s: s.update(box=[0, 1]), "state.box must be object"),
+])
+def test_the_checkpoint_state_is_checked_against_its_schema(tmp_path, mutate, match):
+    _, ck = _small(tmp_path / "a")
+    _edit_state(ck, mutate)
+    with pytest.raises(CheckpointError, match=match):
+        bs.Simulation.load_checkpoint(ck)

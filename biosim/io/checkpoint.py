@@ -28,6 +28,8 @@ import tempfile
 import h5py
 import numpy as np
 
+from ._probe import probe
+
 FORMAT = "biosim-checkpoint"
 FORMAT_VERSION = 1
 
@@ -247,6 +249,10 @@ def _read(path):
     if os.path.isdir(path) or not h5py.is_hdf5(path):
         raise CheckpointError(f"{path!r} is not a biosim checkpoint (not an HDF5 file)")
     try:
+        probe(path, "checkpoint")  # a crafted file must not crash this process
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path!r}: it is damaged or truncated ({e})") from None
@@ -382,6 +388,72 @@ def _check_restored(sim, path):
         raise CheckpointError(f"{path!r}: {e}") from None
 
 
+# The checkpoint state's schema: key -> allowed kinds ("?" marks optional
+# keys); lists name the schema of their items.  Values are checked further
+# by the constructors they go to.
+_NUM, _INT, _STR, _NONE, _BOOL = "number", "integer", "string", "null", "boolean"
+_BEHAVIOUR = {"rule?": (_STR,), "class?": (_STR,), "parameters?": (dict,), "every?": (_INT,), "stream": (_INT,)}
+_SCHEMA = {
+    "box": ({"lower": (list,), "upper": (list,)},), "boundary": (_STR,), "dt": (_NUM,), "seed": (_INT,),
+    "reorder_every?": (_INT,), "step": (_INT,), "run_end": (_INT, _NONE), "streams": (_INT,),
+    "count_every": (_INT, _NONE), "grid_builds": (_INT,), "next_uid": (_INT,), "total_births?": (_INT,),
+    "total_deaths?": (_INT,), "mechanics": (dict, _NONE),
+    "columns": ([{"name": (_STR,), "dtype": (_STR,), "default": (_NUM, _BOOL), "shape": (list,),
+                  "inherit": (_STR,)}],),
+    "populations": ([{"name": (_STR,), "code": (_INT,), "behaviours": ([_BEHAVIOUR],)}],),
+    "substances": ([{"name": (_STR,), "diffusion": (_NUM,), "decay": (_NUM,), "spacing": (_NUM,),
+                     "solver": (_STR,), "dt": (_NUM, _NONE), "boundary": (dict,), "told?": (_BOOL,)}],),
+    "writers": ([{"class": (_STR,), "path": (_STR,), "relpath?": (_STR, _NONE), "every": (_INT,),
+                  "compression?": (_STR, _NONE)}],),
+    "actions": ([{"fn": (_STR,), "every": (_INT,)}],),
+    "records": ([{"name": (_STR,), "every": (_INT,), "counts": (dict, list, _NONE), "fn?": (_STR, _NONE)}],),
+}
+
+
+def _kind_ok(value, kind):
+    if kind is _NONE:
+        return value is None
+    if kind is _BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is _INT:
+        return isinstance(value, int)
+    if kind is _NUM:
+        return isinstance(value, (int, float))
+    if kind is _STR:
+        return isinstance(value, str)
+    if isinstance(kind, list):
+        return isinstance(value, list)
+    if isinstance(kind, dict):
+        return isinstance(value, dict)
+    return isinstance(value, kind)
+
+
+def check_schema(value, schema, where="state"):
+    """CheckpointError naming the first entry of the state that is missing
+    or of the wrong kind (see _SCHEMA)."""
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where} must be a JSON object, got {type(value).__name__}")
+    for key, kinds in schema.items():
+        name = key.rstrip("?")
+        if name not in value:
+            if key.endswith("?"):
+                continue
+            raise CheckpointError(f"{where} lacks {name!r}")
+        v = value[name]
+        kind = next((k for k in kinds if _kind_ok(v, k)), None)
+        if kind is None:
+            names = [k if isinstance(k, str) else "list" if isinstance(k, list) or k is list else "object"
+                     for k in kinds]
+            raise CheckpointError(f"{where}.{name} must be {' or '.join(names)}, got {v!r:.80}")
+        if isinstance(kind, dict):
+            check_schema(v, kind, f"{where}.{name}")
+        elif isinstance(kind, list):
+            for i, item in enumerate(v):
+                check_schema(item, kind[0], f"{where}.{name}[{i}]")
+
+
 # what a damaged or crafted file can make the loader raise, beyond its own checks
 DAMAGED = (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
            OverflowError, OSError, ValueError)
@@ -414,6 +486,10 @@ def _load(path, allow, allow_outputs):
     allow_outputs = tuple(allow_outputs)
     with _read(path) as f:
         s = json.loads(f.attrs["state"])
+        try:
+            check_schema(s, _SCHEMA)
+        except CheckpointError as e:
+            raise CheckpointError(f"checkpoint {path!r}: {e}") from None
         box = Box(s["box"]["lower"], s["box"]["upper"])
         sim = Simulation(box, boundary=s["boundary"], dt=s["dt"], seed=s["seed"],
                          mechanics=mechanics_from(s["mechanics"]), reorder_every=s.get("reorder_every", 8))
@@ -548,6 +624,12 @@ def from_run(path, snapshot=-1, allow=()):
 
     if isinstance(allow, str):
         allow = (allow,)
+    p = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if p is not None and os.path.isfile(p) and h5py.is_hdf5(p):
+        try:  # a crafted file must not crash this process
+            probe(p, "run", snapshot if isinstance(snapshot, int) and not isinstance(snapshot, bool) else -1)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     run = open_run(path)
     if len(run) == 0:
         raise CheckpointError(f"run {os.fspath(path)!r} holds no snapshot to start from")

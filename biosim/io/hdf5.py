@@ -535,6 +535,10 @@ def check_resumable(path, meta=None):
     must not append to or cut: damaged or foreign (see :func:`open_run`), not
     plain (:func:`check_plain_run_file`), or the run of another simulation
     (``meta``: the checkpoint's box, boundary, dt and seed)."""
+    if os.path.isfile(path) and h5py.is_hdf5(path):
+        from ._probe import probe
+
+        probe(path, "run")  # a crafted file must not crash this process
     run = open_run(path)
     check_plain_run_file(path)
     if meta is not None:

@@ -248,6 +248,52 @@ def cell_window(bstart, cell_start, row, cx, x0, nx, k, whole):
     return cell_start[c], cell_start[c + 1], bstart[b], bstart[b + 2 * k + 1]
 
 
+@njit(cache=True, parallel=True)
+def gather_need(cell_start, dims, inv_h, cutoff, periodic):
+    """The most agents :func:`gather_blocks` copies for any one chunk (row of
+    cells and x range) of the neighbour loops: per row of cells, the agents
+    of the 3 x 3 rows around it summed per x, then over each chunk's blocks
+    (wrapped on a periodic x axis, clipped on a closed one)."""
+    nx = dims[0]
+    ny = dims[1]
+    nz = dims[2]
+    k, nxc, whole = x_chunks(nx, cutoff, inv_h, periodic[0])
+    best = np.zeros(ny * nz, dtype=np.int64)
+    for row in prange(ny * nz):
+        cy = row % ny
+        cz = row // ny
+        loy, cnty = stencil_axis(cy, ny, periodic[1])
+        loz, cntz = stencil_axis(cz, nz, periodic[2])
+        col = np.zeros(nx, dtype=np.int64)
+        for oz in range(cntz):
+            iz = wrap(loz + oz, nz)
+            for oy in range(cnty):
+                base = nx * (wrap(loy + oy, ny) + ny * iz)
+                for x in range(nx):
+                    col[x] += cell_start[base + x + 1] - cell_start[base + x]
+        m = 0
+        for c in range(nxc):
+            x0 = c * X_CHUNK
+            x1 = min(nx, x0 + X_CHUNK)
+            nb = nx if whole else x1 - x0 + 2 * k
+            s = 0
+            for b in range(nb):
+                x = b if whole else x0 - k + b
+                if periodic[0]:
+                    x = wrap(x, nx)
+                elif x < 0 or x >= nx:
+                    continue
+                s += col[x]
+            m = max(m, s)
+        best[row] = m
+    return best.max() if best.size else 0
+
+
+# above this many entries per buffer row the bound of gather_capacity is
+# replaced by the exact need (a pass over the cells; only crowded grids pay)
+EXACT_ROOM = 1 << 18
+
+
 @njit(cache=True)
 def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     """(room, occupancy): room per buffer row for one chunk's gathered
@@ -264,6 +310,20 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     repeats = (blocks + nx - 1) // nx
     # + the overrun of the fixed-width copies and of the loops' last whole vector
     return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 2 * SORTED_PAD, occ
+
+
+def gather_room(cell_start, dims, inv_h, cutoff, n, periodic):
+    """(room, occupancy) as :func:`gather_capacity`, with the room cut to the
+    exact need when the bound exceeds EXACT_ROOM (one crowded cell must not
+    size every thread's buffers for n agents)."""
+    room, occ = gather_capacity(cell_start, dims, inv_h, cutoff, n)
+    if room > EXACT_ROOM:
+        nx = dims[0]
+        blocks = X_CHUNK + 2 * x_reach(cutoff, inv_h)
+        # + the overrun of the fixed-width copies and of the loops' last whole vector
+        room = min(room, max(max(blocks, nx) + 1, gather_need(cell_start, dims, inv_h, cutoff, periodic))
+                   + 2 * SORTED_PAD)
+    return room, occ
 
 
 @njit(inline="always")
