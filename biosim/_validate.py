@@ -61,6 +61,16 @@ def vector3(name, value):
     return a
 
 
+def finite_rows(name, points):
+    """ValueError naming the first row of ``points`` (n, 3) that holds NaN or
+    inf, and how many do."""
+    bad = ~np.all(np.isfinite(points), axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be finite; row {i} is {points[i].tolist()} "
+                         f"({int(bad.sum())} rows with NaN or inf)")
+
+
 def seed(value, name="seed"):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")

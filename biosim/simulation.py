@@ -295,11 +295,7 @@ class Simulation:
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
         n = len(pos)
-        bad = ~np.all(np.isfinite(pos), axis=1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"position must be finite; row {i} is {pos[i].tolist()} "
-                             f"({int(bad.sum())} rows with NaN or inf)")
+        V.finite_rows("position", pos)
         if self.boundary == "periodic":
             FK.wrap_into_box(pos, n, self.box.lower, self.box.length)
         else:

@@ -210,11 +210,7 @@ def neighbour_pairs(position, radius, box, boundary="closed"):
     pos = np.ascontiguousarray(position, dtype=np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
-    bad = ~np.all(np.isfinite(pos), axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"position must be finite; row {i} is {pos[i].tolist()} ({int(bad.sum())} rows with NaN "
-                         f"or inf)")
+    V.finite_rows("position", pos)
     if boundary == "periodic" and np.any(2 * radius > box.length):
         raise ValueError(f"radius {radius} must be at most half the periodic box edge {box.length.min()}")
     t = AgentTable()

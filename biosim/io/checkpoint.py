@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from ._probe import probe
+from .hdf5 import DAMAGED
 
 FORMAT = "biosim-checkpoint"
 FORMAT_VERSION = 1
@@ -367,8 +368,14 @@ def _count(state, key, path, none=False):
     if v is None and none:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
-        raise CheckpointError(f"checkpoint {path!r}: {key} must be an integer in [0, 2**62), got {v!r}")
+        raise CheckpointError(f"{path!r}: {key} must be an integer in [0, 2**62), got {v!r}")
     return v
+
+
+def _check_codes(codes, path):
+    """Population codes must be the integers 0, 1, ... (they index tables)."""
+    if not (all(type(c) is int for c in codes) and sorted(codes) == list(range(len(codes)))):
+        raise CheckpointError(f"{path!r}: population codes must be 0..{len(codes) - 1}, got {codes}")
 
 
 def _check_restored(sim, path):
@@ -454,11 +461,6 @@ def check_schema(value, schema, where="state"):
                 check_schema(item, kind[0], f"{where}.{name}[{i}]")
 
 
-# what a damaged or crafted file can make the loader raise, beyond its own checks
-DAMAGED = (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
-           OverflowError, OSError, ValueError)
-
-
 def load(path, allow=(), allow_outputs=()):
     """Rebuild the Simulation saved in ``path`` (see module doc).  Writers
     write only inside the checkpoint's folder or ``allow_outputs``.  Any
@@ -513,9 +515,7 @@ def _load(path, allow, allow_outputs):
                                     boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"],
                                     dt=sd["dt"])
             sub._told = sd.get("told", False)
-        codes = [p.get("code") for p in s["populations"]]
-        if not (all(type(c) is int for c in codes) and sorted(codes) == list(range(len(codes)))):
-            raise CheckpointError(f"checkpoint {path!r}: population codes must be 0..{len(codes) - 1}, got {codes}")
+        _check_codes([p.get("code") for p in s["populations"]], path)
         for p in s["populations"]:
             if not isinstance(p.get("name"), str) or not p["name"]:
                 raise CheckpointError(f"checkpoint {path!r}: a population name must be a non-empty string, "
@@ -669,9 +669,7 @@ def _from_run(run, i, allow):
                                       f"({spec['value']}); a simulation cannot be rebuilt from it")
         sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
                           boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"])
-    codes = [p.get("type") for p in pops.values()]
-    if not (all(type(c) is int for c in codes) and sorted(codes) == list(range(len(codes)))):
-        raise CheckpointError(f"run {run.path!r}: population type codes must be 0..{len(codes) - 1}, got {codes}")
+    _check_codes([p.get("type") for p in pops.values()], run.path)
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:
         sim.populations[name] = Population(sim, name, p["type"])

@@ -116,6 +116,11 @@ def unlock_output(held):
     os.close(fd)
 
 
+# what reading a damaged or crafted file can raise, beyond the readers' own checks
+DAMAGED = (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
+           OverflowError, OSError, ValueError)
+
+
 class OutputError(OSError):
     """Writing output failed (disk full, size limit, permissions); the message
     names the file and what stays readable."""
@@ -521,8 +526,7 @@ def open_run(path):
         raise ValueError(f"cannot read run file {p!r}: it is damaged or truncated ({e})") from None
     try:
         return Run(p)
-    except (KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError, RuntimeError,
-            OverflowError, OSError, ValueError) as e:
+    except DAMAGED as e:
         raise ValueError(f"run file {p!r} is damaged or not as biosim writes it ({type(e).__name__}: {e})") from e
 
 

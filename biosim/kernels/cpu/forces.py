@@ -289,6 +289,14 @@ def gather_need(cell_start, dims, inv_h, cutoff, periodic):
     return best.max() if best.size else 0
 
 
+@njit(cache=True, inline="always")
+def _room(blocks, nx, gathered):
+    """Buffer row length for ``gathered`` agents: at least the chunk's block
+    offsets, plus the overrun of the fixed-width copies and of the loops'
+    last whole vector."""
+    return max(max(blocks, nx) + 1, gathered) + 2 * SORTED_PAD
+
+
 # above this many entries per buffer row the bound of gather_capacity is
 # replaced by the exact need (a pass over the cells; only crowded grids pay)
 EXACT_ROOM = 1 << 18
@@ -308,8 +316,7 @@ def gather_capacity(cell_start, dims, inv_h, cutoff, n):
     nx = dims[0]
     blocks = X_CHUNK + 2 * k
     repeats = (blocks + nx - 1) // nx
-    # + the overrun of the fixed-width copies and of the loops' last whole vector
-    return max(max(blocks, nx) + 1, min(9 * blocks * occ, n * repeats)) + 2 * SORTED_PAD, occ
+    return _room(blocks, nx, min(9 * blocks * occ, n * repeats)), occ
 
 
 def gather_room(cell_start, dims, inv_h, cutoff, n, periodic):
@@ -318,11 +325,8 @@ def gather_room(cell_start, dims, inv_h, cutoff, n, periodic):
     size every thread's buffers for n agents)."""
     room, occ = gather_capacity(cell_start, dims, inv_h, cutoff, n)
     if room > EXACT_ROOM:
-        nx = dims[0]
         blocks = X_CHUNK + 2 * x_reach(cutoff, inv_h)
-        # + the overrun of the fixed-width copies and of the loops' last whole vector
-        room = min(room, max(max(blocks, nx) + 1, gather_need(cell_start, dims, inv_h, cutoff, periodic))
-                   + 2 * SORTED_PAD)
+        room = min(room, _room(blocks, dims[0], gather_need(cell_start, dims, inv_h, cutoff, periodic)))
     return room, occ
 
 
