@@ -32,10 +32,12 @@ counter-based generator keyed by the pair's uids, opposite for the two cells
 :func:`coincident_pushes`, a kernel compiled without fast-math so that the
 draws keep their bits.
 """
+import math
+
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .grid import SORTED_PAD, cell_coords, min_image, stencil_axis, wrap
+from .grid import SORTED_PAD, cell_coords, ffloor, min_image, stencil_axis, wrap
 from .rng import uniform, unit_vector
 
 _COINCIDENT_STREAM = np.int64(0x5EED0C01)
@@ -66,14 +68,14 @@ def physicell_law(r, di, dj, p0, p1, p2):
 def soft_sphere_over_r(r2, di, dj, p0, p1, p2):
     # p1 max(0, 1/r - 1/(p2 s)) = (p1 / p2) max(0, p2 s - r) / (r s)
     s = 0.5 * (di + dj)
-    r = np.sqrt(r2)
+    r = math.sqrt(r2)
     return (p0 * max(0.0, s - r) - (p1 / p2) * max(0.0, p2 * s - r)) / (r * s)
 
 
 @njit(cache=True, inline="always")
 def physicell_over_r(r2, di, dj, p0, p1, p2):
     s = 0.5 * (di + dj)
-    z = 1.0 / (np.sqrt(r2) * s)
+    z = 1.0 / (math.sqrt(r2) * s)
     x = r2 * z  # r / s
     t = max(0.0, 1.0 - x)
     a = max(0.0, 1.0 - x / p2)
@@ -85,10 +87,10 @@ def biodynamo_over_r(r2, di, dj, p0, p1, p2):
     ri = 0.5 * di + p2
     rj = 0.5 * dj + p2
     sr = ri + rj
-    r = np.sqrt(r2)
+    r = math.sqrt(r2)
     z = 1.0 / (r * sr)
     delta = max(0.0, sr - r)
-    return (p0 * delta - p1 * np.sqrt((ri * rj) * (r * z) * delta)) * (sr * z)
+    return (p0 * delta - p1 * math.sqrt((ri * rj) * (r * z) * delta)) * (sr * z)
 
 
 @njit(cache=True, inline="always")
@@ -111,7 +113,7 @@ X_CHUNK = 32  # cells along x per work item of the neighbour loops
 @njit(cache=True, inline="always")
 def x_reach(cutoff, inv_h):
     """k: how many cells either side along x a cutoff (µm) reaches."""
-    return np.int64(np.ceil(cutoff * inv_h[0] - 1e-9))
+    return np.int64(math.ceil(cutoff * inv_h[0] - 1e-9))
 
 
 @njit(cache=True, inline="always")
@@ -608,22 +610,22 @@ def _capped_move(pos, i, fx, fy, fz, s, cap):
     dy = fy * s
     dz = fz * s
     m2 = dx * dx + dy * dy + dz * dz
-    if m2 > cap * cap or not m2 < np.inf:
-        if m2 < np.inf:
-            f = cap / np.sqrt(m2)
+    if m2 > cap * cap or not m2 < math.inf:
+        if m2 < math.inf:
+            f = cap / math.sqrt(m2)
             dx *= f
             dy *= f
             dz *= f
         else:  # overflowed or not finite: scale first
             m = max(abs(fx), abs(fy), abs(fz))
-            if not m < np.inf or not cap < np.inf:
+            if not m < math.inf or not cap < math.inf:
                 return 1
             if m == 0.0 or s == 0.0:
                 return 0
             ux = fx / m
             uy = fy / m
             uz = fz / m
-            k = cap / np.sqrt(ux * ux + uy * uy + uz * uz)
+            k = cap / math.sqrt(ux * ux + uy * uy + uz * uz)
             dx = ux * k
             dy = uy * k
             dz = uz * k
@@ -672,7 +674,7 @@ def mass_update(pos, force, diam, n, dt, density, adherence, cap):
         fz = force[i, 2]
         if not (fx * fx + fy * fy + fz * fz <= adherence * adherence):
             d = diam[i]
-            bad += _capped_move(pos, i, fx, fy, fz, dt / (density * np.pi / 6.0 * d * d * d), cap)
+            bad += _capped_move(pos, i, fx, fy, fz, dt / (density * math.pi / 6.0 * d * d * d), cap)
     return bad
 
 
@@ -687,20 +689,30 @@ def clamp_to_box(pos, n, lower, upper):
                 pos[i, k] = upper[k]
 
 
+@njit(cache=True, inline="always")
+def wrap_coordinate(v, lower, length):
+    """Coordinate ``v`` (µm) wrapped into [lower, lower + length) (unchanged
+    when inside)."""
+    x = v - lower
+    if x < 0.0 or x >= length:
+        x -= length * ffloor(x / length)
+        if x >= length:  # rounding of tiny negatives
+            x = 0.0
+        return lower + x
+    return v
+
+
 @njit(cache=True, parallel=True)
 def wrap_into_box(pos, n, lower, length):
     for i in prange(n):
         for k in range(3):
-            x = pos[i, k] - lower[k]
-            if x < 0.0 or x >= length[k]:
-                x -= length[k] * np.floor(x / length[k])
-                if x >= length[k]:  # rounding of tiny negatives
-                    x = 0.0
-                pos[i, k] = lower[k] + x
+            pos[i, k] = wrap_coordinate(pos[i, k], lower[k], length[k])
 
 
 @njit(cache=True, parallel=True)
 def outside_box(pos, n, lower, upper, out):
+    """out[i] = whether row i lies outside the box; returns how many do."""
+    count = 0
     for i in prange(n):
         o = False
         for k in range(3):
@@ -708,3 +720,5 @@ def outside_box(pos, n, lower, upper, out):
             if x < lower[k] or x > upper[k]:
                 o = True
         out[i] = o
+        count += np.int64(o)
+    return count

@@ -18,8 +18,31 @@ agent, where gy, gz are lower bounds of the distance to the row, and skips
 rows farther than the cutoff.  That visits about 60% of the candidates of a
 plain 27-cell stencil.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
+
+_MAGIC = 4503599627370496.0  # 2^52: above it every float64 is an integer
+
+
+@njit(cache=True, inline="always")
+def rint(x):
+    """x rounded to the nearest integer, ties to even (numpy's rint) with
+    plain float additions, so that it compiles for the GPU too."""
+    a = abs(x)
+    if not a < _MAGIC:  # an integer already (or NaN, infinite)
+        return x
+    return math.copysign((a + _MAGIC) - _MAGIC, x)
+
+
+@njit(cache=True, inline="always")
+def ffloor(x):
+    """The largest integer <= x, as a float (any finite x; no integer
+    conversion to overflow), compiled alike for the CPU and the GPU (where
+    ``math.floor`` returns a float, not an integer)."""
+    r = rint(x)
+    return r - 1.0 if r > x else r
 
 
 @njit(cache=True, inline="always")
@@ -30,7 +53,7 @@ def axis_index(x, lower, inv_h, dims, periodic):
     path has no branch."""
     f = (x - lower) * inv_h
     if periodic and not (f >= 0.0 and f < dims):  # rare: wrapped positions sit in [lower, upper)
-        return np.int64(np.floor(f)) % dims
+        return np.int64(math.floor(f)) % dims
     f = f if f > 0.0 else 0.0
     return np.int64(min(f, dims - 1.0))
 
@@ -77,8 +100,8 @@ def axis_window(v, r, lower, inv_h, dims, periodic):
     periodic axis; see ``wrap``); ``whole`` when the window covers a
     periodic axis entirely (then it is every cell once, from 0)."""
     # clipped in floats first: a radius far beyond the box must not overflow int64
-    lo = np.int64(np.floor(min(max((v - r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
-    hi = np.int64(np.floor(min(max((v + r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
+    lo = np.int64(math.floor(min(max((v - r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
+    hi = np.int64(math.floor(min(max((v + r - lower) * inv_h, -2.0 * dims), 2.0 * dims)))
     if periodic:
         cnt = hi - lo + 1
         if cnt >= dims:
@@ -117,11 +140,11 @@ def min_image(d, length, periodic):
         if d > half:
             d -= length
             if d > half:
-                d = (d + length) - length * np.rint((d + length) / length)
+                d = (d + length) - length * rint((d + length) / length)
         elif d < -half:
             d += length
             if d < -half:
-                d = (d - length) - length * np.rint((d - length) / length)
+                d = (d - length) - length * rint((d - length) / length)
     return d
 
 
@@ -361,7 +384,7 @@ SEARCH_CHUNK = 1024
 @njit(cache=True, inline="always")
 def own_cell(v, lower, inv_h, dims, periodic):
     if periodic:
-        return np.int64(np.floor((v - lower) * inv_h))
+        return np.int64(math.floor((v - lower) * inv_h))
     return axis_index(v, lower, inv_h, dims, periodic)
 
 
@@ -382,7 +405,7 @@ def half_cell_pair(v, lower, inv_h, dims, periodic):
     Returns (first, count): first unwrapped on periodic axes (-1 .. dims-1),
     count 2 (1 for a single-cell axis; cells clamp on closed axes)."""
     t = (v - lower) * inv_h
-    c = np.int64(np.floor(t))
+    c = np.int64(math.floor(t))
     if not periodic:
         if c < 0:
             c = 0
@@ -476,7 +499,7 @@ def stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, r
             w2 = r2 - gy * gy - gz * gz
             if w2 < 0.0:
                 continue
-            a1, b1, a2, b2 = x_segments(xi, np.sqrt(w2), lower[0], inv_h[0], nx, periodic[0])
+            a1, b1, a2, b2 = x_segments(xi, math.sqrt(w2), lower[0], inv_h[0], nx, periodic[0])
             base = nx * (iy + ny * iz)
             s = cell_start[base + a1]
             e = cell_start[base + b1]

@@ -122,7 +122,7 @@ def normal(seed, uid, step, stream, k):
     libm-free :func:`log_unit` and :func:`cos_sin_turn`."""
     u1 = 1.0 - uniform(seed, uid, step, stream, 2 * k)  # (0, 1], exact
     c, _ = cos_sin_turn(uniform(seed, uid, step, stream, 2 * k + 1))
-    return np.sqrt(-2.0 * log_unit(u1)) * c
+    return math.sqrt(-2.0 * log_unit(u1)) * c
 
 
 @njit(cache=True, inline="always")
@@ -130,7 +130,7 @@ def unit_vector(seed, uid, step, stream, k):
     """A direction uniform on the unit sphere (uses draws 2k, 2k+1)."""
     z = 2.0 * uniform(seed, uid, step, stream, 2 * k) - 1.0
     c, s = cos_sin_turn(uniform(seed, uid, step, stream, 2 * k + 1))
-    r = np.sqrt(max(0.0, 1.0 - z * z))
+    r = math.sqrt(max(0.0, 1.0 - z * z))
     return r * c, r * s, z
 
 
