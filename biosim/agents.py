@@ -12,6 +12,13 @@ valid until the next step or the next change in agent count; ``uid`` and
 internal and changes when the engine sorts agents by grid cell: match rows by
 ``uid``, never by index.
 
+With a GPU backend (``Simulation(device="cuda")``) every column also has a
+device copy, and the table tracks which copy is current: reading a column
+from Python (``table["name"]``, ``.position``, ...) brings it to the host
+and counts it as changed (the view may be written), so it goes back to the
+device before the next kernel uses it; kernels reach the device copies
+through :meth:`AgentTable.col`.  Nothing else crosses the bus.
+
 Births and deaths requested during a step are queued and committed at the
 end of the step, deaths first, then births ordered by (parent uid, the
 requesting behaviour, request order within it); daughters get fresh uids in
@@ -20,7 +27,6 @@ that order.  A mother that dies in the step has no daughter.
 import numpy as np
 
 from ._validate import cast as _cast
-from .kernels.cpu.grid import copy_rows, gather_rows
 
 CORE_COLUMNS = ("uid", "type", "position", "diameter")
 # identity columns: read-only views (uids are unique by construction; type
@@ -56,10 +62,24 @@ def _check_name(name):
         raise ValueError(f"column name must be a Python identifier string, got {name!r}")
 
 
+def _cpu_grid():
+    from .kernels.cpu import grid
+
+    return grid
+
+
 class AgentTable:
     """Structure-of-arrays storage of every agent (see module docstring)."""
 
-    def __init__(self):
+    def __init__(self, backend=None):
+        if backend is None:
+            from .backends import get_backend
+
+            backend = get_backend("cpu")
+        self._backend = backend
+        self._dev = {}  # device copies (GPU backends): column -> device array of capacity rows
+        self._where = {}  # GPU backends: column -> "host", "device" (the current copy) or "both"
+        self._dev_scratch = None
         self._n = 0
         self._capacity = 0
         self._next_uid = 0
@@ -88,6 +108,7 @@ class AgentTable:
         arr[: self._n] = default
         self._specs[name] = spec
         self._data[name] = arr
+        self._where[name] = "host"
         return spec
 
     def add_column(self, name, dtype, default=0, shape=(), inherit=None):
@@ -155,10 +176,59 @@ class AgentTable:
             view = self._data[name][: self._n]
         except KeyError:
             raise KeyError(f"no column {name!r}; columns are {', '.join(self._specs)}") from None
+        if self._backend.on_device:
+            self._to_host(name)
+            if name not in READ_ONLY:
+                self._where[name] = "host"  # the view may be written: the device copy is stale
         if name in READ_ONLY:
             view = view.view()
             view.flags.writeable = False
         return view
+
+    # -- device copies (GPU backends) ---------------------------------------------
+    def col(self, name, write=True):
+        """Column ``name``'s live rows where the backend's kernels use them: the
+        numpy view on the CPU; on a GPU the device copy (uploaded first if
+        Python changed the column), counted as changed when ``write``."""
+        if not self._backend.on_device:
+            return self._data[name][: self._n]
+        dev = self._dev.get(name)
+        host = self._data[name]
+        if dev is None or dev.shape[0] < host.shape[0]:
+            self._to_host(name)
+            dev = self._backend.empty(host.shape, host.dtype)
+            self._dev[name] = dev
+            self._where[name] = "host"
+        if self._where[name] == "host":
+            self._backend.upload(host[: self._n], dev)
+            self._where[name] = "both"
+        if write:
+            self._where[name] = "device"
+        return dev[: self._n]
+
+    def _to_host(self, name):
+        """Bring column ``name`` to the host if the device copy is newer."""
+        if self._where.get(name) == "device":
+            if self._n:
+                self._backend.copy_to_host(self._dev[name][: self._n], self._data[name][: self._n])
+            self._where[name] = "both"
+
+    def to_host(self):
+        """Bring every column to the host and count the host copies as the
+        current ones (before the table changes shape on the host)."""
+        if self._backend.on_device:
+            for name in self._data:
+                self._to_host(name)
+                self._where[name] = "host"
+
+    def dev_scratch(self, shape, dtype):
+        """A device scratch array (GPU backends; contents undefined)."""
+        dtype = np.dtype(dtype)
+        nbytes = max(int(np.prod(shape)) * dtype.itemsize, 8)
+        s = self._dev_scratch
+        if s is None or s.size < nbytes:
+            s = self._dev_scratch = self._backend.empty(max(nbytes, self._capacity * 24), np.uint8)
+        return s[:nbytes].view(dtype).reshape(shape)
 
     def __setitem__(self, name, value):
         if name in READ_ONLY:
@@ -170,6 +240,8 @@ class AgentTable:
         """Move the agents at ``rows`` into the population of type ``code``
         (the engine's own way to change the read-only type column, e.g. for
         differentiation)."""
+        self._to_host("type")
+        self._where["type"] = "host"
         self._data["type"][: self._n][rows] = code
 
     uid = property(lambda self: self["uid"], doc="int64 unique id per agent (n,)")
@@ -194,6 +266,7 @@ class AgentTable:
         """Make room for at least ``n`` rows (geometric growth)."""
         if n <= self._capacity:
             return
+        self.to_host()
         cap = n if self._capacity == 0 else max(n, int(self._capacity * _GROWTH) + 16)
         for name, arr in self._data.items():
             new = np.empty((cap,) + arr.shape[1:], dtype=arr.dtype)
@@ -217,6 +290,7 @@ class AgentTable:
         m = len(next(iter(columns.values()))) if columns else 0
         if self._next_uid + m > 2**63 - 1:
             raise ValueError(f"uids would pass 2**63 - 1 (next uid {self._next_uid}, {m} new agents)")
+        self.to_host()
         start = self._n
         self.reserve(start + m)
         uids = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)
@@ -240,6 +314,7 @@ class AgentTable:
         for name, arr in columns.items():
             if len(arr) != n:
                 raise ValueError(f"column {name!r} has {len(arr)} rows, uid has {n}")
+        self.to_host()
         self.reserve(n)
         for name, arr in self._data.items():
             arr[:n] = columns[name] if name in columns else self._specs[name].default
@@ -247,13 +322,26 @@ class AgentTable:
         self._next_uid = int(next_uid)
 
     def permute(self, order):
-        """Reorder the live rows: row i becomes old row ``order[i]``."""
+        """Reorder the live rows: row i becomes old row ``order[i]`` (``order``
+        where the backend's kernels live: columns on the device are permuted
+        there, the others on the host)."""
         n = self._n
+        K = self._backend.grid
+        host_order = None
         for name, arr in self._data.items():
+            if self._backend.on_device and self._where[name] != "host":
+                dev = self.col(name)
+                flat = dev.reshape(n, -1) if n else dev
+                tmp = self.dev_scratch(flat.shape, flat.dtype)
+                K.gather_rows(flat, order, n, tmp)
+                K.copy_rows(tmp, n, flat)
+                continue
+            if host_order is None:
+                host_order = self._backend.to_host(order)
             flat = arr[:n].reshape(n, -1)
             tmp = self.scratch(flat.shape, flat.dtype)
-            gather_rows(flat, order, n, tmp)
-            copy_rows(tmp, n, flat)
+            _cpu_grid().gather_rows(flat, host_order, n, tmp)
+            _cpu_grid().copy_rows(tmp, n, flat)
 
     def rows_of(self, uids):
         """Row indices of the agents with these uids (KeyError for unknown)."""
@@ -307,6 +395,8 @@ class AgentTable:
         the same step is dropped); returns (births, deaths)."""
         deaths = births = 0
         dead = None
+        if self._deaths or self._births:
+            self.to_host()
         if self._deaths:
             dead = np.unique(np.concatenate(self._deaths))
             self._deaths = []

@@ -22,6 +22,20 @@ def _set_threads(n):
     numba.set_num_threads(n)
 
 
+def _set_device(device):
+    """Make ``device`` the default of every Simulation this process builds
+    (``$BIOSIM_DEVICE``, inherited by benchmark subprocesses); a bad value
+    or a missing GPU ends the command with the reason."""
+    if device is None:
+        return
+    from biosim.backends import parse_device
+
+    try:
+        os.environ["BIOSIM_DEVICE"] = parse_device(device)
+    except (TypeError, ValueError) as e:
+        sys.exit(f"biosim: --device: {e}")
+
+
 def cmd_info(args):
     import h5py
     import numba
@@ -43,6 +57,7 @@ def cmd_info(args):
                     f"(NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})"),
         ("threading layer", numba.config.THREADING_LAYER),
         ("gpu", cuda.describe()),
+        ("default device", os.environ.get("BIOSIM_DEVICE") or "cpu"),
         ("numba cache", os.environ.get("NUMBA_CACHE_DIR", "next to the sources (__pycache__)")),
         ("rule cache", os.path.join(cache_dir(), "rules")),
     ]
@@ -136,7 +151,7 @@ def cmd_bench(args):
     try:
         bench.run_suite(args.scenario, agents=args.agents, threads=counts, weak=args.weak, steps=args.steps,
                         repeat=args.repeat, baseline=not args.no_baseline, out=args.out or None,
-                        plot=not args.no_plot)
+                        plot=not args.no_plot, device=os.environ.get("BIOSIM_DEVICE") or "cpu")
     except ValueError as e:
         sys.exit(f"biosim bench: {e}")
 
@@ -144,6 +159,8 @@ def cmd_bench(args):
 def build_parser():
     p = argparse.ArgumentParser(prog="biosim", description="Agent-based simulation of cell biology.")
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
+    p.add_argument("--device", default=None, metavar="cpu|cuda|cuda:N",
+                   help="where simulations run (default: cpu, or $BIOSIM_DEVICE); bench: cuda adds GPU runs")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a simulation script")
@@ -214,12 +231,16 @@ def build_parser():
 
     for sp in (r, c, d, v, w, i):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
+    for sp in (r, c, d, b):
+        sp.add_argument("--device", default=argparse.SUPPRESS, metavar="cpu|cuda|cuda:N",
+                        help="where simulations run (default: cpu, or $BIOSIM_DEVICE)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     _set_threads(args.threads)
+    _set_device(args.device)
     args.func(args)
 
 

@@ -20,7 +20,6 @@ import numpy as np
 from numba import get_num_threads
 
 from . import _validate as V
-from .kernels.cpu import forces as K
 
 
 class Mechanics:
@@ -76,7 +75,16 @@ class Mechanics:
         t = sim.agents
         n = len(t)
         table = self.prepare(sim)
-        grid = sim._neighbour_grid(self.cutoff(t.diameter.max()))
+        B = sim.backend
+        K = B.forces
+        grid = sim._neighbour_grid(self.cutoff(B.max(t.col("diameter", False), n)))
+        params = np.array(self._params(), dtype=np.float64)
+        if B.on_device:  # one thread per agent, coincident centres included
+            force = t.dev_scratch((n, 3), np.float64)
+            tab = B.to_device(self._NO_TABLE if table is None else table)
+            K.pair_forces(self.kernel, params, t.col("type", False), tab, table is not None, n, *grid.device_args(),
+                          grid.sorted_columns(t, 4), t.col("uid", False), sim.seed, sim.step, force)
+            return force
         force = t.scratch((n, 3), np.float64)
         kernel = K.FORCE_KERNELS[self.kernel, bool(grid.periodic.any()), table is not None]
         args = grid.kernel_args()
@@ -85,7 +93,6 @@ class Mechanics:
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
         cols = grid.sorted_columns(t, 4 if table is None else 5)
         flag = np.empty(n, dtype=np.uint8)
-        params = np.array(self._params(), dtype=np.float64)
         tab = self._NO_TABLE if table is None else table
         kernel(params, t.type, tab, n, *args, cols, buf, force, flag)
         if flag.any():  # coincident centres: pushes drawn outside fast-math
@@ -120,6 +127,7 @@ class Mechanics:
         if not bad:
             return
         t = sim.agents
+        force = sim.backend.to_host(force)
         rows = np.flatnonzero(~np.all(np.isfinite(force[: len(t)]), axis=1))
         where = (f"agent uid {int(t.uid[rows[0]])} (force {force[rows[0]].tolist()})"
                  + (f" and {rows.size - 1} more" if rows.size > 1 else "") if rows.size
@@ -277,7 +285,8 @@ class SoftSphere(_TypedAdhesion, Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        bad = K.overdamped_update(t.position, force, len(t), sim.dt / self.damping, self.max_displacement)
+        bad = sim.backend.forces.overdamped_update(t.col("position"), force, len(t), sim.dt / self.damping,
+                                                   self.max_displacement)
         self._refuse_non_finite(sim, force, bad)
 
 
@@ -331,8 +340,8 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        bad = K.adams_bashforth_update(t.position, force, t["previous_velocity"], len(t), sim.dt,
-                                       self.max_displacement)
+        bad = sim.backend.forces.adams_bashforth_update(t.col("position"), force, t.col("previous_velocity"), len(t),
+                                                        sim.dt, self.max_displacement)
         self._refuse_non_finite(sim, force, bad)
 
 
@@ -392,8 +401,8 @@ class BioDynaMoForce(Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        bad = K.mass_update(t.position, force, t.diameter, len(t), sim.dt, self.density, self.adherence,
-                            self.max_displacement)
+        bad = sim.backend.forces.mass_update(t.col("position"), force, t.col("diameter", False), len(t), sim.dt,
+                                             self.density, self.adherence, self.max_displacement)
         self._refuse_non_finite(sim, force, bad)
 
 

@@ -190,9 +190,16 @@ class Simulation:
         knob only: every sum over neighbours, scatter and commit follows the
         canonical order whatever the rows' arrangement, so no value changes
         a single bit of the results.  Default 8.
+    device : {"cpu", "cuda", "cuda:N"}
+        Where the kernels run: "cpu" (numba on every core; the default, or
+        ``$BIOSIM_DEVICE``), "cuda" (the first NVIDIA GPU, numba-cuda) or
+        "cuda:N".  On a GPU the agent columns live on the device;
+        ``sim.agents`` stays the same numpy-facing API (see
+        :mod:`biosim.backends` and the README's Determinism section for how
+        results compare with the CPU).
     """
 
-    def __init__(self, box, boundary="closed", dt=0.1, seed=0, mechanics=_DEFAULT, reorder_every=8):
+    def __init__(self, box, boundary="closed", dt=0.1, seed=0, mechanics=_DEFAULT, reorder_every=8, device=None):
         if not isinstance(box, Box):
             raise TypeError(f"box must be a biosim Box (Box.cube(edge) or Box(lower, upper)), got {box!r}")
         self.box = box
@@ -200,13 +207,17 @@ class Simulation:
         self.dt = V.positive("dt", dt)
         self.seed = V.seed(seed)
         self.reorder_every = V.positive_int("reorder_every", reorder_every)
+        from .backends import get_backend
+
+        self.backend = get_backend(device)
+        self.device = self.backend.name
         if mechanics is _DEFAULT:
             mechanics = SoftSphere()
         if mechanics is not None and not isinstance(mechanics, Mechanics):
             raise TypeError(f"mechanics must be SoftSphere(...), PhysiCellForce(...), "
                             f"BioDynaMoForce(...) or None, got {mechanics!r}")
         self.mechanics = mechanics
-        self.agents = AgentTable()
+        self.agents = AgentTable(self.backend)
         if mechanics is not None:
             for name, dtype, default, shape in mechanics.columns():
                 self.agents.add_column(name, dtype, default, shape)
@@ -220,7 +231,7 @@ class Simulation:
         self.behaviour_timings = {}
         self._streams = 0
         periodic = [self.boundary == "periodic"] * 3
-        self._grid = UniformGrid(box, periodic, reorder_every=self.reorder_every)
+        self._grid = UniformGrid(box, periodic, reorder_every=self.reorder_every, backend=self.backend)
         self._grid_valid = False
         self._run_end = None
         self._count_every = None
@@ -253,6 +264,7 @@ class Simulation:
             "dt": self.dt,
             "seed": self.seed,
             "reorder_every": self.reorder_every,
+            "device": self.device,
             "mechanics": None if self.mechanics is None else self.mechanics.to_dict(),
             "populations": {p.name: {"type": p.code, "behaviours": [b.to_dict() for b in p.behaviours]}
                             for p in self.populations.values()},
@@ -546,12 +558,11 @@ class Simulation:
         a value poisoned by an action, a behaviour (a division that overflowed
         the volume) or a loaded file stops the run at the step it appears
         instead of spreading or crashing.  One vectorised pass."""
-        from .kernels.cpu.grid import count_invalid
-
         t = self.agents
         n = len(t)
         ntypes = len(self.populations)
-        if n == 0 or not count_invalid(t.position, t.diameter, t.type, n, ntypes):
+        if n == 0 or not self.backend.grid.count_invalid(t.col("position", False), t.col("diameter", False),
+                                                          t.col("type", False), n, ntypes):
             return
         checks = (("diameter", ~(np.isfinite(t.diameter) & (t.diameter > 0)), "finite and > 0 (µm)"),
                   ("type", (t.type < 0) | (t.type >= ntypes),
@@ -567,9 +578,10 @@ class Simulation:
                                  f"the loaded file set it")
 
     def _interaction_cutoff(self):
-        if self.mechanics is None or len(self.agents) == 0:
+        n = len(self.agents)
+        if self.mechanics is None or n == 0:
             return None
-        return self.mechanics.cutoff(self.agents.diameter.max())
+        return self.mechanics.cutoff(self.backend.max(self.agents.col("diameter", False), n))
 
     def neighbours(self, radius):
         """CSR neighbour lists for the current state: ``(offsets, rows)`` such that
@@ -666,15 +678,15 @@ class Simulation:
         n = len(t)
         if n == 0:
             return
+        K = self.backend.forces
         if self.boundary == "closed":
-            FK.clamp_to_box(t.position, n, self.box.lower, self.box.upper)
+            K.clamp_to_box(t.col("position"), n, self.box.lower, self.box.upper)
         elif self.boundary == "periodic":
-            FK.wrap_into_box(t.position, n, self.box.lower, self.box.length)
+            K.wrap_into_box(t.col("position"), n, self.box.lower, self.box.length)
         else:
-            out = np.empty(n, dtype=np.bool_)
-            FK.outside_box(t.position, n, self.box.lower, self.box.upper, out)
-            if out.any():
-                t.request_deaths(t.uid[out])
+            out = self.backend.empty(n, np.bool_)
+            if K.outside_box(t.col("position", False), n, self.box.lower, self.box.upper, out):
+                t.request_deaths(t.uid[self.backend.to_host(out)])
 
     def _write_output(self):
         t0 = _time.perf_counter()

@@ -75,8 +75,10 @@ class UniformGrid:
     diameters, and rebuilds it before the next phase that needs neighbours.
     """
 
-    def __init__(self, box, periodic, max_cells_per_agent=2.0, reorder_every=8):
+    def __init__(self, box, periodic, max_cells_per_agent=2.0, reorder_every=8, backend=None):
         self.box = box
+        self.backend = backend  # None: the CPU; a GPU backend keeps the grid's arrays on the device
+        self._host_args = None
         self.periodic = np.array([bool(p) for p in periodic], dtype=np.bool_)
         self.max_cells_per_agent = max_cells_per_agent
         self.reorder_every = reorder_every
@@ -134,6 +136,9 @@ class UniformGrid:
         self.dims = dims
         self.inv_h = dims / self.box.length
         ncells = int(np.prod(dims))
+        self._host_args = None
+        if self.backend is not None and self.backend.on_device:
+            return self._build_device(table, n, ncells)
         if self._cell.size < table.capacity:
             self._cell = np.empty(table.capacity, dtype=np.int32 if ncells < 2**31 else np.int64)
             self._skey = np.empty(table.capacity, dtype=np.int64)
@@ -159,11 +164,50 @@ class UniformGrid:
         self.builds += 1
         return moved
 
+    def _build_device(self, table, n, ncells):
+        """build() on a GPU backend: the same canonical order, computed on the
+        device from the table's device columns."""
+        B = self.backend
+        K = B.grid
+        cap = max(table.capacity, 1)
+        if self._cell.size < cap or not hasattr(self._cell, "copy_to_host"):
+            self._cell = B.empty(cap, np.int64)
+            self._skey = B.empty(cap, np.int64)
+            self._order = B.empty(cap, np.int64)
+        if self.cell_start.size != ncells + 1 or not hasattr(self.cell_start, "copy_to_host"):
+            self.cell_start = B.empty(ncells + 1, np.int64)
+            self._counts = B.empty(ncells + 1, np.int64)
+        pos = table.col("position", write=False)
+        K.assign_cells(pos, n, self.box.lower, self.inv_h, self.dims, self.periodic, self._cell)
+        moved = K.canonical_sort(self._cell, table.col("uid", write=False), table.next_uid, n, self._counts, None,
+                                 self.cell_start, self._order, self._skey)
+        if moved and self.builds % self.reorder_every == 0:
+            table.permute(self._order[:n])
+            K.arange(self._order, n)
+            K.assign_cells(table.col("position", write=False), n, self.box.lower, self.inv_h, self.dims,
+                           self.periodic, self._cell)
+        self.builds += 1
+        return moved
+
     def kernel_args(self):
         """(cell_start, order, lower, inv_h, dims, length, periodic, cutoff) for
         search kernels: the members of cell c are rows
-        ``order[cell_start[c]:cell_start[c+1]]``."""
-        return (self.cell_start, self._order, self.box.lower, self.inv_h, self.dims, self.box.length,
+        ``order[cell_start[c]:cell_start[c+1]]``.  Host arrays (on a GPU
+        backend, copies made once per build: what host code searches with)."""
+        if self.backend is not None and self.backend.on_device:
+            if self._host_args is None:
+                self._host_args = (self.cell_start.copy_to_host(), self._order.copy_to_host())
+            cell_start, order = self._host_args
+        else:
+            cell_start, order = self.cell_start, self._order
+        return (cell_start, order, self.box.lower, self.inv_h, self.dims, self.box.length,
+                self.periodic, self.cutoff)
+
+    def device_args(self):
+        """kernel_args() where the backend's kernels use them (device arrays on
+        a GPU), with the rows' cells first: (cell, cell_start, order, lower,
+        inv_h, dims, length, periodic, cutoff)."""
+        return (self._cell, self.cell_start, self._order, self.box.lower, self.inv_h, self.dims, self.box.length,
                 self.periodic, self.cutoff)
 
     def sorted_columns(self, table, rows=3):
@@ -173,6 +217,14 @@ class UniformGrid:
         entries after n zeroed, the rest unused): what the neighbour loops
         gather from, reading contiguous memory."""
         n = len(table)
+        if self.backend is not None and self.backend.on_device:
+            cols = self._columns
+            if not hasattr(cols, "copy_to_host") or cols.shape[0] < rows or cols.shape[1] < max(n, 1):
+                cols = self._columns = self.backend.empty((5, max(table.capacity, 1)), np.float64)
+            cols = cols[:rows]
+            self.backend.grid.sorted_columns(table.col("position", write=False), table.col("diameter", write=False),
+                                             table.col("type", write=False), self._order, n, cols)
+            return cols
         width = n + K.SORTED_PAD
         if self._columns.shape[0] < rows or self._columns.shape[1] < width:
             self._columns = np.empty((max(rows, self._columns.shape[0]), max(width, table.capacity + K.SORTED_PAD)))

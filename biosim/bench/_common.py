@@ -101,9 +101,14 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
     repetition, every repetition's throughput, ``bytes_per_agent`` (resident
     memory held after the first repetition minus before its simulation was
     made, per agent) and ``peak_bytes_per_agent`` (the peak over that
-    repetition, same baseline)."""
+    repetition, same baseline).  Simulations run on the default device
+    (``$BIOSIM_DEVICE``); on a GPU ``device_bytes_per_agent`` is the device
+    memory held after the first repetition per agent."""
     import numba
 
+    from ..backends import get_backend
+
+    backend = get_backend()  # the scenarios' default device ($BIOSIM_DEVICE)
     clock = time.perf_counter
     t0 = clock()
     first = make(min(warm, n))
@@ -118,6 +123,7 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
         if r == 0:
             _reset_peak()
             rss0 = _rss_bytes()
+            dev0 = backend.free_memory()[0] if backend.on_device else 0
         t0 = clock()
         sim = make(n)
         setup_s = clock() - t0
@@ -127,11 +133,13 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
         n0 = len(sim.agents)
         t0 = clock()
         sim.run(steps)
+        backend.synchronize()
         wall = clock() - t0
         n1 = len(sim.agents)
         updates = steps * (n0 + n1) / 2.0
         if r == 0:
             held, peak = _rss_bytes() - rss0, _peak_rss_bytes() - rss0
+            dev_held = dev0 - backend.free_memory()[0] if backend.on_device else 0
         reps.append({
             "seconds": wall, "setup_s": setup_s, "updates_per_s": updates / wall,
             "agents_start": n0, "agents_end": n1,
@@ -141,6 +149,7 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
     order = sorted(range(repeat), key=lambda i: reps[i]["updates_per_s"])
     med = reps[order[repeat // 2]]
     result = {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "repeat": repeat,
+              "device": backend.name, "device_bytes_per_agent": dev_held / n,
               "compile_s": compile_s, "bytes_per_agent": held / n, "peak_bytes_per_agent": max(peak, held) / n,
               "repeats_updates_per_s": [r["updates_per_s"] for r in reps]}
     result.update(med)

@@ -35,6 +35,14 @@ def _circles_behaviour():
             n = len(t)
             if n == 0:
                 return
+            B = sim.backend
+            if B.on_device:  # one thread per agent; the sorted copy is read, so positions are written in place
+                grid = sim._neighbour_grid(self.radius)
+                pos = t.col("position")
+                B.circles.circles_step(grid.sorted_columns(t), n, *grid.device_args(), self.radius, self.strength,
+                                       pos)
+                B.forces.clamp_to_box(pos, n, sim.box.lower, sim.box.upper)
+                return
             grid = sim._neighbour_grid(self.radius)
             args = grid.kernel_args()
             room, _ = gather_capacity(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n)
@@ -46,7 +54,7 @@ def _circles_behaviour():
     return Circles
 
 
-def make_circles(n, seed=1):
+def make_circles(n, seed=1, device=None):
     """FLAME GPU 2's circles benchmark in 3D: N agents uniform in a closed cube
     of side N^(1/3) (density 1), interaction radius 2, strength 0.05; each
     step every agent moves by the mean of sin(-2 pi d / r) x 0.05 along the
@@ -54,7 +62,8 @@ def make_circles(n, seed=1):
     interaction: no mechanics, no other behaviour."""
     import biosim as bs
 
-    sim = bs.Simulation(bs.Box.cube(n ** (1.0 / 3.0)), boundary="closed", dt=1.0, seed=seed, mechanics=None)
+    sim = bs.Simulation(bs.Box.cube(n ** (1.0 / 3.0)), boundary="closed", dt=1.0, seed=seed, mechanics=None,
+                        device=device)
     pop = sim.add_agents("circles", bs.init.uniform(n, sim.box, seed=seed + 1), diameter=1.0)
     pop.behaviours += [_circles_behaviour()()]
     return sim

@@ -101,7 +101,7 @@ def _check_targets(sc, runs, baselines):
 
 
 def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None, repeat=1, baseline=True,
-              out="bench-results", plot=True):
+              out="bench-results", plot=True, device="cpu"):
     """Run the named scenarios and print one table each.
 
     ``agents``: sizes (default: each scenario's own); ``threads``: thread
@@ -115,10 +115,15 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     numba's cache) is timed apart on a small instance and reported as
     ``compile_s``.  Sizes whose estimated memory exceeds 80% of this
     machine's are refused before anything runs; a run that fails is
-    reported and the others go on.  Writes ``bench.json`` into ``out``
+    reported and the others go on.  ``device`` "cuda" (or "cuda:N") adds,
+    at every size, a run on that GPU after the CPU runs, with its ratio to
+    the fastest CPU run of the same size.  Writes ``bench.json`` into ``out``
     after every scenario and, with ``plot``, ``bench.png`` at the end (out
     None: nothing written).  Returns the results dict."""
     names = scenario_names(scenarios)
+    from ..backends import parse_device
+
+    device = parse_device(device)
     cores = os.cpu_count() or 1
     counts = sorted(set(parse_counts(threads, "threads"))) if threads is not None else sorted({1, cores})
     sizes = None if agents is None else parse_counts(agents, "agents")
@@ -133,9 +138,15 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     if max(counts) > mach["usable_cores"]:
         print(f"  note: {max(counts)} threads on {mach['usable_cores']} usable cores is oversubscribed")
     results = {"machine": mach, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-               "command": sys.argv, "threads": counts, "weak": bool(weak), "repeat": repeat, "scenarios": {}}
+               "command": sys.argv, "threads": counts, "weak": bool(weak), "repeat": repeat, "device": device,
+               "scenarios": {}}
+    if device != "cpu":
+        from ..kernels.cuda import describe
+
+        results["gpu"] = describe()
+        print(f"  gpu: {results['gpu']}")
     for name in names:
-        results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline)
+        results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device)
         if out:  # after every scenario, so an interrupted suite keeps what it measured
             path = _write(results, out)
     if out:
@@ -185,7 +196,44 @@ def _failure(err):
     return lines[-1] if lines else repr(err)
 
 
-def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline):
+# FLAME GPU 2's published circles figures at 10^6 agents (ms per step), REFERENCES.md
+FLAME_GPU_CIRCLES = (("H100 PCIe", 2.12), ("H100 NVL", 1.84))
+
+
+def _row(r, label, st):
+    ph = " ".join(f"{v:7.1f}" for v in _phase_cells(r)[:-1]) + f" {_phase_cells(r)[-1]:6.1f}"
+    sp = (f"{r['speedup']:6.2f}x {r['efficiency']:6.0%}" if "speedup" in r else f"{'':>7} {'':>6}")
+    mem = (f"{r['device_bytes_per_agent']:7.0f} {'(dev)':>6}" if r.get("device", "cpu") != "cpu"
+           else f"{r['bytes_per_agent']:7.0f} {r['peak_bytes_per_agent']:6.0f}")
+    return (f"  {r['agents']:>11,} {label:>3} {r['updates_per_s'] / 1e6:8.2f} {1e3 * r['seconds'] / st:9.2f} | {ph} | "
+            f"{sp} | {mem}")
+
+
+def _run_device(name, n, st, repeat, device, cpu_runs, failures):
+    """The GPU run of scenario ``name`` at ``n`` agents, printed with its ratio
+    to the fastest CPU run of the same size; None if it failed."""
+    try:
+        r = _run_code(f"measure_scenario({name!r}, {n}, {st}, {repeat})", None, {"BIOSIM_DEVICE": device})
+    except RuntimeError as e:
+        failures.append({"agents": n, "device": device, "error": str(e)})
+        print(f"  {n:>11,} gpu failed: {_failure(e)}")
+        return None
+    r["size"] = n
+    print(_row(r, "gpu", st))
+    cpu = [c for c in cpu_runs if c["agents"] == n]
+    if cpu:
+        best = max(cpu, key=lambda c: c["updates_per_s"])
+        r["cpu_ratio"] = r["updates_per_s"] / best["updates_per_s"]
+        print(f"  {'':>11} {device} is {r['cpu_ratio']:.1f}x the CPU with {best['threads']} thread(s) "
+              f"({r['device_bytes_per_agent']:.0f} bytes/agent on the device)")
+    if name == "circles":
+        ms = 1e3 * r["seconds"] / st
+        print(f"  {'':>11} FLAME GPU 2 (published, 10^6 agents): "
+              + ", ".join(f"{gpu} {t} ms/step" for gpu, t in FLAME_GPU_CIRCLES) + f"; biosim here {ms:.2f} ms/step")
+    return r
+
+
+def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cpu"):
     """Measure one scenario at every size and thread count, print its table,
     baselines and targets; returns its part of the results.  A run that fails
     (out of memory, killed) is reported and recorded, and the others go on."""
@@ -194,13 +242,13 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline):
     print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling, median of {repeat}")
     print(f"  {'agents':>11} {'thr':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} {'behav':>7} {'mech':>7} "
           f"{'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | {'B/agent':>7} {'peak':>6}")
-    runs, failures = [], []
+    runs, failures, gpu_runs = [], [], []
     for n in sizes or sc.agents:
         base = None
         for t in counts:
             nn = _agents_at(n, t, counts, weak)
             try:
-                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t)
+                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t, {"BIOSIM_DEVICE": "cpu"})
             except RuntimeError as e:
                 failures.append({"agents": nn, "threads": t, "error": str(e)})
                 print(f"  {nn:>11,} {t:>3} failed: {_failure(e)}")
@@ -212,12 +260,13 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline):
                 r["speedup"] = r["updates_per_s"] / base["updates_per_s"]
                 r["efficiency"] = r["speedup"] * base["threads"] / t
             runs.append(r)
-            ph = " ".join(f"{v:7.1f}" for v in _phase_cells(r)[:-1]) + f" {_phase_cells(r)[-1]:6.1f}"
-            sp = (f"{r['speedup']:6.2f}x {r['efficiency']:6.0%}" if "speedup" in r else f"{'':>7} {'':>6}")
-            print(f"  {nn:>11,} {t:>3} {r['updates_per_s'] / 1e6:8.2f} {1e3 * r['seconds'] / st:9.2f} | {ph} | "
-                  f"{sp} | {r['bytes_per_agent']:7.0f} {r['peak_bytes_per_agent']:6.0f}")
+            print(_row(r, t, st))
+        if device != "cpu":
+            g = _run_device(name, n, st, repeat, device, runs, failures)
+            if g is not None:
+                gpu_runs.append(g)
     part = {"definition": " ".join((sc.doc or "").split()), "steps": st, "runs": runs, "failures": failures,
-            "baselines": {}, "targets": []}
+            "baselines": {}, "targets": [], "gpu_runs": gpu_runs}
     if not runs:
         return part
     last = runs[-1]

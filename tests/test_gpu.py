@@ -1,0 +1,299 @@
+"""The backend seam and the CUDA backend (issue 16).
+
+Every test with the ``device`` fixture runs on the CPU and on the CUDA
+backend: a real GPU where there is one, else numba-cuda's simulator (set
+by conftest.py), at a few hundred agents.  The PTX gate compiles every CUDA
+kernel for sm_90 in a subprocess without the simulator."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import biosim as bs
+from biosim import backends
+
+from conftest import CUDA
+from reference import brute_pairs, naive_forces, soft_sphere
+
+needs_cuda = pytest.mark.skipif(not CUDA, reason="numba-cuda not installed")
+
+
+# -- choosing a device ----------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cuda:-1", "tpu:0", ""])
+def test_a_bad_device_name_lists_what_is_allowed(bad):
+    with pytest.raises(ValueError, match=r'device must be one of "cpu", "cuda", "cuda:N"') as e:
+        bs.Simulation(bs.Box.cube(10.0), device=bad)
+    assert repr(bad) in str(e.value)
+
+
+def test_a_device_that_is_not_a_string_is_refused():
+    with pytest.raises(TypeError, match="device must be a string"):
+        bs.Simulation(bs.Box.cube(10.0), device=0)
+
+
+def test_cuda_without_a_gpu_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(backends, "cuda_devices", lambda: [])
+    with pytest.raises(ValueError, match=r"device='cuda': no CUDA GPU is available.*numba-cuda.*device=\"cpu\""):
+        bs.Simulation(bs.Box.cube(10.0), device="cuda")
+
+
+@needs_cuda
+def test_a_gpu_index_beyond_those_found_lists_them():
+    n = len(backends.cuda_devices())
+    with pytest.raises(ValueError, match=rf"there is no GPU {n}\. GPUs found: cuda:0"):
+        bs.Simulation(bs.Box.cube(10.0), device=f"cuda:{n}")
+
+
+def test_the_default_device_is_the_cpu_or_biosim_device(monkeypatch):
+    monkeypatch.delenv("BIOSIM_DEVICE", raising=False)
+    sim = bs.Simulation(bs.Box.cube(10.0))
+    assert sim.device == "cpu" and not sim.backend.on_device
+    assert sim.metadata()["device"] == "cpu"
+    if CUDA:
+        monkeypatch.setenv("BIOSIM_DEVICE", "cuda")
+        assert bs.Simulation(bs.Box.cube(10.0)).device == "cuda:0"
+
+
+def test_the_command_line_refuses_a_bad_device():
+    out = subprocess.run([sys.executable, "-m", "biosim.cli", "--device", "npu", "info"], capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "--device" in out.stderr and "'npu'" in out.stderr
+
+
+# -- kernels against the CPU's ---------------------------------------------------------------
+def _cloud(n, edge, seed):
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0.0, edge, (n, 3))
+    pos[7] = pos[8]  # coincident centres
+    uid = rng.permutation(n).astype(np.int64) * 5 + 3
+    return pos, uid
+
+
+@needs_cuda
+@pytest.mark.parametrize("block", [32, 128])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_the_gpu_sort_is_the_canonical_order_bit_for_bit(block, periodic, monkeypatch):
+    from numba import cuda
+
+    from biosim.kernels.cpu import grid as G
+    from biosim.kernels.cuda import _launch
+    from biosim.kernels.cuda import grid as CG
+
+    monkeypatch.setattr(_launch, "BLOCK", block)
+    n = 400
+    pos, uid = _cloud(n, 50.0, 1)
+    pos[:5] -= 3.0  # outside the box: clamped (closed) or wrapped (periodic) by the binning
+    lower, dims = np.zeros(3), np.array([5, 4, 6])
+    inv_h, per = dims / 50.0, np.array([periodic] * 3)
+    cell = np.empty(n, np.int32)
+    G.assign_cells(pos, n, lower, inv_h, dims, per, cell)
+    ncells = int(dims.prod())
+    cs, order = np.empty(ncells + 1, np.int64), np.empty(n, np.int32)
+    G.canonical_sort(cell, uid, uid.max() + 1, n, np.empty((1, ncells), np.int32), np.empty((1, 1), np.int64), cs,
+                     order, np.empty(n, np.int64))
+    dcell = cuda.device_array(n, np.int64)
+    CG.assign_cells(cuda.to_device(pos), n, lower, inv_h, dims, per, dcell)
+    dcs, dorder = cuda.device_array(ncells + 1, np.int64), cuda.device_array(n, np.int64)
+    moved = CG.canonical_sort(dcell, cuda.to_device(uid), 0, n, cuda.device_array(ncells + 1, np.int64), None, dcs,
+                              dorder, cuda.device_array(n, np.int64))
+    assert np.array_equal(dcell.copy_to_host(), cell)
+    assert np.array_equal(dcs.copy_to_host(), cs)
+    assert np.array_equal(dorder.copy_to_host(), order)
+    assert moved == np.count_nonzero(order != np.arange(n))
+
+
+@needs_cuda
+def test_gpu_random_numbers_match_the_cpu():
+    from numba import cuda
+
+    from biosim.kernels.cpu import rng as R
+    from biosim.kernels.cuda import rng as CR
+
+    uids = np.arange(0, 3000, 7, dtype=np.int64) * 1_000_003
+    duids = cuda.to_device(uids)
+    for name, shape, exact in (("uniform_array", (uids.size,), True), ("normal_array", (uids.size,), False),
+                               ("unit_vector_array", (uids.size, 3), False)):
+        a, b = np.empty(shape), cuda.device_array(shape)
+        getattr(R, name)(42, uids, 9, 3, 1, a)
+        getattr(CR, name)(42, duids, 9, 3, 1, b)
+        if exact:
+            assert np.array_equal(a, b.copy_to_host()), name
+        else:  # polynomials NVVM may fuse: within 1e-14 (README, Determinism)
+            np.testing.assert_allclose(b.copy_to_host(), a, rtol=0, atol=1e-14, err_msg=name)
+
+
+# -- whole simulations on every backend -------------------------------------------------------
+MECHANICS = {
+    "soft": lambda: bs.SoftSphere(),
+    "typed": lambda: bs.SoftSphere(adhesion=[[0.4, 0.1], [0.1, 0.3]]),
+    "physicell": lambda: bs.PhysiCellForce(adhesion=0.3),
+    "biodynamo": lambda: bs.BioDynaMoForce(),
+}
+
+
+def _two_types(device, mechanics, boundary, reorder_every=2, n=180):
+    sim = bs.Simulation(bs.Box.cube(50.0), boundary=boundary, dt=0.1, seed=3, mechanics=mechanics,
+                        reorder_every=reorder_every, device=device)
+    pos, _ = _cloud(n, 50.0, 5)
+    sim.add_agents("a", pos[: 2 * n // 3], diameter=10.0)
+    sim.add_agents("b", pos[2 * n // 3:], diameter=8.0)
+    return sim
+
+
+def _by_uid(sim, column="position"):
+    t = sim.agents
+    return t.uid[np.argsort(t.uid)], t[column][np.argsort(t.uid)]
+
+
+@pytest.mark.parametrize("law", list(MECHANICS))
+@pytest.mark.parametrize("boundary", ["closed", "periodic", "open"])
+def test_mechanics_agree_with_the_cpu(device, law, boundary):
+    """The same script on each backend; the CPU's positions are the reference
+    (forces within ~1e-13 relative: see the README's Determinism section)."""
+    ref = _two_types("cpu", MECHANICS[law](), boundary)
+    ref.run(3)
+    sim = _two_types(device, MECHANICS[law](), boundary)
+    sim.run(3)
+    u0, p0 = _by_uid(ref)
+    u1, p1 = _by_uid(sim)
+    assert np.array_equal(u0, u1)
+    if device == "cpu":
+        assert np.array_equal(p0, p1)
+    else:
+        np.testing.assert_allclose(p1, p0, rtol=0, atol=1e-10)
+        assert not np.array_equal(p1, _by_uid(_two_types("cpu", MECHANICS[law](), boundary))[1])  # they moved
+
+
+def test_gpu_forces_match_the_brute_force_reference(device):
+    sim = _two_types(device, bs.SoftSphere(adhesion=0.4), "periodic", n=120)
+    force = sim.mechanics.forces(sim)
+    force = sim.backend.to_host(force)[: len(sim.agents)]
+    t = sim.agents
+    with np.errstate(invalid="ignore", divide="ignore"):  # the coincident pair, left out below
+        ref, scale = naive_forces(t.position, t.diameter, soft_sphere, (2.0, 0.4, 1.25), sim.box, True)
+    mask = ~np.isin(t.uid, [7, 8])  # the coincident pair: pushed along a random direction
+    err = np.abs(force[mask] - ref[mask]).max(axis=1) / np.maximum(scale[mask], 1e-300)
+    assert err.max() < 1e-12 and np.abs(ref[mask]).max() > 0.1
+
+
+@needs_cuda
+@pytest.mark.parametrize("reorder_every", [1, 1000])
+def test_two_gpu_runs_are_bit_identical_whatever_the_block_size(reorder_every, monkeypatch):
+    from biosim.kernels.cuda import _launch
+
+    runs = []
+    for block in (32, 256):
+        monkeypatch.setattr(_launch, "BLOCK", block)
+        sim = _two_types("cuda", bs.PhysiCellForce(adhesion=0.3), "periodic", reorder_every)
+        sim.run(3)
+        runs.append(_by_uid(sim))
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+
+
+@needs_cuda
+def test_reordering_changes_no_bit_on_the_gpu():
+    a = _two_types("cuda", bs.SoftSphere(), "closed", reorder_every=1)
+    b = _two_types("cuda", bs.SoftSphere(), "closed", reorder_every=1000)
+    a.run(3)
+    b.run(3)
+    assert np.array_equal(_by_uid(a)[1], _by_uid(b)[1])
+
+
+def test_columns_changed_from_python_reach_the_kernels(device):
+    """An action moves agents through the numpy view: the device sees it."""
+    sim = bs.Simulation(bs.Box.cube(40.0), dt=0.1, seed=1, mechanics=bs.SoftSphere(), device=device)
+    sim.add_agents("a", [[10.0, 20.0, 20.0], [30.0, 20.0, 20.0]], diameter=10.0)
+
+    def pull_together(s):
+        if s.step == 1:
+            s.agents.position[:, 0] = [16.0, 24.0]  # overlapping now: pushed apart next
+
+    sim.add_action(pull_together)
+    sim.run(2)
+    x = np.sort(sim.agents.position[:, 0])
+    assert x[0] < 16.0 and x[1] > 24.0  # repelled from the positions the action set
+    sim.agents["diameter"][:] = 4.0
+    sim.run(1)
+    assert np.allclose(sim.agents.diameter, 4.0)
+
+
+def test_growth_division_runs_on_every_backend(device):
+    """Behaviours without a GPU kernel yet run on the host copy of the columns
+    (the profile shows them): births, deaths and uids are the CPU's."""
+    from biosim import models
+
+    def make(dev):
+        sim = bs.Simulation(bs.Box.cube(80.0), dt=0.5, seed=2, device=dev)
+        pop = sim.add_agents("t", bs.init.ball(20, 15.0, center=(40.0, 40.0, 40.0), seed=1),
+                             diameter=np.linspace(10.0, 12.5, 20))
+        pop.behaviours += [models.GrowthDivision(growth_rate=200.0, division_diameter=12.6),
+                           models.Apoptosis(rate=0.01)]
+        return sim
+
+    ref, sim = make("cpu"), make(device)
+    ref.run(6)
+    sim.run(6)
+    assert len(sim.agents) == len(ref.agents) > 20
+    u0, d0 = _by_uid(ref, "diameter")
+    u1, d1 = _by_uid(sim, "diameter")
+    assert np.array_equal(u0, u1) and np.array_equal(d0, d1)
+    np.testing.assert_allclose(_by_uid(sim)[1], _by_uid(ref)[1], rtol=0, atol=1e-9)
+
+
+def test_snapshots_and_checkpoints_of_a_gpu_run(device, tmp_path):
+    sim = _two_types(device, bs.SoftSphere(), "closed", n=60)
+    sim.writers.append(bs.io.HDF5Writer(str(tmp_path / "run.h5"), every=2))
+    sim.run(2)
+    sim.save_checkpoint(str(tmp_path / "c.h5"))
+    sim.run(2)
+    run = bs.io.open_run(str(tmp_path / "run.h5"))
+    snap = run.agents(-1)
+    order = np.argsort(snap["uid"])
+    assert np.array_equal(snap["position"][order], _by_uid(sim)[1])  # bit-exact with the live run
+    back = bs.Simulation.load_checkpoint(str(tmp_path / "c.h5"))
+    back.writers.clear()
+    back.run(2)
+    np.testing.assert_allclose(_by_uid(back)[1], _by_uid(sim)[1], rtol=0, atol=1e-10)
+
+
+def test_neighbour_pairs_of_a_gpu_grid(device):
+    sim = _two_types(device, bs.SoftSphere(), "periodic", n=100)
+    offsets, rows = sim.neighbours(9.0)
+    t = sim.agents
+    got = {(min(t.uid[i], t.uid[j]), max(t.uid[i], t.uid[j]))
+           for i in range(len(t)) for j in rows[offsets[i]:offsets[i + 1]]}
+    want = {(min(t.uid[i], t.uid[j]), max(t.uid[i], t.uid[j]))
+            for i, j in brute_pairs(t.position, 9.0, sim.box, True)}
+    assert got == want and want
+
+
+@needs_cuda
+def test_the_circles_kernel_agrees_with_the_cpu():
+    from biosim.bench.circles import make_circles
+
+    a, b = make_circles(800), make_circles(800, device="cuda")
+    a.run(2)
+    b.run(2)
+    np.testing.assert_allclose(_by_uid(b)[1], _by_uid(a)[1], rtol=0, atol=1e-12)
+
+
+# -- the PTX gate ----------------------------------------------------------------------------------
+@needs_cuda
+def test_every_cuda_kernel_compiles_to_ptx_for_sm90_without_float_atomics():
+    pytest.importorskip("cuda.bindings", reason="numba-cuda[cu13] (NVVM) is needed to compile PTX")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-m", "biosim.kernels.cuda.ptx", "--cc", "9.0"], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "CUDA kernels compile to PTX for sm_90 with no float atomics" in out.stdout
+    assert "forces.FORCE_KERNELS['biodynamo']" in out.stdout
+
+
+def test_the_ptx_gate_catches_float_atomics():
+    from biosim.kernels.cuda.ptx import FLOAT_ATOMIC_ADD
+
+    assert FLOAT_ATOMIC_ADD.search("atom.global.add.f64 %fd1, [%rd2], %fd3;")
+    assert FLOAT_ATOMIC_ADD.search("red.global.add.f32 [%rd2], %f3;")
+    assert not FLOAT_ATOMIC_ADD.search("atom.global.add.u64 %rd1, [%rd2], 1;")
