@@ -266,12 +266,18 @@ class AgentTable:
         """Make room for at least ``n`` rows (geometric growth)."""
         if n <= self._capacity:
             return
-        self.to_host()
         cap = n if self._capacity == 0 else max(n, int(self._capacity * _GROWTH) + 16)
         for name, arr in self._data.items():
             new = np.empty((cap,) + arr.shape[1:], dtype=arr.dtype)
-            new[: self._n] = arr[: self._n]
+            if self._where[name] != "device":
+                new[: self._n] = arr[: self._n]
             self._data[name] = new
+            dev = self._dev.pop(name, None)
+            if dev is not None and self._where[name] != "host":  # grown on the device, copied there
+                grown = self._backend.empty(new.shape, new.dtype)
+                if self._n:
+                    grown[: self._n].copy_to_device(dev[: self._n])
+                self._dev[name] = grown
         self._capacity = cap
 
     def scratch(self, shape, dtype):
@@ -355,11 +361,104 @@ class AgentTable:
             raise KeyError(f"no agents with uid {missing[:10].tolist()}")
         return srt[pos]
 
+    def take_column(self, name, rows):
+        """Column ``name`` at ``rows``, where the backend's kernels live (a
+        numpy array on the CPU, a device array on a GPU)."""
+        if not self._backend.on_device:
+            return self._data[name][: self._n][rows]
+        m = len(rows)
+        spec = self._specs[name]
+        dev = self.col(name, write=False)
+        width = int(np.prod(spec.shape)) if spec.shape else 1
+        tmp = self._backend.empty((m, width), spec.dtype)
+        if m:
+            self._backend.grid.gather_rows(dev.reshape(self._n, width), rows, m, tmp)
+        return tmp.reshape((m,) + spec.shape)
+
     def take(self, rows):
-        """Copies of every column at ``rows`` as a dict."""
-        return {name: arr[: self._n][rows] for name, arr in self._data.items()}
+        """Copies of every column at ``rows`` as a dict of host arrays (``rows``
+        where the backend's kernels live; on a GPU the rows are gathered on
+        the device and only they cross the bus)."""
+        if not self._backend.on_device:
+            return {name: arr[: self._n][rows] for name, arr in self._data.items()}
+        out = {}
+        host_rows = None
+        m = len(rows)
+        for name, arr in self._data.items():
+            if self._where[name] == "host":
+                if host_rows is None:
+                    host_rows = self._backend.to_host(rows)
+                out[name] = arr[: self._n][host_rows]
+                continue
+            dev = self.col(name, write=False)
+            flat = dev.reshape(self._n, -1) if self._n else dev
+            tmp = self._backend.empty((m, flat.shape[1] if self._n else 1), arr.dtype)
+            self._backend.grid.gather_rows(flat, rows, m, tmp)
+            out[name] = self._backend.to_host(tmp).reshape((m,) + arr.shape[1:])
+        return out
 
     # -- births and deaths -------------------------------------------------------
+    def _commit_device(self):
+        """commit() on a GPU backend, in the same order: the dead uids (few)
+        go to the device, which removes their rows by a scan of the survival
+        flags and a scatter of every device column; daughters' rows (few),
+        queued as host arrays, are ordered on the host and written after the
+        survivors (every column is compacted on the device; a column only
+        the host held is uploaded once for that)."""
+        B = self._backend
+        K = B.grid
+        deaths = births = 0
+        dead = None
+        if self._deaths:
+            dead = np.unique(np.concatenate([np.asarray(B.to_host(d), dtype=np.int64).ravel()
+                                             for d in self._deaths]))
+            self._deaths = []
+            n = self._n
+            place, kept = K.survivors(self.col("uid", False), n, B.to_device(dead))
+            deaths = n - kept
+            if deaths:
+                for name in self._data:  # every column on the device (one upload of a host-only column)
+                    dev = self.col(name)
+                    flat = dev.reshape(n, -1)
+                    tmp = self.dev_scratch(flat.shape, flat.dtype)
+                    K.compact_rows(flat, place, n, tmp)
+                    if kept:
+                        K.copy_rows(tmp, kept, flat)
+                self._n = kept
+        if self._births:
+            parents = np.concatenate([np.asarray(B.to_host(b[0]), dtype=np.int64) for b in self._births])
+            requester = np.concatenate([np.full(len(b[0]), b[2], dtype=np.int64) for b in self._births])
+            seq = np.concatenate([np.full(len(b[0]), b[3], dtype=np.int64) for b in self._births])
+            order = np.lexsort((seq, requester, parents))  # by parent uid, requester, request order
+            if dead is not None:
+                order = order[~np.isin(parents[order], dead)]
+            m = order.size
+            start = self._n
+            self.reserve(start + m)
+            for name, arr in self._data.items():
+                if name == "uid":
+                    vals = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)
+                else:
+                    vals = np.concatenate([np.asarray(B.to_host(b[1][name])) if name in b[1] else
+                                           np.broadcast_to(np.asarray(self._specs[name].default, dtype=arr.dtype),
+                                                           (len(b[0]),) + arr.shape[1:])
+                                           for b in self._births])[order]
+                if self._where[name] == "host":
+                    arr[start:start + m] = vals
+                elif m:
+                    dev = self._dev[name]
+                    dev[start:start + m].copy_to_device(np.ascontiguousarray(vals, dtype=arr.dtype))
+                    self._where[name] = "device"
+            self._next_uid += m
+            self._n = start + m
+            births = m
+            self._births = []
+        self._requester = 0
+        self._request_seq = 0
+        self.total_births += births
+        self.total_deaths += deaths
+        return births, deaths
+
     def begin_requests(self, requester):
         """Births requested from now on come from ``requester``, an integer
         fixed by what requests them (the simulation passes one per
@@ -371,13 +470,17 @@ class AgentTable:
     def request_births(self, parent_uids, columns):
         """Queue daughters: ``columns`` holds arrays of their values (missing
         columns: defaults; uid is assigned at commit and ``type`` kept)."""
-        parent_uids = np.asarray(parent_uids, dtype=np.int64)
+        if not hasattr(parent_uids, "copy_to_host"):  # device arrays stay where they are
+            parent_uids = np.asarray(parent_uids, dtype=np.int64)
         if parent_uids.size:
             self._births.append((parent_uids, columns, self._requester, self._request_seq))
             self._request_seq += 1
 
     def request_deaths(self, uids):
-        uids = np.asarray(uids, dtype=np.int64).ravel()
+        """Queue the agents with these uids (a host array, or a device array
+        on a GPU backend) for removal at the end of the step."""
+        if not hasattr(uids, "copy_to_host"):
+            uids = np.asarray(uids, dtype=np.int64).ravel()
         if uids.size:
             self._deaths.append(uids)
 
@@ -393,10 +496,10 @@ class AgentTable:
     def commit(self):
         """Apply queued deaths, then births (a daughter whose mother died in
         the same step is dropped); returns (births, deaths)."""
+        if self._backend.on_device and (self._deaths or self._births):
+            return self._commit_device()
         deaths = births = 0
         dead = None
-        if self._deaths or self._births:
-            self.to_host()
         if self._deaths:
             dead = np.unique(np.concatenate(self._deaths))
             self._deaths = []

@@ -98,12 +98,19 @@ class CPUBackend:
     on_device = False
 
     def __init__(self):
-        from .kernels.cpu import circles, forces, grid, rng
+        from .kernels.cpu import behaviours, circles, forces, grid, rng
 
         self.grid = grid
         self.forces = forces
         self.rng = rng
         self.circles = circles
+        self.behaviours = behaviours
+
+    @property
+    def host(self):
+        """The CPU backend: kernels on host arrays, for work that has no
+        device kernel yet (on the CPU, the backend itself)."""
+        return get_backend("cpu")
 
     def __repr__(self):
         return f"<biosim backend {self.name}>"
@@ -123,6 +130,14 @@ class CPUBackend:
 
     def copy_to_host(self, src, dst):
         dst[...] = src
+
+    def nonzero(self, flag, n):
+        """Indices i < n where flag[i] is true, increasing (int64)."""
+        return np.flatnonzero(flag[:n])
+
+    def full(self, n, value):
+        """A float64 array of n entries equal to value."""
+        return np.full(n, float(value))
 
     def synchronize(self):
         """Wait for the kernels launched so far (a no-op on the CPU)."""
@@ -149,7 +164,7 @@ class CUDABackend(CPUBackend):
     def __init__(self, index=0):
         from numba import cuda
 
-        from .kernels.cuda import _launch, circles, forces, grid, rng
+        from .kernels.cuda import _launch, behaviours, circles, forces, grid, rng
 
         self.index = index
         self.name = f"cuda:{index}"
@@ -160,9 +175,16 @@ class CUDABackend(CPUBackend):
         self.forces = forces
         self.rng = rng
         self.circles = circles
+        self.behaviours = behaviours
 
     def empty(self, shape, dtype):
         return self._cuda.device_array(shape, dtype=dtype)
+
+    def nonzero(self, flag, n):
+        return self._launch.nonzero(flag, n)
+
+    def full(self, n, value):
+        return self._launch.full(n, value)
 
     def zeros(self, shape, dtype):
         return self._cuda.to_device(np.zeros(shape, dtype=dtype))

@@ -11,7 +11,6 @@ rates applied over its own interval ``k * dt`` (min).
 import numpy as np
 
 from . import _validate as V
-from .kernels.cpu import behaviours as K
 
 
 class Behaviour:
@@ -148,17 +147,21 @@ def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
     column as its inheritance says (copied, reset to its default, or split in
     half between mother and daughter), ``parent`` = the mother's uid when that
     column exists."""
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    B = sim.backend
+    if not B.on_device:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
     if rows.size == 0:
         return
     t = sim.agents
-    dpos = np.empty((rows.size, 3))
-    ddiam = np.empty(rows.size)
-    K.divide(rows, t.position, t.diameter, t.uid, sim.seed, sim.step, stream, ratio_lo, ratio_hi, dpos, ddiam)
-    sim.confine(dpos)
-    daughters = t.take(rows)
-    daughters["position"] = dpos
-    daughters["diameter"] = ddiam
+    m = rows.size
+    dpos = B.empty((m, 3), np.float64)
+    ddiam = B.empty(m, np.float64)
+    B.behaviours.divide(rows, t.col("position"), t.col("diameter"), t.col("uid", False), sim.seed, sim.step, stream,
+                        ratio_lo, ratio_hi, dpos, ddiam)
+    daughters = t.take(rows)  # host copies of the mothers' rows (few)
+    daughters["position"] = sim.confine(B.to_host(dpos))
+    daughters["diameter"] = B.to_host(ddiam)
+    rows = B.to_host(rows)
     for name in t.columns:  # each column's inheritance (AgentTable.add_column)
         spec = t.spec(name)
         if spec.inherit == "default":
@@ -169,5 +172,5 @@ def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
             t[name][rows] = half
             daughters[name] = half.copy()
     if "parent" in t:
-        daughters["parent"] = t.uid[rows].copy()
-    t.request_births(t.uid[rows], daughters)
+        daughters["parent"] = daughters["uid"].copy()
+    t.request_births(daughters["uid"], daughters)

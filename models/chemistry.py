@@ -3,7 +3,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import SubstanceBehaviour
-from biosim.kernels.cpu import behaviours as K
 
 
 def _cell_volume_fraction(sim, sub, rows):
@@ -90,6 +89,7 @@ class Chemotaxis(SubstanceBehaviour):
         self.speed = V.real("speed", speed)
 
     def run(self, sim, population, dt):
+        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         rows = population.rows
         if rows.size == 0 or self.speed == 0:
             return

@@ -3,7 +3,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import Behaviour, divide_rows
-from biosim.kernels.cpu import behaviours as K
 
 
 class CellCycle(Behaviour):
@@ -125,6 +124,7 @@ class CellCycle(Behaviour):
         return cls(("live",), (60 / 0.0432,), **kw)
 
     def run(self, sim, population, dt):
+        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         t = sim.agents
         n = len(t)
         if n == 0:

@@ -3,7 +3,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import Behaviour, SubstanceBehaviour
-from biosim.kernels.cpu import behaviours as K
 
 
 class Apoptosis(Behaviour):
@@ -27,9 +26,13 @@ class Apoptosis(Behaviour):
         if n == 0 or self.rate == 0:
             return
         p = -np.expm1(-self.rate * dt)
-        flag = np.empty(n, dtype=np.bool_)
-        if K.mark_random(t.type, population.code, t.uid, n, sim.seed, sim.step, self.stream, p, flag):
-            t.request_deaths(t.uid[flag])
+        B = sim.backend
+        flag = B.empty(n, np.bool_)
+        uid = t.col("uid", False)
+        if B.behaviours.mark_random(t.col("type", False), population.code, uid, n, sim.seed, sim.step, self.stream,
+                                    p, flag):
+            rows = B.nonzero(flag, n)
+            t.request_deaths(t.take_column("uid", rows))
 
 
 class Necrosis(SubstanceBehaviour):
@@ -57,6 +60,7 @@ class Necrosis(SubstanceBehaviour):
         t = sim.agents
         c = self._sub.sample(t.position[rows])
         flag = np.empty(rows.size, dtype=np.bool_)
+        K = sim.backend.host.behaviours  # substances are sampled on the host
         if K.mark_below(rows, t.uid, c, self.threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
                         self.stream, flag):
             t.request_deaths(t.uid[rows[flag]])

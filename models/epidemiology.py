@@ -3,7 +3,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
-from biosim.kernels.cpu import behaviours as K
 
 SUSCEPTIBLE, INFECTED, RECOVERED = 0, 1, 2
 
@@ -110,6 +109,7 @@ class Infection(Behaviour):
         super().attach(sim, population)
 
     def run(self, sim, population, dt):
+        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         t = sim.agents
         n = len(t)
         if n == 0:

@@ -5,7 +5,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import SubstanceBehaviour, divide_rows
-from biosim.kernels.cpu import behaviours as K
 
 
 class GrowthDivision(SubstanceBehaviour):
@@ -69,13 +68,17 @@ class GrowthDivision(SubstanceBehaviour):
         n = len(t)
         if n == 0:
             return
-        factor = np.ones(n)
-        if self._sub is not None:
+        B = sim.backend
+        if self._sub is not None:  # sampled on the host (substances are host grids)
+            factor = np.ones(n)
             rows = population.rows
             factor[rows] = np.clip(self._sub.sample(t.position[rows]) / self.threshold, 0.0, 1.0)
-        flag = np.empty(n, dtype=np.bool_)
-        count = K.grow(t.type, population.code, t.diameter, n, self.growth_rate * dt, factor,
-                       self.division_diameter, flag)
+            factor = B.to_device(factor)
+        else:
+            factor = B.full(n, 1.0)
+        flag = B.empty(n, np.bool_)
+        count = B.behaviours.grow(t.col("type", False), population.code, t.col("diameter"), n,
+                                  self.growth_rate * dt, factor, self.division_diameter, flag)
         if count == 0:
             return
-        divide_rows(sim, np.flatnonzero(flag), self.stream, *self._ratio)
+        divide_rows(sim, B.nonzero(flag, n), self.stream, *self._ratio)

@@ -3,7 +3,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import Behaviour
-from biosim.kernels.cpu import behaviours as K
 
 
 class RandomWalk(Behaviour):
@@ -37,9 +36,10 @@ class RandomWalk(Behaviour):
         n = len(t)
         if n == 0:
             return
+        K = sim.backend.behaviours
+        args = (t.col("type", False), population.code, t.col("uid", False), t.col("position"), n, sim.seed, sim.step,
+                self.stream)
         if self.diffusion is not None:
-            K.brownian_move(t.type, population.code, t.uid, t.position, n, sim.seed, sim.step,
-                            self.stream, np.sqrt(2.0 * self.diffusion * dt))
+            K.brownian_move(*args, np.sqrt(2.0 * self.diffusion * dt))
         else:
-            K.directed_move(t.type, population.code, t.uid, t.position, n, sim.seed, sim.step,
-                            self.stream, self.speed * dt)
+            K.directed_move(*args, self.speed * dt)

@@ -6,7 +6,6 @@ import numpy as np
 
 from biosim import _validate as V
 from biosim.behaviour import SubstanceBehaviour
-from biosim.kernels.cpu import behaviours as K
 
 
 class StateSwitch(SubstanceBehaviour):
@@ -64,6 +63,7 @@ class StateSwitch(SubstanceBehaviour):
         super().attach(sim, population)
 
     def run(self, sim, population, dt):
+        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         rows = population.rows
         if rows.size == 0 or self.rate == 0:
             return

@@ -1,0 +1,136 @@
+"""Kernels of the built-in behaviours on the GPU: the twins of
+:mod:`biosim.kernels.cpu.behaviours`, with the same functions and
+arguments (device arrays for the columns), one thread per agent.  Random
+draws are the CPU module's own functions, keyed by (seed, uid, step,
+stream, k), so every decision taken on a ``uniform`` draw is the CPU's.
+Cube roots go through libdevice's ``cbrt`` (within an ulp of the CPU's
+libm), and normals and unit vectors through polynomials NVVM fuses, so
+diameters and moves agree with the CPU to the last bits, not bit for bit.
+Counts come back as one small integer per call.
+"""
+import math
+
+from numba import cuda
+
+from ..cpu.rng import normal, uniform, unit_vector
+from ._launch import cbrt, counter, launch, read
+
+PI_6 = math.pi / 6.0
+
+
+@cuda.jit
+def _grow(type_, code, diameter, n, dv, factor, division_diameter, divide, count):
+    i = cuda.grid(1)
+    if i < n:
+        f = False
+        if type_[i] == code:
+            d = diameter[i]
+            if d < division_diameter:
+                v = PI_6 * d * d * d + dv * factor[i]
+                d = cbrt(v / PI_6)
+                diameter[i] = d
+            if d >= division_diameter:
+                f = True
+                cuda.atomic.add(count, 0, 1)
+        divide[i] = f
+
+
+def grow(type_, code, diameter, n, dv, factor, division_diameter, divide):
+    """Add volume ``dv * factor[i]`` (µm³) to cells of ``code`` below
+    ``division_diameter`` (µm); flag those that reach it; returns how many."""
+    count = counter()
+    if n:
+        _grow[launch(n)](type_, int(code), diameter, int(n), float(dv), factor, float(division_diameter), divide,
+                         count)
+    return read(count)
+
+
+@cuda.jit
+def _divide(rows, m, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, daughter_pos, daughter_diameter):
+    k = cuda.grid(1)
+    if k < m:
+        i = rows[k]
+        d = diameter[i]
+        v = PI_6 * d * d * d
+        if ratio_hi > ratio_lo:
+            q = ratio_lo + (ratio_hi - ratio_lo) * uniform(seed, uid[i], step, stream, 0)
+        else:
+            q = ratio_lo
+        vd = v * q / (1.0 + q)
+        vm = v - vd
+        ex, ey, ez = unit_vector(seed, uid[i], step, stream, 1)
+        sep = 0.5 * d
+        am = -sep * vd / v
+        ad = sep * vm / v
+        x = pos[i, 0]
+        y = pos[i, 1]
+        z = pos[i, 2]
+        pos[i, 0] = x + am * ex
+        pos[i, 1] = y + am * ey
+        pos[i, 2] = z + am * ez
+        daughter_pos[k, 0] = x + ad * ex
+        daughter_pos[k, 1] = y + ad * ey
+        daughter_pos[k, 2] = z + ad * ez
+        diameter[i] = cbrt(vm / PI_6)
+        daughter_diameter[k] = cbrt(vd / PI_6)
+
+
+def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, daughter_pos, daughter_diameter):
+    """Split each mother in ``rows`` in two along a random axis (see the CPU
+    twin); daughters' positions and diameters are written out."""
+    m = rows.size
+    if m:
+        _divide[launch(m)](rows, int(m), pos, diameter, uid, int(seed), int(step), int(stream), float(ratio_lo),
+                           float(ratio_hi), daughter_pos, daughter_diameter)
+
+
+@cuda.jit
+def _mark_random(type_, code, uid, n, seed, step, stream, probability, flag, count):
+    i = cuda.grid(1)
+    if i < n:
+        f = False
+        if type_[i] == code and uniform(seed, uid[i], step, stream, 0) < probability:
+            f = True
+            cuda.atomic.add(count, 0, 1)
+        flag[i] = f
+
+
+def mark_random(type_, code, uid, n, seed, step, stream, probability, flag):
+    """flag[i] = (row i is of ``code``) and U < probability; returns the count."""
+    count = counter()
+    if n:
+        _mark_random[launch(n)](type_, int(code), uid, int(n), int(seed), int(step), int(stream), float(probability),
+                                flag, count)
+    return read(count)
+
+
+@cuda.jit
+def _brownian(type_, code, uid, pos, n, seed, step, stream, sigma):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        u = uid[i]
+        pos[i, 0] += sigma * normal(seed, u, step, stream, 0)
+        pos[i, 1] += sigma * normal(seed, u, step, stream, 1)
+        pos[i, 2] += sigma * normal(seed, u, step, stream, 2)
+
+
+def brownian_move(type_, code, uid, pos, n, seed, step, stream, sigma):
+    """Brownian step of the rows of ``code``: each coordinate += sigma N(0, 1)."""
+    if n:
+        _brownian[launch(n)](type_, int(code), uid, pos, int(n), int(seed), int(step), int(stream), float(sigma))
+
+
+@cuda.jit
+def _directed(type_, code, uid, pos, n, seed, step, stream, distance):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        ex, ey, ez = unit_vector(seed, uid[i], step, stream, 0)
+        pos[i, 0] += distance * ex
+        pos[i, 1] += distance * ey
+        pos[i, 2] += distance * ez
+
+
+def directed_move(type_, code, uid, pos, n, seed, step, stream, distance):
+    """Move the rows of ``code`` ``distance`` µm along a direction uniform on the sphere."""
+    if n:
+        _directed[launch(n)](type_, int(code), uid, pos, int(n), int(seed), int(step), int(stream), float(distance))
