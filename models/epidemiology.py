@@ -109,18 +109,37 @@ class Infection(Behaviour):
         super().attach(sim, population)
 
     def run(self, sim, population, dt):
-        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         t = sim.agents
         n = len(t)
         if n == 0:
             return
+        p_contact = -np.expm1(-self.rate * dt)
+        p_recover = -np.expm1(-self.recovery * dt)
+        p_lose = -np.expm1(-self.immunity_loss * dt)
+        B = sim.backend
+        if B.on_device:  # one thread per agent, pulling from its neighbourhood (same pairs, same draws)
+            grid = sim._neighbour_grid(self.radius)
+            _, cell_start, order, lower, inv_h, dims, length, periodic, _ = grid.device_args()
+            K = B.behaviours
+            state = t.col(self.column)
+            old = t.dev_scratch((n,), state.dtype)
+            K.copy(state, n, old)
+            types, uid = t.col("type", False), t.col("uid", False)
+            if p_contact > 0:
+                K.infection_pull(types, population.code, uid, old, state, t.col("position", False), n, cell_start,
+                                 order, lower, inv_h, dims, length, periodic, self.radius, p_contact, sim.seed,
+                                 sim.step, self.stream)
+            if p_recover > 0 or p_lose > 0:
+                K.recovery_step(types, population.code, uid, old, state, n, p_recover, p_lose, sim.seed, sim.step,
+                                self.stream)
+            return
+        K = B.behaviours
         grid = sim._neighbour_grid(self.radius)  # may reorder rows: read columns after
         cell_start, order, lower, inv_h, dims, length, periodic, _ = grid.kernel_args()
         walk = (cell_start, order, lower, inv_h, dims, length, periodic, self.radius)
         state = t[self.column]
         old = state.copy()
         code = population.code
-        p_contact = -np.expm1(-self.rate * dt)
         if p_contact > 0:
             counts = np.zeros(2, dtype=np.int64)
             K.count_equal(old, n, INFECTED, counts[:1])
@@ -145,7 +164,5 @@ class Infection(Behaviour):
                     if self._k.size < n:
                         self._k = np.zeros(t.capacity, dtype=np.int32)
                     K.infect_targets(targets, self._k, t.uid, state, p_contact, sim.seed, sim.step, self.stream)
-        p_recover = -np.expm1(-self.recovery * dt)
-        p_lose = -np.expm1(-self.immunity_loss * dt)
         if p_recover > 0 or p_lose > 0:
             K.recovery_step(t.type, code, t.uid, old, state, n, p_recover, p_lose, sim.seed, sim.step, self.stream)

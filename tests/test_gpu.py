@@ -329,3 +329,29 @@ def test_a_device_step_moves_no_column_across_the_bus(monkeypatch):
     sim.run(4)
     assert sim.agents.total_births > 0 and sim.agents.total_deaths > 0 and len(sim.agents) != n0
     assert moved and not [m for m in moved if m[1] > 20], moved
+
+
+def test_epidemiology_is_the_cpu_s_on_every_backend(device):
+    """Random walk at fixed speed, infection by proximity and recovery in a
+    periodic box (BioDynaMo's measles model, denser): the same infections,
+    recoveries and uids on every backend (decisions are uniform draws);
+    positions within the unit vectors' tolerance."""
+    from biosim import models
+
+    def make(dev):
+        sim = bs.Simulation(bs.Box.cube(40.0), boundary="periodic", dt=1.0, seed=9, mechanics=None, device=dev)
+        pos = bs.init.uniform(400, sim.box, seed=3)
+        pop = sim.add_agents("people", pos[40:], diameter=2.0, state=np.int8(models.SUSCEPTIBLE))
+        pop.behaviours += [models.RandomWalk(speed=1.5),
+                           models.Infection(rate=0.5, radius=4.0, recovery=0.2, search="pull")]
+        sim.add_agents("people", pos[:40], diameter=2.0, state=np.int8(models.INFECTED))
+        return sim
+
+    ref, sim = make("cpu"), make(device)
+    ref.run(4)
+    sim.run(4)
+    u0, s0 = _by_uid(ref, "state")
+    u1, s1 = _by_uid(sim, "state")
+    assert np.array_equal(u0, u1) and np.array_equal(s0, s1)
+    assert np.count_nonzero(s0 == 1) > 50 and np.count_nonzero(s0 == 2) > 5  # it spread, and some recovered
+    np.testing.assert_allclose(_by_uid(sim)[1], _by_uid(ref)[1], rtol=0, atol=1e-11)

@@ -24,9 +24,43 @@ def portable(fn):
     device (one source for both targets).  Under the simulator
     (``NUMBA_ENABLE_CUDASIM=1``) kernels run as Python, and a compiled CPU
     function cannot take the simulator's arrays: there, the function's
-    Python source is called instead (functions of scalars only can be
-    called as they are)."""
-    return fn.py_func if config.ENABLE_CUDASIM else fn
+    Python source is called instead, with every compiled function it calls
+    replaced the same way."""
+    if not config.ENABLE_CUDASIM:
+        return fn
+    return _python_twin(fn)
+
+
+_TWINS = {}
+
+
+def _python_twin(fn):
+    """The numba dispatcher ``fn`` for the simulator: called compiled when
+    every argument is a number, a tuple or a numpy array, else (a simulated
+    device array) as its Python source, whose globals name the twins of the
+    dispatchers it calls."""
+    import numbers
+    import types
+
+    from numba.core.registry import CPUDispatcher
+
+    twin = _TWINS.get(fn)
+    if twin is None:
+        py = fn.py_func
+        env = dict(py.__globals__)
+        source = types.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+        plain = (numbers.Number, np.generic, np.ndarray, tuple)
+
+        def twin(*args):
+            if all(isinstance(a, plain) for a in args):
+                return fn(*args)
+            return source(*args)
+        _TWINS[fn] = twin
+        for name in py.__code__.co_names:
+            value = env.get(name)
+            if isinstance(value, CPUDispatcher):
+                env[name] = _python_twin(value)
+    return twin
 
 
 def launch(n):

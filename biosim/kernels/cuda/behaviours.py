@@ -10,12 +10,19 @@ Counts come back as one small integer per call.
 """
 import math
 
+import numpy as np
 from numba import cuda
 
+from ..cpu import grid as _grid
+from ..cpu.grid import STENCIL_RUNS
 from ..cpu.rng import normal, uniform, unit_vector
-from ._launch import cbrt, counter, launch, read
+from ._launch import cbrt, counter, launch, portable, read, t3
+
+stencil_runs = portable(_grid.stencil_runs)
+min_image = portable(_grid.min_image)
 
 PI_6 = math.pi / 6.0
+_RUNS = 2 * STENCIL_RUNS  # entries of the stencil's run list (a constant for cuda.local.array)
 
 
 @cuda.jit
@@ -134,3 +141,75 @@ def directed_move(type_, code, uid, pos, n, seed, step, stream, distance):
     """Move the rows of ``code`` ``distance`` µm along a direction uniform on the sphere."""
     if n:
         _directed[launch(n)](type_, int(code), uid, pos, int(n), int(seed), int(step), int(stream), float(distance))
+
+
+@cuda.jit
+def _infection_pull(type_, code, uid, old, state, pos, n, cell_start, order, lower, inv_h, dims, length, periodic,
+                    radius, p_contact, seed, step, stream):
+    i = cuda.grid(1)
+    if i >= n or type_[i] != code or old[i] != 0:
+        return
+    runs = cuda.local.array(_RUNS, dtype=np.int64)
+    r2max = radius * radius
+    q_contact = 1.0 - p_contact
+    xi = pos[i, 0]
+    yi = pos[i, 1]
+    zi = pos[i, 2]
+    m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, radius, runs)
+    k = 0
+    for r in range(m):
+        for q in range(runs[2 * r], runs[2 * r + 1]):
+            j = order[q]
+            if old[j] == 1:
+                dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+                dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+                dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+                if dx * dx + dy * dy + dz * dz < r2max:
+                    k += 1
+    if k > 0 and uniform(seed, uid[i], step, stream, 0) < 1.0 - q_contact ** k:
+        state[i] = 1
+
+
+def infection_pull(type_, code, uid, old, state, pos, n, cell_start, order, lower, inv_h, dims, length, periodic,
+                   radius, p_contact, seed, step, stream):
+    """Infection of the susceptible rows of ``code`` (see the CPU twin): each
+    counts its infected neighbours (old state 1) closer than ``radius`` µm
+    and is infected with probability 1 - (1 - p_contact)^k."""
+    if n:
+        _infection_pull[launch(n)](type_, int(code), uid, old, state, pos, int(n), cell_start, order, t3(lower),
+                                   t3(inv_h), t3(dims, int), t3(length), t3(periodic, bool), float(radius),
+                                   float(p_contact), int(seed), int(step), int(stream))
+
+
+@cuda.jit
+def _recovery(type_, code, uid, old, state, n, p_recover, p_lose, seed, step, stream):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        s = old[i]
+        if s == 1:
+            if p_recover > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_recover:
+                state[i] = 2
+        elif s == 2:
+            if p_lose > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_lose:
+                state[i] = 0
+
+
+def recovery_step(type_, code, uid, old, state, n, p_recover, p_lose, seed, step, stream):
+    """Rows of ``code``: old state 1 -> 2 with probability p_recover, 2 -> 0
+    with probability p_lose (see the CPU twin)."""
+    if n:
+        _recovery[launch(n)](type_, int(code), uid, old, state, int(n), float(p_recover), float(p_lose), int(seed),
+                             int(step), int(stream))
+
+
+@cuda.jit
+def _copy_1d(src, n, dst):
+    i = cuda.grid(1)
+    if i < n:
+        dst[i] = src[i]
+
+
+def copy(src, n, dst):
+    """dst[:n] = src[:n] (1D device arrays)."""
+    if n:
+        _copy_1d[launch(n)](src, int(n), dst)

@@ -33,6 +33,7 @@ def _signatures():
     """(name, kernel, signature) for every kernel, with the types the backend
     passes (row gathers: every column dtype agents use)."""
     from . import _launch as L
+    from . import behaviours as K
     from . import circles as C
     from . import forces as F
     from . import grid as G
@@ -62,6 +63,23 @@ def _signatures():
         ("forces._clamp", F._clamp, f"void({F2}, int64, {T3F}, {T3F})"),
         ("forces._wrap_into", F._wrap_into, f"void({F2}, int64, {T3F}, {T3F})"),
         ("forces._outside", F._outside, f"void({F2}, int64, {T3F}, {T3F}, {B1}, {I1})"),
+        ("_launch._flags_to_counts", L._flags_to_counts, f"void({B1}, int64, {I1})"),
+        ("_launch._scatter_nonzero", L._scatter_nonzero, f"void({B1}, int64, {I1}, {I1})"),
+        ("_launch._fill_f64", L._fill_f64, f"void({F1}, float64, int64)"),
+        ("grid._mark_survivors", G._mark_survivors, f"void({I1}, int64, {I1}, int64, {I1})"),
+        ("behaviours._grow", K._grow, f"void({I32}, int64, {F1}, int64, float64, {F1}, float64, {B1}, {I1})"),
+        ("behaviours._divide", K._divide,
+         f"void({I1}, int64, {F2}, {F1}, {I1}, int64, int64, int64, float64, float64, {F2}, {F1})"),
+        ("behaviours._mark_random", K._mark_random,
+         f"void({I32}, int64, {I1}, int64, int64, int64, int64, float64, {B1}, {I1})"),
+        ("behaviours._brownian", K._brownian, f"void({I32}, int64, {I1}, {F2}, int64, int64, int64, int64, float64)"),
+        ("behaviours._directed", K._directed, f"void({I32}, int64, {I1}, {F2}, int64, int64, int64, int64, float64)"),
+        ("behaviours._infection_pull", K._infection_pull,
+         f"void({I32}, int64, {I1}, int8[::1], int8[::1], {F2}, int64, {I1}, {I1}, {T3F}, {T3F}, {T3I}, {T3F}, "
+         f"{T3B}, float64, float64, int64, int64, int64)"),
+        ("behaviours._recovery", K._recovery,
+         f"void({I32}, int64, {I1}, int8[::1], int8[::1], int64, float64, float64, int64, int64, int64)"),
+        ("behaviours._copy_1d[int8]", K._copy_1d, "void(int8[::1], int64, int8[::1])"),
         ("circles._circles", C._circles,
          f"void({F2}, int64, {I1}, {I1}, {I1}, {T3F}, {T3I}, {T3B}, float64, float64, float64, {F2})"),
     ]
@@ -69,6 +87,7 @@ def _signatures():
         a2 = f"{dt}[:, ::1]"
         out.append((f"grid._gather_rows[{dt}]", G._gather_rows, f"void({a2}, {I1}, int64, {a2})"))
         out.append((f"grid._copy_rows[{dt}]", G._copy_rows, f"void({a2}, int64, {a2})"))
+        out.append((f"grid._compact_rows[{dt}]", G._compact_rows, f"void({a2}, {I1}, int64, {a2})"))
     for law, kernel in F.FORCE_KERNELS.items():
         out.append((f"forces.FORCE_KERNELS[{law!r}]", kernel,
                     f"void({T3F}, {I32}, {F2}, boolean, int64, {I1}, {I1}, {I1}, {T3F}, {T3F}, {T3I}, {T3F}, "
