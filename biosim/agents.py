@@ -267,6 +267,8 @@ class AgentTable:
         if n <= self._capacity:
             return
         cap = n if self._capacity == 0 else max(n, int(self._capacity * _GROWTH) + 16)
+        if self._backend.on_device:
+            self._check_device_room(n, cap)
         for name, arr in self._data.items():
             new = np.empty((cap,) + arr.shape[1:], dtype=arr.dtype)
             if self._where[name] != "device":
@@ -279,6 +281,27 @@ class AgentTable:
                     grown[: self._n].copy_to_device(dev[: self._n])
                 self._dev[name] = grown
         self._capacity = cap
+
+    # device memory per agent beyond its columns: the grid's cell, order and key
+    # (3 x 8 bytes), its sorted columns (5 x 8) and the force buffer (3 x 8)
+    DEVICE_EXTRA = 88
+
+    def _check_device_room(self, n, cap):
+        """Before growing to ``cap`` rows on a GPU: a MemoryError naming the
+        sizes and the device's free memory if the columns (twice: the table
+        and its scratch) and the grid's arrays would not fit, so the
+        simulation stops with its state and snapshots intact."""
+        row = sum(int(np.prod(sp.shape)) * sp.dtype.itemsize if sp.shape else sp.dtype.itemsize
+                  for sp in self._specs.values())
+        per = 2 * row + self.DEVICE_EXTRA
+        need = (cap - self._capacity) * per
+        free, total = self._backend.free_memory()
+        if total and need > free:
+            raise MemoryError(f"{self._backend.name}: {n:,} agents ({cap:,} rows with growth room) need about "
+                              f"{need / 2**30:.2f} GiB more device memory ({per} bytes per agent: "
+                              f"{len(self._specs)} columns of {row} bytes, twice, plus the grid's arrays); the "
+                              f"device has {free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB. Run fewer "
+                              f"agents, drop columns, or use device=\"cpu\"")
 
     def scratch(self, shape, dtype):
         """A shared scratch array (contents undefined) of at least the table's

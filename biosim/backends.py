@@ -178,7 +178,15 @@ class CUDABackend(CPUBackend):
         self.behaviours = behaviours
 
     def empty(self, shape, dtype):
-        return self._cuda.device_array(shape, dtype=dtype)
+        try:
+            return self._cuda.device_array(shape, dtype=dtype)
+        except Exception as e:  # the driver's out-of-memory error, named for the user
+            if "OUT_OF_MEMORY" not in str(e).upper():
+                raise
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            free, total = self.free_memory()
+            raise MemoryError(f"{self.name}: allocating {nbytes / 2**30:.2f} GiB on the device failed: out of "
+                              f"memory ({free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB)") from e
 
     def nonzero(self, flag, n):
         return self._launch.nonzero(flag, n)

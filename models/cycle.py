@@ -124,7 +124,6 @@ class CellCycle(Behaviour):
         return cls(("live",), (60 / 0.0432,), **kw)
 
     def run(self, sim, population, dt):
-        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
         t = sim.agents
         n = len(t)
         if n == 0:
@@ -134,15 +133,31 @@ class CellCycle(Behaviour):
         p_leave = -np.expm1(-dt / durations)
         nxt = ((np.arange(k) + 1) % k).astype(np.int8)
         divide_at = np.array([p == self.divide_after for p in self.phases])
+        B = sim.backend
+        if B.on_device:  # the same kernel on the device; phases out of range are counted there
+            flag = B.empty(n, np.bool_)
+            count, bad = B.behaviours.cell_cycle(
+                t.col("type", False), population.code, t.col("uid", False), t.col(self.column),
+                t.col(f"{self.column}_age"), n, dt, durations, np.array(self.fixed), p_leave, nxt, divide_at,
+                sim.seed, sim.step, self.stream, t.col("diameter"), self.growth_rate * dt, flag)
+            if bad:
+                self._check_phases(t, population, k)
+            if self.divide_after is not None and count:
+                divide_rows(sim, B.nonzero(flag, n), self.stream ^ 0x5EED)
+            return
         flag = np.empty(n, dtype=np.bool_)
         phase = t[self.column]
-        mine = phase[t.type == population.code]
+        self._check_phases(t, population, k)
+        B.behaviours.cell_cycle(t.type, population.code, t.uid, phase, t[f"{self.column}_age"], n, dt, durations,
+                                np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step, self.stream,
+                                t.diameter, self.growth_rate * dt, flag)
+        if self.divide_after is not None and flag.any():
+            divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED)
+
+    def _check_phases(self, t, population, k):
+        """A ValueError naming a value of the phase column that is no phase index."""
+        mine = t[self.column][t.type == population.code]
         if mine.size and (mine.min() < 0 or mine.max() >= k):
             bad = mine[(mine < 0) | (mine >= k)][0]
             raise ValueError(f"CellCycle: column {self.column!r} holds {bad}, not a phase index 0..{k - 1} "
                              f"({', '.join(self.phases)})")
-        K.cell_cycle(t.type, population.code, t.uid, phase, t[f"{self.column}_age"], n, dt, durations,
-                     np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step, self.stream, t.diameter,
-                     self.growth_rate * dt, flag)
-        if self.divide_after is not None and flag.any():
-            divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED)

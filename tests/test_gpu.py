@@ -355,3 +355,40 @@ def test_epidemiology_is_the_cpu_s_on_every_backend(device):
     assert np.array_equal(u0, u1) and np.array_equal(s0, s1)
     assert np.count_nonzero(s0 == 1) > 50 and np.count_nonzero(s0 == 2) > 5  # it spread, and some recovered
     np.testing.assert_allclose(_by_uid(sim)[1], _by_uid(ref)[1], rtol=0, atol=1e-11)
+
+
+@needs_cuda
+def test_outgrowing_device_memory_is_refused_before_the_state_changes(monkeypatch):
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.1, device="cuda", mechanics=None)
+    sim.add_agents("a", bs.init.uniform(50, sim.box, seed=1))
+    sim.run(1)
+    monkeypatch.setattr(sim.backend, "free_memory", lambda: (40_000, 80 * 2**30))
+    before = sim.agents.position.copy()
+    with pytest.raises(MemoryError, match=r"cuda:0: 1,050 agents .* GiB more device memory .* 0\.00 GiB free of "
+                                          r"80\.00 GiB"):
+        sim.add_agents("a", bs.init.uniform(1000, sim.box, seed=2))
+    assert len(sim.agents) == 50 and np.array_equal(sim.agents.position, before)
+
+
+def test_a_cell_cycle_with_divisions_is_the_cpu_s_on_every_backend(device):
+    from biosim import models
+
+    def make(dev):
+        sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=5, device=dev)
+        pop = sim.add_agents("c", bs.init.ball(60, 25.0, center=(50.0, 50.0, 50.0), seed=4), diameter=9.0,
+                             phase=np.int8(np.arange(60) % 3 == 0))
+        pop.behaviours += [models.CellCycle(("G1", "M"), (4.0, 3.0), fixed=(False, True), divide_after="M",
+                                            growth_rate=20.0)]
+        return sim
+
+    ref, sim = make("cpu"), make(device)
+    ref.run(6)
+    sim.run(6)
+    u0, p0 = _by_uid(ref, "phase")
+    u1, p1 = _by_uid(sim, "phase")
+    assert len(u0) > 60 and np.array_equal(u0, u1) and np.array_equal(p0, p1)
+    assert np.array_equal(_by_uid(ref, "phase_age")[1], _by_uid(sim, "phase_age")[1])
+    np.testing.assert_allclose(_by_uid(sim, "diameter")[1], _by_uid(ref, "diameter")[1], rtol=1e-14)
+    sim.agents["phase"][0] = 7
+    with pytest.raises(ValueError, match=r"CellCycle: column 'phase' holds 7, not a phase index 0\.\.1"):
+        sim.run(1)

@@ -213,3 +213,49 @@ def copy(src, n, dst):
     """dst[:n] = src[:n] (1D device arrays)."""
     if n:
         _copy_1d[launch(n)](src, int(n), dst)
+
+
+@cuda.jit
+def _cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, nxt, divide_at, seed, step, stream,
+                diameter, dv, divide, count):
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    f = False
+    if type_[i] == code:
+        k = phase[i]
+        if k < 0 or k >= durations.size:  # not a phase: counted, left alone (the caller names it)
+            cuda.atomic.add(count, 1, 1)
+            divide[i] = False
+            return
+        a = age[i] + dt
+        if fixed[k]:
+            leave = a >= durations[k]
+        else:
+            leave = p_leave[k] > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_leave[k]
+        if leave:
+            phase[i] = nxt[k]
+            age[i] = 0.0
+            f = divide_at[k]
+        else:
+            age[i] = a
+        if dv > 0.0:
+            d = diameter[i]
+            diameter[i] = cbrt(d * d * d + dv / PI_6)
+        if f:
+            cuda.atomic.add(count, 0, 1)
+    divide[i] = f
+
+
+def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, nxt, divide_at, seed, step, stream,
+               diameter, dv, divide):
+    """One interval of a cell cycle for the rows of ``code`` (see the CPU
+    twin; the per-phase tables are host arrays).  Returns (cells flagged to
+    divide, cells whose phase is not an index of ``durations``)."""
+    counts = cuda.to_device(np.zeros(2, dtype=np.int64))
+    if n:
+        tables = [cuda.to_device(np.ascontiguousarray(a)) for a in (durations, fixed, p_leave, nxt, divide_at)]
+        _cell_cycle[launch(n)](type_, int(code), uid, phase, age, int(n), float(dt), *tables, int(seed), int(step),
+                               int(stream), diameter, float(dv), divide, counts)
+    c = counts.copy_to_host()
+    return int(c[0]), int(c[1])

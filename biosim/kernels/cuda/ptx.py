@@ -80,6 +80,9 @@ def _signatures():
         ("behaviours._recovery", K._recovery,
          f"void({I32}, int64, {I1}, int8[::1], int8[::1], int64, float64, float64, int64, int64, int64)"),
         ("behaviours._copy_1d[int8]", K._copy_1d, "void(int8[::1], int64, int8[::1])"),
+        ("behaviours._cell_cycle", K._cell_cycle,
+         f"void({I32}, int64, {I1}, int8[::1], {F1}, int64, float64, {F1}, {B1}, {F1}, int8[::1], {B1}, int64, "
+         f"int64, int64, {F1}, float64, {B1}, {I1})"),
         ("circles._circles", C._circles,
          f"void({F2}, int64, {I1}, {I1}, {I1}, {T3F}, {T3I}, {T3B}, float64, float64, float64, {F2})"),
     ]
