@@ -392,3 +392,24 @@ def test_a_cell_cycle_with_divisions_is_the_cpu_s_on_every_backend(device):
     sim.agents["phase"][0] = 7
     with pytest.raises(ValueError, match=r"CellCycle: column 'phase' holds 7, not a phase index 0\.\.1"):
         sim.run(1)
+
+
+@needs_cuda
+def test_the_gpu_check_script_writes_what_it_measured(tmp_path):
+    """benchmarks/gpu_check.py at its smallest (no bench stage: no time left
+    for it): the RNG, bit-for-bit and agreement stages."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(os.path.dirname(__file__), "..",
+                                                                            "benchmarks", "gpu_check.py"))
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    out = tmp_path / "gpu_check.json"
+    gc.main(["--quick", "--skip-tests", "--budget", "0", "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["rng"]["uniform_array"]["mismatches"] == 0
+    assert r["bitwise"]["identical"] is True
+    assert all(v["same_uids"] and v["max_position_diff_um"] < 1e-9 for v in r["agreement"].values())
+    assert set(r["agreement"]) == {"circles", "mechanics", "proliferation", "epidemiology", "clustering"}
+    assert r["bench"]["circles@200"] == {"skipped": "time budget"}  # quick sizes: N / 10^4, at least 200
