@@ -26,6 +26,9 @@ class Behaviour:
 
     columns = ()
     writes = ()
+    # whether run() keeps to device kernels on a GPU backend (else it works on
+    # host copies of the columns it touches; the profile marks it "host")
+    device_ready = False
 
     def __init__(self, every=1):
         self.every = V.positive_int("every", every)

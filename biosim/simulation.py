@@ -479,13 +479,29 @@ class Simulation:
         lines = [f"biosim profile: {self.step - self._first_step} steps, {len(self.agents):,} agents now, "
                  f"{total:.3f} s in the step loop",
                  f"  {'phase':<28} {'seconds':>9} {'ms/step':>9} {'share':>7}"]
+        host = self._host_work() if self.backend.on_device else set()
         for name, sec in self.timings.items():
-            lines.append(f"  {name:<28} {sec:9.3f} {1e3 * sec / steps:9.3f} {sec / total if total else 0:7.1%}")
+            lines.append(f"  {name:<28} {sec:9.3f} {1e3 * sec / steps:9.3f} {sec / total if total else 0:7.1%}"
+                         + ("  host" if name in host else ""))
             if name == "behaviours":
                 for key, bsec in self.behaviour_timings.items():
                     lines.append(f"    {key:<26} {bsec:9.3f} {1e3 * bsec / steps:9.3f} "
-                                 f"{bsec / total if total else 0:7.1%}")
+                                 f"{bsec / total if total else 0:7.1%}" + ("  host" if key in host else ""))
+        if host:
+            lines.append(f"  ({self.device}: \"host\" marks work that runs on host copies of the columns)")
         return "\n".join(lines)
+
+    def _host_work(self):
+        """On a GPU backend: the phases and behaviours (profile keys) that run
+        on the host copies of the columns, not on device kernels."""
+        host = {"actions", "output"}
+        if self.substances:
+            host.add("substances")
+        for pop in self.populations.values():
+            for b in pop.behaviours:
+                if not b.device_ready:
+                    host.add(f"{pop.name}.{b.label}")
+        return host
 
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, path):

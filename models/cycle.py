@@ -41,6 +41,8 @@ class CellCycle(Behaviour):
     every : int, default 1
     """
 
+    device_ready = True
+
     def __init__(self, phases, durations, fixed=False, divide_after="", growth_rate=0.0, column="phase",
                  every=1):
         super().__init__(every)

@@ -16,6 +16,8 @@ class Apoptosis(Behaviour):
     every : int, default 1
     """
 
+    device_ready = True
+
     def __init__(self, rate, every=1):
         super().__init__(every)
         self.rate = V.positive("rate", rate, allow_zero=True)

@@ -72,6 +72,8 @@ class Infection(Behaviour):
         susceptible ("default").
     """
 
+    device_ready = True
+
     STATES = ("susceptible", "infected", "recovered")
 
     def __init__(self, rate, radius, recovery=0.0, immunity_loss=0.0, column="state", every=1, search="auto",

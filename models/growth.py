@@ -38,6 +38,10 @@ class GrowthDivision(SubstanceBehaviour):
     """
 
     columns = (("parent", np.int64, -1, ()),)
+
+    @property
+    def device_ready(self):
+        return self._sub is None  # substance-limited growth samples the substance on the host
     writes = ("diameter", "position", "parent")
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,

@@ -22,6 +22,7 @@ class RandomWalk(Behaviour):
     """
 
     writes = ("position",)
+    device_ready = True
 
     def __init__(self, diffusion=None, speed=None, every=1):
         super().__init__(every)

@@ -413,3 +413,19 @@ def test_the_gpu_check_script_writes_what_it_measured(tmp_path):
     assert all(v["same_uids"] and v["max_position_diff_um"] < 1e-9 for v in r["agreement"].values())
     assert set(r["agreement"]) == {"circles", "mechanics", "proliferation", "epidemiology", "clustering"}
     assert r["bench"]["circles@200"] == {"skipped": "time budget"}  # quick sizes: N / 10^4, at least 200
+
+
+def test_the_profile_marks_the_work_left_on_the_host(device):
+    from biosim import models
+
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.5, seed=1, device=device)
+    oxygen = sim.add_substance("oxygen", diffusion=100.0, decay=0.1, spacing=20.0, initial=1.0)
+    pop = sim.add_agents("t", bs.init.ball(30, 20.0, center=(50.0, 50.0, 50.0), seed=1))
+    pop.behaviours += [models.GrowthDivision(growth_rate=10.0, division_diameter=14.0), models.Chemotaxis(oxygen, 0.5)]
+    sim.run(2)
+    lines = {line.split()[0]: line for line in sim.profile().splitlines()[2:] if line.strip()}
+    if device == "cpu":
+        assert "host" not in sim.profile()
+    else:
+        assert lines["t.Chemotaxis"].endswith("host") and lines["substances"].endswith("host")
+        assert not lines["t.GrowthDivision"].endswith("host") and not lines["mechanics"].endswith("host")

@@ -20,6 +20,7 @@ def _circles_behaviour():
         vectors to its neighbours closer than r (µm)."""
 
         writes = ("position",)
+        device_ready = True
 
         def __init__(self, radius=CIRCLES_RADIUS, strength=CIRCLES_STRENGTH, every=1):
             super().__init__(every)
