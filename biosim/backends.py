@@ -98,8 +98,9 @@ class CPUBackend:
     on_device = False
 
     def __init__(self):
-        from .kernels.cpu import behaviours, circles, forces, grid, rng
+        from .kernels.cpu import behaviours, circles, diffusion, forces, grid, rng
 
+        self.diffusion = diffusion
         self.grid = grid
         self.forces = forces
         self.rng = rng
@@ -164,7 +165,7 @@ class CUDABackend(CPUBackend):
     def __init__(self, index=0):
         from numba import cuda
 
-        from .kernels.cuda import _launch, behaviours, circles, forces, grid, rng
+        from .kernels.cuda import _launch, behaviours, circles, diffusion, forces, grid, rng
 
         self.index = index
         self.name = f"cuda:{index}"
@@ -176,6 +177,7 @@ class CUDABackend(CPUBackend):
         self.rng = rng
         self.circles = circles
         self.behaviours = behaviours
+        self.diffusion = diffusion
 
     def empty(self, shape, dtype):
         try:

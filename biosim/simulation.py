@@ -495,8 +495,6 @@ class Simulation:
         """On a GPU backend: the phases and behaviours (profile keys) that run
         on the host copies of the columns, not on device kernels."""
         host = {"actions", "output"}
-        if self.substances:
-            host.add("substances")
         for pop in self.populations.values():
             for b in pop.behaviours:
                 if not b.device_ready:

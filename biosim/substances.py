@@ -160,6 +160,10 @@ class Substance:
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
+        self._dev = None  # GPU backends: the grid on the device (and its spare for the explicit solver)
+        self._dev_spare = None
+        self._dev_where = "host"  # which copy is current: "host", "device" or "both"
+        self._lod_dev = None  # the LOD factors on the device, for the key of _lod_cache
 
     # -- set-up ---------------------------------------------------------------
     def _faces(self, boundary, periodic):
@@ -216,15 +220,45 @@ class Substance:
     # -- public ---------------------------------------------------------------
     @property
     def concentration(self):
-        """The live (nx, ny, nz) array of concentrations (a view: writes take effect)."""
+        """The live (nx, ny, nz) array of concentrations (a view: writes take
+        effect; on a GPU backend it is the host copy, brought up to date when
+        read and sent back to the device before the next diffusion step)."""
+        self._to_host()
+        self._dev_where = "host"
         return self._c
 
     @concentration.setter
     def concentration(self, value):
+        self._to_host()
         self._c[...] = value
+        self._dev_where = "host"
+
+    def _to_host(self):
+        """Bring the host copy up to date if the device holds a newer grid."""
+        if self._dev_where == "device":
+            self._dev.copy_to_host(self._c)
+            self._dev_where = "both"
+
+    def _current(self):
+        """The host grid, up to date, for reading only (writers, checkpoints:
+        unlike ``concentration`` it does not count as changed, so it is not
+        sent back to the device)."""
+        self._to_host()
+        return self._c
+
+    def _device_grid(self):
+        """The grid on the device, uploaded first if the host copy is newer."""
+        if self._dev is None:
+            self._dev = self.sim.backend.empty(self._c.shape, np.float64)
+            self._dev_where = "host"
+        if self._dev_where == "host":
+            self._dev.copy_to_device(self._c)
+        self._dev_where = "device"
+        return self._dev
 
     def total(self):
         """Total amount: sum of concentration times voxel volume."""
+        self._to_host()
         return float(self._c.sum() * self.voxel_volume)
 
     @property
@@ -244,6 +278,7 @@ class Substance:
         rows = np.arange(len(p))
         value = np.empty(len(p))
         grad = np.empty((len(p), 3))
+        self._to_host()
         K.sample(self._c, self.lower, self.spacing, self.periodic, p, rows, value, grad, bool(gradient))
         return (value, grad) if gradient else value
 
@@ -396,6 +431,9 @@ class Substance:
         solver, its start for the explicit one)."""
         queued = self._source_sums()
         try:
+            if self.sim.backend.on_device:
+                self._advance_device(dt, time, queued)
+                return
             n, h = self.substeps(dt)
             decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
             timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
@@ -428,6 +466,76 @@ class Substance:
         finally:
             if queued is not None:
                 self._clear_sources(queued)
+
+    def _advance_device(self, dt, time, queued):
+        """advance() on a GPU backend: the same sub-steps with the device's
+        kernels on the device grid.  The sources' per-voxel sums (a few
+        voxels: those agents touched) and the boundary values (face-sized)
+        are what goes to the device."""
+        B = self.sim.backend
+        KD = B.diffusion
+        n, h = self.substeps(dt)
+        decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
+        timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
+        c = self._device_grid()
+        if queued is not None:
+            voxels, sums, used = queued
+            dvox = B.to_device(voxels)
+            terms = [B.to_device(sums[k][voxels] if used[k] else np.zeros(1)) for k in range(4)]
+        bounds = None
+        if self.diffusion > 0 and not timed:
+            bounds = self._device_bounds(time)
+        if self.solver == "explicit" and self.diffusion > 0 and self._dev_spare is None:
+            self._dev_spare = B.empty(self._c.shape, np.float64)
+        cur, other = c, self._dev_spare
+        for sub in range(n):
+            flat = cur.reshape(cur.size)
+            if queued is not None:
+                KD.apply_sources(flat, dvox, *terms, used, float(n))
+            if decay != 1.0:
+                KD.scale(flat, decay)
+            if self.diffusion == 0:
+                continue
+            if timed:  # as advance(): the end of the sub-step (implicit), its start (explicit)
+                bounds = self._device_bounds(time + (sub + 1) * h if self.solver == "implicit" else time + sub * h)
+            if self.solver == "explicit":
+                KD.ftcs_step(cur, other, self.diffusion, self.spacing, h, *bounds[3:])
+                cur, other = other, cur
+            else:
+                self._lod_device(cur, h, *bounds[:3])
+        if cur is not c:  # the device grid stays the same array
+            c.copy_to_device(cur)
+        self._dev_where = "device"
+
+    def _device_bounds(self, time):
+        """(btype, bflux, dval) on the host, then the same on the device."""
+        btype, bflux, dval = self._boundary_arrays(time)
+        B = self.sim.backend
+        return (btype, bflux, dval, B.to_device(btype), B.to_device(bflux), *(B.to_device(d) for d in dval))
+
+    def _lod_device(self, c, dt, btype, bflux, dval):
+        """One LOD step on the device grid ``c``: x, y, then z sweeps, one
+        thread per line; the Thomas factors go to the device once per
+        (dt, diffusion, faces), the boundary terms (face-sized) per step."""
+        B = self.sim.backend
+        factors = self._lod_factors(dt, btype)
+        if self._lod_dev is None or self._lod_dev[0] is not self._lod_cache:
+            self._lod_dev = (self._lod_cache, [tuple(B.to_device(a) for a in f[1:4]) for f in factors])
+        nx, ny, nz = self.shape
+        views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
+        faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
+        for axis, ((r, _, _, _, vr, zden, zero), (cp, inv, zz)) in enumerate(zip(factors, self._lod_dev[1])):
+            blo, bhi = btype[2 * axis], btype[2 * axis + 1]
+            adds = []
+            for side, b in ((0, blo), (1, bhi)):
+                if b == 1:
+                    adds.append((2.0 * r) * dval[axis][side].reshape(faces[axis]))
+                elif b == 0 and bflux[2 * axis + side] != 0.0:
+                    adds.append(np.full(faces[axis], dt * bflux[2 * axis + side] / self.spacing))
+                else:
+                    adds.append(zero)
+            B.diffusion.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2,
+                                  *(B.to_device(np.ascontiguousarray(a)) for a in adds))
 
     def _lod_factors(self, dt, btype):
         """Per axis: the Thomas factors of the line system for this ``dt``,

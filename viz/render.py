@@ -37,7 +37,7 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
             raise ValueError(f"step {step!r}: a live simulation shows its current step {source.step}")
         t = source.agents
         agents = {c: t[c].copy() for c in t.columns}
-        subs = {n: (s.concentration.copy(), s.spacing, s.lower) for n, s in source.substances.items()}
+        subs = {n: (s._current().copy(), s.spacing, s.lower) for n, s in source.substances.items()}
         pops = [p.name for p in sorted(source.populations.values(), key=lambda p: p.code)]
         return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time)
     if not isinstance(source, Run):

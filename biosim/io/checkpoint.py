@@ -214,7 +214,7 @@ def save(sim, path):
             g.create_dataset(name, data=sim.agents[name])
         g = f.create_group("substances")
         for name, sub in sim.substances.items():
-            g.create_dataset(name, data=sub.concentration)
+            g.create_dataset(name, data=sub._current())
         g = f.create_group("records")
         for name, rec in sim.records.items():
             r = g.create_group(name)

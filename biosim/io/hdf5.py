@@ -367,7 +367,7 @@ class HDF5Writer:
         for name, ds in self._grids.items():
             if ds.shape[0] < k + 1:
                 ds.resize(k + 1, axis=0)
-            ds[k] = sim.substances[name].concentration
+            ds[k] = sim.substances[name]._current()
             ds.flush()
         snaps = self._file["snapshots"]
         for name, value in zip(_INDEX, (sim.step, sim.time, n)):

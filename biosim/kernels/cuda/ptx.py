@@ -35,6 +35,7 @@ def _signatures():
     from . import _launch as L
     from . import behaviours as K
     from . import circles as C
+    from . import diffusion as D
     from . import forces as F
     from . import grid as G
     from . import rng as R
@@ -83,6 +84,13 @@ def _signatures():
         ("behaviours._cell_cycle", K._cell_cycle,
          f"void({I32}, int64, {I1}, int8[::1], {F1}, int64, float64, {F1}, {B1}, {F1}, int8[::1], {B1}, int64, "
          f"int64, int64, {F1}, float64, {B1}, {I1})"),
+        ("diffusion._ftcs", D._ftcs, f"void(float64[:, :, ::1], float64[:, :, ::1], float64, float64, float64, "
+                                     f"float64, {I1}, {F1}, float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1])"),
+        ("diffusion._lod_lines", D._lod_lines, f"void(float64[:, :, ::1], float64, {F1}, {F1}, {F1}, float64, float64, "
+                                               f"boolean, {F2}, {F2})"),
+        ("diffusion._apply_sources", D._apply_sources,
+         f"void({F1}, {I1}, int64, {F1}, {F1}, {F1}, {F1}, boolean, boolean, boolean, boolean, float64)"),
+        ("diffusion._scale", D._scale, f"void({F1}, int64, float64)"),
         ("circles._circles", C._circles,
          f"void({F2}, int64, {I1}, {I1}, {I1}, {T3F}, {T3I}, {T3B}, float64, float64, float64, {F2})"),
     ]
