@@ -109,7 +109,25 @@ def test_soak_tiny():
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
-        "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py"}
+        "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
+        "gpu_check.py"}  # gpu_check's test: tests/test_gpu.py
+
+
+def test_bench_on_the_gpu_prints_its_row_and_the_ratio_to_the_cpu():
+    """`biosim bench --device cuda` (under the simulator where there is no
+    GPU): a "gpu" row after the CPU rows, its ratio to the CPU, and FLAME GPU
+    2's published circles figures beside biosim's."""
+    from conftest import CUDA
+
+    if not CUDA:
+        pytest.skip("numba-cuda not installed")
+    out = subprocess.run([sys.executable, "-m", "biosim.cli", "bench", "--device", "cuda", "--scenario", "circles",
+                          "--agents", "300", "--threads", "1", "--steps", "1", "--no-baseline", "--out", ""],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"^\s+300\s+1\s", out.stdout, re.M) and re.search(r"^\s+300 gpu\s", out.stdout, re.M)
+    assert re.search(r"cuda:0 is [0-9.]+x the CPU with 1 thread\(s\)", out.stdout)
+    assert "FLAME GPU 2 (published, 10^6 agents): H100 PCIe 2.12 ms/step, H100 NVL 1.84 ms/step" in out.stdout
 
 
 @pytest.mark.slow

@@ -526,6 +526,29 @@ FORCE_KERNELS = {  # (law, periodic, typed adhesion)
 LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2}
 
 
+@njit(cache=True, inline="always")
+def coincident_push(law, ui, uj, di, dj, p0, p1, p2, seed, step):
+    """The push on the agent of uid ``ui`` from one whose centre coincides
+    with its own (uid ``uj``): a direction drawn from the counter-based
+    generator keyed by the pair's uids, opposite for the two; BioDynaMo's law
+    (``law`` 2) pushes with a U(-3, 3)^3 force, the others (0 soft sphere,
+    1 PhysiCell) with the law at r = 0.  Shared by the CPU and GPU kernels."""
+    a = min(ui, uj)
+    b = max(ui, uj)
+    sign = 1.0 if ui == a else -1.0
+    key = _COINCIDENT_STREAM ^ b
+    if law == 2:
+        return (sign * (6.0 * uniform(seed, a, step, key, 0) - 3.0),
+                sign * (6.0 * uniform(seed, a, step, key, 1) - 3.0),
+                sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0))
+    if law == 0:
+        f = sign * soft_sphere_law(0.0, di, dj, p0, p1, p2)
+    else:
+        f = sign * physicell_law(0.0, di, dj, p0, p1, p2)
+    ex, ey, ez = unit_vector(seed, a, step, key, 0)
+    return f * ex, f * ey, f * ez
+
+
 @njit(cache=True, parallel=True)
 def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, cell_start, order, lower, inv_h,
                       dims, length, periodic, cutoff, seed, step, force):
@@ -575,24 +598,12 @@ def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, ce
                         dz = min_image(zi - pos[j, 2], length[2], periodic[2])
                         if dx * dx + dy * dy + dz * dz > _TINY2:
                             continue
-                        a = min(uid[i], uid[j])
-                        b = max(uid[i], uid[j])
-                        sign = 1.0 if uid[i] == a else -1.0
-                        key = _COINCIDENT_STREAM ^ b
-                        if law == 2:
-                            fx += sign * (6.0 * uniform(seed, a, step, key, 0) - 3.0)
-                            fy += sign * (6.0 * uniform(seed, a, step, key, 1) - 3.0)
-                            fz += sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0)
-                            continue
                         p1 = table[types[i], types[j]] if typed else params[1]
-                        if law == 0:
-                            f = sign * soft_sphere_law(0.0, diam[i], diam[j], params[0], p1, params[2])
-                        else:
-                            f = sign * physicell_law(0.0, diam[i], diam[j], params[0], p1, params[2])
-                        ex, ey, ez = unit_vector(seed, a, step, key, 0)
-                        fx += f * ex
-                        fy += f * ey
-                        fz += f * ez
+                        gx, gy, gz = coincident_push(law, uid[i], uid[j], diam[i], diam[j], params[0], p1,
+                                                     params[2], seed, step)
+                        fx += gx
+                        fy += gy
+                        fz += gz
         force[i, 0] += fx
         force[i, 1] += fy
         force[i, 2] += fz

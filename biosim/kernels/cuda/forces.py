@@ -17,19 +17,17 @@ import numpy as np
 from numba import cuda
 
 from ..cpu import forces as _cpu
-from ..cpu.forces import (_COINCIDENT_STREAM, _TINY2, biodynamo_over_r, physicell_law,
-                          physicell_over_r, soft_sphere_law, soft_sphere_over_r, wrap_coordinate,
-                          x_chunks)
+from ..cpu.forces import (_TINY2, biodynamo_over_r, coincident_push, physicell_over_r, soft_sphere_over_r,
+                          wrap_coordinate, x_chunks)
 from ..cpu.grid import min_image, stencil_axis, wrap
-from ..cpu.rng import uniform, unit_vector
-from ._launch import launch, counter, portable, read, t3
+from ._launch import counter, launch, portable, read, t3
 
 _capped_move = portable(_cpu._capped_move)
 
 LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2}
 
 
-def _make_forces(law_over_r, law_at_zero, law):
+def _make_forces(law_over_r, law):
     @cuda.jit
     def kernel(params, types, table, typed, n, cell, cell_start, order, lower, inv_h, dims, length, periodic,
                cutoff, cols, uid, seed, step, force):
@@ -91,21 +89,11 @@ def _make_forces(law_over_r, law_at_zero, law):
                             fz += w * dz
                             continue
                         # coincident centres: a direction keyed by the pair's uids, opposite for the two
-                        uj = uid[order[r]]
-                        a = min(ui, uj)
-                        b = max(ui, uj)
-                        sign = 1.0 if ui == a else -1.0
-                        key = _COINCIDENT_STREAM ^ b
-                        if law == 2:
-                            gx += sign * (6.0 * uniform(seed, a, step, key, 0) - 3.0)
-                            gy += sign * (6.0 * uniform(seed, a, step, key, 1) - 3.0)
-                            gz += sign * (6.0 * uniform(seed, a, step, key, 2) - 3.0)
-                        else:
-                            f = sign * law_at_zero(0.0, di, cols[3, r], p0, pj, p2)
-                            ex, ey, ez = unit_vector(seed, a, step, key, 0)
-                            gx += f * ex
-                            gy += f * ey
-                            gz += f * ez
+                        px, py, pz = coincident_push(law, ui, uid[order[r]], di, cols[3, r], p0, pj, p2, seed,
+                                                     step)
+                        gx += px
+                        gy += py
+                        gz += pz
         force[i, 0] = fx + gx
         force[i, 1] = fy + gy
         force[i, 2] = fz + gz
@@ -114,9 +102,9 @@ def _make_forces(law_over_r, law_at_zero, law):
 
 
 FORCE_KERNELS = {
-    "soft_sphere": _make_forces(soft_sphere_over_r, soft_sphere_law, 0),
-    "physicell": _make_forces(physicell_over_r, physicell_law, 1),
-    "biodynamo": _make_forces(biodynamo_over_r, soft_sphere_law, 2),
+    "soft_sphere": _make_forces(soft_sphere_over_r, 0),
+    "physicell": _make_forces(physicell_over_r, 1),
+    "biodynamo": _make_forces(biodynamo_over_r, 2),
 }
 
 
