@@ -421,6 +421,20 @@ class AgentTable:
         return out
 
     # -- births and deaths -------------------------------------------------------
+    def _daughter_order(self, dead):
+        """The queued daughters in commit order: by parent uid, requesting
+        behaviour, request order; those whose mother is in ``dead`` (sorted
+        uids, or None) dropped.  Parent uids queued on the device (a few) are
+        brought to the host for it."""
+        B = self._backend
+        parents = np.concatenate([np.asarray(B.to_host(b[0]), dtype=np.int64) for b in self._births])
+        requester = np.concatenate([np.full(len(b[0]), b[2], dtype=np.int64) for b in self._births])
+        seq = np.concatenate([np.full(len(b[0]), b[3], dtype=np.int64) for b in self._births])
+        order = np.lexsort((seq, requester, parents))
+        if dead is not None:
+            order = order[~np.isin(parents[order], dead)]
+        return order
+
     def _commit_device(self):
         """commit() on a GPU backend, in the same order: the dead uids (few)
         go to the device, which removes their rows by a scan of the survival
@@ -449,12 +463,7 @@ class AgentTable:
                         K.copy_rows(tmp, kept, flat)
                 self._n = kept
         if self._births:
-            parents = np.concatenate([np.asarray(B.to_host(b[0]), dtype=np.int64) for b in self._births])
-            requester = np.concatenate([np.full(len(b[0]), b[2], dtype=np.int64) for b in self._births])
-            seq = np.concatenate([np.full(len(b[0]), b[3], dtype=np.int64) for b in self._births])
-            order = np.lexsort((seq, requester, parents))  # by parent uid, requester, request order
-            if dead is not None:
-                order = order[~np.isin(parents[order], dead)]
+            order = self._daughter_order(dead)
             m = order.size
             start = self._n
             self.reserve(start + m)
@@ -534,12 +543,7 @@ class AgentTable:
                     arr[:n_new] = arr[: self._n][keep]
                 self._n = n_new
         if self._births:
-            parents = np.concatenate([b[0] for b in self._births])
-            requester = np.concatenate([np.full(b[0].size, b[2], dtype=np.int64) for b in self._births])
-            seq = np.concatenate([np.full(b[0].size, b[3], dtype=np.int64) for b in self._births])
-            order = np.lexsort((seq, requester, parents))  # by parent uid, requester, request order
-            if dead is not None:
-                order = order[~np.isin(parents[order], dead)]
+            order = self._daughter_order(dead)
             m = order.size
             start = self._n
             self.reserve(start + m)
