@@ -12,8 +12,10 @@ Stages, in order of importance, each written to the JSON as it finishes
    (mismatching uniforms; largest normal and unit-vector differences);
 3. ``bitwise``: two GPU runs of the same script with block sizes 128 and
    256 compared bit for bit (mechanics, periodic box, 10^5 agents);
-4. ``agreement``: CPU against GPU on 10^5 agents of each bench model
-   (the same uids and births; largest position difference after a few steps);
+4. ``agreement``: CPU against GPU on 10^5 agents of each bench model,
+   physicell_template's substances, secretion, uptake, substance-limited
+   growth and necrosis included (not with ``--quick``); the same uids and
+   births; largest position difference after a few steps;
 5. ``bench``: ``biosim bench --device cuda`` rows (ms per step by phase,
    agent-updates per second, device bytes per agent) for circles,
    mechanics, proliferation, epidemiology, clustering and
@@ -115,11 +117,14 @@ def stage_bitwise(n):
             "identical": bool(np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1]))}
 
 
-def stage_agreement(n, steps):
+def stage_agreement(n, steps, quick=False):
     from biosim.bench import SCENARIOS
 
     out = {}
-    for name in ("circles", "mechanics", "proliferation", "epidemiology", "clustering"):
+    names = ("circles", "mechanics", "proliferation", "epidemiology", "clustering")
+    if not quick:  # its grids hold ~10^5 voxels: minutes under the simulator, milliseconds on a GPU
+        names += ("physicell_template",)
+    for name in names:
         res = {}
         for dev in ("cpu", "cuda"):
             os.environ["BIOSIM_DEVICE"] = dev
@@ -216,7 +221,7 @@ def main(argv=None):
     stages = [("tests", lambda: stage_tests(a.quick), a.skip_tests),
               ("rng", lambda: stage_rng(2000 if a.quick else 10**7), False),
               ("bitwise", lambda: stage_bitwise(300 if a.quick else 10**5), False),
-              ("agreement", lambda: stage_agreement(300 if a.quick else 10**5, 2 if a.quick else 5), False)]
+              ("agreement", lambda: stage_agreement(300 if a.quick else 10**5, 2 if a.quick else 5, a.quick), False)]
     for name, fn, skip in stages:
         if skip:
             continue

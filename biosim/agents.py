@@ -239,7 +239,11 @@ class AgentTable:
     def set_type(self, rows, code):
         """Move the agents at ``rows`` into the population of type ``code``
         (the engine's own way to change the read-only type column, e.g. for
-        differentiation)."""
+        differentiation).  On a GPU backend ``rows`` may be a device array:
+        the device copy is changed there."""
+        if hasattr(rows, "copy_to_host"):
+            self._backend.behaviours.assign(self.col("type"), rows, code)
+            return
         self._to_host("type")
         self._where["type"] = "host"
         self._data["type"][: self._n][rows] = code

@@ -140,6 +140,14 @@ class CPUBackend:
         """A float64 array of n entries equal to value."""
         return np.full(n, float(value))
 
+    def take(self, a, idx):
+        """a[idx] for a 1D array and int64 indices (a new array)."""
+        return a[idx]
+
+    def rows_of_type(self, agents, code):
+        """Rows (int64, increasing) of the agents whose type is ``code``."""
+        return self.behaviours.where_equal(agents.col("type", False), len(agents), code)
+
     def synchronize(self):
         """Wait for the kernels launched so far (a no-op on the CPU)."""
 
@@ -165,7 +173,7 @@ class CUDABackend(CPUBackend):
     def __init__(self, index=0):
         from numba import cuda
 
-        from .kernels.cuda import _launch, behaviours, circles, diffusion, forces, grid, rng
+        from .kernels.cuda import _launch, behaviours, circles, diffusion, forces, grid, rng, rules
 
         self.index = index
         self.name = f"cuda:{index}"
@@ -178,6 +186,7 @@ class CUDABackend(CPUBackend):
         self.circles = circles
         self.behaviours = behaviours
         self.diffusion = diffusion
+        self.rules = rules
 
     def empty(self, shape, dtype):
         try:
@@ -196,8 +205,18 @@ class CUDABackend(CPUBackend):
     def full(self, n, value):
         return self._launch.full(n, value)
 
+    def take(self, a, idx):
+        m = len(idx)
+        out = self.empty(m, a.dtype)
+        if m:
+            self.grid.gather_rows(a.reshape(a.size, 1), idx, m, out.reshape(m, 1))
+        return out
+
     def zeros(self, shape, dtype):
-        return self._cuda.to_device(np.zeros(shape, dtype=dtype))
+        """A device array of zeros, set on the device (nothing crosses the bus)."""
+        a = self.empty(shape, dtype)
+        self._launch.zero(a)
+        return a
 
     def to_device(self, a):
         return self._cuda.to_device(np.ascontiguousarray(a))

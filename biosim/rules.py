@@ -42,13 +42,14 @@ message.
 """
 import ast
 import inspect
+import math
 import textwrap
 
 import numpy as np
 from numba import njit
 
 from .behaviour import Behaviour, divide_rows
-from .kernels.cpu.diffusion import gradient, trilinear
+from .kernels.cpu.diffusion import gradient_at_row, value_at_row
 
 _GRID = ["_cell_start", "_order", "_lower", "_inv_h", "_dims", "_length", "_periodic"]
 _CTX_VALUES = {"dt": "_dt", "step": "_step", "time": "_time"}
@@ -144,7 +145,7 @@ class _Rewrite(ast.NodeTransformer):
                 continue
         """)).body
         if self.nb_distance:
-            prologue += ast.parse("_nd = np.sqrt(_nd2)").body
+            prologue += ast.parse("_nd = _sqrt(_nd2)").body
         # the grid walk: runs of cell members around the agent, in a fixed order
         loop = ast.parse(textwrap.dedent(f"""
             _brk = False
@@ -184,8 +185,8 @@ class _Rewrite(ast.NodeTransformer):
         return self.substances.index(name)
 
     def _here(self, k):
-        return [ast.Name(f"_g{k}", ast.Load()), ast.Name(f"_gl{k}", ast.Load()), ast.Name(f"_gh{k}", ast.Load()),
-                ast.Name(f"_gp{k}", ast.Load()), ast.Name("_pos", ast.Load()), ast.Name("_i", ast.Load())]
+        return [ast.Name(f"{p}{k}", ast.Load()) for p in ("_g", "_gs", "_gl", "_gh", "_gp")] + [
+            ast.Name("_pos", ast.Load()), ast.Name("_i", ast.Load())]
 
     def visit_Expr(self, node):
         call = node.value
@@ -361,7 +362,7 @@ class RuleDefinition:
         return [f"_c_{c}" for c in self._used] + [f"_n_{c}" for c in self._nb_used]
 
     def _grid_params(self):
-        return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gl", "_gh", "_gp", "_sec")]
+        return [f"{p}{k}" for k in range(len(self.substances)) for p in ("_g", "_gs", "_gl", "_gh", "_gp", "_sec")]
 
     def __call__(self, every=1):
         return AgentRule(self, every)
@@ -371,13 +372,18 @@ class RuleDefinition:
 
 
 class AgentRule(Behaviour):
-    """A compiled agent rule attached to one population (see module doc)."""
+    """A compiled agent rule attached to one population (see module doc).
+    On a GPU backend the same generated body runs as a CUDA device
+    function, one thread per agent (:mod:`biosim.kernels.cuda.rules`)."""
+
+    device_ready = True
 
     def __init__(self, definition, every=1):
         super().__init__(every)
         self.definition = definition
         self.writes = definition.writes
         self._kernel = None
+        self._gpu_kernel = None
 
     @property
     def label(self):
@@ -398,34 +404,73 @@ class AgentRule(Behaviour):
                                  f"{', '.join(sim.agents.columns)} (declare new ones with "
                                  f"agent_rule(columns={{{col!r}: ('float64', 0.0)}}))")
         super().attach(sim, population)
-        self._kernel = _compile(d)
+        if not sim.backend.on_device:
+            self._kernel = _compile(d)
+
+    def _arguments(self, sim, population, dt, gpu):
+        """(head, walk, cols, divide, die, secreted): the kernel's arguments
+        where the backend's kernels live.  ``gpu``: the GPU kernel's form
+        (the grid's small vectors as tuples, passed by value)."""
+        B = sim.backend
+        t = sim.agents
+        n = len(t)
+        d = self.definition
+        if d.radius is not None:  # first: building the grid may reorder the rows
+            walk = list(sim._neighbour_grid(d.radius).device_args()[1:8])
+        else:
+            walk = [B.zeros(2, np.int64), B.zeros(1, np.int64 if gpu else np.int32), sim.box.lower, np.zeros(3),
+                    np.ones(3, dtype=np.int64), sim.box.length, np.zeros(3, dtype=np.bool_)]
+        if gpu:
+            walk[2:] = [tuple(float(x) for x in walk[2]), tuple(float(x) for x in walk[3]),
+                        tuple(int(x) for x in walk[4]), tuple(float(x) for x in walk[5]),
+                        tuple(bool(x) for x in walk[6])]
+        pos = t.col("position", "position" in d.writes)
+        if d.radius is not None and "position" in d.writes:
+            pos = _copy(B, pos)  # neighbours are seen where they were at the interval's start
+        divide = B.zeros(n, np.bool_)
+        die = B.zeros(n, np.bool_)
+        cols = [t.col(c, c in d.writes) for c in d._used]
+        # neighbours' values of the columns this rule writes come from a copy taken
+        # before the pass: every agent sees the interval's start (thread-count independent)
+        cols += [_copy(B, t.col(c, False)) if c in d.writes else t.col(c, False) for c in d._nb_used]
+        secreted = [B.zeros(n, np.float64) for _ in self._subs]
+        for sub, sec in zip(self._subs, secreted):
+            grid = sub._device_grid(write=False) if B.on_device else sub._c
+            lower = tuple(float(x) for x in sub.lower) if gpu else sub.lower
+            # the shape: a tuple on the GPU (passed by value); an array on the CPU
+            # (numba's parallel loops refuse a tuple nested in the columns' tuple)
+            shape = tuple(int(x) for x in sub.shape) if gpu else np.array(sub.shape, dtype=np.int64)
+            cols += [grid.reshape(grid.size), shape, lower, sub.spacing, sub.periodic, sec]
+        head = (t.col("type", False), population.code, n, t.col("uid", False), dt, sim.step, sim.time, sim.seed,
+                self.stream, divide, die, pos)
+        return head, walk, cols, divide, die, secreted
 
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)
         if n == 0:
             return
-        d = self.definition
-        if d.radius is not None:  # first: building the grid may reorder the rows
-            grid = sim._neighbour_grid(d.radius)
-            walk = grid.kernel_args()[:7]
+        B = sim.backend
+        head, walk, cols, divide, die, secreted = self._arguments(sim, population, dt, B.on_device)
+        if B.on_device:
+            self._run_gpu(sim, head, walk, cols)
         else:
-            walk = (np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32), sim.box.lower, np.zeros(3),
-                    np.ones(3, dtype=np.int64), sim.box.length, np.zeros(3, dtype=np.bool_))
-        pos = t.position
-        if d.radius is not None and "position" in d.writes:
-            pos = pos.copy()  # neighbours are seen where they were at the interval's start
-        divide = np.zeros(n, dtype=np.bool_)
-        die = np.zeros(n, dtype=np.bool_)
-        cols = [t[c] for c in d._used]
-        # neighbours' values of the columns this rule writes come from a copy taken
-        # before the pass: every agent sees the interval's start (thread-count independent)
-        cols += [t[c].copy() if c in d.writes else t[c] for c in d._nb_used]
-        secreted = [np.zeros(n) for _ in self._subs]
-        for sub, sec in zip(self._subs, secreted):
-            cols += [sub.concentration, sub.lower, sub.spacing, sub.periodic, sec]
-        call = (t.type, population.code, n, t.uid, dt, sim.step, sim.time, sim.seed, self.stream, divide, die, pos,
-                tuple(walk), tuple(cols))
+            self._run_cpu(head + (tuple(walk), tuple(cols)))
+        for sub, sec in zip(self._subs, secreted):  # amounts released this interval
+            rows = B.diffusion.nonzero_values(sec, n)
+            if len(rows):
+                added = B.empty(len(rows), np.float64)
+                B.diffusion.take_divided(sec, rows, sub.voxel_volume, added)
+                sub.queue(rows, added=added)
+        dead = B.nonzero(die, n)
+        if len(dead):
+            t.request_deaths(t.take_column("uid", dead))
+        dividing = B.nonzero(divide, n)  # the kernel cleared the flag of dying agents
+        if len(dividing):
+            divide_rows(sim, dividing, self.stream ^ 0x5EED)
+
+    def _run_cpu(self, call):
+        d = self.definition
         try:
             try:
                 self._kernel(*call)
@@ -443,29 +488,97 @@ class AgentRule(Behaviour):
             from numba.core.errors import NumbaError
 
             if isinstance(e, NumbaError):
-                msg = str(e).strip().splitlines()
-                short = "\n".join(line for line in msg[:12] if line.strip())
-                raise TypeError(f"agent rule {self.definition.name!r} could not be compiled by numba:\n{short}\n"
-                                f"(rule body as compiled:\n{self.definition._source})") from None
+                raise TypeError(f"agent rule {d.name!r} could not be compiled by numba:\n{_short(e)}\n"
+                                f"(rule body as compiled:\n{d._source})") from None
             raise
-        for sub, sec in zip(self._subs, secreted):  # amounts released this interval
-            rows = np.flatnonzero(sec)
-            if rows.size:
-                sub.queue(rows, added=sec[rows] / sub.voxel_volume)
-        if die.any():
-            t.request_deaths(t.uid[die])
-        if divide.any():
-            divide_rows(sim, np.flatnonzero(divide & ~die), self.stream ^ 0x5EED)
+
+    def _gpu_names(self):
+        d = self.definition
+        return _GRID, d._column_params() + d._grid_params()
+
+    def _run_gpu(self, sim, head, walk, cols):
+        R = sim.backend.rules
+        d = self.definition
+        if self._gpu_kernel is None:
+            self._gpu_kernel = R.compile_rule(d._source, d.fn.__globals__, *self._gpu_names(), d.name)
+        try:
+            R.run(self._gpu_kernel, head[2], head + tuple(walk) + tuple(cols))
+        except Exception as e:  # numba-cuda compiles at the first launch
+            from numba.core.errors import NumbaError
+
+            if isinstance(e, NumbaError):
+                raise _gpu_error(self, sim.device, e, self._cpu_check(sim, head, walk, cols)) from None
+            raise
+
+    def _cpu_check(self, sim, head, walk, cols):
+        """None if the rule compiles for the CPU, else numba's message (for
+        the GPU compile error): its CPU kernel run over no agents on host
+        copies of the arguments."""
+        from numba.core.errors import NumbaError
+
+        B = sim.backend
+        host = [B.to_host(a) if hasattr(a, "copy_to_host") else a for a in head]
+        host[2] = 0
+        if self.definition.radius is None:
+            walk = [np.zeros(2, dtype=np.int64), np.zeros(0, dtype=np.int32)] + list(walk[2:])
+        walk = [B.to_host(a) if hasattr(a, "copy_to_host") else np.asarray(a) for a in walk]
+        cols = [B.to_host(a) if hasattr(a, "copy_to_host") else a for a in cols]
+        try:
+            _compile(self.definition)(*host, tuple(walk), tuple(cols))
+        except NumbaError as e:
+            return _short(e)
+        return None
 
 
-@njit(inline="always")
-def _value_here(c, lower, h, periodic, pos, i):
-    return trilinear(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
+def _copy(B, a):
+    """A copy of array ``a`` where it lives (host or device)."""
+    if not B.on_device:
+        return a.copy()
+    out = B.empty(a.shape, a.dtype)
+    out.copy_to_device(a)
+    return out
 
 
-@njit(inline="always")
-def _gradient_here(c, lower, h, periodic, pos, i):
-    return gradient(c, lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
+def _short(e):
+    """The first lines of a numba error's message."""
+    return "\n".join(line for line in str(e).strip().splitlines()[:12] if line.strip())
+
+
+def _gpu_error(rule, device, e, cpu_error):
+    """The TypeError of a rule numba-cuda cannot compile: the rule, the
+    device, numba-cuda's message, and whether the rule works on the CPU."""
+    d = rule.definition
+    cpu = ("It compiles for the CPU: run it with device='cpu', or write its body with what numba-cuda supports "
+           "(math.* functions, scalars, tuples; no numpy arrays or np.* functions inside a rule)."
+           if cpu_error is None else f"It does not compile for the CPU either:\n{cpu_error}")
+    return TypeError(f"agent rule {d.name!r} could not be compiled for the GPU ({device}) by numba-cuda:\n"
+                     f"{_short(e)}\n{cpu}\n(rule body as compiled:\n{d._source})")
+
+
+def compile_for_gpu(rule, sim, population, cc=(9, 0)):
+    """Compile an attached agent rule for an NVIDIA GPU of compute capability
+    ``cc`` without one (numba-cuda's ``compile_ptx``; the simulation may run
+    on the CPU: the argument types are taken from its columns).  Returns the
+    PTX; a rule numba-cuda cannot compile raises the TypeError its first
+    step on a GPU would raise.  Needs ``numba-cuda`` and real compilation
+    (not ``NUMBA_ENABLE_CUDASIM``)."""
+    import numba
+
+    from .kernels.cuda import ptx as P
+    from .kernels.cuda import rules as R
+
+    d = rule.definition
+    head, walk, cols, _, _, _ = rule._arguments(sim, population, sim.dt * rule.every, gpu=True)
+    kernel = R.compile_rule(d._source, d.fn.__globals__, *rule._gpu_names(), d.name)
+    sig = tuple(numba.typeof(a) for a in head + tuple(walk) + tuple(cols))
+    try:
+        return P.compile_kernel(kernel, sig, cc)
+    except Exception as e:
+        from numba.core.errors import NumbaError
+
+        if isinstance(e, NumbaError):
+            raise _gpu_error(rule, f"sm_{cc[0]}{cc[1]}", e, rule._cpu_check(sim, head, walk, cols)) from None
+        raise
 
 
 _KERNELS = {}  # fingerprint -> compiled kernel (dispatcher), for every Simulation of this process
@@ -676,7 +789,9 @@ def _compile(d, disk=True):
         f"        for _i in range({SEARCH_CHUNK} * _chunk, min(_n, {SEARCH_CHUNK} * (_chunk + 1))):\n"
         f"            if _type[_i] == _code:\n"
         "                _rule_body(_i, _uids[_i], _dt, _step, _time, _seed, _stream, _divide, _die, _uids, _pos,"
-        " _runs, _W, _C)\n")
+        " _runs, _W, _C)\n"
+        "                if _die[_i]:\n"
+        "                    _divide[_i] = False\n")
     module_src = (f"# agent rule {d.name!r} from {d.fn.__module__}, generated by biosim.rules\n"
                   f"{d._source}\n\n{kernel_src}")
     path, fingerprint = _rule_cache(module_src, d) if disk else (None, None)
@@ -684,7 +799,8 @@ def _compile(d, disk=True):
         return _KERNELS[fingerprint]
     namespace = dict(d.fn.__globals__)
     namespace.update({"_uniform": uniform, "_normal": normal, "np": np, "_min_image": min_image, "prange": prange,
-                      "_stencil_runs": stencil_runs, "_value_here": _value_here, "_gradient_here": _gradient_here})
+                      "_stencil_runs": stencil_runs, "_value_here": value_at_row, "_gradient_here": gradient_at_row,
+                      "_sqrt": math.sqrt})
     exec(compile(module_src, path or f"<agent rule {d.name}>", "exec"), namespace)
     # not inlined by numba: arrays unpacked from a tuple inside an inlined
     # function in a prange loop lose their writes (numba 0.68); compiled on

@@ -304,6 +304,8 @@ class Simulation:
             raise TypeError(f"position must be an (n, 3) array of numbers (µm), got {type(position).__name__}") from None
         if pos.ndim == 1 and pos.shape == (3,):
             pos = pos[None, :]
+        elif pos.size == 0:  # sim.add_agents(name, []): an empty population, filled later
+            pos = pos.reshape(0, 3)
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise ValueError(f"position must have shape (n, 3), got {pos.shape}")
         n = len(pos)
@@ -700,7 +702,7 @@ class Simulation:
         else:
             out = self.backend.empty(n, np.bool_)
             if K.outside_box(t.col("position", False), n, self.box.lower, self.box.upper, out):
-                t.request_deaths(t.uid[self.backend.to_host(out)])
+                t.request_deaths(t.take_column("uid", self.backend.nonzero(out, n)))
 
     def _write_output(self):
         t0 = _time.perf_counter()

@@ -156,7 +156,7 @@ class Substance:
         self._sources = None
         self._sums = [None] * 4  # per-voxel source sums, one array per term once queued; zero between steps
         self._mark = None  # uint8 per voxel: touched in this step
-        self._count = None  # int64 per voxel, zero between steps: canonical_source_sums' scratch
+        self._count = None  # int64 per voxel, zero between steps: canonical_source_sums' scratch (a GPU: two)
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
@@ -164,6 +164,7 @@ class Substance:
         self._dev_spare = None
         self._dev_where = "host"  # which copy is current: "host", "device" or "both"
         self._lod_dev = None  # the LOD factors on the device, for the key of _lod_cache
+        self._faces_dev = {}  # boundary terms last sent to the device (_on_device): host and device copies
 
     # -- set-up ---------------------------------------------------------------
     def _faces(self, boundary, periodic):
@@ -246,14 +247,17 @@ class Substance:
         self._to_host()
         return self._c
 
-    def _device_grid(self):
-        """The grid on the device, uploaded first if the host copy is newer."""
+    def _device_grid(self, write=True):
+        """The grid on the device, uploaded first if the host copy is newer;
+        counted as changed when ``write``."""
         if self._dev is None:
             self._dev = self.sim.backend.empty(self._c.shape, np.float64)
             self._dev_where = "host"
         if self._dev_where == "host":
             self._dev.copy_to_device(self._c)
-        self._dev_where = "device"
+            self._dev_where = "both"
+        if write:
+            self._dev_where = "device"
         return self._dev
 
     def total(self):
@@ -280,6 +284,25 @@ class Substance:
         grad = np.empty((len(p), 3))
         self._to_host()
         K.sample(self._c, self.lower, self.spacing, self.periodic, p, rows, value, grad, bool(gradient))
+        return (value, grad) if gradient else value
+
+    def sample_rows(self, rows, gradient=False):
+        """Trilinear values (and with ``gradient=True`` gradients, per µm) at
+        the centres of the agents at ``rows``, computed where the backend's
+        kernels live: numpy arrays on the CPU, device arrays on a GPU (the
+        grid and the positions stay there).  Returns value, or (value,
+        grad) with grad of shape (m, 3)."""
+        B = self.sim.backend
+        m = len(rows)
+        value = B.empty(m, np.float64)
+        grad = B.empty((m if gradient else 1, 3), np.float64)
+        if B.on_device:
+            c = self._device_grid(write=False)
+        else:
+            c = self._c
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+        B.diffusion.sample(c, self.lower, self.spacing, self.periodic, self.sim.agents.col("position", False), rows,
+                           value, grad, bool(gradient))
         return (value, grad) if gradient else value
 
     def _check_substeps(self, dt):
@@ -339,7 +362,11 @@ class Substance:
         implicit terms ``secretion * dt`` (towards ``target``) and
         ``uptake * dt``, each an array per agent already scaled by its volume
         fraction.  Applied at the start of the substance phase, summed per
-        voxel in a fixed order."""
+        voxel in a fixed order.  On a GPU backend ``rows`` and the terms may
+        be device arrays (the terms also numbers; ``target`` a number)."""
+        if self.sim.backend.on_device:
+            self._queue_device(rows, (added, secretion, target, uptake))
+            return
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if rows.size == 0:
             return
@@ -356,6 +383,61 @@ class Substance:
         key = (np.int64(len(self._sources)) << np.int64(40)) | self.sim.agents.uid[rows]
         self._sources.append((vox, key, terms))
 
+    def _queue_device(self, rows, terms):
+        """queue() on a GPU backend: each entry's voxel, key and four terms
+        computed on the device and kept there until the substance phase."""
+        B = self.sim.backend
+        KD = B.diffusion
+        if not hasattr(rows, "copy_to_host"):
+            rows = B.to_device(np.ascontiguousarray(rows, dtype=np.int64))
+        m = rows.size
+        if m == 0:
+            return
+        added, secretion, target, uptake = (a if a is None or np.isscalar(a) or hasattr(a, "copy_to_host")
+                                            else B.to_device(np.asarray(a, dtype=np.float64)) for a in terms)
+        if secretion is not None and not np.isscalar(target):
+            raise TypeError(f"substance {self.name!r}: on a GPU backend the secretion target is one number per "
+                            f"call, got {type(target).__name__}")
+        t = self.sim.agents
+        if self._sources is None:
+            self._sources = []
+        vox = B.empty(m, np.int64)
+        KD.voxel_of(t.col("position", False), rows, self.lower, self.spacing, self.shape, vox)
+        key = B.empty(m, np.int64)
+        KD.source_keys(rows, t.col("uid", False), len(self._sources), key)
+        values = B.empty((4, m), np.float64)
+        given = (added is not None, secretion is not None, secretion is not None, uptake is not None)
+        for k, (src, factor) in enumerate(((added, 1.0), (secretion, 1.0), (secretion, target), (uptake, 1.0))):
+            KD.set_term(values, k, 0.0 if src is None else src, factor if src is not None else 1.0)
+        self._sources.append((vox, key, values, given))
+
+    def _source_sums_device(self):
+        """_source_sums() on a GPU backend: (touched voxels, their four sums
+        as rows of a (4, m) device array, used flags), summed on the device
+        in the canonical order (by queueing call, then uid; no float
+        atomics)."""
+        B = self.sim.backend
+        calls, self._sources = self._sources, None
+        used = [any(c[3][k] for c in calls) for k in range(4)]
+        if len(calls) == 1:
+            vox, key, values = calls[0][:3]
+        else:
+            total = sum(c[0].size for c in calls)
+            vox, key, values = B.empty(total, np.int64), B.empty(total, np.int64), B.empty((4, total), np.float64)
+            off = 0
+            for v, k, x, _ in calls:
+                m = v.size
+                vox[off:off + m].copy_to_device(v)
+                key[off:off + m].copy_to_device(k)
+                for term in range(4):
+                    values[term, off:off + m].copy_to_device(x[term])
+                off += m
+        nvox = self._c.size
+        if self._count is None:
+            self._count = (B.empty(nvox + 1, np.int64), B.empty(nvox + 1, np.int64))
+        voxels, sums = B.diffusion.canonical_source_sums(vox, key, values, used, nvox, *self._count)
+        return voxels, sums, used
+
     _NONE = np.zeros(1)  # stands for a source term nobody queued
 
     def _source_sums(self):
@@ -370,6 +452,8 @@ class Substance:
         (:meth:`_clear_sources`)."""
         if not self._sources:
             return None
+        if self.sim.backend.on_device:
+            return self._source_sums_device()
         vox = np.concatenate([v for v, _, _ in self._sources])
         key = np.concatenate([k for _, k, _ in self._sources])
         values = np.empty((4, vox.size))
@@ -391,6 +475,8 @@ class Substance:
         return voxels, sums, used
 
     def _clear_sources(self, queued):
+        if self.sim.backend.on_device:
+            return  # the device's sums are fresh arrays; its scratch is refilled each time
         voxels, sums, used = queued
         K.clear_sources(voxels, self._mark, *sums, used)
 
@@ -479,9 +565,8 @@ class Substance:
         timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
         c = self._device_grid()
         if queued is not None:
-            voxels, sums, used = queued
-            dvox = B.to_device(voxels)
-            terms = [B.to_device(sums[k][voxels] if used[k] else np.zeros(1)) for k in range(4)]
+            dvox, sums, used = queued
+            terms = [sums[k] for k in range(4)]
         bounds = None
         if self.diffusion > 0 and not timed:
             bounds = self._device_bounds(time)
@@ -510,8 +595,8 @@ class Substance:
     def _device_bounds(self, time):
         """(btype, bflux, dval) on the host, then the same on the device."""
         btype, bflux, dval = self._boundary_arrays(time)
-        B = self.sim.backend
-        return (btype, bflux, dval, B.to_device(btype), B.to_device(bflux), *(B.to_device(d) for d in dval))
+        return (btype, bflux, dval, self._on_device("btype", btype), self._on_device("bflux", bflux),
+                *(self._on_device(("dval", axis), d) for axis, d in enumerate(dval)))
 
     def _lod_device(self, c, dt, btype, bflux, dval):
         """One LOD step on the device grid ``c``: x, y, then z sweeps, one
@@ -535,7 +620,16 @@ class Substance:
                 else:
                     adds.append(zero)
             B.diffusion.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2,
-                                  *(B.to_device(np.ascontiguousarray(a)) for a in adds))
+                                  *(self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)))
+
+    def _on_device(self, key, values):
+        """Boundary terms (face-sized host arrays) on the device, sent only
+        when they changed: constant faces go once, a time-dependent
+        Dirichlet face each time it is evaluated."""
+        held = self._faces_dev.get(key)
+        if held is None or held[0].shape != values.shape or not np.array_equal(held[0], values):
+            held = self._faces_dev[key] = (np.array(values), self.sim.backend.to_device(np.ascontiguousarray(values)))
+        return held[1]
 
     def _lod_factors(self, dt, btype):
         """Per axis: the Thomas factors of the line system for this ``dt``,

@@ -5,9 +5,12 @@ from biosim import _validate as V
 from biosim.behaviour import SubstanceBehaviour
 
 
-def _cell_volume_fraction(sim, sub, rows):
-    d = sim.agents.diameter[rows]
-    return (np.pi / 6.0) * d * d * d / sub.voxel_volume
+def _volume_fraction(sim, sub, rows, scale):
+    """scale x cell volume / voxel volume of the agents at ``rows``."""
+    B = sim.backend
+    out = B.empty(len(rows), np.float64)
+    B.behaviours.volume_fraction(rows, sim.agents.col("diameter", False), scale, sub.voxel_volume, out)
+    return out
 
 
 class Secretion(SubstanceBehaviour):
@@ -28,21 +31,24 @@ class Secretion(SubstanceBehaviour):
     every : int, default 1
     """
 
+    device_ready = True
+
     def __init__(self, substance, rate, target=None, every=1):
         super().__init__(substance, every)
         self.rate = V.positive("rate", rate, allow_zero=True)
         self.target = None if target is None else V.positive("target", target, allow_zero=True)
 
     def run(self, sim, population, dt):
-        rows = population.rows
-        if rows.size == 0 or self.rate == 0:
+        if self.rate == 0:
+            return
+        rows = sim.backend.rows_of_type(sim.agents, population.code)
+        if len(rows) == 0:
             return
         sub = self._sub
         if self.target is None:
-            sub.queue(rows, added=np.full(rows.size, self.rate * dt / sub.voxel_volume))
+            sub.queue(rows, added=self.rate * dt / sub.voxel_volume)
         else:
-            s = self.rate * dt * _cell_volume_fraction(sim, sub, rows)
-            sub.queue(rows, secretion=s, target=np.full(rows.size, self.target))
+            sub.queue(rows, secretion=_volume_fraction(sim, sub, rows, self.rate * dt), target=self.target)
 
 
 class Uptake(SubstanceBehaviour):
@@ -57,15 +63,18 @@ class Uptake(SubstanceBehaviour):
     every : int, default 1
     """
 
+    device_ready = True
+
     def __init__(self, substance, rate, every=1):
         super().__init__(substance, every)
         self.rate = V.positive("rate", rate, allow_zero=True)
 
     def run(self, sim, population, dt):
-        rows = population.rows
-        if rows.size == 0 or self.rate == 0:
+        if self.rate == 0:
             return
-        self._sub.queue(rows, uptake=self.rate * dt * _cell_volume_fraction(sim, self._sub, rows))
+        rows = sim.backend.rows_of_type(sim.agents, population.code)
+        if len(rows):
+            self._sub.queue(rows, uptake=_volume_fraction(sim, self._sub, rows, self.rate * dt))
 
 
 class Chemotaxis(SubstanceBehaviour):
@@ -83,16 +92,17 @@ class Chemotaxis(SubstanceBehaviour):
     """
 
     writes = ("position",)
+    device_ready = True
 
     def __init__(self, substance, speed, every=1):
         super().__init__(substance, every)
         self.speed = V.real("speed", speed)
 
     def run(self, sim, population, dt):
-        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
-        rows = population.rows
-        if rows.size == 0 or self.speed == 0:
+        if self.speed == 0:
             return
-        pos = sim.agents.position
-        _, grad = self._sub.sample(pos[rows], gradient=True)
-        K.move_along(pos, rows, grad, self.speed * dt)
+        B = sim.backend
+        rows = B.rows_of_type(sim.agents, population.code)
+        if len(rows):
+            _, grad = self._sub.sample_rows(rows, gradient=True)
+            B.behaviours.move_along(sim.agents.col("position"), rows, grad, self.speed * dt)

@@ -50,19 +50,23 @@ class Necrosis(SubstanceBehaviour):
     every : int, default 1
     """
 
+    device_ready = True
+
     def __init__(self, substance, threshold, rate, every=1):
         super().__init__(substance, every)
         self.threshold = V.positive("threshold", threshold, allow_zero=True)
         self.rate = V.positive("rate", rate, allow_zero=True)
 
     def run(self, sim, population, dt):
-        rows = population.rows
-        if rows.size == 0 or self.rate == 0:
+        if self.rate == 0:
             return
+        B = sim.backend
         t = sim.agents
-        c = self._sub.sample(t.position[rows])
-        flag = np.empty(rows.size, dtype=np.bool_)
-        K = sim.backend.host.behaviours  # substances are sampled on the host
-        if K.mark_below(rows, t.uid, c, self.threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
-                        self.stream, flag):
-            t.request_deaths(t.uid[rows[flag]])
+        rows = B.rows_of_type(t, population.code)
+        m = len(rows)
+        if m == 0:
+            return
+        flag = B.empty(m, np.bool_)
+        if B.behaviours.mark_below(rows, t.col("uid", False), self._sub.sample_rows(rows), self.threshold,
+                                   -np.expm1(-self.rate * dt), sim.seed, sim.step, self.stream, flag):
+            t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))

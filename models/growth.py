@@ -39,9 +39,7 @@ class GrowthDivision(SubstanceBehaviour):
 
     columns = (("parent", np.int64, -1, ()),)
 
-    @property
-    def device_ready(self):
-        return self._sub is None  # substance-limited growth samples the substance on the host
+    device_ready = True
     writes = ("diameter", "position", "parent")
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
@@ -73,13 +71,10 @@ class GrowthDivision(SubstanceBehaviour):
         if n == 0:
             return
         B = sim.backend
-        if self._sub is not None:  # sampled on the host (substances are host grids)
-            factor = np.ones(n)
-            rows = population.rows
-            factor[rows] = np.clip(self._sub.sample(t.position[rows]) / self.threshold, 0.0, 1.0)
-            factor = B.to_device(factor)
-        else:
-            factor = B.full(n, 1.0)
+        factor = B.full(n, 1.0)
+        if self._sub is not None:  # c / threshold clipped to [0, 1] at the population's cells
+            rows = B.rows_of_type(t, population.code)
+            B.behaviours.limit_factor(rows, self._sub.sample_rows(rows), self.threshold, factor)
         flag = B.empty(n, np.bool_)
         count = B.behaviours.grow(t.col("type", False), population.code, t.col("diameter"), n,
                                   self.growth_rate * dt, factor, self.division_diameter, flag)

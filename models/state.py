@@ -62,27 +62,33 @@ class StateSwitch(SubstanceBehaviour):
             self._value = V.cast(f"StateSwitch(to={self.to!r}): column {self.column!r}", to, dtype)[()]
         super().attach(sim, population)
 
+    @property
+    def device_ready(self):
+        return self.column == "type" or self._value is None or self._value.shape == ()
+
     def run(self, sim, population, dt):
-        K = sim.backend.host.behaviours  # host kernels (no device twin yet)
-        rows = population.rows
-        if rows.size == 0 or self.rate == 0:
+        if self.rate == 0:
             return
+        B = sim.backend
         t = sim.agents
-        gate = np.zeros(rows.size)  # values < threshold pass
-        threshold = np.inf
-        if self._sub is not None:
-            c = self._sub.sample(t.position[rows])
-            ok = np.ones(rows.size, dtype=bool)
-            if self.below is not None:
-                ok &= c < self.below
-            if self.above is not None:
-                ok &= c > self.above
-            gate = np.where(ok, 0.0, 1.0)
+        rows = B.rows_of_type(t, population.code)
+        m = len(rows)
+        if m == 0:
+            return
+        if self._sub is not None:  # values < 0.5 pass: 0 inside the thresholds, 1 outside
+            gate = B.empty(m, np.float64)
+            B.behaviours.substance_gate(self._sub.sample_rows(rows), np.inf if self.below is None else self.below,
+                                        -np.inf if self.above is None else self.above, gate)
             threshold = 0.5
-        flag = np.empty(rows.size, dtype=np.bool_)
-        if K.mark_below(rows, t.uid, gate, threshold, -np.expm1(-self.rate * dt), sim.seed, sim.step,
-                        self.stream, flag):
+        else:
+            gate, threshold = B.full(m, 0.0), np.inf
+        flag = B.empty(m, np.bool_)
+        if B.behaviours.mark_below(rows, t.col("uid", False), gate, threshold, -np.expm1(-self.rate * dt), sim.seed,
+                                   sim.step, self.stream, flag):
+            chosen = B.take(rows, B.nonzero(flag, m))
             if self.column == "type":
-                t.set_type(rows[flag], self._value)
+                t.set_type(chosen, self._value)
+            elif t.spec(self.column).shape == ():
+                B.behaviours.assign(t.col(self.column), chosen, self._value)
             else:
-                t[self.column][rows[flag]] = self._value
+                t[self.column][B.to_host(chosen)] = self._value

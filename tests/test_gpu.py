@@ -416,20 +416,183 @@ def test_the_gpu_check_script_writes_what_it_measured(tmp_path):
     assert r["bench"]["circles@200"] == {"skipped": "time budget"}  # quick sizes: N / 10^4, at least 200
 
 
-def test_the_profile_marks_the_work_left_on_the_host(device):
+@bs.agent_rule(reads=("diameter",), writes=("position", "age", "crowd"),
+               columns={"age": ("float64", 0.0), "crowd": ("int64", 0)})
+def crowding(a, ctx):
+    """Every feature of a rule: its columns, draws, neighbours (distance,
+    direction, uid, their columns), a substance's value and gradient,
+    secretion, division and death."""
+    a.age += ctx.dt
+    k = 0
+    push_x = 0.0
+    for n in ctx.neighbours(14.0):
+        if n.diameter > 0.0:
+            k += 1
+            push_x -= n.dx / (n.distance + 1.0) + 0.0 * n.dy * n.dz + 0.0 * n.uid
+    a.crowd = k
+    gx, gy, gz = ctx.gradient("o2")
+    a.position[0] += 0.2 * push_x + 50.0 * gx
+    a.position[1] += 50.0 * gy + 0.05 * ctx.normal(1)
+    a.position[2] += 50.0 * gz
+    c = ctx.concentration("o2")
+    ctx.secrete("o2", 2.0 * c)
+    if k >= 6 and ctx.uniform(0) < 0.3:
+        a.die()
+    elif k <= 2 and ctx.uniform(2) < 0.2:
+        a.divide()
+
+
+def _coupled(dev):
+    """Every substance-coupled model and a rule: oxygen from a Dirichlet face,
+    taken up and secreted; chemotaxis up its gradient, substance-limited
+    growth, necrosis where it is low, a gated switch of population and of a
+    state column."""
     from biosim import models
 
-    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.5, seed=1, device=device)
-    oxygen = sim.add_substance("oxygen", diffusion=100.0, decay=0.1, spacing=20.0, initial=1.0)
-    pop = sim.add_agents("t", bs.init.ball(30, 20.0, center=(50.0, 50.0, 50.0), seed=1))
-    pop.behaviours += [models.GrowthDivision(growth_rate=10.0, division_diameter=14.0), models.Chemotaxis(oxygen, 0.5)]
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.5, seed=6, device=dev)
+    o2 = sim.add_substance("o2", diffusion=400.0, decay=0.02, spacing=10.0, initial=0.3,
+                           boundary={"x-": bs.Dirichlet(1.0)})
+    pos = bs.init.ball(90, 30.0, center=(50.0, 50.0, 50.0), seed=3)
+    t = sim.add_agents("tumour", pos, diameter=np.linspace(9.0, 11.9, 90), hypoxic=np.int8(0))
+    sim.add_agents("stem", [], diameter=10.0)
+    t.behaviours += [models.GrowthDivision(growth_rate=60.0, division_diameter=12.0, substance=o2, threshold=0.6),
+                     models.Uptake(o2, rate=2.0), models.Secretion(o2, rate=0.5, target=0.9),
+                     models.Secretion(o2, rate=3.0), models.Chemotaxis(o2, speed=2.0),
+                     models.Necrosis(o2, threshold=0.32, rate=0.4),
+                     models.StateSwitch(1, rate=0.5, column="hypoxic", substance=o2, below=0.35),
+                     models.StateSwitch("stem", rate=0.1, substance=o2, above=0.33, below=0.5), crowding]
+    return sim, o2
+
+
+def test_substance_models_and_rules_are_the_cpu_s_on_every_backend(device):
+    """The same births, deaths, uids, populations and states as the CPU
+    (decisions are uniform draws on values that agree to rounding);
+    positions and concentrations within the documented tolerances."""
+    (ref, a), (sim, b) = _coupled("cpu"), _coupled(device)
+    ref.run(5)
+    sim.run(5)
+    u0, ty0 = _by_uid(ref, "type")
+    u1, ty1 = _by_uid(sim, "type")
+    assert np.array_equal(u0, u1) and np.array_equal(ty0, ty1)
+    assert ref.agents.total_births > 5 and ref.agents.total_deaths > 5  # divisions (growth and rule), deaths
+    assert 0 < np.count_nonzero(ty0 == 1) < len(ty0)  # some switched population
+    for col in ("hypoxic", "crowd", "parent"):
+        assert np.array_equal(_by_uid(ref, col)[1], _by_uid(sim, col)[1]), col
+    assert 0 < np.count_nonzero(_by_uid(ref, "hypoxic")[1]) < len(u0)
+    np.testing.assert_allclose(_by_uid(sim, "age")[1], _by_uid(ref, "age")[1], rtol=0, atol=0)
+    np.testing.assert_allclose(_by_uid(sim)[1], _by_uid(ref)[1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(_by_uid(sim, "diameter")[1], _by_uid(ref, "diameter")[1], rtol=1e-13)
+    np.testing.assert_allclose(b.concentration, a.concentration, rtol=1e-11, atol=1e-13)
+
+
+def test_source_sums_are_the_cpu_s_bit_for_bit(device):
+    """Many agents secreting into and taking up from few voxels, in several
+    calls: the per-voxel sums in the canonical order, the same additions on
+    every backend (no diffusion, no decay: the grid is the sums applied)."""
+    from biosim import models
+
+    def make(dev):
+        sim = bs.Simulation(bs.Box.cube(40.0), dt=0.7, seed=3, device=dev, mechanics=None)
+        s = sim.add_substance("s", diffusion=0.0, spacing=20.0, initial=1.0)
+        pop = sim.add_agents("c", bs.init.uniform(300, sim.box, seed=8), diameter=np.linspace(3.0, 9.0, 300))
+        pop.behaviours += [models.Secretion(s, rate=0.37), models.Uptake(s, rate=0.011),
+                           models.Secretion(s, rate=0.05, target=2.5)]
+        return sim, s
+
+    (ref, a), (sim, b) = make("cpu"), make(device)
+    ref.run(3)
+    sim.run(3)
+    assert np.abs(a.concentration - 1.0).min() > 0.01
+    assert np.array_equal(a.concentration, b.concentration)
+
+
+@pytest.mark.parametrize("boundary", ["closed", "periodic"])
+def test_sampling_at_the_cells_is_the_cpu_s_on_every_backend(device, boundary):
+    """Values and gradients at the agents' centres, sampled where the
+    backend's kernels live, against Substance.sample on the host (the CPU
+    kernel), including agents beyond the outermost voxel centres."""
+    sim = bs.Simulation(bs.Box(np.zeros(3), [90.0, 60.0, 30.0]), boundary=boundary, device=device)
+    s = sim.add_substance("s", diffusion=1.0, spacing=10.0,
+                          initial=lambda x, y, z: np.sin(x / 13.0) * np.cos(y / 7.0) + 0.01 * z * z)
+    pos = np.vstack([bs.init.uniform(150, sim.box, seed=4), [[0.0, 0.0, 0.0], [90.0, 60.0, 30.0], [1.0, 59.5, 29.0]]])
+    sim.add_agents("c", pos)
+    rows = sim.backend.to_device(np.arange(0, len(pos), 2, dtype=np.int64))
+    value, grad = s.sample_rows(rows, gradient=True)
+    v0, g0 = s.sample(sim.agents.position[::2], gradient=True)
+    np.testing.assert_allclose(sim.backend.to_host(value), v0, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(sim.backend.to_host(grad), g0, rtol=1e-13, atol=1e-15)
+    assert np.abs(g0).max() > 0.05
+
+
+def test_the_profile_shows_no_host_work_but_output_and_actions(device):
+    sim, _ = _coupled(device)
     sim.run(2)
-    lines = {line.split()[0]: line for line in sim.profile().splitlines()[2:] if line.strip()}
+    profile = sim.profile()
+    lines = {line.split()[0]: line for line in profile.splitlines()[2:] if line.strip()}
+    assert "tumour.crowding" in lines and "tumour.Chemotaxis" in lines
     if device == "cpu":
-        assert "host" not in sim.profile()
+        assert "host" not in profile
     else:
-        assert lines["t.Chemotaxis"].endswith("host") and lines["output"].endswith("host")
-        assert not any(lines[k].endswith("host") for k in ("t.GrowthDivision", "mechanics", "substances"))
+        host = sorted(k for k, line in lines.items() if line.endswith("host"))
+        assert host == ["actions", "output"], host  # Python callbacks and writers: host by nature
+
+
+@needs_cuda
+def test_a_device_step_with_substances_and_rules_moves_no_column_across_the_bus(monkeypatch):
+    sim, _ = _coupled("cuda")
+    sim.run(1)
+    moved = []
+    B = sim.backend
+    for name in ("copy_to_host", "upload", "to_host", "to_device"):
+        orig = getattr(B, name)
+
+        def spy(src, *dst, orig=orig, name=name):
+            moved.append((name, len(src)))
+            return orig(src, *dst)
+        monkeypatch.setattr(B, name, spy)
+    sim.run(3)
+    assert sim.agents.total_births > 0 and sim.agents.total_deaths > 0
+    assert moved and not [m for m in moved if m[1] > 20], moved
+
+
+@needs_cuda
+def test_a_rule_that_cannot_compile_for_the_gpu_says_why_and_whether_the_cpu_runs_it():
+    """Compiled to PTX without a GPU (the first step on a GPU raises the same
+    error): the rule's name, numba-cuda's message, and whether it works on
+    the CPU."""
+    pytest.importorskip("cuda.bindings", reason="numba-cuda[cu13] (NVVM) is needed to compile PTX")
+    script = (
+        "import numpy as np\n"
+        "import biosim as bs\n"
+        "from biosim.rules import compile_for_gpu\n"
+        "@bs.agent_rule(writes=('age',), columns={'age': ('float64', 0.0)})\n"
+        "def scratch(a, ctx):\n"
+        "    buf = np.empty(3)\n"
+        "    buf[0] = ctx.dt\n"
+        "    a.age += buf[0]\n"
+        "@bs.agent_rule(writes=('age',), columns={'age': ('float64', 0.0)})\n"
+        "def broken(a, ctx):\n"
+        "    a.age += 'x'\n"
+        "sim = bs.Simulation(bs.Box.cube(50.0), device='cpu')\n"
+        "pop = sim.add_agents('c', [[10.0, 10.0, 10.0]])\n"
+        "for r in (scratch, broken):\n"
+        "    pop.behaviours += [r]\n"
+        "    try:\n"
+        "        compile_for_gpu(pop.behaviours[-1], sim, pop)\n"
+        "    except TypeError as e:\n"
+        "        print('ERROR', e, '\\nEND')\n")
+    path = os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "gpu_rule_errors.py")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(script)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, path], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    errors = out.stdout.split("\nEND")
+    assert "agent rule 'scratch' could not be compiled for the GPU (sm_90) by numba-cuda" in errors[0]
+    assert "It compiles for the CPU: run it with device='cpu'" in errors[0] and "np.empty(3)" in errors[0]
+    assert "agent rule 'broken' could not be compiled for the GPU" in errors[1]
+    assert "It does not compile for the CPU either" in errors[1] and "iadd" in errors[1]
 
 
 @pytest.mark.parametrize("solver", ["implicit", "explicit"])

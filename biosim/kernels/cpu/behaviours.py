@@ -1,6 +1,8 @@
 """Kernels of the built-in behaviours (biosim.models).  Each runs over all
 rows and acts on those whose ``type`` equals ``code``; each writes only its
 own row, and random draws are keyed by (seed, uid, step, stream, k)."""
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -101,21 +103,24 @@ def directed_move(type_, code, uid, pos, n, seed, step, stream, distance):
             pos[i, 2] += distance * ez
 
 
+@njit(cache=True, inline="always")
+def move_one_along(pos, i, gx, gy, gz, distance):
+    """pos[i] += distance * g / |g| (no move for g = 0); ``math`` only, the
+    GPU's kernel too."""
+    norm = math.sqrt(gx * gx + gy * gy + gz * gz)
+    if norm > 0.0:
+        f = distance / norm
+        pos[i, 0] += f * gx
+        pos[i, 1] += f * gy
+        pos[i, 2] += f * gz
+
+
 @njit(cache=True, parallel=True)
 def move_along(pos, rows, direction, distance):
     """pos[rows[q]] += distance * direction[q] / |direction[q]| (no move for a
     zero direction)."""
     for q in prange(rows.size):
-        gx = direction[q, 0]
-        gy = direction[q, 1]
-        gz = direction[q, 2]
-        norm = np.sqrt(gx * gx + gy * gy + gz * gz)
-        if norm > 0.0:
-            f = distance / norm
-            i = rows[q]
-            pos[i, 0] += f * gx
-            pos[i, 1] += f * gy
-            pos[i, 2] += f * gz
+        move_one_along(pos, rows[q], direction[q, 0], direction[q, 1], direction[q, 2], distance)
 
 
 @njit(cache=True, parallel=True)
@@ -130,6 +135,39 @@ def mark_below(rows, uid, values, threshold, probability, seed, step, stream, fl
             count += 1
         flag[q] = f
     return count
+
+
+@njit(cache=True, parallel=True)
+def volume_fraction(rows, diameter, scale, voxel_volume, out):
+    """out[q] = scale x (cell volume / voxel volume) of the agent at rows[q]
+    (spheres of the diameter column, µm)."""
+    for q in prange(rows.size):
+        d = diameter[rows[q]]
+        out[q] = scale * (PI_6 * d * d * d / voxel_volume)
+
+
+@njit(cache=True, parallel=True)
+def limit_factor(rows, values, threshold, out):
+    """out[rows[q]] = values[q] / threshold clipped to [0, 1] (substance-limited
+    growth: the share of the full rate)."""
+    for q in prange(rows.size):
+        out[rows[q]] = min(max(values[q] / threshold, 0.0), 1.0)
+
+
+@njit(cache=True, parallel=True)
+def substance_gate(values, below, above, out):
+    """out[q] = 0 where below > values[q] > above (pass), else 1 (use
+    +inf / -inf for a missing bound)."""
+    for q in prange(values.size):
+        v = values[q]
+        out[q] = 0.0 if (v < below and v > above) else 1.0
+
+
+@njit(cache=True, parallel=True)
+def assign(a, rows, value):
+    """a[rows[q]] = value."""
+    for q in prange(rows.size):
+        a[rows[q]] = value
 
 
 @njit(cache=True, parallel=True)
@@ -275,3 +313,8 @@ def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, n
                 d = diameter[i]
                 diameter[i] = np.cbrt(d * d * d + dv / PI_6)
         divide[i] = f
+
+
+def where_equal(a, n, value):
+    """Indices i < n with a[i] == value, increasing (int64)."""
+    return np.flatnonzero(a[:n] == value)

@@ -8,6 +8,8 @@ A grid is a C-ordered (nx, ny, nz) float64 array, axes x, y, z, voxel edge
 hold on the face, half a voxel beyond the outer centres (ghost value
 2 v - c).  Decay is not part of these steps: the caller integrates it exactly.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -230,19 +232,20 @@ def _axis_weights(x, lower, h, n, periodic):
     """(i0, i1, w): the voxel centres either side of coordinate ``x`` (µm)
     on one axis and the weight of i1.  Beyond the outermost centres the
     weight clamps (the value is held constant) unless the axis is periodic,
-    where the last and first centres are neighbours across the face."""
+    where the last and first centres are neighbours across the face.
+    (``math`` only: compiled for the GPU too.)"""
     if n == 1:
         return 0, 0, 0.0
     u = (x - lower) / h - 0.5
     if periodic:
-        f = np.floor(u)
+        f = math.floor(u)  # an int on the CPU, a float on the GPU: the same value
         i0 = np.int64(f) % n
         return i0, i0 + 1 if i0 + 1 < n else 0, u - f
     if u <= 0.0:
         return 0, 1, 0.0
     if u >= n - 1:
         return n - 2, n - 1, 1.0
-    i = np.int64(np.floor(u))
+    i = np.int64(math.floor(u))
     if i > n - 2:
         i = n - 2
     return i, i + 1, u - i
@@ -260,15 +263,27 @@ def _lerp3(c000, c100, c010, c110, c001, c101, c011, c111, wx, wy, wz):
 
 
 @njit(cache=True, inline="always")
-def trilinear(c, lower, h, x, y, z, periodic):
-    """Trilinear value of ``c`` at (x, y, z) µm (``periodic``: the grid
-    wraps on every axis; else constant beyond the outermost centres)."""
-    nx, ny, nz = c.shape
+def trilinear_flat(f, nx, ny, nz, lower, h, x, y, z, periodic):
+    """Trilinear value at (x, y, z) µm of the grid whose C-ordered entries
+    are ``f`` (shape nx, ny, nz; ``periodic``: the grid wraps on every
+    axis; else constant beyond the outermost centres).  Written once for
+    the CPU and the GPU."""
     i0, i1, wx = _axis_weights(x, lower[0], h, nx, periodic)
     j0, j1, wy = _axis_weights(y, lower[1], h, ny, periodic)
     k0, k1, wz = _axis_weights(z, lower[2], h, nz, periodic)
-    return _lerp3(c[i0, j0, k0], c[i1, j0, k0], c[i0, j1, k0], c[i1, j1, k0], c[i0, j0, k1], c[i1, j0, k1],
-                  c[i0, j1, k1], c[i1, j1, k1], wx, wy, wz)
+    a0 = i0 * ny
+    a1 = i1 * ny
+    return _lerp3(f[(a0 + j0) * nz + k0], f[(a1 + j0) * nz + k0], f[(a0 + j1) * nz + k0], f[(a1 + j1) * nz + k0],
+                  f[(a0 + j0) * nz + k1], f[(a1 + j0) * nz + k1], f[(a0 + j1) * nz + k1], f[(a1 + j1) * nz + k1],
+                  wx, wy, wz)
+
+
+@njit(cache=True, inline="always")
+def trilinear(c, lower, h, x, y, z, periodic):
+    """Trilinear value of the 3D grid ``c`` at (x, y, z) µm (see
+    :func:`trilinear_flat`)."""
+    nx, ny, nz = c.shape
+    return trilinear_flat(c.reshape(c.size), nx, ny, nz, lower, h, x, y, z, periodic)
 
 
 @njit(cache=True, inline="always")
@@ -310,15 +325,14 @@ def _d_dz(flat, i, j, k, nx, ny, nz, h, periodic):
 
 
 @njit(cache=True, inline="always")
-def gradient(c, lower, h, x, y, z, periodic):
-    """Gradient (per µm) at (x, y, z) µm: the gradient at the voxel centres
+def gradient_flat(f, nx, ny, nz, lower, h, x, y, z, periodic):
+    """Gradient (per µm) at (x, y, z) µm of the flat grid ``f`` (as
+    :func:`trilinear_flat`): the gradient at the voxel centres
     (:func:`centre_derivative` along each axis) interpolated trilinearly
     like the value.  Exact for a linear field everywhere in the box,
     second order inside, and not zero near a face where the field slopes
     (the derivative of the trilinear interpolant would be one-sided at every
     centre and 0 in the outer half voxels)."""
-    nx, ny, nz = c.shape
-    f = c.reshape(c.size)
     i0, i1, wx = _axis_weights(x, lower[0], h, nx, periodic)
     j0, j1, wy = _axis_weights(y, lower[1], h, ny, periodic)
     k0, k1, wz = _axis_weights(z, lower[2], h, nz, periodic)
@@ -340,6 +354,14 @@ def gradient(c, lower, h, x, y, z, periodic):
     return gx, gy, gz
 
 
+@njit(cache=True, inline="always")
+def gradient(c, lower, h, x, y, z, periodic):
+    """Gradient (per µm) of the 3D grid ``c`` at (x, y, z) µm (see
+    :func:`gradient_flat`)."""
+    nx, ny, nz = c.shape
+    return gradient_flat(c.reshape(c.size), nx, ny, nz, lower, h, x, y, z, periodic)
+
+
 @njit(cache=True, parallel=True)
 def sample(c, lower, h, periodic, pos, rows, value, grad, want_gradient):
     """Trilinear value (and with ``want_gradient`` the gradient, see
@@ -357,16 +379,24 @@ def sample(c, lower, h, periodic, pos, rows, value, grad, want_gradient):
             grad[q, 2] = gz
 
 
+@njit(cache=True, inline="always")
+def voxel_index(x, y, z, lower, h, nx, ny, nz):
+    """Flat index of the voxel holding (x, y, z) µm, clamped into the grid
+    (floor in floats, clamped, then truncated: the same as floor then clamp;
+    ``math`` only, compiled for the GPU too)."""
+    i = np.int64(min(max((x - lower[0]) / h, 0.0), nx - 1.0))
+    j = np.int64(min(max((y - lower[1]) / h, 0.0), ny - 1.0))
+    k = np.int64(min(max((z - lower[2]) / h, 0.0), nz - 1.0))
+    return (i * ny + j) * nz + k
+
+
 @njit(cache=True, parallel=True)
 def voxel_of(pos, rows, lower, h, shape, out):
     """Flat voxel index of each agent (clamped into the grid)."""
     nx, ny, nz = shape[0], shape[1], shape[2]
     for q in prange(rows.size):
         p = rows[q]
-        i = min(max(np.int64(np.floor((pos[p, 0] - lower[0]) / h)), 0), nx - 1)
-        j = min(max(np.int64(np.floor((pos[p, 1] - lower[1]) / h)), 0), ny - 1)
-        k = min(max(np.int64(np.floor((pos[p, 2] - lower[2]) / h)), 0), nz - 1)
-        out[q] = (i * ny + j) * nz + k
+        out[q] = voxel_index(pos[p, 0], pos[p, 1], pos[p, 2], lower, h, nx, ny, nz)
 
 
 @njit(cache=True)
@@ -483,3 +513,29 @@ def clear_sources(voxels, mark, added, s_dt, sc_dt, u_dt, used):
             sc_dt[v] = 0.0
         if used[3]:
             u_dt[v] = 0.0
+
+
+@njit(cache=True, inline="always")
+def value_at_row(f, shape, lower, h, periodic, pos, i):
+    """Trilinear value of the flat grid ``f`` (shape a 3-tuple) at the centre
+    of row ``i`` of ``pos`` (agent rules' ``ctx.concentration``)."""
+    return trilinear_flat(f, shape[0], shape[1], shape[2], lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
+
+
+@njit(cache=True, inline="always")
+def gradient_at_row(f, shape, lower, h, periodic, pos, i):
+    """Gradient (per µm) of the flat grid ``f`` at the centre of row ``i``
+    (agent rules' ``ctx.gradient``)."""
+    return gradient_flat(f, shape[0], shape[1], shape[2], lower, h, pos[i, 0], pos[i, 1], pos[i, 2], periodic)
+
+
+def nonzero_values(a, n):
+    """Indices i < n where a[i] != 0, increasing (int64)."""
+    return np.flatnonzero(a[:n])
+
+
+@njit(cache=True, parallel=True)
+def take_divided(a, rows, divisor, out):
+    """out[q] = a[rows[q]] / divisor."""
+    for q in prange(rows.size):
+        out[q] = a[rows[q]] / divisor

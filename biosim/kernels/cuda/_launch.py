@@ -210,6 +210,20 @@ def _fill_f64(a, v, n):
         a[i] = v
 
 
+@cuda.jit
+def _zero_u8(a, n):
+    i = cuda.grid(1)
+    if i < n:
+        a[i] = 0
+
+
+def zero(a):
+    """Set every byte of the contiguous device array ``a`` to 0."""
+    if a.size:
+        b = a.reshape(a.size).view(np.uint8)
+        _zero_u8[launch(b.size)](b, int(b.size))
+
+
 def full(n, value):
     """A float64 device array of ``n`` entries equal to ``value``."""
     a = cuda.device_array(max(int(n), 0), dtype=np.float64)

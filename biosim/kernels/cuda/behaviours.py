@@ -13,13 +13,15 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..cpu import behaviours as _cpu
 from ..cpu import grid as _grid
 from ..cpu.grid import STENCIL_RUNS
 from ..cpu.rng import normal, uniform, unit_vector
-from ._launch import cbrt, counter, launch, portable, read, t3
+from ._launch import cbrt, counter, launch, nonzero, portable, read, t3
 
 stencil_runs = portable(_grid.stencil_runs)
 min_image = portable(_grid.min_image)
+move_one_along = portable(_cpu.move_one_along)
 
 PI_6 = math.pi / 6.0
 _RUNS = 2 * STENCIL_RUNS  # entries of the stencil's run list (a constant for cuda.local.array)
@@ -259,3 +261,112 @@ def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, n
                                int(stream), diameter, float(dv), divide, counts)
     c = counts.copy_to_host()
     return int(c[0]), int(c[1])
+
+
+@cuda.jit
+def _move_along(pos, rows, m, direction, distance):
+    q = cuda.grid(1)
+    if q < m:
+        move_one_along(pos, rows[q], direction[q, 0], direction[q, 1], direction[q, 2], distance)
+
+
+def move_along(pos, rows, direction, distance):
+    """pos[rows[q]] += distance * direction[q] / |direction[q]| (see the CPU twin)."""
+    m = rows.size
+    if m:
+        _move_along[launch(m)](pos, rows, int(m), direction, float(distance))
+
+
+@cuda.jit
+def _mark_below(rows, m, uid, values, threshold, probability, seed, step, stream, flag, count):
+    q = cuda.grid(1)
+    if q < m:
+        f = False
+        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < probability:
+            f = True
+            cuda.atomic.add(count, 0, 1)
+        flag[q] = f
+
+
+def mark_below(rows, uid, values, threshold, probability, seed, step, stream, flag):
+    """flag[q] = values[q] < threshold and U < probability; returns the count."""
+    count = counter()
+    m = rows.size
+    if m:
+        _mark_below[launch(m)](rows, int(m), uid, values, float(threshold), float(probability), int(seed), int(step),
+                               int(stream), flag, count)
+    return read(count)
+
+
+@cuda.jit
+def _volume_fraction(rows, m, diameter, scale, voxel_volume, out):
+    q = cuda.grid(1)
+    if q < m:
+        d = diameter[rows[q]]
+        out[q] = scale * (PI_6 * d * d * d / voxel_volume)
+
+
+def volume_fraction(rows, diameter, scale, voxel_volume, out):
+    """out[q] = scale x cell volume / voxel volume at rows[q] (products and a
+    division only: the CPU's bits)."""
+    m = rows.size
+    if m:
+        _volume_fraction[launch(m)](rows, int(m), diameter, float(scale), float(voxel_volume), out)
+
+
+@cuda.jit
+def _limit_factor(rows, m, values, threshold, out):
+    q = cuda.grid(1)
+    if q < m:
+        out[rows[q]] = min(max(values[q] / threshold, 0.0), 1.0)
+
+
+def limit_factor(rows, values, threshold, out):
+    """out[rows[q]] = values[q] / threshold clipped to [0, 1]."""
+    m = rows.size
+    if m:
+        _limit_factor[launch(m)](rows, int(m), values, float(threshold), out)
+
+
+@cuda.jit
+def _substance_gate(values, m, below, above, out):
+    q = cuda.grid(1)
+    if q < m:
+        v = values[q]
+        out[q] = 0.0 if (v < below and v > above) else 1.0
+
+
+def substance_gate(values, below, above, out):
+    """out[q] = 0 where below > values[q] > above, else 1."""
+    m = values.size
+    if m:
+        _substance_gate[launch(m)](values, int(m), float(below), float(above), out)
+
+
+@cuda.jit
+def _assign(a, rows, m, value):
+    q = cuda.grid(1)
+    if q < m:
+        a[rows[q]] = value
+
+
+def assign(a, rows, value):
+    """a[rows[q]] = value (a 1D device column)."""
+    m = rows.size
+    if m:
+        _assign[launch(m)](a, rows, int(m), a.dtype.type(value))
+
+
+@cuda.jit
+def _where_equal(a, n, value, flag):
+    i = cuda.grid(1)
+    if i < n:
+        flag[i] = a[i] == value
+
+
+def where_equal(a, n, value):
+    """Indices i < n with a[i] == value, increasing (an int64 device array)."""
+    flag = cuda.device_array(max(int(n), 1), dtype=np.bool_)
+    if n:
+        _where_equal[launch(n)](a, int(n), a.dtype.type(value), flag)
+    return nonzero(flag, n)

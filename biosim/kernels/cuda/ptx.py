@@ -67,6 +67,7 @@ def _signatures():
         ("_launch._flags_to_counts", L._flags_to_counts, f"void({B1}, int64, {I1})"),
         ("_launch._scatter_nonzero", L._scatter_nonzero, f"void({B1}, int64, {I1}, {I1})"),
         ("_launch._fill_f64", L._fill_f64, f"void({F1}, float64, int64)"),
+        ("_launch._zero_u8", L._zero_u8, f"void({U1}, int64)"),
         ("grid._mark_survivors", G._mark_survivors, f"void({I1}, int64, {I1}, int64, {I1})"),
         ("behaviours._grow", K._grow, f"void({I32}, int64, {F1}, int64, float64, {F1}, float64, {B1}, {I1})"),
         ("behaviours._divide", K._divide,
@@ -94,6 +95,28 @@ def _signatures():
         ("circles._circles", C._circles,
          f"void({F2}, int64, {I1}, {I1}, {I1}, {T3F}, {T3I}, {T3B}, float64, float64, float64, {F2})"),
     ]
+    out += [
+        ("diffusion._sample", D._sample, f"void({F1}, int64, int64, int64, {T3F}, float64, boolean, {F2}, {I1}, int64, "
+                                         f"{F1}, {F2}, boolean)"),
+        ("diffusion._voxel_of", D._voxel_of, f"void({F2}, {I1}, int64, {T3F}, float64, int64, int64, int64, {I1})"),
+        ("diffusion._source_keys", D._source_keys, f"void({I1}, int64, {I1}, int64, {I1})"),
+        ("diffusion._scaled_copy", D._scaled_copy, f"void({F1}, int64, float64, {F1})"),
+        ("diffusion._touched", D._touched, f"void({I1}, int64, {B1})"),
+        ("diffusion._sum_runs", D._sum_runs,
+         f"void({I1}, int64, {I1}, {I1}, {F2}, boolean, boolean, boolean, boolean, {F2})"),
+        ("diffusion._set_term", D._set_term, f"void({F2}, int64, int64, {F1}, float64, boolean, float64)"),
+        ("diffusion._nonzero_flags", D._nonzero_flags, f"void({F1}, int64, {B1})"),
+        ("diffusion._take_divided", D._take_divided, f"void({F1}, {I1}, int64, float64, {F1})"),
+        ("behaviours._move_along", K._move_along, f"void({F2}, {I1}, int64, {F2}, float64)"),
+        ("behaviours._mark_below", K._mark_below,
+         f"void({I1}, int64, {I1}, {F1}, float64, float64, int64, int64, int64, {B1}, {I1})"),
+        ("behaviours._volume_fraction", K._volume_fraction, f"void({I1}, int64, {F1}, float64, float64, {F1})"),
+        ("behaviours._limit_factor", K._limit_factor, f"void({I1}, int64, {F1}, float64, {F1})"),
+        ("behaviours._substance_gate", K._substance_gate, f"void({F1}, int64, float64, float64, {F1})"),
+        ("behaviours._where_equal[int32]", K._where_equal, f"void({I32}, int64, int32, {B1})"),
+    ]
+    for dt in ("float64", "int64", "int32", "int8", "boolean"):
+        out.append((f"behaviours._assign[{dt}]", K._assign, f"void({dt}[::1], {I1}, int64, {dt})"))
     for dt in ("float64", "int64", "int32", "uint8", "boolean", "float32"):
         a2 = f"{dt}[:, ::1]"
         out.append((f"grid._gather_rows[{dt}]", G._gather_rows, f"void({a2}, {I1}, int64, {a2})"))
@@ -109,38 +132,94 @@ def _signatures():
 FLOAT_ATOMIC_ADD = re.compile(r"\b(?:atom|red)\.[a-z.]*add\.f(?:32|64)\b")
 
 
-def compile_all(cc=(9, 0), verbose=False):
-    """Compile every kernel to PTX for compute capability ``cc``; returns
-    {name: ptx}.  Raises RuntimeError naming the kernels that fail to
-    compile or add floats with atomics."""
+def compile_kernel(kernel, sig, cc=(9, 0)):
+    """PTX of one CUDA kernel (a ``cuda.jit`` dispatcher) for argument types
+    ``sig`` (a signature string or a tuple of numba types) and compute
+    capability ``cc``, without a GPU.  Raises RuntimeError for floats added
+    with atomics, numba's error if it does not compile."""
     from numba import config, cuda
 
     if config.ENABLE_CUDASIM:
-        raise RuntimeError("compile_all needs real compilation: unset NUMBA_ENABLE_CUDASIM")
+        raise RuntimeError("PTX compilation needs real compilation: unset NUMBA_ENABLE_CUDASIM")
     import numba.cuda.dispatcher as dispatcher
 
     # kernels that call device functions ask for the current device; there is none here
     dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+    hit = FLOAT_ATOMIC_ADD.search(ptx)
+    if hit:
+        raise RuntimeError(f"adds floats with atomics ({hit.group(0)}): the sum's order would change from run to run")
+    return ptx
+
+
+def compile_all(cc=(9, 0), verbose=False):
+    """Compile every kernel to PTX for compute capability ``cc``; returns
+    {name: ptx}.  Raises RuntimeError naming the kernels that fail to
+    compile or add floats with atomics."""
     result, failures = {}, []
     for name, kernel, sig in _signatures():
         t0 = time.perf_counter()
         try:
-            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+            ptx = compile_kernel(kernel, sig, cc)
         except Exception as e:
             failures.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             if verbose:
                 print(f"  FAIL {name}: {e}", flush=True)
             continue
-        if FLOAT_ATOMIC_ADD.search(ptx):
-            failures.append(f"{name}: adds floats with atomics ({FLOAT_ATOMIC_ADD.search(ptx).group(0)}): "
-                            f"the sum's order would change from run to run")
         result[name] = ptx
         if verbose:
             print(f"  ok   {name}: {len(ptx):,} characters of PTX, {time.perf_counter() - t0:.2f} s", flush=True)
+    t0 = time.perf_counter()
+    try:
+        result["rules.example"] = example_rule_ptx(cc)
+        if verbose:
+            print(f"  ok   rules.example (an agent rule using every ctx feature): "
+                  f"{len(result['rules.example']):,} characters of PTX, {time.perf_counter() - t0:.2f} s", flush=True)
+    except Exception as e:
+        failures.append(f"rules.example: {type(e).__name__}: {e}")
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(failures) + len(result)} CUDA kernels fail the PTX gate:\n  "
                            + "\n  ".join(failures))
     return result
+
+
+def example_rule_ptx(cc=(9, 0)):
+    """PTX of an agent rule that uses every feature a rule has on the GPU
+    (columns, draws, the neighbour walk with distances, a substance's value,
+    gradient and secretion, divide and die), compiled from a small CPU
+    simulation's argument types."""
+    from ... import Box, Simulation
+    from ...rules import compile_for_gpu
+
+    sim = Simulation(Box.cube(60.0), seed=1, dt=1.0, device="cpu")
+    sim.add_substance("o2", diffusion=100.0, decay=0.1, spacing=20.0, initial=1.0)
+    cells = sim.add_agents("cells", [[10.0, 10.0, 10.0], [15.0, 10.0, 10.0]], diameter=8.0)
+    rule = _EXAMPLE_RULE()
+    cells.behaviours += [rule]
+    return compile_for_gpu(cells.behaviours[-1], sim, cells, cc)
+
+
+def _EXAMPLE_RULE():
+    from ... import agent_rule
+
+    @agent_rule(reads=("diameter",), writes=("position", "age"), columns={"age": ("float64", 0.0)})
+    def example(a, ctx):
+        a.age += ctx.dt
+        k = 0
+        near = 0.0
+        for n in ctx.neighbours(12.0):
+            if n.diameter > 0.0:
+                k += 1
+                near += n.distance + n.dx * 0.0 + n.uid * 0
+        gx, gy, gz = ctx.gradient("o2")
+        a.position[0] += 0.1 * gx + 0.01 * ctx.normal(1)
+        c = ctx.concentration("o2")
+        ctx.secrete("o2", 0.5 * c)
+        if k > 3 and ctx.uniform(0) < 0.01:
+            a.die()
+        elif a.diameter > 20.0 and near > 0.0:
+            a.divide()
+    return example
 
 
 def main(argv=None):
