@@ -143,10 +143,15 @@ class BehaviourList(list):
         raise TypeError("behaviours cannot be replaced once attached; build the list in order")
 
 
-def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
+PLACEMENTS = ("centre", "physicell")  # where divide_rows puts mother and daughter
+
+
+def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0, placement="centre"):
     """Divide the agents at ``rows`` (see ``models.GrowthDivision``): volume
     conserved, daughter/mother volume ratio U(lo, hi), a random axis, centre
-    of mass kept; mothers change in place, daughters are queued: every other
+    of mass kept (``placement="physicell"``: PhysiCell's, the daughter at
+    +r along the axis, the mother at -r/2); mothers change in place,
+    daughters are queued: every other
     column as its inheritance says (copied, reset to its default, or split in
     half between mother and daughter), ``parent`` = the mother's uid when that
     column exists."""
@@ -160,7 +165,7 @@ def divide_rows(sim, rows, stream, ratio_lo=1.0, ratio_hi=1.0):
     dpos = B.empty((m, 3), np.float64)
     ddiam = B.empty(m, np.float64)
     B.behaviours.divide(rows, t.col("position"), t.col("diameter"), t.col("uid", False), sim.seed, sim.step, stream,
-                        ratio_lo, ratio_hi, dpos, ddiam)
+                        ratio_lo, ratio_hi, placement == "physicell", dpos, ddiam)
     daughters = t.take(rows)  # host copies of the mothers' rows (few)
     daughters["position"] = sim.confine(B.to_host(dpos))
     daughters["diameter"] = B.to_host(ddiam)

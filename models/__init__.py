@@ -9,7 +9,8 @@ from .motion import RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
 from .state import StateSwitch
 from .cycle import CellCycle
+from .volume import Volume
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch", "CellCycle", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]
+           "StateSwitch", "CellCycle", "Volume", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

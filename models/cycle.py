@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour, divide_rows
+from biosim.behaviour import PLACEMENTS, Behaviour, divide_rows
 
 
 class CellCycle(Behaviour):
@@ -38,14 +38,19 @@ class CellCycle(Behaviour):
         Volume growth in every phase, µm³/min; without it, cells halve at
         each division.
     column : str, default "phase"
+    placement : {"centre", "physicell"}, default "centre"
+        Where the two cells go at division: centres the mother's radius
+        apart, the centre of mass kept; or PhysiCell's (the daughter at +r
+        along the axis, the mother moved by -r/2).
     every : int, default 1
     """
 
     device_ready = True
 
     def __init__(self, phases, durations, fixed=False, divide_after="", growth_rate=0.0, column="phase",
-                 every=1):
+                 every=1, placement="centre"):
         super().__init__(every)
+        self.placement = V.choice("placement", placement, PLACEMENTS)
         if not isinstance(phases, (list, tuple)) or not all(isinstance(p, str) and p for p in phases):
             raise TypeError(f"phases must be a sequence of phase names (non-empty strings), got {phases!r}")
         phases = tuple(phases)
@@ -145,7 +150,7 @@ class CellCycle(Behaviour):
             if bad:
                 self._check_phases(t, population, k)
             if self.divide_after is not None and count:
-                divide_rows(sim, B.nonzero(flag, n), self.stream ^ 0x5EED)
+                divide_rows(sim, B.nonzero(flag, n), self.stream ^ 0x5EED, placement=self.placement)
             return
         flag = np.empty(n, dtype=np.bool_)
         phase = t[self.column]
@@ -154,7 +159,7 @@ class CellCycle(Behaviour):
                                 np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step, self.stream,
                                 t.diameter, self.growth_rate * dt, flag)
         if self.divide_after is not None and flag.any():
-            divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED)
+            divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED, placement=self.placement)
 
     def _check_phases(self, t, population, k):
         """A ValueError naming a value of the phase column that is no phase index."""

@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import SubstanceBehaviour, divide_rows
+from biosim.behaviour import PLACEMENTS, SubstanceBehaviour, divide_rows
 
 
 class GrowthDivision(SubstanceBehaviour):
@@ -35,6 +35,9 @@ class GrowthDivision(SubstanceBehaviour):
         cell centre (oxygen-limited proliferation).
     threshold : float, optional
         Concentration (> 0) at and above which growth runs at full rate.
+    placement : {"centre", "physicell"}, default "centre"
+        Where the two cells go: as above, or PhysiCell's (the daughter at +r
+        along the axis, the mother moved by -r/2).
     """
 
     columns = (("parent", np.int64, -1, ()),)
@@ -43,12 +46,13 @@ class GrowthDivision(SubstanceBehaviour):
     writes = ("diameter", "position", "parent")
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
-                 threshold=None):
+                 threshold=None, placement="centre"):
         if (substance is None) != (threshold is None):
             raise ValueError(f"give both substance and threshold for substance-limited growth, or neither; "
                              f"got substance={substance!r}, threshold={threshold!r}")
         super().__init__(substance, every, required=False)
         self.threshold = None if threshold is None else V.positive("threshold", threshold)
+        self.placement = V.choice("placement", placement, PLACEMENTS)
         self.growth_rate = V.positive("growth_rate", growth_rate, allow_zero=True)
         self.division_diameter = V.positive("division_diameter", division_diameter)
         if isinstance(volume_ratio, numbers.Real):
@@ -80,4 +84,4 @@ class GrowthDivision(SubstanceBehaviour):
                                   self.growth_rate * dt, factor, self.division_diameter, flag)
         if count == 0:
             return
-        divide_rows(sim, B.nonzero(flag, n), self.stream, *self._ratio)
+        divide_rows(sim, B.nonzero(flag, n), self.stream, *self._ratio, placement=self.placement)

@@ -32,15 +32,30 @@ def grow(type_, code, diameter, n, dv, factor, division_diameter, divide):
     return count
 
 
+@njit(cache=True, inline="always")
+def split_offsets(d, v, vd, vm, physicell):
+    """(mother's, daughter's) displacement along the division axis (µm) of a
+    cell of diameter ``d`` and volume ``v`` splitting into daughter volume
+    ``vd`` and mother volume ``vm``: centres the mother's radius apart with
+    the centre of mass kept, or PhysiCell's placement (daughter at +r,
+    mother at -r / 2)."""
+    if physicell:
+        return -0.25 * d, 0.5 * d
+    sep = 0.5 * d
+    return -sep * vd / v, sep * vm / v
+
+
 @njit(cache=True, parallel=True)
-def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi,
+def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, physicell,
            daughter_pos, daughter_diameter):
     """Split each mother in ``rows`` in two along a random axis.
 
     The volume ratio q = V_daughter / V_mother is drawn from U(lo, hi) (exactly
-    lo when lo == hi); volume is conserved, the centres move apart by the
-    mother's radius along the axis and the centre of mass stays put.  Mothers
-    are updated in place; daughters' position and diameter are written out."""
+    lo when lo == hi); volume is conserved; the centres move apart by the
+    mother's radius along the axis, the centre of mass kept (or with
+    ``physicell``, PhysiCell's placement: daughter at +r, mother at -r/2).
+    Mothers are updated in place; daughters' position and diameter are
+    written out."""
     for k in prange(rows.size):
         i = rows[k]
         d = diameter[i]
@@ -52,9 +67,7 @@ def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi,
         vd = v * q / (1.0 + q)
         vm = v - vd
         ex, ey, ez = unit_vector(seed, uid[i], step, stream, 1)
-        sep = 0.5 * d
-        am = -sep * vd / v
-        ad = sep * vm / v
+        am, ad = split_offsets(d, v, vd, vm, physicell)
         x = pos[i, 0]
         y = pos[i, 1]
         z = pos[i, 2]
@@ -66,6 +79,62 @@ def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi,
         daughter_pos[k, 2] = z + ad * ez
         diameter[i] = np.cbrt(vm / PI_6)
         daughter_diameter[k] = np.cbrt(vd / PI_6)
+
+
+@njit(cache=True, inline="always")
+def volume_step(i, dt, p, ns, nf, cs, cf, calcified):
+    """One explicit Euler step of PhysiCell's standard volume model for cell
+    ``i`` (standard_volume_update_function), in place; returns the new total
+    volume (µm³).  ``p`` = (target nuclear solid µm³, target cytoplasmic :
+    nuclear solid ratio, target fluid fraction, fluid rate, nuclear and
+    cytoplasmic biomass rates, calcification rate; 1/min).  The fluid
+    relaxes towards its target share of the old total and is shared between
+    nucleus and cytoplasm as the old nuclear volume; the solids relax
+    towards their targets; nothing goes negative.  ``math`` only."""
+    total = ns[i] + nf[i] + cs[i] + cf[i]
+    nuclear = ns[i] + nf[i]
+    fluid = nf[i] + cf[i]
+    fluid += dt * p[3] * (p[2] * total - fluid)
+    if fluid < 0.0:
+        fluid = 0.0
+    nf_new = (nuclear / (total + 1e-16)) * fluid
+    nf[i] = nf_new
+    cf[i] = fluid - nf_new
+    s = ns[i] + dt * p[4] * (p[0] - ns[i])
+    ns[i] = s if s > 0.0 else 0.0
+    s = cs[i] + dt * p[5] * (p[1] * p[0] - cs[i])
+    cs[i] = s if s > 0.0 else 0.0
+    calcified[i] += dt * p[6] * (1.0 - calcified[i])
+    return ns[i] + nf[i] + cs[i] + cf[i]
+
+
+@njit(cache=True, inline="always")
+def volume_from_diameter(i, d, nuclear_share, fluid_fraction, ns, nf, cs, cf):
+    """Compartments of a cell of diameter ``d`` (µm) not yet given volumes:
+    its sphere's volume split as the targets split (nuclear share, fluid
+    fraction)."""
+    v = PI_6 * d * d * d
+    nuc = v * nuclear_share
+    cyt = v - nuc
+    nf[i] = nuc * fluid_fraction
+    ns[i] = nuc - nf[i]
+    cf[i] = cyt * fluid_fraction
+    cs[i] = cyt - cf[i]
+
+
+@njit(cache=True, parallel=True)
+def volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+    """PhysiCell's standard volume model over the rows of ``code`` (see
+    :func:`volume_step`); a cell whose ``volume`` is not > 0 (new) first
+    gets compartments from its diameter.  Writes ``volume`` (µm³) and the
+    diameter of the sphere of that volume (µm)."""
+    for i in prange(n):
+        if type_[i] == code:
+            if not volume[i] > 0.0:
+                volume_from_diameter(i, diameter[i], nuclear_share, p[2], ns, nf, cs, cf)
+            v = volume_step(i, dt, p, ns, nf, cs, cf, calcified)
+            volume[i] = v
+            diameter[i] = np.cbrt(v / PI_6)
 
 
 @njit(cache=True, parallel=True)

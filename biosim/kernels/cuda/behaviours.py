@@ -22,6 +22,9 @@ from ._launch import cbrt, counter, launch, nonzero, portable, read, t3
 stencil_runs = portable(_grid.stencil_runs)
 min_image = portable(_grid.min_image)
 move_one_along = portable(_cpu.move_one_along)
+split_offsets = portable(_cpu.split_offsets)
+volume_step = portable(_cpu.volume_step)
+volume_from_diameter = portable(_cpu.volume_from_diameter)
 
 PI_6 = math.pi / 6.0
 _RUNS = 2 * STENCIL_RUNS  # entries of the stencil's run list (a constant for cuda.local.array)
@@ -55,7 +58,8 @@ def grow(type_, code, diameter, n, dv, factor, division_diameter, divide):
 
 
 @cuda.jit
-def _divide(rows, m, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, daughter_pos, daughter_diameter):
+def _divide(rows, m, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, physicell, daughter_pos,
+            daughter_diameter):
     k = cuda.grid(1)
     if k < m:
         i = rows[k]
@@ -68,9 +72,7 @@ def _divide(rows, m, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi,
         vd = v * q / (1.0 + q)
         vm = v - vd
         ex, ey, ez = unit_vector(seed, uid[i], step, stream, 1)
-        sep = 0.5 * d
-        am = -sep * vd / v
-        ad = sep * vm / v
+        am, ad = split_offsets(d, v, vd, vm, physicell)
         x = pos[i, 0]
         y = pos[i, 1]
         z = pos[i, 2]
@@ -84,13 +86,33 @@ def _divide(rows, m, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi,
         daughter_diameter[k] = cbrt(vd / PI_6)
 
 
-def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, daughter_pos, daughter_diameter):
+def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, physicell, daughter_pos,
+           daughter_diameter):
     """Split each mother in ``rows`` in two along a random axis (see the CPU
     twin); daughters' positions and diameters are written out."""
     m = rows.size
     if m:
         _divide[launch(m)](rows, int(m), pos, diameter, uid, int(seed), int(step), int(stream), float(ratio_lo),
-                           float(ratio_hi), daughter_pos, daughter_diameter)
+                           float(ratio_hi), bool(physicell), daughter_pos, daughter_diameter)
+
+
+@cuda.jit
+def _volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        if not volume[i] > 0.0:
+            volume_from_diameter(i, diameter[i], nuclear_share, p[2], ns, nf, cs, cf)
+        v = volume_step(i, dt, p, ns, nf, cs, cf, calcified)
+        volume[i] = v
+        diameter[i] = cbrt(v / PI_6)
+
+
+def volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+    """PhysiCell's standard volume model over the rows of ``code`` (see the
+    CPU twin; ``p`` a tuple of 7 floats)."""
+    if n:
+        _volume_update[launch(n)](type_, int(code), int(n), float(dt), tuple(float(x) for x in p),
+                                  float(nuclear_share), ns, nf, cs, cf, calcified, volume, diameter)
 
 
 @cuda.jit

@@ -71,7 +71,10 @@ def _signatures():
         ("grid._mark_survivors", G._mark_survivors, f"void({I1}, int64, {I1}, int64, {I1})"),
         ("behaviours._grow", K._grow, f"void({I32}, int64, {F1}, int64, float64, {F1}, float64, {B1}, {I1})"),
         ("behaviours._divide", K._divide,
-         f"void({I1}, int64, {F2}, {F1}, {I1}, int64, int64, int64, float64, float64, {F2}, {F1})"),
+         f"void({I1}, int64, {F2}, {F1}, {I1}, int64, int64, int64, float64, float64, boolean, {F2}, {F1})"),
+        ("behaviours._volume_update", K._volume_update,
+         f"void({I32}, int64, int64, float64, UniTuple(float64, 7), float64, {F1}, {F1}, {F1}, {F1}, {F1}, {F1}, "
+         f"{F1})"),
         ("behaviours._mark_random", K._mark_random,
          f"void({I32}, int64, {I1}, int64, int64, int64, int64, float64, {B1}, {I1})"),
         ("behaviours._brownian", K._brownian, f"void({I32}, int64, {I1}, {F2}, int64, int64, int64, int64, float64)"),
