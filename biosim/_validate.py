@@ -39,6 +39,26 @@ def positive_int(name, value, *, allow_zero=False):
     return v
 
 
+def boolean(name, value):
+    """True or False (numpy's bools too); anything else is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+PROBABILITIES = ("exact", "linear")
+
+
+def event_probability(expected, how):
+    """The probability of an event within an interval in which ``expected``
+    (rate x dt, a number or an array) of them are expected: "exact",
+    1 - exp(-expected) (an exponential waiting time); "linear", PhysiCell's
+    rate x dt, capped at 1."""
+    if how == "linear":
+        return np.minimum(expected, 1.0)
+    return -np.expm1(-expected)
+
+
 def choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")

@@ -378,7 +378,7 @@ class Simulation:
         return np.array(arr)
 
     def add_substance(self, name, diffusion, decay=0.0, spacing=10.0, initial=0.0, boundary=None,
-                      solver="implicit", dt=None):
+                      solver="implicit", dt=None, decay_split=False, dirichlet_layer=False):
         """Add a substance diffusing on a cell-centred grid over the box; returns it.
 
         ``diffusion`` µm²/min, ``decay`` 1/min, ``spacing`` the voxel edge (µm,
@@ -389,6 +389,14 @@ class Simulation:
         periodic in a periodic box.  ``solver`` "implicit" (default, stable
         for any step) or "explicit"; ``dt`` an optional diffusion step (min)
         so the substance takes several sub-steps per base step.
+
+        PhysiCell's (BioFVM's) conventions, for models brought from it:
+        ``decay_split=True`` applies decay inside each of the implicit
+        solver's three sweeps (dt λ / 3 each, a first-order splitting; biosim
+        otherwise decays exactly, c *= exp(-λ dt)); ``dirichlet_layer=True``
+        holds a Dirichlet value on the outer layer of voxels (BioFVM's
+        Dirichlet nodes, set before each sweep and after the step; biosim
+        otherwise holds it on the face itself, half a voxel further out).
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"substance name must be a non-empty string, got {name!r}")
@@ -397,7 +405,8 @@ class Simulation:
         if name in self.substances:
             raise ValueError(f"a substance named {name!r} exists already; substances are "
                              f"{', '.join(self.substances)}")
-        sub = Substance(self, name, diffusion, decay, spacing, initial, boundary, solver, dt)
+        sub = Substance(self, name, diffusion, decay, spacing, initial, boundary, solver, dt, decay_split,
+                        dirichlet_layer)
         self.substances[name] = sub
         return sub
 

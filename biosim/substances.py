@@ -136,7 +136,8 @@ class Substance:
     effect.  Use :meth:`sample` for values and gradients at any points.
     """
 
-    def __init__(self, sim, name, diffusion, decay, spacing, initial, boundary, solver, dt):
+    def __init__(self, sim, name, diffusion, decay, spacing, initial, boundary, solver, dt, decay_split=False,
+                 dirichlet_layer=False):
         self.sim = sim
         self.name = name
         self.diffusion = V.positive("diffusion", diffusion, allow_zero=True)
@@ -151,6 +152,14 @@ class Substance:
         else:
             self.dt = V.positive("dt", dt)
         self.faces = self._faces(boundary, sim.boundary == "periodic")
+        self.decay_split = V.boolean("decay_split", decay_split)
+        self.dirichlet_layer = V.boolean("dirichlet_layer", dirichlet_layer)
+        if self.decay_split and self.solver != "implicit":
+            raise ValueError(f"substance {name!r}: decay_split=True is BioFVM's splitting of decay into the "
+                             f"implicit solver's three sweeps; it needs solver='implicit', got {solver!r}")
+        # BioFVM's Dirichlet nodes: faces whose outer voxel layer holds the value
+        self._layers = tuple(f for f, c in enumerate(self.faces) if isinstance(c, Dirichlet)) \
+            if self.dirichlet_layer else ()
         self._check_substeps(sim.dt)  # refuses unbounded work now, not at the first step
         self._c = self._initial(initial)
         self._sources = None
@@ -343,7 +352,7 @@ class Substance:
                     self._told = True
                     warnings.warn(f"substance {self.name!r}: the explicit solver takes {n} sub-steps of "
                                   f"{dt / n:.3g} min per step of {dt:g} min (stability limit "
-                                  f"h^2 / (9 D) = {limit:.3g} min)", stacklevel=5)
+                                  f"h^2 / (9 D) = {limit:.3g} min)", stacklevel=6)
         return n, dt / n
 
     def __repr__(self):
@@ -352,7 +361,8 @@ class Substance:
 
     def to_dict(self):
         return {"diffusion": self.diffusion, "decay": self.decay, "spacing": self.spacing,
-                "shape": list(self.shape), "solver": self.solver, "dt": self.dt,
+                "shape": list(self.shape), "solver": self.solver, "dt": self.dt, "decay_split": self.decay_split,
+                "dirichlet_layer": self.dirichlet_layer,
                 "boundary": {f: b.to_dict() for f, b in zip(FACES, self.faces)}}
 
     # -- engine ---------------------------------------------------------------
@@ -481,7 +491,7 @@ class Substance:
         K.clear_sources(voxels, self._mark, *sums, used)
 
     def _boundary_arrays(self, time):
-        btype = np.array([f.code for f in self.faces], dtype=np.int64)
+        btype = np.array([0 if f in self._layers else c.code for f, c in enumerate(self.faces)], dtype=np.int64)
         bflux = np.array([f.flux if isinstance(f, Neumann) else 0.0 for f in self.faces])
         nx, ny, nz = self.shape
         dval = [np.zeros((2, ny, nz)), np.zeros((2, nx, nz)), np.zeros((2, nx, ny))]
@@ -517,110 +527,76 @@ class Substance:
         solver, its start for the explicit one)."""
         queued = self._source_sums()
         try:
-            if self.sim.backend.on_device:
-                self._advance_device(dt, time, queued)
-                return
-            n, h = self.substeps(dt)
-            decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
-            timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
-            if self.diffusion > 0 and not timed:
-                btype, bflux, dval = self._boundary_arrays(time)
-            cur = self._c
-            if self.solver == "explicit" and self.diffusion > 0 and self._spare is None:
-                self._spare = np.empty_like(self._c)
-            other = self._spare
-            for sub in range(n):
-                if queued is not None:
-                    K.apply_sources(cur, queued[0], *queued[1], queued[2], float(n))
-                if decay != 1.0:
-                    K.scale(cur, decay)
-                if self.diffusion == 0:
-                    continue
-                if timed:
-                    # f(x, y, z, t) at the time each sub-step lands on: the end
-                    # of the sub-step for the implicit solver (backward Euler),
-                    # its start for the explicit one (forward Euler)
-                    at = time + (sub + 1) * h if self.solver == "implicit" else time + sub * h
-                    btype, bflux, dval = self._boundary_arrays(at)
-                if self.solver == "explicit":
-                    K.ftcs_step(cur, other, self.diffusion, self.spacing, h, btype, bflux, *dval)
-                    cur, other = other, cur
-                else:
-                    self._lod(h, btype, bflux, dval)
-            if cur is not self._c:  # the live array stays the one users hold
-                self._c[...] = cur
+            self._substeps(dt, time, queued, self.sim.backend.on_device)
         finally:
             if queued is not None:
                 self._clear_sources(queued)
 
-    def _advance_device(self, dt, time, queued):
-        """advance() on a GPU backend: the same sub-steps with the device's
-        kernels on the device grid.  The sources' per-voxel sums (a few
-        voxels: those agents touched) and the boundary values (face-sized)
-        are what goes to the device."""
+    def _substeps(self, dt, time, queued, dev):
+        """advance()'s sub-steps on the host grid with the CPU kernels, or
+        (``dev``) on the device grid with the backend's: the same calls with
+        the same arguments.  What goes to the device: face-sized boundary
+        terms, when they change."""
         B = self.sim.backend
-        KD = B.diffusion
+        KS = B.diffusion if dev else K
         n, h = self.substeps(dt)
-        decay = math.exp(-self.decay * h) if self.decay > 0 else 1.0
+        k = self.decay * h / 3.0 if self.decay_split else 0.0  # BioFVM: decay inside each of the 3 sweeps
+        if self.decay == 0 or (self.decay_split and self.diffusion > 0):
+            decay = 1.0
+        else:
+            decay = (1.0 / (1.0 + k)) ** 3 if self.decay_split else math.exp(-self.decay * h)
         timed = any(isinstance(f, Dirichlet) and callable(f.value) for f in self.faces)
-        c = self._device_grid()
-        if queued is not None:
-            dvox, sums, used = queued
-            terms = [sums[k] for k in range(4)]
         bounds = None
-        if self.diffusion > 0 and not timed:
-            bounds = self._device_bounds(time)
-        if self.solver == "explicit" and self.diffusion > 0 and self._dev_spare is None:
+        if (self.diffusion > 0 or self._layers) and not timed:
+            bounds = self._bounds(time, dev)
+        c = self._device_grid() if dev else self._c
+        explicit = self.solver == "explicit" and self.diffusion > 0
+        if explicit and dev and self._dev_spare is None:
             self._dev_spare = B.empty(self._c.shape, np.float64)
-        cur, other = c, self._dev_spare
+        if explicit and not dev and self._spare is None:
+            self._spare = np.empty_like(self._c)
+        cur, other = c, (self._dev_spare if dev else self._spare)
         for sub in range(n):
             flat = cur.reshape(cur.size)
             if queued is not None:
-                KD.apply_sources(flat, dvox, *terms, used, float(n))
+                if dev:  # the sums per touched voxel
+                    KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
+                else:  # the sums per voxel of the grid
+                    KS.apply_sources(cur, queued[0], *queued[1], queued[2], float(n))
             if decay != 1.0:
-                KD.scale(flat, decay)
+                KS.scale(flat, decay)
+            if timed and (self.diffusion > 0 or self._layers):
+                # f(x, y, z, t) at the time each sub-step lands on: the end of
+                # the sub-step for the implicit solver (backward Euler), its
+                # start for the explicit one (forward Euler)
+                bounds = self._bounds(time + (sub + 1) * h if self.solver == "implicit" else time + sub * h, dev)
+            if self._layers:
+                KS.set_layers(cur, self._layers, bounds[1][2])
             if self.diffusion == 0:
                 continue
-            if timed:  # as advance(): the end of the sub-step (implicit), its start (explicit)
-                bounds = self._device_bounds(time + (sub + 1) * h if self.solver == "implicit" else time + sub * h)
-            if self.solver == "explicit":
-                KD.ftcs_step(cur, other, self.diffusion, self.spacing, h, *bounds[3:])
+            if explicit:
+                KS.ftcs_step(cur, other, self.diffusion, self.spacing, h, *bounds[1][:2], *bounds[1][2])
                 cur, other = other, cur
             else:
-                self._lod_device(cur, h, *bounds[:3])
-        if cur is not c:  # the device grid stays the same array
-            c.copy_to_device(cur)
-        self._dev_where = "device"
+                self._lod(cur, h, k, bounds, dev)
+            if self._layers:
+                KS.set_layers(cur, self._layers, bounds[1][2])
+        if cur is not c:  # the live grid stays the same array
+            if dev:
+                c.copy_to_device(cur)
+            else:
+                c[...] = cur
+        if dev:
+            self._dev_where = "device"
 
-    def _device_bounds(self, time):
-        """(btype, bflux, dval) on the host, then the same on the device."""
+    def _bounds(self, time, dev):
+        """((btype, bflux, dval) on the host, the same where the solvers run):
+        on a GPU the device copies, sent only when they changed."""
         btype, bflux, dval = self._boundary_arrays(time)
-        return (btype, bflux, dval, self._on_device("btype", btype), self._on_device("bflux", bflux),
-                *(self._on_device(("dval", axis), d) for axis, d in enumerate(dval)))
-
-    def _lod_device(self, c, dt, btype, bflux, dval):
-        """One LOD step on the device grid ``c``: x, y, then z sweeps, one
-        thread per line; the Thomas factors go to the device once per
-        (dt, diffusion, faces), the boundary terms (face-sized) per step."""
-        B = self.sim.backend
-        factors = self._lod_factors(dt, btype)
-        if self._lod_dev is None or self._lod_dev[0] is not self._lod_cache:
-            self._lod_dev = (self._lod_cache, [tuple(B.to_device(a) for a in f[1:4]) for f in factors])
-        nx, ny, nz = self.shape
-        views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
-        faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
-        for axis, ((r, _, _, _, vr, zden, zero), (cp, inv, zz)) in enumerate(zip(factors, self._lod_dev[1])):
-            blo, bhi = btype[2 * axis], btype[2 * axis + 1]
-            adds = []
-            for side, b in ((0, blo), (1, bhi)):
-                if b == 1:
-                    adds.append((2.0 * r) * dval[axis][side].reshape(faces[axis]))
-                elif b == 0 and bflux[2 * axis + side] != 0.0:
-                    adds.append(np.full(faces[axis], dt * bflux[2 * axis + side] / self.spacing))
-                else:
-                    adds.append(zero)
-            B.diffusion.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2,
-                                  *(self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)))
+        if not dev:
+            return (btype, bflux, dval), (btype, bflux, dval)
+        return (btype, bflux, dval), (self._on_device("btype", btype), self._on_device("bflux", bflux),
+                                      [self._on_device(("dval", axis), d) for axis, d in enumerate(dval)])
 
     def _on_device(self, key, values):
         """Boundary terms (face-sized host arrays) on the device, sent only
@@ -631,11 +607,11 @@ class Substance:
             held = self._faces_dev[key] = (np.array(values), self.sim.backend.to_device(np.ascontiguousarray(values)))
         return held[1]
 
-    def _lod_factors(self, dt, btype):
+    def _lod_factors(self, dt, btype, k=0.0):
         """Per axis: the Thomas factors of the line system for this ``dt``,
-        diffusion coefficient and these face types, cached (they change only
-        with one of those)."""
-        key = (dt, self.diffusion, tuple(int(b) for b in btype))
+        diffusion coefficient, face types and per-sweep decay ``k``, cached
+        (they change only with one of those)."""
+        key = (dt, self.diffusion, tuple(int(b) for b in btype), k)
         cache = self._lod_cache
         if cache is not None and cache[0] == key:
             return cache[1]
@@ -646,18 +622,30 @@ class Substance:
         for axis in range(3):
             n = self.shape[axis]
             cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
-            vr, zden = K.thomas_coefficients(n, r, btype[2 * axis], btype[2 * axis + 1], cp, inv, zz)
+            vr, zden = K.thomas_coefficients(n, r, btype[2 * axis], btype[2 * axis + 1], cp, inv, zz, k)
             out.append((r, cp, inv, zz, vr, zden, np.zeros(faces[axis])))
         self._lod_cache = (key, out)
         return out
 
-    def _lod(self, dt, btype, bflux, dval):
-        """One locally one-dimensional implicit step: x, y, then z sweeps."""
-        c = self._c
+    def _lod(self, c, dt, k, bounds, dev):
+        """One locally one-dimensional implicit step of the grid ``c``: x, y,
+        then z sweeps (one thread per line on a GPU), each with decay ``k``
+        inside; a face's Dirichlet layer (``dirichlet_layer``) is set before
+        every sweep.  On a GPU the Thomas factors go to the device once per
+        (dt, diffusion, faces, k)."""
+        (btype, bflux, dval), (_, _, dval_here) = bounds
+        KS = self.sim.backend.diffusion if dev else K
+        factors = self._lod_factors(dt, btype, k)
+        if dev and (self._lod_dev is None or self._lod_dev[0] is not self._lod_cache):
+            self._lod_dev = (self._lod_cache, [tuple(self.sim.backend.to_device(a) for a in f[1:4]) for f in factors])
         nx, ny, nz = self.shape
         views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
         faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
-        for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(self._lod_factors(dt, btype)):
+        for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(factors):
+            if dev:
+                cp, inv, zz = self._lod_dev[1][axis]
+            if axis and self._layers:
+                KS.set_layers(c, self._layers, dval_here)
             blo, bhi = btype[2 * axis], btype[2 * axis + 1]
             adds = []
             for side, b in ((0, blo), (1, bhi)):
@@ -667,4 +655,6 @@ class Substance:
                     adds.append(np.full(faces[axis], dt * bflux[2 * axis + side] / self.spacing))
                 else:
                     adds.append(zero)
-            K.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
+            if dev:
+                adds = [self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)]
+            KS.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])

@@ -14,20 +14,23 @@ class Apoptosis(Behaviour):
     rate : float
         Death rate, 1/min (>= 0).
     every : int, default 1
+    probability : {"exact", "linear"}, default "exact"
+        1 - exp(-rate dt), or PhysiCell's rate x dt (capped at 1).
     """
 
     device_ready = True
 
-    def __init__(self, rate, every=1):
+    def __init__(self, rate, every=1, probability="exact"):
         super().__init__(every)
         self.rate = V.positive("rate", rate, allow_zero=True)
+        self.probability = V.choice("probability", probability, V.PROBABILITIES)
 
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)
         if n == 0 or self.rate == 0:
             return
-        p = -np.expm1(-self.rate * dt)
+        p = float(V.event_probability(self.rate * dt, self.probability))
         B = sim.backend
         flag = B.empty(n, np.bool_)
         uid = t.col("uid", False)

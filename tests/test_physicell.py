@@ -148,7 +148,7 @@ def test_a_bad_placement_is_refused():
 
 def test_the_volume_model_is_the_cpu_s_on_every_backend(device):
     def make(dev):
-        sim = bs.Simulation(bs.Box.cube(300.0), dt=6.0, seed=2, device=dev)
+        sim = bs.Simulation(bs.Box.cube(300.0), dt=6.0, seed=2, device=dev, mechanics=None)
         vol = models.Volume()
         pop = sim.add_agents("c", bs.init.ball(40, 30.0, center=(150.0, 150.0, 150.0), seed=2),
                              diameter=np.linspace(12.0, 16.0, 40))
@@ -157,10 +157,119 @@ def test_the_volume_model_is_the_cpu_s_on_every_backend(device):
         return sim
 
     ref, sim = make("cpu"), make(device)
-    ref.run(20)
-    sim.run(20)
+    ref.run(15)
+    sim.run(15)
     o0, o1 = np.argsort(ref.agents.uid), np.argsort(sim.agents.uid)
     assert len(o0) > 40 and np.array_equal(ref.agents.uid[o0], sim.agents.uid[o1])
     for c in ("volume", "nuclear_solid", "cytoplasmic_fluid", "diameter"):
         np.testing.assert_allclose(sim.agents[c][o1], ref.agents[c][o0], rtol=1e-13, err_msg=c)
     np.testing.assert_allclose(sim.agents.position[o1], ref.agents.position[o0], rtol=0, atol=1e-9)
+
+
+# -- PhysiCell's conventions, as options ------------------------------------------------
+def biofvm_reference(c, D, lam, h, dt, layers):
+    """BioFVM's LOD step (diffusion_decay_solver__constant_coefficients_LOD_3D)
+    in plain numpy: Dirichlet nodes set before each sweep and after the last;
+    each sweep solves (1 + dt λ/3 - r d2) x = c along its lines with no-flux
+    ends, by a dense solve.  ``layers``: {face index: value}."""
+    c = c.copy()
+    r, k = D * dt / h ** 2, lam * dt / 3.0
+
+    def dirichlet(c):
+        for f, v in layers.items():
+            axis, side = divmod(f, 2)
+            index = [slice(None)] * 3
+            index[axis] = 0 if side == 0 else c.shape[axis] - 1
+            c[tuple(index)] = v
+
+    dirichlet(c)
+    for axis in range(3):
+        n = c.shape[axis]
+        A = np.diag(np.full(n, 1.0 + 2.0 * r + k)) - r * np.eye(n, k=1) - r * np.eye(n, k=-1)
+        A[0, 0] = A[-1, -1] = 1.0 + r + k
+        if n == 1:
+            A[0, 0] = 1.0 + k
+        c = np.apply_along_axis(lambda line: np.linalg.solve(A, line), axis, c)
+        dirichlet(c)
+    return c
+
+
+def test_physicell_s_diffusion_conventions_are_biofvm_s_solver(device):
+    """decay_split and dirichlet_layer give BioFVM's LOD step: decay inside
+    the three sweeps, the Dirichlet value held on the outer voxel layer."""
+    sim = bs.Simulation(bs.Box(np.zeros(3), [100.0, 60.0, 40.0]), dt=0.5, device=device, mechanics=None)
+    init = lambda x, y, z: 1.0 + np.sin(x / 17.0) * np.cos(y / 11.0) + 0.02 * z
+    s = sim.add_substance("o2", diffusion=500.0, decay=0.4, spacing=10.0, initial=init, decay_split=True,
+                          dirichlet_layer=True, boundary={"x-": bs.Dirichlet(3.0), "z+": bs.Dirichlet(0.5)})
+    c = s.concentration.copy()
+    sim.run(3)
+    for _ in range(3):
+        c = biofvm_reference(c, 500.0, 0.4, 10.0, 0.5, {0: 3.0, 5: 0.5})
+    np.testing.assert_allclose(s.concentration, c, rtol=1e-12)
+    assert np.all(s.concentration[0, :, :-1] == 3.0) and np.all(s.concentration[:, :, -1] == 0.5)  # z+ set last
+    # biosim's own conventions differ: exact decay, the value on the face
+    other = bs.Simulation(bs.Box(np.zeros(3), [100.0, 60.0, 40.0]), dt=0.5, device=device, mechanics=None)
+    o = other.add_substance("o2", diffusion=500.0, decay=0.4, spacing=10.0, initial=init,
+                            boundary={"x-": bs.Dirichlet(3.0), "z+": bs.Dirichlet(0.5)})
+    other.run(3)
+    assert np.abs(o.concentration - c).max() > 0.05
+
+
+def test_split_decay_without_diffusion_is_three_implicit_thirds():
+    sim = bs.Simulation(bs.Box.cube(40.0), dt=2.0, mechanics=None)
+    s = sim.add_substance("s", diffusion=0.0, decay=0.3, spacing=10.0, initial=2.0, decay_split=True)
+    sim.run(4)
+    np.testing.assert_allclose(s.concentration, 2.0 / (1.0 + 0.3 * 2.0 / 3.0) ** 12, rtol=1e-14)
+
+
+def test_physicell_s_exit_probability_is_rate_times_dt():
+    """At dt = 6 min and a 5-min phase, PhysiCell's probability dt / T
+    saturates at 1: every cell leaves; biosim's exact 1 - exp(-dt/T) lets
+    about 30% stay.  The same for a death rate."""
+    def leave(probability):
+        sim = bs.Simulation(bs.Box.cube(400.0), dt=6.0, seed=2, mechanics=None)
+        pop = sim.add_agents("c", bs.init.uniform(500, sim.box, seed=1))
+        pop.behaviours += [models.CellCycle(("A", "B"), (5.0, 1e9), divide_after=None, probability=probability)]
+        sim.run(1)
+        return np.count_nonzero(sim.agents["phase"] == 1)
+
+    assert leave("linear") == 500 and 300 < leave("exact") < 400
+
+    def survivors(probability):
+        sim = bs.Simulation(bs.Box.cube(400.0), dt=6.0, seed=2, mechanics=None)
+        sim.add_agents("c", bs.init.uniform(500, sim.box, seed=1)).behaviours += [
+            models.Apoptosis(rate=0.2, probability=probability)]
+        sim.run(1)
+        return len(sim.agents)
+
+    assert survivors("linear") == 0 and 100 < survivors("exact") < 200
+
+
+def test_conventions_survive_a_checkpoint(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(40.0), dt=1.0, mechanics=None)
+    sim.add_substance("s", diffusion=10.0, decay=0.1, spacing=10.0, initial=1.0, decay_split=True,
+                      dirichlet_layer=True, boundary=bs.Dirichlet(2.0))
+    sim.add_agents("c", [[20.0, 20.0, 20.0]]).behaviours += [
+        models.CellCycle.live(probability="linear", placement="physicell")]
+    sim.run(2)
+    sim.save_checkpoint(tmp_path / "c.h5")
+    back = bs.Simulation.load_checkpoint(tmp_path / "c.h5")
+    s = back.substances["s"]
+    assert s.decay_split and s.dirichlet_layer
+    cycle = back.populations["c"].behaviours[0]
+    assert cycle.probability == "linear" and cycle.placement == "physicell"
+    sim.run(2)
+    back.run(2)
+    assert np.array_equal(back.substances["s"].concentration, sim.substances["s"].concentration)
+
+
+def test_bad_convention_options_are_refused():
+    sim = bs.Simulation(bs.Box.cube(40.0), mechanics=None)
+    with pytest.raises(ValueError, match=r"decay_split=True .* needs solver='implicit', got 'explicit'"):
+        sim.add_substance("a", diffusion=1.0, decay=0.1, decay_split=True, solver="explicit")
+    with pytest.raises(TypeError, match=r"dirichlet_layer must be True or False, got 'yes'"):
+        sim.add_substance("b", diffusion=1.0, dirichlet_layer="yes")
+    with pytest.raises(ValueError, match=r"probability must be one of 'exact', 'linear'; got 'often'"):
+        models.CellCycle.live(probability="often")
+    with pytest.raises(ValueError, match=r"probability must be one of"):
+        models.Apoptosis(0.1, probability=None)

@@ -512,7 +512,8 @@ def _load(path, allow, allow_outputs):
         for sd in s["substances"]:
             sub = sim.add_substance(sd["name"], sd["diffusion"], sd["decay"], sd["spacing"],
                                     initial=f["substances"][sd["name"]][:],
-                                    boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"],
+                                    boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], decay_split=sd.get("decay_split", False),
+                                    dirichlet_layer=sd.get("dirichlet_layer", False),
                                     dt=sd["dt"])
             sub._told = sd.get("told", False)
         _check_codes([p.get("code") for p in s["populations"]], path)
@@ -668,7 +669,8 @@ def _from_run(run, i, allow):
                 raise CheckpointError(f"substance {name!r} had a Dirichlet boundary given as a function "
                                       f"({spec['value']}); a simulation cannot be rebuilt from it")
         sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
-                          boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"])
+                          boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"],
+                          decay_split=sd.get("decay_split", False), dirichlet_layer=sd.get("dirichlet_layer", False))
     _check_codes([p.get("type") for p in pops.values()], run.path)
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:

@@ -111,23 +111,25 @@ def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
 
 
 @njit(cache=True)
-def thomas_coefficients(n, r, blo, bhi, cp, inv, zz):
-    """Factor the line system (1 - r d2) x = rhs once for every line of a sweep.
+def thomas_coefficients(n, r, blo, bhi, cp, inv, zz, k=0.0):
+    """Factor the line system (1 + k - r d2) x = rhs once for every line of a
+    sweep (``k`` = dt λ / 3: decay inside the sweep, BioFVM's LOD splitting;
+    0 for biosim's exact decay, which leaves the factors' bits unchanged).
 
     Fills ``inv`` (1 / pivots) and ``cp`` (modified upper diagonal); for
     periodic lines (blo == 2) also ``zz``, the Sherman-Morrison vector, and
     returns (vr, denominator) of the correction; else (0, 1).  Boundary
     types: 0 Neumann, 1 Dirichlet (ghost 2 v - c), 2 periodic."""
     if n == 1:
-        d = 1.0
+        d = 1.0 + k
         if blo == 1:
             d += 2.0 * r
         if bhi == 1:
             d += 2.0 * r
-        inv[0] = 1.0 / d if blo != 2 else 1.0
+        inv[0] = 1.0 / d if blo != 2 else 1.0 / (1.0 + k)
         cp[0] = 0.0
         return 0.0, 1.0
-    b0 = 1.0 + 2.0 * r
+    b0 = 1.0 + 2.0 * r + k
     a = -r
     periodic = blo == 2
     if periodic:
@@ -135,8 +137,8 @@ def thomas_coefficients(n, r, blo, bhi, cp, inv, zz):
         bfirst = b0 - gamma
         blast = b0 - r * r / gamma
     else:
-        bfirst = 1.0 + (3.0 * r if blo == 1 else r)
-        blast = 1.0 + (3.0 * r if bhi == 1 else r)
+        bfirst = 1.0 + k + (3.0 * r if blo == 1 else r)
+        blast = 1.0 + k + (3.0 * r if bhi == 1 else r)
     for p in range(n):
         bp = bfirst if p == 0 else (blast if p == n - 1 else b0)
         denom = bp if p == 0 else bp - a * cp[p - 1]
@@ -539,3 +541,14 @@ def take_divided(a, rows, divisor, out):
     """out[q] = a[rows[q]] / divisor."""
     for q in prange(rows.size):
         out[q] = a[rows[q]] / divisor
+
+
+def set_layers(c, faces, dval):
+    """BioFVM's Dirichlet nodes: the outer voxel layer of each face in
+    ``faces`` (0..5 = x-, x+, y-, y+, z-, z+) set to that face's values
+    (``dval`` as the solvers take them); face-sized numpy writes."""
+    for f in faces:
+        axis, side = divmod(f, 2)
+        index = [slice(None)] * 3
+        index[axis] = 0 if side == 0 else c.shape[axis] - 1
+        c[tuple(index)] = dval[axis][side]

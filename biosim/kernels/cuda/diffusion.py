@@ -298,3 +298,27 @@ def take_divided(a, rows, divisor, out):
     m = rows.size
     if m:
         _take_divided[launch(m)](a, rows, int(m), float(divisor), out)
+
+
+@cuda.jit
+def _set_layer(c, axis, side, values):
+    t = cuda.grid(1)
+    nx, ny, nz = c.shape
+    if axis == 0:
+        if t < ny * nz:
+            c[0 if side == 0 else nx - 1, t // nz, t % nz] = values[t // nz, t % nz]
+    elif axis == 1:
+        if t < nx * nz:
+            c[t // nz, 0 if side == 0 else ny - 1, t % nz] = values[t // nz, t % nz]
+    elif t < nx * ny:
+        c[t // ny, t % ny, 0 if side == 0 else nz - 1] = values[t // ny, t % ny]
+
+
+def set_layers(c, faces, dval):
+    """The outer voxel layer of each face in ``faces`` set to its values (see
+    the CPU twin; ``dval`` device arrays (2, a, b) per axis)."""
+    nx, ny, nz = c.shape
+    for f in faces:
+        axis, side = divmod(int(f), 2)
+        size = (ny * nz, nx * nz, nx * ny)[axis]
+        _set_layer[launch(size)](c, axis, side, dval[axis][side])

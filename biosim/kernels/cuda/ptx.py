@@ -110,6 +110,7 @@ def _signatures():
         ("diffusion._set_term", D._set_term, f"void({F2}, int64, int64, {F1}, float64, boolean, float64)"),
         ("diffusion._nonzero_flags", D._nonzero_flags, f"void({F1}, int64, {B1})"),
         ("diffusion._take_divided", D._take_divided, f"void({F1}, {I1}, int64, float64, {F1})"),
+        ("diffusion._set_layer", D._set_layer, "void(float64[:, :, ::1], int64, int64, float64[:, ::1])"),
         ("behaviours._move_along", K._move_along, f"void({F2}, {I1}, int64, {F2}, float64)"),
         ("behaviours._mark_below", K._mark_below,
          f"void({I1}, int64, {I1}, {F1}, float64, float64, int64, int64, int64, {B1}, {I1})"),
