@@ -144,6 +144,10 @@ class CPUBackend:
         """a[idx] for a 1D array and int64 indices (a new array)."""
         return a[idx]
 
+    def copy(self, a):
+        """A copy of array ``a`` where it lives."""
+        return a.copy()
+
     def rows_of_type(self, agents, code):
         """Rows (int64, increasing) of the agents whose type is ``code``."""
         return self.behaviours.where_equal(agents.col("type", False), len(agents), code)
@@ -204,6 +208,11 @@ class CUDABackend(CPUBackend):
 
     def full(self, n, value):
         return self._launch.full(n, value)
+
+    def copy(self, a):
+        out = self.empty(a.shape, a.dtype)
+        out.copy_to_device(a)
+        return out
 
     def take(self, a, idx):
         m = len(idx)

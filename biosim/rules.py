@@ -426,13 +426,13 @@ class AgentRule(Behaviour):
                         tuple(bool(x) for x in walk[6])]
         pos = t.col("position", "position" in d.writes)
         if d.radius is not None and "position" in d.writes:
-            pos = _copy(B, pos)  # neighbours are seen where they were at the interval's start
+            pos = B.copy(pos)  # neighbours are seen where they were at the interval's start
         divide = B.zeros(n, np.bool_)
         die = B.zeros(n, np.bool_)
         cols = [t.col(c, c in d.writes) for c in d._used]
         # neighbours' values of the columns this rule writes come from a copy taken
         # before the pass: every agent sees the interval's start (thread-count independent)
-        cols += [_copy(B, t.col(c, False)) if c in d.writes else t.col(c, False) for c in d._nb_used]
+        cols += [B.copy(t.col(c, False)) if c in d.writes else t.col(c, False) for c in d._nb_used]
         secreted = [B.zeros(n, np.float64) for _ in self._subs]
         for sub, sec in zip(self._subs, secreted):
             grid = sub._device_grid(write=False) if B.on_device else sub._c
@@ -528,15 +528,6 @@ class AgentRule(Behaviour):
         except NumbaError as e:
             return _short(e)
         return None
-
-
-def _copy(B, a):
-    """A copy of array ``a`` where it lives (host or device)."""
-    if not B.on_device:
-        return a.copy()
-    out = B.empty(a.shape, a.dtype)
-    out.copy_to_device(a)
-    return out
 
 
 def _short(e):
