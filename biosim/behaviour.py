@@ -74,6 +74,34 @@ class Behaviour:
         return f"{type(self).__name__}({args})"
 
 
+# death states of the int8 column ``death`` (PhysiCell's death phases; see
+# models.Apoptosis and models.Necrosis with phases=True)
+DEATH_STATES = ("live", "apoptotic", "necrotic_swelling", "necrotic_lysed")
+DEATH_COLUMNS = (("death", np.int8, 0, (), "default"),  # the death state
+                 ("death_age", np.float64, 0.0, (), "default"),  # min in that state
+                 ("rupture_volume", np.float64, 0.0, (), "default"))  # µm³ (necrotic swelling)
+
+
+def live_types(sim):
+    """The ``type`` column as the behaviours of live cells see it: a dead
+    cell (``death`` > 0, kept as an agent by a death model with phases)
+    reads -1, so no population's behaviour acts on it.  Without a ``death``
+    column, the type column itself."""
+    t = sim.agents
+    if "death" not in t:
+        return t.col("type", False)
+    B = sim.backend
+    n = len(t)
+    out = B.empty(max(n, 1), np.int32)
+    B.behaviours.live_types(t.col("type", False), t.col("death", False), n, out)
+    return out
+
+
+def live_rows(sim, code):
+    """Rows (int64, increasing) of the live cells of type ``code``."""
+    return sim.backend.behaviours.where_equal(live_types(sim), len(sim.agents), code)
+
+
 class SubstanceBehaviour(Behaviour):
     """A behaviour that uses one substance, given as the Substance or its name
     and resolved when the behaviour is attached (unknown names are refused).

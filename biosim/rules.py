@@ -48,7 +48,7 @@ import textwrap
 import numpy as np
 from numba import njit
 
-from .behaviour import Behaviour, divide_rows
+from .behaviour import Behaviour, divide_rows, live_types
 from .kernels.cpu.diffusion import gradient_at_row, value_at_row
 
 _GRID = ["_cell_start", "_order", "_lower", "_inv_h", "_dims", "_length", "_periodic"]
@@ -441,7 +441,7 @@ class AgentRule(Behaviour):
             # (numba's parallel loops refuse a tuple nested in the columns' tuple)
             shape = tuple(int(x) for x in sub.shape) if gpu else np.array(sub.shape, dtype=np.int64)
             cols += [grid.reshape(grid.size), shape, lower, sub.spacing, sub.periodic, sec]
-        head = (t.col("type", False), population.code, n, t.col("uid", False), dt, sim.step, sim.time, sim.seed,
+        head = (live_types(sim), population.code, n, t.col("uid", False), dt, sim.step, sim.time, sim.seed,
                 self.stream, divide, die, pos)
         return head, walk, cols, divide, die, secreted
 

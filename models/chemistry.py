@@ -2,7 +2,9 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import SubstanceBehaviour
+from biosim.behaviour import SubstanceBehaviour, live_rows
+
+DEAD_UPTAKE = 0.1  # the share of its uptake a dead cell keeps (PhysiCell's Cell::start_death)
 
 
 def _volume_fraction(sim, sub, rows, scale):
@@ -41,7 +43,7 @@ class Secretion(SubstanceBehaviour):
     def run(self, sim, population, dt):
         if self.rate == 0:
             return
-        rows = sim.backend.rows_of_type(sim.agents, population.code)
+        rows = live_rows(sim, population.code)
         if len(rows) == 0:
             return
         sub = self._sub
@@ -54,7 +56,10 @@ class Secretion(SubstanceBehaviour):
 class Uptake(SubstanceBehaviour):
     """Cells consume a substance from their voxel: dc/dt = -U c per cell with
     U = rate (1/min) x cell volume / voxel volume (PhysiCell's uptake),
-    integrated implicitly so concentrations never go negative.
+    integrated implicitly so concentrations never go negative.  Dead cells
+    kept by a death model with phases take up a tenth of the rate, as
+    PhysiCell's do (secretion, chemotaxis and every other behaviour of live
+    cells skip them).
 
     Parameters
     ----------
@@ -72,9 +77,14 @@ class Uptake(SubstanceBehaviour):
     def run(self, sim, population, dt):
         if self.rate == 0:
             return
-        rows = sim.backend.rows_of_type(sim.agents, population.code)
+        B = sim.backend
+        t = sim.agents
+        rows = B.rows_of_type(t, population.code)
         if len(rows):
-            self._sub.queue(rows, uptake=_volume_fraction(sim, self._sub, rows, self.rate * dt))
+            u = _volume_fraction(sim, self._sub, rows, self.rate * dt)
+            if "death" in t:  # dead cells keep a tenth of their uptake (PhysiCell's start_death)
+                B.behaviours.scale_dead(rows, t.col("death", False), DEAD_UPTAKE, u)
+            self._sub.queue(rows, uptake=u)
 
 
 class Chemotaxis(SubstanceBehaviour):
@@ -102,7 +112,7 @@ class Chemotaxis(SubstanceBehaviour):
         if self.speed == 0:
             return
         B = sim.backend
-        rows = B.rows_of_type(sim.agents, population.code)
+        rows = live_rows(sim, population.code)
         if len(rows):
             _, grad = self._sub.sample_rows(rows, gradient=True)
             B.behaviours.move_along(sim.agents.col("position"), rows, grad, self.speed * dt)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import PLACEMENTS, Behaviour, divide_rows
+from biosim.behaviour import PLACEMENTS, Behaviour, divide_rows, live_types
 
 
 class CellCycle(Behaviour):
@@ -150,7 +150,7 @@ class CellCycle(Behaviour):
         if B.on_device:  # the same kernel on the device; phases out of range are counted there
             flag = B.empty(n, np.bool_)
             count, bad = B.behaviours.cell_cycle(
-                t.col("type", False), population.code, t.col("uid", False), t.col(self.column),
+                live_types(sim), population.code, t.col("uid", False), t.col(self.column),
                 t.col(f"{self.column}_age"), n, dt, durations, np.array(self.fixed), p_leave, nxt, divide_at,
                 sim.seed, sim.step, self.stream, t.col("diameter"), self.growth_rate * dt, flag)
             if bad:
@@ -161,7 +161,7 @@ class CellCycle(Behaviour):
         flag = np.empty(n, dtype=np.bool_)
         phase = t[self.column]
         self._check_phases(t, population, k)
-        B.behaviours.cell_cycle(t.type, population.code, t.uid, phase, t[f"{self.column}_age"], n, dt, durations,
+        B.behaviours.cell_cycle(live_types(sim), population.code, t.uid, phase, t[f"{self.column}_age"], n, dt, durations,
                                 np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step, self.stream,
                                 t.diameter, self.growth_rate * dt, flag)
         if self.divide_after is not None and flag.any():

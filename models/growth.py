@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import PLACEMENTS, SubstanceBehaviour, divide_rows
+from biosim.behaviour import PLACEMENTS, SubstanceBehaviour, divide_rows, live_rows, live_types
 
 
 class GrowthDivision(SubstanceBehaviour):
@@ -77,10 +77,10 @@ class GrowthDivision(SubstanceBehaviour):
         B = sim.backend
         factor = B.full(n, 1.0)
         if self._sub is not None:  # c / threshold clipped to [0, 1] at the population's cells
-            rows = B.rows_of_type(t, population.code)
+            rows = live_rows(sim, population.code)
             B.behaviours.limit_factor(rows, self._sub.sample_rows(rows), self.threshold, factor)
         flag = B.empty(n, np.bool_)
-        count = B.behaviours.grow(t.col("type", False), population.code, t.col("diameter"), n,
+        count = B.behaviours.grow(live_types(sim), population.code, t.col("diameter"), n,
                                   self.growth_rate * dt, factor, self.division_diameter, flag)
         if count == 0:
             return

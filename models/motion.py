@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import Behaviour, live_types
 
 
 class RandomWalk(Behaviour):
@@ -38,7 +38,7 @@ class RandomWalk(Behaviour):
         if n == 0:
             return
         K = sim.backend.behaviours
-        args = (t.col("type", False), population.code, t.col("uid", False), t.col("position"), n, sim.seed, sim.step,
+        args = (live_types(sim), population.code, t.col("uid", False), t.col("position"), n, sim.seed, sim.step,
                 self.stream)
         if self.diffusion is not None:
             K.brownian_move(*args, np.sqrt(2.0 * self.diffusion * dt))

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import SubstanceBehaviour
+from biosim.behaviour import SubstanceBehaviour, live_rows
 
 
 class StateSwitch(SubstanceBehaviour):
@@ -71,7 +71,7 @@ class StateSwitch(SubstanceBehaviour):
             return
         B = sim.backend
         t = sim.agents
-        rows = B.rows_of_type(t, population.code)
+        rows = live_rows(sim, population.code)
         m = len(rows)
         if m == 0:
             return

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import DEATH_STATES, Behaviour
 
 COMPARTMENTS = ("nuclear_solid", "nuclear_fluid", "cytoplasmic_solid", "cytoplasmic_fluid")
 
@@ -37,6 +37,10 @@ class Volume(Behaviour):
     starts from its diameter, its sphere's volume split in the targets'
     proportions; give founders ``diameter=Volume().diameter`` to start them
     at the target volume.
+
+    Dead cells kept by ``Apoptosis(phases=True)`` or
+    ``Necrosis(phases=True)`` follow their death model's targets and rates
+    (apoptotic cells shrink, necrotic ones swell, then lyse).
 
     Use it with a cycle that divides without growing (``CellCycle``
     without ``growth_rate``), not with ``GrowthDivision`` (which sets the
@@ -100,11 +104,34 @@ class Volume(Behaviour):
         return (ns, ratio, self.fluid_fraction, self.fluid_change_rate, self.nuclear_biomass_change_rate,
                 self.cytoplasmic_biomass_change_rate, self.calcification_rate)
 
+    def table(self, population):
+        """The kernel's (4, 7) float64 parameter table, one row per death
+        state (``biosim.behaviour.DEATH_STATES``): row 0 is
+        :meth:`targets` (live cells), the others come from the population's
+        death models with phases (``Apoptosis``, ``Necrosis``:
+        ``volume_parameters()``), PhysiCell's defaults where it has none."""
+        from .death import Apoptosis, Necrosis
+
+        rows = {0: self.targets(), **Apoptosis(0.0).volume_parameters(), **Necrosis().volume_parameters()}
+        for b in population.behaviours:
+            if getattr(b, "phases", False) and hasattr(b, "volume_parameters"):
+                rows.update(b.volume_parameters())
+        return np.array([rows[s] for s in range(len(DEATH_STATES))], dtype=np.float64)
+
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)
         if n == 0:
             return
-        sim.backend.behaviours.volume_update(
-            t.col("type", False), population.code, n, dt, self.targets(), self.nuclear / self.total,
+        B = sim.backend
+        table = self.table(population)
+        if B.on_device:  # sent once, again only when a parameter changes
+            key = table.tobytes()
+            if getattr(self, "_device_key", None) != key:
+                self._device_table, self._device_key = B.to_device(table), key
+            table = self._device_table
+        has_death = "death" in t
+        B.behaviours.volume_update(
+            t.col("type", False), population.code, n, dt, table, self.nuclear / self.total,
+            t.col("death", False) if has_death else B.zeros(1, np.int8), has_death,
             *(t.col(c) for c in COMPARTMENTS), t.col("calcified_fraction"), t.col("volume"), t.col("diameter"))

@@ -44,7 +44,11 @@ MIXED_SCRIPT = textwrap.dedent(f"""
                           models.Uptake(signal, rate=0.1)]
     tissue = sim.add_agents("tissue", bs.init.uniform(300, sim.box, seed=6), diameter=9.0)
     tissue.behaviours += [models.Volume(total=600.0, nuclear=150.0),
-                          models.CellCycle(("G1", "M"), (1.0, 0.5), fixed=(False, True), placement="physicell")]
+                          models.CellCycle(("G1", "M"), (1.0, 0.5), fixed=(False, True), placement="physicell"),
+                          models.Apoptosis(rate=0.05, phases=True, duration=1.0),
+                          models.Necrosis(signal, threshold=1e9, rate=0.05, phases=True, lysed_duration=1.0,
+                                          relative_rupture_volume=1.05, unlysed_fluid_change_rate=1.0),
+                          models.Uptake(signal, rate=0.1)]
     sim.writers.append(bs.io.HDF5Writer(out, every=10))
     sim.run(30)
 """)
@@ -59,6 +63,7 @@ def test_results_do_not_depend_on_threads_or_reordering(tmp_path):
     assert np.any(last["state"] == 1) and np.any(last["state"] == 2)  # infection spread and recovered
     assert base.agents(0)["crowd"].max() == 0 and last["crowd"].max() > 6.0
     assert np.count_nonzero(last["type"] == 2) > 450 and last["volume"].max() > 381.0  # tissue divided and grew
+    assert set(np.unique(last["death"])) == {0, 1, 2, 3}  # and died in phases
     for threads, reorder in ((2, 8), (3, 8), (2, 1), (2, 1000), (3, 1000)):
         assert_bit_identical(base, run_script(tmp_path, MIXED_SCRIPT, threads, reorder))
 

@@ -273,3 +273,176 @@ def test_bad_convention_options_are_refused():
         models.CellCycle.live(probability="often")
     with pytest.raises(ValueError, match=r"probability must be one of"):
         models.Apoptosis(0.1, probability=None)
+
+
+# -- death with phases ---------------------------------------------------------------------
+APOPTOTIC_P = (0.0, 0.0, 0.0, 3.0 / 60, 0.35 / 60, 1.0 / 60, 0.0)  # Volume.targets() order
+SWELLING_P = (0.0, 0.0, 1.0, 0.67 / 60, 0.013 / 60, 0.0032 / 60, 0.0042 / 60)
+LYSED_P = (0.0, 0.0, 0.0, 0.05 / 60, 0.013 / 60, 0.0032 / 60, 0.0042 / 60)
+
+
+def _compartments(t, i):
+    return {"ns": t["nuclear_solid"][i], "nf": t["nuclear_fluid"][i], "cs": t["cytoplasmic_solid"][i],
+            "cf": t["cytoplasmic_fluid"][i], "calc": t["calcified_fraction"][i]}
+
+
+def _total(c):
+    return c["ns"] + c["nf"] + c["cs"] + c["cf"]
+
+
+def test_apoptotic_cells_shrink_as_physicell_s_and_are_removed_after_8_6_hours():
+    vol = models.Volume()
+    sim = bs.Simulation(bs.Box.cube(400.0), dt=6.0, seed=1, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(20, sim.box, seed=2), diameter=vol.diameter)
+    apo = models.Apoptosis(rate=1.0, probability="linear", phases=True)  # all die in the first step
+    pop.behaviours += [vol, apo]
+    sim.record_counts()
+    sim.run(1)
+    t = sim.agents
+    assert len(t) == 20 and np.all(t["death"] == 1) and np.all(t["death_age"] == 6.0)
+    start = _compartments(t, 0)
+    sim.run(40)
+    ref = physicell_volume_reference(start, 6.0, 40, APOPTOTIC_P)
+    for col, key in (("nuclear_solid", "ns"), ("nuclear_fluid", "nf"), ("cytoplasmic_solid", "cs"),
+                     ("cytoplasmic_fluid", "cf")):
+        np.testing.assert_allclose(t[col][0], ref[key], rtol=1e-12, err_msg=col)
+    assert t["volume"][0] < 0.25 * 2494.0  # the fluid leaves within hours, the solids follow
+    assert sim.records["count_c_apoptotic"].values[-1] == 20
+    sim.run(44)  # 85 steps in the state: 510 min
+    assert len(sim.agents) == 20
+    sim.run(1)  # 516 min: removed
+    assert len(sim.agents) == 0
+
+
+def test_necrotic_cells_swell_lyse_at_twice_their_volume_then_shrink():
+    vol = models.Volume()
+    sim = bs.Simulation(bs.Box.cube(400.0), dt=6.0, seed=1, mechanics=None)
+    pop = sim.add_agents("c", [[200.0, 200.0, 200.0]], diameter=vol.diameter)
+    nec = models.Necrosis(rate=1.0, probability="linear", phases=True, lysed_duration=600.0)
+    pop.behaviours += [nec, vol]  # necrosis first: the cell dies, then the volume step swells it
+    sim.record_counts()
+    sim.run(1)
+    t = sim.agents
+    assert t["death"][0] == 2 and t["rupture_volume"][0] == pytest.approx(2 * 2494.0, rel=1e-12)
+    start = _compartments(t, 0)
+    # the reference: swell until the volume reaches the rupture volume, checked before each volume step
+    c, steps = dict(start), 0
+    while _total(c) < t["rupture_volume"][0]:
+        c = physicell_volume_reference(c, 6.0, 1, SWELLING_P)
+        steps += 1
+    assert 30 < steps < 200  # hours of swelling at 0.67/h (6 h here)
+    sim.run(steps)
+    assert t["death"][0] == 2 and t["volume"][0] == pytest.approx(_total(c), rel=1e-12)
+    sim.run(1)  # lyses (age 0), and the volume step already follows the lysed parameters
+    assert t["death"][0] == 3 and t["death_age"][0] == 0.0 and t["rupture_volume"][0] == np.inf
+    c = physicell_volume_reference(c, 6.0, 1, LYSED_P)
+    assert t["volume"][0] == pytest.approx(_total(c), rel=1e-12)
+    sim.run(20)
+    c = physicell_volume_reference(c, 6.0, 20, LYSED_P)
+    assert t["volume"][0] == pytest.approx(_total(c), rel=1e-12) and t["calcified_fraction"][0] > 0.0
+    assert sim.records["count_c_necrotic_lysed"].values[-1] == 1
+    sim.run(80)  # 100 intervals lysed: 600 min, removed
+    assert len(sim.agents) == 0
+
+
+def test_dead_cells_do_nothing_but_die():
+    """Dead cells neither cycle, grow, move, chemotax nor switch state; the
+    same cells die at the same steps whether they are kept or removed at
+    once."""
+    def make(phases):
+        sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=4, mechanics=None)
+        s = sim.add_substance("s", diffusion=0.0, spacing=100.0, initial=1.0)
+        pop = sim.add_agents("c", bs.init.uniform(60, sim.box, seed=3), diameter=10.0, mark=np.zeros(60, np.int8))
+        pop.behaviours += [models.Apoptosis(rate=0.05, phases=phases), models.Uptake(s, rate=0.01),
+                           models.CellCycle(("A", "B"), (30.0, 30.0), divide_after=None),
+                           models.RandomWalk(diffusion=1.0), models.Secretion(s, rate=0.5),
+                           models.Chemotaxis(s, speed=1.0), models.GrowthDivision(10.0, 1e9),
+                           models.StateSwitch(rate=0.1, column="mark", to=1)]
+        return sim, s
+
+    kept, _ = make(True)
+    gone, _ = make(False)
+    kept.run(1)
+    gone.run(1)
+    snap = {c: kept.agents[c].copy() for c in ("position", "phase", "phase_age", "diameter", "mark", "uid")}
+    for _ in range(10):
+        kept.run(1)
+        gone.run(1)
+        dead = kept.agents["death"] > 0
+        assert np.array_equal(np.sort(kept.agents.uid[~dead]), np.sort(gone.agents.uid))
+    t = kept.agents
+    first = np.isin(t.uid, snap["uid"][kept.agents["death"][:len(snap["uid"])] > 0]) & (t["death_age"] == 11.0)
+    assert first.any()  # cells dead since the first step: frozen since
+    rows = np.searchsorted(snap["uid"], t.uid[first])
+    for c in ("position", "phase", "phase_age", "diameter", "mark"):
+        assert np.array_equal(t[c][first], snap[c][rows]), c
+
+
+def test_dead_cells_take_up_a_tenth_of_their_uptake():
+    def run(phases, rate):
+        sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=4, mechanics=None)
+        s = sim.add_substance("s", diffusion=0.0, spacing=50.0, initial=1.0)
+        pop = sim.add_agents("c", bs.init.uniform(40, sim.box, seed=3), diameter=12.0)
+        if phases:
+            pop.behaviours += [models.Apoptosis(rate=1.0, probability="linear", phases=True)]
+        pop.behaviours += [models.Uptake(s, rate=rate)]
+        sim.run(5)
+        return s.concentration
+
+    dead = run(True, 2.0)
+    np.testing.assert_allclose(dead, run(False, 0.2), rtol=1e-13)
+    assert np.all(dead < 0.99) and np.all(run(False, 2.0) < dead)
+
+
+def test_death_phases_parameters_are_checked():
+    with pytest.raises(TypeError, match=r"phases must be True or False, got 1"):
+        models.Apoptosis(0.1, phases=1)
+    with pytest.raises(ValueError, match=r"duration"):
+        models.Apoptosis(0.1, phases=True, duration=0.0)
+    with pytest.raises(ValueError, match=r"a threshold .* is required with a substance"):
+        models.Necrosis("o2", rate=0.1)
+    with pytest.raises(ValueError, match=r"relative_rupture_volume"):
+        models.Necrosis(rate=0.1, phases=True, relative_rupture_volume=-2.0)
+
+
+def test_death_phases_are_the_cpu_s_on_every_backend(device):
+    def make(dev):
+        sim = bs.Simulation(bs.Box.cube(200.0), dt=6.0, seed=3, device=dev, mechanics=None)
+        o2 = sim.add_substance("o2", diffusion=0.0, spacing=20.0, initial=lambda x, y, z: x / 200.0)
+        vol = models.Volume()
+        pop = sim.add_agents("c", bs.init.uniform(60, sim.box, seed=5), diameter=vol.diameter)
+        pop.behaviours += [models.Apoptosis(rate=0.01, phases=True, duration=60.0),
+                           models.Necrosis(o2, threshold=0.4, rate=0.05, phases=True, lysed_duration=30.0,
+                                           relative_rupture_volume=1.3),
+                           vol, models.Uptake(o2, rate=0.1), models.CellCycle.live()]
+        return sim
+
+    ref, sim = make("cpu"), make(device)
+    ref.run(25)
+    sim.run(25)
+    o0, o1 = np.argsort(ref.agents.uid), np.argsort(sim.agents.uid)
+    assert np.array_equal(ref.agents.uid[o0], sim.agents.uid[o1])
+    d = ref.agents["death"][o0]
+    assert set(np.unique(d)) == {0, 1, 2, 3} and len(o0) < 60  # every state, and removals
+    assert np.array_equal(sim.agents["death"][o1], d)
+    for c in ("death_age", "rupture_volume", "volume", "diameter"):
+        np.testing.assert_allclose(sim.agents[c][o1], ref.agents[c][o0], rtol=1e-13, err_msg=c)
+    np.testing.assert_allclose(sim.substances["o2"].concentration, ref.substances["o2"].concentration, rtol=1e-13)
+
+
+def test_death_phases_survive_a_checkpoint(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=6.0, seed=3, mechanics=None)
+    pop = sim.add_agents("c", bs.init.uniform(50, sim.box, seed=5), diameter=models.Volume().diameter)
+    pop.behaviours += [models.Apoptosis(rate=0.005, phases=True, duration=60.0),
+                       models.Necrosis(rate=0.005, phases=True, relative_rupture_volume=1.2), models.Volume()]
+    sim.run(5)
+    sim.save_checkpoint(tmp_path / "c.h5")
+    back = bs.Simulation.load_checkpoint(tmp_path / "c.h5")
+    nec = back.populations["c"].behaviours[1]
+    assert nec.phases and nec.relative_rupture_volume == 1.2 and "substance" not in nec.parameters()
+    sim.run(10)
+    back.run(10)
+    for c in ("uid", "death", "death_age", "volume"):
+        assert np.array_equal(back.agents[c], sim.agents[c]), c
+    states = set(np.unique(sim.agents["death"]))
+    assert {0, 1} <= states and states & {2, 3}

@@ -123,18 +123,98 @@ def volume_from_diameter(i, d, nuclear_share, fluid_fraction, ns, nf, cs, cf):
 
 
 @njit(cache=True, parallel=True)
-def volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+def volume_update(type_, code, n, dt, table, nuclear_share, death, has_death, ns, nf, cs, cf, calcified, volume,
+                  diameter):
     """PhysiCell's standard volume model over the rows of ``code`` (see
-    :func:`volume_step`); a cell whose ``volume`` is not > 0 (new) first
-    gets compartments from its diameter.  Writes ``volume`` (µm³) and the
+    :func:`volume_step`), with the parameters of row ``death[i]`` of
+    ``table`` (row 0 the live cell's; with ``has_death`` False every cell
+    uses row 0); a cell whose ``volume`` is not > 0 (new) first gets
+    compartments from its diameter.  Writes ``volume`` (µm³) and the
     diameter of the sphere of that volume (µm)."""
     for i in prange(n):
         if type_[i] == code:
+            p = table[death[i] if has_death else 0]
             if not volume[i] > 0.0:
-                volume_from_diameter(i, diameter[i], nuclear_share, p[2], ns, nf, cs, cf)
+                volume_from_diameter(i, diameter[i], nuclear_share, table[0, 2], ns, nf, cs, cf)
             v = volume_step(i, dt, p, ns, nf, cs, cf, calcified)
             volume[i] = v
             diameter[i] = np.cbrt(v / PI_6)
+
+
+# death states (the int8 column ``death``): live, then PhysiCell's death phases
+LIVE, APOPTOTIC, NECROTIC_SWELLING, NECROTIC_LYSED = 0, 1, 2, 3
+
+
+@njit(cache=True, inline="always")
+def cell_volume(i, volume, has_volume, diameter):
+    """The cell's volume (µm³): the ``volume`` column where it is set, else
+    the sphere of its diameter."""
+    if has_volume and volume[i] > 0.0:
+        return volume[i]
+    d = diameter[i]
+    return PI_6 * d * d * d
+
+
+@njit(cache=True, inline="always")
+def death_one(i, enter, state, dt, duration, relative_rupture, death, age, volume, has_volume, diameter, rupture):
+    """One interval of a death model with phases for cell ``i`` (``math``
+    only).  ``state`` is the model's entry state (APOPTOTIC or
+    NECROTIC_SWELLING).  A live cell with ``enter`` enters it (time in state
+    0; necrosis sets its rupture volume to ``relative_rupture`` x its
+    volume).  Then a cell in one of the model's states ages by ``dt``
+    (min), as PhysiCell advances a death cycle in the step of entry: a
+    swelling cell whose volume has reached its rupture volume lyses
+    instead (time 0, rupture volume +inf); an apoptotic or lysed cell whose
+    time reaches ``duration`` is to be removed (returns True)."""
+    s = death[i]
+    if s == LIVE:
+        if not enter:
+            return False
+        s = state
+        death[i] = s
+        age[i] = 0.0
+        if s == NECROTIC_SWELLING:
+            rupture[i] = relative_rupture * cell_volume(i, volume, has_volume, diameter)
+    mine = s == state or (state == NECROTIC_SWELLING and s == NECROTIC_LYSED)
+    if not mine:
+        return False
+    if s == NECROTIC_SWELLING and cell_volume(i, volume, has_volume, diameter) >= rupture[i]:
+        death[i] = NECROTIC_LYSED
+        age[i] = 0.0
+        rupture[i] = math.inf
+        return False
+    a = age[i] + dt
+    age[i] = a
+    return s != NECROTIC_SWELLING and a >= duration
+
+
+@njit(cache=True, parallel=True)
+def death_phases(rows, uid, gated, values, threshold, probability, seed, step, stream, state, dt, duration,
+                 relative_rupture, death, age, volume, has_volume, diameter, rupture, remove):
+    """A death model with phases over the rows ``rows`` (one population):
+    live cells enter ``state`` with probability ``probability`` (draw 0 of
+    the uid's key, the draw of :func:`mark_random` and :func:`mark_below`),
+    where ``values[q] < threshold`` if ``gated``; then :func:`death_one`.
+    remove[q] flags the cells whose last phase ended; returns their count."""
+    count = 0
+    for q in prange(rows.size):
+        i = rows[q]
+        enter = death[i] == LIVE and probability > 0.0 and (not gated or values[q] < threshold) and \
+            uniform(seed, uid[i], step, stream, 0) < probability
+        r = death_one(i, enter, state, dt, duration, relative_rupture, death, age, volume, has_volume, diameter,
+                      rupture)
+        remove[q] = r
+        if r:
+            count += 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def live_types(type_, death, n, out):
+    """out[i] = type_[i] for live cells (death 0), -1 for dead ones: the
+    type column the behaviours of live cells select on."""
+    for i in prange(n):
+        out[i] = type_[i] if death[i] == LIVE else -1
 
 
 @njit(cache=True, parallel=True)
@@ -213,6 +293,14 @@ def volume_fraction(rows, diameter, scale, voxel_volume, out):
     for q in prange(rows.size):
         d = diameter[rows[q]]
         out[q] = scale * (PI_6 * d * d * d / voxel_volume)
+
+
+@njit(cache=True, parallel=True)
+def scale_dead(rows, death, factor, out):
+    """out[q] *= factor where the agent at rows[q] is dead (death > 0)."""
+    for q in prange(rows.size):
+        if death[rows[q]] != LIVE:
+            out[q] *= factor
 
 
 @njit(cache=True, parallel=True)

@@ -25,6 +25,7 @@ move_one_along = portable(_cpu.move_one_along)
 split_offsets = portable(_cpu.split_offsets)
 volume_step = portable(_cpu.volume_step)
 volume_from_diameter = portable(_cpu.volume_from_diameter)
+death_one = portable(_cpu.death_one)
 
 PI_6 = math.pi / 6.0
 _RUNS = 2 * STENCIL_RUNS  # entries of the stencil's run list (a constant for cuda.local.array)
@@ -97,22 +98,68 @@ def divide(rows, pos, diameter, uid, seed, step, stream, ratio_lo, ratio_hi, phy
 
 
 @cuda.jit
-def _volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+def _volume_update(type_, code, n, dt, table, nuclear_share, death, has_death, ns, nf, cs, cf, calcified, volume,
+                   diameter):
     i = cuda.grid(1)
     if i < n and type_[i] == code:
+        p = table[death[i] if has_death else 0]
         if not volume[i] > 0.0:
-            volume_from_diameter(i, diameter[i], nuclear_share, p[2], ns, nf, cs, cf)
+            volume_from_diameter(i, diameter[i], nuclear_share, table[0, 2], ns, nf, cs, cf)
         v = volume_step(i, dt, p, ns, nf, cs, cf, calcified)
         volume[i] = v
         diameter[i] = cbrt(v / PI_6)
 
 
-def volume_update(type_, code, n, dt, p, nuclear_share, ns, nf, cs, cf, calcified, volume, diameter):
+def volume_update(type_, code, n, dt, table, nuclear_share, death, has_death, ns, nf, cs, cf, calcified, volume,
+                  diameter):
     """PhysiCell's standard volume model over the rows of ``code`` (see the
-    CPU twin; ``p`` a tuple of 7 floats)."""
+    CPU twin; ``table`` a (4, 7) float64 device array, one row per death
+    state)."""
     if n:
-        _volume_update[launch(n)](type_, int(code), int(n), float(dt), tuple(float(x) for x in p),
-                                  float(nuclear_share), ns, nf, cs, cf, calcified, volume, diameter)
+        _volume_update[launch(n)](type_, int(code), int(n), float(dt), table, float(nuclear_share), death,
+                                  bool(has_death), ns, nf, cs, cf, calcified, volume, diameter)
+
+
+@cuda.jit
+def _death_phases(rows, m, uid, gated, values, threshold, probability, seed, step, stream, state, dt, duration,
+                  relative_rupture, death, age, volume, has_volume, diameter, rupture, remove, count):
+    q = cuda.grid(1)
+    if q < m:
+        i = rows[q]
+        enter = death[i] == 0 and probability > 0.0 and (not gated or values[q] < threshold) and \
+            uniform(seed, uid[i], step, stream, 0) < probability
+        r = death_one(i, enter, state, dt, duration, relative_rupture, death, age, volume, has_volume, diameter,
+                      rupture)
+        remove[q] = r
+        if r:
+            cuda.atomic.add(count, 0, 1)
+
+
+def death_phases(rows, uid, gated, values, threshold, probability, seed, step, stream, state, dt, duration,
+                 relative_rupture, death, age, volume, has_volume, diameter, rupture, remove):
+    """A death model with phases over ``rows`` (see the CPU twin); returns
+    the count of cells to remove."""
+    count = counter()
+    m = rows.size
+    if m:
+        _death_phases[launch(m)](rows, int(m), uid, bool(gated), values, float(threshold), float(probability),
+                                 int(seed), int(step), int(stream), int(state), float(dt), float(duration),
+                                 float(relative_rupture), death, age, volume, bool(has_volume), diameter, rupture,
+                                 remove, count)
+    return read(count)
+
+
+@cuda.jit
+def _live_types(type_, death, n, out):
+    i = cuda.grid(1)
+    if i < n:
+        out[i] = type_[i] if death[i] == 0 else -1
+
+
+def live_types(type_, death, n, out):
+    """out[i] = type_[i] for live cells, -1 for dead ones."""
+    if n:
+        _live_types[launch(n)](type_, death, int(n), out)
 
 
 @cuda.jit
@@ -334,6 +381,20 @@ def volume_fraction(rows, diameter, scale, voxel_volume, out):
     m = rows.size
     if m:
         _volume_fraction[launch(m)](rows, int(m), diameter, float(scale), float(voxel_volume), out)
+
+
+@cuda.jit
+def _scale_dead(rows, m, death, factor, out):
+    q = cuda.grid(1)
+    if q < m and death[rows[q]] != 0:
+        out[q] *= factor
+
+
+def scale_dead(rows, death, factor, out):
+    """out[q] *= factor where the agent at rows[q] is dead."""
+    m = rows.size
+    if m:
+        _scale_dead[launch(m)](rows, int(m), death, float(factor), out)
 
 
 @cuda.jit

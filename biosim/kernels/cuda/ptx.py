@@ -24,6 +24,7 @@ I1 = "int64[::1]"
 I32 = "int32[::1]"
 U1 = "uint8[::1]"
 B1 = "boolean[::1]"
+I8 = "int8[::1]"
 T3F = "UniTuple(float64, 3)"
 T3I = "UniTuple(int64, 3)"
 T3B = "UniTuple(boolean, 3)"
@@ -73,8 +74,12 @@ def _signatures():
         ("behaviours._divide", K._divide,
          f"void({I1}, int64, {F2}, {F1}, {I1}, int64, int64, int64, float64, float64, boolean, {F2}, {F1})"),
         ("behaviours._volume_update", K._volume_update,
-         f"void({I32}, int64, int64, float64, UniTuple(float64, 7), float64, {F1}, {F1}, {F1}, {F1}, {F1}, {F1}, "
-         f"{F1})"),
+         f"void({I32}, int64, int64, float64, float64[:, ::1], float64, {I8}, boolean, {F1}, {F1}, {F1}, {F1}, "
+         f"{F1}, {F1}, {F1})"),
+        ("behaviours._death_phases", K._death_phases,
+         f"void({I1}, int64, {I1}, boolean, {F1}, float64, float64, int64, int64, int64, int64, float64, float64, "
+         f"float64, {I8}, {F1}, {F1}, boolean, {F1}, {F1}, {B1}, {I1})"),
+        ("behaviours._live_types", K._live_types, f"void({I32}, {I8}, int64, {I32})"),
         ("behaviours._mark_random", K._mark_random,
          f"void({I32}, int64, {I1}, int64, int64, int64, int64, float64, {B1}, {I1})"),
         ("behaviours._brownian", K._brownian, f"void({I32}, int64, {I1}, {F2}, int64, int64, int64, int64, float64)"),
@@ -115,6 +120,7 @@ def _signatures():
         ("behaviours._mark_below", K._mark_below,
          f"void({I1}, int64, {I1}, {F1}, float64, float64, int64, int64, int64, {B1}, {I1})"),
         ("behaviours._volume_fraction", K._volume_fraction, f"void({I1}, int64, {F1}, float64, float64, {F1})"),
+        ("behaviours._scale_dead", K._scale_dead, f"void({I1}, int64, {I8}, float64, {F1})"),
         ("behaviours._limit_factor", K._limit_factor, f"void({I1}, int64, {F1}, float64, {F1})"),
         ("behaviours._substance_gate", K._substance_gate, f"void({F1}, int64, float64, float64, {F1})"),
         ("behaviours._where_equal[int32]", K._where_equal, f"void({I32}, int64, int32, {B1})"),
