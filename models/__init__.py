@@ -10,7 +10,8 @@ from .chemistry import Chemotaxis, Secretion, Uptake
 from .state import StateSwitch
 from .cycle import CellCycle
 from .volume import Volume
+from .interactions import Damage, Interactions
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch", "CellCycle", "Volume", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]
+           "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

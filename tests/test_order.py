@@ -48,7 +48,12 @@ MIXED_SCRIPT = textwrap.dedent(f"""
                           models.Apoptosis(rate=0.05, phases=True, duration=1.0),
                           models.Necrosis(signal, threshold=1e9, rate=0.05, phases=True, lysed_duration=1.0,
                                           relative_rupture_volume=1.05, unlysed_fluid_change_rate=1.0),
-                          models.Uptake(signal, rate=0.1)]
+                          models.Uptake(signal, rate=0.1), models.Damage(repair_rate=0.1)]
+    immune = sim.add_agents("immune", bs.init.uniform(300, sim.box, seed=8), diameter=8.0)
+    immune.behaviours += [models.Interactions(phagocytosis={{"apoptotic": 2.0, "necrotic": 2.0, "people": 0.02}},
+                                              attack={{"tissue": 1.0}}, fusion={{"immune": 2.0}}, attack_duration=2.0,
+                                              transformation={{"cells": 0.01}}),
+                          models.RandomWalk(speed=1.0)]
     sim.writers.append(bs.io.HDF5Writer(out, every=10))
     sim.run(30)
 """)
@@ -64,6 +69,10 @@ def test_results_do_not_depend_on_threads_or_reordering(tmp_path):
     assert base.agents(0)["crowd"].max() == 0 and last["crowd"].max() > 6.0
     assert np.count_nonzero(last["type"] == 2) > 450 and last["volume"].max() > 381.0  # tissue divided and grew
     assert set(np.unique(last["death"])) == {0, 1, 2, 3}  # and died in phases
+    immune, single = last["type"] == 3, last["nuclei"] == 1
+    assert last["nuclei"].max() >= 2 and np.count_nonzero(last["attack_target"] >= 0) > 5  # fused and attacked
+    assert np.count_nonzero(last["diameter"][immune & single] > 8.0 + 1e-9) > 3  # ate
+    assert np.any((last["type"] == 0) & (last["uid"] >= 9300) & (last["uid"] < 9600))  # transformed
     for threads, reorder in ((2, 8), (3, 8), (2, 1), (2, 1000), (3, 1000)):
         assert_bit_identical(base, run_script(tmp_path, MIXED_SCRIPT, threads, reorder))
 

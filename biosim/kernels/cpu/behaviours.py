@@ -475,3 +475,129 @@ def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, n
 def where_equal(a, n, value):
     """Indices i < n with a[i] == value, increasing (int64)."""
     return np.flatnonzero(a[:n] == value)
+
+
+# -- cell-cell interactions (models.Interactions) --------------------------------------
+K_TRANSFORM = 1 << 62  # draw indices of Interactions beyond any neighbour's (4 uid + event)
+
+
+@njit(cache=True, inline="always")
+def _better(u, uj, best, best_uid):
+    """Whether a success with draw ``u`` on the neighbour of uid ``uj``
+    beats the best so far (smaller draw, then smaller uid): the choice
+    does not depend on the order neighbours are visited in."""
+    return u < best or (u == best and uj < best_uid)
+
+
+@njit(cache=True, parallel=True)
+def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, attack_target, cell_start, order,
+                          lower, inv_h, dims, length, periodic, search, reach, p_dead, p_phag, p_fuse, p_attack,
+                          p_transform, transform_codes, seed, step, stream, eat, fuse, attack, transform):
+    """One interval of PhysiCell's cell-cell interactions for the actor rows
+    ``rows`` (live cells of one population): each considers every other
+    agent closer than reach x (r_i + r_j) (µm; ``search`` bounds it, at
+    most the grid's cutoff) with one draw per (neighbour, event), keyed by
+    the actor's uid and 4 x the neighbour's uid + event:
+
+    * eat (event 1): a dead neighbour with probability p_dead[0]
+      (apoptotic) or p_dead[1] (necrotic), a live one with p_phag[type];
+    * fuse (event 2): a live neighbour with p_fuse[type];
+    * attack (event 3): a live neighbour with p_attack[type], only for an
+      actor not attacking (attack_target < 0).
+
+    Of the successes of one event the smallest draw wins (then the
+    smallest uid): eat[q], fuse[q], attack[q] are its row or -1.  Then the
+    actor transforms into transform_codes[k] for the first k with a draw
+    (index K_TRANSFORM + k) below p_transform[k] (transform[q], or -1)."""
+    nchunks = (rows.size + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    s2 = search * search
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for q in range(c * SEARCH_CHUNK, min(rows.size, (c + 1) * SEARCH_CHUNK)):
+            i = rows[q]
+            ui = uid[i]
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            ri = 0.5 * diameter[i]
+            can_attack = attack_target[i] < 0
+            be, bf, ba = 2.0, 2.0, 2.0
+            ue, uf, ua = -1, -1, -1
+            e, f, a = -1, -1, -1
+            m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, search, runs)
+            for r in range(m):
+                for k in range(runs[2 * r], runs[2 * r + 1]):
+                    j = order[k]
+                    if j == i:
+                        continue
+                    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+                    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+                    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+                    d2 = dx * dx + dy * dy + dz * dz
+                    rr = reach * (ri + 0.5 * diameter[j])
+                    if d2 >= rr * rr or d2 >= s2:
+                        continue
+                    uj = uid[j]
+                    s = death[j] if has_death else 0
+                    tj = type_[j]
+                    if s != 0:
+                        p = p_dead[0] if s == 1 else p_dead[1]
+                    else:
+                        p = p_phag[tj]
+                    if p > 0.0:
+                        u = uniform(seed, ui, step, stream, 4 * uj + 1)
+                        if u < p and _better(u, uj, be, ue):
+                            be, ue, e = u, uj, j
+                    if s != 0:
+                        continue
+                    p = p_fuse[tj]
+                    if p > 0.0:
+                        u = uniform(seed, ui, step, stream, 4 * uj + 2)
+                        if u < p and _better(u, uj, bf, uf):
+                            bf, uf, f = u, uj, j
+                    p = p_attack[tj]
+                    if can_attack and p > 0.0:
+                        u = uniform(seed, ui, step, stream, 4 * uj + 3)
+                        if u < p and _better(u, uj, ba, ua):
+                            ba, ua, a = u, uj, j
+            eat[q] = e
+            fuse[q] = f
+            attack[q] = a
+            tr = -1
+            for k in range(p_transform.size):
+                if p_transform[k] > 0.0 and uniform(seed, ui, step, stream, K_TRANSFORM + k) < p_transform[k]:
+                    tr = transform_codes[k]
+                    break
+            transform[q] = tr
+
+
+@njit(cache=True)
+def resolve_claims(actors, targets, n, ok):
+    """Grant claims in the order given (the caller sorts them canonically:
+    by actor uid, eating before fusing): a claim on ``targets[c]`` by
+    ``actors[c]`` is granted unless either cell was already consumed in
+    this step or the target already consumed another (a cell that eats or
+    fuses this step cannot be eaten: no chains).  Serial: the claims of one
+    step are few."""
+    consumed = np.zeros(n, dtype=np.bool_)
+    eater = np.zeros(n, dtype=np.bool_)
+    for c in range(actors.size):
+        a = actors[c]
+        b = targets[c]
+        if consumed[a] or consumed[b] or eater[b]:
+            ok[c] = False
+            continue
+        consumed[b] = True
+        eater[a] = True
+        ok[c] = True
+
+
+@njit(cache=True, parallel=True)
+def damage_step(type_, code, n, dt, rate, repair, damage):
+    """PhysiCell's Cell_Integrity::advance_damage for the rows of ``code``:
+    damage = (damage + dt rate) / (1 + dt repair)."""
+    a = dt * rate
+    b = 1.0 + dt * repair
+    for i in prange(n):
+        if type_[i] == code:
+            damage[i] = (damage[i] + a) / b

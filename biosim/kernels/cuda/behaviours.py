@@ -453,3 +453,18 @@ def where_equal(a, n, value):
     if n:
         _where_equal[launch(n)](a, int(n), a.dtype.type(value), flag)
     return nonzero(flag, n)
+
+
+@cuda.jit
+def _damage_step(type_, code, n, a, b, damage):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        damage[i] = (damage[i] + a) / b
+
+
+def damage_step(type_, code, n, dt, rate, repair, damage):
+    """damage = (damage + dt rate) / (1 + dt repair) for the rows of ``code``
+    (the CPU's operations: the CPU's bits)."""
+    if n:
+        _damage_step[launch(n)](type_, int(code), int(n), float(dt) * float(rate), 1.0 + float(dt) * float(repair),
+                                damage)
