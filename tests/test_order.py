@@ -48,7 +48,7 @@ MIXED_SCRIPT = textwrap.dedent(f"""
                           models.Apoptosis(rate=0.05, phases=True, duration=1.0),
                           models.Necrosis(signal, threshold=1e9, rate=0.05, phases=True, lysed_duration=1.0,
                                           relative_rupture_volume=1.05, unlysed_fluid_change_rate=1.0),
-                          models.Uptake(signal, rate=0.1), models.Damage(repair_rate=0.1)]
+                          models.Uptake(signal, rate=0.1), models.Damage(repair_rate=0.1), models.Pressure()]
     immune = sim.add_agents("immune", bs.init.uniform(300, sim.box, seed=8), diameter=8.0)
     immune.behaviours += [models.Interactions(phagocytosis={{"apoptotic": 2.0, "necrotic": 2.0, "people": 0.02}},
                                               attack={{"tissue": 1.0}}, fusion={{"immune": 2.0}}, attack_duration=2.0,
@@ -73,6 +73,7 @@ def test_results_do_not_depend_on_threads_or_reordering(tmp_path):
     assert last["nuclei"].max() >= 2 and np.count_nonzero(last["attack_target"] >= 0) > 5  # fused and attacked
     assert np.count_nonzero(last["diameter"][immune & single] > 8.0 + 1e-9) > 3  # ate
     assert np.any((last["type"] == 0) & (last["uid"] >= 9300) & (last["uid"] < 9600))  # transformed
+    assert last["pressure"].max() > 0.5  # tissue cells pressed
     for threads, reorder in ((2, 8), (3, 8), (2, 1), (2, 1000), (3, 1000)):
         assert_bit_identical(base, run_script(tmp_path, MIXED_SCRIPT, threads, reorder))
 

@@ -601,3 +601,62 @@ def damage_step(type_, code, n, dt, rate, repair, damage):
     for i in prange(n):
         if type_[i] == code:
             damage[i] = (damage[i] + a) / b
+
+
+# -- contacts and pressure (models.Pressure, models.Rules) -----------------------------
+PRESSURE_SCALE = 0.027288820670331  # PhysiCell's simple_pressure_scale: 12 (1 - 1/1.05... )^2 of a packed cell
+
+
+@njit(cache=True, inline="always")
+def contact_one(i, type_, death, has_death, pos, diameter, cell_start, order, lower, inv_h, dims, length, periodic,
+                search, reach, runs, counts, ncount):
+    """PhysiCell's simple pressure of row i, sum over neighbours closer than
+    R = r_i + r_j of (1 - d/R)^2 / PRESSURE_SCALE (dimensionless: 1 for a
+    cell in a close packing of equal cells), with the neighbours visited in
+    the grid's canonical order; with ``ncount`` its contacts (neighbours
+    closer than reach x R) into ``counts[i]``: per type (0..ntypes-1),
+    then live, then dead."""
+    xi = pos[i, 0]
+    yi = pos[i, 1]
+    zi = pos[i, 2]
+    ri = 0.5 * diameter[i]
+    s2 = search * search
+    p = 0.0
+    if ncount:
+        for c in range(counts.shape[1]):
+            counts[i, c] = 0.0
+    m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, search, runs)
+    for r in range(m):
+        for k in range(runs[2 * r], runs[2 * r + 1]):
+            j = order[k]
+            if j == i:
+                continue
+            dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+            dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+            dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+            d2 = dx * dx + dy * dy + dz * dz
+            if d2 >= s2:
+                continue
+            rr = ri + 0.5 * diameter[j]
+            if d2 < rr * rr:
+                t = 1.0 - math.sqrt(d2) / rr
+                p += t * t / PRESSURE_SCALE
+            if ncount and d2 < (reach * rr) * (reach * rr):
+                counts[i, type_[j]] += 1.0
+                dead = has_death and death[j] != 0
+                counts[i, counts.shape[1] - 1 - (0 if dead else 1)] += 1.0
+    return p
+
+
+@njit(cache=True, parallel=True)
+def contacts(type_, code, n, death, has_death, pos, diameter, cell_start, order, lower, inv_h, dims, length, periodic,
+             search, reach, pressure, counts, ncount):
+    """:func:`contact_one` for the rows of ``code``: ``pressure[i]`` and, with
+    ``ncount``, ``counts[i]`` (n x (ntypes + 2))."""
+    nchunks = (n + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for i in range(c * SEARCH_CHUNK, min(n, (c + 1) * SEARCH_CHUNK)):
+            if type_[i] == code:
+                pressure[i] = contact_one(i, type_, death, has_death, pos, diameter, cell_start, order, lower, inv_h,
+                                          dims, length, periodic, search, reach, runs, counts, ncount)

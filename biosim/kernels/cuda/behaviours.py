@@ -468,3 +468,26 @@ def damage_step(type_, code, n, dt, rate, repair, damage):
     if n:
         _damage_step[launch(n)](type_, int(code), int(n), float(dt) * float(rate), 1.0 + float(dt) * float(repair),
                                 damage)
+
+
+contact_one = portable(_cpu.contact_one)
+
+
+@cuda.jit
+def _contacts(type_, code, n, death, has_death, pos, diameter, cell_start, order, lower, inv_h, dims, length, periodic,
+              search, reach, pressure, counts, ncount):
+    i = cuda.grid(1)
+    if i < n and type_[i] == code:
+        runs = cuda.local.array(_RUNS, dtype=np.int64)
+        pressure[i] = contact_one(i, type_, death, has_death, pos, diameter, cell_start, order, lower, inv_h, dims,
+                                  length, periodic, search, reach, runs, counts, ncount)
+
+
+def contacts(type_, code, n, death, has_death, pos, diameter, cell_start, order, lower, inv_h, dims, length, periodic,
+             search, reach, pressure, counts, ncount):
+    """The CPU twin's simple pressure and contact counts, one thread per
+    agent (the same neighbours in the same order: the CPU's sums)."""
+    if n:
+        _contacts[launch(n)](type_, int(code), int(n), death, bool(has_death), pos, diameter, cell_start, order,
+                             t3(lower), t3(inv_h), t3(dims, int), t3(length), t3(periodic, bool), float(search),
+                             float(reach), pressure, counts, bool(ncount))

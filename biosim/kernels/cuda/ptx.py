@@ -122,6 +122,9 @@ def _signatures():
         ("behaviours._volume_fraction", K._volume_fraction, f"void({I1}, int64, {F1}, float64, float64, {F1})"),
         ("behaviours._scale_dead", K._scale_dead, f"void({I1}, int64, {I8}, float64, {F1})"),
         ("behaviours._damage_step", K._damage_step, f"void({I32}, int64, int64, float64, float64, {F1})"),
+        ("behaviours._contacts", K._contacts,
+         f"void({I32}, int64, int64, {I8}, boolean, {F2}, {F1}, {I1}, {I1}, {T3F}, {T3F}, {T3I}, {T3F}, {T3B}, "
+         f"float64, float64, {F1}, float64[:, ::1], boolean)"),
         ("behaviours._limit_factor", K._limit_factor, f"void({I1}, int64, {F1}, float64, {F1})"),
         ("behaviours._substance_gate", K._substance_gate, f"void({F1}, int64, float64, float64, {F1})"),
         ("behaviours._where_equal[int32]", K._where_equal, f"void({I32}, int64, int32, {B1})"),
