@@ -29,8 +29,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("models", "viz"):
+    if name in ("models", "viz", "physicell"):
         import importlib
 
-        return importlib.import_module(f"biosim.{name}")
+        # bs.physicell (PhysiCell projects) builds models: it lives with them, in biosim.models.physicell
+        return importlib.import_module("biosim.models.physicell" if name == "physicell" else f"biosim.{name}")
     raise AttributeError(f"module 'biosim' has no attribute {name!r}")

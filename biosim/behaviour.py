@@ -29,6 +29,9 @@ class Behaviour:
     # whether run() keeps to device kernels on a GPU backend (else it works on
     # host copies of the columns it touches; the profile marks it "host")
     device_ready = False
+    # run before the population's other behaviours whatever its place in the
+    # list (models.Rules: it sets the per-cell values they read this step)
+    first = False
 
     def __init__(self, every=1):
         self.every = V.positive_int("every", every)
@@ -102,6 +105,23 @@ def live_rows(sim, code):
     return sim.backend.behaviours.where_equal(live_types(sim), len(sim.agents), code)
 
 
+def ruled(behaviour, key):
+    """The float column holding per-cell values of ``behaviour``'s parameter
+    ``key`` (e.g. an Apoptosis' ``"rate"``) where ``models.Rules`` drives it
+    for the behaviour's population, else None."""
+    return getattr(behaviour, "_ruled", {}).get(key)
+
+
+def ruled_values(sim, behaviour, key, rows):
+    """The per-cell values of ``behaviour``'s parameter ``key`` at ``rows``
+    (host float64, aligned with ``rows``) where ``models.Rules`` drives it,
+    else None (use the behaviour's own value)."""
+    column = ruled(behaviour, key)
+    if column is None:
+        return None
+    return np.ascontiguousarray(sim.agents[column][sim.backend.to_host(rows)], dtype=np.float64)
+
+
 class SubstanceBehaviour(Behaviour):
     """A behaviour that uses one substance, given as the Substance or its name
     and resolved when the behaviour is attached (unknown names are refused).
@@ -150,18 +170,20 @@ class BehaviourList(list):
             if b._stream is not None:
                 raise ValueError(f"behaviour {b!r} is already attached to a population; create a "
                                  f"new one for population {self._population.name!r}")
-        for b in items:
-            b.attach(self._sim, self._population)
         return items
 
     def append(self, b):
-        super().extend(self._accept([b]))
+        self.extend([b])
 
     def extend(self, items):
-        super().extend(self._accept(items))
+        for b in self._accept(items):  # each joins the list as it attaches: a later one sees the earlier ones
+            b.attach(self._sim, self._population)
+            super().append(b)
 
     def insert(self, i, b):
-        super().insert(i, *self._accept([b]))
+        (b,) = self._accept([b])
+        b.attach(self._sim, self._population)
+        super().insert(i, b)
 
     def __iadd__(self, items):
         self.extend(items)

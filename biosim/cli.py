@@ -1,4 +1,4 @@
-"""The ``biosim`` command: run, demo, render, view, info, bench."""
+"""The ``biosim`` command: run, demo, physicell, render, view, resume, info, bench."""
 import argparse
 import os
 import platform
@@ -99,6 +99,37 @@ def cmd_resume(args):
         return
     print(f"biosim resume: step {sim.step} -> {end} ({len(sim.agents)} agents)")
     sim.run(end - sim.step, progress=not args.quiet)
+
+
+def cmd_physicell(args):
+    import warnings
+
+    from biosim.io import HDF5Writer
+    from biosim.models import physicell
+
+    path = args.project
+    if os.path.isdir(path):
+        path = os.path.join(path, "config", "PhysiCell_settings.xml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            project = physicell.read(path, seed=args.seed)
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            sys.exit(f"biosim physicell: {e}")
+    for w in caught:
+        print(f"biosim physicell: warning: {w.message}", file=sys.stderr)
+    sim = project.simulation
+    minutes = project.max_time if args.max_time is None else args.max_time
+    if not minutes >= 0:
+        sys.exit(f"biosim physicell: --max-time must be >= 0 min, got {minutes}")
+    steps = int(round(minutes / sim.dt))
+    out = args.out or os.path.join(project.output, "biosim.h5")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    sim.writers.append(HDF5Writer(out, every=max(1, int(round(project.save_interval / sim.dt)))))
+    print(f"biosim physicell: {project.settings}: {len(sim.agents)} cells of {', '.join(sim.populations)}, "
+          f"{minutes:g} min in {steps} steps of {sim.dt:g} min -> {out}")
+    sim.run(steps, progress=not args.quiet)
+    print(out)
 
 
 def cmd_demo(args):
@@ -208,6 +239,16 @@ def build_parser():
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_resume)
 
+    pc = sub.add_parser("physicell", help="run a PhysiCell project (its config/PhysiCell_settings.xml), writing "
+                                          "biosim's HDF5")
+    pc.add_argument("project", help="the project folder (with config/PhysiCell_settings.xml) or the settings file")
+    pc.add_argument("--out", default=None,
+                    help="the HDF5 run file (default: biosim.h5 in the project's <save><folder>)")
+    pc.add_argument("--max-time", type=float, default=None, help="minutes to simulate (default: <max_time>)")
+    pc.add_argument("--seed", type=int, default=None, help="random seed (default: <options><random_seed>)")
+    pc.add_argument("--quiet", action="store_true", help="no progress bar")
+    pc.set_defaults(func=cmd_physicell)
+
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
@@ -229,9 +270,9 @@ def build_parser():
     b.add_argument("--list", action="store_true", help="print every scenario's definition and exit")
     b.set_defaults(func=cmd_bench)
 
-    for sp in (r, c, d, v, w, i):
+    for sp in (r, c, d, v, w, i, pc):
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="numba threads")
-    for sp in (r, c, d, b):
+    for sp in (r, c, d, b, pc):
         sp.add_argument("--device", default=argparse.SUPPRESS, metavar="cpu|cuda|cuda:N",
                         help="where simulations run (default: cpu, or $BIOSIM_DEVICE)")
     return p

@@ -207,6 +207,7 @@ class Simulation:
         self.dt = V.positive("dt", dt)
         self.seed = V.seed(seed)
         self.reorder_every = V.positive_int("reorder_every", reorder_every)
+        self._plane = None
         from .backends import get_backend
 
         self.backend = get_backend(device)
@@ -657,7 +658,7 @@ class Simulation:
             nb = tm["neighbours"]  # grid rebuilds inside phases 3-4 count as neighbour search
             per = self.behaviour_timings
             for pop in self.populations.values():
-                for index, b in enumerate(pop.behaviours):
+                for index, b in sorted(enumerate(pop.behaviours), key=lambda ib: not ib[1].first):
                     if self.step % b.every == 0:
                         agents.begin_requests((pop.code + 1) * 2**20 + index)
                         tb, nbb = clock(), tm["neighbours"]
@@ -688,12 +689,38 @@ class Simulation:
             agents._in_step = False
             self._grid_valid = False
 
+    @property
+    def plane(self):
+        """None, or the z (µm) of the plane every agent is kept in (a 2-D
+        model in a slab of the box, e.g. a PhysiCell project with use_2D):
+        the closed boundary sets z to it at the end of each step, as it
+        clamps x and y to the box."""
+        return self._plane
+
+    @plane.setter
+    def plane(self, z):
+        if z is not None:
+            z = V.real("plane", z)
+            if self.boundary != "closed" or not self.box.lower[2] <= z <= self.box.upper[2]:
+                raise ValueError(f"plane must be a z inside the box ({self.box.lower[2]}..{self.box.upper[2]} µm) "
+                                 f"of a closed boundary; got {z!r} with boundary {self.boundary!r}")
+        self._plane = z
+
+    def _clamp_box(self):
+        """(lower, upper) the closed boundary clamps to (the plane's z fixed)."""
+        if self._plane is None:
+            return self.box.lower, self.box.upper
+        lo, hi = self.box.lower.copy(), self.box.upper.copy()
+        lo[2] = hi[2] = self._plane
+        return lo, hi
+
     def confine(self, position):
         """Apply the box's boundary to an (m, 3) position array in place
-        (closed: clamp; periodic: wrap; open: unchanged) and return it."""
+        (closed: clamp, and onto the plane if one is set; periodic: wrap;
+        open: unchanged) and return it."""
         m = len(position)
         if self.boundary == "closed":
-            FK.clamp_to_box(position, m, self.box.lower, self.box.upper)
+            FK.clamp_to_box(position, m, *self._clamp_box())
         elif self.boundary == "periodic":
             FK.wrap_into_box(position, m, self.box.lower, self.box.length)
         return position
@@ -705,7 +732,7 @@ class Simulation:
             return
         K = self.backend.forces
         if self.boundary == "closed":
-            K.clamp_to_box(t.col("position"), n, self.box.lower, self.box.upper)
+            K.clamp_to_box(t.col("position"), n, *self._clamp_box())
         elif self.boundary == "periodic":
             K.wrap_into_box(t.col("position"), n, self.box.lower, self.box.length)
         else:

@@ -12,7 +12,9 @@ from .cycle import CellCycle
 from .volume import Volume
 from .interactions import Damage, Interactions
 from .pressure import Pressure
+from .physicell_rules import Rules
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Pressure", "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]
+           "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Pressure", "Rules", "Infection",
+           "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

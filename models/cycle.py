@@ -161,9 +161,9 @@ class CellCycle(Behaviour):
         flag = np.empty(n, dtype=np.bool_)
         phase = t[self.column]
         self._check_phases(t, population, k)
-        B.behaviours.cell_cycle(live_types(sim), population.code, t.uid, phase, t[f"{self.column}_age"], n, dt, durations,
-                                np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step, self.stream,
-                                t.diameter, self.growth_rate * dt, flag)
+        B.behaviours.cell_cycle(live_types(sim), population.code, t.uid, phase, t[f"{self.column}_age"], n, dt,
+                                durations, np.array(self.fixed), p_leave, nxt, divide_at, sim.seed, sim.step,
+                                self.stream, t.diameter, self.growth_rate * dt, flag)
         if self.divide_after is not None and flag.any():
             divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED, placement=self.placement)
 

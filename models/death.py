@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, live_types
+from biosim.behaviour import DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, ruled, ruled_values
 from biosim.kernels.cpu.behaviours import APOPTOTIC, NECROTIC_SWELLING
 
 
@@ -26,6 +26,14 @@ class _DeathPhases:
 
     def state_columns(self):
         return {"death": DEATH_STATES} if self.phases else {}
+
+    def _probability(self, sim, rows, dt):
+        """The probability of death over dt: one value, or one per row of
+        ``rows`` where ``models.Rules`` drives the rate (its column)."""
+        rates = ruled_values(sim, self, "rate", rows)
+        if rates is None:
+            return np.array([float(V.event_probability(self.rate * dt, self.probability))])
+        return sim.backend.to_device(np.asarray(V.event_probability(rates * dt, self.probability), dtype=np.float64))
 
     def _advance(self, sim, rows, dt, state, probability, values, threshold, duration, relative_rupture):
         """Enter and advance the model's states over ``rows`` (the
@@ -105,22 +113,23 @@ class Apoptosis(_DeathPhases, Behaviour):
                             self.cytoplasmic_biomass_change_rate, self.calcification_rate)}
 
     def run(self, sim, population, dt):
-        p = float(V.event_probability(self.rate * dt, self.probability))
-        if self.phases:
-            rows = sim.backend.rows_of_type(sim.agents, population.code)
-            self._advance(sim, rows, dt, APOPTOTIC, p, None, math.inf, self.duration, 1.0)
-            return
-        t = sim.agents
-        n = len(t)
-        if n == 0 or self.rate == 0:
-            return
         B = sim.backend
-        flag = B.empty(n, np.bool_)
-        uid = t.col("uid", False)
-        if B.behaviours.mark_random(live_types(sim), population.code, uid, n, sim.seed, sim.step, self.stream,
-                                    p, flag):
-            rows = B.nonzero(flag, n)
-            t.request_deaths(t.take_column("uid", rows))
+        t = sim.agents
+        if self.phases:
+            rows = B.rows_of_type(t, population.code)
+            self._advance(sim, rows, dt, APOPTOTIC, self._probability(sim, rows, dt), None, math.inf, self.duration,
+                          1.0)
+            return
+        if self.rate == 0 and ruled(self, "rate") is None:
+            return
+        rows = live_rows(sim, population.code)
+        m = len(rows)
+        if m == 0:
+            return
+        flag = B.empty(m, np.bool_)
+        if B.behaviours.mark_below(rows, t.col("uid", False), B.full(m, 0.0), math.inf,
+                                   self._probability(sim, rows, dt), sim.seed, sim.step, self.stream, flag):
+            t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))
 
 
 class Necrosis(_DeathPhases, SubstanceBehaviour):
@@ -192,16 +201,15 @@ class Necrosis(_DeathPhases, SubstanceBehaviour):
                 NECROTIC_SWELLING + 1: (0.0, 0.0, 0.0, self.lysed_fluid_change_rate) + rates}
 
     def run(self, sim, population, dt):
-        p = float(V.event_probability(self.rate * dt, self.probability))
         B = sim.backend
         t = sim.agents
         if self.phases:
             rows = B.rows_of_type(t, population.code)
             values = self._sub.sample_rows(rows) if self._sub is not None and len(rows) else None
-            self._advance(sim, rows, dt, NECROTIC_SWELLING, p, values, self.threshold or 0.0,
-                          self.lysed_duration, self.relative_rupture_volume)
+            self._advance(sim, rows, dt, NECROTIC_SWELLING, self._probability(sim, rows, dt), values,
+                          self.threshold or 0.0, self.lysed_duration, self.relative_rupture_volume)
             return
-        if self.rate == 0:
+        if self.rate == 0 and ruled(self, "rate") is None:
             return
         rows = live_rows(sim, population.code)
         m = len(rows)
@@ -212,6 +220,6 @@ class Necrosis(_DeathPhases, SubstanceBehaviour):
             values, threshold = self._sub.sample_rows(rows), self.threshold
         else:
             values, threshold = B.full(m, 0.0), math.inf
-        if B.behaviours.mark_below(rows, t.col("uid", False), values, threshold, p, sim.seed, sim.step,
-                                   self.stream, flag):
+        if B.behaviours.mark_below(rows, t.col("uid", False), values, threshold, self._probability(sim, rows, dt),
+                                   sim.seed, sim.step, self.stream, flag):
             t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))

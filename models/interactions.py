@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour, live_rows
+from biosim.behaviour import Behaviour, live_rows, ruled
 
 DEAD_KEYS = ("apoptotic", "necrotic")  # phagocytosis of dead cells by their death state
 COMPARTMENTS = ("nuclear_solid", "nuclear_fluid", "cytoplasmic_solid", "cytoplasmic_fluid")
@@ -130,13 +130,18 @@ class Interactions(Behaviour):
                 raise ValueError(f"Interactions: conserved column {c!r} must be a float column, not {spec.dtype}")
         super().attach(sim, population)
 
-    def _probabilities(self, sim, table, dt):
-        """p[code] for a {population: rate} table (0 where not named)."""
-        p = np.zeros(max(len(sim.populations), 1))
-        for name, rate in table.items():
-            if name in sim.populations:
-                p[sim.populations[name].code] = rate
-        return np.asarray(V.event_probability(p * dt, self.probability), dtype=np.float64)
+    def _probabilities(self, sim, what, table, names, rows, dt):
+        """Probabilities over dt of the entries ``names`` of ``table`` (0 where
+        not named), (1, len(names)); or (len(rows), len(names)) where
+        ``models.Rules`` drives an entry per cell (key ``"what:name"``)."""
+        columns = [ruled(self, f"{what}:{k}") for k in names]
+        rates = np.array([[table.get(k, 0.0) for k in names]], dtype=np.float64).reshape(1, len(names))
+        if any(c is not None for c in columns):
+            rates = np.repeat(rates, rows.size, axis=0)
+            for j, c in enumerate(columns):
+                if c is not None:
+                    rates[:, j] = sim.agents[c][rows]
+        return np.ascontiguousarray(V.event_probability(rates * dt, self.probability), dtype=np.float64)
 
     def run(self, sim, population, dt):
         t = sim.agents
@@ -153,13 +158,13 @@ class Interactions(Behaviour):
         m = rows.size
         if m == 0:
             return
-        prob = lambda rate: float(V.event_probability(rate * dt, self.probability))  # noqa: E731
-        p_dead = np.array([prob(self.phagocytosis.get(k, 0.0)) for k in DEAD_KEYS])
-        p_phag = self._probabilities(sim, {k: v for k, v in self.phagocytosis.items() if k not in DEAD_KEYS}, dt)
-        p_fuse = self._probabilities(sim, self.fusion, dt)
-        p_attack = self._probabilities(sim, self.attack, dt)
+        pops = sorted(sim.populations, key=lambda k: sim.populations[k].code)  # in type-code order
+        p_dead = self._probabilities(sim, "phagocytosis", self.phagocytosis, DEAD_KEYS, rows, dt)
+        p_phag = self._probabilities(sim, "phagocytosis", self.phagocytosis, pops, rows, dt)
+        p_fuse = self._probabilities(sim, "fusion", self.fusion, pops, rows, dt)
+        p_attack = self._probabilities(sim, "attack", self.attack, pops, rows, dt)
         names = list(self.transformation)
-        p_transform = np.array([prob(self.transformation[k]) for k in names], dtype=np.float64)
+        p_transform = self._probabilities(sim, "transformation", self.transformation, names, rows, dt)
         codes = np.array([sim.populations[k].code for k in names], dtype=np.int32)
         has_death = "death" in t
         death = t["death"] if has_death else np.zeros(1, np.int8)
@@ -207,7 +212,7 @@ class Interactions(Behaviour):
         p_end = float(V.event_probability(dt / self.attack_duration, self.probability))
         if p_end > 0 and rows.size:
             flag = np.empty(rows.size, np.bool_)
-            K.mark_below(rows, uid, np.zeros(rows.size), 1.0, p_end, sim.seed, sim.step, self.stream, flag)
+            K.mark_below(rows, uid, np.zeros(rows.size), 1.0, np.array([p_end]), sim.seed, sim.step, self.stream, flag)
             target[rows[flag]] = -1
 
     def _consume(self, sim, K, rows, eat, fuse):

@@ -83,8 +83,8 @@ class StateSwitch(SubstanceBehaviour):
         else:
             gate, threshold = B.full(m, 0.0), np.inf
         flag = B.empty(m, np.bool_)
-        if B.behaviours.mark_below(rows, t.col("uid", False), gate, threshold, -np.expm1(-self.rate * dt), sim.seed,
-                                   sim.step, self.stream, flag):
+        if B.behaviours.mark_below(rows, t.col("uid", False), gate, threshold, np.array([-np.expm1(-self.rate * dt)]),
+                                   sim.seed, sim.step, self.stream, flag):
             chosen = B.take(rows, B.nonzero(flag, m))
             if self.column == "type":
                 t.set_type(chosen, self._value)

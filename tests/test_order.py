@@ -54,6 +54,12 @@ MIXED_SCRIPT = textwrap.dedent(f"""
                                               attack={{"tissue": 1.0}}, fusion={{"immune": 2.0}}, attack_duration=2.0,
                                               transformation={{"cells": 0.01}}),
                           models.RandomWalk(speed=1.0)]
+    rules = [["tissue", "pressure", "increases", "apoptosis", "0.2", "1", "2", "0"],
+             ["tissue", "damage", "increases", "apoptosis", "0.5", "0.5", "1", "0"],
+             ["immune", "contact with tissue", "increases", "attack tissue", "3", "1", "1", "0"],
+             ["immune", "signal", "decreases", "phagocytose apoptotic cell", "0.5", "5", "2", "0"]]
+    tissue.behaviours += [models.Rules(rules)]
+    immune.behaviours += [models.Rules(rules)]
     sim.writers.append(bs.io.HDF5Writer(out, every=10))
     sim.run(30)
 """)
@@ -74,6 +80,7 @@ def test_results_do_not_depend_on_threads_or_reordering(tmp_path):
     assert np.count_nonzero(last["diameter"][immune & single] > 8.0 + 1e-9) > 3  # ate
     assert np.any((last["type"] == 0) & (last["uid"] >= 9300) & (last["uid"] < 9600))  # transformed
     assert last["pressure"].max() > 0.5  # tissue cells pressed
+    assert np.ptp(last["rule_apoptosis"][last["type"] == 2]) > 0 and last["rule_attack_tissue"].max() > 1.0  # ruled
     for threads, reorder in ((2, 8), (3, 8), (2, 1), (2, 1000), (3, 1000)):
         assert_bit_identical(base, run_script(tmp_path, MIXED_SCRIPT, threads, reorder))
 

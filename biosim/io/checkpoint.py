@@ -174,7 +174,7 @@ def state_of(sim):
         records.append(entry)
     return {
         "box": sim.box.to_dict(), "boundary": sim.boundary, "dt": sim.dt, "seed": sim.seed,
-        "reorder_every": sim.reorder_every, "step": sim.step, "run_end": sim._run_end, "streams": sim._streams,
+        "reorder_every": sim.reorder_every, "plane": sim.plane, "step": sim.step, "run_end": sim._run_end, "streams": sim._streams,
         "count_every": sim._count_every,
         "grid_builds": sim._grid.builds, "next_uid": int(t._next_uid),
         "total_births": t.total_births, "total_deaths": t.total_deaths,
@@ -402,7 +402,7 @@ _NUM, _INT, _STR, _NONE, _BOOL = "number", "integer", "string", "null", "boolean
 _BEHAVIOUR = {"rule?": (_STR,), "class?": (_STR,), "parameters?": (dict,), "every?": (_INT,), "stream": (_INT,)}
 _SCHEMA = {
     "box": ({"lower": (list,), "upper": (list,)},), "boundary": (_STR,), "dt": (_NUM,), "seed": (_INT,),
-    "reorder_every?": (_INT,), "step": (_INT,), "run_end": (_INT, _NONE), "streams": (_INT,),
+    "reorder_every?": (_INT,), "plane?": (_NUM, _NONE), "step": (_INT,), "run_end": (_INT, _NONE), "streams": (_INT,),
     "count_every": (_INT, _NONE), "grid_builds": (_INT,), "next_uid": (_INT,), "total_births?": (_INT,),
     "total_deaths?": (_INT,), "mechanics": (dict, _NONE),
     "columns": ([{"name": (_STR,), "dtype": (_STR,), "default": (_NUM, _BOOL), "shape": (list,),
@@ -495,6 +495,7 @@ def _load(path, allow, allow_outputs):
         box = Box(s["box"]["lower"], s["box"]["upper"])
         sim = Simulation(box, boundary=s["boundary"], dt=s["dt"], seed=s["seed"],
                          mechanics=mechanics_from(s["mechanics"]), reorder_every=s.get("reorder_every", 8))
+        sim.plane = s.get("plane")
         t = sim.agents
         g = f["agents"]
         for c in s["columns"]:

@@ -192,15 +192,18 @@ def death_one(i, enter, state, dt, duration, relative_rupture, death, age, volum
 def death_phases(rows, uid, gated, values, threshold, probability, seed, step, stream, state, dt, duration,
                  relative_rupture, death, age, volume, has_volume, diameter, rupture, remove):
     """A death model with phases over the rows ``rows`` (one population):
-    live cells enter ``state`` with probability ``probability`` (draw 0 of
-    the uid's key, the draw of :func:`mark_random` and :func:`mark_below`),
-    where ``values[q] < threshold`` if ``gated``; then :func:`death_one`.
-    remove[q] flags the cells whose last phase ended; returns their count."""
+    live cells enter ``state`` with probability ``probability[q]`` (one
+    entry: the same for all; draw 0 of the uid's key, the draw of
+    :func:`mark_random` and :func:`mark_below`), where ``values[q] <
+    threshold`` if ``gated``; then :func:`death_one`.  remove[q] flags the
+    cells whose last phase ended; returns their count."""
     count = 0
+    per_row = probability.size > 1
     for q in prange(rows.size):
         i = rows[q]
-        enter = death[i] == LIVE and probability > 0.0 and (not gated or values[q] < threshold) and \
-            uniform(seed, uid[i], step, stream, 0) < probability
+        p = probability[q] if per_row else probability[0]
+        enter = death[i] == LIVE and p > 0.0 and (not gated or values[q] < threshold) and \
+            uniform(seed, uid[i], step, stream, 0) < p
         r = death_one(i, enter, state, dt, duration, relative_rupture, death, age, volume, has_volume, diameter,
                       rupture)
         remove[q] = r
@@ -274,12 +277,14 @@ def move_along(pos, rows, direction, distance):
 
 @njit(cache=True, parallel=True)
 def mark_below(rows, uid, values, threshold, probability, seed, step, stream, flag):
-    """flag[q] = values[q] < threshold and U < probability (U keyed by the
-    agent's uid).  Returns the count."""
+    """flag[q] = values[q] < threshold and U < probability[q] (U keyed by the
+    agent's uid; one probability: the same for all).  Returns the count."""
     count = 0
+    per_row = probability.size > 1
     for q in prange(rows.size):
         f = False
-        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < probability:
+        p = probability[q] if per_row else probability[0]
+        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < p:
             f = True
             count += 1
         flag[q] = f
@@ -499,22 +504,30 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
     most the grid's cutoff) with one draw per (neighbour, event), keyed by
     the actor's uid and 4 x the neighbour's uid + event:
 
-    * eat (event 1): a dead neighbour with probability p_dead[0]
-      (apoptotic) or p_dead[1] (necrotic), a live one with p_phag[type];
-    * fuse (event 2): a live neighbour with p_fuse[type];
-    * attack (event 3): a live neighbour with p_attack[type], only for an
-      actor not attacking (attack_target < 0).
+    * eat (event 1): a dead neighbour with probability p_dead[., 0]
+      (apoptotic) or p_dead[., 1] (necrotic), a live one with
+      p_phag[., type];
+    * fuse (event 2): a live neighbour with p_fuse[., type];
+    * attack (event 3): a live neighbour with p_attack[., type], only for
+      an actor not attacking (attack_target < 0).
 
-    Of the successes of one event the smallest draw wins (then the
-    smallest uid): eat[q], fuse[q], attack[q] are its row or -1.  Then the
-    actor transforms into transform_codes[k] for the first k with a draw
-    (index K_TRANSFORM + k) below p_transform[k] (transform[q], or -1)."""
+    Each table has one row (the same for every actor) or one per actor
+    (row q: per-cell rates, e.g. from models.Rules).  Of the successes of
+    one event the smallest draw wins (then the smallest uid): eat[q],
+    fuse[q], attack[q] are its row or -1.  Then the actor transforms into
+    transform_codes[k] for the first k with a draw (index K_TRANSFORM + k)
+    below p_transform[., k] (transform[q], or -1)."""
     nchunks = (rows.size + SEARCH_CHUNK - 1) // SEARCH_CHUNK
     s2 = search * search
     for c in prange(nchunks):
         runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
         for q in range(c * SEARCH_CHUNK, min(rows.size, (c + 1) * SEARCH_CHUNK)):
             i = rows[q]
+            qd = q if p_dead.shape[0] > 1 else 0
+            qp = q if p_phag.shape[0] > 1 else 0
+            qf = q if p_fuse.shape[0] > 1 else 0
+            qa = q if p_attack.shape[0] > 1 else 0
+            qt = q if p_transform.shape[0] > 1 else 0
             ui = uid[i]
             xi = pos[i, 0]
             yi = pos[i, 1]
@@ -541,21 +554,21 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
                     s = death[j] if has_death else 0
                     tj = type_[j]
                     if s != 0:
-                        p = p_dead[0] if s == 1 else p_dead[1]
+                        p = p_dead[qd, 0] if s == 1 else p_dead[qd, 1]
                     else:
-                        p = p_phag[tj]
+                        p = p_phag[qp, tj]
                     if p > 0.0:
                         u = uniform(seed, ui, step, stream, 4 * uj + 1)
                         if u < p and _better(u, uj, be, ue):
                             be, ue, e = u, uj, j
                     if s != 0:
                         continue
-                    p = p_fuse[tj]
+                    p = p_fuse[qf, tj]
                     if p > 0.0:
                         u = uniform(seed, ui, step, stream, 4 * uj + 2)
                         if u < p and _better(u, uj, bf, uf):
                             bf, uf, f = u, uj, j
-                    p = p_attack[tj]
+                    p = p_attack[qa, tj]
                     if can_attack and p > 0.0:
                         u = uniform(seed, ui, step, stream, 4 * uj + 3)
                         if u < p and _better(u, uj, ba, ua):
@@ -564,8 +577,9 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
             fuse[q] = f
             attack[q] = a
             tr = -1
-            for k in range(p_transform.size):
-                if p_transform[k] > 0.0 and uniform(seed, ui, step, stream, K_TRANSFORM + k) < p_transform[k]:
+            for k in range(p_transform.shape[1]):
+                pk = p_transform[qt, k]
+                if pk > 0.0 and uniform(seed, ui, step, stream, K_TRANSFORM + k) < pk:
                     tr = transform_codes[k]
                     break
             transform[q] = tr
@@ -660,3 +674,44 @@ def contacts(type_, code, n, death, has_death, pos, diameter, cell_start, order,
             if type_[i] == code:
                 pressure[i] = contact_one(i, type_, death, has_death, pos, diameter, cell_start, order, lower, inv_h,
                                           dims, length, periodic, search, reach, runs, counts, ncount)
+
+
+# -- PhysiCell's rules (models.Rules) ----------------------------------------------------
+@njit(cache=True, parallel=True)
+def hill_rules(signals, dead, base, bmax, bmin, r_beh, r_sig, r_up, r_half, r_hill, r_dead, out):
+    """PhysiCell's multivariate Hill response of every (row q, behaviour b):
+    with the rules r of b (r_beh[r] == b; signal column r_sig[r] of
+    ``signals``, half-max r_half[r] > 0, Hill power r_hill[r])::
+
+        SU = sum over "increases" rules of (s / half)^hill   (s <= 0 adds 0)
+        U  = base[b] + (bmax[b] - base[b]) SU / (1 + SU)
+        SD = the same over "decreases" rules
+        out[q, b] = U + (bmin[b] - U) SD / (1 + SD)
+
+    For a dead row only the rules with r_dead apply (the others add 0);
+    where none of b's rules applies, out[q, b] is left as it is (PhysiCell
+    leaves the behaviour unchanged).  Sums in rule order: the same bits
+    for any thread count."""
+    nb = base.size
+    nr = r_beh.size
+    for q in prange(signals.shape[0]):
+        for b in range(nb):
+            su = 0.0
+            sd = 0.0
+            apply = False
+            for r in range(nr):
+                if r_beh[r] != b or (dead[q] and not r_dead[r]):
+                    continue
+                apply = True
+                s = signals[q, r_sig[r]]
+                if s > 0.0:
+                    x = (s / r_half[r]) ** r_hill[r]
+                    if r_up[r]:
+                        su += x
+                    else:
+                        sd += x
+            if apply:
+                hu = su / (1.0 + su) if su < math.inf else 1.0
+                hd = sd / (1.0 + sd) if sd < math.inf else 1.0
+                u = base[b] + (bmax[b] - base[b]) * hu
+                out[q, b] = u + (bmin[b] - u) * hd

@@ -28,6 +28,14 @@ volume_from_diameter = portable(_cpu.volume_from_diameter)
 death_one = portable(_cpu.death_one)
 
 PI_6 = math.pi / 6.0
+
+
+def _on_device(a):
+    """A float64 array on the device (host arrays, e.g. one probability,
+    are copied there)."""
+    return a if hasattr(a, "copy_to_host") else cuda.to_device(np.ascontiguousarray(a, dtype=np.float64))
+
+
 _RUNS = 2 * STENCIL_RUNS  # entries of the stencil's run list (a constant for cuda.local.array)
 
 
@@ -126,8 +134,9 @@ def _death_phases(rows, m, uid, gated, values, threshold, probability, seed, ste
     q = cuda.grid(1)
     if q < m:
         i = rows[q]
-        enter = death[i] == 0 and probability > 0.0 and (not gated or values[q] < threshold) and \
-            uniform(seed, uid[i], step, stream, 0) < probability
+        p = probability[q] if probability.size > 1 else probability[0]
+        enter = death[i] == 0 and p > 0.0 and (not gated or values[q] < threshold) and \
+            uniform(seed, uid[i], step, stream, 0) < p
         r = death_one(i, enter, state, dt, duration, relative_rupture, death, age, volume, has_volume, diameter,
                       rupture)
         remove[q] = r
@@ -142,7 +151,7 @@ def death_phases(rows, uid, gated, values, threshold, probability, seed, step, s
     count = counter()
     m = rows.size
     if m:
-        _death_phases[launch(m)](rows, int(m), uid, bool(gated), values, float(threshold), float(probability),
+        _death_phases[launch(m)](rows, int(m), uid, bool(gated), values, float(threshold), _on_device(probability),
                                  int(seed), int(step), int(stream), int(state), float(dt), float(duration),
                                  float(relative_rupture), death, age, volume, bool(has_volume), diameter, rupture,
                                  remove, count)
@@ -351,19 +360,21 @@ def _mark_below(rows, m, uid, values, threshold, probability, seed, step, stream
     q = cuda.grid(1)
     if q < m:
         f = False
-        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < probability:
+        p = probability[q] if probability.size > 1 else probability[0]
+        if values[q] < threshold and uniform(seed, uid[rows[q]], step, stream, 0) < p:
             f = True
             cuda.atomic.add(count, 0, 1)
         flag[q] = f
 
 
 def mark_below(rows, uid, values, threshold, probability, seed, step, stream, flag):
-    """flag[q] = values[q] < threshold and U < probability; returns the count."""
+    """flag[q] = values[q] < threshold and U < probability[q] (one entry: the
+    same for all); returns the count."""
     count = counter()
     m = rows.size
     if m:
-        _mark_below[launch(m)](rows, int(m), uid, values, float(threshold), float(probability), int(seed), int(step),
-                               int(stream), flag, count)
+        _mark_below[launch(m)](rows, int(m), uid, values, float(threshold), _on_device(probability), int(seed),
+                               int(step), int(stream), flag, count)
     return read(count)
 
 

@@ -77,7 +77,7 @@ def _signatures():
          f"void({I32}, int64, int64, float64, float64[:, ::1], float64, {I8}, boolean, {F1}, {F1}, {F1}, {F1}, "
          f"{F1}, {F1}, {F1})"),
         ("behaviours._death_phases", K._death_phases,
-         f"void({I1}, int64, {I1}, boolean, {F1}, float64, float64, int64, int64, int64, int64, float64, float64, "
+         f"void({I1}, int64, {I1}, boolean, {F1}, float64, {F1}, int64, int64, int64, int64, float64, float64, "
          f"float64, {I8}, {F1}, {F1}, boolean, {F1}, {F1}, {B1}, {I1})"),
         ("behaviours._live_types", K._live_types, f"void({I32}, {I8}, int64, {I32})"),
         ("behaviours._mark_random", K._mark_random,
@@ -118,7 +118,7 @@ def _signatures():
         ("diffusion._set_layer", D._set_layer, "void(float64[:, :, ::1], int64, int64, float64[:, ::1])"),
         ("behaviours._move_along", K._move_along, f"void({F2}, {I1}, int64, {F2}, float64)"),
         ("behaviours._mark_below", K._mark_below,
-         f"void({I1}, int64, {I1}, {F1}, float64, float64, int64, int64, int64, {B1}, {I1})"),
+         f"void({I1}, int64, {I1}, {F1}, float64, {F1}, int64, int64, int64, {B1}, {I1})"),
         ("behaviours._volume_fraction", K._volume_fraction, f"void({I1}, int64, {F1}, float64, float64, {F1})"),
         ("behaviours._scale_dead", K._scale_dead, f"void({I1}, int64, {I8}, float64, {F1})"),
         ("behaviours._damage_step", K._damage_step, f"void({I32}, int64, int64, float64, float64, {F1})"),
