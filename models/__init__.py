@@ -5,7 +5,7 @@ docstring) that runs as one numba pass over the agents of its population.
 """
 from .growth import GrowthDivision
 from .death import Apoptosis, Necrosis
-from .motion import RandomWalk
+from .motion import Motility, RandomWalk
 from .chemistry import Chemotaxis, Secretion, Uptake
 from .state import StateSwitch
 from .cycle import CellCycle
@@ -15,6 +15,6 @@ from .pressure import Pressure
 from .physicell_rules import Rules
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
-__all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Secretion", "Uptake", "Chemotaxis",
-           "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Pressure", "Rules", "Infection",
-           "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]
+__all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Motility", "Secretion", "Uptake",
+           "Chemotaxis", "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Pressure", "Rules",
+           "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

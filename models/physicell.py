@@ -26,7 +26,7 @@ from .chemistry import Secretion, Uptake
 from .cycle import CellCycle
 from .death import Apoptosis, Necrosis
 from .interactions import Damage, Interactions
-from .motion import RandomWalk
+from .motion import Motility
 from .physicell_rules import Rules
 from .volume import Volume
 
@@ -493,12 +493,30 @@ class _Reader:
 
     def motility(self, name, w):
         m = self.find(name, "phenotype/motility")
-        if m is None or not self.flag(m.find("options"), "enabled"):
+        opts = m.find("options") if m is not None else None
+        if m is None or not self.flag(opts, "enabled"):
             return []
-        speed = self.number(m, "speed", f"{w}<motility>", 1.0, nonneg=True)
-        self.unsupported.append(f"{w}<motility> (PhysiCell's persistent, biased walk: biosim moves the cells with "
-                                f"RandomWalk(speed), a new direction each step, and no chemotaxis bias)")
-        return [RandomWalk(speed=speed)] if speed > 0 else []
+        w = f"{w}<motility>"
+        speed = self.number(m, "speed", w, 1.0, nonneg=True)
+        persistence = self.number(m, "persistence_time", w, 1.0, positive=True)
+        bias = self.number(m, "migration_bias", w, 0.5, nonneg=True)
+        if bias > 1:
+            self.fail(f"{w}<migration_bias>", f"{bias}; it must be in [0, 1]")
+        substance, direction = None, 1
+        chemo = opts.find("chemotaxis")
+        if chemo is not None and self.flag(chemo, "enabled"):
+            pname = (chemo.findtext("substrate") or "").strip()
+            if pname not in self.substances:
+                self.fail(f"{w}<chemotaxis><substrate>", f"{pname!r} is not a substrate; substrates are "
+                                                         f"{', '.join(self.substances) or 'none'}")
+            substance = self.substances[pname]
+            direction = -1 if self.number(chemo, "direction", w, 1.0) < 0 else 1
+        adv = opts.find("advanced_chemotaxis")
+        if adv is not None and self.flag(adv, "enabled"):
+            self.unsupported.append(f"{w}<advanced_chemotaxis> (a weighted sum of gradients: biosim biases motility "
+                                    f"along one substrate's gradient)")
+        return [Motility(speed, persistence, bias=bias if substance is not None else 0.0, substance=substance,
+                         direction=direction)]
 
     def interactions(self, name, w, driven, names):
         ci = self.find(name, "phenotype/cell_interactions")

@@ -19,12 +19,12 @@ DIRECTIONS = ("increases", "decreases")
 
 # What biosim's rules can drive, and PhysiCell's behaviours it does not drive
 # yet (refused with a clear message rather than ignored).
-SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "attack <type>", "phagocytose <type>",
+SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "migration speed", "migration bias", "migration persistence time",
+                        "attack <type>", "phagocytose <type>",
                         "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
                         "fuse to <type>", "transform to <type>", "custom:<column>")
 _NOT_YET = (r".+ secretion", r".+ secretion target", r".+ secretion saturation density", r".+ uptake", r".+ export",
-            r"cycle entry", r"exit from cycle phase \d+", r"migration speed", r"migration bias",
-            r"migration persistence time", r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
+            r"cycle entry", r"exit from cycle phase \d+", r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+", r"relative maximum adhesion distance",
             r"cell-cell repulsion", r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
@@ -78,13 +78,15 @@ class Rules(Behaviour):
     ``necrotic``, ``time`` (min), ``custom:<column>`` (any numeric column).
 
     Behaviours: ``apoptosis`` and ``necrosis`` (the rates of
-    ``models.Apoptosis``/``models.Necrosis``, 1/min), ``attack <type>``,
+    ``models.Apoptosis``/``models.Necrosis``, 1/min), ``migration speed``,
+    ``migration bias``, ``migration persistence time`` (``models.Motility``),
+    ``attack <type>``,
     ``phagocytose <type>``, ``phagocytose apoptotic cell``, ``phagocytose
     necrotic cell``, ``phagocytose dead cell`` (both), ``fuse to <type>``,
     ``transform to <type>`` (the rates of ``models.Interactions``, which must
     name the entry: its value is the base), ``custom:<column>`` (sets a float
     column; base: the column's default).  PhysiCell's other behaviours
-    (secretion, uptake, cycle entry, motility, adhesion, ...) are refused
+    (secretion, uptake, cycle entry, chemotactic response, adhesion, ...) are refused
     with a message saying so: biosim's rules do not drive them yet.
 
     Malformed rows are refused with the file, the line and the field (where
@@ -159,6 +161,9 @@ class Rules(Behaviour):
                 if rate and r["max_response"] < 0:
                     raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r}, a "
                                      f"rate, must be >= 0")
+                if name == "migration bias" and r["max_response"] > 1:
+                    raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r} must "
+                                     f"be in [0, 1]")
             # PhysiCell's parse_csv_rule_v3: the largest response of the increasing rows (and the base if
             # one decreases) is the maximum, the smallest of the decreasing rows (and the base) the minimum
             up = [r["max_response"] for r in rules if r["direction"] == "increases"]
@@ -383,14 +388,16 @@ def _behaviour(sim, population, name, where):
     ``population``; targets are (behaviour object, parameter key, None) or,
     for a custom column, (None, None, column)."""
     pops = sim.populations
-    for cls_name, key in (("Apoptosis", "apoptosis"), ("Necrosis", "necrosis")):
+    for cls_name, key, param in (("Apoptosis", "apoptosis", "rate"), ("Necrosis", "necrosis", "rate"),
+                                 ("Motility", "migration speed", "speed"), ("Motility", "migration bias", "bias"),
+                                 ("Motility", "migration persistence time", "persistence_time")):
         if name == key:
             b = _find(population, cls_name)
             if b is None:
-                raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.{cls_name}'s rate, which "
-                                 f"population {population.name!r} does not have; add models.{cls_name}(rate=...) "
-                                 f"(the base value) before Rules")
-            return [(b, "rate", None)], b.rate, True
+                raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.{cls_name}'s {param}, which "
+                                 f"population {population.name!r} does not have; add models.{cls_name}({param}=...)"
+                                 f" (the base value) before Rules")
+            return [(b, param, None)], float(getattr(b, param)), True
     m = re.fullmatch(r"custom: ?(.+)", name)
     if m:
         col = m.group(1)

@@ -715,3 +715,54 @@ def hill_rules(signals, dead, base, bmax, bmin, r_beh, r_sig, r_up, r_half, r_hi
                 hd = sd / (1.0 + sd) if sd < math.inf else 1.0
                 u = base[b] + (bmax[b] - base[b]) * hu
                 out[q, b] = u + (bmin[b] - u) * hd
+
+
+# -- PhysiCell's motility (models.Motility) -----------------------------------------------
+@njit(cache=True, inline="always")
+def motility_one(i, q, uid, seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt):
+    """PhysiCell's update_motility_vector for row i (q its index in the
+    pass): with probability p_turn the cell picks a new direction, (1 - b) r
+    + b d normalised times the speed (r uniform on the sphere, or the circle
+    when ``planar``; d the unit bias direction ``bias_dir[q]``, zero where
+    there is none), then moves vec[i] dt.  ``p_turn``, ``speed`` and
+    ``bias`` hold one value or one per row of the pass.  ``math`` only: the
+    GPU's kernel too."""
+    pt = p_turn[q] if p_turn.size > 1 else p_turn[0]
+    if uniform(seed, uid, step, stream, 0) < pt:
+        b = bias[q] if bias.size > 1 else bias[0]
+        v = speed[q] if speed.size > 1 else speed[0]
+        if planar:
+            a = 2.0 * math.pi * uniform(seed, uid, step, stream, 1)
+            rx = math.cos(a)
+            ry = math.sin(a)
+            rz = 0.0
+        else:
+            rx, ry, rz = unit_vector(seed, uid, step, stream, 2)
+        dx = bias_dir[q, 0] if bias_dir.shape[0] > 1 else 0.0
+        dy = bias_dir[q, 1] if bias_dir.shape[0] > 1 else 0.0
+        dz = bias_dir[q, 2] if bias_dir.shape[0] > 1 else 0.0
+        dn = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if dn > 0.0:
+            dx /= dn
+            dy /= dn
+            dz /= dn
+        mx = b * dx + (1.0 - b) * rx
+        my = b * dy + (1.0 - b) * ry
+        mz = b * dz + (1.0 - b) * rz
+        norm = math.sqrt(mx * mx + my * my + mz * mz)
+        f = v / norm if norm > 0.0 else 0.0
+        vec[i, 0] = f * mx
+        vec[i, 1] = f * my
+        vec[i, 2] = f * mz
+    pos[i, 0] += dt * vec[i, 0]
+    pos[i, 1] += dt * vec[i, 1]
+    pos[i, 2] += dt * vec[i, 2]
+
+
+@njit(cache=True, parallel=True)
+def motility(rows, uid, seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt):
+    """:func:`motility_one` for each row of ``rows`` (bias_dir: (len(rows),
+    3) directions, or (1, 3) for none)."""
+    for q in prange(rows.size):
+        i = rows[q]
+        motility_one(i, q, uid[i], seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt)

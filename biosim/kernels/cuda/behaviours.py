@@ -502,3 +502,23 @@ def contacts(type_, code, n, death, has_death, pos, diameter, cell_start, order,
         _contacts[launch(n)](type_, int(code), int(n), death, bool(has_death), pos, diameter, cell_start, order,
                              t3(lower), t3(inv_h), t3(dims, int), t3(length), t3(periodic, bool), float(search),
                              float(reach), pressure, counts, bool(ncount))
+
+
+motility_one = portable(_cpu.motility_one)
+
+
+@cuda.jit
+def _motility(rows, m, uid, seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt):
+    q = cuda.grid(1)
+    if q < m:
+        i = rows[q]
+        motility_one(i, q, uid[i], seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt)
+
+
+def motility(rows, uid, seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt):
+    """PhysiCell's motility for ``rows`` (see the CPU twin): the CPU's draws
+    and operations."""
+    m = rows.size
+    if m:
+        _motility[launch(m)](rows, int(m), uid, int(seed), int(step), int(stream), _on_device(p_turn),
+                             _on_device(speed), _on_device(bias), bool(planar), bias_dir, vec, pos, float(dt))

@@ -122,6 +122,8 @@ def _signatures():
         ("behaviours._volume_fraction", K._volume_fraction, f"void({I1}, int64, {F1}, float64, float64, {F1})"),
         ("behaviours._scale_dead", K._scale_dead, f"void({I1}, int64, {I8}, float64, {F1})"),
         ("behaviours._damage_step", K._damage_step, f"void({I32}, int64, int64, float64, float64, {F1})"),
+        ("behaviours._motility", K._motility,
+         f"void({I1}, int64, {I1}, int64, int64, int64, {F1}, {F1}, {F1}, boolean, {F2}, {F2}, {F2}, float64)"),
         ("behaviours._contacts", K._contacts,
          f"void({I32}, int64, int64, {I8}, boolean, {F2}, {F1}, {I1}, {I1}, {T3F}, {T3F}, {T3I}, {T3F}, {T3B}, "
          f"float64, float64, {F1}, float64[:, ::1], boolean)"),
