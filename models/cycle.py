@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import PLACEMENTS, Behaviour, divide_rows, live_types
+from biosim.behaviour import PLACEMENTS, Behaviour, divide_rows, live_types, ruled, ruled_values
 
 
 class CellCycle(Behaviour):
@@ -142,8 +142,7 @@ class CellCycle(Behaviour):
         if n == 0:
             return
         k = len(self.phases)
-        durations = np.array(self.durations)
-        p_leave = V.event_probability(dt / durations, self.probability)
+        durations, p_leave = self._tables(sim, population, n, dt)
         nxt = ((np.arange(k) + 1) % k).astype(np.int8)
         divide_at = np.array([p == self.divide_after for p in self.phases])
         B = sim.backend
@@ -166,6 +165,21 @@ class CellCycle(Behaviour):
                                 self.stream, t.diameter, self.growth_rate * dt, flag)
         if self.divide_after is not None and flag.any():
             divide_rows(sim, np.flatnonzero(flag), self.stream ^ 0x5EED, placement=self.placement)
+
+    def _tables(self, sim, population, n, dt):
+        """(durations, p_leave), each (1, phases), or (n, phases) where
+        ``models.Rules`` drives a phase's exit rate per cell ("exit:k": the
+        duration is 1/rate, inf for rate 0)."""
+        durations = np.array([self.durations], dtype=np.float64)
+        ruled_phases = [j for j in range(len(self.phases)) if ruled(self, f"exit:{j}") is not None]
+        if ruled_phases:
+            rows = sim.backend.to_host(sim.backend.rows_of_type(sim.agents, population.code))
+            durations = np.repeat(durations, n, axis=0)
+            for j in ruled_phases:
+                rate = np.asarray(ruled_values(sim, self, f"exit:{j}", rows))
+                with np.errstate(divide="ignore"):
+                    durations[rows, j] = np.where(rate > 0, 1.0 / rate, np.inf)
+        return durations, np.ascontiguousarray(V.event_probability(dt / durations, self.probability))
 
     def _check_phases(self, t, population, k):
         """A ValueError naming a value of the phase column that is no phase index."""

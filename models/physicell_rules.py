@@ -19,12 +19,12 @@ DIRECTIONS = ("increases", "decreases")
 
 # What biosim's rules can drive, and PhysiCell's behaviours it does not drive
 # yet (refused with a clear message rather than ignored).
-SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "migration speed", "migration bias", "migration persistence time",
-                        "attack <type>", "phagocytose <type>",
+SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle phase <k>", "migration speed",
+                        "migration bias", "migration persistence time", "attack <type>", "phagocytose <type>",
                         "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
                         "fuse to <type>", "transform to <type>", "custom:<column>")
 _NOT_YET = (r".+ secretion", r".+ secretion target", r".+ secretion saturation density", r".+ uptake", r".+ export",
-            r"cycle entry", r"exit from cycle phase \d+", r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
+            r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+", r"relative maximum adhesion distance",
             r"cell-cell repulsion", r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
@@ -78,7 +78,9 @@ class Rules(Behaviour):
     ``necrotic``, ``time`` (min), ``custom:<column>`` (any numeric column).
 
     Behaviours: ``apoptosis`` and ``necrosis`` (the rates of
-    ``models.Apoptosis``/``models.Necrosis``, 1/min), ``migration speed``,
+    ``models.Apoptosis``/``models.Necrosis``, 1/min), ``cycle entry`` and
+    ``exit from cycle phase <k>`` (the exit rate of ``models.CellCycle``'s
+    phase 0 or k, 1/min: 1 / its duration), ``migration speed``,
     ``migration bias``, ``migration persistence time`` (``models.Motility``),
     ``attack <type>``,
     ``phagocytose <type>``, ``phagocytose apoptotic cell``, ``phagocytose
@@ -86,7 +88,7 @@ class Rules(Behaviour):
     ``transform to <type>`` (the rates of ``models.Interactions``, which must
     name the entry: its value is the base), ``custom:<column>`` (sets a float
     column; base: the column's default).  PhysiCell's other behaviours
-    (secretion, uptake, cycle entry, chemotactic response, adhesion, ...) are refused
+    (secretion, uptake, chemotactic response, adhesion, ...) are refused
     with a message saying so: biosim's rules do not drive them yet.
 
     Malformed rows are refused with the file, the line and the field (where
@@ -398,6 +400,18 @@ def _behaviour(sim, population, name, where):
                                  f"population {population.name!r} does not have; add models.{cls_name}({param}=...)"
                                  f" (the base value) before Rules")
             return [(b, param, None)], float(getattr(b, param)), True
+    m = re.fullmatch(r"cycle entry|exit from cycle phase (\d+)", name)
+    if m:
+        k = int(m.group(1) or 0)
+        b = _find(population, "CellCycle")
+        if b is None:
+            raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.CellCycle's exit rate of phase {k}, "
+                             f"which population {population.name!r} does not have; add a models.CellCycle (its "
+                             f"durations give the base rates) before Rules")
+        if k >= len(b.phases):
+            raise ValueError(f"Rules: {where}: behaviour {name!r}: the population's CellCycle has phases 0..."
+                             f"{len(b.phases) - 1} ({', '.join(b.phases)})")
+        return [(b, f"exit:{k}", None)], 1.0 / b.durations[k], True
     m = re.fullmatch(r"custom: ?(.+)", name)
     if m:
         col = m.group(1)

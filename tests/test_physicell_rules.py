@@ -216,8 +216,10 @@ def test_duplicate_and_inconsistent_rows_are_refused(tmp_path):
     (GOOD[:1] + ["intracellular oxygen"] + GOOD[2:], r"is PhysiCell's, but biosim does not model it yet"),
     (GOOD[:1] + ["damage"] + GOOD[2:], r"signal 'damage' reads the column 'damage', which models.Damage"),
     (GOOD[:3] + ["dance"] + GOOD[4:], r"unknown behaviour 'dance'; biosim's rules drive apoptosis, necrosis"),
-    (GOOD[:3] + ["cycle entry"] + GOOD[4:], r"behaviour 'cycle entry' is PhysiCell's, but biosim's rules do not "
-                                            r"drive it yet"),
+    (GOOD[:3] + ["oxygen uptake"] + GOOD[4:], r"behaviour 'oxygen uptake' is PhysiCell's, but biosim's rules do "
+                                              r"not drive it yet"),
+    (GOOD[:3] + ["cycle entry"] + GOOD[4:], r"drives models.CellCycle's exit rate of phase 0, which population 'c' "
+                                            r"does not have"),
     (GOOD[:3] + ["necrosis"] + GOOD[4:], r"drives models.Necrosis's rate, which population 'c' does not have"),
     (GOOD[:3] + ["attack c"] + GOOD[4:], r"drives models.Interactions' attack of 'c'; give population 'c' "
                                          r"models.Interactions\(attack=\{'c': base rate\}\)"),
@@ -231,3 +233,19 @@ def test_rules_that_do_not_fit_the_simulation_are_refused(row, message):
     pop.behaviours += [models.Apoptosis(rate=0.0)]
     with pytest.raises(ValueError, match=message):
         pop.behaviours += [models.Rules([row])]
+
+
+def test_rules_drive_cycle_entry_per_cell(device):
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=1.0, seed=2, mechanics=None, device=device)
+    pop = sim.add_agents("c", bs.init.uniform(200, sim.box, seed=1), diameter=8.0)
+    sim.agents.add_column("go", np.float64, 0.0)
+    sim.agents["go"][:100] = 1.0
+    pop.behaviours += [models.CellCycle(("G",), (100.0,), fixed=True),
+                       models.Rules([["c", "custom:go", "increases", "cycle entry", "10", "0.5", "8", "0"]])]
+    sim.run(1)  # go = 1: a duration of ~0.1 min, left in the first step; go = 0: 100 min
+    t = sim.agents
+    assert len(t) == 300
+    mothers, others = t.uid < 100, (t.uid >= 100) & (t.uid < 200)
+    assert np.all(t["phase_age"][mothers] == 0.0) and np.all(t["phase_age"][others] == 1.0)  # who left the phase
+    np.testing.assert_allclose(t["rule_cycle_entry"][t.uid < 100], 0.01 + 9.99 * (2 ** 8 / (1 + 2 ** 8)),
+                               rtol=1e-14)

@@ -452,19 +452,25 @@ def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, n
                stream, diameter, dv, divide):
     """One interval of a cell cycle for the rows of ``code``.  A cell in
     phase k (time ``age`` in it, min) leaves it at the end of the interval if
-    ``fixed[k]`` and age + dt >= durations[k], or otherwise with probability
-    ``p_leave[k]`` (draw 0 of its key); it then enters phase ``nxt[k]`` with
-    age 0 and, if ``divide_at[k]``, is flagged to divide.  Cells not leaving
-    age by dt.  Volume grows by ``dv`` µm³ per interval (dv may be 0)."""
+    ``fixed[k]`` and age + dt >= durations[r, k], or otherwise with
+    probability ``p_leave[r, k]`` (draw 0 of its key); it then enters phase
+    ``nxt[k]`` with age 0 and, if ``divide_at[k]``, is flagged to divide.
+    Cells not leaving age by dt.  Volume grows by ``dv`` µm³ per interval
+    (dv may be 0).  ``durations`` and ``p_leave`` have one row (r = 0, the
+    same for all cells) or one per row of the table (r = i: per-cell rates,
+    e.g. from models.Rules)."""
+    stride = 1 if durations.shape[0] > 1 else 0
     for i in prange(n):
         f = False
         if type_[i] == code:
             k = phase[i]
             a = age[i] + dt
+            r = i * stride
             if fixed[k]:
-                leave = a >= durations[k]
+                leave = a >= durations[r, k]
             else:
-                leave = p_leave[k] > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_leave[k]
+                pk = p_leave[r, k]
+                leave = pk > 0.0 and uniform(seed, uid[i], step, stream, 0) < pk
             if leave:
                 phase[i] = nxt[k]
                 age[i] = 0.0

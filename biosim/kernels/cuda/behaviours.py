@@ -304,15 +304,17 @@ def _cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, 
     f = False
     if type_[i] == code:
         k = phase[i]
-        if k < 0 or k >= durations.size:  # not a phase: counted, left alone (the caller names it)
+        if k < 0 or k >= durations.shape[1]:  # not a phase: counted, left alone (the caller names it)
             cuda.atomic.add(count, 1, 1)
             divide[i] = False
             return
         a = age[i] + dt
+        r = i if durations.shape[0] > 1 else 0
         if fixed[k]:
-            leave = a >= durations[k]
+            leave = a >= durations[r, k]
         else:
-            leave = p_leave[k] > 0.0 and uniform(seed, uid[i], step, stream, 0) < p_leave[k]
+            pk = p_leave[r, k]
+            leave = pk > 0.0 and uniform(seed, uid[i], step, stream, 0) < pk
         if leave:
             phase[i] = nxt[k]
             age[i] = 0.0
@@ -330,7 +332,8 @@ def _cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, 
 def cell_cycle(type_, code, uid, phase, age, n, dt, durations, fixed, p_leave, nxt, divide_at, seed, step, stream,
                diameter, dv, divide):
     """One interval of a cell cycle for the rows of ``code`` (see the CPU
-    twin; the per-phase tables are host arrays).  Returns (cells flagged to
+    twin; the per-phase tables are host arrays, durations and p_leave with
+    one row or one per agent).  Returns (cells flagged to
     divide, cells whose phase is not an index of ``durations``)."""
     counts = cuda.to_device(np.zeros(2, dtype=np.int64))
     if n:

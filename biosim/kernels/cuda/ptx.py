@@ -91,7 +91,8 @@ def _signatures():
          f"void({I32}, int64, {I1}, int8[::1], int8[::1], int64, float64, float64, int64, int64, int64)"),
         ("behaviours._copy_1d[int8]", K._copy_1d, "void(int8[::1], int64, int8[::1])"),
         ("behaviours._cell_cycle", K._cell_cycle,
-         f"void({I32}, int64, {I1}, int8[::1], {F1}, int64, float64, {F1}, {B1}, {F1}, int8[::1], {B1}, int64, "
+         f"void({I32}, int64, {I1}, int8[::1], {F1}, int64, float64, float64[:, ::1], {B1}, float64[:, ::1], "
+         f"int8[::1], {B1}, int64, "
          f"int64, int64, {F1}, float64, {B1}, {I1})"),
         ("diffusion._ftcs", D._ftcs, f"void(float64[:, :, ::1], float64[:, :, ::1], float64, float64, float64, "
                                      f"float64, {I1}, {F1}, float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1])"),
