@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import SubstanceBehaviour, live_rows
+from biosim.behaviour import SubstanceBehaviour, live_rows, ruled, ruled_values
 
 DEAD_UPTAKE = 0.1  # the share of its uptake a dead cell keeps (PhysiCell's Cell::start_death)
 
@@ -41,16 +41,20 @@ class Secretion(SubstanceBehaviour):
         self.target = None if target is None else V.positive("target", target, allow_zero=True)
 
     def run(self, sim, population, dt):
-        if self.rate == 0:
+        if self.rate == 0 and ruled(self, "rate") is None:
             return
         rows = live_rows(sim, population.code)
         if len(rows) == 0:
             return
         sub = self._sub
+        rates = ruled_values(sim, self, "rate", rows)  # per cell where models.Rules drives the rate
         if self.target is None:
-            sub.queue(rows, added=self.rate * dt / sub.voxel_volume)
-        else:
+            sub.queue(rows, added=(self.rate if rates is None else rates) * dt / sub.voxel_volume)
+        elif rates is None:
             sub.queue(rows, secretion=_volume_fraction(sim, sub, rows, self.rate * dt), target=self.target)
+        else:
+            s = sim.backend.to_host(_volume_fraction(sim, sub, rows, dt)) * rates
+            sub.queue(rows, secretion=s, target=self.target)
 
 
 class Uptake(SubstanceBehaviour):
@@ -75,13 +79,17 @@ class Uptake(SubstanceBehaviour):
         self.rate = V.positive("rate", rate, allow_zero=True)
 
     def run(self, sim, population, dt):
-        if self.rate == 0:
+        if self.rate == 0 and ruled(self, "rate") is None:
             return
         B = sim.backend
         t = sim.agents
         rows = B.rows_of_type(t, population.code)
         if len(rows):
-            u = _volume_fraction(sim, self._sub, rows, self.rate * dt)
+            rates = ruled_values(sim, self, "rate", rows)  # per cell where models.Rules drives the rate
+            if rates is None:
+                u = _volume_fraction(sim, self._sub, rows, self.rate * dt)
+            else:
+                u = B.to_device(B.to_host(_volume_fraction(sim, self._sub, rows, dt)) * rates)
             if "death" in t:  # dead cells keep a tenth of their uptake (PhysiCell's start_death)
                 B.behaviours.scale_dead(rows, t.col("death", False), DEAD_UPTAKE, u)
             self._sub.queue(rows, uptake=u)

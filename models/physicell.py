@@ -353,7 +353,7 @@ class _Reader:
             if cyc is not None:
                 B.append(cyc)
             B += self.death(name, w)
-            B += self.secretion(name, w)
+            B += self.secretion(name, w, driven)
             B += self.motility(name, w)
             inter = self.interactions(name, w, driven, names)
             if inter is not None:
@@ -468,7 +468,7 @@ class _Reader:
                 self.unsupported.append(f"{ww} (code {code}: only apoptosis 100 and necrosis 101)")
         return out
 
-    def secretion(self, name, w):
+    def secretion(self, name, w, driven):
         s = self.find(name, "phenotype/secretion")
         out = []
         if s is None:
@@ -483,11 +483,12 @@ class _Reader:
             target = self.number(sub, "secretion_target", ww, 1.0, nonneg=True)
             uptake = self.number(sub, "uptake_rate", ww, 0.0, nonneg=True)
             export = self.number(sub, "net_export_rate", ww, 0.0, nonneg=True)
-            if rate > 0:
+            ruled = {kind for kind in ("secretion", "uptake", "export") if (name, f"{pname} {kind}") in driven}
+            if rate > 0 or "secretion" in ruled:  # kept at rate 0 when a rule drives it (its base)
                 out.append(Secretion(ident, rate, target=target, every=1))
-            if uptake > 0:
+            if uptake > 0 or "uptake" in ruled:
                 out.append(Uptake(ident, uptake, every=1))
-            if export > 0:
+            if export > 0 or "export" in ruled:
                 out.append(Secretion(ident, export, every=1))
         return out
 

@@ -19,12 +19,12 @@ DIRECTIONS = ("increases", "decreases")
 
 # What biosim's rules can drive, and PhysiCell's behaviours it does not drive
 # yet (refused with a clear message rather than ignored).
-SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle phase <k>", "migration speed",
-                        "migration bias", "migration persistence time", "attack <type>", "phagocytose <type>",
+SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle phase <k>", "<substance> secretion",
+                        "<substance> export", "<substance> uptake", "migration speed", "migration bias",
+                        "migration persistence time", "attack <type>", "phagocytose <type>",
                         "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
                         "fuse to <type>", "transform to <type>", "custom:<column>")
-_NOT_YET = (r".+ secretion", r".+ secretion target", r".+ secretion saturation density", r".+ uptake", r".+ export",
-            r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
+_NOT_YET = (r".+ secretion target", r".+ secretion saturation density", r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+", r"relative maximum adhesion distance",
             r"cell-cell repulsion", r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
@@ -80,7 +80,10 @@ class Rules(Behaviour):
     Behaviours: ``apoptosis`` and ``necrosis`` (the rates of
     ``models.Apoptosis``/``models.Necrosis``, 1/min), ``cycle entry`` and
     ``exit from cycle phase <k>`` (the exit rate of ``models.CellCycle``'s
-    phase 0 or k, 1/min: 1 / its duration), ``migration speed``,
+    phase 0 or k, 1/min: 1 / its duration), ``<substance> secretion``,
+    ``<substance> export``, ``<substance> uptake`` (the rates of
+    ``models.Secretion`` with a target, without one, and ``models.Uptake``),
+    ``migration speed``,
     ``migration bias``, ``migration persistence time`` (``models.Motility``),
     ``attack <type>``,
     ``phagocytose <type>``, ``phagocytose apoptotic cell``, ``phagocytose
@@ -88,7 +91,7 @@ class Rules(Behaviour):
     ``transform to <type>`` (the rates of ``models.Interactions``, which must
     name the entry: its value is the base), ``custom:<column>`` (sets a float
     column; base: the column's default).  PhysiCell's other behaviours
-    (secretion, uptake, chemotactic response, adhesion, ...) are refused
+    (secretion targets, chemotactic response, adhesion, ...) are refused
     with a message saying so: biosim's rules do not drive them yet.
 
     Malformed rows are refused with the file, the line and the field (where
@@ -158,7 +161,7 @@ class Rules(Behaviour):
         self._behaviours = []
         for name, rules in behaviours.items():
             where = rules[0]["where"]
-            targets, base, rate = _behaviour(sim, population, name, where)
+            targets, base, rate = _behaviour(sim, population, name, where, self.substances)
             for r in rules:
                 if rate and r["max_response"] < 0:
                     raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r}, a "
@@ -385,7 +388,7 @@ def _find(population, cls_name):
     return found[0] if found else None
 
 
-def _behaviour(sim, population, name, where):
+def _behaviour(sim, population, name, where, aliases):
     """(targets, base value, is a rate) of behaviour ``name`` for
     ``population``; targets are (behaviour object, parameter key, None) or,
     for a custom column, (None, None, column)."""
@@ -400,6 +403,18 @@ def _behaviour(sim, population, name, where):
                                  f"population {population.name!r} does not have; add models.{cls_name}({param}=...)"
                                  f" (the base value) before Rules")
             return [(b, param, None)], float(getattr(b, param)), True
+    m = re.fullmatch(r"(.+) (secretion|export|uptake)", name)
+    if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
+        sub = aliases.get(m.group(1), m.group(1))
+        cls_name = "Uptake" if m.group(2) == "uptake" else "Secretion"
+        found = [b for b in population.behaviours if type(b).__name__ == cls_name and b._sub is not None
+                 and b._sub.name == sub and (cls_name == "Uptake" or (b.target is None) == (m.group(2) == "export"))]
+        if not found:
+            what = {"secretion": f"Secretion({sub!r}, rate, target)", "export": f"Secretion({sub!r}, rate)",
+                    "uptake": f"Uptake({sub!r}, rate)"}[m.group(2)]
+            raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.{what}'s rate, which population "
+                             f"{population.name!r} does not have; add it (its rate is the base value) before Rules")
+        return [(found[0], "rate", None)], float(found[0].rate), True
     m = re.fullmatch(r"cycle entry|exit from cycle phase (\d+)", name)
     if m:
         k = int(m.group(1) or 0)

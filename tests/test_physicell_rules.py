@@ -216,8 +216,10 @@ def test_duplicate_and_inconsistent_rows_are_refused(tmp_path):
     (GOOD[:1] + ["intracellular oxygen"] + GOOD[2:], r"is PhysiCell's, but biosim does not model it yet"),
     (GOOD[:1] + ["damage"] + GOOD[2:], r"signal 'damage' reads the column 'damage', which models.Damage"),
     (GOOD[:3] + ["dance"] + GOOD[4:], r"unknown behaviour 'dance'; biosim's rules drive apoptosis, necrosis"),
-    (GOOD[:3] + ["oxygen uptake"] + GOOD[4:], r"behaviour 'oxygen uptake' is PhysiCell's, but biosim's rules do "
-                                              r"not drive it yet"),
+    (GOOD[:3] + ["oxygen secretion target"] + GOOD[4:], r"behaviour 'oxygen secretion target' is PhysiCell's, "
+                                                        r"but biosim's rules do not drive it yet"),
+    (GOOD[:3] + ["oxygen uptake"] + GOOD[4:], r"drives models.Uptake\('oxygen', rate\)'s rate, which population 'c' "
+                                              r"does not have"),
     (GOOD[:3] + ["cycle entry"] + GOOD[4:], r"drives models.CellCycle's exit rate of phase 0, which population 'c' "
                                             r"does not have"),
     (GOOD[:3] + ["necrosis"] + GOOD[4:], r"drives models.Necrosis's rate, which population 'c' does not have"),
@@ -249,3 +251,25 @@ def test_rules_drive_cycle_entry_per_cell(device):
     assert np.all(t["phase_age"][mothers] == 0.0) and np.all(t["phase_age"][others] == 1.0)  # who left the phase
     np.testing.assert_allclose(t["rule_cycle_entry"][t.uid < 100], 0.01 + 9.99 * (2 ** 8 / (1 + 2 ** 8)),
                                rtol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["uptake", "secretion", "export"])
+def test_rules_drive_secretion_and_uptake_per_cell(kind):
+    def make(rate, ruled):
+        sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=2, mechanics=None)
+        sim.add_substance("oxygen", diffusion=100.0, decay=0.0, spacing=10.0, initial=5.0)
+        pop = sim.add_agents("c", bs.init.uniform(50, sim.box, seed=1), diameter=10.0)
+        sim.agents.add_column("x", np.float64, 1.0)
+        b = {"uptake": models.Uptake("oxygen", rate), "secretion": models.Secretion("oxygen", rate, target=20.0),
+             "export": models.Secretion("oxygen", rate)}[kind]
+        pop.behaviours += [b]
+        if ruled:
+            pop.behaviours += [models.Rules([["c", "custom:x", "increases", f"oxygen {kind}", "10", "1", "1", "0"]])]
+        return sim
+
+    a, b = make(2.0, True), make(2.0 + 8.0 * 0.5, False)  # x = 1 = half-max: halfway from 2 to 10
+    a.run(3)
+    b.run(3)
+    c = a.substances["oxygen"].concentration
+    assert np.abs(c - 5.0).max() > 1e-3
+    np.testing.assert_allclose(c, b.substances["oxygen"].concentration, rtol=1e-12)
