@@ -54,20 +54,22 @@ class Project:
     unsupported: list = field(default_factory=list)  # the XML elements biosim could not express
 
 
-def load(settings_xml, seed=None):
+def load(settings_xml, seed=None, number_of_cells=None):
     """A ready :class:`biosim.Simulation` from a PhysiCell 1.14 settings file
     (``config/PhysiCell_settings.xml``); see :func:`read`."""
-    return read(settings_xml, seed).simulation
+    return read(settings_xml, seed, number_of_cells).simulation
 
 
-def read(settings_xml, seed=None):
+def read(settings_xml, seed=None, number_of_cells=None):
     """Read a PhysiCell project: a :class:`Project` with the Simulation.
 
     ``seed`` overrides ``<options><random_seed>`` (0 when it says
-    ``system_clock``).  Files the settings name (rules CSV, cells CSV) are
-    looked up relative to the project root (the folder above ``config/``)
-    as PhysiCell does, then relative to the settings file's folder; they
-    must lie inside the project."""
+    ``system_clock``); ``number_of_cells`` overrides
+    ``<user_parameters><number_of_cells>`` (the template's cells of each
+    type, placed when no cells CSV is enabled).  Files the settings name
+    (rules CSV, cells CSV) are looked up relative to the project root (the
+    folder above ``config/``) as PhysiCell does, then relative to the
+    settings file's folder; they must lie inside the project."""
     path = Path(settings_xml)
     if not path.is_file():
         raise FileNotFoundError(f"PhysiCell settings file {str(path)!r} does not exist (or is not a file)")
@@ -78,12 +80,13 @@ def read(settings_xml, seed=None):
     if root.tag != "PhysiCell_settings":
         raise PhysiCellError(f"{path}: not a PhysiCell settings file (the root element is <{root.tag}>, not "
                              f"<PhysiCell_settings>)")
-    return _Reader(path, root, seed).project()
+    return _Reader(path, root, seed, number_of_cells).project()
 
 
 class _Reader:
-    def __init__(self, path, root, seed):
+    def __init__(self, path, root, seed, number_of_cells):
         self.path = path
+        self.number_of_cells = number_of_cells
         self.xml = root
         here = path.resolve().parent
         self.root = here.parent if here.name == "config" else here
@@ -614,6 +617,8 @@ class _Reader:
             self.cells_csv(sim, path)
             return
         n = self.xml.findtext("user_parameters/number_of_cells")
+        if self.number_of_cells is not None:
+            n = str(self.number_of_cells)
         if n is not None:
             try:
                 count = int(float(n))

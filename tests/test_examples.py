@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 
 import biosim as bs
 
@@ -78,7 +80,38 @@ def test_cell_sorting_sorts(tmp_path):
     assert run.series("same_type_fraction")["value"][-1] > start + 0.2
 
 
+def test_physicell_template_tiny(tmp_path):
+    out = run_example("physicell_template.py", 60, 2, tmp_path / "t", cwd=tmp_path)
+    assert "virtual_wall_at_domain_edge" in out  # the one part of the template biosim does not express
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert rows[0][:3] == ["0.0", "60", "60"] and float(rows[0][3]) == pytest.approx(16.83, abs=0.01)
+    assert int(rows[-1][1]) >= 60 and 14.0 < float(rows[-1][3]) < 17.0  # divided, grew back
+    run = bs.io.open_run(tmp_path / "t" / "template.h5")
+    assert np.all(run.agents(-1)["position"][:, 2] == 0.0)  # the 2-D template stays in its plane
+    assert "picture:" in out or "no picture:" in out
+
+
+def test_cancer_immune_tiny(tmp_path):
+    out = run_example("cancer_immune.py", 60, 15, 2, tmp_path / "c", cwd=tmp_path)
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert rows[0] == ["0.0", "60", "0", "0"]
+    run = bs.io.open_run(tmp_path / "c" / "cancer_immune.h5")
+    last = run.agents(-1)
+    assert last["damage"].max() > 0 and set(run.populations) == {"tumour", "tcell"}  # attacks did damage
+    assert last["rule_migration_speed"][last["type"] == 1].min() < 1.0  # contact stopped some T cells
+
+
+def test_physicell_rules_tiny(tmp_path):
+    out = run_example("physicell_rules.py", 20, 2, tmp_path / "r", cwd=tmp_path)
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert rows[0][:4] == ["0.0", "20", "0", "20"]
+    assert float(rows[-1][4]) > 7.2e-4  # oxygen raised cycle entry above the base rate
+    run = bs.io.open_run(tmp_path / "r" / "rules.h5")
+    assert "rule_attack_tumor" in run.agents(-1)
+
+
 def test_every_example_has_a_test():
     tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py",
-              "custom_rule.py", "epidemiology_sir.py", "cell_sorting.py"}
+              "custom_rule.py", "epidemiology_sir.py", "cell_sorting.py", "physicell_template.py",
+              "cancer_immune.py", "physicell_rules.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
