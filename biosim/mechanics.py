@@ -314,13 +314,21 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
         relative_maximum_adhesion_distance (multiple of R, >= 1).
     max_displacement : float, default 3.0
         Cap on the displacement per step, µm.
+    wall : float, default 0
+        PhysiCell's virtual wall at the domain edge (µm/min; its
+        ``virtual_wall_at_domain_edge`` is 100): a cell whose centre is
+        closer than its radius r to a face of the box (the nearest one; x and
+        y only when ``sim.plane`` is set) is pushed inwards at
+        wall (1 - d/r)^2, within the Adams-Bashforth step.  0: none (cells
+        are clamped to a closed box).
     """
 
     kernel = "physicell"
     split_occupancy = 4.75  # see Mechanics
 
-    def __init__(self, repulsion=10.0, adhesion=0.4, adhesion_range=1.25, max_displacement=3.0):
+    def __init__(self, repulsion=10.0, adhesion=0.4, adhesion_range=1.25, max_displacement=3.0, wall=0.0):
         super().__init__(max_displacement)
+        self.wall = V.positive("wall", wall, allow_zero=True)
         self.repulsion = V.positive("repulsion", repulsion, allow_zero=True)
         self._set_adhesion(adhesion)
         self.adhesion_range = V.positive("adhesion_range", adhesion_range)
@@ -340,8 +348,12 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
 
     def update(self, sim, force):
         t = sim.agents
-        bad = sim.backend.forces.adams_bashforth_update(t.col("position"), force, t.col("previous_velocity"), len(t),
-                                                        sim.dt, self.max_displacement)
+        K = sim.backend.forces
+        if self.wall > 0:
+            K.wall_push(t.col("position", False), t.col("diameter", False), force, len(t), sim.box.lower,
+                        sim.box.upper, sim.plane is not None, self.wall)
+        bad = K.adams_bashforth_update(t.col("position"), force, t.col("previous_velocity"), len(t),
+                                       sim.dt, self.max_displacement)
         self._refuse_non_finite(sim, force, bad)
 
 

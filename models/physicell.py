@@ -219,12 +219,10 @@ class _Reader:
                     seed = int(float(text))
                 except ValueError:
                     self.fail("<options><random_seed>", f"{text.strip()!r} is not an integer")
-        if self.flag(opts, "virtual_wall_at_domain_edge"):
-            self.unsupported.append("<options><virtual_wall_at_domain_edge> (cells are kept in the box by "
-                                    "clamping)")
+        wall = 100.0 if self.flag(opts, "virtual_wall_at_domain_edge") else 0.0  # PhysiCell's wall strength
         box = Box(self.lower, self.upper)
         sim = Simulation(box, boundary="closed", dt=self.dt_mechanics, seed=seed,
-                         mechanics=PhysiCellForce(max_displacement=float("inf")))
+                         mechanics=PhysiCellForce(max_displacement=float("inf"), wall=wall))
         if self.use_2d:
             sim.plane = 0.5 * (self.lower[2] + self.upper[2])
         return sim

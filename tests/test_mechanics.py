@@ -363,3 +363,29 @@ def test_adhesion_matrix_bad_input():
     sim.mechanics = bs.SoftSphere(adhesion={("a", "a"): 0.5, ("a", "b"): 0.1})
     with pytest.raises(ValueError, match=r"no value for the pair \('b', 'b'\)"):
         sim.run(1)
+
+
+def test_physicell_s_virtual_wall_pushes_cells_off_the_nearest_face(device):
+    sim = bs.Simulation(bs.Box.cube(100.0), dt=0.1, device=device,
+                        mechanics=bs.PhysiCellForce(max_displacement=float("inf"), wall=100.0))
+    # 2 µm from x-, 3 µm from z+ (nearest: x-); one far from every face; one 1 µm from z- only
+    sim.add_agents("c", [[2.0, 50.0, 50.0], [50.0, 50.0, 50.0], [50.0, 30.0, 1.0]], diameter=16.0)
+    sim.run(1)
+    p = sim.agents.position[np.argsort(sim.agents.uid)]
+    v = 100.0 * (1.0 - 2.0 / 8.0) ** 2  # PhysiCell: strength (1 - d/r)^2 inwards
+    np.testing.assert_allclose(p[0], [2.0 + 0.1 * 1.5 * v, 50.0, 50.0], rtol=1e-14)  # Adams-Bashforth's first step
+    np.testing.assert_array_equal(p[1], [50.0, 50.0, 50.0])
+    np.testing.assert_allclose(p[2], [50.0, 30.0, 1.0 + 0.1 * 1.5 * 100.0 * (1 - 1 / 8) ** 2], rtol=1e-14)
+
+
+def test_the_virtual_wall_ignores_z_faces_in_a_plane():
+    sim = bs.Simulation(bs.Box([0, 0, -10], [100, 100, 10]), dt=0.1,
+                        mechanics=bs.PhysiCellForce(max_displacement=float("inf"), wall=100.0))
+    sim.plane = 0.0
+    sim.add_agents("c", [[50.0, 50.0, 0.0], [4.0, 50.0, 0.0]], diameter=16.0)  # 10 µm from the z faces
+    sim.run(1)
+    p = sim.agents.position[np.argsort(sim.agents.uid)]
+    np.testing.assert_array_equal(p[0], [50.0, 50.0, 0.0])
+    np.testing.assert_allclose(p[1], [4.0 + 0.1 * 1.5 * 100.0 * 0.5 ** 2, 50.0, 0.0], rtol=1e-14)
+    with pytest.raises(ValueError, match=r"wall"):
+        bs.PhysiCellForce(wall=-1.0)

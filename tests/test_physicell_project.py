@@ -34,7 +34,7 @@ def _project(tmp_path, settings=SETTINGS, rules=RULES, cells=True):
 
 
 def test_a_project_maps_onto_biosim_s_models(tmp_path):
-    with pytest.warns(UserWarning, match=r"virtual_wall_at_domain_edge"):
+    with pytest.warns(UserWarning, match=r"macrophage'><phenotype><intracellular>"):
         project = bs.physicell.read(_project(tmp_path))
     sim = project.simulation
     assert (project.max_time, project.save_interval) == (60.0, 30.0)
@@ -70,6 +70,7 @@ def test_a_project_maps_onto_biosim_s_models(tmp_path):
     np.testing.assert_allclose(sim.mechanics._matrix, [[a, a * math.sqrt(0.5)], [a * math.sqrt(0.5), a * 0.5]],
                                rtol=1e-15)
     assert sim.mechanics.repulsion == 10.0 and sim.mechanics.max_displacement == math.inf
+    assert sim.mechanics.wall == 100.0  # <virtual_wall_at_domain_edge>: PhysiCell's strength
     t = sim.agents
     assert np.count_nonzero(t.type == 0) == 45 and np.count_nonzero(t.type == 1) == 15
     assert np.all(t.position[:, 2] == 0.0)
@@ -103,7 +104,7 @@ def test_biosim_physicell_runs_a_project_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "biosim.cli", "physicell", str(tmp_path), "--max-time", "30",
                           "--quiet"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "virtual_wall_at_domain_edge" in out.stderr
+    assert "<intracellular>" in out.stderr
     run = bs.io.open_run(tmp_path / "output" / "biosim.h5")
     assert run.steps.tolist() == [0, 300]  # every 30 min of 0.1
     assert len(run.agents(0)["uid"]) == 60 and 40 < len(run.agents(-1)["uid"]) <= 60  # some eaten

@@ -733,3 +733,35 @@ def outside_box(pos, n, lower, upper, out):
         out[i] = o
         count += np.int64(o)
     return count
+
+
+@njit(cache=True, inline="always")
+def wall_one(i, pos, diameter, velocity, lower, upper, planar, strength):
+    """PhysiCell's virtual wall (standard_domain_edge_avoidance_interactions)
+    for row i: with d the distance from the centre to the nearest face of
+    the box (x-, x+, y-, y+, then z-, z+ unless ``planar``; the first of
+    equals) and r the radius, add strength (1 - d/r)^2 along that face's
+    inward normal to ``velocity[i]`` when d < r.  ``math`` only: the GPU's
+    kernel too."""
+    best = pos[i, 0] - lower[0]
+    axis = 0
+    sign = 1.0
+    naxes = 2 if planar else 3
+    for a in range(naxes):
+        d = pos[i, a] - lower[a]
+        if d < best:
+            best, axis, sign = d, a, 1.0
+        d = upper[a] - pos[i, a]
+        if d < best:
+            best, axis, sign = d, a, -1.0
+    r = 0.5 * diameter[i]
+    if best < r:
+        t = 1.0 - best / r
+        velocity[i, axis] += sign * strength * t * t
+
+
+@njit(cache=True, parallel=True)
+def wall_push(pos, diameter, velocity, n, lower, upper, planar, strength):
+    """:func:`wall_one` for every agent."""
+    for i in prange(n):
+        wall_one(i, pos, diameter, velocity, lower, upper, planar, strength)

@@ -236,3 +236,19 @@ def outside_box(pos, n, lower, upper, out):
     if n:
         _outside[launch(n)](pos, int(n), t3(lower), t3(upper), out, count)
     return read(count)
+
+
+wall_one = portable(_cpu.wall_one)
+
+
+@cuda.jit
+def _wall(pos, diameter, velocity, n, lower, upper, planar, strength):
+    i = cuda.grid(1)
+    if i < n:
+        wall_one(i, pos, diameter, velocity, lower, upper, planar, strength)
+
+
+def wall_push(pos, diameter, velocity, n, lower, upper, planar, strength):
+    """PhysiCell's virtual wall (see the CPU twin): the CPU's operations."""
+    if n:
+        _wall[launch(n)](pos, diameter, velocity, int(n), t3(lower), t3(upper), bool(planar), float(strength))

@@ -61,6 +61,7 @@ def _signatures():
         ("rng._unit_vector", R._unit_vector, f"void(int64, {I1}, int64, int64, int64, {F2})"),
         ("forces._overdamped", F._overdamped, f"void({F2}, {F2}, int64, float64, float64, {I1})"),
         ("forces._adams_bashforth", F._adams_bashforth, f"void({F2}, {F2}, {F2}, int64, float64, float64, {I1})"),
+        ("forces._wall", F._wall, f"void({F2}, {F1}, {F2}, int64, {T3F}, {T3F}, boolean, float64)"),
         ("forces._mass", F._mass, f"void({F2}, {F2}, {F1}, int64, float64, float64, float64, float64, {I1})"),
         ("forces._clamp", F._clamp, f"void({F2}, int64, {T3F}, {T3F})"),
         ("forces._wrap_into", F._wrap_into, f"void({F2}, int64, {T3F}, {T3F})"),
