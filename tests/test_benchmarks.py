@@ -106,11 +106,20 @@ def test_soak_tiny():
     assert births > 100 and deaths > 100
 
 
+def test_physicell_side_by_side_tiny():
+    out = run_bench("physicell_side_by_side.py", "--cells", "40", "--hours", "0.2", "--seeds", "2", "--every", "0.1")
+    rows = [re.findall(r"\d+\.\d+", ln) for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(rows) == 9 and rows[0][1] == "40.00" and rows[1][1] == "16.83"  # 40 cells of 2494 µm³ at the start
+    assert "wall time: biosim" in out
+    if "pyphysicell" in out.splitlines()[1]:  # the optional baseline reads the same settings file
+        assert rows[0][3] == "40.00" and rows[1][3] == "16.83" and "x faster" in out
+
+
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
-        "gpu_check.py"}  # gpu_check's test: tests/test_gpu.py
+        "gpu_check.py", "physicell_side_by_side.py"}  # gpu_check's test: tests/test_gpu.py
 
 
 def test_bench_on_the_gpu_prints_its_row_and_the_ratio_to_the_cpu():
