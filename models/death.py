@@ -5,8 +5,10 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, ruled, ruled_values
-from biosim.kernels.cpu.behaviours import APOPTOTIC, NECROTIC_SWELLING
+from biosim.behaviour import (DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, ruled,
+                              ruled_values)
+
+APOPTOTIC, NECROTIC_SWELLING, NECROTIC_LYSED = (DEATH_STATES.index(s) for s in DEATH_STATES[1:])
 
 
 class _DeathPhases:
@@ -34,6 +36,24 @@ class _DeathPhases:
         if rates is None:
             return np.array([float(V.event_probability(self.rate * dt, self.probability))])
         return sim.backend.to_device(np.asarray(V.event_probability(rates * dt, self.probability), dtype=np.float64))
+
+    def _remove_at_once(self, sim, population, dt, gate=None):
+        """``phases=False``: request the removal of the live cells that die
+        over dt (where the values ``gate(rows)`` returns, if given, are below
+        its threshold: (values, threshold))."""
+        if self.rate == 0 and ruled(self, "rate") is None:
+            return
+        B = sim.backend
+        t = sim.agents
+        rows = live_rows(sim, population.code)
+        m = len(rows)
+        if m == 0:
+            return
+        values, threshold = gate(rows) if gate is not None else (B.full(m, 0.0), math.inf)
+        flag = B.empty(m, np.bool_)
+        if B.behaviours.mark_below(rows, t.col("uid", False), values, threshold, self._probability(sim, rows, dt),
+                                   sim.seed, sim.step, self.stream, flag):
+            t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))
 
     def _advance(self, sim, rows, dt, state, probability, values, threshold, duration, relative_rupture):
         """Enter and advance the model's states over ``rows`` (the
@@ -113,23 +133,12 @@ class Apoptosis(_DeathPhases, Behaviour):
                             self.cytoplasmic_biomass_change_rate, self.calcification_rate)}
 
     def run(self, sim, population, dt):
-        B = sim.backend
-        t = sim.agents
         if self.phases:
-            rows = B.rows_of_type(t, population.code)
+            rows = sim.backend.rows_of_type(sim.agents, population.code)
             self._advance(sim, rows, dt, APOPTOTIC, self._probability(sim, rows, dt), None, math.inf, self.duration,
                           1.0)
-            return
-        if self.rate == 0 and ruled(self, "rate") is None:
-            return
-        rows = live_rows(sim, population.code)
-        m = len(rows)
-        if m == 0:
-            return
-        flag = B.empty(m, np.bool_)
-        if B.behaviours.mark_below(rows, t.col("uid", False), B.full(m, 0.0), math.inf,
-                                   self._probability(sim, rows, dt), sim.seed, sim.step, self.stream, flag):
-            t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))
+        else:
+            self._remove_at_once(sim, population, dt)
 
 
 class Necrosis(_DeathPhases, SubstanceBehaviour):
@@ -198,28 +207,14 @@ class Necrosis(_DeathPhases, SubstanceBehaviour):
         fraction target 1) and lysed (target 0), solids to 0."""
         rates = (self.nuclear_biomass_change_rate, self.cytoplasmic_biomass_change_rate, self.calcification_rate)
         return {NECROTIC_SWELLING: (0.0, 0.0, 1.0, self.unlysed_fluid_change_rate) + rates,
-                NECROTIC_SWELLING + 1: (0.0, 0.0, 0.0, self.lysed_fluid_change_rate) + rates}
+                NECROTIC_LYSED: (0.0, 0.0, 0.0, self.lysed_fluid_change_rate) + rates}
 
     def run(self, sim, population, dt):
-        B = sim.backend
-        t = sim.agents
         if self.phases:
-            rows = B.rows_of_type(t, population.code)
+            rows = sim.backend.rows_of_type(sim.agents, population.code)
             values = self._sub.sample_rows(rows) if self._sub is not None and len(rows) else None
             self._advance(sim, rows, dt, NECROTIC_SWELLING, self._probability(sim, rows, dt), values,
                           self.threshold or 0.0, self.lysed_duration, self.relative_rupture_volume)
-            return
-        if self.rate == 0 and ruled(self, "rate") is None:
-            return
-        rows = live_rows(sim, population.code)
-        m = len(rows)
-        if m == 0:
-            return
-        flag = B.empty(m, np.bool_)
-        if self._sub is not None:
-            values, threshold = self._sub.sample_rows(rows), self.threshold
         else:
-            values, threshold = B.full(m, 0.0), math.inf
-        if B.behaviours.mark_below(rows, t.col("uid", False), values, threshold, self._probability(sim, rows, dt),
-                                   sim.seed, sim.step, self.stream, flag):
-            t.request_deaths(t.take_column("uid", B.take(rows, B.nonzero(flag, m))))
+            gate = (lambda rows: (self._sub.sample_rows(rows), self.threshold)) if self._sub is not None else None
+            self._remove_at_once(sim, population, dt, gate)

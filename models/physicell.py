@@ -87,6 +87,7 @@ class _Reader:
     def __init__(self, path, root, seed, number_of_cells):
         self.path = path
         self.number_of_cells = number_of_cells
+        self.custom_values = {}  # {definition: {column: value}} from <custom_data>
         self.xml = root
         here = path.resolve().parent
         self.root = here.parent if here.name == "config" else here
@@ -405,28 +406,28 @@ class _Reader:
         preset = getattr(CellCycle, CYCLE_MODELS[code])()
         k = len(preset.phases)
         durations, fixed = list(preset.durations), list(preset.fixed)
-        rates = c.find("phase_transition_rates")
-        if rates is not None:
-            for r in rates.findall("rate"):
-                i = int(r.get("start_index", "0"))
-                x = float(r.text)
-                if not (0 <= i < k) or not math.isfinite(x) or x < 0:
-                    self.fail(f"{w}<cycle><phase_transition_rates>", f"rate from phase {i} = {r.text!r}; phases "
-                                                                     f"are 0..{k - 1}, rates finite and >= 0")
-                durations[i] = math.inf if x == 0 else 1.0 / x
-                fixed[i] = r.get("fixed_duration", "false").strip().lower() == "true"
-        spans = c.find("phase_durations")
-        if spans is not None:
-            for d in spans.findall("duration"):
-                i = int(d.get("index", "0"))
-                x = float(d.text)
-                if not (0 <= i < k) or not math.isfinite(x) or x < 0:
-                    self.fail(f"{w}<cycle><phase_durations>", f"duration of phase {i} = {d.text!r}; phases are "
-                                                              f"0..{k - 1}, durations finite and >= 0")
-                durations[i] = x if x > 0 else 1e-9
-                fixed[i] = d.get("fixed_duration", "false").strip().lower() == "true"
+        for i, x, f in self.phase_values(c, "phase_transition_rates", "rate", "start_index", "rate from", w, k):
+            durations[i], fixed[i] = (math.inf if x == 0 else 1.0 / x), f
+        for i, x, f in self.phase_values(c, "phase_durations", "duration", "index", "duration of", w, k):
+            durations[i], fixed[i] = (x if x > 0 else 1e-9), f
         return CellCycle(preset.phases, durations, fixed=fixed, divide_after=preset.divide_after, every=self.every,
                          placement="physicell", probability="linear")
+
+    def phase_values(self, cycle, tag, item, index, what, w, k):
+        """(phase index, value, fixed_duration) of each <item> of <cycle><tag>
+        (phases 0..k-1, values finite and >= 0)."""
+        out = []
+        block = cycle.find(tag)
+        for e in block.findall(item) if block is not None else []:
+            try:
+                i, x = int(e.get(index, "0")), float(e.text)
+            except (TypeError, ValueError):
+                i, x = -1, math.nan
+            if not (0 <= i < k) or not math.isfinite(x) or x < 0:
+                self.fail(f"{w}<cycle><{tag}>", f"{what} phase {e.get(index, '0')} = {e.text!r}; phases are "
+                                                f"0..{k - 1}, {item}s finite and >= 0")
+            out.append((i, x, e.get("fixed_duration", "false").strip().lower() == "true"))
+        return out
 
     def death(self, name, w):
         d = self.find(name, "phenotype/death")
@@ -577,8 +578,7 @@ class _Reader:
                 continue
             if col not in sim.agents:
                 sim.agents.add_column(col, np.float64, value)
-            self._custom_values = getattr(self, "_custom_values", {})
-            self._custom_values.setdefault(name, {})[col] = value
+            self.custom_values.setdefault(name, {})[col] = value
 
     def mechanics(self, sim, names):
         """PhysiCell's potentials: adhesion per pair sqrt(a_i aff_ij a_j aff_ji);
@@ -637,8 +637,7 @@ class _Reader:
         v = volume if volume is not None else np.full(len(pos), self.number(vol, "total", "<volume>", 2494.0,
                                                                             positive=True))
         d = np.cbrt(6.0 * v / math.pi)
-        cols = dict(getattr(self, "_custom_values", {}).get(name, {}))
-        cols = {k: np.full(len(pos), x) for k, x in cols.items()}
+        cols = {k: np.full(len(pos), x) for k, x in self.custom_values.get(name, {}).items()}
         cols.update(extra)
         sim.add_agents(name, pos, diameter=d, **cols)
 

@@ -24,12 +24,13 @@ SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle
                         "migration persistence time", "attack <type>", "phagocytose <type>",
                         "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
                         "fuse to <type>", "transform to <type>", "custom:<column>")
-_NOT_YET = (r".+ secretion target", r".+ secretion saturation density", r"chemotactic (response|sensitivity) to .+", r"cell-cell adhesion",
+_NOT_YET = (r".+ secretion target", r".+ secretion saturation density", r"chemotactic (response|sensitivity) to .+",
+            r"cell-cell adhesion",
             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+", r"relative maximum adhesion distance",
             r"cell-cell repulsion", r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
             r"cell attachment rate", r"cell detachment rate", r"maximum number of cell attachments",
-            r"attack damage rate", r"attack duration", r"damage rate", r"asymmetric division to .+")
+            r"attack damage rate", r"attack duration", r"asymmetric division to .+")
 SUPPORTED_SIGNALS = ("<substance>", "<substance> gradient", "grad(<substance>)", "gradient of <substance>",
                      "pressure", "volume", "contact with <type>", "contact with cell type <k>",
                      "contact with live cell", "contact with dead cell", "damage", "total attack time",

@@ -167,3 +167,10 @@ def test_a_rule_that_does_not_fit_names_the_file_line(tmp_path):
     with pytest.raises(ValueError, match=r"cell_rules.csv, line 2: unknown signal 'glucose'.*substances: oxygen, "
                                          r"pro_inflammatory_factor"):
         bs.physicell.load(path)
+
+
+def test_a_bad_cycle_rate_names_its_element(tmp_path):
+    settings = SETTINGS.replace('fixed_duration="false">0.00072</rate>', 'fixed_duration="false">fast</rate>', 1)
+    with pytest.raises(ValueError, match=r"name='tumor'><cycle><phase_transition_rates>: rate from phase 0 = "
+                                         r"'fast'; phases are 0..0, rates finite and >= 0"):
+        bs.physicell.load(_project(tmp_path, settings=settings))
