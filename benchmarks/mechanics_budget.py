@@ -41,7 +41,7 @@ def gather_only(cols, cell_start, inv_h, dims, length, periodic, cutoff, buf):
         tid = get_thread_id()
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, buf[tid, 0],
                       buf[tid, 1], buf[tid, 2], buf[tid, 3], buf[tid, 3], buf[tid, 5].view(np.int64), True, False,
-                      1.0, length, False)
+                      1.0, length, False, 0, buf[tid, 0:0])
 
 
 @njit(cache=True, inline="always")

@@ -97,8 +97,11 @@ class Mechanics:
         kernel(params, t.type, tab, n, *args, cols, buf, force, flag)
         if flag.any():  # coincident centres: pushes drawn outside fast-math
             K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES[self.kernel], table is not None, params,
-                                t.position, t.diameter, t.uid, t.type, tab, *args, sim.seed, sim.step, force)
+                                t.position, t.diameter, t.uid, t.type, tab, self._NO_CELLS, *args, sim.seed,
+                                sim.step, force)
         return force
+
+    _NO_CELLS = np.zeros((1, 3))
 
     CROWDING = 8.0  # a cell holding this many times what packs into it without overlap is crowded
 
@@ -140,7 +143,90 @@ class Mechanics:
         """Compute forces and move the agents (phase 4 of the step)."""
         if len(sim.agents) == 0:
             return
-        self.update(sim, self.forces(sim))
+        force = self.forces(sim)
+        for term in sim.force_terms.values():  # e.g. the springs of models.Attachments
+            term(sim, force)
+        self.update(sim, force)
+
+
+def _pair_spec(name, value):
+    """(public value, matrix or None, pairs or None) of a pair parameter given
+    as one number, a square symmetric matrix indexed by type code, or a dict
+    ``{("a", "b"): value}`` over population names (the public value of a
+    dict keys each pair as "a|b", as a checkpoint stores it)."""
+    if isinstance(value, dict):
+        clean = {}
+        for key, v in value.items():
+            if not isinstance(key, tuple) or len(key) != 2 or not all(isinstance(k, str) for k in key):
+                raise TypeError(f"{name} dict keys must be pairs of population names, got {key!r}")
+            v = V.positive(f"{name}[{key!r}]", v, allow_zero=True)
+            other = clean.get(tuple(sorted(key)))
+            if other is not None and other != v:
+                raise ValueError(f"{name} gives {key!r} two values ({other} and {v}); it must be symmetric")
+            clean[tuple(sorted(key))] = v
+        return {f"{a}|{b}": v for (a, b), v in clean.items()}, None, clean
+    if np.ndim(value) == 0:
+        return V.positive(name, value, allow_zero=True), None, None
+    try:
+        m = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, a square matrix or a dict of population pairs, "
+                        f"got {value!r}") from None
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"a {name} matrix must be square (ntypes x ntypes), got shape {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m < 0):
+        raise ValueError(f"{name} matrix entries must be finite and >= 0, got {m.tolist()}")
+    if not np.array_equal(m, m.T):
+        raise ValueError(f"the {name} matrix must be symmetric (a pair acts both ways), got {m.tolist()}")
+    return m.tolist(), m, None
+
+
+def _pair_table(name, matrix, pairs, names):
+    """The (ntypes, ntypes) table of a pair parameter given as a matrix or a
+    dict of population pairs, checked against the populations ``names``."""
+    if matrix is not None:
+        if len(names) > len(matrix):
+            raise ValueError(f"the {name} matrix is {len(matrix)} x {len(matrix)} but there are "
+                             f"{len(names)} populations ({', '.join(names)}); give one row per population")
+        return matrix
+    table = np.zeros((max(1, len(names)), max(1, len(names))))
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            key = tuple(sorted((a, b)))
+            if key not in pairs:
+                raise ValueError(f"{name} has no value for the pair {key!r}; give every pair of "
+                                 f"populations ({', '.join(names)})")
+            table[i, j] = pairs[key]
+    unknown = {k for pair in pairs for k in pair} - set(names)
+    if unknown:
+        raise ValueError(f"{name} names populations that do not exist: {', '.join(sorted(unknown))}; "
+                         f"populations are {', '.join(names)}")
+    return table
+
+
+def _per_population(name, value, minimum=0.0):
+    """A per-cell parameter: one number, or a dict ``{population: value}``
+    (each >= ``minimum``, finite)."""
+    def check(what, v):
+        v = V.positive(what, v, allow_zero=True)
+        if v < minimum:
+            raise ValueError(f"{what} must be >= {minimum:g}, got {v!r}")
+        return v
+
+    if not isinstance(value, dict):
+        return check(name, value)
+    if not value:
+        raise ValueError(f"{name} is an empty dict; give a number or {{population: value}}")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{name} dict keys must be population names, got {k!r}")
+        out[k] = check(f"{name}[{k!r}]", v)
+    return out
+
+
+def _is_per_population(value):
+    return isinstance(value, dict) and bool(value) and all(isinstance(k, str) for k in value)
 
 
 class _TypedAdhesion:
@@ -150,39 +236,7 @@ class _TypedAdhesion:
     pair (order within a pair does not matter)."""
 
     def _set_adhesion(self, adhesion):
-        if isinstance(adhesion, dict):
-            clean = {}
-            for key, v in adhesion.items():
-                if (not isinstance(key, tuple) or len(key) != 2
-                        or not all(isinstance(k, str) for k in key)):
-                    raise TypeError(f"adhesion dict keys must be pairs of population names, got {key!r}")
-                v = V.positive(f"adhesion[{key!r}]", v, allow_zero=True)
-                other = clean.get(tuple(sorted(key)))
-                if other is not None and other != v:
-                    raise ValueError(f"adhesion gives {key!r} two values ({other} and {v}); it must be symmetric")
-                clean[tuple(sorted(key))] = v
-            self.adhesion = {f"{a}|{b}": v for (a, b), v in clean.items()}
-            self._pairs = clean
-            self._matrix = None
-            return
-        if np.ndim(adhesion) == 0:
-            self.adhesion = V.positive("adhesion", adhesion, allow_zero=True)
-            self._matrix = self._pairs = None
-            return
-        try:
-            m = np.array(adhesion, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"adhesion must be a number, a square matrix or a dict of population pairs, "
-                            f"got {adhesion!r}") from None
-        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
-            raise ValueError(f"an adhesion matrix must be square (ntypes x ntypes), got shape {m.shape}")
-        if not np.all(np.isfinite(m)) or np.any(m < 0):
-            raise ValueError(f"adhesion matrix entries must be finite and >= 0, got {m.tolist()}")
-        if not np.array_equal(m, m.T):
-            raise ValueError(f"the adhesion matrix must be symmetric (a pair adheres both ways), got {m.tolist()}")
-        self.adhesion = m.tolist()
-        self._matrix = m
-        self._pairs = None
+        self.adhesion, self._matrix, self._pairs = _pair_spec("adhesion", adhesion)
 
     def _max_adhesion(self):
         if self._matrix is not None:
@@ -208,26 +262,7 @@ class _TypedAdhesion:
     def prepare(self, sim):
         if self._matrix is None and self._pairs is None:
             return None
-        names = list(sim.populations)
-        if self._matrix is not None:
-            if len(names) > len(self._matrix):
-                raise ValueError(f"the adhesion matrix is {len(self._matrix)} x {len(self._matrix)} but there are "
-                                 f"{len(names)} populations ({', '.join(names)}); give one row per population")
-            return self._matrix
-        table = np.zeros((max(1, len(names)), max(1, len(names))))
-        for i, a in enumerate(names):
-            for j, b in enumerate(names):
-                key = tuple(sorted((a, b)))
-                if key not in self._pairs:
-                    raise ValueError(f"adhesion has no value for the pair {key!r}; give every pair of "
-                                     f"populations ({', '.join(names)})")
-                table[i, j] = self._pairs[key]
-        unknown = {k for pair in self._pairs for k in pair} - set(names)
-        if unknown:
-            raise ValueError(f"adhesion names populations that do not exist: {', '.join(sorted(unknown))}; "
-                             f"populations are {', '.join(names)}")
-        return table
-
+        return _pair_table("adhesion", self._matrix, self._pairs, list(sim.populations))
 
 
 class SoftSphere(_TypedAdhesion, Mechanics):
@@ -294,24 +329,41 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
     """PhysiCell's potentials (PhysiCell_cell.cpp, ``add_potentials``) with its
     Adams-Bashforth position update.
 
-    With R = r_i + r_j (sum of radii) and S = adhesion_range * R::
+    With R = r_i + r_j (sum of radii) and S = lam_i r_i + lam_j r_j (the
+    adhesion reach)::
 
-        v(r) = repulsion (1 - r/R)^2 for r < R  -  adhesion (1 - r/S)^2 for r < S
+        v(r) = sqrt(c_i c_j) (1 - r/R)^2 for r < R
+               - sqrt(a_i a_j) f_ij (1 - r/S)^2 for r < S
 
-    along the centre line (µm/min; PhysiCell's sqrt(c_i c_j) with equal cells).
-    Positions: x += dt (1.5 v - 0.5 v_prev) (``previous_velocity`` column).
-    PhysiCell caps nothing: pass ``max_displacement=float("inf")`` to match it.
+    along the centre line (µm/min), with each cell's repulsion c, adhesion a
+    and relative adhesion reach lam, and the pair's affinity factor f_ij
+    (PhysiCell's sqrt(aff_ij aff_ji)).  Positions: x += dt (1.5 v - 0.5
+    v_prev) (``previous_velocity`` column).  PhysiCell caps nothing: pass
+    ``max_displacement=float("inf")`` to match it.
+
+    One value of each for every cell gives the fastest kernel; values per
+    population (dicts), an ``affinity``, or ``models.Rules`` driving
+    "cell-cell adhesion", "cell-cell repulsion" or "relative maximum
+    adhesion distance" (per cell) select the per-cell kernel (about 0.65x
+    the throughput: ``benchmarks/physicell_mechanics.py``).
 
     Parameters
     ----------
-    repulsion : float, default 10.0
-        PhysiCell's cell_cell_repulsion_strength (µm/min).
-    adhesion : float, matrix or dict, default 0.4
-        PhysiCell's cell_cell_adhesion_strength (µm/min); per pair of
-        populations as for SoftSphere (the pair's value replaces PhysiCell's
-        sqrt(c_i a_ij c_j a_ji)).
-    adhesion_range : float, default 1.25
-        relative_maximum_adhesion_distance (multiple of R, >= 1).
+    repulsion : float or dict, default 10.0
+        PhysiCell's cell_cell_repulsion_strength c (µm/min): one number, or
+        ``{population: value}`` naming every population.
+    adhesion : float, dict, matrix, default 0.4
+        PhysiCell's cell_cell_adhesion_strength a (µm/min): one number, or
+        ``{population: value}``; or, with one repulsion and reach for all,
+        the pair's whole adhesion as for SoftSphere (a symmetric matrix by
+        type code or ``{("a", "b"): value}``, replacing sqrt(a_i f_ij a_j)).
+    adhesion_range : float or dict, default 1.25
+        relative_maximum_adhesion_distance lam (>= 1), or ``{population:
+        value}``.
+    affinity : float, matrix or dict, optional
+        The pair factor f_ij = sqrt(aff_ij aff_ji) of PhysiCell's
+        cell_adhesion_affinities (>= 0; symmetric matrix by type code or
+        ``{("a", "b"): value}``); default 1 for every pair.
     max_displacement : float, default 3.0
         Cap on the displacement per step, µm.
     wall : float, default 0
@@ -325,26 +377,181 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
 
     kernel = "physicell"
     split_occupancy = 4.75  # see Mechanics
+    # the behaviours of PhysiCell's rules that set these values per cell (models.Rules)
+    RULE_KEYS = {"cell-cell repulsion": "repulsion", "cell-cell adhesion": "adhesion",
+                 "relative maximum adhesion distance": "adhesion_range"}
 
-    def __init__(self, repulsion=10.0, adhesion=0.4, adhesion_range=1.25, max_displacement=3.0, wall=0.0):
+    def __init__(self, repulsion=10.0, adhesion=0.4, adhesion_range=1.25, max_displacement=3.0, wall=0.0,
+                 affinity=None):
         super().__init__(max_displacement)
         self.wall = V.positive("wall", wall, allow_zero=True)
-        self.repulsion = V.positive("repulsion", repulsion, allow_zero=True)
-        self._set_adhesion(adhesion)
-        self.adhesion_range = V.positive("adhesion_range", adhesion_range)
-        if self.adhesion_range < 1.0:
-            raise ValueError(f"adhesion_range must be >= 1, got {adhesion_range!r}")
+        self.repulsion = _per_population("repulsion", repulsion)
+        self.adhesion_range = _per_population("adhesion_range", adhesion_range, minimum=1.0)
+        self._adhesion_cells = _is_per_population(adhesion)  # {population: value}, not pairs
+        if self._adhesion_cells:
+            self.adhesion = _per_population("adhesion", adhesion)
+            self._matrix = self._pairs = None
+        else:
+            self._set_adhesion(adhesion)
+        self.affinity = None
+        self._aff_matrix = self._aff_pairs = None
+        if affinity is not None:
+            self.affinity, self._aff_matrix, self._aff_pairs = _pair_spec("affinity", affinity)
+        if self._cellwise() and (self._matrix is not None or self._pairs is not None):
+            raise ValueError("PhysiCellForce: adhesion per pair of populations (a matrix or pairs dict) replaces "
+                             "sqrt(a_i f_ij a_j) as a whole, so it takes one repulsion and one adhesion_range and "
+                             "no affinity; give adhesion per population ({population: value}) with affinity= "
+                             "instead")
+
+    def _cellwise(self):
+        """Whether the per-cell kernel runs (values per population, an
+        affinity, or rules driving a value per cell)."""
+        return (isinstance(self.repulsion, dict) or isinstance(self.adhesion_range, dict)
+                or self._adhesion_cells or self.affinity is not None
+                or bool(getattr(self, "_ruled_cells", None)))
 
     def columns(self):
         return (("previous_velocity", np.float64, 0.0, (3,)),)
 
+    def value(self, key, population):
+        """This law's ``key`` ("repulsion", "adhesion" or "adhesion_range") for
+        the cells of ``population`` (a name)."""
+        v = getattr(self, key)
+        if isinstance(v, dict):
+            if population not in v:
+                raise ValueError(f"PhysiCellForce: {key} has no value for population {population!r}; give every "
+                                 f"population ({key}={{name: value}} names {', '.join(v)})")
+            return v[population]
+        if key == "adhesion" and (self._matrix is not None or self._pairs is not None):
+            raise ValueError("PhysiCellForce: adhesion is given per pair of populations, not per cell; give "
+                             "adhesion per population ({population: value}) to let rules set it per cell")
+        return v
+
+    def rule_column(self, key, population):
+        """Let a rule set ``key`` per cell for ``population`` (models.Rules):
+        returns the column it writes (float, one value per agent)."""
+        column = "rule_" + key
+        self.__dict__.setdefault("_ruled_cells", {}).setdefault(key, set()).add(population)
+        return column
+
+    def _params(self):
+        def top(v):
+            return max(v.values()) if isinstance(v, dict) else v
+
+        if not self._cellwise():
+            return super()._params()
+        return top(self.repulsion), top(self.adhesion), top(self.adhesion_range)
+
+    def reach(self):
+        if not self._cellwise():
+            return super().reach()
+        rng = self.adhesion_range
+        return (max(rng.values()) if isinstance(rng, dict) else rng), 0.0
+
     def equilibrium_distance(self, d1, d2, a=0, b=0):
         R = 0.5 * (d1 + d2)
+        if self._cellwise():
+            raise ValueError("PhysiCellForce.equilibrium_distance takes one repulsion, adhesion and range for all "
+                             "cells; this law has values per population or per cell")
         adh = self.pair_adhesion(a, b)
         if adh == 0:
             return R
         a, b = np.sqrt(self.repulsion), np.sqrt(adh)
         return (a - b) / (a / R - b / (self.adhesion_range * R))
+
+    def _cell_tables(self, sim):
+        """(values (3, ntypes), driven (3, ntypes) uint8, rule columns) of
+        the per-cell kernel."""
+        names = list(sim.populations) or ["(none)"]
+        keys = ("repulsion", "adhesion", "adhesion_range")
+        values = np.array([[self.value(k, p) for p in names] for k in keys], dtype=np.float64)
+        ruled = getattr(self, "_ruled_cells", {})
+        driven = np.array([[p in ruled.get(k, ()) for p in names] for k in keys], dtype=np.uint8)
+        unknown = {p for k in keys if isinstance(getattr(self, k), dict) for p in getattr(self, k)} - set(names)
+        if unknown:
+            raise ValueError(f"PhysiCellForce names populations that do not exist: {', '.join(sorted(unknown))}; "
+                             f"populations are {', '.join(names)}")
+        return values, driven
+
+    def prepare(self, sim):
+        if not self._cellwise():
+            return super().prepare(sim)
+        if self._aff_matrix is None and self._aff_pairs is None:
+            n = max(1, len(sim.populations))
+            return np.full((n, n), 1.0 if self.affinity is None else float(self.affinity))
+        return _pair_table("affinity", self._aff_matrix, self._aff_pairs, list(sim.populations))
+
+    def forces(self, sim):
+        if not self._cellwise():
+            return super().forces(sim)
+        return self._cell_forces(sim)
+
+    def _cell_forces(self, sim):
+        """Mechanics.forces with the per-cell kernel: each cell's values
+        (sqrt(c), sqrt(a), lam d) computed once, sorted with the grid's
+        columns and gathered with them."""
+        t = sim.agents
+        n = len(t)
+        B = sim.backend
+        K = B.forces
+        affinity = self.prepare(sim)
+        values, driven = self._cell_tables(sim)
+        ruled = getattr(self, "_ruled_cells", {})
+        none = B.zeros(1, np.float64)
+        rules = [t.col("rule_" + k, False) if k in ruled else none
+                 for k in ("repulsion", "adhesion", "adhesion_range")]
+        # the reach: at most the largest lam times the largest diameter (a rule-set lam: its column's largest)
+        lam = max(float(values[2].max()), B.max(rules[2], n) if "adhesion_range" in ruled else 0.0)
+        grid = sim._neighbour_grid(max(lam, 1.0) * B.max(t.col("diameter", False), n))  # may reorder the rows
+        cellv = self._cell_values(B, n)
+        bad = K.cell_mechanics(t.col("type", False), t.col("diameter", False), n, B.to_device(values),
+                               B.to_device(driven), *rules, cellv)
+        if bad:
+            self._refuse_cell_values(sim, values, driven)
+        params = np.array(self._params(), dtype=np.float64)
+        if B.on_device:
+            force = t.dev_scratch((n, 3), np.float64)
+            K.pair_forces("physicell_cell", params, t.col("type", False), B.to_device(affinity), True, n,
+                          *grid.device_args(), grid.sorted_columns(t, 4), t.col("uid", False), sim.seed, sim.step,
+                          force, cellv)
+            return force
+        force = t.scratch((n, 3), np.float64)
+        kernel = K.FORCE_KERNELS["physicell_cell", bool(grid.periodic.any()), True]
+        args = grid.kernel_args()
+        room, occupancy = K.gather_room(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n, grid.periodic)
+        self._warn_if_crowded(sim, grid, occupancy)
+        buf = np.zeros((get_num_threads(), 9, room))
+        cols = grid.sorted_columns(t, 8)
+        K.sorted_cell_values(cellv, args[1], n, cols)
+        flag = np.empty(n, dtype=np.uint8)
+        kernel(params, t.type, affinity, n, *args, cols, buf, force, flag)
+        if flag.any():
+            K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES["physicell_cell"], True, params, t.position,
+                                t.diameter, t.uid, t.type, affinity, cellv, *args, sim.seed, sim.step, force)
+        return force
+
+    def _cell_values(self, B, n):
+        """The (n, 3) array of each cell's values, kept between steps."""
+        buf = getattr(self, "_cellv", None)
+        if buf is None or buf.shape[0] < n or B.on_device != hasattr(buf, "copy_to_host"):
+            buf = self._cellv = B.empty((max(n, 2 * getattr(buf, "shape", (0,))[0]), 3), np.float64)
+        return buf[:n]
+
+    def _refuse_cell_values(self, sim, values, driven):
+        t = sim.agents
+        names = list(sim.populations)
+        for k, key in enumerate(("repulsion", "adhesion", "adhesion_range")):
+            if not driven[k].any():
+                continue
+            col = sim.backend.to_host(t.col("rule_" + key, False))[: len(t)]
+            tp = t.type[: len(t)]
+            rows = np.flatnonzero(driven[k][tp].astype(bool) & ~(np.isfinite(col) & (col >= (1.0 if k == 2 else 0.0))))
+            if rows.size:
+                i = int(rows[0])
+                raise ValueError(f"PhysiCellForce: agent uid {int(t.uid[i])} ({names[tp[i]]}) has {key} "
+                                 f"{col[i]!r} (column rule_{key}) at step {sim.step}: it must be finite and "
+                                 f"{'>= 1' if k == 2 else '>= 0'}; the rules set it")
+        raise ValueError(f"PhysiCellForce: invalid per-cell values at step {sim.step} ({values.tolist()})")
 
     def update(self, sim, force):
         t = sim.agents

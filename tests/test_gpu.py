@@ -130,6 +130,9 @@ MECHANICS = {
     "soft": lambda: bs.SoftSphere(),
     "typed": lambda: bs.SoftSphere(adhesion=[[0.4, 0.1], [0.1, 0.3]]),
     "physicell": lambda: bs.PhysiCellForce(adhesion=0.3),
+    "physicell per cell": lambda: bs.PhysiCellForce(repulsion={"a": 10.0, "b": 4.0}, adhesion={"a": 0.4, "b": 1.0},
+                                                    adhesion_range={"a": 1.25, "b": 1.6},
+                                                    affinity=[[1.0, 0.3], [0.3, 2.0]]),
     "biodynamo": lambda: bs.BioDynaMoForce(),
 }
 

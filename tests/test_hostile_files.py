@@ -592,7 +592,7 @@ def test_gather_buffers_are_sized_by_what_a_chunk_really_gathers(monkeypatch):
             row, x0, x1, empty = K.chunk_of(item, nxc, nx, cell_start)
             K.gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, buf[0],
                             buf[1], buf[2], buf[3], buf[3], buf[5].view(np.int64), True, False, 1.0,
-                            np.ones(3), False)
+                            np.ones(3), False, 0, buf[0:0])
             nb = nx if whole else x1 - x0 + 2 * k
             best = max(best, buf[5].view(np.int64)[nb])
         return best

@@ -280,8 +280,10 @@ def mechanics_from(d):
     if cls is None:
         raise CheckpointError(f"unknown mechanics {d.get('class')!r}; known: {', '.join(MECHANICS)}")
     params = dict(d["parameters"])
-    if isinstance(params.get("adhesion"), dict):
-        params["adhesion"] = {tuple(k.split("|")): v for k, v in params["adhesion"].items()}
+    for key in ("adhesion", "affinity"):  # pairs of populations are stored as "a|b"; per population, as names
+        v = params.get(key)
+        if isinstance(v, dict) and v and all(k.count("|") == 1 for k in v):
+            params[key] = {tuple(k.split("|")): x for k, x in v.items()}
     return cls(**params)
 
 

@@ -772,3 +772,206 @@ def motility(rows, uid, seed, step, stream, p_turn, speed, bias, planar, bias_di
     for q in prange(rows.size):
         i = rows[q]
         motility_one(i, q, uid[i], seed, step, stream, p_turn, speed, bias, planar, bias_dir, vec, pos, dt)
+
+
+# -- spring attachments (PhysiCell's dynamic_spring_attachments) ----------------------------
+@njit(cache=True, inline="always")
+def row_of_uid(u, sorted_uid, srt):
+    """The row holding uid ``u`` (``sorted_uid`` the table's uids sorted,
+    ``srt`` the rows in that order), or -1."""
+    lo = 0
+    hi = sorted_uid.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_uid[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < sorted_uid.size and sorted_uid[lo] == u:
+        return srt[lo]
+    return -1
+
+
+@njit(cache=True, parallel=True)
+def attach_proposals(rows, type_, death, has_death, uid, pos, diameter, attached, cell_start, order, lower, inv_h,
+                     dims, length, periodic, search, reach, p_attach, seed, step, stream, out):
+    """The cells each actor row (live, of one population) would attach to in
+    this interval: every other live agent closer than reach x (r_i + r_j)
+    µm (``search`` bounds it, at most the grid's cutoff) and not attached to
+    it yet, with probability p_attach[type_j] (one draw keyed by the actor's
+    uid and 2 x the neighbour's uid).  ``out[q]`` holds the rows of the
+    successes with the smallest draws (then uids), best first, -1 padded:
+    the choice does not depend on the order neighbours are visited in."""
+    nchunks = (rows.size + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    s2 = search * search
+    w = out.shape[1]
+    slots = attached.shape[1]
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        best = np.empty(w)
+        best_uid = np.empty(w, dtype=np.int64)
+        for q in range(c * SEARCH_CHUNK, min(rows.size, (c + 1) * SEARCH_CHUNK)):
+            i = rows[q]
+            for k in range(w):
+                out[q, k] = -1
+                best[k] = 2.0
+                best_uid[k] = -1
+            ui = uid[i]
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            ri = 0.5 * diameter[i]
+            m = stencil_runs(xi, yi, zi, cell_start, lower, inv_h, dims, periodic, search, runs)
+            for r in range(m):
+                for kk in range(runs[2 * r], runs[2 * r + 1]):
+                    j = order[kk]
+                    if j == i or (has_death and death[j] != 0):
+                        continue
+                    p = p_attach[type_[j]]
+                    if p <= 0.0:
+                        continue
+                    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+                    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+                    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+                    d2 = dx * dx + dy * dy + dz * dz
+                    rr = reach * (ri + 0.5 * diameter[j])
+                    if d2 >= rr * rr or d2 >= s2:
+                        continue
+                    uj = uid[j]
+                    held = False
+                    for s in range(slots):
+                        held |= attached[i, s] == uj
+                    if held:
+                        continue
+                    u = uniform(seed, ui, step, stream, 2 * uj)
+                    if u >= p or not _better(u, uj, best[w - 1], best_uid[w - 1]):
+                        continue
+                    k = w - 1  # insert, keeping (draw, uid) ascending
+                    while k > 0 and _better(u, uj, best[k - 1], best_uid[k - 1]):
+                        best[k] = best[k - 1]
+                        best_uid[k] = best_uid[k - 1]
+                        out[q, k] = out[q, k - 1]
+                        k -= 1
+                    best[k] = u
+                    best_uid[k] = uj
+                    out[q, k] = j
+
+
+@njit(cache=True, inline="always")
+def _held(attached, i, sorted_uid, srt):
+    """How many of row i's slots hold a cell that is still there."""
+    c = 0
+    for s in range(attached.shape[1]):
+        u = attached[i, s]
+        if u >= 0 and row_of_uid(u, sorted_uid, srt) >= 0:
+            c += 1
+    return c
+
+
+@njit(cache=True, inline="always")
+def _put(attached, i, u, sorted_uid, srt):
+    """Write uid ``u`` into row i's first free slot (empty, or holding a
+    cell that is gone)."""
+    for s in range(attached.shape[1]):
+        v = attached[i, s]
+        if v < 0 or row_of_uid(v, sorted_uid, srt) < 0:
+            attached[i, s] = u
+            return
+
+
+@njit(cache=True, inline="always")
+def _drop(attached, i, u):
+    for s in range(attached.shape[1]):
+        if attached[i, s] == u:
+            attached[i, s] = -1
+
+
+@njit(cache=True)
+def update_attachments(rows, cand, type_, death, has_death, uid, sorted_uid, srt, attached, max_slots, p_detach,
+                       seed, step, stream):
+    """One interval of PhysiCell's spring attachments for the rows of one
+    population, ``rows`` in uid order, one after the other (so the result
+    depends on nothing but the uids): first each attachment of a row ends
+    when either cell is dead or gone, or with probability ``p_detach``
+    (a draw keyed by the row's uid and 2 x the partner's uid + 1), on both
+    sides; then the row attaches to its candidates ``cand[q]`` (rows, best
+    first, -1 padded: :func:`attach_proposals`) while both it and the
+    candidate hold fewer than ``max_slots[type]`` attachments, the
+    attachment written to both."""
+    slots = attached.shape[1]
+    for q in range(rows.size):
+        i = rows[q]
+        ui = uid[i]
+        dead_i = has_death and death[i] != 0
+        for s in range(slots):
+            u = attached[i, s]
+            if u < 0:
+                continue
+            j = row_of_uid(u, sorted_uid, srt)
+            end = dead_i or j < 0 or (has_death and death[j] != 0)
+            if not end and p_detach > 0.0:
+                end = uniform(seed, ui, step, stream, 2 * u + 1) < p_detach
+            if end:
+                attached[i, s] = -1
+                if j >= 0:
+                    _drop(attached, j, ui)
+        if dead_i:
+            continue
+        for k in range(cand.shape[1]):
+            j = cand[q, k]
+            if j < 0:
+                break
+            if _held(attached, i, sorted_uid, srt) >= max_slots[type_[i]]:
+                break
+            uj = uid[j]
+            already = False
+            for s in range(slots):
+                already |= attached[i, s] == uj
+            if already or _held(attached, j, sorted_uid, srt) >= max_slots[type_[j]]:
+                continue
+            _put(attached, i, uj, sorted_uid, srt)
+            _put(attached, j, ui, sorted_uid, srt)
+
+
+@njit(cache=True, parallel=True)
+def spring_velocities(n, type_, uid, pos, attached, sorted_uid, srt, stiffness, length, periodic, force):
+    """Add PhysiCell's springs of zero rest length to ``force`` (µm/min):
+    for each attachment of row i to a cell j still there,
+    stiffness[type_i, type_j] x (x_j - x_i) (the pair's sqrt(k_i aff_ij
+    k_j aff_ji), 1/min), in slot order."""
+    slots = attached.shape[1]
+    for i in prange(n):
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        ti = type_[i]
+        for s in range(slots):
+            u = attached[i, s]
+            if u < 0:
+                continue
+            j = row_of_uid(u, sorted_uid, srt)
+            if j < 0:
+                continue
+            k = stiffness[ti, type_[j]]
+            fx += k * min_image(pos[j, 0] - pos[i, 0], length[0], periodic[0])
+            fy += k * min_image(pos[j, 1] - pos[i, 1], length[1], periodic[1])
+            fz += k * min_image(pos[j, 2] - pos[i, 2], length[2], periodic[2])
+        force[i, 0] += fx
+        force[i, 1] += fy
+        force[i, 2] += fz
+
+
+@njit(cache=True)
+def attack_springs(attackers, targets, type_, pos, stiffness, length, periodic, force):
+    """The spring that holds each attacker to its target (PhysiCell attaches
+    them while the attack lasts): stiffness[type_a, type_t] x (x_t - x_a)
+    on the attacker and its opposite on the target, pairs in the order
+    given (the attackers' uid order)."""
+    for q in range(attackers.size):
+        i = attackers[q]
+        j = targets[q]
+        k = stiffness[type_[i], type_[j]]
+        for a in range(3):
+            f = k * min_image(pos[j, a] - pos[i, a], length[a], periodic[a])
+            force[i, a] += f
+            force[j, a] -= f

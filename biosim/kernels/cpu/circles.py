@@ -79,7 +79,7 @@ def circles_step(cols, n, cell_start, order, lower, inv_h, dims, length, periodi
         bz = buf[tid, 2]
         bstart = buf[tid, 3].view(np.int64)
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bx, bx, bstart, False, False, c, length, False)
+                      bx, bx, bstart, False, False, c, length, False, 0, buf[tid, 0:0])
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:

@@ -83,6 +83,18 @@ def physicell_over_r(r2, di, dj, p0, p1, p2):
 
 
 @njit(cache=True, inline="always")
+def physicell_cell_over_r(r2, s, S, rep, adh):
+    """PhysiCell's law with each pair's own values: R = s = (d_i + d_j) / 2,
+    adhesion reach S = (lam_i d_i + lam_j d_j) / 2, repulsion ``rep`` =
+    sqrt(c_i c_j) and adhesion ``adh`` = sqrt(a_i a_j) times the pair's
+    affinity; one square root and one division (1 / (r s S))."""
+    z = 1.0 / (math.sqrt(r2) * s * S)
+    t = max(0.0, 1.0 - r2 * S * z)  # 1 - r / s
+    a = max(0.0, 1.0 - r2 * s * z)  # 1 - r / S
+    return (rep * t * t - adh * a * a) * (s * S * z)
+
+
+@njit(cache=True, inline="always")
 def biodynamo_over_r(r2, di, dj, p0, p1, p2):
     ri = 0.5 * di + p2
     rj = 0.5 * dj + p2
@@ -156,7 +168,7 @@ def images_apply(periodic, dims, whole):
 
 @njit(cache=True, inline="always")
 def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz, bd, bt, bstart,
-                  with_diam, with_type, scale, length, images):
+                  with_diam, with_type, scale, length, images, nextra, ex):
     """Gather the neighbourhoods of cells x0..x1-1 of the row (cy, cz) at once.
 
     Column block x holds the agents of the cells (x, y', z') with y', z'
@@ -179,7 +191,10 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
     than 3 cells: see :func:`images_apply`), blocks and rows across a
     periodic face are written as their periodic images, shifted by the box
     ``length`` (µm), so that plain differences from the agents of the chunk
-    are the minimum-image ones and the loops need no rounding per pair."""
+    are the minimum-image ones and the loops need no rounding per pair.
+
+    ``nextra`` more rows of ``cols`` from row 5 on (per-cell values) are
+    copied alongside, into the rows of ``ex``."""
     loy, cnty = stencil_axis(cy, ny, periodic[1])
     loz, cntz = stencil_axis(cz, nz, periodic[2])
     nb = nx if whole else x1 - x0 + 2 * k
@@ -221,6 +236,9 @@ def gather_blocks(x0, x1, cy, cz, nx, ny, nz, k, whole, periodic, cell_start, co
                     if with_type:
                         for t in range(COPY):
                             bt[m + base + np.uint64(t)] = ts[s + base + np.uint64(t)]
+                    for e in range(nextra):
+                        for t in range(COPY):
+                            ex[e, m + base + np.uint64(t)] = cols[5 + e, s + base + np.uint64(t)]
                     base += w
                 m += cnt
     bstart[nb] = np.int64(m)
@@ -358,8 +376,34 @@ def _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, d
 
 
 @njit(inline="always")
+def _window_sums_cell(mi, m, mr, wx, wy, wz, wd, wt, wr, wa, wl, xi, yi, zi, di, ri, ai, li, trow, l0, l1, l2):
+    """:func:`_window_sums` of PhysiCell's law with per-cell values: the
+    gathered wr = sqrt(repulsion), wa = sqrt(adhesion), wl = adhesion_range
+    x diameter of each candidate, (ri, ai, li) the agent's own, and the
+    pair's affinity ``trow[type_j]``."""
+    fx = 0.0
+    fy = 0.0
+    fz = 0.0
+    nc = 0
+    for q in range(mr):
+        dx = mi(xi - wx[q], l0)
+        dy = mi(yi - wy[q], l1)
+        dz = mi(zi - wz[q], l2)
+        r2 = dx * dx + dy * dy + dz * dz
+        w = physicell_cell_over_r(r2, 0.5 * (di + wd[q]), 0.5 * (li + wl[q]), ri * wr[q],
+                                  ai * wa[q] * trow[np.int64(wt[q])])
+        inside = q < m
+        w = w if (r2 > _TINY2) & inside else 0.0
+        nc += (r2 <= _TINY2) & inside
+        fx += w * dx
+        fy += w * dy
+        fz += w * dz
+    return fx, fy, fz, nc
+
+
+@njit(inline="always")
 def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic,
-            cutoff, cols, buf, force, flag):
+            cutoff, cols, buf, force, flag, cellwise=False):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
     and diameters around the chunk are gathered from the sorted columns
     ``cols`` (:func:`grid.sorted_columns`, with diameters, and types when
@@ -375,7 +419,12 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
     pair to the minimum image.  Coincident centres (r < 1e-8 µm) add
     nothing here: ``flag[i]`` is set where another centre coincides with
     row i's, and :func:`coincident_pushes` adds their pushes, outside
-    fast-math."""
+    fast-math.
+
+    With ``cellwise`` (PhysiCell's law with per-cell values), rows 5-7 of
+    ``cols`` hold each agent's sqrt(repulsion), sqrt(adhesion) and
+    adhesion_range x diameter (:func:`sorted_cell_values`), gathered into
+    rows 6-8 of ``buf``, and ``table`` holds the pairs' affinities."""
     p0 = params[0]
     p1 = params[1]
     p2 = params[2]
@@ -400,8 +449,9 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
         bd = buf[tid, 3]
         bt = buf[tid, 4]
         bstart = buf[tid, 5].view(np.int64)
+        ex = buf[tid, 6:9 if cellwise else 6]
         gather_blocks(x0, x1, row % ny, row // ny, nx, ny, nz, k, whole, periodic, cell_start, cols, bx, by, bz,
-                      bd, bt, bstart, True, typed, 1.0, length, images)
+                      bd, bt, bstart, True, typed, 1.0, length, images, 3 if cellwise else 0, ex)
         for cx in range(x0, x1):
             sa, ea, lo, hi = cell_window(bstart, cell_start, row, cx, x0, nx, k, whole)
             if sa == ea:
@@ -413,6 +463,10 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
             wz = bz[lo:lo + mr]
             wd = bd[lo:lo + mr]
             wt = bt[lo:lo + mr]
+            if cellwise:
+                wr = ex[0, lo:lo + mr]
+                wa = ex[1, lo:lo + mr]
+                wl = ex[2, lo:lo + mr]
             for qi in range(sa, ea):
                 i = order[qi]
                 xi = cols[0, qi]
@@ -420,7 +474,16 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
                 zi = cols[2, qi]
                 di = cols[3, qi]
                 trow = table[types[i]] if typed else table[0]
-                if wrapped:  # minimum image per pair: a periodic axis of under 3 cells
+                if cellwise:
+                    if wrapped:
+                        fx, fy, fz, nc = _window_sums_cell(mi, m, mr, wx, wy, wz, wd, wt, wr, wa, wl, xi, yi, zi,
+                                                           di, cols[5, qi], cols[6, qi], cols[7, qi], trow, l0, l1,
+                                                           l2)
+                    else:
+                        fx, fy, fz, nc = _window_sums_cell(_open, m, mr, wx, wy, wz, wd, wt, wr, wa, wl, xi, yi,
+                                                           zi, di, cols[5, qi], cols[6, qi], cols[7, qi], trow, l0,
+                                                           l1, l2)
+                elif wrapped:  # minimum image per pair: a periodic axis of under 3 cells
                     fx, fy, fz, nc = _window_sums(law_over_r, mi, typed, m, mr, wx, wy, wz, wd, wt, xi, yi, zi, di,
                                                   trow, l0, l1, l2, p0, p1, p2)
                 else:
@@ -508,6 +571,20 @@ def biodynamo_forces_periodic(params, types, table, n, cell_start, order, lower,
             periodic, cutoff, cols, buf, force, flag)
 
 
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def physicell_cell_forces(params, types, table, n, cell_start, order, lower, inv_h,
+                          dims, length, periodic, cutoff, cols, buf, force, flag):
+    _forces(physicell_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag, True)
+
+
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
+def physicell_cell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
+                                   dims, length, periodic, cutoff, cols, buf, force, flag):
+    _forces(physicell_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
+            periodic, cutoff, cols, buf, force, flag, True)
+
+
 FORCE_KERNELS = {  # (law, periodic, typed adhesion)
     ("soft_sphere", False, False): soft_sphere_forces,
     ("soft_sphere", True, False): soft_sphere_forces_periodic,
@@ -519,11 +596,61 @@ FORCE_KERNELS = {  # (law, periodic, typed adhesion)
     ("physicell", True, True): physicell_typed_forces_periodic,
     ("biodynamo", False, False): biodynamo_forces,
     ("biodynamo", True, False): biodynamo_forces_periodic,
+    ("physicell_cell", False, True): physicell_cell_forces,  # per-cell values, table: the pairs' affinities
+    ("physicell_cell", True, True): physicell_cell_forces_periodic,
 }
 
 
 
-LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2}
+LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2, "physicell_cell": 3}
+
+
+@njit(cache=True, inline="always")
+def cell_value(types, i, which, table, driven, rule):
+    """Row i's PhysiCell mechanics value ``which`` (0 repulsion, 1 adhesion,
+    2 adhesion_range): its rule column where a rule drives it for the row's
+    type, else its type's value."""
+    ti = types[i]
+    return rule[i] if driven[which, ti] else table[which, ti]
+
+
+@njit(cache=True, parallel=True)
+def cell_mechanics(types, diam, n, table, driven, rule_rep, rule_adh, rule_lam, out):
+    """out[i] = (sqrt(repulsion), sqrt(adhesion), adhesion_range x diameter)
+    of row i (repulsion and adhesion in µm/min, the range a multiple of the
+    contact distance, so the last in µm): ``table`` (3, ntypes) holds each
+    type's values, ``driven`` (3, ntypes) where a rule column (``rule_*``,
+    one value per row; any array where nothing is driven) replaces them.
+    Returns how many rows hold a value that is not finite, a negative
+    strength or a range below 1 (those rows' values are left as they are)."""
+    bad = 0
+    for i in prange(n):
+        rep = cell_value(types, i, 0, table, driven, rule_rep)
+        adh = cell_value(types, i, 1, table, driven, rule_adh)
+        lam = cell_value(types, i, 2, table, driven, rule_lam)
+        if not (rep >= 0.0 and adh >= 0.0 and lam >= 1.0 and rep < math.inf and adh < math.inf
+                and lam < math.inf):
+            bad += 1
+            continue
+        out[i, 0] = math.sqrt(rep)
+        out[i, 1] = math.sqrt(adh)
+        out[i, 2] = lam * diam[i]
+    return bad
+
+
+@njit(cache=True, parallel=True)
+def sorted_cell_values(values, order, n, cols):
+    """Rows 5-7 of the grid's sorted columns ``cols``: the per-cell values of
+    :func:`cell_mechanics` in the sort order (the SORTED_PAD entries after n
+    zeroed)."""
+    for q in prange(n):
+        j = order[q]
+        cols[5, q] = values[j, 0]
+        cols[6, q] = values[j, 1]
+        cols[7, q] = values[j, 2]
+    for c in range(5, 8):
+        for q in range(n, n + SORTED_PAD):
+            cols[c, q] = 0.0
 
 
 @njit(cache=True, inline="always")
@@ -550,8 +677,8 @@ def coincident_push(law, ui, uj, di, dj, p0, p1, p2, seed, step):
 
 
 @njit(cache=True, parallel=True)
-def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, cell_start, order, lower, inv_h,
-                      dims, length, periodic, cutoff, seed, step, force):
+def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, cellv, cell_start, order, lower,
+                      inv_h, dims, length, periodic, cutoff, seed, step, force):
     """Add to ``force`` the pushes of coincident centres (r < 1e-8 µm) on the
     ``rows`` the force kernel flagged, over the same neighbourhood its sums
     covered (x-cells within :func:`x_reach`, or the whole row; 3 x 3 rows
@@ -559,8 +686,9 @@ def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, ce
     cell face are pushed too.  Each pair's direction comes from the
     counter-based generator keyed by the pair's uids (BioDynaMo's law
     ``law == 2``: its U(-3, 3)^3 force), opposite for the two cells; the
-    others push with the law at r = 0 (``law`` 0 soft sphere, 1 PhysiCell).
-    Compiled without fast-math, so the draws are the same bits as
+    others push with the law at r = 0 (``law`` 0 soft sphere, 1 PhysiCell;
+    3 PhysiCell with the per-cell values ``cellv`` of :func:`cell_mechanics`
+    and the affinities ``table``).  Compiled without fast-math, so the draws are the same bits as
     :mod:`biosim.rng` gives for the key."""
     nx = dims[0]
     ny = dims[1]
@@ -598,9 +726,13 @@ def coincident_pushes(rows, law, typed, params, pos, diam, uid, types, table, ce
                         dz = min_image(zi - pos[j, 2], length[2], periodic[2])
                         if dx * dx + dy * dy + dz * dz > _TINY2:
                             continue
+                        p0 = params[0]
                         p1 = table[types[i], types[j]] if typed else params[1]
-                        gx, gy, gz = coincident_push(law, uid[i], uid[j], diam[i], diam[j], params[0], p1,
-                                                     params[2], seed, step)
+                        if law == 3:  # per-cell values: PhysiCell's law at r = 0 is p0 - p1
+                            p0 = cellv[i, 0] * cellv[j, 0]
+                            p1 *= cellv[i, 1] * cellv[j, 1]
+                        gx, gy, gz = coincident_push(1 if law == 3 else law, uid[i], uid[j], diam[i], diam[j], p0,
+                                                     p1, params[2], seed, step)
                         fx += gx
                         fy += gy
                         fz += gz

@@ -13,24 +13,30 @@ reassociates its sums to vectorise them, the GPU fuses multiply-adds, and
 in periodic boxes the CPU shifts whole cells by the box length where the
 GPU takes the minimum image per pair.
 """
+import math
+
 import numpy as np
 from numba import cuda
 
 from ..cpu import forces as _cpu
-from ..cpu.forces import (_TINY2, biodynamo_over_r, coincident_push, physicell_over_r, soft_sphere_over_r,
-                          wrap_coordinate, x_chunks)
+from ..cpu.forces import (_TINY2, biodynamo_over_r, coincident_push, physicell_cell_over_r, physicell_over_r,
+                          soft_sphere_over_r, wrap_coordinate, x_chunks)
 from ..cpu.grid import min_image, stencil_axis, wrap
 from ._launch import counter, launch, portable, read, t3
 
 _capped_move = portable(_cpu._capped_move)
 
-LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2}
+LAW_CODES = {"soft_sphere": 0, "physicell": 1, "biodynamo": 2, "physicell_cell": 3}
+_cell_value = portable(_cpu.cell_value)
 
 
-def _make_forces(law_over_r, law):
+def _make_forces(law_over_r, law, cellwise=False):
+    """The pair-force kernel of one law; with ``cellwise`` PhysiCell's law
+    with per-cell values (``cellv``, rows as :func:`cell_mechanics` gives
+    them, and ``table`` the pairs' affinities)."""
     @cuda.jit
     def kernel(params, types, table, typed, n, cell, cell_start, order, lower, inv_h, dims, length, periodic,
-               cutoff, cols, uid, seed, step, force):
+               cutoff, cols, uid, seed, step, cellv, force):
         q = cuda.grid(1)
         if q >= n:
             return
@@ -82,14 +88,23 @@ def _make_forces(law_over_r, law):
                         dz = min_image(zi - cols[2, r], length[2], periodic[2])
                         r2 = dx * dx + dy * dy + dz * dz
                         pj = table[ti, types[order[r]]] if typed else p1
+                        pi = p0
+                        if cellwise:
+                            j = order[r]
+                            pi = cellv[i, 0] * cellv[j, 0]
+                            pj *= cellv[i, 1] * cellv[j, 1]
                         if r2 > _TINY2:
-                            w = law_over_r(r2, di, cols[3, r], p0, pj, p2)
+                            if cellwise:
+                                w = physicell_cell_over_r(r2, 0.5 * (di + cols[3, r]),
+                                                          0.5 * (cellv[i, 2] + cellv[order[r], 2]), pi, pj)
+                            else:
+                                w = law_over_r(r2, di, cols[3, r], p0, pj, p2)
                             fx += w * dx
                             fy += w * dy
                             fz += w * dz
                             continue
                         # coincident centres: a direction keyed by the pair's uids, opposite for the two
-                        px, py, pz = coincident_push(law, ui, uid[order[r]], di, cols[3, r], p0, pj, p2, seed,
+                        px, py, pz = coincident_push(law, ui, uid[order[r]], di, cols[3, r], pi, pj, p2, seed,
                                                      step)
                         gx += px
                         gy += py
@@ -105,22 +120,65 @@ FORCE_KERNELS = {
     "soft_sphere": _make_forces(soft_sphere_over_r, 0),
     "physicell": _make_forces(physicell_over_r, 1),
     "biodynamo": _make_forces(biodynamo_over_r, 2),
+    "physicell_cell": _make_forces(physicell_over_r, 1, True),
 }
 
 
 def pair_forces(law, params, types, table, typed, n, cell, cell_start, order, lower, inv_h, dims, length, periodic,
-                cutoff, cols, uid, seed, step, force):
+                cutoff, cols, uid, seed, step, force, cellv=None):
     """force[i] = the sum of pair forces on row i (law ``law``: "soft_sphere",
     "physicell" or "biodynamo"; ``params`` its three parameters, a host
     array; with ``typed`` the second taken from ``table[type_i, type_j]``),
     coincident centres included; ``cols`` the grid's sorted columns with
     diameters (:func:`grid.sorted_columns`, 4 rows) and ``cell`` the rows'
-    cells as binned (:func:`grid.assign_cells`)."""
+    cells as binned (:func:`grid.assign_cells`); "physicell_cell" takes the
+    per-cell values ``cellv`` (:func:`cell_mechanics`) and the affinities
+    as ``table``."""
     if n == 0:
         return
+    if cellv is None:
+        cellv = _placeholder()
     FORCE_KERNELS[law][launch(n)](t3(params), types, table, bool(typed), int(n), cell, cell_start, order,
                                          t3(lower), t3(inv_h), t3(dims, int), t3(length), t3(periodic, bool),
-                                         float(cutoff), cols, uid, np.int64(seed), np.int64(step), force)
+                                         float(cutoff), cols, uid, np.int64(seed), np.int64(step), cellv, force)
+
+
+_PLACEHOLDER = []
+
+
+def _placeholder():
+    """A (1, 3) device array for the laws without per-cell values (one, made
+    on first use, so every launch has the same argument types)."""
+    if not _PLACEHOLDER:
+        _PLACEHOLDER.append(cuda.to_device(np.zeros((1, 3))))
+    return _PLACEHOLDER[0]
+
+
+@cuda.jit
+def _cell_mechanics(types, diam, n, table, driven, rule_rep, rule_adh, rule_lam, out, bad):
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    rep = _cell_value(types, i, 0, table, driven, rule_rep)
+    adh = _cell_value(types, i, 1, table, driven, rule_adh)
+    lam = _cell_value(types, i, 2, table, driven, rule_lam)
+    if not (rep >= 0.0 and adh >= 0.0 and lam >= 1.0 and rep < math.inf and adh < math.inf and lam < math.inf):
+        cuda.atomic.add(bad, 0, 1)
+        return
+    out[i, 0] = math.sqrt(rep)
+    out[i, 1] = math.sqrt(adh)
+    out[i, 2] = lam * diam[i]
+
+
+def cell_mechanics(types, diam, n, table, driven, rule_rep, rule_adh, rule_lam, out):
+    """The CPU kernel's twin (:func:`biosim.kernels.cpu.forces.cell_mechanics`):
+    out[i] = (sqrt(repulsion), sqrt(adhesion), adhesion_range x diameter);
+    returns how many rows hold an invalid value."""
+    if n == 0:
+        return 0
+    bad = counter()
+    _cell_mechanics[launch(n)](types, diam, int(n), table, driven, rule_rep, rule_adh, rule_lam, out, bad)
+    return read(bad)
 
 
 @cuda.jit

@@ -143,7 +143,9 @@ def _signatures():
     for law, kernel in F.FORCE_KERNELS.items():
         out.append((f"forces.FORCE_KERNELS[{law!r}]", kernel,
                     f"void({T3F}, {I32}, {F2}, boolean, int64, {I1}, {I1}, {I1}, {T3F}, {T3F}, {T3I}, {T3F}, "
-                    f"{T3B}, float64, {F2}, {I1}, int64, int64, {F2})"))
+                    f"{T3B}, float64, {F2}, {I1}, int64, int64, {F2}, {F2})"))
+    out.append(("forces._cell_mechanics", F._cell_mechanics,
+                f"void({I32}, {F1}, int64, {F2}, uint8[:, ::1], {F1}, {F1}, {F1}, {F2}, {I1})"))
     return out
 
 
