@@ -227,6 +227,9 @@ class Simulation:
         self.writers = []
         self.actions = []
         self.records = {}
+        # extra velocity terms of the mechanics step, {name: f(sim, force)}, each adding to the (n, 3) pair
+        # forces before the position update (models register theirs, e.g. models.Attachments' springs)
+        self.force_terms = {}
         self.step = 0
         self.timings = dict.fromkeys(PHASES, 0.0)
         self.behaviour_timings = {}

@@ -11,10 +11,11 @@ from .state import StateSwitch
 from .cycle import CellCycle
 from .volume import Volume
 from .interactions import Damage, Interactions
+from .attachments import Attachments
 from .pressure import Pressure
 from .physicell_rules import Rules
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Motility", "Secretion", "Uptake",
-           "Chemotaxis", "StateSwitch", "CellCycle", "Volume", "Interactions", "Damage", "Pressure", "Rules",
+           "Chemotaxis", "StateSwitch", "CellCycle", "Volume", "Interactions", "Attachments", "Damage", "Pressure", "Rules",
            "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

@@ -129,6 +129,10 @@ class Interactions(Behaviour):
             if spec.dtype.kind != "f":
                 raise ValueError(f"Interactions: conserved column {c!r} must be a float column, not {spec.dtype}")
         super().attach(sim, population)
+        if self.attack and sim.mechanics is not None:  # PhysiCell holds an attacker to its target by a spring
+            from .attachments import register_springs
+
+            register_springs(sim)
 
     def _probabilities(self, sim, what, table, names, rows, dt):
         """Probabilities over dt of the entries ``names`` of ``table`` (0 where

@@ -57,6 +57,12 @@ class Motility(SubstanceBehaviour):
     down; zero without a substance or where the gradient vanishes).  The
     vector is kept in the column ``motility_vector`` (µm/min).
 
+    PhysiCell's advanced chemotaxis instead (``sensitivities``): d is the
+    unit vector of sum_k s_k grad c_k over the substances named, each
+    gradient first made a unit vector with ``normalize_each=True``
+    (PhysiCell's advanced_chemotaxis_function_normalized).  Rules on
+    "chemotactic response to X" set s_X per cell.
+
     PhysiCell adds the vector to the velocity its Adams-Bashforth step
     integrates; here the cell moves vec x dt itself (the same for a vector
     held over consecutive steps).
@@ -72,6 +78,11 @@ class Motility(SubstanceBehaviour):
     substance : Substance or str, optional
         The chemotactic substance.
     direction : {1, -1}, default 1
+    sensitivities : dict, optional
+        {substance name: sensitivity} (finite, any sign: negative moves
+        down that gradient); not with ``substance``.
+    normalize_each : bool, default False
+        Make each gradient a unit vector before weighting it.
     every : int, default 1
     """
 
@@ -79,8 +90,21 @@ class Motility(SubstanceBehaviour):
     writes = ("position", "motility_vector")
     device_ready = True
 
-    def __init__(self, speed, persistence_time, bias=0.0, substance=None, direction=1, every=1):
+    def __init__(self, speed, persistence_time, bias=0.0, substance=None, direction=1, sensitivities=None,
+                 normalize_each=False, every=1):
         super().__init__(substance, every, required=False)
+        if sensitivities is not None:
+            if substance is not None:
+                raise ValueError("give substance= (one gradient) or sensitivities= (PhysiCell's advanced "
+                                 "chemotaxis), not both")
+            if not isinstance(sensitivities, dict) or not sensitivities \
+                    or not all(isinstance(k, str) for k in sensitivities):
+                raise TypeError(f"sensitivities must be a non-empty dict {{substance name: sensitivity}}, got "
+                                f"{sensitivities!r}")
+            sensitivities = {k: V.real(f"sensitivities[{k!r}]", v) for k, v in sensitivities.items()}
+        self.sensitivities = sensitivities
+        self.normalize_each = bool(normalize_each)
+        self._subs = []
         self.speed = V.positive("speed", speed, allow_zero=True)
         self.persistence_time = V.positive("persistence_time", persistence_time, allow_inf=True)
         self.bias = V.positive("bias", bias, allow_zero=True)
@@ -89,6 +113,29 @@ class Motility(SubstanceBehaviour):
         if direction not in (1, -1):
             raise ValueError(f"direction must be 1 (up the gradient) or -1 (down), got {direction!r}")
         self.direction = int(direction)
+
+    def attach(self, sim, population):
+        self._subs = [sim.substance(k, who="Motility") for k in self.sensitivities or ()]
+        super().attach(sim, population)
+
+    def _gradient(self, sim, rows):
+        """The chemotactic direction before normalising, (m, 3) (or (1, 3)
+        zeros without chemotaxis), where the backend's kernels live."""
+        B = sim.backend
+        if self._sub is not None:
+            _, grad = self._sub.sample_rows(rows, gradient=True)
+            return B.to_device(-B.to_host(grad)) if self.direction < 0 else grad
+        if not self._subs:
+            return B.zeros((1, 3), np.float64)
+        total = np.zeros((len(rows), 3))
+        for sub in self._subs:
+            g = B.to_host(sub.sample_rows(rows, gradient=True)[1])
+            if self.normalize_each:
+                norm = np.sqrt((g * g).sum(axis=1, keepdims=True))
+                g = np.divide(g, norm, out=np.zeros_like(g), where=norm > 0)
+            s = ruled_values(sim, self, f"sensitivity:{sub.name}", rows)
+            total += (self.sensitivities[sub.name] if s is None else s[:, None]) * g
+        return B.to_device(total)
 
     def run(self, sim, population, dt):
         t = sim.agents
@@ -105,12 +152,7 @@ class Motility(SubstanceBehaviour):
             p_turn = one(min(1.0, dt / self.persistence_time))
         else:
             p_turn = np.minimum(1.0, dt / np.maximum(persistence, 1e-300))
-        if self._sub is not None:
-            _, grad = self._sub.sample_rows(rows, gradient=True)
-            if self.direction < 0:
-                grad = B.to_device(-B.to_host(grad))
-        else:
-            grad = B.zeros((1, 3), np.float64)
+        grad = self._gradient(sim, rows)
         B.behaviours.motility(rows, t.col("uid", False), sim.seed, sim.step, self.stream, p_turn,
                               one(self.speed) if speed is None else speed, one(self.bias) if bias is None else bias,
                               sim.plane is not None, grad, t.col("motility_vector"), t.col("position"), dt)

@@ -22,6 +22,7 @@ import numpy as np
 
 from biosim import Box, Dirichlet, PhysiCellForce, Simulation
 
+from .attachments import COLUMN as ATTACHED, Attachments
 from .chemistry import Secretion, Uptake
 from .cycle import CellCycle
 from .death import Apoptosis, Necrosis
@@ -515,9 +516,24 @@ class _Reader:
             substance = self.substances[pname]
             direction = -1 if self.number(chemo, "direction", w, 1.0) < 0 else 1
         adv = opts.find("advanced_chemotaxis")
-        if adv is not None and self.flag(adv, "enabled"):
-            self.unsupported.append(f"{w}<advanced_chemotaxis> (a weighted sum of gradients: biosim biases motility "
-                                    f"along one substrate's gradient)")
+        if adv is not None and self.flag(adv, "enabled"):  # PhysiCell then uses it instead of <chemotaxis>
+            sens = {}
+            for e in adv.findall("chemotactic_sensitivities/chemotactic_sensitivity"):
+                pname = (e.get("substrate") or "").strip()
+                where = f"{w}<advanced_chemotaxis><chemotactic_sensitivity substrate={pname!r}>"
+                if pname not in self.substances:
+                    self.fail(where, f"{pname!r} is not a substrate; substrates are "
+                                     f"{', '.join(self.substances) or 'none'}")
+                try:
+                    value = float((e.text or "").strip())
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value):
+                    self.fail(where, f"{e.text!r} is not a finite number")
+                sens[self.substances[pname]] = value
+            if sens:
+                return [Motility(speed, persistence, bias=bias, sensitivities=sens,
+                                 normalize_each=self.flag(adv, "normalize_each_gradient"))]
         return [Motility(speed, persistence, bias=bias if substance is not None else 0.0, substance=substance,
                          direction=direction)]
 
@@ -581,29 +597,60 @@ class _Reader:
             self.custom_values.setdefault(name, {})[col] = value
 
     def mechanics(self, sim, names):
-        """PhysiCell's potentials: adhesion per pair sqrt(a_i aff_ij a_j aff_ji);
-        one repulsion and one adhesion range for all cells."""
-        adh, rep, reach, aff = {}, {}, {}, {}
+        """PhysiCell's potentials: repulsion sqrt(c_i c_j), adhesion
+        sqrt(a_i aff_ij a_j aff_ji), reach lam_i r_i + lam_j r_j; one value
+        for all cells where the definitions agree (the fastest kernel), the
+        pair table where only adhesion differs, else values per population."""
+        adh, rep, reach, aff, springs = {}, {}, {}, {}, {}
         for name in names:
             m = self.find(name, "phenotype/mechanics")
             w = f"<cell_definition name={name!r}><mechanics>"
             adh[name] = self.number(m, "cell_cell_adhesion_strength", w, 0.4, nonneg=True)
             rep[name] = self.number(m, "cell_cell_repulsion_strength", w, 10.0, nonneg=True)
             reach[name] = self.number(m, "relative_maximum_adhesion_distance", w, 1.25, positive=True)
+            if reach[name] < 1.0:
+                self.fail(f"{w}<relative_maximum_adhesion_distance>", f"{reach[name]!r}; it must be >= 1 (a "
+                          f"multiple of the sum of radii)")
             found = m.findall("cell_adhesion_affinities/cell_adhesion_affinity") if m is not None else []
             aff[name] = {r.get("name"): self.rate(r, f"{w}<cell_adhesion_affinity name={r.get('name')!r}>")
                          for r in found}
-            if m is not None and (self.number(m, "attachment_rate", w, 0.0, nonneg=True) > 0):
-                self.unsupported.append(f"{w}<attachment_rate> (spring attachments)")
-        matrix = np.array([[math.sqrt(adh[a] * aff[a].get(b, 1.0) * adh[b] * aff[b].get(a, 1.0)) for b in names]
-                           for a in names])
-        for what, table in (("cell_cell_repulsion_strength", rep), ("relative_maximum_adhesion_distance", reach)):
-            if len(set(table.values())) > 1:
-                self.unsupported.append(f"<mechanics><{what}> per cell type ({table}; biosim uses "
-                                        f"{table[names[0]]} for every pair)")
-        sim.mechanics.repulsion = rep[names[0]]
-        sim.mechanics.adhesion_range = max(reach[names[0]], 1.0)
-        sim.mechanics._set_adhesion(matrix if len(names) > 1 else float(matrix[0, 0]))
+            springs[name] = (self.number(m, "attachment_rate", w, 0.0, nonneg=True),
+                             self.number(m, "detachment_rate", w, 0.0, nonneg=True),
+                             self.number(m, "maximum_number_of_attachments", w, 12.0, nonneg=True),
+                             self.number(m, "attachment_elastic_constant", w, 0.01, nonneg=True))
+        self.attachments(sim, names, springs, aff)
+        pair = np.array([[math.sqrt(aff[a].get(b, 1.0) * aff[b].get(a, 1.0)) for b in names] for a in names])
+        old = sim.mechanics  # same class, same columns: only the parameters change
+        kw = {"max_displacement": old.max_displacement, "wall": old.wall}
+        if len(set(rep.values())) == 1 and len(set(reach.values())) == 1:
+            matrix = np.array([[math.sqrt(adh[a] * adh[b]) for b in names] for a in names]) * pair
+            sim.mechanics = PhysiCellForce(repulsion=rep[names[0]], adhesion_range=reach[names[0]],
+                                           adhesion=matrix if len(names) > 1 else float(matrix[0, 0]), **kw)
+        else:
+            sim.mechanics = PhysiCellForce(repulsion=rep, adhesion=adh, adhesion_range=reach,
+                                           affinity=None if np.all(pair == 1.0) else pair, **kw)
+
+    def attachments(self, sim, names, springs, aff):
+        """PhysiCell's spring attachments (every mechanics step) for every cell
+        definition, when one of them attaches and the project leaves
+        ``<options><disable_automated_spring_adhesions>`` off."""
+        if not any(v[0] > 0 for v in springs.values()):
+            return
+        if self.flag(self.xml.find("options"), "disable_automated_spring_adhesions"):
+            return
+        most = []
+        for name in names:
+            n = springs[name][2]
+            if n != int(n) or n < 1:
+                self.fail(f"<cell_definition name={name!r}><mechanics><maximum_number_of_attachments>",
+                          f"{n!r}; it must be a whole number >= 1")
+            most.append(int(n))
+        sim.agents.add_column(ATTACHED, np.int64, -1, (max(most),), "default")  # slots for the most of any type
+        for name, n in zip(names, most):
+            rate, off, _, k = springs[name]
+            sim.populations[name].behaviours += [Attachments(
+                attachment_rate=rate, detachment_rate=off, max_attachments=n, elastic_constant=k,
+                affinity={b: v for b, v in aff[name].items() if b in sim.populations}, probability="linear")]
 
     # -- cells -------------------------------------------------------------------------------------
     def read_cells(self, sim, defs):

@@ -23,11 +23,11 @@ SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle
                         "<substance> export", "<substance> uptake", "migration speed", "migration bias",
                         "migration persistence time", "attack <type>", "phagocytose <type>",
                         "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
-                        "fuse to <type>", "transform to <type>", "custom:<column>")
-_NOT_YET = (r".+ secretion target", r".+ secretion saturation density", r"chemotactic (response|sensitivity) to .+",
-            r"cell-cell adhesion",
-            r"cell-cell adhesion elastic constant", r"adhesive affinity to .+", r"relative maximum adhesion distance",
-            r"cell-cell repulsion", r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
+                        "fuse to <type>", "transform to <type>", "cell-cell adhesion", "cell-cell repulsion",
+                        "relative maximum adhesion distance", "chemotactic response to <substance>",
+                        "custom:<column>")
+_NOT_YET = (r".+ secretion target", r".+ secretion saturation density",             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+",
+            r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
             r"cell attachment rate", r"cell detachment rate", r"maximum number of cell attachments",
             r"attack damage rate", r"attack duration", r"asymmetric division to .+")
@@ -167,6 +167,9 @@ class Rules(Behaviour):
                 if rate and r["max_response"] < 0:
                     raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r}, a "
                                      f"rate, must be >= 0")
+                if name == "relative maximum adhesion distance" and r["max_response"] < 1:
+                    raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r} must "
+                                     f"be >= 1 (a multiple of the contact distance)")
                 if name == "migration bias" and r["max_response"] > 1:
                     raise ValueError(f"Rules: {r['where']}: max_response {r['max_response']!r} for {name!r} must "
                                      f"be in [0, 1]")
@@ -404,6 +407,25 @@ def _behaviour(sim, population, name, where, aliases):
                                  f"population {population.name!r} does not have; add models.{cls_name}({param}=...)"
                                  f" (the base value) before Rules")
             return [(b, param, None)], float(getattr(b, param)), True
+    key = getattr(sim.mechanics, "RULE_KEYS", {}).get(name)
+    if name in ("cell-cell adhesion", "cell-cell repulsion", "relative maximum adhesion distance"):
+        if key is None:
+            raise ValueError(f"Rules: {where}: behaviour {name!r} sets PhysiCellForce's value per cell, but the "
+                             f"simulation's mechanics is {sim.mechanics!r}; use mechanics=bs.PhysiCellForce(...)")
+        try:
+            base = sim.mechanics.value(key, population.name)
+        except ValueError as e:
+            raise ValueError(f"Rules: {where}: behaviour {name!r}: {e}") from None
+        return [(None, None, sim.mechanics.rule_column(key, population.name))], float(base), True
+    m = re.fullmatch(r"chemotactic (?:response|sensitivity) to (.+)", name)
+    if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
+        sub = aliases.get(m.group(1), m.group(1))
+        b = _find(population, "Motility")
+        if b is None or sub not in (b.sensitivities or {}):
+            raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.Motility's sensitivity to {sub!r} "
+                             f"(PhysiCell's advanced chemotaxis), which population {population.name!r} does not "
+                             f"have; add models.Motility(..., sensitivities={{{sub!r}: base value}}) before Rules")
+        return [(b, f"sensitivity:{sub}", None)], float(b.sensitivities[sub]), False
     m = re.fullmatch(r"(.+) (secretion|export|uptake)", name)
     if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
         sub = aliases.get(m.group(1), m.group(1))

@@ -94,3 +94,53 @@ def test_rules_drive_the_migration_speed_per_cell():
     np.testing.assert_allclose(np.linalg.norm(t["motility_vector"], axis=1), 0.5 + 2.5 * s / (1 + s), rtol=1e-12)
     with pytest.raises(ValueError, match=r"max_response 2.0 for 'migration bias' must be in \[0, 1\]"):
         pop.behaviours += [models.Rules([["c", "custom:drive", "increases", "migration bias", "2", "1", "2", "0"]])]
+
+
+def _two_gradients(**kw):
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=0.5, seed=1, mechanics=None)
+    sim.add_substance("s1", diffusion=0.0, spacing=10.0, initial=lambda x, y, z: 0.1 * x)
+    sim.add_substance("s2", diffusion=0.0, spacing=10.0, initial=lambda x, y, z: 0.01 * y)
+    pop = sim.add_agents("c", bs.init.uniform(100, bs.Box([50, 50, 50], [150, 150, 150]), seed=2), diameter=5.0)
+    pop.behaviours += [models.Motility(speed=2.0, persistence_time=0.1, bias=1.0, **kw)]
+    return sim
+
+
+@pytest.mark.parametrize("normalize_each, want", [(False, [0.1, -0.02, 0.0]), (True, [1.0, -2.0, 0.0])])
+def test_advanced_chemotaxis_follows_the_weighted_sum_of_gradients(normalize_each, want):
+    sim = _two_gradients(sensitivities={"s1": 1.0, "s2": -2.0}, normalize_each=normalize_each)
+    sim.run(2)
+    d = np.array(want) / np.linalg.norm(want)
+    np.testing.assert_allclose(sim.agents["motility_vector"], np.tile(2.0 * d, (100, 1)), atol=1e-12)
+
+
+def test_rules_set_the_chemotactic_response_per_cell():
+    sim = _two_gradients(sensitivities={"s1": 0.0, "s2": 1.0})
+    rules = [["c", "s1", "increases", "chemotactic response to s1", "50", "5", "4", "0"]]
+    sim.populations["c"].behaviours += [models.Rules(rules)]
+    sim.run(2)
+    t = sim.agents
+    s1 = t["rule_chemotactic_response_to_s1"]
+    x = t.position[:, 0]
+    h = (0.1 * x / 5) ** 4
+    # the rules ran on the positions before the move: recompute from the sampled values
+    assert s1.min() < 50 and s1.max() > 40 and np.all(np.diff(s1[np.argsort(x)]) >= -1e-9)
+    vec = t["motility_vector"]
+    want = np.stack([0.1 * s1, 0.01 * np.ones_like(s1), 0 * s1], axis=1)
+    want = 2.0 * want / np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(vec, want, atol=1e-12)
+    assert h.max() > 0
+
+
+def test_bad_advanced_chemotaxis_is_refused():
+    with pytest.raises(ValueError, match="not both"):
+        models.Motility(1.0, 1.0, substance="s1", sensitivities={"s1": 1.0})
+    with pytest.raises(ValueError, match=r"sensitivities\['s1'\] must be a finite number"):
+        models.Motility(1.0, 1.0, sensitivities={"s1": float("nan")})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        models.Motility(1.0, 1.0, sensitivities={})
+    sim = _two_gradients(sensitivities={"s1": 1.0})
+    with pytest.raises(ValueError, match=r"nope"):
+        sim.populations["c"].behaviours += [models.Motility(1.0, 1.0, sensitivities={"nope": 1.0})]
+    rules = [["c", "s2", "increases", "chemotactic response to s2", "5", "5", "4", "0"]]
+    with pytest.raises(ValueError, match=r"sensitivity to 's2'.*sensitivities=\{'s2': base value\}"):
+        sim.populations["c"].behaviours += [models.Rules(rules)]

@@ -174,3 +174,23 @@ def test_a_bad_cycle_rate_names_its_element(tmp_path):
     with pytest.raises(ValueError, match=r"name='tumor'><cycle><phase_transition_rates>: rate from phase 0 = "
                                          r"'fast'; phases are 0..0, rates finite and >= 0"):
         bs.physicell.load(_project(tmp_path, settings=settings))
+
+
+def test_advanced_chemotaxis_loads_as_motility_sensitivities(tmp_path):
+    adv = ("<advanced_chemotaxis><enabled>true</enabled><normalize_each_gradient>true</normalize_each_gradient>"
+           "<chemotactic_sensitivities><chemotactic_sensitivity substrate=\"oxygen\">-1.5</chemotactic_sensitivity>"
+           "<chemotactic_sensitivity substrate=\"pro-inflammatory factor\">2</chemotactic_sensitivity>"
+           "</chemotactic_sensitivities></advanced_chemotaxis>")
+    old = "<options><enabled>true</enabled><use_2D>true</use_2D></options></motility>"
+    assert SETTINGS.count(old) == 1
+    settings = SETTINGS.replace(old, old.replace("</use_2D>", "</use_2D>" + adv))
+    with pytest.warns(UserWarning) as w:
+        sim = bs.physicell.load(_project(tmp_path, settings=settings))
+    assert not any("<advanced_chemotaxis>" in str(x.message) for x in w)
+    mot = [b for b in sim.populations["macrophage"].behaviours if type(b).__name__ == "Motility"][0]
+    assert mot.sensitivities == {"oxygen": -1.5, "pro_inflammatory_factor": 2.0} and mot.normalize_each
+    assert mot.bias == 0.5
+    sim.run(3)
+    bad = settings.replace("substrate=\"oxygen\">-1.5", "substrate=\"sugar\">-1.5")
+    with pytest.raises(bs.physicell.PhysiCellError, match=r"substrate='sugar'>: 'sugar' is not a substrate"):
+        bs.physicell.load(_project(tmp_path, settings=bad))
