@@ -140,12 +140,10 @@ class Attachments(Behaviour):
                                sim.step, self.stream, cand_live)
             cand = np.full((rows.size, self.max_attachments), -1, np.int64)
             cand[np.searchsorted(rows, live)] = cand_live
-        uid = t.uid[:n]
-        srt = np.argsort(uid, kind="stable")
-        by_uid = np.argsort(uid[rows], kind="stable")
+        by_uid = np.argsort(t.uid[rows], kind="stable")
         max_slots = np.array([_max_slots(sim, k, t.spec(COLUMN).shape[0]) for k in names], dtype=np.int64)
         K.update_attachments(rows[by_uid], np.ascontiguousarray(cand[by_uid]), t.type, death, has_death, t.uid,
-                             uid[srt], srt, attached, max_slots, p_detach, sim.seed, sim.step, self.stream)
+                             uid_map(sim), attached, max_slots, p_detach, sim.seed, sim.step, self.stream)
 
 
 def _max_slots(sim, name, width):
@@ -155,6 +153,15 @@ def _max_slots(sim, name, width):
         if isinstance(b, Attachments):
             return b.max_attachments
     return width
+
+
+def uid_map(sim):
+    """uid -> row (-1: no such agent) of the table as it is now, host int64,
+    built in one parallel pass."""
+    t = sim.agents
+    where = np.empty(t.next_uid, np.int64)
+    sim.backend.host.behaviours.uid_rows(t.uid, len(t), where)
+    return where
 
 
 def register_springs(sim):
@@ -194,21 +201,21 @@ def spring_forces(sim, force):
     box = sim.box
     periodic = np.array([sim.boundary == "periodic"] * 3)
     host = B.to_host(force) if B.on_device else force
-    uid = t.uid[:n]
-    srt = np.argsort(uid, kind="stable")
-    suid = uid[srt]
     touched = False
+    where = None
     if attaching and (t[COLUMN][:n] >= 0).any():
-        K.spring_velocities(n, t.type, t.uid, t.position, t[COLUMN], suid, srt, table, box.length, periodic, host)
+        where = uid_map(sim)
+        K.spring_velocities(n, t.type, t.position, t[COLUMN], where, table, box.length, periodic, host)
         touched = True
     if attacking:
         target = t["attack_target"][:n]
         rows = np.flatnonzero(target >= 0)
         if rows.size:
-            at = np.minimum(np.searchsorted(suid, target[rows]), n - 1)
-            there = suid[at] == target[rows]
-            rows, trow = rows[there], srt[at[there]]
-            order = np.argsort(uid[rows], kind="stable")
+            where = uid_map(sim) if where is None else where
+            trow = where[target[rows]]
+            there = trow >= 0
+            rows, trow = rows[there], trow[there]
+            order = np.argsort(t.uid[rows], kind="stable")
             K.attack_springs(rows[order], trow[order], t.type, t.position, table, box.length, periodic, host)
             touched = touched or rows.size > 0
     if B.on_device and touched:

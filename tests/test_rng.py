@@ -109,3 +109,22 @@ def test_libm_free_logarithm_is_within_two_ulp():
     assert out[-6] == 0.0 and out[-5] == -np.log(2.0)
     ulps = np.abs(out - ref) / np.spacing(np.abs(np.where(ref == 0, 1.0, ref)))
     assert ulps.max() <= 2.0
+
+
+def test_a_shared_hash_prefix_gives_uniform_s_bits():
+    from biosim.kernels.cpu.rng import hash_prefix, uniform, uniform_after
+    from numba import njit
+
+    @njit
+    def both(seed, uid, step, stream, ks):
+        p = hash_prefix(seed, uid, step, stream)
+        out = np.empty((ks.size, 2))
+        for q in range(ks.size):
+            out[q, 0] = uniform_after(p, ks[q])
+            out[q, 1] = uniform(seed, uid, step, stream, ks[q])
+        return out
+
+    ks = np.array([0, 1, 7, 2**40 + 3, 2**62], dtype=np.int64)
+    for key in ((0, 0, 0, 0), (5, 123456789, 77, 2**40), (2**62, 3, 2**31, 9)):
+        out = both(*key, ks)
+        assert np.array_equal(out[:, 0], out[:, 1]) and len(set(out[:, 0])) == ks.size

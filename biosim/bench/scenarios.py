@@ -109,28 +109,31 @@ def make_physicell_template(n, seed=1):
     implicit LOD method at dt = 0.01 min; N cells of PhysiCell's default
     type (volume 2494 µm³, diameter 16.8 µm) uniform at random, with
     PhysiCell's potentials (``PhysiCellForce``: repulsion 10, adhesion 0.4,
-    adhesion reach 1.25 R, Adams-Bashforth, uncapped as PhysiCell) at dt =
-    0.1 min and the phenotype every 6 min: the "live" cycle (division at
-    0.00072 /min) and apoptosis at 5.31667e-05 /min.  The base step is the
-    mechanics step, so the 60 simulated minutes of the issue are 600 steps.
-
-    Differences from PhysiCell: no volume model (a daughter keeps half the
-    volume, PhysiCell regrows it), apoptotic cells are removed at once
-    (PhysiCell shrinks them for 8.6 h), cells are clamped to the box
-    (PhysiCell pushes them back with a virtual wall).  None changes the
-    work per step by more than the few cells involved."""
+    adhesion reach 1.25 R, Adams-Bashforth, uncapped as PhysiCell, and its
+    virtual wall at the domain edge) at dt = 0.1 min and the full phenotype
+    every 6 min as PhysiCell runs it: the standard volume model
+    (``models.Volume``, MCF-7 targets), the "live" cycle (division at
+    0.00072 /min, PhysiCell's division geometry, rate x dt probabilities),
+    apoptosis at 5.31667e-05 /min with its phases (cells shrink for 8.6 h
+    before removal) and necrosis with its phases (rate 0, as the template).
+    The base step is the mechanics step, so the 60 simulated minutes of the
+    issue are 600 steps.  The same work as pyphysicell's step, cell for
+    cell (its phenotype is always the full one)."""
     import biosim as bs
     from biosim import models
 
     dt_diff, dt_mech, dt_pheno = PHYSICELL_DT
     sim = bs.Simulation(bs.Box.cube(2 * PHYSICELL_DOMAIN, lower=-PHYSICELL_DOMAIN), boundary="closed",
-                        dt=dt_mech, seed=seed, mechanics=bs.PhysiCellForce(max_displacement=float("inf")))
+                        dt=dt_mech, seed=seed, mechanics=bs.PhysiCellForce(max_displacement=float("inf"), wall=100.0))
     sim.add_substance("substrate", diffusion=PHYSICELL_SUBSTRATE[0], decay=PHYSICELL_SUBSTRATE[1],
-                      spacing=PHYSICELL_VOXEL, dt=dt_diff, solver="implicit")
+                      spacing=PHYSICELL_VOXEL, dt=dt_diff, solver="implicit", decay_split=True, dirichlet_layer=True)
     d = (6.0 * PHYSICELL_VOLUME / math.pi) ** (1.0 / 3.0)
     cells = sim.add_agents("default", _physicell_positions(n, seed), diameter=d)
     every = round(dt_pheno / dt_mech)
-    cells.behaviours += [models.CellCycle.live(every=every), models.Apoptosis(PHYSICELL_APOPTOSIS, every=every)]
+    cells.behaviours += [models.Volume(every=every),
+                         models.CellCycle.live(every=every, probability="linear", placement="physicell"),
+                         models.Apoptosis(PHYSICELL_APOPTOSIS, every=every, probability="linear", phases=True),
+                         models.Necrosis(rate=0.0, every=every, probability="linear", phases=True)]
     return sim
 
 
@@ -257,10 +260,9 @@ SCENARIOS = {
         "physicell_template", "PhysiCell's template project in 3D, 60 simulated minutes",
         make_physicell_template, (10_000,), PHYSICELL_STEPS, baseline="measure_pyphysicell",
         baseline_label="pyphysicell", baseline_steps=PHYSICELL_STEPS, bytes_per_agent=400.0,
-        baseline_note="physics that differs from pyphysicell (PhysiCell 1.14.2): biosim has no volume model "
-                      "(daughters keep half the volume), removes apoptotic cells at once and clamps cells to the "
-                      "box instead of PhysiCell's virtual wall; same domain, substrate, solver, time steps, force "
-                      "law, Adams-Bashforth update, cycle and death rates",
+        baseline_note="the same physics as pyphysicell (PhysiCell 1.14.2): domain, substrate with BioFVM's "
+                      "conventions, time steps, force law with the virtual wall, Adams-Bashforth update, volume "
+                      "model, cycle, division geometry, death with phases; the random draws differ",
         reference="PhysiCell 1.14 on this kind of machine, 2 threads: about 45 s at 10^4 cells, 610 s at 10^5",
         targets=(("10x pyphysicell with 2 threads at 10^5 (pyphysicell measured 169 s)", 100_000, 2,
                   "baseline_ratio", 10.0),

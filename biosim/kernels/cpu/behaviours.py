@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from .grid import SEARCH_CHUNK, STENCIL_RUNS, min_image, stencil_runs
-from .rng import normal, uniform, unit_vector
+from .rng import hash_prefix, normal, uniform, uniform_after, unit_vector
 
 PI_6 = np.pi / 6.0
 
@@ -775,21 +775,23 @@ def motility(rows, uid, seed, step, stream, p_turn, speed, bias, planar, bias_di
 
 
 # -- spring attachments (PhysiCell's dynamic_spring_attachments) ----------------------------
+@njit(cache=True, parallel=True)
+def uid_rows(uid, n, out):
+    """out[u] = the row holding uid u, -1 for a uid no row holds (``out``
+    at least as long as the largest uid + 1): constant-time lookups for
+    the passes that follow uids (attachments, springs)."""
+    for u in prange(out.size):
+        out[u] = -1
+    for i in prange(n):
+        out[uid[i]] = i
+
+
 @njit(cache=True, inline="always")
-def row_of_uid(u, sorted_uid, srt):
-    """The row holding uid ``u`` (``sorted_uid`` the table's uids sorted,
-    ``srt`` the rows in that order), or -1."""
-    lo = 0
-    hi = sorted_uid.size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sorted_uid[mid] < u:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < sorted_uid.size and sorted_uid[lo] == u:
-        return srt[lo]
-    return -1
+def row_of_uid(u, where):
+    """The row holding uid ``u`` (``where`` from :func:`uid_rows`), or -1."""
+    if u < 0 or u >= where.size:
+        return -1
+    return where[u]
 
 
 @njit(cache=True, parallel=True)
@@ -817,6 +819,7 @@ def attach_proposals(rows, type_, death, has_death, uid, pos, diameter, attached
                 best[k] = 2.0
                 best_uid[k] = -1
             ui = uid[i]
+            prefix = hash_prefix(seed, ui, step, stream)  # the draws' shared rounds: uniform(seed, ui, step, stream, .)
             xi = pos[i, 0]
             yi = pos[i, 1]
             zi = pos[i, 2]
@@ -843,7 +846,7 @@ def attach_proposals(rows, type_, death, has_death, uid, pos, diameter, attached
                         held |= attached[i, s] == uj
                     if held:
                         continue
-                    u = uniform(seed, ui, step, stream, 2 * uj)
+                    u = uniform_after(prefix, 2 * uj)
                     if u >= p or not _better(u, uj, best[w - 1], best_uid[w - 1]):
                         continue
                     k = w - 1  # insert, keeping (draw, uid) ascending
@@ -858,23 +861,23 @@ def attach_proposals(rows, type_, death, has_death, uid, pos, diameter, attached
 
 
 @njit(cache=True, inline="always")
-def _held(attached, i, sorted_uid, srt):
+def _held(attached, i, where):
     """How many of row i's slots hold a cell that is still there."""
     c = 0
     for s in range(attached.shape[1]):
         u = attached[i, s]
-        if u >= 0 and row_of_uid(u, sorted_uid, srt) >= 0:
+        if u >= 0 and row_of_uid(u, where) >= 0:
             c += 1
     return c
 
 
 @njit(cache=True, inline="always")
-def _put(attached, i, u, sorted_uid, srt):
+def _put(attached, i, u, where):
     """Write uid ``u`` into row i's first free slot (empty, or holding a
     cell that is gone)."""
     for s in range(attached.shape[1]):
         v = attached[i, s]
-        if v < 0 or row_of_uid(v, sorted_uid, srt) < 0:
+        if v < 0 or row_of_uid(v, where) < 0:
             attached[i, s] = u
             return
 
@@ -887,8 +890,8 @@ def _drop(attached, i, u):
 
 
 @njit(cache=True)
-def update_attachments(rows, cand, type_, death, has_death, uid, sorted_uid, srt, attached, max_slots, p_detach,
-                       seed, step, stream):
+def update_attachments(rows, cand, type_, death, has_death, uid, where, attached, max_slots, p_detach, seed, step,
+                       stream):
     """One interval of PhysiCell's spring attachments for the rows of one
     population, ``rows`` in uid order, one after the other (so the result
     depends on nothing but the uids): first each attachment of a row ends
@@ -897,7 +900,8 @@ def update_attachments(rows, cand, type_, death, has_death, uid, sorted_uid, srt
     sides; then the row attaches to its candidates ``cand[q]`` (rows, best
     first, -1 padded: :func:`attach_proposals`) while both it and the
     candidate hold fewer than ``max_slots[type]`` attachments, the
-    attachment written to both."""
+    attachment written to both.  ``where`` maps uids to rows
+    (:func:`uid_rows`)."""
     slots = attached.shape[1]
     for q in range(rows.size):
         i = rows[q]
@@ -907,7 +911,7 @@ def update_attachments(rows, cand, type_, death, has_death, uid, sorted_uid, srt
             u = attached[i, s]
             if u < 0:
                 continue
-            j = row_of_uid(u, sorted_uid, srt)
+            j = row_of_uid(u, where)
             end = dead_i or j < 0 or (has_death and death[j] != 0)
             if not end and p_detach > 0.0:
                 end = uniform(seed, ui, step, stream, 2 * u + 1) < p_detach
@@ -921,20 +925,20 @@ def update_attachments(rows, cand, type_, death, has_death, uid, sorted_uid, srt
             j = cand[q, k]
             if j < 0:
                 break
-            if _held(attached, i, sorted_uid, srt) >= max_slots[type_[i]]:
+            if _held(attached, i, where) >= max_slots[type_[i]]:
                 break
             uj = uid[j]
             already = False
             for s in range(slots):
                 already |= attached[i, s] == uj
-            if already or _held(attached, j, sorted_uid, srt) >= max_slots[type_[j]]:
+            if already or _held(attached, j, where) >= max_slots[type_[j]]:
                 continue
-            _put(attached, i, uj, sorted_uid, srt)
-            _put(attached, j, ui, sorted_uid, srt)
+            _put(attached, i, uj, where)
+            _put(attached, j, ui, where)
 
 
 @njit(cache=True, parallel=True)
-def spring_velocities(n, type_, uid, pos, attached, sorted_uid, srt, stiffness, length, periodic, force):
+def spring_velocities(n, type_, pos, attached, where, stiffness, length, periodic, force):
     """Add PhysiCell's springs of zero rest length to ``force`` (µm/min):
     for each attachment of row i to a cell j still there,
     stiffness[type_i, type_j] x (x_j - x_i) (the pair's sqrt(k_i aff_ij
@@ -949,7 +953,7 @@ def spring_velocities(n, type_, uid, pos, attached, sorted_uid, srt, stiffness, 
             u = attached[i, s]
             if u < 0:
                 continue
-            j = row_of_uid(u, sorted_uid, srt)
+            j = row_of_uid(u, where)
             if j < 0:
                 continue
             k = stiffness[ti, type_[j]]

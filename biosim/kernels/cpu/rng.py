@@ -51,6 +51,24 @@ def hash5(seed, uid, step, stream, k):
 
 
 @njit(cache=True, inline="always")
+def hash_prefix(seed, uid, step, stream):
+    """The first four rounds of :func:`hash5`, shared by every k of one
+    (seed, uid, step, stream): ``uniform_after(prefix, k)`` equals
+    ``uniform(seed, uid, step, stream, k)`` bit for bit, at a fifth of the
+    cost for many k."""
+    h = mix64(np.uint64(seed) + _GOLDEN)
+    h = mix64(h ^ (np.uint64(uid) + _GOLDEN))
+    h = mix64(h ^ (np.uint64(step) + _GOLDEN))
+    return mix64(h ^ (np.uint64(stream) + _GOLDEN))
+
+
+@njit(cache=True, inline="always")
+def uniform_after(prefix, k):
+    """:func:`uniform` from a :func:`hash_prefix`."""
+    return np.float64(mix64(prefix ^ (np.uint64(k) + _GOLDEN)) >> _S11) * _INV53
+
+
+@njit(cache=True, inline="always")
 def uniform(seed, uid, step, stream, k):
     """A float64 uniform on [0, 1) with 53 random bits."""
     return np.float64(hash5(seed, uid, step, stream, k) >> _S11) * _INV53
