@@ -373,7 +373,8 @@ class Substance:
         ``uptake * dt``, each an array per agent already scaled by its volume
         fraction.  Applied at the start of the substance phase, summed per
         voxel in a fixed order.  On a GPU backend ``rows`` and the terms may
-        be device arrays (the terms also numbers; ``target`` a number)."""
+        be device arrays (the terms also numbers; ``target`` a number or one
+        per agent)."""
         if self.sim.backend.on_device:
             self._queue_device(rows, (added, secretion, target, uptake))
             return
@@ -405,9 +406,10 @@ class Substance:
             return
         added, secretion, target, uptake = (a if a is None or np.isscalar(a) or hasattr(a, "copy_to_host")
                                             else B.to_device(np.asarray(a, dtype=np.float64)) for a in terms)
-        if secretion is not None and not np.isscalar(target):
-            raise TypeError(f"substance {self.name!r}: on a GPU backend the secretion target is one number per "
-                            f"call, got {type(target).__name__}")
+        product = target  # the secretion towards the target: secretion x target, per agent
+        if secretion is not None and not np.isscalar(target):  # a target per agent (models.Rules)
+            product = B.to_device(np.asarray(B.to_host(secretion), dtype=np.float64)
+                                  * np.asarray(B.to_host(target), dtype=np.float64))
         t = self.sim.agents
         if self._sources is None:
             self._sources = []
@@ -417,7 +419,8 @@ class Substance:
         KD.source_keys(rows, t.col("uid", False), len(self._sources), key)
         values = B.empty((4, m), np.float64)
         given = (added is not None, secretion is not None, secretion is not None, uptake is not None)
-        for k, (src, factor) in enumerate(((added, 1.0), (secretion, 1.0), (secretion, target), (uptake, 1.0))):
+        towards = (secretion, target) if np.isscalar(product) else (product, 1.0)
+        for k, (src, factor) in enumerate(((added, 1.0), (secretion, 1.0), towards, (uptake, 1.0))):
             KD.set_term(values, k, 0.0 if src is None else src, factor if src is not None else 1.0)
         self._sources.append((vox, key, values, given))
 

@@ -48,13 +48,15 @@ class Secretion(SubstanceBehaviour):
             return
         sub = self._sub
         rates = ruled_values(sim, self, "rate", rows)  # per cell where models.Rules drives the rate
+        targets = ruled_values(sim, self, "target", rows)  # and the target
+        target = self.target if targets is None else targets
         if self.target is None:
             sub.queue(rows, added=(self.rate if rates is None else rates) * dt / sub.voxel_volume)
         elif rates is None:
-            sub.queue(rows, secretion=_volume_fraction(sim, sub, rows, self.rate * dt), target=self.target)
+            sub.queue(rows, secretion=_volume_fraction(sim, sub, rows, self.rate * dt), target=target)
         else:
             s = sim.backend.to_host(_volume_fraction(sim, sub, rows, dt)) * rates
-            sub.queue(rows, secretion=s, target=self.target)
+            sub.queue(rows, secretion=s, target=target)
 
 
 class Uptake(SubstanceBehaviour):

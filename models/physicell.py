@@ -486,8 +486,9 @@ class _Reader:
             target = self.number(sub, "secretion_target", ww, 1.0, nonneg=True)
             uptake = self.number(sub, "uptake_rate", ww, 0.0, nonneg=True)
             export = self.number(sub, "net_export_rate", ww, 0.0, nonneg=True)
-            ruled = {kind for kind in ("secretion", "uptake", "export") if (name, f"{pname} {kind}") in driven}
-            if rate > 0 or "secretion" in ruled:  # kept at rate 0 when a rule drives it (its base)
+            ruled = {kind for kind in ("secretion", "uptake", "export", "secretion target")
+                     if (name, f"{pname} {kind}") in driven}
+            if rate > 0 or ruled & {"secretion", "secretion target"}:  # kept at rate 0 when a rule drives it
                 out.append(Secretion(ident, rate, target=target, every=1))
             if uptake > 0 or "uptake" in ruled:
                 out.append(Uptake(ident, uptake, every=1))

@@ -20,13 +20,13 @@ DIRECTIONS = ("increases", "decreases")
 # What biosim's rules can drive, and PhysiCell's behaviours it does not drive
 # yet (refused with a clear message rather than ignored).
 SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle phase <k>", "<substance> secretion",
-                        "<substance> export", "<substance> uptake", "migration speed", "migration bias",
-                        "migration persistence time", "attack <type>", "phagocytose <type>",
-                        "phagocytose apoptotic cell", "phagocytose necrotic cell", "phagocytose dead cell",
-                        "fuse to <type>", "transform to <type>", "cell-cell adhesion", "cell-cell repulsion",
-                        "relative maximum adhesion distance", "chemotactic response to <substance>",
-                        "custom:<column>")
-_NOT_YET = (r".+ secretion target", r".+ secretion saturation density",             r"cell-cell adhesion elastic constant", r"adhesive affinity to .+",
+                        "<substance> export", "<substance> uptake", "<substance> secretion target",
+                        "migration speed", "migration bias", "migration persistence time", "attack <type>",
+                        "phagocytose <type>", "phagocytose apoptotic cell", "phagocytose necrotic cell",
+                        "phagocytose dead cell", "fuse to <type>", "transform to <type>", "cell-cell adhesion",
+                        "cell-cell repulsion", "relative maximum adhesion distance",
+                        "chemotactic response to <substance>", "custom:<column>")
+_NOT_YET = (r"cell-cell adhesion elastic constant", r"adhesive affinity to .+",
             r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
             r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
             r"cell attachment rate", r"cell detachment rate", r"maximum number of cell attachments",
@@ -426,6 +426,16 @@ def _behaviour(sim, population, name, where, aliases):
                              f"(PhysiCell's advanced chemotaxis), which population {population.name!r} does not "
                              f"have; add models.Motility(..., sensitivities={{{sub!r}: base value}}) before Rules")
         return [(b, f"sensitivity:{sub}", None)], float(b.sensitivities[sub]), False
+    m = re.fullmatch(r"(.+) secretion (?:target|saturation density)", name)
+    if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
+        sub = aliases.get(m.group(1), m.group(1))
+        found = [b for b in population.behaviours if type(b).__name__ == "Secretion" and b._sub is not None
+                 and b._sub.name == sub and b.target is not None]
+        if not found:
+            raise ValueError(f"Rules: {where}: behaviour {name!r} drives models.Secretion({sub!r}, rate, target)'s "
+                             f"target, which population {population.name!r} does not have; add it (its target is "
+                             f"the base value) before Rules")
+        return [(found[0], "target", None)], float(found[0].target), True
     m = re.fullmatch(r"(.+) (secretion|export|uptake)", name)
     if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
         sub = aliases.get(m.group(1), m.group(1))

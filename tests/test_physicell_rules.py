@@ -216,8 +216,8 @@ def test_duplicate_and_inconsistent_rows_are_refused(tmp_path):
     (GOOD[:1] + ["intracellular oxygen"] + GOOD[2:], r"is PhysiCell's, but biosim does not model it yet"),
     (GOOD[:1] + ["damage"] + GOOD[2:], r"signal 'damage' reads the column 'damage', which models.Damage"),
     (GOOD[:3] + ["dance"] + GOOD[4:], r"unknown behaviour 'dance'; biosim's rules drive apoptosis, necrosis"),
-    (GOOD[:3] + ["oxygen secretion target"] + GOOD[4:], r"behaviour 'oxygen secretion target' is PhysiCell's, "
-                                                        r"but biosim's rules do not drive it yet"),
+    (GOOD[:3] + ["immunogenicity to c"] + GOOD[4:], r"behaviour 'immunogenicity to c' is PhysiCell's, "
+                                                    r"but biosim's rules do not drive it yet"),
     (GOOD[:3] + ["oxygen uptake"] + GOOD[4:], r"drives models.Uptake\('oxygen', rate\)'s rate, which population 'c' "
                                               r"does not have"),
     (GOOD[:3] + ["cycle entry"] + GOOD[4:], r"drives models.CellCycle's exit rate of phase 0, which population 'c' "
@@ -273,3 +273,33 @@ def test_rules_drive_secretion_and_uptake_per_cell(kind):
     c = a.substances["oxygen"].concentration
     assert np.abs(c - 5.0).max() > 1e-3
     np.testing.assert_allclose(c, b.substances["oxygen"].concentration, rtol=1e-12)
+
+
+def test_rules_drive_the_secretion_target_per_cell(device):
+    def make(target, ruled):
+        sim = bs.Simulation(bs.Box.cube(100.0), dt=1.0, seed=2, mechanics=None, device=device)
+        sim.add_substance("oxygen", diffusion=100.0, decay=0.0, spacing=10.0, initial=5.0)
+        pop = sim.add_agents("c", bs.init.uniform(50, sim.box, seed=1), diameter=10.0)
+        sim.agents.add_column("x", np.float64, 1.0)
+        pop.behaviours += [models.Secretion("oxygen", 2.0, target=target)]
+        if ruled:
+            pop.behaviours += [models.Rules([["c", "custom:x", "increases", "oxygen secretion target", "40", "1",
+                                              "1", "0"]])]
+        return sim
+
+    a, b = make(20.0, True), make(20.0 + 20.0 * 0.5, False)  # x = 1 = half-max: halfway from 20 to 40
+    a.run(3)
+    b.run(3)
+    c = a.substances["oxygen"].concentration
+    c = c.copy_to_host() if hasattr(c, "copy_to_host") else np.asarray(c)
+    d = b.substances["oxygen"].concentration
+    d = d.copy_to_host() if hasattr(d, "copy_to_host") else np.asarray(d)
+    assert c.max() > 6.0
+    np.testing.assert_allclose(c, d, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"drives models.Secretion\('oxygen', rate, target\)'s target"):
+        sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None)
+        sim.add_substance("oxygen", diffusion=100.0, spacing=10.0)
+        pop = sim.add_agents("c", [[50.0, 50.0, 50.0]])
+        pop.behaviours += [models.Secretion("oxygen", 2.0), models.Rules([["c", "oxygen", "increases",
+                                                                           "oxygen secretion target", "4", "1", "1",
+                                                                           "0"]])]
