@@ -5,8 +5,8 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import (DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, ruled,
-                              ruled_values)
+from biosim.behaviour import (DEATH_COLUMNS, DEATH_STATES, Behaviour, SubstanceBehaviour, live_rows, live_types,
+                              ruled, ruled_values)
 
 APOPTOTIC, NECROTIC_SWELLING, NECROTIC_LYSED = (DEATH_STATES.index(s) for s in DEATH_STATES[1:])
 
@@ -45,6 +45,14 @@ class _DeathPhases:
             return
         B = sim.backend
         t = sim.agents
+        if gate is None and ruled(self, "rate") is None:  # one draw per agent, one pass over the table
+            n = len(t)
+            flag = B.empty(max(n, 1), np.bool_)
+            p = float(V.event_probability(self.rate * dt, self.probability))
+            if n and B.behaviours.mark_random(live_types(sim), population.code, t.col("uid", False), n, sim.seed,
+                                              sim.step, self.stream, p, flag):
+                t.request_deaths(t.take_column("uid", B.nonzero(flag, n)))
+            return
         rows = live_rows(sim, population.code)
         m = len(rows)
         if m == 0:

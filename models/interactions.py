@@ -1,6 +1,7 @@
 """PhysiCell's cell-cell interactions: phagocytosis, attack, fusion and
 transformation, as one array pass per population and step."""
 import math
+import re
 
 import numpy as np
 
@@ -34,7 +35,10 @@ class Interactions(Behaviour):
       mean, ``nuclei`` (a column this option adds, 1 per cell) adds; the
       other cell is removed.
     * **attack**: a cell not attacking starts attacking one live neighbour
-      at the rate for its population; while it holds the target (column
+      at the rate for its population times the neighbour's immunogenicity
+      to this population (column ``immunogenicity_to_<name>``, 1 where it
+      does not exist; rules "immunogenicity to <name>" set it); while it
+      holds the target (column
       ``attack_target``: the target's uid, -1 for none) it adds
       ``attack_damage_rate`` x dt to the target's ``damage`` column (and
       to its own ``damage_delivered``, dt to ``attack_time``) every
@@ -134,10 +138,11 @@ class Interactions(Behaviour):
 
             register_springs(sim)
 
-    def _probabilities(self, sim, what, table, names, rows, dt):
+    def _probabilities(self, sim, what, table, names, rows, dt, expected=False):
         """Probabilities over dt of the entries ``names`` of ``table`` (0 where
         not named), (1, len(names)); or (len(rows), len(names)) where
-        ``models.Rules`` drives an entry per cell (key ``"what:name"``)."""
+        ``models.Rules`` drives an entry per cell (key ``"what:name"``).
+        With ``expected``: the expected counts, rate x dt, instead."""
         columns = [ruled(self, f"{what}:{k}") for k in names]
         rates = np.array([[table.get(k, 0.0) for k in names]], dtype=np.float64).reshape(1, len(names))
         if any(c is not None for c in columns):
@@ -145,6 +150,8 @@ class Interactions(Behaviour):
             for j, c in enumerate(columns):
                 if c is not None:
                     rates[:, j] = sim.agents[c][rows]
+        if expected:
+            return np.ascontiguousarray(rates * dt, dtype=np.float64)
         return np.ascontiguousarray(V.event_probability(rates * dt, self.probability), dtype=np.float64)
 
     def run(self, sim, population, dt):
@@ -166,7 +173,9 @@ class Interactions(Behaviour):
         p_dead = self._probabilities(sim, "phagocytosis", self.phagocytosis, DEAD_KEYS, rows, dt)
         p_phag = self._probabilities(sim, "phagocytosis", self.phagocytosis, pops, rows, dt)
         p_fuse = self._probabilities(sim, "fusion", self.fusion, pops, rows, dt)
-        p_attack = self._probabilities(sim, "attack", self.attack, pops, rows, dt)
+        x_attack = self._probabilities(sim, "attack", self.attack, pops, rows, dt, expected=True)
+        column = immunogenicity_column(population.name)  # the targets' immunogenicity to this population
+        immunogenicity = t[column] if self.attack and column in t else np.ones(1)
         names = list(self.transformation)
         p_transform = self._probabilities(sim, "transformation", self.transformation, names, rows, dt)
         codes = np.array([sim.populations[k].code for k in names], dtype=np.int32)
@@ -177,8 +186,8 @@ class Interactions(Behaviour):
         transform = np.empty(m, np.int32)
         K.interaction_proposals(rows, t.type, death, has_death, t.uid, t.position, t.diameter, attack_target,
                                 cell_start, order, lower, inv_h, dims, length, periodic, search, self.reach, p_dead,
-                                p_phag, p_fuse, p_attack, p_transform, codes, sim.seed, sim.step, self.stream, eat,
-                                fuse, attack, transform)
+                                p_phag, p_fuse, x_attack, immunogenicity, self.probability == "linear", p_transform,
+                                codes, sim.seed, sim.step, self.stream, eat, fuse, attack, transform)
         if self.attack:
             new = attack >= 0
             t["attack_target"][rows[new]] = t.uid[attack[new]]
@@ -261,6 +270,14 @@ class Interactions(Behaviour):
                 t[c][a] += t[c][b]
         t.request_deaths(t.uid[targets])
         return targets
+
+
+def immunogenicity_column(attacker):
+    """The float column of each cell's immunogenicity to the attackers of
+    population ``attacker`` (PhysiCell's immunogenicities; 1 where absent):
+    ``immunogenicity_to_<name>``, other characters than letters, digits
+    and _ made _."""
+    return "immunogenicity_to_" + re.sub(r"\W+", "_", attacker).strip("_")
 
 
 def _volumes(t, rows, has_volume):

@@ -12,6 +12,7 @@ import numpy as np
 
 from biosim.behaviour import Behaviour, DEATH_STATES
 
+from .interactions import immunogenicity_column
 from .pressure import contact_signals
 
 FIELDS = ("cell type", "signal", "direction", "behavior", "max_response", "half_max", "hill_power", "applies_to_dead")
@@ -25,10 +26,10 @@ SUPPORTED_BEHAVIOURS = ("apoptosis", "necrosis", "cycle entry", "exit from cycle
                         "phagocytose <type>", "phagocytose apoptotic cell", "phagocytose necrotic cell",
                         "phagocytose dead cell", "fuse to <type>", "transform to <type>", "cell-cell adhesion",
                         "cell-cell repulsion", "relative maximum adhesion distance",
-                        "chemotactic response to <substance>", "custom:<column>")
+                        "chemotactic response to <substance>", "immunogenicity to <type>", "custom:<column>")
 _NOT_YET = (r"cell-cell adhesion elastic constant", r"adhesive affinity to .+",
             r"cell-(BM|membrane) (adhesion|repulsion)", r"is[_ ]movable|movable",
-            r"immunogenicity to .+", r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
+            r"damage rate", r"damage repair rate", r"phagocytose other dead cell",
             r"cell attachment rate", r"cell detachment rate", r"maximum number of cell attachments",
             r"attack damage rate", r"attack duration", r"asymmetric division to .+")
 SUPPORTED_SIGNALS = ("<substance>", "<substance> gradient", "grad(<substance>)", "gradient of <substance>",
@@ -417,6 +418,14 @@ def _behaviour(sim, population, name, where, aliases):
         except ValueError as e:
             raise ValueError(f"Rules: {where}: behaviour {name!r}: {e}") from None
         return [(None, None, sim.mechanics.rule_column(key, population.name))], float(base), True
+    m = re.fullmatch(r"immunogenicity to (cell type (\d+)|.+)", name)
+    if m and (m.group(1) in pops or (m.group(2) is not None and int(m.group(2)) < len(pops))):
+        attacker = m.group(1) if m.group(2) is None else next(p for p in pops if pops[p].code == int(m.group(2)))
+        column = immunogenicity_column(attacker)
+        t = sim.agents
+        if column not in t:
+            t.add_column(column, np.float64, 1.0)
+        return [(None, None, column)], 1.0, True
     m = re.fullmatch(r"chemotactic (?:response|sensitivity) to (.+)", name)
     if m and aliases.get(m.group(1), m.group(1)) in sim.substances:
         sub = aliases.get(m.group(1), m.group(1))

@@ -231,3 +231,31 @@ def test_a_checkpoint_continues_interactions_bit_for_bit(tmp_path):
     assert len(a.agents) < 110
     for c in a.agents.columns:
         np.testing.assert_array_equal(b.agents[c], a.agents[c], err_msg=c)
+
+
+@pytest.mark.parametrize("probability", ["exact", "linear"])
+def test_attacks_start_at_the_rate_times_the_target_s_immunogenicity(probability):
+    """PhysiCell: attack probability attack_rate x immunogenicity of the
+    target to the attacker's type x dt; a rule "immunogenicity to tcell"
+    sets it per cell (column immunogenicity_to_tcell)."""
+    n = 2000
+    sim = bs.Simulation(bs.Box.cube(40.0 * 13), dt=0.5, seed=5, mechanics=None)
+    g = bs.init.grid(13, 40.0, origin=(20.0, 20.0, 20.0))[:n]
+    tumour = sim.add_agents("tumour", g, diameter=10.0)
+    tc = sim.add_agents("tcell", g + [11.0, 0.0, 0.0], diameter=10.0)
+    sim.agents.add_column("marker", np.float64, 0.0)
+    sim.agents["marker"][: n // 2] = 1.0  # the first half of the tumour cells
+    tumour.behaviours += [models.Rules([["tumour", "custom:marker", "increases", "immunogenicity to tcell", "3",
+                                         "1", "20", "0"]])]
+    tc.behaviours += [models.Interactions(attack={"tumour": 0.4}, attack_duration=math.inf, probability=probability)]
+    sim.run(1)
+    t = sim.agents
+    order = np.argsort(t.uid)  # tumour cells: uids 0..n-1 (marked: the first half), then the T cells
+    imm = t["immunogenicity_to_tcell"][order]
+    np.testing.assert_allclose(imm[: n // 2], 1 + 2 * (1 / 2), rtol=1e-12)  # Hill at the half-max: halfway to 3
+    np.testing.assert_array_equal(imm[n // 2:], 1.0)
+    attacked = np.isin(np.arange(n), t["attack_target"][t.type == tc.code])
+    for part, x in ((slice(0, n // 2), 0.4 * 0.5 * 2.0), (slice(n // 2, n), 0.4 * 0.5)):
+        p = min(x, 1.0) if probability == "linear" else -math.expm1(-x)
+        got = attacked[part].mean()
+        assert abs(got - p) < 4 * math.sqrt(p * (1 - p) / (n // 2)), (got, p)

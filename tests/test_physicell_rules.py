@@ -216,8 +216,8 @@ def test_duplicate_and_inconsistent_rows_are_refused(tmp_path):
     (GOOD[:1] + ["intracellular oxygen"] + GOOD[2:], r"is PhysiCell's, but biosim does not model it yet"),
     (GOOD[:1] + ["damage"] + GOOD[2:], r"signal 'damage' reads the column 'damage', which models.Damage"),
     (GOOD[:3] + ["dance"] + GOOD[4:], r"unknown behaviour 'dance'; biosim's rules drive apoptosis, necrosis"),
-    (GOOD[:3] + ["immunogenicity to c"] + GOOD[4:], r"behaviour 'immunogenicity to c' is PhysiCell's, "
-                                                    r"but biosim's rules do not drive it yet"),
+    (GOOD[:3] + ["attack duration"] + GOOD[4:], r"behaviour 'attack duration' is PhysiCell's, "
+                                                r"but biosim's rules do not drive it yet"),
     (GOOD[:3] + ["oxygen uptake"] + GOOD[4:], r"drives models.Uptake\('oxygen', rate\)'s rate, which population 'c' "
                                               r"does not have"),
     (GOOD[:3] + ["cycle entry"] + GOOD[4:], r"drives models.CellCycle's exit rate of phase 0, which population 'c' "

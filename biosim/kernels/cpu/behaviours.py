@@ -500,10 +500,24 @@ def _better(u, uj, best, best_uid):
     return u < best or (u == best and uj < best_uid)
 
 
+@njit(cache=True, inline="always")
+def in_reach(pos, diameter, j, xi, yi, zi, ri, reach, s2, length, periodic):
+    """Whether row j lies closer than reach x (ri + r_j) µm to the point
+    (xi, yi, zi) (minimum image where periodic), and within the search
+    radius (s2: its square)."""
+    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
+    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
+    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
+    d2 = dx * dx + dy * dy + dz * dz
+    rr = reach * (ri + 0.5 * diameter[j])
+    return d2 < rr * rr and d2 < s2
+
+
 @njit(cache=True, parallel=True)
 def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, attack_target, cell_start, order,
-                          lower, inv_h, dims, length, periodic, search, reach, p_dead, p_phag, p_fuse, p_attack,
-                          p_transform, transform_codes, seed, step, stream, eat, fuse, attack, transform):
+                          lower, inv_h, dims, length, periodic, search, reach, p_dead, p_phag, p_fuse, x_attack,
+                          immunogenicity, linear, p_transform, transform_codes, seed, step, stream, eat, fuse, attack,
+                          transform):
     """One interval of PhysiCell's cell-cell interactions for the actor rows
     ``rows`` (live cells of one population): each considers every other
     agent closer than reach x (r_i + r_j) (µm; ``search`` bounds it, at
@@ -514,8 +528,11 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
       (apoptotic) or p_dead[., 1] (necrotic), a live one with
       p_phag[., type];
     * fuse (event 2): a live neighbour with p_fuse[., type];
-    * attack (event 3): a live neighbour with p_attack[., type], only for
-      an actor not attacking (attack_target < 0).
+    * attack (event 3): a live neighbour, only for an actor not attacking
+      (attack_target < 0), with x = x_attack[., type] (the expected
+      attacks, rate x dt) times the neighbour's ``immunogenicity`` (one
+      value per row, or one value for all): probability 1 - exp(-x), or
+      PhysiCell's x capped at 1 with ``linear``.
 
     Each table has one row (the same for every actor) or one per actor
     (row q: per-cell rates, e.g. from models.Rules).  Of the successes of
@@ -525,6 +542,7 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
     below p_transform[., k] (transform[q], or -1)."""
     nchunks = (rows.size + SEARCH_CHUNK - 1) // SEARCH_CHUNK
     s2 = search * search
+    per_target = immunogenicity.size > 1
     for c in prange(nchunks):
         runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
         for q in range(c * SEARCH_CHUNK, min(rows.size, (c + 1) * SEARCH_CHUNK)):
@@ -532,7 +550,7 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
             qd = q if p_dead.shape[0] > 1 else 0
             qp = q if p_phag.shape[0] > 1 else 0
             qf = q if p_fuse.shape[0] > 1 else 0
-            qa = q if p_attack.shape[0] > 1 else 0
+            qa = q if x_attack.shape[0] > 1 else 0
             qt = q if p_transform.shape[0] > 1 else 0
             ui = uid[i]
             xi = pos[i, 0]
@@ -549,12 +567,7 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
                     j = order[k]
                     if j == i:
                         continue
-                    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
-                    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
-                    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
-                    d2 = dx * dx + dy * dy + dz * dz
-                    rr = reach * (ri + 0.5 * diameter[j])
-                    if d2 >= rr * rr or d2 >= s2:
+                    if not in_reach(pos, diameter, j, xi, yi, zi, ri, reach, s2, length, periodic):
                         continue
                     uj = uid[j]
                     s = death[j] if has_death else 0
@@ -574,7 +587,8 @@ def interaction_proposals(rows, type_, death, has_death, uid, pos, diameter, att
                         u = uniform(seed, ui, step, stream, 4 * uj + 2)
                         if u < p and _better(u, uj, bf, uf):
                             bf, uf, f = u, uj, j
-                    p = p_attack[qa, tj]
+                    x = x_attack[qa, tj] * (immunogenicity[j] if per_target else immunogenicity[0])
+                    p = min(x, 1.0) if linear else -math.expm1(-x)
                     if can_attack and p > 0.0:
                         u = uniform(seed, ui, step, stream, 4 * uj + 3)
                         if u < p and _better(u, uj, ba, ua):
@@ -833,12 +847,7 @@ def attach_proposals(rows, type_, death, has_death, uid, pos, diameter, attached
                     p = p_attach[type_[j]]
                     if p <= 0.0:
                         continue
-                    dx = min_image(pos[j, 0] - xi, length[0], periodic[0])
-                    dy = min_image(pos[j, 1] - yi, length[1], periodic[1])
-                    dz = min_image(pos[j, 2] - zi, length[2], periodic[2])
-                    d2 = dx * dx + dy * dy + dz * dz
-                    rr = reach * (ri + 0.5 * diameter[j])
-                    if d2 >= rr * rr or d2 >= s2:
+                    if not in_reach(pos, diameter, j, xi, yi, zi, ri, reach, s2, length, periodic):
                         continue
                     uj = uid[j]
                     held = False
