@@ -20,11 +20,12 @@ from .rules import agent_rule  # noqa: E402
 from .simulation import Population, Simulation, Trigger  # noqa: E402
 from .space import Box, neighbour_pairs  # noqa: E402
 from .substances import Dirichlet, Neumann, Substance  # noqa: E402
+from .sweep import sweep  # noqa: E402
 
 __all__ = [
     "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "Neumann",
     "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "init", "io",
-    "agent_rule", "neighbour_pairs", "rng",
+    "agent_rule", "neighbour_pairs", "rng", "sweep",
 ]
 
 

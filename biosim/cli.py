@@ -249,6 +249,17 @@ def build_parser():
     pc.add_argument("--quiet", action="store_true", help="no progress bar")
     pc.set_defaults(func=cmd_physicell)
 
+    sw = sub.add_parser("sweep", help="run the parameter sweep a script defines (its SWEEP dict) on a process pool",
+                        description="Import SCRIPT.py and run bs.sweep with its SWEEP dict ({'parameters': ..., "
+                                    "'steps': ..., 'seeds': ...}; the model: the script's function model(**params, "
+                                    "seed=...)), one worker per core with one numba thread each. Prints the runs' "
+                                    "last rows and writes every row to a CSV file.")
+    sw.add_argument("script", help="a Python script defining model(**params, seed=...) and SWEEP")
+    sw.add_argument("--out", default=None, help="folder for each run's HDF5 and JSON (a rerun skips runs done)")
+    sw.add_argument("--csv", default=None, help="the table's CSV file (default: sweep.csv in --out, else none)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
+
     i = sub.add_parser("info", help="versions, threads, GPU")
     i.set_defaults(func=cmd_info)
 
@@ -276,6 +287,27 @@ def build_parser():
         sp.add_argument("--device", default=argparse.SUPPRESS, metavar="cpu|cuda|cuda:N",
                         help="where simulations run (default: cpu, or $BIOSIM_DEVICE)")
     return p
+
+
+def cmd_sweep(args):
+    from pathlib import Path
+
+    from .sweep import SweepError, run_script
+
+    try:
+        df = run_script(args.script, out=args.out, progress=not args.quiet)
+    except SweepError as e:
+        raise SystemExit(str(e)) from None
+    csv = args.csv or (str(Path(args.out) / "sweep.csv") if args.out else None)
+    if csv:
+        df.to_csv(csv, index=False)
+    failed = df.attrs.get("failed", [])
+    keys = list(df.attrs.get("parameters", ())) + ["seed"]
+    last = df.groupby(keys, dropna=False, sort=False).tail(1) if len(df) else df
+    print(last.to_string(index=False))
+    print(f"{len(last)} runs done, {len(failed)} failed" + (f"; table: {csv}" if csv else ""))
+    if failed:
+        raise SystemExit(1)
 
 
 def main(argv=None):
