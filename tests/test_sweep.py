@@ -1,10 +1,12 @@
 """Parameter sweeps (issue 18): bs.sweep on any concurrent.futures
 executor, its table, its folder, failures, bad input, biosim sweep."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +121,49 @@ def test_biosim_sweep_runs_a_script_s_sweep(tmp_path):
     bad.write_text("def model(seed):\n    pass\n")
     r = subprocess.run([sys.executable, "-m", "biosim", "sweep", str(bad)], capture_output=True, text=True)
     assert r.returncode != 0 and "defines no SWEEP dict" in r.stderr
+
+
+def _reference():
+    with ThreadPoolExecutor(2) as ex:
+        return bs.sweep(M.growing, {"rate": [0.02, 0.04]}, steps=10, seeds=2, executor=ex, progress=False)
+
+
+def test_a_dask_client_s_executor_runs_a_sweep():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        df = bs.sweep(M.growing, {"rate": [0.02, 0.04]}, steps=10, seeds=2, executor=client.get_executor(),
+                      progress=False)
+    assert df.equals(_reference()) and not df.attrs["failed"]
+
+
+def test_mpi4py_futures_runs_a_sweep(tmp_path):
+    pytest.importorskip("mpi4py")
+    import shutil
+
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec (pip install mpich)")
+    script = tmp_path / "mpi_sweep.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import biosim as bs
+        import sweep_models as M
+        from mpi4py.futures import MPIPoolExecutor
+
+        if __name__ == "__main__":
+            with MPIPoolExecutor() as ex:
+                df = bs.sweep(M.growing, {{"rate": [0.02, 0.04]}}, steps=10, seeds=2, executor=ex, progress=False)
+            df.to_pickle(sys.argv[1])
+    """))
+    out = tmp_path / "df.pkl"
+    r = subprocess.run([mpiexec, "-n", "3", sys.executable, "-m", "mpi4py.futures", str(script), str(out)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pandas as pd
+
+    df = pd.read_pickle(out)
+    ref = _reference()
+    np.testing.assert_array_equal(df["count_cells"].to_numpy(), ref["count_cells"].to_numpy())
+    np.testing.assert_array_equal(df["mean_x"].to_numpy(), ref["mean_x"].to_numpy())
