@@ -268,6 +268,7 @@ class Simulation:
             "dt": self.dt,
             "seed": self.seed,
             "reorder_every": self.reorder_every,
+            "plane": self.plane,
             "device": self.device,
             "mechanics": None if self.mechanics is None else self.mechanics.to_dict(),
             "populations": {p.name: {"type": p.code, "behaviours": [b.to_dict() for b in p.behaviours]}

@@ -270,3 +270,15 @@ def test_a_rule_defined_in_the_script_gets_a_clear_error(tmp_path):
     assert "REFUSED agent rule 'swell' is defined in __main__" in r.stdout
     assert "move it into a module" in r.stdout and "allow=" in r.stdout
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_a_branch_of_a_2d_run_keeps_its_plane(tmp_path):
+    sim = bs.Simulation(bs.Box([0, 0, 0], [100, 100, 20]), dt=0.1, seed=3)
+    sim.plane = 10.0
+    sim.add_agents("c", [[30.0, 30.0, 10.0], [40.0, 30.0, 10.0]], diameter=12.0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "run.h5", every=2))
+    sim.run(4)
+    branch = bs.Simulation.from_run(tmp_path / "run.h5", snapshot=1)
+    assert branch.plane == 10.0 and branch.step == 2
+    branch.run(3)
+    assert np.all(branch.agents.position[:, 2] == 10.0)

@@ -658,6 +658,13 @@ def _from_run(run, i, allow):
         sim = Simulation(box, boundary=meta["boundary"], dt=meta["dt"], seed=meta["seed"],
                          mechanics=mechanics_from(meta["mechanics"]),
                          reorder_every=meta.get("reorder_every", 8))
+        plane = meta.get("plane")  # a 2-D run's mid-plane (runs written before it was stored: none)
+        if plane is not None:
+            try:
+                sim.plane = plane
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"run {run.path!r}: its metadata plane {plane!r} is not a z in its box: "
+                                      f"{e}") from None
         columns, pops, subs = meta["columns"], meta["populations"], meta.get("substances", {})
     except KeyError as e:
         raise CheckpointError(f"run {run.path!r} lacks the metadata {e} needed to rebuild its simulation") from None
