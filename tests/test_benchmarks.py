@@ -115,11 +115,33 @@ def test_physicell_side_by_side_tiny():
         assert rows[0][3] == "40.00" and rows[1][3] == "16.83" and "x faster" in out
 
 
+def test_physicell_mechanics_tiny():
+    out = run_bench("physicell_mechanics.py", "--agents", "2000", "--steps", "1", "--repeat", "1", "--threads", "1")
+    rates = {ln.split()[0] + ln.split()[1]: ln for ln in out.splitlines() if re.match(r"^(uniform|pair|per|none|att)",
+                                                                                       ln)}
+    assert {"uniform1", "pairtable", "percell", "none1", "attachments1"} <= set(rates), out
+    assert "1.000x" in rates["uniform1"] and "n/a" not in out
+    held = float(rates["attachments1"].split()[-1])
+    assert held >= 0.0
+
+
+def test_phenotype_kernels_tiny():
+    out = run_bench("phenotype_kernels.py", "--agents", "3000", "--steps", "2", "--repeat", "1")
+    assert "cells.CellCycle:" in out and "cells.Apoptosis:" in out and re.search(r"whole step: [0-9.]+ ms/step", out)
+
+
+def test_bench_sweep_tiny():
+    out = run_bench("bench_sweep.py", "--runs", "2", "--agents", "100", "--steps", "3")
+    assert "2 runs of soma clustering (100 cells, 3 steps)" in out  # and the script checked the bits agree
+    assert re.search(r"speed-up of the sweep: [0-9.]+x", out)
+
+
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
-        "gpu_check.py", "physicell_side_by_side.py"}  # gpu_check's test: tests/test_gpu.py
+        "gpu_check.py", "physicell_side_by_side.py", "physicell_mechanics.py", "phenotype_kernels.py",
+        "bench_sweep.py"}  # gpu_check's test: tests/test_gpu.py
 
 
 def test_bench_on_the_gpu_prints_its_row_and_the_ratio_to_the_cpu():
@@ -225,7 +247,12 @@ def test_scenario_definitions():
     assert s.shape == (50, 50, 50) and s.substeps(sim.dt) == (10, pytest.approx(0.01))
     assert sim.dt == 0.1 and np.allclose(sim.box.lower, -500) and np.allclose(sim.box.upper, 500)
     assert np.allclose(np.pi / 6 * sim.agents.diameter ** 3, 2494.0)
-    assert [b.every for b in sim.populations["default"].behaviours] == [60, 60]
+    # the full phenotype every 6 min, with PhysiCell's conventions, wall and force
+    beh = sim.populations["default"].behaviours
+    assert [type(b).__name__ for b in beh] == ["Volume", "CellCycle", "Apoptosis", "Necrosis"]
+    assert [b.every for b in beh] == [60, 60, 60, 60]
+    assert beh[1].probability == "linear" and beh[1].placement == "physicell" and beh[2].phases and beh[3].phases
+    assert sim.mechanics.wall == 100.0 and s.decay_split and s.dirichlet_layer
     # proliferation: a 20 µm lattice, diameters between a fresh daughter and the division size
     sim = bench.make_proliferation(1000)
     p = sim.agents.position
@@ -268,7 +295,7 @@ def test_biosim_bench_cli(tmp_path):
     assert "baseline numpy + cKDTree at 1,500 agents" in text and "compilation or cache load" in text
     assert "baseline pyphysicell" in text  # measured, or skipped with the reason
     if "pyphysicell skipped" not in text:
-        assert "note: physics that differs from pyphysicell" in text
+        assert "note: the same physics as pyphysicell (PhysiCell 1.14.2)" in text
     res = json.loads((out / "bench.json").read_text())
     assert set(res["machine"]) >= {"cpu", "logical_cores", "numba", "numpy", "python", "biosim"}
     runs = res["scenarios"]["circles"]["runs"]
