@@ -460,8 +460,10 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
         return (a - b) / (a / R - b / (self.adhesion_range * R))
 
     def _cell_tables(self, sim):
-        """(values (3, ntypes), driven (3, ntypes) uint8, rule columns) of
-        the per-cell kernel."""
+        """(values, driven) of the per-cell kernel: each population's
+        repulsion, adhesion and adhesion_range as rows of a (3, ntypes)
+        float64 table, and (3, ntypes) uint8 flags where a rule sets the
+        value per cell (column ``rule_<key>``)."""
         names = list(sim.populations) or ["(none)"]
         keys = ("repulsion", "adhesion", "adhesion_range")
         values = np.array([[self.value(k, p) for p in names] for k in keys], dtype=np.float64)
