@@ -136,12 +136,30 @@ def test_bench_sweep_tiny():
     assert re.search(r"speed-up of the sweep: [0-9.]+x", out)
 
 
+def test_mpi_model_counts_the_aura_shell_and_the_crossings():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mpi_model", os.path.join(BENCH, "mpi_model.py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    assert m.blocks(1000) == (10, 10, 10) and sorted(m.blocks(84096)) == [32, 36, 73]
+    # 8 ranks of a 200 µm cube at density 1e-3: blocks of 100 µm, a 10 µm aura: 120^3 - 100^3 µm³ of agents
+    own, L, aura, mig, ab, mb = m.traffic(8e3, 8, 1e-3, 10.0, 0.5, 44.0, 320.0, "cubes")
+    assert own == 1e3 and L == pytest.approx((100.0, 100.0, 100.0), rel=1e-12)
+    assert aura == pytest.approx(1e-3 * (120 ** 3 - 100 ** 3)) and ab == pytest.approx(44 * aura)
+    assert mig == pytest.approx(1e-3 * 6 * 100 ** 2 * 0.25) and mb == pytest.approx(320 * mig)
+    with pytest.raises(ValueError, match="thinner than the interaction range"):
+        m.traffic(8e3, 100, 1e-3, 10.0, 0.5, 44.0, 320.0, "slabs")
+    out = run_bench("mpi_model.py")
+    assert re.search(r"^cubes\s+1e\+06\s+1260 x 1260 x 1260", out, re.M) and "TeraAgent" in out
+
+
 def test_every_benchmark_has_a_test():
     assert {f for f in os.listdir(BENCH) if f.endswith(".py")} == {
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
         "gpu_check.py", "physicell_side_by_side.py", "physicell_mechanics.py", "phenotype_kernels.py",
-        "bench_sweep.py"}  # gpu_check's test: tests/test_gpu.py
+        "bench_sweep.py", "mpi_model.py"}  # gpu_check's test: tests/test_gpu.py
 
 
 def test_bench_on_the_gpu_prints_its_row_and_the_ratio_to_the_cpu():
