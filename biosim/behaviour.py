@@ -105,6 +105,17 @@ def live_rows(sim, code):
     return sim.backend.behaviours.where_equal(live_types(sim), len(sim.agents), code)
 
 
+def uid_map(sim):
+    """uid -> row (-1: no such agent) of the table as it is now, a host
+    int64 array of ``agents.next_uid`` entries built in one parallel pass:
+    constant-time lookups of the cells that columns name by uid (attack
+    targets, attachments)."""
+    t = sim.agents
+    where = np.empty(t.next_uid, np.int64)
+    sim.backend.host.behaviours.uid_rows(t.uid, len(t), where)
+    return where
+
+
 def ruled(behaviour, key):
     """The float column holding per-cell values of ``behaviour``'s parameter
     ``key`` (e.g. an Apoptosis' ``"rate"``) where ``models.Rules`` drives it

@@ -62,6 +62,7 @@ class Mechanics:
         return f"{type(self).__name__}({args})"
 
     _NO_TABLE = np.zeros((1, 1))
+    _NO_CELLS = np.zeros((1, 3))  # coincident_pushes' per-cell values, for the laws without them
 
     def prepare(self, sim):
         """Check the law against the simulation before a run (populations are
@@ -100,8 +101,6 @@ class Mechanics:
                                 t.position, t.diameter, t.uid, t.type, tab, self._NO_CELLS, *args, sim.seed,
                                 sim.step, force)
         return force
-
-    _NO_CELLS = np.zeros((1, 3))
 
     CROWDING = 8.0  # a cell holding this many times what packs into it without overlap is crowded
 

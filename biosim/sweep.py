@@ -113,7 +113,7 @@ def sweep(model, parameters, steps, seeds=1, executor=None, out=None, progress=T
     finally:
         if own:
             executor.shutdown()
-    names = sorted({k for params, _ in runs for k in params}, key=lambda k: _first_index(runs, k))
+    names = list(dict.fromkeys(k for params, _ in runs for k in params))  # in order of first appearance
     place = {run_key(params, seed, steps): i for i, (params, seed) in enumerate(runs)}
     rows = []
     for r in sorted(results, key=lambda r: place.get(run_key(r["params"], r["seed"], steps), len(place))):
@@ -243,13 +243,6 @@ def _rows(r, names):
             row = by_step.setdefault(s, {**base, "step": s, "time": t})
             row[name] = v
     return [by_step[s] for s in sorted(by_step)]
-
-
-def _first_index(runs, key):
-    for i, (params, _) in enumerate(runs):
-        if key in params:
-            return list(params).index(key) + 1000 * i
-    return 0
 
 
 def _name(model):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour
+from biosim.behaviour import Behaviour, uid_map
 
 COLUMN = "attached"  # the uids of the cells a cell is attached to, -1 for an empty slot
 DEFAULT_ELASTIC_CONSTANT = 0.01  # PhysiCell's attachment_elastic_constant, 1/min
@@ -122,17 +122,18 @@ class Attachments(Behaviour):
         p_attach = np.array([float(V.event_probability(self.attachment_rate * self.affinity.get(k, 1.0) * dt,
                                                        self.probability)) for k in names])
         p_detach = float(V.event_probability(self.detachment_rate * dt, self.probability))
+        grid = None
+        if p_attach.max() > 0:
+            search = self.reach * float(t.diameter[:n].max())
+            grid = sim._neighbour_grid(search)  # may reorder rows: read the columns after it
+        rows = np.flatnonzero(t.type[:n] == population.code)
         attached = t[COLUMN]
         has_death = "death" in t
         death = t["death"] if has_death else np.zeros(1, np.int8)
-        cand = np.full((rows.size, 1), -1, np.int64)
-        if p_attach.max() > 0:
-            search = self.reach * float(t.diameter[:n].max())
-            grid = sim._neighbour_grid(search)  # may reorder rows: read columns after
+        if grid is None:
+            cand = np.full((rows.size, 1), -1, np.int64)
+        else:
             cell_start, order, lower, inv_h, dims, length, periodic, _ = grid.kernel_args()
-            attached = t[COLUMN]
-            death = t["death"] if has_death else death
-            rows = np.flatnonzero(t.type[:n] == population.code)
             live = rows if not has_death else rows[death[rows] == 0]
             cand_live = np.empty((live.size, self.max_attachments), np.int64)
             K.attach_proposals(live, t.type, death, has_death, t.uid, t.position, t.diameter, attached, cell_start,
@@ -153,15 +154,6 @@ def _max_slots(sim, name, width):
         if isinstance(b, Attachments):
             return b.max_attachments
     return width
-
-
-def uid_map(sim):
-    """uid -> row (-1: no such agent) of the table as it is now, host int64,
-    built in one parallel pass."""
-    t = sim.agents
-    where = np.empty(t.next_uid, np.int64)
-    sim.backend.host.behaviours.uid_rows(t.uid, len(t), where)
-    return where
 
 
 def register_springs(sim):

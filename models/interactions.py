@@ -6,7 +6,7 @@ import re
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour, live_rows, ruled
+from biosim.behaviour import Behaviour, live_rows, ruled, uid_map
 
 DEAD_KEYS = ("apoptotic", "necrotic")  # phagocytosis of dead cells by their death state
 COMPARTMENTS = ("nuclear_solid", "nuclear_fluid", "cytoplasmic_solid", "cytoplasmic_fluid")
@@ -209,10 +209,8 @@ class Interactions(Behaviour):
             return
         rows = rows[np.argsort(t.uid[rows], kind="stable")]
         uid = t.uid
-        srt = np.argsort(uid, kind="stable")
-        at = np.minimum(np.searchsorted(uid, target[rows], sorter=srt), len(uid) - 1)
-        trow = srt[at]
-        alive = uid[trow] == target[rows]
+        trow = uid_map(sim)[target[rows]]
+        alive = trow >= 0
         if "death" in t:
             alive &= t["death"][trow] == 0
             alive &= t["death"][rows] == 0

@@ -41,16 +41,6 @@ def mix64(z):
 
 
 @njit(cache=True, inline="always")
-def hash5(seed, uid, step, stream, k):
-    """64 random bits for the key (seed, uid, step, stream, k)."""
-    h = mix64(np.uint64(seed) + _GOLDEN)
-    h = mix64(h ^ (np.uint64(uid) + _GOLDEN))
-    h = mix64(h ^ (np.uint64(step) + _GOLDEN))
-    h = mix64(h ^ (np.uint64(stream) + _GOLDEN))
-    return mix64(h ^ (np.uint64(k) + _GOLDEN))
-
-
-@njit(cache=True, inline="always")
 def hash_prefix(seed, uid, step, stream):
     """The first four rounds of :func:`hash5`, shared by every k of one
     (seed, uid, step, stream): ``uniform_after(prefix, k)`` equals
@@ -60,6 +50,12 @@ def hash_prefix(seed, uid, step, stream):
     h = mix64(h ^ (np.uint64(uid) + _GOLDEN))
     h = mix64(h ^ (np.uint64(step) + _GOLDEN))
     return mix64(h ^ (np.uint64(stream) + _GOLDEN))
+
+
+@njit(cache=True, inline="always")
+def hash5(seed, uid, step, stream, k):
+    """64 random bits for the key (seed, uid, step, stream, k)."""
+    return mix64(hash_prefix(seed, uid, step, stream) ^ (np.uint64(k) + _GOLDEN))
 
 
 @njit(cache=True, inline="always")
