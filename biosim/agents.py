@@ -91,6 +91,7 @@ class AgentTable:
         self._requester = 0  # set by the simulation before each behaviour: (population, behaviour)
         self._request_seq = 0
         self._in_step = False
+        self.decomposition = None  # under MPI (biosim.parallel): own rows, daughters' uids
         self.total_births = 0  # committed over the table's life (bookkeeping checks)
         self.total_deaths = 0
         for name, dtype, default, shape in (
@@ -429,15 +430,17 @@ class AgentTable:
         """The queued daughters in commit order: by parent uid, requesting
         behaviour, request order; those whose mother is in ``dead`` (sorted
         uids, or None) dropped.  Parent uids queued on the device (a few) are
-        brought to the host for it."""
+        brought to the host for it.  Returns (order, their parents' uids)."""
         B = self._backend
+        if not self._births:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         parents = np.concatenate([np.asarray(B.to_host(b[0]), dtype=np.int64) for b in self._births])
         requester = np.concatenate([np.full(len(b[0]), b[2], dtype=np.int64) for b in self._births])
         seq = np.concatenate([np.full(len(b[0]), b[3], dtype=np.int64) for b in self._births])
         order = np.lexsort((seq, requester, parents))
         if dead is not None:
             order = order[~np.isin(parents[order], dead)]
-        return order
+        return order, parents[order]
 
     def _commit_device(self):
         """commit() on a GPU backend, in the same order: the dead uids (few)
@@ -467,7 +470,7 @@ class AgentTable:
                         K.copy_rows(tmp, kept, flat)
                 self._n = kept
         if self._births:
-            order = self._daughter_order(dead)
+            order, _ = self._daughter_order(dead)
             m = order.size
             start = self._n
             self.reserve(start + m)
@@ -536,6 +539,7 @@ class AgentTable:
             return self._commit_device()
         deaths = births = 0
         dead = None
+        dd = self.decomposition if self._in_step else None
         if self._deaths:
             dead = np.unique(np.concatenate(self._deaths))
             self._deaths = []
@@ -546,8 +550,16 @@ class AgentTable:
                 for name, arr in self._data.items():
                     arr[:n_new] = arr[: self._n][keep]
                 self._n = n_new
+                if dd is not None:  # the own rows stay first
+                    dd.n_own = int(keep[:dd.n_own].sum())
+        if dd is not None:  # a collective call on every rank, daughters or not
+            order, parents = self._daughter_order(dead)
+            own = dd.owns_rows(parents)  # the aura's daughters are born on their mothers' ranks
+            order, parents = order[own], parents[own]
+            uids, total = dd.daughter_uids(parents)
         if self._births:
-            order = self._daughter_order(dead)
+            if dd is None:
+                order, _ = self._daughter_order(dead)
             m = order.size
             start = self._n
             self.reserve(start + m)
@@ -559,11 +571,14 @@ class AgentTable:
                                         (b[0].size,) + arr.shape[1:])
                         for b in self._births]
                 arr[start:start + m] = np.concatenate(vals)[order]
-            self._data["uid"][start:start + m] = np.arange(self._next_uid, self._next_uid + m)
-            self._next_uid += m
+            self._data["uid"][start:start + m] = (np.arange(self._next_uid, self._next_uid + m) if dd is None
+                                                  else uids)
+            self._next_uid += m if dd is None else total
             self._n = start + m
             births = m
             self._births = []
+        elif dd is not None:
+            self._next_uid += total
         self._requester = 0
         self._request_seq = 0
         self.total_births += births

@@ -32,6 +32,8 @@ class Behaviour:
     # run before the population's other behaviours whatever its place in the
     # list (models.Rules: it sets the per-cell values they read this step)
     first = False
+    # reads no other agent than its own (see search_radius)
+    per_agent = False
 
     def __init__(self, every=1):
         self.every = V.positive_int("every", every)
@@ -56,6 +58,20 @@ class Behaviour:
     def run(self, sim, population, dt):
         """Act on the agents of ``population`` over an interval ``dt`` (min)."""
         raise NotImplementedError
+
+    def search_radius(self, sim):
+        """How far (µm) :meth:`run` searches for neighbours on this state:
+        0.0 when it reads no other agent, None when unknown (the default for
+        behaviours written outside biosim).  Under MPI it sizes the aura of
+        agents each rank receives from its neighbours (``biosim.parallel``).
+        The class attribute ``per_agent = True`` says 0.0."""
+        return 0.0 if self.per_agent else None
+
+    def max_move(self, sim, dt):
+        """The farthest (µm) :meth:`run` moves an agent over an interval
+        ``dt`` (min): 0.0 when it does not write positions, None when
+        unknown.  Under MPI it sizes the aura's margin for movement."""
+        return None if "position" in self.writes else 0.0
 
     def state_columns(self):
         """``{column: labels}`` for the integer state columns this behaviour

@@ -78,7 +78,7 @@ class Mechanics:
         table = self.prepare(sim)
         B = sim.backend
         K = B.forces
-        grid = sim._neighbour_grid(self.cutoff(B.max(t.col("diameter", False), n)))
+        grid = sim._neighbour_grid(self.cutoff(sim._max_diameter()))
         params = np.array(self._params(), dtype=np.float64)
         if B.on_device:  # one thread per agent, coincident centres included
             force = t.dev_scratch((n, 3), np.float64)
@@ -502,8 +502,8 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
         rules = [t.col("rule_" + k, False) if k in ruled else none
                  for k in ("repulsion", "adhesion", "adhesion_range")]
         # the reach: at most the largest lam times the largest diameter (a rule-set lam: its column's largest)
-        lam = max(float(values[2].max()), B.max(rules[2], n) if "adhesion_range" in ruled else 0.0)
-        grid = sim._neighbour_grid(max(lam, 1.0) * B.max(t.col("diameter", False), n))  # may reorder the rows
+        lam = max(float(values[2].max()), sim._column_max(rules[2]) if "adhesion_range" in ruled else 0.0)
+        grid = sim._neighbour_grid(max(lam, 1.0) * sim._max_diameter())  # may reorder the rows
         cellv = self._cell_values(B, n)
         bad = K.cell_mechanics(t.col("type", False), t.col("diameter", False), n, B.to_device(values),
                                B.to_device(driven), *rules, cellv)

@@ -392,6 +392,9 @@ class AgentRule(Behaviour):
     def parameters(self):
         return {"rule": f"{self.definition.fn.__module__}.{self.definition.name}", "every": self.every}
 
+    def search_radius(self, sim):
+        return float(self.definition.radius or 0.0)
+
     def attach(self, sim, population):
         d = self.definition
         for col, spec in d.columns.items():

@@ -1,5 +1,6 @@
 """Simulation: owns the agents, the populations and their behaviours, the
 mechanics, the writers and the step loop."""
+import contextlib
 import time as _time
 import weakref
 
@@ -13,7 +14,8 @@ from .mechanics import Mechanics, SoftSphere
 from .space import BOUNDARIES, Box, UniformGrid
 from .substances import Substance
 
-PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "substances", "commit", "output")
+PHASES = ("actions", "neighbours", "behaviours", "mechanics", "boundary", "substances", "commit", "output",
+          "exchange")
 _DEFAULT = object()
 _LIVE = weakref.WeakSet()  # simulations of this process (for `biosim run --profile`)
 
@@ -41,13 +43,17 @@ class Trigger:
 
 class Action:
     """A plain Python callback ``fn(sim)`` run at the start of a step whose
-    number is a multiple of ``every``."""
+    number is a multiple of ``every`` (``local``: under MPI on each rank's
+    own agents, without gathering the whole simulation)."""
 
-    def __init__(self, fn, every):
+    def __init__(self, fn, every, local=False):
         if not callable(fn):
             raise TypeError(f"fn must be callable (called as fn(sim)), got {fn!r}")
+        if not isinstance(local, (bool, np.bool_)):
+            raise TypeError(f"local must be True or False, got {local!r}")
         self.fn = fn
         self.trigger = Trigger(every)
+        self.local = bool(local)
 
 
 class Record:
@@ -197,9 +203,16 @@ class Simulation:
         ``sim.agents`` stays the same numpy-facing API (see
         :mod:`biosim.backends` and the README's Determinism section for how
         results compare with the CPU).
+    comm : mpi4py communicator or None
+        Run this simulation across the communicator's ranks (domain
+        decomposition in slabs along x: :mod:`biosim.parallel`).  None: the
+        launcher's ranks when started by ``mpiexec -n R`` with R > 1 (and
+        mpi4py installed), else one process.  Results equal one process's
+        bit for bit; between steps ``sim.agents`` holds this rank's agents.
     """
 
-    def __init__(self, box, boundary="closed", dt=0.1, seed=0, mechanics=_DEFAULT, reorder_every=8, device=None):
+    def __init__(self, box, boundary="closed", dt=0.1, seed=0, mechanics=_DEFAULT, reorder_every=8, device=None,
+                 comm=None):
         if not isinstance(box, Box):
             raise TypeError(f"box must be a biosim Box (Box.cube(edge) or Box(lower, upper)), got {box!r}")
         self.box = box
@@ -240,7 +253,50 @@ class Simulation:
         self._run_end = None
         self._count_every = None
         self._first_step = 0
+        self._dd = self._decomposition(comm)
         _LIVE.add(self)
+
+    def _decomposition(self, comm):
+        """The MPI decomposition for ``comm`` (or the launcher's), or None
+        for one process."""
+        from . import parallel
+
+        if comm is None:
+            comm = parallel.launcher_comm()
+        elif not (hasattr(comm, "Get_size") and hasattr(comm, "Get_rank") and hasattr(comm, "allgather")):
+            raise TypeError(f"comm must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None, got {comm!r}")
+        if comm is None or comm.Get_size() == 1:
+            return None
+        if self.backend.on_device:
+            raise ValueError(f"device={self.device!r} with {comm.Get_size()} MPI ranks: the decomposition runs "
+                             f"on the CPU backend only (so far); use device=\"cpu\" or one rank per run")
+        self._grid.reorder = False  # own rows stay first in the table during a step
+        self.agents.decomposition = dd = parallel.Decomposition(self, comm)
+        return dd
+
+    @property
+    def rank(self):
+        """This process's MPI rank in the simulation's communicator (0 without MPI)."""
+        return 0 if self._dd is None else self._dd.rank
+
+    @property
+    def ranks(self):
+        """Number of MPI ranks the simulation runs on (1 without MPI)."""
+        return 1 if self._dd is None else self._dd.size
+
+    @contextlib.contextmanager
+    def gathered(self):
+        """``with sim.gathered(): ...``: inside the block ``sim.agents`` holds
+        the whole simulation on every rank (in uid order), for analysis
+        after ``run()``; afterwards each rank holds its own agents again
+        and changes made inside are dropped (change agents in an action).
+        Under MPI a collective call (every rank enters it); without MPI it
+        changes nothing."""
+        if self._dd is None:
+            yield self
+            return
+        with self._dd.gathered():
+            yield self
 
     # -- state ---------------------------------------------------------------
     @property
@@ -427,10 +483,18 @@ class Simulation:
         known = ", ".join(self.substances) or "none yet (add them with sim.add_substance)"
         raise ValueError(f"{who}: unknown substance {ref!r}; substances are {known}")
 
-    def add_action(self, fn, every=1):
+    def add_action(self, fn, every=1, local=False):
         """Run ``fn(sim)`` (plain Python on numpy views) at the start of every
-        step whose number is a multiple of ``every``: phase 1 of the step."""
-        action = Action(fn, every)
+        step whose number is a multiple of ``every``: phase 1 of the step.
+
+        Under MPI an action sees the whole simulation: the agents of every
+        rank are gathered onto every rank (in uid order) while it runs, and
+        each rank keeps those in its slab afterwards: a copy of every column
+        of every agent per rank, each time it fires.  ``local=True`` skips
+        that: the action runs on each rank's own agents (``sim.agents``),
+        right for per-agent changes (a drug added at a time, cells marked
+        by position); without MPI it makes no difference."""
+        action = Action(fn, every, local)
         self.actions.append(action)
         return action
 
@@ -525,10 +589,20 @@ class Simulation:
         written atomically).  Behaviours, rules, actions and record functions
         are stored by import path: ones defined in ``__main__`` (the script) or
         as lambdas are refused with a message saying how to make them
-        restorable.  See :mod:`biosim.io.checkpoint`."""
+        restorable.  See :mod:`biosim.io.checkpoint`.  Under MPI, rank 0
+        saves the whole simulation (gathered from every rank); the file
+        loads on any number of ranks, one included."""
         from .io.checkpoint import save
 
-        return save(self, path)
+        dd = self._dd
+        if dd is None:
+            return save(self, path)
+        from .io.checkpoint import state_of
+
+        state_of(self)  # what cannot be saved is refused on every rank alike
+        with dd.gathered():  # the whole simulation, saved by rank 0: it loads on any number of ranks
+            result = save(self, path) if dd.rank == 0 else None
+        return dd.comm.bcast(result)
 
     @classmethod
     def load_checkpoint(cls, path, allow=(), allow_outputs=()):
@@ -575,7 +649,11 @@ class Simulation:
                 raise ValueError(f"the periodic box edge {self.box.length.min()} µm must be at least twice "
                                  f"the interaction range {cutoff:g} µm (minimum image); cells grew too large "
                                  f"or the box is too small")
-            g.build(self.agents, cutoff, getattr(self.mechanics, "split_occupancy", None))
+            dd = self._dd
+            if dd is not None:
+                dd.query(cutoff)
+            g.build(self.agents, cutoff, getattr(self.mechanics, "split_occupancy", None),
+                    None if dd is None else dd.n_global)
             self._grid_valid = True
             self.timings["neighbours"] += _time.perf_counter() - t0
         return g
@@ -608,10 +686,29 @@ class Simulation:
                                  f"the loaded file set it")
 
     def _interaction_cutoff(self):
-        n = len(self.agents)
-        if self.mechanics is None or n == 0:
+        if self.mechanics is None or self._count() == 0:
             return None
-        return self.mechanics.cutoff(self.backend.max(self.agents.col("diameter", False), n))
+        return self.mechanics.cutoff(self._max_diameter())
+
+    def _count(self):
+        """Agents in the whole simulation (under MPI, counted at the step's start)."""
+        return len(self.agents) if self._dd is None else self._dd.n_global
+
+    def _max_diameter(self):
+        """The largest diameter (µm) of the whole simulation: under MPI over
+        every rank's own agents (kept current after behaviours that change
+        diameters), so the grid's cutoff is the one process's."""
+        if self._dd is not None:
+            return self._dd.dmax
+        return self.backend.max(self.agents.col("diameter", False), len(self.agents))
+
+    def _column_max(self, col):
+        """The largest value of a per-agent array over the whole simulation
+        (under MPI a collective call: every rank must make it)."""
+        dd = self._dd
+        if dd is None:
+            return self.backend.max(col, len(self.agents))
+        return dd.allreduce_max(float(self.backend.max(col, dd.n_own)) if dd.n_own else -np.inf)
 
     def neighbours(self, radius):
         """CSR neighbour lists for the current state: ``(offsets, rows)`` such that
@@ -641,19 +738,25 @@ class Simulation:
         tm = self.timings
         clock = _time.perf_counter
         agents = self.agents
+        dd = self._dd
         agents._in_step = True
         try:
             t0 = clock()
-            for a in self.actions:
-                if a.trigger.fires(self.step):
-                    try:
-                        a.fn(self)
-                    except Exception as e:
-                        name = getattr(a.fn, "__qualname__", repr(a.fn))
-                        raise ActionError(f"action {name} failed at step {self.step} "
-                                          f"(t = {self.time:g} min): {type(e).__name__}: {e}") from e
+            firing = [a for a in self.actions if a.trigger.fires(self.step)]
+            if dd is None or all(a.local for a in firing):
+                self._run_actions(firing)
+            else:  # the whole simulation on every rank while they run
+                ex = dd.exchange_time
+                with dd.gathered(changes=True):
+                    self._run_actions(firing)
+                tm["exchange"] += dd.exchange_time - ex
+                t0 += dd.exchange_time - ex
             t1 = clock()
             tm["actions"] += t1 - t0
+            if dd is not None:
+                dd.begin_step()  # the aura
+                t0, t1 = t1, clock()
+                tm["exchange"] += t1 - t0
             self._grid_valid = False
             cutoff = self._interaction_cutoff()
             if cutoff is not None:
@@ -669,29 +772,46 @@ class Simulation:
                         b.run(self, pop, b.every * self.dt)
                         if "position" in b.writes or "diameter" in b.writes:
                             self._grid_valid = False
+                        if dd is not None and "diameter" in b.writes:
+                            dd.diameters_changed()
                         key = f"{pop.name}.{b.label}"
                         per[key] = per.get(key, 0.0) + clock() - tb - (tm["neighbours"] - nbb)
             t2 = clock()
             tm["behaviours"] += t2 - t1 - (tm["neighbours"] - nb)
             agents.begin_requests(0)
             nb = tm["neighbours"]
-            if self.mechanics is not None and len(agents):
+            if self.mechanics is not None and self._count():
                 self.mechanics.apply(self)
             t3 = clock()
             tm["mechanics"] += t3 - t2 - (tm["neighbours"] - nb)
             self._apply_boundary()
+            if dd is not None:
+                dd.moved_check()
             t4 = clock()
             tm["boundary"] += t4 - t3
             for sub in self.substances.values():
                 sub.advance(self.dt, self.time)
             t5 = clock()
             tm["substances"] += t5 - t4
-            agents.commit()
+            born, _ = agents.commit()
             self.step += 1
-            tm["commit"] += clock() - t5
+            t6 = clock()
+            tm["commit"] += t6 - t5
+            if dd is not None:
+                dd.end_step(born)  # the aura dropped, migration
+                tm["exchange"] += clock() - t6
         finally:
             agents._in_step = False
             self._grid_valid = False
+
+    def _run_actions(self, firing):
+        for a in firing:
+            try:
+                a.fn(self)
+            except Exception as e:
+                name = getattr(a.fn, "__qualname__", repr(a.fn))
+                raise ActionError(f"action {name} failed at step {self.step} "
+                                  f"(t = {self.time:g} min): {type(e).__name__}: {e}") from e
 
     @property
     def plane(self):
@@ -748,13 +868,24 @@ class Simulation:
         t0 = _time.perf_counter()
         if self._count_every is not None:
             self._sync_count_records()  # populations or behaviours added by actions
-        for rec in self.records.values():
-            if rec.trigger.fires(self.step):
-                rec.sample(self)
-        for w in self.writers:
-            if w.every and self.step % w.every == 0:
-                w.write(self)
+        records = [rec for rec in self.records.values() if rec.trigger.fires(self.step)]
+        writers = [w for w in self.writers if w.every and self.step % w.every == 0]
+        dd = self._dd
+        if dd is not None and (records or writers):  # they see the whole simulation; rank 0 writes
+            ex = dd.exchange_time
+            with dd.gathered():
+                self._output(records, writers if dd.rank == 0 else ())
+            self.timings["exchange"] += dd.exchange_time - ex
+            t0 += dd.exchange_time - ex
+        else:
+            self._output(records, writers)
         self.timings["output"] += _time.perf_counter() - t0
+
+    def _output(self, records, writers):
+        for rec in records:
+            rec.sample(self)
+        for w in writers:
+            w.write(self)
 
     def run(self, steps, progress=False):
         """Advance ``steps`` base steps.  One step is, in order:
@@ -793,7 +924,7 @@ class Simulation:
         end = self.step + steps
         self._run_end = end
         bar = None
-        if progress:
+        if progress and self.rank == 0:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=steps, unit="step", desc="biosim", dynamic_ncols=True)
@@ -802,8 +933,10 @@ class Simulation:
             self.record_counts(min(intervals))
         elif self._count_every is not None:
             self._sync_count_records()
+        if self._dd is not None:
+            self._dd.adopt()  # cut the box into slabs (first run), keep this rank's new agents
         try:
-            for w in self.writers:
+            for w in self._writers_here():
                 if hasattr(w, "open"):
                     w.open(self)
             self._write_output()
@@ -815,7 +948,7 @@ class Simulation:
                     if self.step % 10 == 0 or self.step == end:
                         bar.set_postfix(step=self.step, agents=len(self.agents), refresh=False)
         except BaseException:
-            for w in self.writers:  # release the files; the first error is the one to report
+            for w in self._writers_here():  # release the files; the first error is the one to report
                 if hasattr(w, "close"):
                     try:
                         w.close()
@@ -825,7 +958,12 @@ class Simulation:
         finally:
             if bar is not None:
                 bar.close()
-        for w in self.writers:
+        for w in self._writers_here():
             if hasattr(w, "close"):
                 w.close()
         return self
+
+    def _writers_here(self):
+        """The writers this process runs: all of them, or under MPI on rank 0
+        (the others only gather)."""
+        return self.writers if self.rank == 0 else ()

@@ -82,6 +82,7 @@ class UniformGrid:
         self.periodic = np.array([bool(p) for p in periodic], dtype=np.bool_)
         self.max_cells_per_agent = max_cells_per_agent
         self.reorder_every = reorder_every
+        self.reorder = True  # False: never permute the table's rows (an MPI rank keeps its own rows first)
         self.cutoff = None
         self.dims = np.ones(3, dtype=np.int64)
         self.inv_h = np.zeros(3)
@@ -121,17 +122,19 @@ class UniformGrid:
         dims[0] *= split
         return dims
 
-    def build(self, table, cutoff, split_occupancy=None):
+    def build(self, table, cutoff, split_occupancy=None, layout_n=None):
         """Bin the table's agents into cells of edge >= ``cutoff`` µm and sort
         them into the canonical order (x-cells halved from
         ``split_occupancy`` agents per cutoff-wide cell, default
         SPLIT_OCCUPANCY); every ``reorder_every`` builds the rows themselves
-        are permuted into it.  Returns 0 exactly when the rows were in
-        canonical order already."""
+        are permuted into it.  ``layout_n``: the agent count the cell
+        layout is chosen for (an MPI rank passes the whole simulation's, so
+        its cells are one process's; default: the table's).  Returns 0
+        exactly when the rows were in canonical order already."""
         from numba import get_num_threads
 
         n = len(table)
-        dims = self._layout(cutoff, n, split_occupancy)
+        dims = self._layout(cutoff, n if layout_n is None else layout_n, split_occupancy)
         self.cutoff = float(cutoff)
         self.dims = dims
         self.inv_h = dims / self.box.length
@@ -156,7 +159,7 @@ class UniformGrid:
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
         moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, self._counts, self._block_counts,
                                  self.cell_start, self._order, self._skey)
-        if moved and self.builds % self.reorder_every == 0:
+        if moved and self.reorder and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the
             # sort order serves as an indirection into the table
             table.permute(self._order[:n])
@@ -181,7 +184,7 @@ class UniformGrid:
         K.assign_cells(pos, n, self.box.lower, self.inv_h, self.dims, self.periodic, self._cell)
         moved = K.canonical_sort(self._cell, table.col("uid", write=False), table.next_uid, n, self._counts, None,
                                  self.cell_start, self._order, self._skey)
-        if moved and self.builds % self.reorder_every == 0:
+        if moved and self.reorder and self.builds % self.reorder_every == 0:
             table.permute(self._order[:n])
             K.arange(self._order, n)
             K.assign_cells(table.col("position", write=False), n, self.box.lower, self.inv_h, self.dims,

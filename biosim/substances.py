@@ -529,6 +529,8 @@ class Substance:
         at the time each sub-step's solve lands on (its end for the implicit
         solver, its start for the explicit one)."""
         queued = self._source_sums()
+        if self.sim._dd is not None:  # each voxel's sums from the rank that holds all its agents
+            queued = self.sim._dd.combine_sources(self, queued)
         try:
             self._substeps(dt, time, queued, self.sim.backend.on_device)
         finally:

@@ -207,8 +207,11 @@ def run_one(model, params, seed, steps, stem=None):
     with ``stem``, write ``stem.h5`` and, at the end, ``stem.json``.  Errors
     come back as ``{"error": ...}`` so the other runs go on."""
     try:
+        from . import parallel
         from .io import HDF5Writer
         from .simulation import Simulation
+
+        parallel.AUTO = False  # a worker's run is one process, even on an MPI worker (mpi4py.futures)
 
         sim = model(**params, seed=seed)
         if not isinstance(sim, Simulation):

@@ -80,7 +80,8 @@ def main(n_tumour=400, n_tcells=60, hours=24.0, out="cancer_immune", seed=1):
 
     sim.add_action(report, every=report_every)
     sim.run(steps, progress=True)
-    report(sim)
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        report(sim)
     print(f"{'time (h)':>9} {'live tumour':>12} {'dead tumour':>12} {'attacks':>8}")
     for h, live, dead, attacks in rows:
         print(f"{h:9.1f} {live:12d} {dead:12d} {attacks:8d}")

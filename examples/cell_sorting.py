@@ -53,16 +53,17 @@ def main(n=1000, steps=3000, out=None, seed=7):
     if out:
         sim.writers.append(bs.io.HDF5Writer(out, every=max(1, steps // 10)))
     sim.record("same_type_fraction", same_type_fraction, every=max(1, steps // 10))
-    start = same_type_fraction(sim)
+    start = end = same_type_fraction(sim)
     print(f"{n} cells ({len(sim.populations['dark'])} dark, {len(sim.populations['light'])} light), "
           f"adhesion {ADHESION}")
     print("   time (min)   same-type neighbours   mean radius dark / light (µm)")
     chunk = max(1, steps // 10)
     while sim.step < steps:
         sim.run(min(chunk, steps - sim.step))
-        rd, rl = radii(sim)
-        print(f"   {sim.time:10.0f}   {same_type_fraction(sim):20.3f}   {rd:8.1f} / {rl:.1f}")
-    end = same_type_fraction(sim)
+        with sim.gathered():  # every cell (under mpiexec, from every rank)
+            rd, rl = radii(sim)
+            print(f"   {sim.time:10.0f}   {same_type_fraction(sim):20.3f}   {rd:8.1f} / {rl:.1f}")
+            end = same_type_fraction(sim)
     print(f"same-type neighbour fraction: {start:.3f} at the start, {end:.3f} after {sim.time:g} min")
     return start, end
 

@@ -24,8 +24,9 @@ for name, mech in laws.items():
     sim = bs.Simulation(bs.Box.cube(600.0), dt=0.05, seed=1, mechanics=mech)
     sim.add_agents("cells", start, diameter=10.0)
     sim.run(steps)
-    pairs = bs.neighbour_pairs(sim.agents.position, 12.0, sim.box)
-    p = sim.agents.position
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        p = sim.agents.position
+    pairs = bs.neighbour_pairs(p, 12.0, sim.box)
     d = np.linalg.norm(p[pairs[:, 0]] - p[pairs[:, 1]], axis=1)
     print(f"  {name:<10}: median neighbour distance {np.median(d):5.2f} µm "
           f"(isolated pair rests at {mech.equilibrium_distance(10.0, 10.0):5.2f} µm), "

@@ -37,11 +37,12 @@ def main(n=20, steps=1500, seed=3):
     colony = sim.add_agents("colony", bs.init.ball(n, 15.0, (200.0, 200.0, 200.0), seed=seed), diameter=10.0)
     colony.behaviours += [contact_inhibition]
     sim.run(steps, progress=True)
-    t = sim.agents
-    r = np.linalg.norm(t.position - t.position.mean(axis=0), axis=1)
-    inner = r < np.median(r)
-    print(f"{len(t)} cells after {sim.time:g} min; crowded: {t['crowded'][inner].mean():.0%} of the inner half, "
-          f"{t['crowded'][~inner].mean():.0%} of the outer half")
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        t = sim.agents
+        r = np.linalg.norm(t.position - t.position.mean(axis=0), axis=1)
+        inner = r < np.median(r)
+        print(f"{len(t)} cells after {sim.time:g} min; crowded: {t['crowded'][inner].mean():.0%} of the inner "
+              f"half, {t['crowded'][~inner].mean():.0%} of the outer half")
     return sim
 
 

@@ -52,7 +52,8 @@ def main(n=2000, steps=2000, seed=4357, out=None):
     ok, report = criterion(sim.agents.position, sim.agents.type, box)
     print(f"start: {report}")
     sim.run(steps, progress=True)
-    ok, report = criterion(sim.agents.position, sim.agents.type, box)
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        ok, report = criterion(sim.agents.position, sim.agents.type, box)
     print(f"after {steps} steps ({sim.time:g} min): {report}")
     return ok
 

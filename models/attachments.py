@@ -109,6 +109,9 @@ class Attachments(Behaviour):
             super().attach(sim, population)
         register_springs(sim)
 
+    def search_radius(self, sim):
+        return self.reach * float(sim._max_diameter())
+
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)
@@ -124,7 +127,7 @@ class Attachments(Behaviour):
         p_detach = float(V.event_probability(self.detachment_rate * dt, self.probability))
         grid = None
         if p_attach.max() > 0:
-            search = self.reach * float(t.diameter[:n].max())
+            search = self.search_radius(sim)
             grid = sim._neighbour_grid(search)  # may reorder rows: read the columns after it
         rows = np.flatnonzero(t.type[:n] == population.code)
         attached = t[COLUMN]

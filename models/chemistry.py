@@ -33,6 +33,8 @@ class Secretion(SubstanceBehaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     device_ready = True
 
     def __init__(self, substance, rate, target=None, every=1):
@@ -74,6 +76,8 @@ class Uptake(SubstanceBehaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     device_ready = True
 
     def __init__(self, substance, rate, every=1):
@@ -111,7 +115,12 @@ class Chemotaxis(SubstanceBehaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     writes = ("position",)
+
+    def max_move(self, sim, dt):
+        return abs(self.speed) * dt
     device_ready = True
 
     def __init__(self, substance, speed, every=1):

@@ -50,6 +50,8 @@ class CellCycle(Behaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     device_ready = True
 
     def __init__(self, phases, durations, fixed=False, divide_after="", growth_rate=0.0, column="phase",

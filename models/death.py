@@ -117,6 +117,8 @@ class Apoptosis(_DeathPhases, Behaviour):
         1/min (>= 0).
     """
 
+    per_agent = True
+
     device_ready = True
 
     def __init__(self, rate, every=1, probability="exact", phases=False, duration=8.6 * 60.0,
@@ -185,6 +187,8 @@ class Necrosis(_DeathPhases, SubstanceBehaviour):
     cytoplasmic_biomass_change_rate, nuclear_biomass_change_rate, calcification_rate : float
         1/min (>= 0; PhysiCell's 0.0032/60, 0.013/60 and 0.0042/60).
     """
+
+    per_agent = True
 
     device_ready = True
 

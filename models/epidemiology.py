@@ -110,6 +110,9 @@ class Infection(Behaviour):
                              f"({sim.box.length.min() / 2} µm)")
         super().attach(sim, population)
 
+    def search_radius(self, sim):
+        return self.radius
+
     def run(self, sim, population, dt):
         t = sim.agents
         n = len(t)

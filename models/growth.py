@@ -40,10 +40,15 @@ class GrowthDivision(SubstanceBehaviour):
         along the axis, the mother moved by -r/2).
     """
 
+    per_agent = True
+
     columns = (("parent", np.int64, -1, ()),)
 
     device_ready = True
     writes = ("diameter", "position", "parent")
+
+    def max_move(self, sim, dt):
+        return self.division_diameter  # a dividing mother moves by less than her radius
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
                  threshold=None, placement="centre"):

@@ -154,6 +154,9 @@ class Interactions(Behaviour):
             return np.ascontiguousarray(rates * dt, dtype=np.float64)
         return np.ascontiguousarray(V.event_probability(rates * dt, self.probability), dtype=np.float64)
 
+    def search_radius(self, sim):
+        return self.reach * float(sim._max_diameter())
+
     def run(self, sim, population, dt):
         t = sim.agents
         if len(t) == 0:
@@ -161,8 +164,7 @@ class Interactions(Behaviour):
         K = sim.backend.host.behaviours
         if self.attack:
             self._continue_attacks(sim, population, dt, K)
-        dmax = float(t.diameter.max())
-        search = self.reach * dmax
+        search = self.search_radius(sim)
         grid = sim._neighbour_grid(search)  # may reorder rows: read columns after
         cell_start, order, lower, inv_h, dims, length, periodic, _ = grid.kernel_args()
         rows = np.ascontiguousarray(sim.backend.to_host(live_rows(sim, population.code)), dtype=np.int64)
@@ -311,6 +313,8 @@ class Damage(Behaviour):
         1/min (>= 0).
     every : int, default 1
     """
+
+    per_agent = True
 
     columns = (("damage", np.float64, 0.0, ()),)
     writes = ("damage",)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from biosim import _validate as V
-from biosim.behaviour import Behaviour, SubstanceBehaviour, live_rows, live_types, ruled_values
+from biosim.behaviour import Behaviour, SubstanceBehaviour, live_rows, live_types, ruled, ruled_values
 
 
 class RandomWalk(Behaviour):
@@ -21,6 +21,8 @@ class RandomWalk(Behaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     writes = ("position",)
     device_ready = True
 
@@ -31,6 +33,11 @@ class RandomWalk(Behaviour):
                              f"diffusion={diffusion!r}, speed={speed!r}")
         self.diffusion = None if diffusion is None else V.positive("diffusion", diffusion, allow_zero=True)
         self.speed = None if speed is None else V.positive("speed", speed, allow_zero=True)
+
+    def max_move(self, sim, dt):
+        if self.speed is not None:
+            return self.speed * dt
+        return 9.0 * np.sqrt(2.0 * self.diffusion * dt)  # per coordinate: beyond 9 sigma once in 4e18 draws
 
     def run(self, sim, population, dt):
         t = sim.agents
@@ -86,6 +93,8 @@ class Motility(SubstanceBehaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     columns = (("motility_vector", np.float64, 0.0, (3,), "default"),)
     writes = ("position", "motility_vector")
     device_ready = True
@@ -136,6 +145,11 @@ class Motility(SubstanceBehaviour):
             s = ruled_values(sim, self, f"sensitivity:{sub.name}", rows)
             total += (self.sensitivities[sub.name] if s is None else s[:, None]) * g
         return B.to_device(total)
+
+    def max_move(self, sim, dt):
+        column = ruled(self, "speed")  # speeds set per cell by models.Rules (the whole simulation's largest)
+        speed = self.speed if column is None else max(self.speed, sim._column_max(sim.agents.col(column, False)))
+        return abs(speed) * dt
 
     def run(self, sim, population, dt):
         t = sim.agents

@@ -212,6 +212,14 @@ class Rules(Behaviour):
         self._r_dead = np.array([r["applies_to_dead"] for _, r in rules], dtype=np.bool_)
 
     # -- each step ---------------------------------------------------------------------------
+    def search_radius(self, sim):
+        """Contact and pressure signals search 1.25 x the largest diameter
+        (the largest summed radii, like PhysiCell's), or only it (pressure)."""
+        kinds = {sp[0] for sp in self._signals}
+        if "contact" in kinds:
+            return 1.25 * float(sim._max_diameter())
+        return float(sim._max_diameter()) if "pressure" in kinds else 0.0
+
     def run(self, sim, population, dt):
         if not self._behaviours:
             return

@@ -25,7 +25,7 @@ def contact_signals(sim, code, reach=1.25, pressure=None, counts=None):
         pressure = B.zeros((max(n, 1),), np.float64)
     if n == 0:
         return pressure, counts
-    dmax = float(B.max(t.col("diameter", False), n))
+    dmax = float(sim._max_diameter())
     search = dmax * (reach if counts is not None else 1.0)
     grid = sim._neighbour_grid(search)  # may reorder rows: read columns after
     if B.on_device:
@@ -59,6 +59,9 @@ class Pressure(Behaviour):
     columns = (("pressure", np.float64, 0.0, (), "default"),)
     writes = ("pressure",)
     device_ready = True
+
+    def search_radius(self, sim):
+        return float(sim._max_diameter())
 
     def run(self, sim, population, dt):
         t = sim.agents

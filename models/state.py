@@ -25,6 +25,8 @@ class StateSwitch(SubstanceBehaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     def __init__(self, to, rate, column="type", substance=None, below=None, above=None, every=1):
         super().__init__(substance, every, required=False)
         self.rate = V.positive("rate", rate, allow_zero=True)

@@ -66,6 +66,8 @@ class Volume(Behaviour):
     every : int, default 1
     """
 
+    per_agent = True
+
     device_ready = True
     columns = tuple((name, np.float64, 0.0, (), "split") for name in COMPARTMENTS + ("volume",)) + (
         ("calcified_fraction", np.float64, 0.0, (), "copy"),)

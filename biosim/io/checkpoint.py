@@ -184,7 +184,8 @@ def state_of(sim):
                         for p in sim.populations.values()],
         "substances": [_substance_state(s) for s in sim.substances.values()],
         "writers": [_writer_state(w) for w in sim.writers],
-        "actions": [{"fn": import_path(a.fn, "action"), "every": a.trigger.every} for a in sim.actions],
+        "actions": [{"fn": import_path(a.fn, "action"), "every": a.trigger.every, "local": a.local}
+                    for a in sim.actions],
         "records": records,
     }
 
@@ -414,7 +415,7 @@ _SCHEMA = {
                      "solver": (_STR,), "dt": (_NUM, _NONE), "boundary": (dict,), "told?": (_BOOL,)}],),
     "writers": ([{"class": (_STR,), "path": (_STR,), "relpath?": (_STR, _NONE), "every": (_INT,),
                   "compression?": (_STR, _NONE)}],),
-    "actions": ([{"fn": (_STR,), "every": (_INT,)}],),
+    "actions": ([{"fn": (_STR,), "every": (_INT,), "local?": (_BOOL,)}],),
     "records": ([{"name": (_STR,), "every": (_INT,), "counts": (dict, list, _NONE), "fn?": (_STR, _NONE)}],),
 }
 
@@ -539,7 +540,7 @@ def _load(path, allow, allow_outputs):
         sim._count_every = _count(s, "count_every", path, none=True)
         sim._grid.builds = _count(s, "grid_builds", path)
         for a in s["actions"]:
-            sim.add_action(resolve(a["fn"], allow, "action"), a["every"])
+            sim.add_action(resolve(a["fn"], allow, "action"), a["every"], local=a.get("local", False))
         if sim._count_every is not None:
             sim._sync_count_records()
         for r in s["records"]:

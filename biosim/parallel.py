@@ -1,0 +1,483 @@
+"""One simulation on several MPI ranks: the box cut into slabs along x.
+
+``mpiexec -n R python script.py`` runs a script unchanged: a Simulation
+created under an MPI launcher with more than one rank (or given
+``comm=`` a communicator of more than one rank) decomposes its box when
+``run()`` starts.  Every rank runs the same script, so each holds the same
+populations, behaviours, substances and parameters; only the agents are
+divided.
+
+How a step stays bit-identical to one process
+---------------------------------------------
+Rank r owns the agents whose x lies in its slab ``[bounds[r], bounds[r+1])``
+(µm; slab faces lie on a lattice of cells at least one interaction range
+wide, so a slab is never thinner than that range).  At the start of each
+step it receives from the other ranks an *aura*: copies of every column of
+their agents within ``width`` µm of its slab (across a periodic face too).
+It then runs the whole step (behaviours, mechanics, boundary, substances)
+on its own agents and the aura together, exactly as one process would.  An
+own agent's result depends only on agents within one neighbour reach per
+phase that reads neighbours, so the aura is as wide as those reaches
+summed (grid cells included, plus a margin for movement within the step):
+the outer aura agents come out wrong, the own ones exactly as in one
+process -- the neighbour grid uses the global lattice and agent count
+(:class:`biosim.space.UniformGrid` ``layout_n``), and every sum runs in the
+canonical order (by cell, then uid), which a subset of the agents that
+holds every neighbour preserves.  The aura is recomputed, not trusted:
+after the commit its rows are dropped, the own agents that left the slab
+migrate to their new owner, and the next step receives a fresh aura.
+
+* Births: daughters of own mothers only; uids are those one process would
+  give, from the daughters' parent uids gathered from every rank (commit
+  order is by parent uid).  Deaths: an own agent's removal is decided
+  exactly (an aura attacker acts as in one process).
+* Substances: every rank holds and advances the whole grid (the same
+  kernels on the same data: identical on every rank).  The queued sources
+  of a voxel are summed by the rank whose slab holds the voxel's centre,
+  which holds every agent in that voxel (own or aura), in the canonical
+  order; the per-voxel sums are then exchanged, plane by plane.  The grid's
+  memory and its diffusion work are not divided (see the README).
+* Actions, records and writers see the whole simulation: when one fires the
+  own agents of every rank are gathered onto every rank (in uid order),
+  it runs there, and the ranks keep their slabs again.  Rank 0 writes the
+  files.  ``add_action(fn, every, local=True)`` skips the gather: the
+  action runs on each rank's own agents.
+* The slabs are re-balanced by agent count every ``rebalance_every`` steps
+  when the largest holds 10% more than the mean.
+
+The aura's width is checked, not assumed: a neighbour query wider than the
+reach the aura was built for, or an agent that moved farther in one step
+than its margin, stops the run with a DecompositionError.
+"""
+import os
+import time as _time
+from contextlib import contextmanager
+
+import numpy as np
+
+# environment variables MPI launchers set (MPICH/hydra, Open MPI, MVAPICH, PMIx)
+_LAUNCHER_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK")
+# the sweep's workers turn this off: each of their runs is one process, even
+# when the workers themselves are MPI processes (mpi4py.futures)
+AUTO = True
+
+
+class DecompositionError(ValueError):
+    """A decomposition that cannot hold (raised on every rank alike)."""
+
+
+def launcher_comm():
+    """MPI.COMM_WORLD when this process was started by an MPI launcher with
+    more than one rank and mpi4py is installed, else None."""
+    if not AUTO or not any(v in os.environ for v in _LAUNCHER_ENV):
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    comm = MPI.COMM_WORLD
+    return comm if comm.Get_size() > 1 else None
+
+
+_HOOKED = False
+
+
+def _abort_on_error():
+    """Make an uncaught exception on one rank stop every rank (with its
+    message printed first) instead of leaving the others waiting in a
+    collective call forever."""
+    global _HOOKED
+    if _HOOKED:
+        return
+    import sys
+
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        try:
+            sys.stderr.flush()
+            sys.stdout.flush()
+            from mpi4py import MPI
+
+            MPI.COMM_WORLD.Abort(1)
+        except Exception:
+            pass
+    sys.excepthook = hook
+    _HOOKED = True
+
+
+class Decomposition:
+    """The slabs of one simulation across the ranks of ``comm`` (see the
+    module docstring).  Created by the Simulation; ``sim.agents`` then holds
+    this rank's own agents between steps."""
+
+    MIN_MARGIN = 1.0  # µm: the least movement margin per step
+    SLACK = 1.25  # the aura covers searches this much wider than the widest expected (growth within a step)
+    REBALANCE = 1.1  # re-balance when the largest slab holds this much more than the mean
+
+    def __init__(self, sim, comm, rebalance_every=50):
+        self.sim = sim
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.rebalance_every = int(rebalance_every)
+        self.bounds = None  # (size + 1,) slab faces along x (µm)
+        self.n_own = 0  # rows [0, n_own) of the table are this rank's own (during a step)
+        self.n_global = 0  # agents in the whole simulation (at the step's start)
+        self.dmax = 0.0  # largest diameter in the whole simulation (µm), kept current within a step
+        self.known_uid = 0  # uids below it live on exactly one rank (newer ones: added on every rank)
+        self.reach = 0.0  # µm: the widest neighbour query the current aura covers
+        self.width = 0.0  # µm: the aura's width
+        self.margin = 0.0  # µm: the movement allowed in this step
+        self.moved = 0.0  # µm: the largest move along x in one step so far
+        self.widest = 0.0  # widest neighbour query seen (µm)
+        self.widest_ratio = 0.0  # widest neighbour query seen, over the largest diameter then
+        self.bytes = 0  # bytes sent by this rank (aura, migration, gathers), cumulative
+        self.exchange_time = 0.0  # s
+        self._start_x = None
+        _abort_on_error()
+
+    # -- collectives --------------------------------------------------------------
+    def allreduce_max(self, value):
+        from mpi4py import MPI
+
+        return self.comm.allreduce(value, op=MPI.MAX)
+
+    def _alltoall(self, sends):
+        self.bytes += sum(sum(a.nbytes for a in d.values()) for i, d in enumerate(sends) if d and i != self.rank)
+        return self.comm.alltoall(sends)
+
+    # -- ownership ----------------------------------------------------------------
+    def owner(self, x):
+        """Rank owning each x (µm): its slab; outside the box, the nearest."""
+        return np.searchsorted(self.bounds[1:-1], x, side="right")
+
+    def _lattice(self, cutoff):
+        """(cells, edge): the x-lattice slab faces lie on, cells at least
+        ``cutoff`` µm wide (the whole box edge at most)."""
+        box = self.sim.box
+        length = float(box.length[0])
+        cells = int(max(1, np.floor(length / cutoff))) if cutoff > 0 else int(max(1, self.size * 64))
+        return cells, length / cells
+
+    def _cutoff(self):
+        sim = self.sim
+        if sim.mechanics is None:
+            return max(self.widest, 0.0)
+        return max(sim.mechanics.cutoff(self.dmax), self.widest)
+
+    def _balance(self, everywhere=False):
+        """Slab faces on the lattice with about equal agent counts (from a
+        histogram summed over the ranks, or this rank's own when
+        ``everywhere``: every rank holds every agent; the same on every
+        rank).  Refuses more ranks than lattice cells."""
+        cutoff = self._cutoff()
+        cells, edge = self._lattice(cutoff)
+        if cells < self.size:
+            raise DecompositionError(
+                f"cannot cut the box's x edge of {self.sim.box.length[0]:g} µm into {self.size} slabs at least "
+                f"one interaction range ({cutoff:g} µm) wide: it holds {cells}; run on at most {cells} ranks "
+                f"or make the box longer along x")
+        t = self.sim.agents
+        lower = float(self.sim.box.lower[0])
+        k = np.clip(np.floor((t.position[:len(t), 0] - lower) / edge), 0, cells - 1).astype(np.int64)
+        hist = np.bincount(k, minlength=cells).astype(np.int64)
+        if not everywhere:
+            hist = self.comm.allreduce(hist)
+        cum = np.cumsum(hist)
+        total = int(cum[-1]) if cells else 0
+        cuts = np.empty(self.size + 1, np.int64)
+        cuts[0], cuts[-1] = 0, cells
+        for r in range(1, self.size):  # the first cell where the running count reaches r/size of the total
+            c = int(np.searchsorted(cum, total * r / self.size, side="left")) + 1 if total else (cells * r) // self.size
+            cuts[r] = min(max(c, cuts[r - 1] + 1), cells - (self.size - r))
+        self.bounds = lower + cuts.astype(np.float64) * edge
+        self.bounds[-1] = float(self.sim.box.upper[0])
+
+    def check(self):
+        """DecompositionError (on every rank: the values are global) when a
+        slab is thinner than the interaction range."""
+        cutoff = self._cutoff()
+        thin = np.diff(self.bounds)
+        if cutoff > 0 and thin.min() < cutoff * (1 - 1e-12):
+            r = int(np.argmin(thin))
+            raise DecompositionError(f"rank {r}'s slab is {thin[r]:g} µm thick along x, thinner than the "
+                                     f"interaction range {cutoff:g} µm; run on fewer ranks or make the box "
+                                     f"longer along x")
+
+    # -- rows -------------------------------------------------------------------------
+    def _columns(self, rows=None):
+        t = self.sim.agents
+        if rows is None:
+            rows = np.arange(len(t))
+        return t.take(rows)
+
+    def _restore(self, parts):
+        """The table becomes the concatenation of ``parts`` (dicts of columns)."""
+        t = self.sim.agents
+        parts = [p for p in parts if p and len(p["uid"])]
+        if not parts:
+            t.restore({name: t[name][:0] for name in t.columns}, t.next_uid)
+            return
+        cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        t.restore(cols, t.next_uid)
+
+    def adopt(self):
+        """At ``run()``'s start: rows added since the last decomposition (on
+        every rank, by the script) are kept by their slab's rank only; the
+        slabs are cut if there are none yet; own agents outside the slab
+        migrate."""
+        t0 = _time.perf_counter()
+        t = self.sim.agents
+        n = len(t)
+        d = float(t.diameter[:n].max()) if n else 0.0
+        self.dmax = self.allreduce_max(d)
+        if self.bounds is None:  # every rank holds every agent (the script added them on each)
+            self.known_uid = 0
+            self._balance(everywhere=True)
+        self.check()
+        new = t.uid[:n] >= self.known_uid
+        keep = ~new | (self.owner(t.position[:n, 0]) == self.rank)
+        if not keep.all():
+            self._restore([self._columns(np.flatnonzero(keep))])
+        self.known_uid = t.next_uid
+        self._migrate()
+        self.exchange_time += _time.perf_counter() - t0
+
+    def _migrate(self):
+        """Send own agents outside this rank's slab to their owners."""
+        t = self.sim.agents
+        n = len(t)
+        dest = self.owner(t.position[:n, 0])
+        leaving = dest != self.rank
+        sends = [None] * self.size
+        if leaving.any():
+            rows = np.flatnonzero(leaving)
+            for r in np.unique(dest[rows]):
+                sends[int(r)] = self._columns(rows[dest[rows] == r])
+        got = self._alltoall(sends)
+        if leaving.any() or any(g for g in got):
+            self._restore([self._columns(np.flatnonzero(~leaving))] + [g for g in got if g])
+        self.n_own = len(t)
+
+    # -- the step -----------------------------------------------------------------------
+    def _aura_width(self):
+        """(reach, width, margin): the widest neighbour query the aura
+        covers, its width and the movement it allows within the step (µm).
+        The width is one hop of reach, two grid cells and the margin per
+        phase that reads neighbours (the behaviours running this step that
+        search, the mechanics, its extra force terms, and the substances'
+        voxels, one spacing).  The margin is what the behaviours that move
+        agents declare (``max_move``) plus the mechanics' cap, or four
+        times the largest move seen so far where one of them is unknown."""
+        sim = self.sim
+        reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
+        hops = 1 + (sim.mechanics is not None) + len(sim.force_terms)
+        move = 0.0
+        unknown = sim.mechanics is not None and not np.isfinite(sim.mechanics.max_displacement)
+        if sim.mechanics is not None and not unknown:
+            move += sim.mechanics.max_displacement
+        for pop in sim.populations.values():
+            for b in pop.behaviours:
+                if sim.step % b.every == 0:
+                    r = b.search_radius(sim)
+                    hops += r is None or r > 0
+                    reach = max(reach, r or 0.0)
+                    m = b.max_move(sim, b.every * sim.dt)
+                    unknown |= m is None
+                    move += m or 0.0
+        reach *= self.SLACK
+        margin = max(self.MIN_MARGIN, self.SLACK * move, 4 * self.moved if unknown else 0.0,
+                     0.5 * reach if unknown and not self.moved else 0.0)
+        cell = 0.0
+        if reach > 0:
+            dims = sim._grid._layout(reach, max(self.n_global, 1), getattr(sim.mechanics, "split_occupancy", None))
+            cell = float(sim.box.length[0]) / float(dims[0])
+        spacing = max([float(np.max(s.spacing)) for s in sim.substances.values()] + [0.0])
+        return reach, hops * (reach + 2 * cell + margin) + spacing, margin
+
+    def begin_step(self):
+        """Before the step's neighbour search: the global count and largest
+        diameter, the aura's width, and the aura itself (rows after the own
+        ones)."""
+        t0 = _time.perf_counter()
+        t = self.sim.agents
+        n = len(t)
+        d = float(t.diameter[:n].max()) if n else 0.0
+        counts = self.comm.allgather((n, d))
+        self.n_global = sum(c[0] for c in counts)
+        self.dmax = max(c[1] for c in counts)
+        self.n_own = n
+        self.reach, self.width, self.margin = self._aura_width()
+        sends = [None] * self.size
+        if n:
+            x = t.position[:n, 0]
+            for r in range(self.size):
+                if r != self.rank:
+                    mask = self._near(x, r)
+                    if mask.any():
+                        sends[r] = self._columns(np.flatnonzero(mask))
+        got = [g for g in self._alltoall(sends) if g]
+        if got:
+            self._restore([self._columns()] + got)
+        self._start_x = t.position[:n, 0].copy()
+        self.exchange_time += _time.perf_counter() - t0
+
+    def _near(self, x, r):
+        """Whether x (µm) lies within the aura of rank r's slab (periodic
+        images too)."""
+        lo, hi = self.bounds[r] - self.width, self.bounds[r + 1] + self.width
+        near = (x >= lo) & (x < hi)
+        if self.sim.boundary == "periodic":
+            length = float(self.sim.box.length[0])
+            near |= ((x + length >= lo) & (x + length < hi)) | ((x - length >= lo) & (x - length < hi))
+        return near
+
+    def query(self, radius):
+        """A neighbour query of ``radius`` µm during the step: refused when
+        the aura was built for less."""
+        self.widest = max(self.widest, float(radius))
+        if self.dmax > 0:
+            self.widest_ratio = max(self.widest_ratio, float(radius) / self.dmax)
+        if radius > self.reach * (1 + 1e-12):
+            raise DecompositionError(
+                f"a neighbour search of {radius:g} µm at step {self.sim.step} is wider than the {self.reach:g} µm "
+                f"the MPI aura was built for ({self.SLACK:g} x the widest search seen so far, or the "
+                f"interaction range, or what the behaviours' search_radius(sim) declare); results could differ "
+                f"from one process, so the run stops. Give your own behaviours a search_radius(sim) method, or "
+                f"raise biosim.parallel.Decomposition.SLACK in the script (now {self.SLACK:g})")
+
+    def diameters_changed(self):
+        """After a behaviour that writes diameters: the largest one again
+        (the grid's cutoff follows it as in one process)."""
+        t = self.sim.agents
+        d = float(t.diameter[:self.n_own].max()) if self.n_own else 0.0
+        self.dmax = self.allreduce_max(d)
+
+    def moved_check(self):
+        """After the boundary phase: the own agents moved less than the
+        aura's margin along x (else the step may differ from one process)."""
+        t = self.sim.agents
+        m = self.n_own
+        dx = np.abs(t.position[:m, 0] - self._start_x[:m]) if m else np.zeros(1)
+        if self.sim.boundary == "periodic" and m:
+            length = float(self.sim.box.length[0])
+            dx = np.minimum(dx, length - dx)
+        most = self.allreduce_max(float(dx.max()) if dx.size else 0.0)
+        if most > self.margin:
+            raise DecompositionError(f"an agent moved {most:g} µm along x in step {self.sim.step}, more than "
+                                     f"the {self.margin:g} µm margin of the MPI aura; results from here could "
+                                     f"differ from one process, so the run stops. Give your own behaviours "
+                                     f"that move agents a max_move(sim, dt) method")
+        self.moved = max(self.moved, most)
+
+    def daughter_uids(self, parents):
+        """uids for this rank's daughters (``parents``: their mothers' uids in
+        commit order, by parent uid first) and the number born on all ranks:
+        the uids one process gives, counting the daughters of smaller parent
+        uids on every rank first."""
+        everyone = self.comm.allgather(parents)
+        offset = np.zeros(parents.size, np.int64)
+        for r, other in enumerate(everyone):
+            if r != self.rank and other.size and parents.size:
+                offset += np.searchsorted(other, parents, side="left")
+        uids = self.sim.agents.next_uid + offset + np.arange(parents.size, dtype=np.int64)
+        return uids, sum(int(p.size) for p in everyone)
+
+    def owns_rows(self, parents):
+        """Mask: which of ``parents`` (uids) are own agents of this rank."""
+        t = self.sim.agents
+        own = np.sort(t.uid[:self.n_own])
+        pos = np.minimum(np.searchsorted(own, parents), max(own.size - 1, 0))
+        return (own.size > 0) & (own[pos] == parents) if own.size else np.zeros(parents.size, bool)
+
+    def end_step(self, born):
+        """After the commit: drop the aura (own rows are the first ``n_own``
+        survivors and the ``born`` daughters at the end), migrate, and every
+        ``rebalance_every`` steps re-balance."""
+        t0 = _time.perf_counter()
+        t = self.sim.agents
+        n = len(t)
+        keep = np.concatenate([np.arange(self.n_own), np.arange(n - born, n)])
+        if keep.size != n:
+            self._restore([self._columns(keep)])
+        self.known_uid = t.next_uid
+        if self.rebalance_every and self.sim.step % self.rebalance_every == 0:
+            counts = self.comm.allgather(len(t))
+            if max(counts) > self.REBALANCE * max(np.mean(counts), 1.0):
+                self._balance()
+                self.check()
+        self._migrate()
+        self.exchange_time += _time.perf_counter() - t0
+
+    # -- the whole simulation on every rank ------------------------------------------------
+    @contextmanager
+    def gathered(self, changes=False):
+        """Every rank holds the whole simulation (own agents of every rank,
+        in uid order) inside the block; afterwards its own agents again (with
+        ``changes``, those whose x lies in its slab: what the block left)."""
+        t0 = _time.perf_counter()
+        mine = self._columns()
+        self.bytes += sum(a.nbytes for a in mine.values()) * (self.size - 1)
+        parts = [p for p in self.comm.allgather(mine) if len(p["uid"])]
+        if parts:
+            cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+            order = np.argsort(cols["uid"], kind="stable")
+            self.sim.agents.restore({k: v[order] for k, v in cols.items()}, self.sim.agents.next_uid)
+        self.exchange_time += _time.perf_counter() - t0
+        try:
+            yield
+        finally:
+            t0 = _time.perf_counter()
+            t = self.sim.agents
+            if changes:
+                n = len(t)
+                self._restore([self._columns(np.flatnonzero(self.owner(t.position[:n, 0]) == self.rank))])
+                self.known_uid = t.next_uid
+            else:
+                self._restore([mine])
+            self.n_own = len(t)
+            self.exchange_time += _time.perf_counter() - t0
+
+    # -- substances ----------------------------------------------------------------------
+    def combine_sources(self, sub, queued):
+        """The whole grid's per-voxel source sums from the ranks' own voxel
+        planes (x-planes whose centres lie in the slab): ``queued`` as
+        :meth:`Substance._source_sums` returns it (or None), combined."""
+        t0 = _time.perf_counter()
+        plane = sub.shape[1] * sub.shape[2]
+        centres = sub.voxel_centres(0)
+        owner = self.owner(centres)
+        first = np.searchsorted(owner, np.arange(self.size + 1))  # planes [first[r], first[r+1]) are rank r's
+        lo, hi = int(first[self.rank]) * plane, int(first[self.rank + 1]) * plane
+        used_here = np.zeros(4, bool) if queued is None else np.asarray(queued[2], bool)
+        used = np.asarray(self.comm.allreduce(used_here.astype(np.int64)), bool)
+        if not used.any():
+            self.exchange_time += _time.perf_counter() - t0
+            return None
+        sums = sub._sums
+        for k in range(4):
+            if used[k] and sums[k] is None:
+                sums[k] = np.zeros(sub._c.size)
+        mine_vox = np.zeros(0, np.int64) if queued is None else queued[0]
+        mine_vox = mine_vox[(mine_vox >= lo) & (mine_vox < hi)]
+        pieces = self.comm.allgather((mine_vox, [sums[k][lo:hi] if used[k] else None for k in range(4)]))
+        self.bytes += sum(a.nbytes for a in pieces[self.rank][1] if a is not None) * (self.size - 1)
+        for r, (_, arrays) in enumerate(pieces):
+            if r == self.rank:
+                continue
+            a, b = int(first[r]) * plane, int(first[r + 1]) * plane
+            for k in range(4):
+                if used[k]:
+                    sums[k][a:b] = arrays[k]
+        # every plane now holds its owner's sums; the voxels to apply and then clear are those any
+        # owner touched, and those this rank touched (now holding their owner's sums, maybe zeros)
+        touched = np.unique(np.concatenate([v for v, _ in pieces] + ([queued[0]] if queued is not None else [])))
+        if sub._mark is None:
+            sub._mark = np.zeros(sub._c.size, dtype=np.uint8)
+            sub._count = np.zeros(sub._c.size, dtype=np.int64)
+        out = [s if s is not None else sub._NONE for s in sums]
+        self.exchange_time += _time.perf_counter() - t0
+        return touched, out, used
+

@@ -1,0 +1,222 @@
+"""One simulation on several MPI ranks (biosim.parallel): ``mpiexec -n R``
+runs of the examples equal one process bit for bit (every agent column in
+uid order, every substance grid, every record, the run files), checkpoints
+move between rank counts, and bad decompositions or a failing rank stop
+every rank with the error instead of hanging."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import biosim as bs
+
+pytest.importorskip("mpi4py")
+HERE = Path(__file__).parent
+EXAMPLES = HERE.parent / "examples"
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+if MPIEXEC is None:
+    pytest.skip("no mpiexec (pip install mpich)", allow_module_level=True)
+ENV = {**os.environ, "NUMBA_NUM_THREADS": "1"}  # ranks x threads within the 2 cores here
+
+
+def launch(ranks, *args, cwd, ok=True, timeout=600):
+    cmd = [sys.executable, *map(str, args)]
+    if ranks > 1:
+        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=ENV)
+    if ok:
+        assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-3000:]
+    return r
+
+
+def final_state(ranks, script, *args, cwd):
+    """The whole final state of every Simulation ``script`` ran (mpi_driver.py)."""
+    out = Path(cwd) / f"state-{ranks}.npz"
+    launch(ranks, HERE / "mpi_driver.py", out, script, *args, cwd=cwd)
+    with np.load(out) as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_identical(a, b):
+    assert sorted(a) == sorted(b)
+    differ = [k for k in a if not (a[k].shape == b[k].shape and np.array_equal(a[k], b[k], equal_nan=True))]
+    assert not differ, f"{len(differ)} of {len(a)} arrays differ: {differ[:8]}"
+
+
+def assert_same_run_files(p, q):
+    a, b = bs.io.open_run(p), bs.io.open_run(q)
+    assert list(a.steps) == list(b.steps) and len(a.steps) > 1
+    for i in range(len(a.steps)):
+        x, y = a.agents(i), b.agents(i)
+        ox, oy = np.argsort(x["uid"]), np.argsort(y["uid"])
+        assert sorted(x) == sorted(y)
+        for k in x:
+            np.testing.assert_array_equal(x[k][ox], y[k][oy], err_msg=f"snapshot {i}, column {k}")
+        for s in a.substances:
+            np.testing.assert_array_equal(a.substance(s, i), b.substance(s, i), err_msg=f"snapshot {i}, {s}")
+    for name in a.records:
+        np.testing.assert_array_equal(a.series(name).values, b.series(name).values, err_msg=name)
+
+
+# (script, arguments): each example at a size of seconds, large enough that every rank holds agents
+EXAMPLE_RUNS = {
+    "spheroid": ("spheroid.py", 40, 350, "out.h5"),  # growth and division: daughters' uids
+    "soma_clustering": ("soma_clustering.py", 400, 60),  # secretion, diffusion, chemotaxis
+    "tumour_spheroid": ("tumour_spheroid.py", 150, 2, "out.h5"),  # oxygen with Dirichlet faces, necrosis
+    "cancer_immune": ("cancer_immune.py", 100, 20, 2, "out"),  # attack, rules, motility, actions
+    "physicell_template": ("physicell_template.py", 100, 2, "out"),  # PhysiCell's phenotype
+    "epidemiology_sir": ("epidemiology_sir.py", 300, 60, 1, ""),  # periodic box, no mechanics, records
+    "cell_sorting": ("cell_sorting.py", 200, 200),  # adhesion per pair of types, records between runs
+    "physicell_rules": ("physicell_rules.py", 20, 2, "out"),  # contact and pressure signals
+    "custom_rule": ("custom_rule.py", 20, 200),  # a compiled agent rule with a neighbour loop
+    "compare_mechanics": ("compare_mechanics.py", 60, 200),  # three force laws
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_RUNS))
+def test_every_example_on_2_and_3_ranks_equals_one_process_bit_for_bit(name, tmp_path):
+    script, *args = EXAMPLE_RUNS[name]
+    runs = {}
+    for ranks in (1, 2, 3):
+        cwd = tmp_path / f"r{ranks}"
+        cwd.mkdir()
+        runs[ranks] = final_state(ranks, EXAMPLES / script, *args, cwd=cwd)
+        assert any(k.endswith("/agents/uid") and v.size for k, v in runs[ranks].items())
+    assert_identical(runs[1], runs[2])
+    assert_identical(runs[1], runs[3])
+    files = [p.relative_to(tmp_path / "r1") for p in (tmp_path / "r1").rglob("*.h5")]
+    for f in files:  # the run files rank 0 wrote hold the same snapshots and records
+        assert_same_run_files(tmp_path / "r1" / f, tmp_path / "r3" / f)
+
+
+MODEL = """
+import sys
+import numpy as np
+import biosim as bs
+from biosim import models
+
+def build(n=300):
+    sim = bs.Simulation(bs.Box.cube(240.0), dt=0.1, seed=5)
+    oxygen = sim.add_substance("oxygen", diffusion=100.0, decay=0.01, spacing=20.0, initial=10.0)
+    cells = sim.add_agents("cells", bs.init.ball(n, 60.0, (120.0, 120.0, 120.0), seed=2), diameter=9.0)
+    cells.behaviours += [models.GrowthDivision(growth_rate=60.0, division_diameter=10.0),
+                         models.Uptake(oxygen, rate=0.1), models.RandomWalk(diffusion=0.2)]
+    sim.record("mean_x", mean_x, every=5)
+    return sim
+
+
+def mean_x(sim):  # math.fsum: exactly rounded, so the same whatever the rows' order
+    import math
+    return math.fsum(sim.agents.position[:, 0]) / len(sim.agents)
+"""
+
+
+def test_checkpoints_saved_on_2_ranks_continue_on_1_and_3_ranks_as_one_uninterrupted_process(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "first.py").write_text(textwrap.dedent("""
+        import sys
+        import model
+        sim = model.build()
+        sim.run(20)
+        sim.save_checkpoint(sys.argv[1])
+    """))
+    (tmp_path / "second.py").write_text(textwrap.dedent("""
+        import sys
+        import biosim as bs
+        sim = bs.Simulation.load_checkpoint(sys.argv[1], allow=["model", "__main__"])
+        sim.run(20)
+    """))
+    (tmp_path / "whole.py").write_text(textwrap.dedent("""
+        import model
+        model.build().run(40)
+    """))
+    launch(2, "first.py", "ck.h5", cwd=tmp_path)
+    whole = final_state(1, tmp_path / "whole.py", cwd=tmp_path)
+    for ranks in (1, 3):
+        cont = final_state(ranks, tmp_path / "second.py", "ck.h5", cwd=tmp_path)
+        assert_identical(whole, cont)
+
+
+def test_a_rank_local_action_runs_on_each_ranks_own_agents_with_the_one_process_result(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL + textwrap.dedent("""
+        def mark(sim):  # a per-agent change: the same wherever each agent is
+            t = sim.agents
+            t["diameter"][t.position[:, 0] < 100.0] *= 0.99
+            seen.append(len(t))
+
+        seen = []
+        if __name__ == "__main__":
+            sim = build()
+            sim.add_action(mark, every=3, local=True)
+            sim.run(30)
+            open(f"seen-{sim.rank}.txt", "w").write(str(seen[0]))
+    """))
+    one = final_state(1, tmp_path / "model.py", cwd=tmp_path)
+    two = final_state(2, tmp_path / "model.py", cwd=tmp_path)
+    assert_identical(one, two)
+    launch(2, "model.py", cwd=tmp_path)
+    sizes = [int((tmp_path / f"seen-{r}.txt").read_text()) for r in (0, 1)]
+    assert sum(sizes) == 300 and min(sizes) > 0  # at step 0, each rank its own agents
+
+
+def test_a_decomposition_that_cannot_hold_is_refused_on_every_rank_with_the_numbers(tmp_path):
+    (tmp_path / "thin.py").write_text(textwrap.dedent("""
+        import biosim as bs
+        from biosim.parallel import DecompositionError
+        sim = bs.Simulation(bs.Box((0, 0, 0), (30, 200, 200)), seed=1)
+        sim.add_agents("cells", bs.init.uniform(50, sim.box, seed=1), diameter=10.0)
+        try:
+            sim.run(5)
+        except DecompositionError as e:
+            open(f"refused-{sim.rank}.txt", "w").write(str(e))
+    """))
+    launch(3, "thin.py", cwd=tmp_path, timeout=300)  # every rank raised: none waits for the others
+    for r in range(3):
+        why = (tmp_path / f"refused-{r}.txt").read_text()
+        assert "into 3 slabs" in why and "30 µm" in why and "at most 2 ranks" in why
+    (tmp_path / "uncaught.py").write_text("import thin\n")  # raised unhandled: mpiexec fails, saying why
+    (tmp_path / "thin.py").write_text((tmp_path / "thin.py").read_text().replace("except DecompositionError",
+                                                                                 "except KeyError"))
+    r = launch(3, "uncaught.py", cwd=tmp_path, ok=False, timeout=300)
+    assert r.returncode != 0 and "DecompositionError" in r.stderr and "into 3 slabs" in r.stderr
+
+
+def test_a_failing_rank_stops_every_rank_and_the_snapshots_so_far_stay_readable(tmp_path):
+    (tmp_path / "fail.py").write_text(textwrap.dedent("""
+        import biosim as bs
+        sim = bs.Simulation(bs.Box.cube(200.0), seed=1)
+        sim.add_agents("cells", bs.init.uniform(200, sim.box, seed=1), diameter=10.0)
+        sim.writers.append(bs.io.HDF5Writer("run.h5", every=5))
+
+        def boom(sim):
+            if sim.step == 12 and sim.rank == 1:
+                raise RuntimeError("rank 1 gives up")
+        sim.add_action(boom, every=1, local=True)
+        sim.run(30)
+    """))
+    r = launch(2, "fail.py", cwd=tmp_path, ok=False, timeout=300)
+    assert r.returncode != 0 and "rank 1 gives up" in r.stderr
+    run = bs.io.open_run(tmp_path / "run.h5")
+    assert list(run.steps)[:3] == [0, 5, 10]
+    assert len(run.agents(-1)["uid"]) == 200
+
+
+def test_comm_must_be_a_communicator():
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        bs.Simulation(bs.Box.cube(100.0), comm="world")
+
+
+def test_one_rank_or_comm_self_is_one_process(tmp_path):
+    (tmp_path / "self.py").write_text(textwrap.dedent("""
+        from mpi4py import MPI
+        import biosim as bs
+        sim = bs.Simulation(bs.Box.cube(100.0), comm=MPI.COMM_SELF)
+        print("decomposed", sim._dd is not None, sim.ranks)
+    """))
+    r = launch(2, "self.py", cwd=tmp_path)
+    assert r.stdout.count("decomposed False 1") == 2
