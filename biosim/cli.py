@@ -182,7 +182,7 @@ def cmd_bench(args):
     try:
         bench.run_suite(args.scenario, agents=args.agents, threads=counts, weak=args.weak, steps=args.steps,
                         repeat=args.repeat, baseline=not args.no_baseline, out=args.out or None,
-                        plot=not args.no_plot, device=os.environ.get("BIOSIM_DEVICE") or "cpu")
+                        plot=not args.no_plot, device=os.environ.get("BIOSIM_DEVICE") or "cpu", ranks=args.ranks)
     except ValueError as e:
         sys.exit(f"biosim bench: {e}")
 
@@ -272,7 +272,10 @@ def build_parser():
     b.add_argument("--agents", default=None, help="comma-separated sizes, e.g. 1e5,1e6 (default: per scenario)")
     b.add_argument("--threads", "--threads-list", dest="bench_threads", default=None, metavar="1,2",
                    help="comma-separated thread counts (default: 1 and all cores)")
-    b.add_argument("--weak", action="store_true", help="weak scaling: agents in proportion to threads")
+    b.add_argument("--ranks", default=None, metavar="1,2",
+                   help="MPI scaling: each rank count under mpiexec, one numba thread per rank (or --threads N); "
+                        "prints the halo and migration time and bytes per step")
+    b.add_argument("--weak", action="store_true", help="weak scaling: agents in proportion to threads (or ranks)")
     b.add_argument("--steps", type=int, default=None, help="timed steps per run (default: per scenario)")
     b.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
     b.add_argument("--out", default="bench-results", help="folder for bench.json and bench.png ('' for none)")

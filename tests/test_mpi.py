@@ -59,8 +59,11 @@ def assert_same_run_files(p, q):
             np.testing.assert_array_equal(x[k][ox], y[k][oy], err_msg=f"snapshot {i}, column {k}")
         for s in a.substances:
             np.testing.assert_array_equal(a.substance(s, i), b.substance(s, i), err_msg=f"snapshot {i}, {s}")
+    assert a.records == b.records
     for name in a.records:
-        np.testing.assert_array_equal(a.series(name).values, b.series(name).values, err_msg=name)
+        sa, sb = a.series(name), b.series(name)
+        for k in ("step", "value"):
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=name)
 
 
 # (script, arguments): each example at a size of seconds, large enough that every rank holds agents
@@ -220,3 +223,15 @@ def test_one_rank_or_comm_self_is_one_process(tmp_path):
     """))
     r = launch(2, "self.py", cwd=tmp_path)
     assert r.stdout.count("decomposed False 1") == 2
+
+
+def test_bench_ranks_runs_each_rank_count_under_mpiexec_with_the_exchange_phase(tmp_path):
+    from biosim.bench import run_suite
+
+    res = run_suite("proliferation", agents="3000", ranks="1,2", weak=True, steps=3, out=None, plot=False)
+    runs = res["scenarios"]["proliferation"]["runs"]
+    assert [r["ranks"] for r in runs] == [1, 2] and [r["agents"] for r in runs] == [3000, 6000]
+    assert runs[0]["exchange_bytes_per_step"] == 0 and runs[1]["exchange_bytes_per_step"] > 0
+    assert runs[1]["ms_per_step"]["exchange"] > 0 and 0 < runs[1]["efficiency"]
+    with pytest.raises(ValueError, match="one thread count per rank"):
+        run_suite("proliferation", agents="3000", ranks="1,2", threads="1,2", out=None)

@@ -103,7 +103,13 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
     made, per agent) and ``peak_bytes_per_agent`` (the peak over that
     repetition, same baseline).  Simulations run on the default device
     (``$BIOSIM_DEVICE``); on a GPU ``device_bytes_per_agent`` is the device
-    memory held after the first repetition per agent."""
+    memory held after the first repetition per agent.
+
+    Under MPI (``mpiexec -n R``, see :mod:`biosim.parallel`) every rank
+    calls it: agent counts are the whole simulation's, the wall time the
+    slowest rank's, memory per agent rank 0's over its share (n / R), and
+    ``exchange_bytes_per_step`` what a rank sends per step on average
+    (aura, migration, gathers); ``ranks`` and ``rank`` say where it ran."""
     import numba
 
     from ..backends import get_backend
@@ -130,12 +136,16 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
         sim.run(1)
         sim.timings.update(dict.fromkeys(sim.timings, 0.0))
         sim.behaviour_timings.clear()
-        n0 = len(sim.agents)
+        dd = sim._dd
+        n0 = _count(sim)
+        sent = 0 if dd is None else dd.bytes
         t0 = clock()
         sim.run(steps)
         backend.synchronize()
         wall = clock() - t0
-        n1 = len(sim.agents)
+        if dd is not None:
+            wall = dd.allreduce_max(wall)
+        n1 = _count(sim)
         updates = steps * (n0 + n1) / 2.0
         if r == 0:
             held, peak = _rss_bytes() - rss0, _peak_rss_bytes() - rss0
@@ -143,17 +153,26 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
         reps.append({
             "seconds": wall, "setup_s": setup_s, "updates_per_s": updates / wall,
             "agents_start": n0, "agents_end": n1,
+            "exchange_bytes_per_step": 0.0 if dd is None else dd.comm.allreduce(dd.bytes - sent) / dd.size / steps,
             "ms_per_step": {k: 1e3 * v / steps for k, v in sim.timings.items() if v > 0},
             "behaviour_ms_per_step": {k: 1e3 * v / steps for k, v in sim.behaviour_timings.items()},
         })
     order = sorted(range(repeat), key=lambda i: reps[i]["updates_per_s"])
     med = reps[order[repeat // 2]]
+    share = n / sim.ranks
     result = {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "repeat": repeat,
+              "ranks": sim.ranks, "rank": sim.rank,
               "device": backend.name, "device_bytes_per_agent": dev_held / n,
-              "compile_s": compile_s, "bytes_per_agent": held / n, "peak_bytes_per_agent": max(peak, held) / n,
+              "compile_s": compile_s, "bytes_per_agent": held / share, "peak_bytes_per_agent": max(peak, held) / share,
               "repeats_updates_per_s": [r["updates_per_s"] for r in reps]}
     result.update(med)
     return sim, result
+
+
+def _count(sim):
+    """Agents in the whole simulation (under MPI, summed over the ranks)."""
+    n = len(sim.agents)
+    return n if sim._dd is None else sim._dd.comm.allreduce(n)
 
 
 def _measure(make, n, steps, warm=2000):
@@ -161,15 +180,31 @@ def _measure(make, n, steps, warm=2000):
     return measure_run(make, n, steps, 1, warm)
 
 
-def _run_code(call, threads, extra_env=None):
+def mpiexec():
+    """The ``mpiexec`` beside this Python (the mpich wheel's) or on the PATH;
+    a ValueError saying how to get one if there is none."""
+    import shutil
+
+    found = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if found is None:
+        raise ValueError('ranks: no mpiexec found; pip install "biosim[mpi]" (mpi4py and the mpich wheel)')
+    return found
+
+
+def _run_code(call, threads, extra_env=None, ranks=1):
     """Evaluate ``biosim.bench.<call>`` in a fresh Python process with
-    ``NUMBA_NUM_THREADS=threads`` and return its JSON result."""
+    ``NUMBA_NUM_THREADS=threads`` (with ``ranks`` > 1: under ``mpiexec -n
+    ranks``, rank 0's result) and return its JSON result."""
     env = dict(os.environ)
     if threads is not None:
         env["NUMBA_NUM_THREADS"] = str(threads)
     env.update(extra_env or {})
-    code = f"import json, biosim.bench as b; print('RESULT', json.dumps(b.{call}))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    code = (f"import json, biosim.bench as b; r = b.{call}\n"
+            f"if r.get('rank', 0) == 0: print('RESULT', json.dumps(r))")
+    cmd = [sys.executable, "-c", code]
+    if ranks > 1:
+        cmd = [mpiexec(), "-n", str(ranks)] + cmd
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed ({call}, threads={threads}):\n{out.stderr[-3000:]}")
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])

@@ -101,7 +101,7 @@ def _check_targets(sc, runs, baselines):
 
 
 def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None, repeat=1, baseline=True,
-              out="bench-results", plot=True, device="cpu"):
+              out="bench-results", plot=True, device="cpu", ranks=None):
     """Run the named scenarios and print one table each.
 
     ``agents``: sizes (default: each scenario's own); ``threads``: thread
@@ -119,34 +119,49 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     at every size, a run on that GPU after the CPU runs, with its ratio to
     the fastest CPU run of the same size.  Writes ``bench.json`` into ``out``
     after every scenario and, with ``plot``, ``bench.png`` at the end (out
-    None: nothing written).  Returns the results dict."""
+    None: nothing written).  ``ranks`` (e.g. "1,2"): MPI scaling instead
+    of thread scaling, each rank count under ``mpiexec -n R`` with one
+    numba thread per rank (or the one count ``threads`` gives), the
+    halo-and-migration phase (``exchange``) and the bytes each rank sends
+    per step printed beside each row.  Returns the results dict."""
     names = scenario_names(scenarios)
     from ..backends import parse_device
 
     device = parse_device(device)
     cores = os.cpu_count() or 1
     counts = sorted(set(parse_counts(threads, "threads"))) if threads is not None else sorted({1, cores})
+    if ranks is not None:
+        ranks = sorted(set(parse_counts(ranks, "ranks")))
+        if threads is None:
+            counts = [1]
+        if len(counts) != 1:
+            raise ValueError(f"threads: with ranks give one thread count per rank, got {threads!r}")
+        if max(ranks) > 1:
+            from ._common import mpiexec
+
+            mpiexec()  # refused now, not after the first scenario
     sizes = None if agents is None else parse_counts(agents, "agents")
     if steps is not None:
         steps = parse_counts([steps], "steps")[0]
     repeat = parse_counts([repeat], "repeat")[0]
     mach = machine()
-    _check_memory(names, sizes, counts, weak, mach)
+    _check_memory(names, sizes, counts if ranks is None else ranks, weak, mach)
     print(f"biosim bench: {mach['cpu']}, {mach['logical_cores']} logical cores ({mach['usable_cores']} usable), "
           f"{mach['memory_gib']} GiB; biosim {mach['biosim']}, numba {mach['numba']}, numpy {mach['numpy']}, "
           f"python {mach['python']}")
     if max(counts) > mach["usable_cores"]:
         print(f"  note: {max(counts)} threads on {mach['usable_cores']} usable cores is oversubscribed")
     results = {"machine": mach, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-               "command": sys.argv, "threads": counts, "weak": bool(weak), "repeat": repeat, "device": device,
-               "scenarios": {}}
+               "command": sys.argv, "threads": counts, "ranks": ranks, "weak": bool(weak), "repeat": repeat,
+               "device": device, "scenarios": {}}
     if device != "cpu":
         from ..kernels.cuda import describe
 
         results["gpu"] = describe()
         print(f"  gpu: {results['gpu']}")
     for name in names:
-        results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device)
+        results["scenarios"][name] = _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device,
+                                                   ranks)
         if out:  # after every scenario, so an interrupted suite keeps what it measured
             path = _write(results, out)
     if out:
@@ -233,34 +248,47 @@ def _run_device(name, n, st, repeat, device, cpu_runs, failures):
     return r
 
 
-def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cpu"):
-    """Measure one scenario at every size and thread count, print its table,
-    baselines and targets; returns its part of the results.  A run that fails
-    (out of memory, killed) is reported and recorded, and the others go on."""
+def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cpu", ranks=None):
+    """Measure one scenario at every size and thread count (or MPI rank
+    count), print its table, baselines and targets; returns its part of the
+    results.  A run that fails (out of memory, killed) is reported and
+    recorded, and the others go on."""
     sc = SCENARIOS[name]
     st = steps or sc.steps
-    print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling, median of {repeat}")
-    print(f"  {'agents':>11} {'thr':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} {'behav':>7} {'mech':>7} "
-          f"{'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | {'B/agent':>7} {'peak':>6}")
+    workers = counts if ranks is None else ranks  # what scales: threads, or ranks of counts[0] threads
+    what = "ranks" if ranks is not None else "threads"
+    print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling over {what}, "
+          f"median of {repeat}")
+    print(f"  {'agents':>11} {'thr' if ranks is None else 'rks':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} "
+          f"{'behav':>7} {'mech':>7} {'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | "
+          f"{'B/agent':>7} {'peak':>6}")
     runs, failures, gpu_runs = [], [], []
     for n in sizes or sc.agents:
         base = None
-        for t in counts:
-            nn = _agents_at(n, t, counts, weak)
+        for w in workers:
+            nn = _agents_at(n, w, workers, weak)
+            t, r_count = (w, 1) if ranks is None else (counts[0], w)
             try:
-                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t, {"BIOSIM_DEVICE": "cpu"})
+                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t, {"BIOSIM_DEVICE": "cpu"},
+                              r_count)
             except RuntimeError as e:
-                failures.append({"agents": nn, "threads": t, "error": str(e)})
-                print(f"  {nn:>11,} {t:>3} failed: {_failure(e)}")
+                failures.append({"agents": nn, "threads": t, "ranks": r_count, "error": str(e)})
+                print(f"  {nn:>11,} {w:>3} failed: {_failure(e)}")
                 continue
             r["size"] = n
             if base is None:
                 base = r
             else:
                 r["speedup"] = r["updates_per_s"] / base["updates_per_s"]
-                r["efficiency"] = r["speedup"] * base["threads"] / t
+                r["efficiency"] = r["speedup"] * (base["threads"] * base.get("ranks", 1)) / (t * r_count)
             runs.append(r)
-            print(_row(r, t, st))
+            print(_row(r, w, st))
+            if ranks is not None:
+                ms = r["ms_per_step"]
+                total = 1e3 * r["seconds"] / st
+                ex = ms.get("exchange", 0.0)
+                print(f"  {'':>11} {'':>3} halo and migration {ex:.2f} ms/step ({ex / total:.0%} of the step), "
+                      f"{r['exchange_bytes_per_step'] / 1e3:.1f} kB sent per rank and step")
         if device != "cpu":
             g = _run_device(name, n, st, repeat, device, runs, failures)
             if g is not None:
@@ -281,7 +309,7 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
             print(f"  {r['agents']:,} cells, {r['threads']} thread(s): {st} steps = {st * 0.1:g} simulated min "
                   f"in {r['seconds']:.2f} s")
     baselines = {}
-    if baseline and sc.baseline:
+    if baseline and sc.baseline and ranks is None:
         tmax = max(r["threads"] for r in runs)
         for n in sorted({r["agents"] for r in runs if r["threads"] == tmax}):
             try:
@@ -302,8 +330,34 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
     if sc.reference:
         print(f"  reference: {sc.reference}")
     part["baselines"] = {str(k): v for k, v in baselines.items()}
-    part["targets"] = _check_targets(sc, runs, baselines)
+    part["targets"] = _check_targets(sc, runs, baselines) if ranks is None else _rank_targets(name, runs, weak)
     return part
+
+
+# the MPI issue's goals for this machine (one thread per rank)
+WEAK_RANK_SCENARIOS = ("proliferation", "clustering")
+
+
+def _rank_targets(name, runs, weak):
+    """The MPI targets: weak scaling 1 -> 2 ranks at least 85% efficient
+    (proliferation and clustering), halo and migration at most 15% of the
+    step at 10^6 agents per rank."""
+    lines = []
+    for r in runs:
+        if r.get("ranks", 1) < 2:
+            continue
+        per_rank = r["agents"] / r["ranks"]
+        if weak and r["ranks"] == 2 and "efficiency" in r and name in WEAK_RANK_SCENARIOS:
+            lines.append({"target": f"weak scaling 1 -> 2 ranks at least 85% ({per_rank:,.0f} agents per rank)",
+                          "value": r["efficiency"], "met": bool(r["efficiency"] >= 0.85)})
+        if per_rank >= 1e6:
+            share = r["ms_per_step"].get("exchange", 0.0) / (1e3 * r["seconds"] / r["steps"])
+            lines.append({"target": f"halo and migration at most 15% of the step at 10^6 agents per rank "
+                                    f"({r['ranks']} ranks)", "value": share, "met": bool(share <= 0.15)})
+    for t in lines:
+        shown = f"{t['value']:.0%}"
+        print(f"  target {t['target']}: {shown} -> {'met' if t['met'] else 'MISSED'}")
+    return lines
 
 
 def plot_results(results, path):
@@ -319,7 +373,11 @@ def plot_results(results, path):
         with open(results) as f:
             results = json.load(f)
     fig, (ax_s, ax_e, ax_n) = plt.subplots(1, 3, figsize=(15, 4.5))
-    counts = results["threads"]
+    counts = results.get("ranks") or results["threads"]
+    across = "ranks" if results.get("ranks") else "threads"
+
+    def workers(r):
+        return r.get("ranks", 1) if results.get("ranks") else r["threads"]
     ax_s.plot(counts, [t / counts[0] for t in counts], "k--", lw=1, label="ideal")
     ax_e.axhline(1.0, color="k", ls="--", lw=1)
     ax_e.axhline(0.85, color="grey", ls=":", lw=1, label="85%")
@@ -328,18 +386,18 @@ def plot_results(results, path):
         color = f"C{k % 10}"
         runs = sc["runs"]
         for j, n in enumerate(sorted({r["size"] for r in runs})):
-            rows = sorted((r for r in runs if r["size"] == n), key=lambda r: r["threads"])
-            t = [r["threads"] for r in rows]
+            rows = sorted((r for r in runs if r["size"] == n), key=workers)
+            t = [workers(r) for r in rows]
             sp = [r["updates_per_s"] / rows[0]["updates_per_s"] for r in rows]
             label = f"{name} N={n:,}"
             ax_s.plot(t, sp, "o", ls=styles[j % 4], color=color, label=label)
             ax_e.plot(t, [s * t[0] / ti for s, ti in zip(sp, t)], "o", ls=styles[j % 4], color=color, label=label)
-        for j, thr in enumerate(sorted({r["threads"] for r in runs}, reverse=True)):
-            rows = sorted((r for r in runs if r["threads"] == thr), key=lambda r: r["agents"])
+        for j, thr in enumerate(sorted({workers(r) for r in runs}, reverse=True)):
+            rows = sorted((r for r in runs if workers(r) == thr), key=lambda r: r["agents"])
             ax_n.plot([r["agents"] for r in rows], [r["updates_per_s"] for r in rows], "os^v"[j % 4],
-                      ls=styles[j % 4], color=color, label=f"{name}, {thr} thread(s)")
-    ax_s.set(xlabel="threads", ylabel="speed-up", title="speed-up" + (" (weak)" if results.get("weak") else ""))
-    ax_e.set(xlabel="threads", ylabel="parallel efficiency", title="parallel efficiency", ylim=(0, 1.2))
+                      ls=styles[j % 4], color=color, label=f"{name}, {thr} {across}")
+    ax_s.set(xlabel=across, ylabel="speed-up", title="speed-up" + (" (weak)" if results.get("weak") else ""))
+    ax_e.set(xlabel=across, ylabel="parallel efficiency", title="parallel efficiency", ylim=(0, 1.2))
     ax_n.set(xlabel="agents", ylabel="agent-updates per second", title="throughput", xscale="log", yscale="log")
     for ax in (ax_s, ax_e, ax_n):
         ax.grid(alpha=0.3)
