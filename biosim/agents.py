@@ -355,6 +355,35 @@ class AgentTable:
         self._n = n
         self._next_uid = int(next_uid)
 
+    def extend(self, columns):
+        """Append rows given whole, uid and type included ({column: array of
+        m rows}; columns it lacks take their defaults): agents that already
+        exist elsewhere (an MPI rank's aura or migrants).  No uid is
+        assigned."""
+        m = len(columns["uid"])
+        if m == 0:
+            return
+        self.to_host()
+        start = self._n
+        self.reserve(start + m)
+        for name, arr in self._data.items():
+            arr[start:start + m] = columns[name] if name in columns else self._specs[name].default
+        self._n = start + m
+
+    def keep(self, rows):
+        """Keep only the rows ``rows`` (increasing indices), in that order,
+        compacted in place."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == self._n:
+            return
+        self.to_host()
+        m = rows.size
+        contiguous = m == 0 or (rows[0] == 0 and rows[-1] == m - 1)
+        if not contiguous:
+            for arr in self._data.values():
+                arr[:m] = arr[: self._n][rows]
+        self._n = m
+
     def permute(self, order):
         """Reorder the live rows: row i becomes old row ``order[i]`` (``order``
         where the backend's kernels live: columns on the device are permuted

@@ -240,7 +240,7 @@ class Decomposition:
         new = t.uid[:n] >= self.known_uid
         keep = ~new | (self.owner(t.position[:n, 0]) == self.rank)
         if not keep.all():
-            self._restore([self._columns(np.flatnonzero(keep))])
+            t.keep(np.flatnonzero(keep))
         self.known_uid = t.next_uid
         self._migrate()
         self.exchange_time += _time.perf_counter() - t0
@@ -257,23 +257,27 @@ class Decomposition:
             for r in np.unique(dest[rows]):
                 sends[int(r)] = self._columns(rows[dest[rows] == r])
         got = self._alltoall(sends)
-        if leaving.any() or any(g for g in got):
-            self._restore([self._columns(np.flatnonzero(~leaving))] + [g for g in got if g])
+        if leaving.any():
+            t.keep(np.flatnonzero(~leaving))
+        for g in got:
+            if g:
+                t.extend(g)
         self.n_own = len(t)
 
     # -- the step -----------------------------------------------------------------------
     def _aura_width(self):
         """(reach, width, margin): the widest neighbour query the aura
         covers, its width and the movement it allows within the step (µm).
-        The width is one hop of reach, two grid cells and the margin per
-        phase that reads neighbours (the behaviours running this step that
-        search, the mechanics, its extra force terms, and the substances'
-        voxels, one spacing).  The margin is what the behaviours that move
+        The width is one hop (the two grid cells either side that a search
+        of that reach visits) and the margin per phase that reads
+        neighbours (the behaviours running this step that search, the
+        mechanics, its extra force terms), plus one voxel spacing and one
+        margin (the voxels whose sources a rank sums).  The margin is what the behaviours that move
         agents declare (``max_move``) plus the mechanics' cap, or four
         times the largest move seen so far where one of them is unknown."""
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
-        hops = 1 + (sim.mechanics is not None) + len(sim.force_terms)
+        hops = (sim.mechanics is not None) + len(sim.force_terms)
         move = 0.0
         unknown = sim.mechanics is not None and not np.isfinite(sim.mechanics.max_displacement)
         if sim.mechanics is not None and not unknown:
@@ -290,12 +294,14 @@ class Decomposition:
         reach *= self.SLACK
         margin = max(self.MIN_MARGIN, self.SLACK * move, 4 * self.moved if unknown else 0.0,
                      0.5 * reach if unknown and not self.moved else 0.0)
-        cell = 0.0
+        hop = 0.0
         if reach > 0:
-            dims = sim._grid._layout(reach, max(self.n_global, 1), getattr(sim.mechanics, "split_occupancy", None))
-            cell = float(sim.box.length[0]) / float(dims[0])
+            # a search of up to ``reach`` visits the cells up to k = 1 over (cells at least that wide),
+            # or k = 2 over where the grid halves its x-cells: at most two unhalved cells either side
+            dims = sim._grid._layout(reach, max(self.n_global, 1), np.inf)
+            hop = 2.0 * float(sim.box.length[0]) / float(dims[0])
         spacing = max([float(np.max(s.spacing)) for s in sim.substances.values()] + [0.0])
-        return reach, hops * (reach + 2 * cell + margin) + spacing, margin
+        return reach, hops * (hop + margin) + spacing + margin, margin
 
     def begin_step(self):
         """Before the step's neighbour search: the global count and largest
@@ -318,9 +324,9 @@ class Decomposition:
                     mask = self._near(x, r)
                     if mask.any():
                         sends[r] = self._columns(np.flatnonzero(mask))
-        got = [g for g in self._alltoall(sends) if g]
-        if got:
-            self._restore([self._columns()] + got)
+        for g in self._alltoall(sends):
+            if g:
+                t.extend(g)
         self._start_x = t.position[:n, 0].copy()
         self.exchange_time += _time.perf_counter() - t0
 
@@ -399,9 +405,7 @@ class Decomposition:
         t0 = _time.perf_counter()
         t = self.sim.agents
         n = len(t)
-        keep = np.concatenate([np.arange(self.n_own), np.arange(n - born, n)])
-        if keep.size != n:
-            self._restore([self._columns(keep)])
+        t.keep(np.concatenate([np.arange(self.n_own), np.arange(n - born, n)]))
         self.known_uid = t.next_uid
         if self.rebalance_every and self.sim.step % self.rebalance_every == 0:
             counts = self.comm.allgather(len(t))
@@ -433,7 +437,7 @@ class Decomposition:
             t = self.sim.agents
             if changes:
                 n = len(t)
-                self._restore([self._columns(np.flatnonzero(self.owner(t.position[:n, 0]) == self.rank))])
+                t.keep(np.flatnonzero(self.owner(t.position[:n, 0]) == self.rank))
                 self.known_uid = t.next_uid
             else:
                 self._restore([mine])

@@ -48,7 +48,7 @@ class GrowthDivision(SubstanceBehaviour):
     writes = ("diameter", "position", "parent")
 
     def max_move(self, sim, dt):
-        return self.division_diameter  # a dividing mother moves by less than her radius
+        return 0.5 * self.division_diameter  # a dividing mother moves by less than her radius
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
                  threshold=None, placement="centre"):
