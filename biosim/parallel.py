@@ -195,16 +195,22 @@ class Decomposition:
         self.bounds = lower + cuts.astype(np.float64) * edge
         self.bounds[-1] = float(self.sim.box.upper[0])
 
-    def check(self):
-        """DecompositionError (on every rank: the values are global) when a
-        slab is thinner than the interaction range."""
+    def _too_thin(self):
         cutoff = self._cutoff()
-        thin = np.diff(self.bounds)
-        if cutoff > 0 and thin.min() < cutoff * (1 - 1e-12):
+        return cutoff > 0 and np.diff(self.bounds).min() < cutoff * (1 - 1e-12)
+
+    def check(self):
+        """Re-cut the slabs when one became thinner than the interaction
+        range (cells grew); DecompositionError (on every rank: the values
+        are global) when they cannot be cut that wide."""
+        if self._too_thin():
+            self._balance()
+        if self._too_thin():  # pragma: no cover - _balance refuses first
+            thin = np.diff(self.bounds)
             r = int(np.argmin(thin))
             raise DecompositionError(f"rank {r}'s slab is {thin[r]:g} µm thick along x, thinner than the "
-                                     f"interaction range {cutoff:g} µm; run on fewer ranks or make the box "
-                                     f"longer along x")
+                                     f"interaction range {self._cutoff():g} µm; run on fewer ranks or make the "
+                                     f"box longer along x")
 
     # -- rows -------------------------------------------------------------------------
     def _columns(self, rows=None):
@@ -411,7 +417,7 @@ class Decomposition:
             counts = self.comm.allgather(len(t))
             if max(counts) > self.REBALANCE * max(np.mean(counts), 1.0):
                 self._balance()
-                self.check()
+            self.check()
         self._migrate()
         self.exchange_time += _time.perf_counter() - t0
 
@@ -464,20 +470,25 @@ class Decomposition:
         for k in range(4):
             if used[k] and sums[k] is None:
                 sums[k] = np.zeros(sub._c.size)
+        from mpi4py import MPI
+
         mine_vox = np.zeros(0, np.int64) if queued is None else queued[0]
-        mine_vox = mine_vox[(mine_vox >= lo) & (mine_vox < hi)]
-        pieces = self.comm.allgather((mine_vox, [sums[k][lo:hi] if used[k] else None for k in range(4)]))
-        self.bytes += sum(a.nbytes for a in pieces[self.rank][1] if a is not None) * (self.size - 1)
-        for r, (_, arrays) in enumerate(pieces):
-            if r == self.rank:
-                continue
-            a, b = int(first[r]) * plane, int(first[r + 1]) * plane
-            for k in range(4):
-                if used[k]:
-                    sums[k][a:b] = arrays[k]
+        mine_vox = np.ascontiguousarray(mine_vox[(mine_vox >= lo) & (mine_vox < hi)], dtype=np.int64)
+        sizes = (np.diff(first) * plane).astype(np.int64)
+        offsets = (first[:-1] * plane).astype(np.int64)
+        whole = np.empty(sub._c.size)
+        for k in range(4):  # each term's planes from their owners, as raw buffers
+            if used[k]:
+                self.comm.Allgatherv(np.ascontiguousarray(sums[k][lo:hi]), [whole, sizes, offsets, MPI.DOUBLE])
+                sums[k][:] = whole
+                self.bytes += (hi - lo) * 8 * (self.size - 1)
+        counts = np.array(self.comm.allgather(mine_vox.size), dtype=np.int64)
+        everyone = np.empty(int(counts.sum()), np.int64)
+        self.comm.Allgatherv(mine_vox, [everyone, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
+                                        MPI.INT64_T])
         # every plane now holds its owner's sums; the voxels to apply and then clear are those any
         # owner touched, and those this rank touched (now holding their owner's sums, maybe zeros)
-        touched = np.unique(np.concatenate([v for v, _ in pieces] + ([queued[0]] if queued is not None else [])))
+        touched = np.unique(np.concatenate([everyone] + ([queued[0]] if queued is not None else [])))
         if sub._mark is None:
             sub._mark = np.zeros(sub._c.size, dtype=np.uint8)
             sub._count = np.zeros(sub._c.size, dtype=np.int64)
