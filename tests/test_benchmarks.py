@@ -349,10 +349,10 @@ def test_a_failed_run_is_reported_and_the_suite_goes_on(monkeypatch, capsys):
 
     real = suite._run_code
 
-    def flaky(call, threads, extra_env=None):
+    def flaky(call, threads, extra_env=None, ranks=1):
         if threads == 2:
             raise RuntimeError("benchmark subprocess failed:\nTraceback ...\nMemoryError: out of memory")
-        return real(call, threads, extra_env)
+        return real(call, threads, extra_env, ranks)
 
     monkeypatch.setattr(suite, "_run_code", flaky)
     res = suite.run_suite("circles,epidemiology", agents="1500", threads="1,2", steps=1, baseline=True, out=None)
