@@ -278,9 +278,10 @@ class Decomposition:
         of that reach visits) and the margin per phase that reads
         neighbours (the behaviours running this step that search, the
         mechanics, its extra force terms), plus one voxel spacing and one
-        margin (the voxels whose sources a rank sums).  The margin is what the behaviours that move
-        agents declare (``max_move``) plus the mechanics' cap, or four
-        times the largest move seen so far where one of them is unknown."""
+        margin (the voxels whose sources a rank sums).  The margin is what
+        the behaviours that move agents declare (``max_move``) plus the
+        mechanics' cap, or four times the largest move seen so far where
+        one of them is unknown."""
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
