@@ -31,12 +31,14 @@ migrate to their new owner, and the next step receives a fresh aura.
   give, from the daughters' parent uids gathered from every rank (commit
   order is by parent uid).  Deaths: an own agent's removal is decided
   exactly (an aura attacker acts as in one process).
-* Substances: every rank holds and advances the whole grid (the same
-  kernels on the same data: identical on every rank).  The queued sources
-  of a voxel are summed by the rank whose slab holds the voxel's centre,
-  which holds every agent in that voxel (own or aura), in the canonical
-  order; the per-voxel sums are then exchanged, plane by plane.  The grid's
-  memory and its diffusion work are not divided (see the README).
+* Substances: each rank advances the x-planes of the grid whose voxel
+  centres lie in its slab (:class:`SlabGrid`).  It holds every agent in
+  those voxels (own or aura), so it sums their queued sources itself, in
+  the canonical order; the explicit solver exchanges one ghost plane either
+  side per sub-step, the implicit one transposes the planes into whole x
+  lines for its x sweep.  Before each step a rank receives the planes its
+  slab and aura read.  The diffusion work is divided; the grid's array is
+  still whole-sized on every rank (current where the rank reads it).
 * Actions, records and writers see the whole simulation: when one fires the
   own agents of every rank are gathered onto every rank (in uid order),
   it runs there, and the ranks keep their slabs again.  Rank 0 writes the
@@ -334,6 +336,8 @@ class Decomposition:
         for g in self._alltoall(sends):
             if g:
                 t.extend(g)
+        for sub in self.sim.substances.values():
+            self._fill(sub)
         self._start_x = t.position[:n, 0].copy()
         self.exchange_time += _time.perf_counter() - t0
 
@@ -429,6 +433,7 @@ class Decomposition:
         in uid order) inside the block; afterwards its own agents again (with
         ``changes``, those whose x lies in its slab: what the block left)."""
         t0 = _time.perf_counter()
+        self.whole()
         mine = self._columns()
         self.bytes += sum(a.nbytes for a in mine.values()) * (self.size - 1)
         parts = [p for p in self.comm.allgather(mine) if len(p["uid"])]
@@ -452,48 +457,208 @@ class Decomposition:
             self.exchange_time += _time.perf_counter() - t0
 
     # -- substances ----------------------------------------------------------------------
-    def combine_sources(self, sub, queued):
-        """The whole grid's per-voxel source sums from the ranks' own voxel
-        planes (x-planes whose centres lie in the slab): ``queued`` as
-        :meth:`Substance._source_sums` returns it (or None), combined."""
-        t0 = _time.perf_counter()
-        plane = sub.shape[1] * sub.shape[2]
-        centres = sub.voxel_centres(0)
-        owner = self.owner(centres)
-        first = np.searchsorted(owner, np.arange(self.size + 1))  # planes [first[r], first[r+1]) are rank r's
-        lo, hi = int(first[self.rank]) * plane, int(first[self.rank + 1]) * plane
-        used_here = np.zeros(4, bool) if queued is None else np.asarray(queued[2], bool)
-        used = np.asarray(self.comm.allreduce(used_here.astype(np.int64)), bool)
-        if not used.any():
-            self.exchange_time += _time.perf_counter() - t0
-            return None
-        sums = sub._sums
-        for k in range(4):
-            if used[k] and sums[k] is None:
-                sums[k] = np.zeros(sub._c.size)
+    def plane_starts(self, sub):
+        """(size + 1,) x-plane ranges of ``sub``'s grid: rank r owns the planes
+        ``[first[r], first[r+1])`` whose centres lie in its slab."""
+        owner = self.owner(sub.voxel_centres(0))
+        return np.searchsorted(owner, np.arange(self.size + 1)).astype(np.int64)
+
+    def slab(self, sub):
+        """This rank's x-planes of ``sub`` for one advance."""
+        return SlabGrid(self, sub, self.plane_starts(sub))
+
+    def _held(self, sub, r):
+        """The x-planes rank r reads during a step (indices, increasing from
+        the slab's lower side, wrapped in a periodic grid): its slab and
+        aura, plus the stencil of the gradient at the outermost (three
+        planes either side)."""
+        nx, h, lower = sub.shape[0], sub.spacing, float(sub.lower[0])
+        a = int(np.floor((self.bounds[r] - self.width - lower) / h - 0.5)) - 3
+        b = int(np.floor((self.bounds[r + 1] + self.width - lower) / h - 0.5)) + 5
+        if not sub.periodic:
+            return np.arange(max(a, 0), min(b, nx))
+        return np.arange(nx) if b - a >= nx else np.arange(a, b) % nx
+
+    def _fetch(self, wants, first, source):
+        """x-planes between ranks: ``wants[s]`` the planes rank s needs (the
+        same lists on every rank), each sent by the rank that owns it under
+        the ranges ``first``; ``source(indices)`` this rank's planes.
+        Returns [(indices, planes)] received."""
+        sends = [None] * self.size
+        for s, want in enumerate(wants):
+            if s != self.rank and want.size:
+                idx = want[np.searchsorted(first, want, side="right") - 1 == self.rank]
+                if idx.size:
+                    sends[s] = (idx, source(idx))
+                    self.bytes += sends[s][1].nbytes
+        return [g for g in self.comm.alltoall(sends) if g is not None]
+
+    def _fill(self, sub):
+        """Before a step: the planes each rank reads (:meth:`_held`) made
+        current from their owners at the last advance."""
+        if sub._fresh is None:
+            return
+        first = sub._fresh
+        wants = []
+        for s in range(self.size):
+            held = self._held(sub, s)
+            wants.append(held[(held < first[s]) | (held >= first[s + 1])])
+        for idx, planes in self._fetch(wants, first, lambda idx: sub._c[idx]):
+            sub._c[idx] = planes
+
+    def whole(self):
+        """Every substance's whole grid current on every rank (its owners'
+        planes gathered): inside ``gathered()`` and when ``run()`` returns."""
         from mpi4py import MPI
 
-        mine_vox = np.zeros(0, np.int64) if queued is None else queued[0]
-        mine_vox = np.ascontiguousarray(mine_vox[(mine_vox >= lo) & (mine_vox < hi)], dtype=np.int64)
-        sizes = (np.diff(first) * plane).astype(np.int64)
-        offsets = (first[:-1] * plane).astype(np.int64)
-        whole = np.empty(sub._c.size)
-        for k in range(4):  # each term's planes from their owners, as raw buffers
-            if used[k]:
-                self.comm.Allgatherv(np.ascontiguousarray(sums[k][lo:hi]), [whole, sizes, offsets, MPI.DOUBLE])
-                sums[k][:] = whole
-                self.bytes += (hi - lo) * 8 * (self.size - 1)
-        counts = np.array(self.comm.allgather(mine_vox.size), dtype=np.int64)
-        everyone = np.empty(int(counts.sum()), np.int64)
-        self.comm.Allgatherv(mine_vox, [everyone, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
-                                        MPI.INT64_T])
-        # every plane now holds its owner's sums; the voxels to apply and then clear are those any
-        # owner touched, and those this rank touched (now holding their owner's sums, maybe zeros)
-        touched = np.unique(np.concatenate([everyone] + ([queued[0]] if queued is not None else [])))
-        if sub._mark is None:
-            sub._mark = np.zeros(sub._c.size, dtype=np.uint8)
-            sub._count = np.zeros(sub._c.size, dtype=np.int64)
-        out = [s if s is not None else sub._NONE for s in sums]
-        self.exchange_time += _time.perf_counter() - t0
-        return touched, out, used
+        for sub in self.sim.substances.values():
+            if sub._fresh is None:
+                continue
+            plane = sub.shape[1] * sub.shape[2]
+            sizes = np.diff(sub._fresh) * plane
+            flat = sub._c.reshape(sub._c.size)
+            self.comm.Allgatherv(MPI.IN_PLACE, [flat, sizes, sub._fresh[:-1] * plane, MPI.DOUBLE])
+            self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
+            sub._fresh = None
 
+
+class SlabGrid:
+    """This rank's x-planes ``[p0, p1)`` of one substance for one advance
+    (:meth:`Substance._substeps` with ``slab``): the planes whose centres lie
+    in its slab, which hold every voxel its own and aura agents' sources
+    reach, so their queued sums are complete here.  Each plane is computed
+    with the same kernels on the same values as in one process:
+
+    * sources, decay and the Dirichlet layers are per voxel;
+    * the explicit solver steps a buffer of the own planes with one ghost
+      plane either side, received from their owners before each sub-step
+      (the kernel takes the planes' global indices, so each voxel takes the
+      same branch as in the whole grid);
+    * the implicit solver's x lines cross the slabs: the planes are
+      transposed (``Alltoallv``) so each rank holds whole x lines for a
+      share of the (y, z) columns, solves them and sends them back; the y
+      and z lines lie within a plane.
+
+    The grid's array stays whole-sized on every rank; after the advance only
+    the own planes are current (``Substance._fresh``).  Before the next step
+    each rank receives the planes its agents read (:meth:`Decomposition._fill`),
+    and ``gathered()`` or the end of ``run()`` make the grid whole."""
+
+    def __init__(self, dd, sub, first):
+        self.dd = dd
+        self.sub = sub
+        self.first = first
+        self.p0, self.p1 = int(first[dd.rank]), int(first[dd.rank + 1])
+        self.n = self.p1 - self.p0
+        self.nx = sub.shape[0]
+        self.plane = sub.shape[1] * sub.shape[2]
+        # the explicit buffer's ghost planes: one either side, none beyond a closed face
+        self.ghost_lo = int(self.n > 0 and (sub.periodic or self.p0 > 0))
+        self.ghost_hi = int(self.n > 0 and (sub.periodic or self.p1 < self.nx))
+        self.explicit = False
+
+    def sources(self, queued):
+        """The queued sums (``Substance._source_sums``) at this rank's own
+        voxels, indexed within its planes; None if it owns none of them."""
+        if queued is None:
+            return None
+        voxels, sums, used = queued
+        lo, hi = self.p0 * self.plane, self.p1 * self.plane
+        mine = voxels[(voxels >= lo) & (voxels < hi)] - lo
+        if not mine.size:
+            return None
+        return mine, [s if s is self.sub._NONE else s[lo:hi] for s in sums], used
+
+    def work(self, c, explicit):
+        """(current, spare) arrays of the sub-steps: the own planes of ``c``
+        (implicit), or a buffer of them with the ghost planes and its spare
+        (explicit)."""
+        self.explicit = explicit
+        if not explicit:
+            return c[self.p0:self.p1], None
+        buf = np.empty((self.ghost_lo + self.n + self.ghost_hi,) + c.shape[1:])
+        buf[self.ghost_lo:self.ghost_lo + self.n] = c[self.p0:self.p1]
+        return buf, np.empty_like(buf)
+
+    def own(self, cur):
+        return cur[self.ghost_lo:self.ghost_lo + self.n] if self.explicit else cur
+
+    def store(self, c, cur):
+        if self.explicit:
+            c[self.p0:self.p1] = self.own(cur)
+
+    def set_layers(self, own, layers, dval):
+        """``kernels.cpu.diffusion.set_layers`` on the own planes."""
+        for f in layers:
+            axis, side = divmod(f, 2)
+            if axis == 0:
+                g = 0 if side == 0 else self.nx - 1
+                if self.p0 <= g < self.p1:
+                    own[g - self.p0] = dval[0][side]
+                continue
+            index = [slice(None)] * 3
+            index[axis] = 0 if side == 0 else own.shape[axis] - 1
+            own[tuple(index)] = dval[axis][side][self.p0:self.p1]
+
+    def _ghosts(self, buf):
+        """The buffer's ghost planes from their owners (a collective call)."""
+        dd, first, nx = self.dd, self.first, self.nx
+        wants = []
+        for s in range(dd.size):
+            lo, hi = int(first[s]), int(first[s + 1])
+            g = []
+            if hi > lo and (self.sub.periodic or lo > 0):
+                g.append((lo - 1) % nx)
+            if hi > lo and (self.sub.periodic or hi < nx):
+                g.append(hi % nx)
+            wants.append(np.array([x for x in g if not lo <= x < hi], np.int64))
+        got = dd._fetch(wants, first, lambda idx: buf[self.ghost_lo + idx - self.p0])
+        planes = {int(g): p for idx, ps in got for g, p in zip(idx, ps)}
+        for side, g in ((0, (self.p0 - 1) % nx), (1, self.p1 % nx)):
+            if not (self.ghost_lo if side == 0 else self.ghost_hi):
+                continue
+            value = buf[self.ghost_lo + g - self.p0] if self.p0 <= g < self.p1 else planes[g]
+            buf[0 if side == 0 else -1] = value
+
+    def ftcs_step(self, buf, out, D, dt, bounds):
+        """One explicit sub-step of the buffer into ``out``: ghosts first."""
+        from .kernels.cpu import diffusion as K
+
+        self._ghosts(buf)
+        if not self.n:
+            return
+        btype, bflux, dval = bounds
+        btype, bflux = btype.copy(), bflux.copy()
+        for side, ghost in ((0, self.ghost_lo), (1, self.ghost_hi)):
+            if ghost:  # an inner face: its values come from the ghost plane
+                btype[side], bflux[side] = 0, 0.0
+        x0 = self.p0 - self.ghost_lo
+        planes = np.arange(x0, self.p1 + self.ghost_hi) % self.nx
+        K.ftcs_step(buf, out, D, self.sub.spacing, dt, btype, bflux, dval[0],
+                    np.ascontiguousarray(dval[1][:, planes]), np.ascontiguousarray(dval[2][:, planes]),
+                    x0, self.nx)
+
+    def x_sweep(self, own, solve):
+        """The implicit x sweep of the own planes ``own``: transposed so this
+        rank holds whole x lines for its share ``[c0, c1)`` of the (y, z)
+        columns, ``solve(lines (1, nx, c1 - c0), c0, c1)`` in place, and
+        back (two ``Alltoallv``)."""
+        from mpi4py import MPI
+
+        dd, size, rank = self.dd, self.dd.size, self.dd.rank
+        cols = (self.plane * np.arange(size + 1)) // size
+        c0, c1 = int(cols[rank]), int(cols[rank + 1])
+        block = own.reshape(self.n, self.plane)
+        send = np.concatenate([block[:, cols[s]:cols[s + 1]].ravel() for s in range(size)])
+        scount = self.n * np.diff(cols)
+        sdispl = np.concatenate([[0], np.cumsum(scount)[:-1]])
+        rcount = np.diff(self.first) * (c1 - c0)
+        rdispl = np.concatenate([[0], np.cumsum(rcount)[:-1]])
+        lines = np.empty(self.nx * (c1 - c0))
+        dd.comm.Alltoallv([send, (scount, sdispl), MPI.DOUBLE], [lines, (rcount, rdispl), MPI.DOUBLE])
+        if c1 > c0:
+            solve(lines.reshape(1, self.nx, c1 - c0), c0, c1)
+        dd.comm.Alltoallv([lines, (rcount, rdispl), MPI.DOUBLE], [send, (scount, sdispl), MPI.DOUBLE])
+        dd.bytes += 2 * (int(send.nbytes) - int(scount[rank]) * 8)
+        for s in range(size if self.n else 0):
+            block[:, cols[s]:cols[s + 1]] = send[sdispl[s]:sdispl[s] + scount[s]].reshape(self.n, -1)

@@ -958,6 +958,8 @@ class Simulation:
         finally:
             if bar is not None:
                 bar.close()
+        if self._dd is not None:
+            self._dd.whole()  # the grids current everywhere, as the script reads them after run()
         for w in self._writers_here():
             if hasattr(w, "close"):
                 w.close()

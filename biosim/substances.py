@@ -174,6 +174,9 @@ class Substance:
         self._dev_where = "host"  # which copy is current: "host", "device" or "both"
         self._lod_dev = None  # the LOD factors on the device, for the key of _lod_cache
         self._faces_dev = {}  # boundary terms last sent to the device (_on_device): host and device copies
+        # under MPI: the x-plane ranges (per rank) whose owners alone hold current values since the last
+        # advance; None while every rank holds the whole grid current
+        self._fresh = None
 
     # -- set-up ---------------------------------------------------------------
     def _faces(self, boundary, periodic):
@@ -529,19 +532,24 @@ class Substance:
         at the time each sub-step's solve lands on (its end for the implicit
         solver, its start for the explicit one)."""
         queued = self._source_sums()
-        if self.sim._dd is not None:  # each voxel's sums from the rank that holds all its agents
-            queued = self.sim._dd.combine_sources(self, queued)
+        # under MPI each rank advances its own x-planes (biosim.parallel.SlabGrid)
+        slab = None if self.sim._dd is None else self.sim._dd.slab(self)
         try:
-            self._substeps(dt, time, queued, self.sim.backend.on_device)
+            self._substeps(dt, time, queued if slab is None else slab.sources(queued), self.sim.backend.on_device,
+                           slab)
         finally:
             if queued is not None:
                 self._clear_sources(queued)
+        if slab is not None:
+            self._fresh = slab.first
 
-    def _substeps(self, dt, time, queued, dev):
+    def _substeps(self, dt, time, queued, dev, slab=None):
         """advance()'s sub-steps on the host grid with the CPU kernels, or
         (``dev``) on the device grid with the backend's: the same calls with
         the same arguments.  What goes to the device: face-sized boundary
-        terms, when they change."""
+        terms, when they change.  With ``slab`` (under MPI) only this rank's
+        x-planes are advanced, with the same kernels on the same values
+        (ghost planes and the x sweep's lines from the other ranks)."""
         B = self.sim.backend
         KS = B.diffusion if dev else K
         n, h = self.substeps(dt)
@@ -558,16 +566,19 @@ class Substance:
         explicit = self.solver == "explicit" and self.diffusion > 0
         if explicit and dev and self._dev_spare is None:
             self._dev_spare = B.empty(self._c.shape, np.float64)
-        if explicit and not dev and self._spare is None:
+        if explicit and not dev and slab is None and self._spare is None:
             self._spare = np.empty_like(self._c)
         cur, other = c, (self._dev_spare if dev else self._spare)
+        if slab is not None:
+            cur, other = slab.work(c, explicit)
         for sub in range(n):
-            flat = cur.reshape(cur.size)
+            own = cur if slab is None else slab.own(cur)
+            flat = own.reshape(own.size)
             if queued is not None:
                 if dev:  # the sums per touched voxel
                     KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
                 else:  # the sums per voxel of the grid
-                    KS.apply_sources(cur, queued[0], *queued[1], queued[2], float(n))
+                    KS.apply_sources(own, queued[0], *queued[1], queued[2], float(n))
             if decay != 1.0:
                 KS.scale(flat, decay)
             if timed and (self.diffusion > 0 or self._layers):
@@ -576,23 +587,36 @@ class Substance:
                 # start for the explicit one (forward Euler)
                 bounds = self._bounds(time + (sub + 1) * h if self.solver == "implicit" else time + sub * h, dev)
             if self._layers:
-                KS.set_layers(cur, self._layers, bounds[1][2])
+                self._set_layers(own, bounds[1][2], KS, slab)
             if self.diffusion == 0:
                 continue
-            if explicit:
+            if explicit and slab is not None:
+                slab.ftcs_step(cur, other, self.diffusion, h, bounds[1])
+                cur, other = other, cur
+            elif explicit:
                 KS.ftcs_step(cur, other, self.diffusion, self.spacing, h, *bounds[1][:2], *bounds[1][2])
                 cur, other = other, cur
             else:
-                self._lod(cur, h, k, bounds, dev)
+                self._lod(cur, h, k, bounds, dev, slab)
             if self._layers:
-                KS.set_layers(cur, self._layers, bounds[1][2])
-        if cur is not c:  # the live grid stays the same array
+                self._set_layers(cur if slab is None else slab.own(cur), bounds[1][2], KS, slab)
+        if slab is not None:
+            slab.store(c, cur)
+        elif cur is not c:  # the live grid stays the same array
             if dev:
                 c.copy_to_device(cur)
             else:
                 c[...] = cur
         if dev:
             self._dev_where = "device"
+
+    def _set_layers(self, c, dval, KS, slab):
+        """The Dirichlet layers (``dirichlet_layer``) of the grid, or of this
+        rank's x-planes ``c`` under MPI."""
+        if slab is None:
+            KS.set_layers(c, self._layers, dval)
+        else:
+            slab.set_layers(c, self._layers, dval)
 
     def _bounds(self, time, dev):
         """((btype, bflux, dval) on the host, the same where the solvers run):
@@ -632,25 +656,29 @@ class Substance:
         self._lod_cache = (key, out)
         return out
 
-    def _lod(self, c, dt, k, bounds, dev):
+    def _lod(self, c, dt, k, bounds, dev, slab=None):
         """One locally one-dimensional implicit step of the grid ``c``: x, y,
         then z sweeps (one thread per line on a GPU), each with decay ``k``
         inside; a face's Dirichlet layer (``dirichlet_layer``) is set before
         every sweep.  On a GPU the Thomas factors go to the device once per
-        (dt, diffusion, faces, k)."""
+        (dt, diffusion, faces, k).  With ``slab`` (MPI), ``c`` is this
+        rank's x-planes: the x lines are solved on the ranks that hold them
+        after a transpose (:meth:`biosim.parallel.SlabGrid.x_sweep`), the y
+        and z lines here with their faces' terms for these planes."""
         (btype, bflux, dval), (_, _, dval_here) = bounds
         KS = self.sim.backend.diffusion if dev else K
         factors = self._lod_factors(dt, btype, k)
         if dev and (self._lod_dev is None or self._lod_dev[0] is not self._lod_cache):
             self._lod_dev = (self._lod_cache, [tuple(self.sim.backend.to_device(a) for a in f[1:4]) for f in factors])
         nx, ny, nz = self.shape
-        views = (c.reshape(1, nx, ny * nz), c.reshape(nx, ny, nz), c.reshape(nx * ny, nz, 1))
+        mx = nx if slab is None else slab.n  # x-planes of c
+        views = (c.reshape(1, nx, ny * nz) if slab is None else None, c.reshape(mx, ny, nz), c.reshape(mx * ny, nz, 1))
         faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
         for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(factors):
             if dev:
                 cp, inv, zz = self._lod_dev[1][axis]
             if axis and self._layers:
-                KS.set_layers(c, self._layers, dval_here)
+                self._set_layers(c, dval_here, KS, slab)
             blo, bhi = btype[2 * axis], btype[2 * axis + 1]
             adds = []
             for side, b in ((0, blo), (1, bhi)):
@@ -662,4 +690,11 @@ class Substance:
                     adds.append(zero)
             if dev:
                 adds = [self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)]
+            if slab is not None and axis == 0:
+                slab.x_sweep(c, lambda lines, c0, c1: KS.lod_sweep(
+                    lines, r, cp, inv, zz, vr, zden, blo == 2,
+                    *(np.ascontiguousarray(a[:, c0:c1]) for a in adds)))
+                continue
+            if slab is not None:  # the faces' terms of this rank's planes
+                adds = [a[slab.p0:slab.p1] if axis == 1 else a[slab.p0 * ny:slab.p1 * ny] for a in adds]
             KS.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])

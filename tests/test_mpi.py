@@ -97,6 +97,47 @@ def test_every_example_on_2_and_3_ranks_equals_one_process_bit_for_bit(name, tmp
         assert_same_run_files(tmp_path / "r1" / f, tmp_path / "r3" / f)
 
 
+# both solvers, every kind of face (Dirichlet by a function of time, Neumann flux, BioFVM's Dirichlet
+# layers, periodic), secretion, uptake and chemotaxis: each rank advances its own x-planes of the grids
+SUBSTANCES = """
+import sys
+import biosim as bs
+from biosim import models
+
+periodic = sys.argv[1] == "periodic"
+sim = bs.Simulation(bs.Box((0, 0, 0), (300, 160, 120)), boundary="periodic" if periodic else "closed", dt=0.5,
+                    seed=9)
+if periodic:
+    faces = dict(a=None, b=None, c=None)
+else:
+    faces = dict(a={"x-": bs.Dirichlet(lambda x, y, z, t: 1.0 + 0.01 * y + 0.001 * t), "x+": bs.Neumann(0.3),
+                    "y": bs.Dirichlet(2.0)},
+                 b={"x+": bs.Dirichlet(lambda x, y, z, t: 0.02 * z), "x-": bs.Neumann(-0.1), "z-": bs.Dirichlet(1.0)},
+                 c=bs.Dirichlet(3.0))
+a = sim.add_substance("a", diffusion=400.0, decay=0.02, spacing=10.0, initial=lambda x, y, z: 0.01 * x,
+                      solver="explicit", boundary=faces["a"])
+b = sim.add_substance("b", diffusion=1000.0, decay=0.05, spacing=20.0, initial=5.0, boundary=faces["b"],
+                      dt=0.1)
+extra = {} if periodic else dict(decay_split=True, dirichlet_layer=True)
+c = sim.add_substance("c", diffusion=50.0, decay=0.1, spacing=10.0, initial=0.0, boundary=faces["c"], **extra)
+cells = sim.add_agents("cells", bs.init.uniform(300, sim.box, seed=3), diameter=10.0)
+cells.behaviours += [models.Secretion(a, rate=0.5, target=4.0), models.Uptake(b, rate=0.2),
+                     models.Secretion(c, rate=0.1, target=1.0), models.Chemotaxis(a, speed=2.0),
+                     models.RandomWalk(diffusion=1.0)]
+sim.run(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("box", ["closed", "periodic"])
+def test_substance_grids_advanced_plane_by_plane_on_2_and_3_ranks_equal_one_process(box, tmp_path):
+    (tmp_path / "model.py").write_text(SUBSTANCES)
+    runs = {ranks: final_state(ranks, tmp_path / "model.py", box, 12, cwd=tmp_path) for ranks in (1, 2, 3)}
+    grid = runs[1]["0/substances/a"]
+    assert grid.shape == (30, 16, 12) and np.ptp(grid) > 0.5  # the sources and faces shaped the grid
+    assert_identical(runs[1], runs[2])
+    assert_identical(runs[1], runs[3])
+
+
 MODEL = """
 import sys
 import numpy as np

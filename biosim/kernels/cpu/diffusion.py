@@ -86,16 +86,26 @@ def _ftcs_voxel(c, i, j, k, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
 
 
 @njit(cache=True, parallel=True)
-def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
+def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z, x0=0, nxg=0):
     """One explicit 7-point step of dc/dt = D lap(c) (no decay).  Interior
     rows run a branch-free loop that vectorises; voxels on the faces take
-    the general path with the boundary conditions."""
+    the general path with the boundary conditions.
+
+    ``c`` may be a slab of x-planes of a larger grid (an MPI rank's, with a
+    ghost plane either side holding the neighbours' values): ``x0`` is the
+    global index of its first plane, ``nxg`` the grid's planes (0: this
+    array is the whole grid).  A plane takes the general path where it
+    would in the whole grid (so the slab's bits are the whole grid's), and
+    where it is the slab's first or last (the ghosts, whose results are
+    discarded)."""
     nx, ny, nz = c.shape
+    if nxg <= 0:
+        nxg = nx
     a = D / (h * h)
     ad = a * dt
     for i in prange(nx):
         for j in range(ny):
-            if 0 < i < nx - 1 and 0 < j < ny - 1 and nz > 2:
+            if 0 < i < nx - 1 and 0 < x0 + i < nxg - 1 and 0 < j < ny - 1 and nz > 2:
                 out[i, j, 0] = _ftcs_voxel(c, i, j, 0, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z)
                 for k in range(1, nz - 1):
                     v = c[i, j, k]
