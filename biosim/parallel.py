@@ -48,8 +48,9 @@ migrate to their new owner, and the next step receives a fresh aura.
   when the largest holds 10% more than the mean.
 
 The aura's width is checked, not assumed: a neighbour query wider than the
-reach the aura was built for, or an agent that moved farther in one step
-than its margin, stops the run with a DecompositionError.
+reach the aura was built for, or an agent near a face two ranks share that
+moved farther in one step than its margin, stops the run with a
+DecompositionError.
 """
 import os
 import time as _time
@@ -373,14 +374,30 @@ class Decomposition:
         self.dmax = self.allreduce_max(d)
 
     def moved_check(self):
-        """After the boundary phase: the own agents moved less than the
-        aura's margin along x (else the step may differ from one process)."""
+        """After the boundary phase: the own agents near a face this rank
+        shares with another moved less than the aura's margin along x (else
+        the step may differ from one process).  An agent that started
+        farther from every shared face than the aura's width plus its move
+        is read by no other rank and reads no aura agent: it may move more
+        (a closed box's wall pushing the cells beside it, far from any
+        other rank)."""
         t = self.sim.agents
         m = self.n_own
-        dx = np.abs(t.position[:m, 0] - self._start_x[:m]) if m else np.zeros(1)
-        if self.sim.boundary == "periodic" and m:
+        dx = np.abs(t.position[:m, 0] - self._start_x[:m]) if m else np.zeros(0)
+        periodic = self.sim.boundary == "periodic"
+        if periodic and m:
             length = float(self.sim.box.length[0])
             dx = np.minimum(dx, length - dx)
+        faces = [float(self.bounds[i]) for i, shared in ((self.rank, self.rank > 0 or periodic),
+                                                         (self.rank + 1, self.rank < self.size - 1 or periodic))
+                 if shared]
+        if faces and m:
+            near = np.min([np.abs(self._start_x[:m] - f) for f in faces], axis=0)
+            if periodic:  # the box's two x faces are one face
+                near = np.minimum(near, float(self.sim.box.length[0]) - near)
+            dx = dx[near < self.width + dx]
+        else:
+            dx = dx[:0]
         most = self.allreduce_max(float(dx.max()) if dx.size else 0.0)
         if most > self.margin:
             raise DecompositionError(f"an agent moved {most:g} µm along x in step {self.sim.step}, more than "

@@ -138,6 +138,62 @@ def test_substance_grids_advanced_plane_by_plane_on_2_and_3_ranks_equal_one_proc
     assert_identical(runs[1], runs[3])
 
 
+
+# every scenario of `biosim bench` at a small size (a few thousand agents, 20 steps)
+BENCH = """
+import sys
+from biosim.bench.scenarios import SCENARIOS
+
+for name in sorted(SCENARIOS):
+    SCENARIOS[name].make(int(sys.argv[1]), seed=3).run(int(sys.argv[2]))
+"""
+
+
+def test_every_bench_scenario_on_2_and_3_ranks_equals_one_process(tmp_path):
+    from biosim.bench.scenarios import SCENARIOS
+
+    (tmp_path / "bench.py").write_text(BENCH)
+    runs = {ranks: final_state(ranks, tmp_path / "bench.py", 3000, 20, cwd=tmp_path) for ranks in (1, 2, 3)}
+    assert sum(k.endswith("/agents/uid") for k in runs[1]) == len(SCENARIOS)
+    assert_identical(runs[1], runs[2])
+    assert_identical(runs[1], runs[3])
+
+
+# a behaviour that does not declare how far it moves agents (no max_move): at step 3 it pushes
+# the agents within 20 µm of the box's wall at x = 0 (argv "wall") or of the middle (argv "middle",
+# where 2 ranks share a face) 30 µm along x
+JUMP = """
+import sys
+import numpy as np
+import biosim as bs
+from biosim.behaviour import Behaviour
+
+class Jump(Behaviour):
+    writes = ("position",)
+
+    def search_radius(self, sim):
+        return 0.0
+
+    def run(self, sim, population, dt):
+        if sim.step == 3:
+            x = sim.agents.position[:, 0]
+            x[np.abs(x - (0.0 if sys.argv[1] == "wall" else 200.0)) < 20.0] += 30.0
+
+sim = bs.Simulation(bs.Box.cube(400.0), dt=0.1, seed=4)
+cells = sim.add_agents("cells", bs.init.uniform(800, sim.box, seed=1), diameter=8.0)
+cells.behaviours += [Jump()]
+sim.run(6)
+"""
+
+
+def test_a_large_move_far_from_every_shared_face_is_allowed_and_one_near_a_face_stops_every_rank(tmp_path):
+    (tmp_path / "jump.py").write_text(JUMP)
+    runs = {ranks: final_state(ranks, tmp_path / "jump.py", "wall", cwd=tmp_path) for ranks in (1, 2)}
+    assert_identical(runs[1], runs[2])
+    r = launch(2, tmp_path / "jump.py", "middle", cwd=tmp_path, ok=False)
+    assert r.returncode != 0 and "DecompositionError" in r.stderr and "margin of the MPI aura" in r.stderr
+
+
 MODEL = """
 import sys
 import numpy as np

@@ -27,6 +27,12 @@ def _circles_behaviour():
             self.radius = radius
             self.strength = strength
 
+        def search_radius(self, sim):
+            return self.radius
+
+        def max_move(self, sim, dt):
+            return abs(self.strength)  # the mean of unit vectors times at most the strength
+
         def run(self, sim, population, dt):
             from numba import get_num_threads
 
