@@ -283,8 +283,9 @@ class Decomposition:
         mechanics, its extra force terms), plus one voxel spacing and one
         margin (the voxels whose sources a rank sums).  The margin is what
         the behaviours that move agents declare (``max_move``) plus the
-        mechanics' cap, or four times the largest move seen so far where
-        one of them is unknown."""
+        mechanics' cap; where one of them is unknown, at least four times
+        the largest move seen so far near a shared face and half the reach
+        (the whole reach until an agent moved)."""
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
@@ -302,8 +303,9 @@ class Decomposition:
                     unknown |= m is None
                     move += m or 0.0
         reach *= self.SLACK
-        margin = max(self.MIN_MARGIN, self.SLACK * move, 4 * self.moved if unknown else 0.0,
-                     0.5 * reach if unknown and not self.moved else 0.0)
+        margin = max(self.MIN_MARGIN, self.SLACK * move)
+        if unknown:  # a guess, checked after the step (moved_check)
+            margin = max(margin, 4 * self.moved, 0.5 * reach if self.moved else reach)
         hop = 0.0
         if reach > 0:
             # a search of up to ``reach`` visits the cells up to k = 1 over (cells at least that wide),
@@ -403,7 +405,9 @@ class Decomposition:
             raise DecompositionError(f"an agent moved {most:g} µm along x in step {self.sim.step}, more than "
                                      f"the {self.margin:g} µm margin of the MPI aura; results from here could "
                                      f"differ from one process, so the run stops. Give your own behaviours "
-                                     f"that move agents a max_move(sim, dt) method")
+                                     f"that move agents a max_move(sim, dt) method, cap the mechanics' "
+                                     f"max_displacement, or raise biosim.parallel.Decomposition.SLACK in the "
+                                     f"script (now {self.SLACK:g})")
         self.moved = max(self.moved, most)
 
     def daughter_uids(self, parents):
