@@ -35,8 +35,8 @@ migrate to their new owner, and the next step receives a fresh aura.
   centres lie in its slab (:class:`SlabGrid`).  It holds every agent in
   those voxels (own or aura), so it sums their queued sources itself, in
   the canonical order; the explicit solver exchanges one ghost plane either
-  side per sub-step, the implicit one transposes the planes into whole x
-  lines for its x sweep.  Before each step a rank receives the planes its
+  side per sub-step, the implicit one passes its x lines' Thomas
+  recurrences from rank to rank.  Before each step a rank receives the planes its
   slab and aura read.  The diffusion work is divided; the grid's array is
   still whole-sized on every rank (current where the rank reads it).
 * Actions, records and writers see the whole simulation: when one fires the
@@ -555,15 +555,16 @@ class SlabGrid:
       plane either side, received from their owners before each sub-step
       (the kernel takes the planes' global indices, so each voxel takes the
       same branch as in the whole grid);
-    * the implicit solver's x lines cross the slabs: the planes are
-      transposed (``Alltoallv``) so each rank holds whole x lines for a
-      share of the (y, z) columns, solves them and sends them back; the y
-      and z lines lie within a plane.
+    * the implicit solver's x lines cross the slabs: their Thomas
+      recurrences pass from rank to rank (:meth:`x_solve`); the y and z
+      lines lie within a plane.
 
     The grid's array stays whole-sized on every rank; after the advance only
     the own planes are current (``Substance._fresh``).  Before the next step
     each rank receives the planes its agents read (:meth:`Decomposition._fill`),
     and ``gathered()`` or the end of ``run()`` make the grid whole."""
+
+    TAG = 30000  # x_solve's point-to-point tags: TAG .. TAG + 31, above what scripts usually use
 
     def __init__(self, dd, sub, first):
         self.dd = dd
@@ -659,27 +660,55 @@ class SlabGrid:
                     np.ascontiguousarray(dval[1][:, planes]), np.ascontiguousarray(dval[2][:, planes]),
                     x0, self.nx)
 
-    def x_sweep(self, own, solve):
-        """The implicit x sweep of the own planes ``own``: transposed so this
-        rank holds whole x lines for its share ``[c0, c1)`` of the (y, z)
-        columns, ``solve(lines (1, nx, c1 - c0), c0, c1)`` in place, and
-        back (two ``Alltoallv``)."""
-        from mpi4py import MPI
+    def x_solve(self, own, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
+        """The implicit x sweep (``lod_sweep`` along x) of the own planes
+        ``own``: the Thomas recurrences pass from rank to rank along the x
+        lines, the forward one up the ranks and the backward one down, one
+        (y, z) plane of values per face.  The columns go in chunks, so a
+        rank works on the next chunk while its neighbour takes the last one
+        (a pipeline).  A periodic grid's correction then needs each line's
+        first and last values (two broadcasts).  ``add_lo``/``add_hi``
+        (1, ny * nz) are the x faces' boundary terms."""
+        from .kernels.cpu import diffusion as K
 
-        dd, size, rank = self.dd, self.dd.size, self.dd.rank
-        cols = (self.plane * np.arange(size + 1)) // size
-        c0, c1 = int(cols[rank]), int(cols[rank + 1])
-        block = own.reshape(self.n, self.plane)
-        send = np.concatenate([block[:, cols[s]:cols[s + 1]].ravel() for s in range(size)])
-        scount = self.n * np.diff(cols)
-        sdispl = np.concatenate([[0], np.cumsum(scount)[:-1]])
-        rcount = np.diff(self.first) * (c1 - c0)
-        rdispl = np.concatenate([[0], np.cumsum(rcount)[:-1]])
-        lines = np.empty(self.nx * (c1 - c0))
-        dd.comm.Alltoallv([send, (scount, sdispl), MPI.DOUBLE], [lines, (rcount, rdispl), MPI.DOUBLE])
-        if c1 > c0:
-            solve(lines.reshape(1, self.nx, c1 - c0), c0, c1)
-        dd.comm.Alltoallv([lines, (rcount, rdispl), MPI.DOUBLE], [send, (scount, sdispl), MPI.DOUBLE])
-        dd.bytes += 2 * (int(send.nbytes) - int(scount[rank]) * 8)
-        for s in range(size if self.n else 0):
-            block[:, cols[s]:cols[s + 1]] = send[sdispl[s]:sdispl[s] + scount[s]].reshape(self.n, -1)
+        dd, first, nx, plane = self.dd, self.first, self.nx, self.plane
+        holders = [s for s in range(dd.size) if first[s + 1] > first[s]]
+        lo, hi = np.ascontiguousarray(add_lo[0]), np.ascontiguousarray(add_hi[0])
+        if self.n:
+            block = own.reshape(self.n, plane)
+            at = holders.index(dd.rank)
+            below = holders[at - 1] if at > 0 else None
+            above = holders[at + 1] if at + 1 < len(holders) else None
+            nchunk = int(min(16, max(1, plane // 512)))
+            cuts = (plane * np.arange(nchunk + 1)) // nchunk
+            edge = np.empty(plane)
+            pending = []
+            for k in range(nchunk):  # forward, up the ranks
+                c0, c1 = int(cuts[k]), int(cuts[k + 1])
+                if below is not None:
+                    dd.comm.Recv(edge[c0:c1], source=below, tag=self.TAG + k)
+                K.thomas_forward_piece(block[:, c0:c1], self.p0, nx, r, inv, edge[c0:c1], lo[c0:c1], hi[c0:c1])
+                if above is not None:
+                    out = block[-1, c0:c1].copy()
+                    pending.append((dd.comm.Isend(out, dest=above, tag=self.TAG + k), out))
+            for k in range(nchunk):  # backward, down the ranks
+                c0, c1 = int(cuts[k]), int(cuts[k + 1])
+                if above is not None:
+                    dd.comm.Recv(edge[c0:c1], source=above, tag=self.TAG + nchunk + k)
+                K.thomas_backward_piece(block[:, c0:c1], self.p0, nx, cp, edge[c0:c1])
+                if below is not None:
+                    out = block[0, c0:c1].copy()
+                    pending.append((dd.comm.Isend(out, dest=below, tag=self.TAG + nchunk + k), out))
+            for req, _ in pending:
+                req.Wait()
+            dd.bytes += sum(out.nbytes for _, out in pending)
+        if periodic and nx > 1:
+            ends = np.empty((2, plane))
+            if self.n and self.p0 == 0:
+                ends[0] = own.reshape(self.n, plane)[0]
+            if self.n and self.p1 == nx:
+                ends[1] = own.reshape(self.n, plane)[-1]
+            dd.comm.Bcast(ends[0], root=holders[0])
+            dd.comm.Bcast(ends[1], root=holders[-1])
+            if self.n:
+                K.periodic_piece(own.reshape(self.n, plane), self.p0, nx, zz, vr, zden, ends[0], ends[1])

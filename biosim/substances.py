@@ -662,9 +662,9 @@ class Substance:
         inside; a face's Dirichlet layer (``dirichlet_layer``) is set before
         every sweep.  On a GPU the Thomas factors go to the device once per
         (dt, diffusion, faces, k).  With ``slab`` (MPI), ``c`` is this
-        rank's x-planes: the x lines are solved on the ranks that hold them
-        after a transpose (:meth:`biosim.parallel.SlabGrid.x_sweep`), the y
-        and z lines here with their faces' terms for these planes."""
+        rank's x-planes: the x lines' recurrences pass from rank to rank
+        (:meth:`biosim.parallel.SlabGrid.x_solve`), the y and z lines are
+        solved here with their faces' terms for these planes."""
         (btype, bflux, dval), (_, _, dval_here) = bounds
         KS = self.sim.backend.diffusion if dev else K
         factors = self._lod_factors(dt, btype, k)
@@ -691,9 +691,7 @@ class Substance:
             if dev:
                 adds = [self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)]
             if slab is not None and axis == 0:
-                slab.x_sweep(c, lambda lines, c0, c1: KS.lod_sweep(
-                    lines, r, cp, inv, zz, vr, zden, blo == 2,
-                    *(np.ascontiguousarray(a[:, c0:c1]) for a in adds)))
+                slab.x_solve(c, r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
                 continue
             if slab is not None:  # the faces' terms of this rank's planes
                 adds = [a[slab.p0:slab.p1] if axis == 1 else a[slab.p0 * ny:slab.p1 * ny] for a in adds]

@@ -232,6 +232,75 @@ def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
                      add_lo[ia, b0:b1], add_hi[ia, b0:b1])
 
 
+# lod_sweep's Thomas recurrences for lines split into consecutive pieces (an MPI rank's x-planes):
+# the same operations on the same values, so each entry gets the bits of the whole line's solve.
+# ``w`` (m, B) holds entries g0 .. g0 + m - 1 of B lines of n entries, one line per column.
+
+@njit(cache=True, parallel=True)
+def thomas_forward_piece(w, g0, n, r, inv, before, lo, hi):
+    """The forward recurrence over the piece; ``before`` (B,) the forward
+    values of entry g0 - 1 (read only when g0 > 0), ``lo``/``hi`` (B,) the
+    boundary terms of the lines' first and last right-hand sides."""
+    m, B = w.shape
+    for t in prange((B + _BLOCK - 1) // _BLOCK):
+        b0 = t * _BLOCK
+        b1 = min(B, b0 + _BLOCK)
+        if n == 1:  # a line of one voxel has both faces' terms
+            for b in range(b0, b1):
+                w[0, b] = (w[0, b] + lo[b] + hi[b]) * inv[0]
+            continue
+        if g0 == 0:
+            for b in range(b0, b1):
+                w[0, b] = (w[0, b] + lo[b]) * inv[0]
+        if g0 + m == n:
+            for b in range(b0, b1):
+                w[m - 1, b] += hi[b]
+        if g0 > 0:
+            ip = inv[g0]
+            for b in range(b0, b1):
+                w[0, b] = (w[0, b] + r * before[b]) * ip
+        for i in range(1, m):
+            ip = inv[g0 + i]
+            for b in range(b0, b1):
+                w[i, b] = (w[i, b] + r * w[i - 1, b]) * ip
+
+
+@njit(cache=True, parallel=True)
+def thomas_backward_piece(w, g0, n, cp, after):
+    """The backward recurrence over the piece; ``after`` (B,) the solved
+    values of entry g0 + m (read only when g0 + m < n)."""
+    m, B = w.shape
+    if n == 1:
+        return
+    for t in prange((B + _BLOCK - 1) // _BLOCK):
+        b0 = t * _BLOCK
+        b1 = min(B, b0 + _BLOCK)
+        if g0 + m < n:
+            q = cp[g0 + m - 1]
+            for b in range(b0, b1):
+                w[m - 1, b] -= q * after[b]
+        for i in range(m - 2, -1, -1):
+            q = cp[g0 + i]
+            for b in range(b0, b1):
+                w[i, b] -= q * w[i + 1, b]
+
+
+@njit(cache=True, parallel=True)
+def periodic_piece(w, g0, n, zz, vr, zden, first, last):
+    """The periodic lines' Sherman-Morrison correction over the piece, from
+    the solved first and last entries of each line (``first``, ``last``)."""
+    m, B = w.shape
+    if n == 1:
+        return
+    for t in prange((B + _BLOCK - 1) // _BLOCK):
+        b0 = t * _BLOCK
+        b1 = min(B, b0 + _BLOCK)
+        for b in range(b0, b1):
+            fac = (first[b] + vr * last[b]) / zden
+            for i in range(m):
+                w[i, b] -= fac * zz[g0 + i]
+
+
 @njit(cache=True, parallel=True)
 def scale(c, factor):
     flat = c.reshape(c.size)
