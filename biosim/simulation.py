@@ -963,6 +963,8 @@ class Simulation:
         for w in self._writers_here():
             if hasattr(w, "close"):
                 w.close()
+        if self._dd is not None:
+            self._dd.comm.Barrier()  # rank 0's files are complete before any rank reads them
         return self
 
     def _writers_here(self):

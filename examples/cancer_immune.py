@@ -85,13 +85,14 @@ def main(n_tumour=400, n_tcells=60, hours=24.0, out="cancer_immune", seed=1):
     print(f"{'time (h)':>9} {'live tumour':>12} {'dead tumour':>12} {'attacks':>8}")
     for h, live, dead, attacks in rows:
         print(f"{h:9.1f} {live:12d} {dead:12d} {attacks:8d}")
-    ok, why = bs.viz.rendering_available()
-    if ok:
-        png = os.path.join(out, "cancer_immune.png")
-        bs.viz.render(os.path.join(out, "cancer_immune.h5"), out=png, camera="xy", color_by="type")
-        print(f"picture: {png}")
-    else:
-        print(f"no picture: {why}")
+    if sim.rank == 0:  # under mpiexec, one picture
+        ok, why = bs.viz.rendering_available()
+        if ok:
+            png = os.path.join(out, "cancer_immune.png")
+            bs.viz.render(os.path.join(out, "cancer_immune.h5"), out=png, camera="xy", color_by="type")
+            print(f"picture: {png}")
+        else:
+            print(f"no picture: {why}")
     return rows
 
 

@@ -48,18 +48,20 @@ def main(n=40, hours=24.0, out="physicell_rules", seed=3):
 
     sim.add_action(report, every=every)
     sim.run(steps, progress=True)
-    report(sim)
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        report(sim)
     print(f"{'time (h)':>9} {'live tumour':>12} {'dead tumour':>12} {'macrophages':>12} {'cycle entry (1/min)':>20} "
           f"{'attacking':>10}")
     for h, live, dead, mac, entry, attacking in rows:
         print(f"{h:9.1f} {live:12d} {dead:12d} {mac:12d} {entry:20.2e} {attacking:10d}")
-    ok, why = bs.viz.rendering_available()
-    if ok:
-        png = os.path.join(out, "rules.png")
-        bs.viz.render(os.path.join(out, "rules.h5"), out=png, camera="xy", color_by="type")
-        print(f"picture: {png}")
-    else:
-        print(f"no picture: {why}")
+    if sim.rank == 0:  # under mpiexec, one picture
+        ok, why = bs.viz.rendering_available()
+        if ok:
+            png = os.path.join(out, "rules.png")
+            bs.viz.render(os.path.join(out, "rules.h5"), out=png, camera="xy", color_by="type")
+            print(f"picture: {png}")
+        else:
+            print(f"no picture: {why}")
     return rows
 
 

@@ -53,18 +53,20 @@ def main(n=1000, hours=48.0, out="physicell_template", seed=0):
 
     sim.add_action(report, every=every)
     sim.run(steps, progress=True)
-    report(sim)
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        report(sim)
     print(f"{'time (h)':>9} {'cells':>7} {'live':>7} {'mean diameter (µm)':>19} {'nearest neighbour (µm)':>23}")
     for h, cells, live, d, nn in rows:
         print(f"{h:9.1f} {cells:7d} {live:7d} {d:19.2f} {nn:23.2f}")
     print("pyphysicell, 1000 cells at 48 h: mean diameter 15.7 µm, nearest neighbour 15.0 µm")
-    ok, why = bs.viz.rendering_available()
-    if ok:
-        png = os.path.join(out, "template.png")
-        bs.viz.render(os.path.join(out, "template.h5"), out=png, camera="xy", color_by="diameter")
-        print(f"picture: {png}")
-    else:
-        print(f"no picture: {why}")
+    if sim.rank == 0:  # under mpiexec, one picture
+        ok, why = bs.viz.rendering_available()
+        if ok:
+            png = os.path.join(out, "template.png")
+            bs.viz.render(os.path.join(out, "template.h5"), out=png, camera="xy", color_by="diameter")
+            print(f"picture: {png}")
+        else:
+            print(f"no picture: {why}")
     return rows
 
 

@@ -59,7 +59,8 @@ def main(n=2000, hours=72.0, out=None, seed=7, report_every_h=12.0):
     every = max(1, int(report_every_h * 60 / dt))
     sim.add_action(report, every=every)
     sim.run(int(hours * 60 / dt), progress=True)
-    report(sim)
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        report(sim)
     print(f"{'time (h)':>9} {'cells':>7} {'diameter (µm)':>14} {'min O2 (mmHg)':>14}")
     for t, cells, d, o2 in rows:
         print(f"{t:9.1f} {cells:7d} {d:14.1f} {o2:14.2f}")
