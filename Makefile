@@ -28,7 +28,7 @@ gl-libs:
 	fi
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanics.py
