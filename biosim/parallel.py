@@ -138,6 +138,7 @@ class Decomposition:
         self.widest_ratio = 0.0  # widest neighbour query seen, over the largest diameter then
         self.bytes = 0  # bytes sent by this rank (aura, migration, gathers), cumulative
         self.exchange_time = 0.0  # s
+        self._sorts = 0  # times the own rows were sorted by cell (_sort_rows)
         self._start_x = None
         _abort_on_error()
 
@@ -315,13 +316,33 @@ class Decomposition:
         spacing = max([float(np.max(s.spacing)) for s in sim.substances.values()] + [0.0])
         return reach, hops * (hop + margin) + spacing + margin, margin
 
+    def _sort_rows(self, t, n):
+        """Every ``reorder_every`` steps, the own rows (alone in the table
+        between steps) sorted by the cells of the last neighbour grid, as one
+        process permutes its rows within the grid build (memory locality for
+        the kernels that read by row; results do not depend on row order).
+        A rank keeps its own rows first, so the grid itself never permutes."""
+        sim = self.sim
+        g = sim._grid
+        if n < 2 or g.builds == 0 or (self._sorts and sim.step % sim.reorder_every):
+            return  # the first step after a grid exists, then every reorder_every steps
+        self._sorts += 1
+        from .kernels.cpu import grid as KG
+
+        cell = np.empty(n, np.int64)
+        KG.assign_cells(t.position, n, g.box.lower, g.inv_h, g.dims, g.periodic, cell)
+        order = np.argsort(cell, kind="stable")
+        if np.any(order != np.arange(n)):
+            t.permute(order)
+
     def begin_step(self):
         """Before the step's neighbour search: the global count and largest
         diameter, the aura's width, and the aura itself (rows after the own
         ones)."""
-        t0 = _time.perf_counter()
         t = self.sim.agents
         n = len(t)
+        self._sort_rows(t, n)
+        t0 = _time.perf_counter()
         d = float(t.diameter[:n].max()) if n else 0.0
         counts = self.comm.allgather((n, d))
         self.n_global = sum(c[0] for c in counts)
