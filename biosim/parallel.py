@@ -331,9 +331,8 @@ class Decomposition:
 
         cell = np.empty(n, np.int64)
         KG.assign_cells(t.position, n, g.box.lower, g.inv_h, g.dims, g.periodic, cell)
-        order = np.argsort(cell, kind="stable")
-        if np.any(order != np.arange(n)):
-            t.permute(order)
+        if np.any(cell[1:] < cell[:-1]):  # else in cell order already
+            t.permute(np.argsort(cell, kind="stable"))
 
     def begin_step(self):
         """Before the step's neighbour search: the global count and largest
@@ -599,6 +598,7 @@ class SlabGrid:
         self.ghost_lo = int(self.n > 0 and (sub.periodic or self.p0 > 0))
         self.ghost_hi = int(self.n > 0 and (sub.periodic or self.p1 < self.nx))
         self.explicit = False
+        self._wants = None  # _ghost_wants(), once per advance
 
     def sources(self, queued):
         """The queued sums (``Substance._source_sums``) at this rank's own
@@ -643,11 +643,12 @@ class SlabGrid:
             index[axis] = 0 if side == 0 else own.shape[axis] - 1
             own[tuple(index)] = dval[axis][side][self.p0:self.p1]
 
-    def _ghosts(self, buf):
-        """The buffer's ghost planes from their owners (a collective call)."""
-        dd, first, nx = self.dd, self.first, self.nx
+    def _ghost_wants(self):
+        """Per rank, the planes its explicit buffer's ghosts hold (the same
+        on every rank; what :meth:`Decomposition._fetch` asks for)."""
+        first, nx = self.first, self.nx
         wants = []
-        for s in range(dd.size):
+        for s in range(self.dd.size):
             lo, hi = int(first[s]), int(first[s + 1])
             g = []
             if hi > lo and (self.sub.periodic or lo > 0):
@@ -655,7 +656,14 @@ class SlabGrid:
             if hi > lo and (self.sub.periodic or hi < nx):
                 g.append(hi % nx)
             wants.append(np.array([x for x in g if not lo <= x < hi], np.int64))
-        got = dd._fetch(wants, first, lambda idx: buf[self.ghost_lo + idx - self.p0])
+        return wants
+
+    def _ghosts(self, buf):
+        """The buffer's ghost planes from their owners (a collective call)."""
+        dd, first, nx = self.dd, self.first, self.nx
+        if self._wants is None:  # the same for every sub-step of this advance
+            self._wants = self._ghost_wants()
+        got = dd._fetch(self._wants, first, lambda idx: buf[self.ghost_lo + idx - self.p0])
         planes = {int(g): p for idx, ps in got for g, p in zip(idx, ps)}
         for side, g in ((0, (self.p0 - 1) % nx), (1, self.p1 % nx)):
             if not (self.ghost_lo if side == 0 else self.ghost_hi):
@@ -695,8 +703,8 @@ class SlabGrid:
         dd, first, nx, plane = self.dd, self.first, self.nx, self.plane
         holders = [s for s in range(dd.size) if first[s + 1] > first[s]]
         lo, hi = np.ascontiguousarray(add_lo[0]), np.ascontiguousarray(add_hi[0])
+        block = own.reshape(self.n, plane)
         if self.n:
-            block = own.reshape(self.n, plane)
             at = holders.index(dd.rank)
             below = holders[at - 1] if at > 0 else None
             above = holders[at + 1] if at + 1 < len(holders) else None
@@ -726,10 +734,10 @@ class SlabGrid:
         if periodic and nx > 1:
             ends = np.empty((2, plane))
             if self.n and self.p0 == 0:
-                ends[0] = own.reshape(self.n, plane)[0]
+                ends[0] = block[0]
             if self.n and self.p1 == nx:
-                ends[1] = own.reshape(self.n, plane)[-1]
+                ends[1] = block[-1]
             dd.comm.Bcast(ends[0], root=holders[0])
             dd.comm.Bcast(ends[1], root=holders[-1])
             if self.n:
-                K.periodic_piece(own.reshape(self.n, plane), self.p0, nx, zz, vr, zden, ends[0], ends[1])
+                K.periodic_piece(block, self.p0, nx, zz, vr, zden, ends[0], ends[1])
