@@ -1,4 +1,4 @@
-"""One simulation on several MPI ranks: the box cut into slabs along x.
+"""One simulation on several MPI ranks: the box cut into blocks.
 
 ``mpiexec -n R python script.py`` runs a script unchanged: a Simulation
 created under an MPI launcher with more than one rank (or given
@@ -7,45 +7,57 @@ created under an MPI launcher with more than one rank (or given
 populations, behaviours, substances and parameters; only the agents are
 divided.
 
+The blocks
+----------
+The ranks form a grid of ``px x py x pz`` blocks (row-major: rank
+``(i * py + j) * pz + k`` holds block (i, j, k)).  Along each axis the
+block faces lie on a lattice of cells at least one interaction range wide,
+so a block is never thinner than that range, and they are placed so each
+slice of blocks holds about the same number of agents (re-balanced as the
+tissue grows).  The grid of ranks is chosen at start-up to make the aura
+smallest (2 ranks: two slabs along x; 4 ranks in a cube: 2 x 2 x 1), among
+the grids whose blocks fit the lattice; ``Decomposition.GRID`` (or the
+environment variable ``BIOSIM_RANK_GRID=2x2x1``) sets it instead.
+
 How a step stays bit-identical to one process
 ---------------------------------------------
-Rank r owns the agents whose x lies in its slab ``[bounds[r], bounds[r+1])``
-(µm; slab faces lie on a lattice of cells at least one interaction range
-wide, so a slab is never thinner than that range).  At the start of each
-step it receives from the other ranks an *aura*: copies of every column of
-their agents within ``width`` µm of its slab (across a periodic face too).
-It then runs the whole step (behaviours, mechanics, boundary, substances)
-on its own agents and the aura together, exactly as one process would.  An
-own agent's result depends only on agents within one neighbour reach per
-phase that reads neighbours, so the aura is as wide as those reaches
-summed (grid cells included, plus a margin for movement within the step):
-the outer aura agents come out wrong, the own ones exactly as in one
-process -- the neighbour grid uses the global lattice and agent count
+Rank r owns the agents whose position lies in its block (µm).  At the
+start of each step it receives from the other ranks an *aura*: copies of
+every column of their agents within ``width`` µm of its block (across a
+periodic face too, corners included).  It then runs the whole step
+(behaviours, mechanics, boundary, substances) on its own agents and the
+aura together, exactly as one process would.  An own agent's result
+depends only on agents within one neighbour reach per phase that reads
+neighbours, so the aura is as wide as those reaches summed (grid cells
+included, plus a margin for movement within the step): the outer aura
+agents come out wrong, the own ones exactly as in one process -- the
+neighbour grid uses the global lattice and agent count
 (:class:`biosim.space.UniformGrid` ``layout_n``), and every sum runs in the
 canonical order (by cell, then uid), which a subset of the agents that
 holds every neighbour preserves.  The aura is recomputed, not trusted:
-after the commit its rows are dropped, the own agents that left the slab
+after the commit its rows are dropped, the own agents that left the block
 migrate to their new owner, and the next step receives a fresh aura.
 
 * Births: daughters of own mothers only; uids are those one process would
   give, from the daughters' parent uids gathered from every rank (commit
   order is by parent uid).  Deaths: an own agent's removal is decided
   exactly (an aura attacker acts as in one process).
-* Substances: each rank advances the x-planes of the grid whose voxel
-  centres lie in its slab (:class:`SlabGrid`).  It holds every agent in
-  those voxels (own or aura), so it sums their queued sources itself, in
-  the canonical order; the explicit solver exchanges one ghost plane either
-  side per sub-step, the implicit one passes its x lines' Thomas
-  recurrences from rank to rank.  Before each step a rank receives the planes its
-  slab and aura read.  The diffusion work is divided; the grid's array is
-  still whole-sized on every rank (current where the rank reads it).
+* Substances: each rank advances the voxels of the grid whose centres lie
+  in its block (:class:`BlockGrid`).  It holds every agent in those voxels
+  (own or aura), so it sums their queued sources itself, in the canonical
+  order; the explicit solver exchanges one ghost layer per face two ranks
+  share per sub-step, the implicit one passes the Thomas recurrences of
+  the lines that cross blocks from rank to rank.  Before each step a rank
+  receives the voxels its block and aura read.  The diffusion work is
+  divided; the grid's array is still whole-sized on every rank (current
+  where the rank reads it).
 * Actions, records and writers see the whole simulation: when one fires the
   own agents of every rank are gathered onto every rank (in uid order),
-  it runs there, and the ranks keep their slabs again.  Rank 0 writes the
+  it runs there, and the ranks keep their blocks again.  Rank 0 writes the
   files.  ``add_action(fn, every, local=True)`` skips the gather: the
   action runs on each rank's own agents.
-* The slabs are re-balanced by agent count every ``rebalance_every`` steps
-  when the largest holds 10% more than the mean.
+* The block faces are re-balanced by agent count every ``rebalance_every``
+  steps when the largest block holds 10% more than the mean.
 
 The aura's width is checked, not assumed: a neighbour query wider than the
 reach the aura was built for, or an agent near a face two ranks share that
@@ -110,14 +122,46 @@ def _abort_on_error():
     _HOOKED = True
 
 
+AXES = "xyz"
+
+
+def _selector(box):
+    """numpy index for the voxels of ``box`` (three arrays of global
+    indices): slices where an axis's indices are a contiguous run."""
+    runs = []
+    for ix in box:
+        if ix.size and int(ix[-1]) - int(ix[0]) == ix.size - 1 and np.all(np.diff(ix) == 1):
+            runs.append(slice(int(ix[0]), int(ix[-1]) + 1))
+        else:
+            runs.append(None)
+    if all(r is not None for r in runs):
+        return tuple(runs)
+    return np.ix_(*box)
+
+
+def _ranks_grid(text, size):
+    """``GRID`` or ``BIOSIM_RANK_GRID`` ("2x2x1" or three ints) as a tuple of
+    three ranks per axis whose product is ``size``."""
+    try:
+        dims = tuple(int(v) for v in (text.lower().split("x") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1 or int(np.prod(dims)) != size:
+        raise DecompositionError(f"the grid of ranks {text!r} (Decomposition.GRID or BIOSIM_RANK_GRID) must be "
+                                 f"three positive counts of ranks along x, y and z whose product is the {size} "
+                                 f"ranks, such as '{size}x1x1'")
+    return dims
+
+
 class Decomposition:
-    """The slabs of one simulation across the ranks of ``comm`` (see the
+    """The blocks of one simulation across the ranks of ``comm`` (see the
     module docstring).  Created by the Simulation; ``sim.agents`` then holds
     this rank's own agents between steps."""
 
     MIN_MARGIN = 1.0  # µm: the least movement margin per step
     SLACK = 1.25  # the aura covers searches this much wider than the widest expected (growth within a step)
-    REBALANCE = 1.1  # re-balance when the largest slab holds this much more than the mean
+    REBALANCE = 1.1  # re-balance when the largest block holds this much more than the mean
+    GRID = None  # ranks along (x, y, z), or None: BIOSIM_RANK_GRID, else the grid with the smallest aura
 
     def __init__(self, sim, comm, rebalance_every=50):
         self.sim = sim
@@ -125,7 +169,10 @@ class Decomposition:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.rebalance_every = int(rebalance_every)
-        self.bounds = None  # (size + 1,) slab faces along x (µm)
+        self.dims = None  # (3,) ranks along each axis, fixed at the first cut
+        self.coords = None  # (3,) this rank's block along each axis
+        self.bounds = None  # [3 arrays of dims[a] + 1] block faces along each axis (µm)
+        self._lines = None  # per axis: the communicator of the ranks that share the other two block indices
         self.n_own = 0  # rows [0, n_own) of the table are this rank's own (during a step)
         self.n_global = 0  # agents in the whole simulation (at the step's start)
         self.dmax = 0.0  # largest diameter in the whole simulation (µm), kept current within a step
@@ -133,13 +180,13 @@ class Decomposition:
         self.reach = 0.0  # µm: the widest neighbour query the current aura covers
         self.width = 0.0  # µm: the aura's width
         self.margin = 0.0  # µm: the movement allowed in this step
-        self.moved = 0.0  # µm: the largest move along x in one step so far
+        self.moved = 0.0  # µm: the largest move across a shared face's axis in one step so far
         self.widest = 0.0  # widest neighbour query seen (µm)
         self.widest_ratio = 0.0  # widest neighbour query seen, over the largest diameter then
         self.bytes = 0  # bytes sent by this rank (aura, migration, gathers), cumulative
         self.exchange_time = 0.0  # s
         self._sorts = 0  # times the own rows were sorted by cell (_sort_rows)
-        self._start_x = None
+        self._start = None
         _abort_on_error()
 
     # -- collectives --------------------------------------------------------------
@@ -153,15 +200,22 @@ class Decomposition:
         return self.comm.alltoall(sends)
 
     # -- ownership ----------------------------------------------------------------
-    def owner(self, x):
-        """Rank owning each x (µm): its slab; outside the box, the nearest."""
-        return np.searchsorted(self.bounds[1:-1], x, side="right")
+    def block_of(self, rank):
+        """(3,) the block indices of ``rank`` along x, y and z."""
+        return np.unravel_index(int(rank), tuple(int(d) for d in self.dims))
 
-    def _lattice(self, cutoff):
-        """(cells, edge): the x-lattice slab faces lie on, cells at least
-        ``cutoff`` µm wide (the whole box edge at most)."""
-        box = self.sim.box
-        length = float(box.length[0])
+    def owner(self, pos):
+        """Rank owning each position (n, 3) µm: its block; outside the box,
+        the nearest."""
+        idx = np.zeros(len(pos), np.int64)
+        for a in range(3):
+            idx = idx * int(self.dims[a]) + np.searchsorted(self.bounds[a][1:-1], pos[:, a], side="right")
+        return idx
+
+    def _lattice(self, axis, cutoff):
+        """(cells, edge): the lattice block faces along ``axis`` lie on,
+        cells at least ``cutoff`` µm wide (the whole box edge at most)."""
+        length = float(self.sim.box.length[axis])
         cells = int(max(1, np.floor(length / cutoff))) if cutoff > 0 else int(max(1, self.size * 64))
         return cells, length / cells
 
@@ -171,50 +225,102 @@ class Decomposition:
             return max(self.widest, 0.0)
         return max(sim.mechanics.cutoff(self.dmax), self.widest)
 
+    def _choose_dims(self, cells, cutoff):
+        """The grid of ranks: ``GRID`` / ``BIOSIM_RANK_GRID`` when set, else,
+        among the grids whose blocks fit ``cells`` (lattice cells per axis),
+        the one with the least aura surface per rank (ties: the blocks
+        nearest cubes, then more ranks along x, then y).  Sets the line communicators (a collective call)."""
+        length = [float(v) for v in self.sim.box.length]
+        wanted = self.GRID if self.GRID is not None else os.environ.get("BIOSIM_RANK_GRID") or None
+        if wanted is not None:
+            dims = _ranks_grid(wanted, self.size)
+        else:
+            periodic = self.sim.boundary == "periodic"
+            best = None
+            for px in range(1, self.size + 1):
+                for py in range(1, self.size // px + 1):
+                    if self.size % (px * py):
+                        continue
+                    d = (px, py, self.size // (px * py))
+                    if any(d[a] > cells[a] for a in range(3)):
+                        continue
+                    surface = sum((2 if periodic or d[a] > 2 else 1) * np.prod([length[b] / d[b] for b in range(3)
+                                                                                if b != a])
+                                  for a in range(3) if d[a] > 1)
+                    edge = max(length[a] / d[a] for a in range(3))  # ties: the blocks nearest cubes
+                    key = (round(float(surface), 9), round(edge, 9), -px, -py)
+                    if best is None or key < best[0]:
+                        best = (key, d)
+            if best is None:
+                raise DecompositionError(
+                    f"cannot cut the box of {' x '.join(f'{v:g}' for v in length)} µm into {self.size} blocks at "
+                    f"least one interaction range ({cutoff:g} µm) wide: its lattice holds "
+                    f"{' x '.join(str(c) for c in cells)} cells along x, y and z; run on a number of ranks "
+                    f"px x py x pz with px <= {cells[0]}, py <= {cells[1]} and pz <= {cells[2]}, or make the box "
+                    f"larger")
+            dims = best[1]
+        self.dims = np.array(dims, np.int64)
+        self.coords = np.array(self.block_of(self.rank), np.int64)
+        self._lines = []
+        for a in range(3):
+            other = [int(self.coords[b]) if b != a else 0 for b in range(3)]
+            color = int(np.ravel_multi_index(other, tuple(int(d) for d in self.dims)))
+            self._lines.append(self.comm.Split(color, int(self.coords[a])))
+
     def _balance(self, everywhere=False):
-        """Slab faces on the lattice with about equal agent counts (from a
-        histogram summed over the ranks, or this rank's own when
-        ``everywhere``: every rank holds every agent; the same on every
-        rank).  Refuses more ranks than lattice cells."""
+        """Block faces on each axis's lattice, with about equal agent counts
+        in each slice of blocks (from histograms summed over the ranks, or
+        this rank's own when ``everywhere``: every rank holds every agent;
+        the same on every rank).  Refuses more blocks along an axis than
+        lattice cells."""
         cutoff = self._cutoff()
-        cells, edge = self._lattice(cutoff)
-        if cells < self.size:
-            raise DecompositionError(
-                f"cannot cut the box's x edge of {self.sim.box.length[0]:g} µm into {self.size} slabs at least "
-                f"one interaction range ({cutoff:g} µm) wide: it holds {cells}; run on at most {cells} ranks "
-                f"or make the box longer along x")
+        box = self.sim.box
+        lattice = [self._lattice(a, cutoff) for a in range(3)]
+        if self.dims is None:
+            self._choose_dims([c for c, _ in lattice], cutoff)
+        for a, (cells, _) in enumerate(lattice):
+            if cells < self.dims[a]:
+                raise DecompositionError(
+                    f"cannot cut the box's {AXES[a]} edge of {box.length[a]:g} µm into {self.dims[a]} blocks at "
+                    f"least one interaction range ({cutoff:g} µm) wide: it holds {cells}; run with at most "
+                    f"{cells} ranks along {AXES[a]} (now {' x '.join(str(int(d)) for d in self.dims)}), or make "
+                    f"the box longer along {AXES[a]}")
         t = self.sim.agents
-        lower = float(self.sim.box.lower[0])
-        k = np.clip(np.floor((t.position[:len(t), 0] - lower) / edge), 0, cells - 1).astype(np.int64)
-        hist = np.bincount(k, minlength=cells).astype(np.int64)
+        pos = t.position[:len(t)]
+        hists = []
+        for a, (cells, edge) in enumerate(lattice):
+            k = np.clip(np.floor((pos[:, a] - float(box.lower[a])) / edge), 0, cells - 1).astype(np.int64)
+            hists.append(np.bincount(k, minlength=cells).astype(np.int64))
         if not everywhere:
-            hist = self.comm.allreduce(hist)
-        cum = np.cumsum(hist)
-        total = int(cum[-1]) if cells else 0
-        cuts = np.empty(self.size + 1, np.int64)
-        cuts[0], cuts[-1] = 0, cells
-        for r in range(1, self.size):  # the first cell where the running count reaches r/size of the total
-            c = int(np.searchsorted(cum, total * r / self.size, side="left")) + 1 if total else (cells * r) // self.size
-            cuts[r] = min(max(c, cuts[r - 1] + 1), cells - (self.size - r))
-        self.bounds = lower + cuts.astype(np.float64) * edge
-        self.bounds[-1] = float(self.sim.box.upper[0])
+            hists = np.split(self.comm.allreduce(np.concatenate(hists)), np.cumsum([h.size for h in hists])[:-1])
+        self.bounds = []
+        for a, ((cells, edge), hist) in enumerate(zip(lattice, hists)):
+            p = int(self.dims[a])
+            cum = np.cumsum(hist)
+            total = int(cum[-1]) if cells else 0
+            cuts = np.empty(p + 1, np.int64)
+            cuts[0], cuts[-1] = 0, cells
+            for r in range(1, p):  # the first cell where the running count reaches r/p of the total
+                c = int(np.searchsorted(cum, total * r / p, side="left")) + 1 if total else (cells * r) // p
+                cuts[r] = min(max(c, cuts[r - 1] + 1), cells - (p - r))
+            faces = float(box.lower[a]) + cuts.astype(np.float64) * edge
+            faces[-1] = float(box.upper[a])
+            self.bounds.append(faces)
 
     def _too_thin(self):
         cutoff = self._cutoff()
-        return cutoff > 0 and np.diff(self.bounds).min() < cutoff * (1 - 1e-12)
+        return cutoff > 0 and any(self.dims[a] > 1 and np.diff(self.bounds[a]).min() < cutoff * (1 - 1e-12)
+                                  for a in range(3))
 
     def check(self):
-        """Re-cut the slabs when one became thinner than the interaction
+        """Re-cut the blocks when one became thinner than the interaction
         range (cells grew); DecompositionError (on every rank: the values
         are global) when they cannot be cut that wide."""
         if self._too_thin():
             self._balance()
         if self._too_thin():  # pragma: no cover - _balance refuses first
-            thin = np.diff(self.bounds)
-            r = int(np.argmin(thin))
-            raise DecompositionError(f"rank {r}'s slab is {thin[r]:g} µm thick along x, thinner than the "
-                                     f"interaction range {self._cutoff():g} µm; run on fewer ranks or make the "
-                                     f"box longer along x")
+            raise DecompositionError(f"a block is thinner than the interaction range {self._cutoff():g} µm; "
+                                     f"run on fewer ranks or make the box larger")
 
     # -- rows -------------------------------------------------------------------------
     def _columns(self, rows=None):
@@ -235,8 +341,8 @@ class Decomposition:
 
     def adopt(self):
         """At ``run()``'s start: rows added since the last decomposition (on
-        every rank, by the script) are kept by their slab's rank only; the
-        slabs are cut if there are none yet; own agents outside the slab
+        every rank, by the script) are kept by their block's rank only; the
+        blocks are cut if there are none yet; own agents outside the block
         migrate."""
         t0 = _time.perf_counter()
         t = self.sim.agents
@@ -248,7 +354,7 @@ class Decomposition:
             self._balance(everywhere=True)
         self.check()
         new = t.uid[:n] >= self.known_uid
-        keep = ~new | (self.owner(t.position[:n, 0]) == self.rank)
+        keep = ~new | (self.owner(t.position[:n]) == self.rank)
         if not keep.all():
             t.keep(np.flatnonzero(keep))
         self.known_uid = t.next_uid
@@ -256,10 +362,10 @@ class Decomposition:
         self.exchange_time += _time.perf_counter() - t0
 
     def _migrate(self):
-        """Send own agents outside this rank's slab to their owners."""
+        """Send own agents outside this rank's block to their owners."""
         t = self.sim.agents
         n = len(t)
-        dest = self.owner(t.position[:n, 0])
+        dest = self.owner(t.position[:n])
         leaving = dest != self.rank
         sends = [None] * self.size
         if leaving.any():
@@ -273,7 +379,6 @@ class Decomposition:
             if g:
                 t.extend(g)
         self.n_own = len(t)
-
     # -- the step -----------------------------------------------------------------------
     def _aura_width(self):
         """(reach, width, margin): the widest neighbour query the aura
@@ -312,7 +417,7 @@ class Decomposition:
             # a search of up to ``reach`` visits the cells up to k = 1 over (cells at least that wide),
             # or k = 2 over where the grid halves its x-cells: at most two unhalved cells either side
             dims = sim._grid._layout(reach, max(self.n_global, 1), np.inf)
-            hop = 2.0 * float(sim.box.length[0]) / float(dims[0])
+            hop = max(2.0 * float(sim.box.length[a]) / float(dims[a]) for a in range(3) if self.dims[a] > 1)
         spacing = max([float(np.max(s.spacing)) for s in sim.substances.values()] + [0.0])
         return reach, hops * (hop + margin) + spacing + margin, margin
 
@@ -350,10 +455,10 @@ class Decomposition:
         self.reach, self.width, self.margin = self._aura_width()
         sends = [None] * self.size
         if n:
-            x = t.position[:n, 0]
+            pos = t.position[:n]
             for r in range(self.size):
                 if r != self.rank:
-                    mask = self._near(x, r)
+                    mask = self._near(pos, r)
                     if mask.any():
                         sends[r] = self._columns(np.flatnonzero(mask))
         for g in self._alltoall(sends):
@@ -361,17 +466,24 @@ class Decomposition:
                 t.extend(g)
         for sub in self.sim.substances.values():
             self._fill(sub)
-        self._start_x = t.position[:n, 0].copy()
+        self._start = t.position[:n].copy()
         self.exchange_time += _time.perf_counter() - t0
 
-    def _near(self, x, r):
-        """Whether x (µm) lies within the aura of rank r's slab (periodic
-        images too)."""
-        lo, hi = self.bounds[r] - self.width, self.bounds[r + 1] + self.width
-        near = (x >= lo) & (x < hi)
-        if self.sim.boundary == "periodic":
-            length = float(self.sim.box.length[0])
-            near |= ((x + length >= lo) & (x + length < hi)) | ((x - length >= lo) & (x - length < hi))
+    def _near(self, pos, r):
+        """Whether each position (n, 3) µm lies within the aura of rank r's
+        block (periodic images too)."""
+        near = np.ones(len(pos), bool)
+        block = self.block_of(r)
+        for a in range(3):
+            if self.dims[a] == 1:
+                continue
+            x = pos[:, a]
+            lo, hi = self.bounds[a][block[a]] - self.width, self.bounds[a][block[a] + 1] + self.width
+            inside = (x >= lo) & (x < hi)
+            if self.sim.boundary == "periodic":
+                length = float(self.sim.box.length[a])
+                inside |= ((x + length >= lo) & (x + length < hi)) | ((x - length >= lo) & (x - length < hi))
+            near &= inside
         return near
 
     def query(self, radius):
@@ -397,37 +509,41 @@ class Decomposition:
 
     def moved_check(self):
         """After the boundary phase: the own agents near a face this rank
-        shares with another moved less than the aura's margin along x (else
-        the step may differ from one process).  An agent that started
-        farther from every shared face than the aura's width plus its move
-        is read by no other rank and reads no aura agent: it may move more
-        (a closed box's wall pushing the cells beside it, far from any
-        other rank)."""
+        shares with another moved less than the aura's margin along each
+        axis the ranks are cut along (else the step may differ from one
+        process).  An agent that started farther from every shared face than
+        the aura's width plus its move is read by no other rank and reads no
+        aura agent: it may move more (a closed box's wall pushing the cells
+        beside it, far from any other rank)."""
         t = self.sim.agents
         m = self.n_own
-        dx = np.abs(t.position[:m, 0] - self._start_x[:m]) if m else np.zeros(0)
         periodic = self.sim.boundary == "periodic"
-        if periodic and m:
-            length = float(self.sim.box.length[0])
-            dx = np.minimum(dx, length - dx)
-        faces = [float(self.bounds[i]) for i, shared in ((self.rank, self.rank > 0 or periodic),
-                                                         (self.rank + 1, self.rank < self.size - 1 or periodic))
-                 if shared]
-        if faces and m:
-            near = np.min([np.abs(self._start_x[:m] - f) for f in faces], axis=0)
-            if periodic:  # the box's two x faces are one face
-                near = np.minimum(near, float(self.sim.box.length[0]) - near)
-            dx = dx[near < self.width + dx]
-        else:
-            dx = dx[:0]
-        most = self.allreduce_max(float(dx.max()) if dx.size else 0.0)
+        cut = [a for a in range(3) if self.dims[a] > 1]
+        start = self._start[:m]
+        move = np.zeros(m)
+        near = np.full(m, np.inf)
+        for a in cut:
+            length = float(self.sim.box.length[a])
+            d = np.abs(t.position[:m, a] - start[:, a])
+            if periodic:
+                d = np.minimum(d, length - d)
+            move = np.maximum(move, d)
+            i = int(self.coords[a])
+            for face, shared in ((i, i > 0 or periodic), (i + 1, i < self.dims[a] - 1 or periodic)):
+                if shared:
+                    gap = np.abs(start[:, a] - float(self.bounds[a][face]))
+                    if periodic:  # the box's two faces along this axis are one face
+                        gap = np.minimum(gap, length - gap)
+                    near = np.minimum(near, gap)
+        move = move[near < self.width + move]
+        most = self.allreduce_max(float(move.max()) if move.size else 0.0)
         if most > self.margin:
-            raise DecompositionError(f"an agent moved {most:g} µm along x in step {self.sim.step}, more than "
-                                     f"the {self.margin:g} µm margin of the MPI aura; results from here could "
-                                     f"differ from one process, so the run stops. Give your own behaviours "
-                                     f"that move agents a max_move(sim, dt) method, cap the mechanics' "
-                                     f"max_displacement, or raise biosim.parallel.Decomposition.SLACK in the "
-                                     f"script (now {self.SLACK:g})")
+            raise DecompositionError(f"an agent moved {most:g} µm across the block faces of the MPI ranks in "
+                                     f"step {self.sim.step}, more than the {self.margin:g} µm margin of the MPI "
+                                     f"aura; results from here could differ from one process, so the run stops. "
+                                     f"Give your own behaviours that move agents a max_move(sim, dt) method, cap "
+                                     f"the mechanics' max_displacement, or raise "
+                                     f"biosim.parallel.Decomposition.SLACK in the script (now {self.SLACK:g})")
         self.moved = max(self.moved, most)
 
     def daughter_uids(self, parents):
@@ -472,7 +588,8 @@ class Decomposition:
     def gathered(self, changes=False):
         """Every rank holds the whole simulation (own agents of every rank,
         in uid order) inside the block; afterwards its own agents again (with
-        ``changes``, those whose x lies in its slab: what the block left)."""
+        ``changes``, those whose position lies in its block: what the block
+        left)."""
         t0 = _time.perf_counter()
         self.whole()
         mine = self._columns()
@@ -490,7 +607,7 @@ class Decomposition:
             t = self.sim.agents
             if changes:
                 n = len(t)
-                t.keep(np.flatnonzero(self.owner(t.position[:n, 0]) == self.rank))
+                t.keep(np.flatnonzero(self.owner(t.position[:n]) == self.rank))
                 self.known_uid = t.next_uid
             else:
                 self._restore([mine])
@@ -498,246 +615,366 @@ class Decomposition:
             self.exchange_time += _time.perf_counter() - t0
 
     # -- substances ----------------------------------------------------------------------
-    def plane_starts(self, sub):
-        """(size + 1,) x-plane ranges of ``sub``'s grid: rank r owns the planes
-        ``[first[r], first[r+1])`` whose centres lie in its slab."""
-        owner = self.owner(sub.voxel_centres(0))
-        return np.searchsorted(owner, np.arange(self.size + 1)).astype(np.int64)
+    def grid_starts(self, sub):
+        """Per axis, (dims[a] + 1,) voxel ranges of ``sub``'s grid: the blocks
+        with index i along axis a own the voxels ``[starts[a][i],
+        starts[a][i+1])`` along it, those whose centres lie in the block."""
+        starts = []
+        for a in range(3):
+            owner = np.searchsorted(self.bounds[a][1:-1], sub.voxel_centres(a), side="right")
+            starts.append(np.searchsorted(owner, np.arange(int(self.dims[a]) + 1)).astype(np.int64))
+        return starts
 
-    def slab(self, sub):
-        """This rank's x-planes of ``sub`` for one advance."""
-        return SlabGrid(self, sub, self.plane_starts(sub))
+    def voxel_block(self, starts, rank):
+        """[(lo, hi)] per axis: the voxels ``rank`` owns under ``starts``."""
+        block = self.block_of(rank)
+        return [(int(starts[a][block[a]]), int(starts[a][block[a] + 1])) for a in range(3)]
+
+    def block(self, sub):
+        """This rank's voxels of ``sub`` for one advance."""
+        return BlockGrid(self, sub, self.grid_starts(sub))
 
     def _held(self, sub, r):
-        """The x-planes rank r reads during a step (indices, increasing from
-        the slab's lower side, wrapped in a periodic grid): its slab and
-        aura, plus the stencil of the gradient at the outermost (three
-        planes either side)."""
-        nx, h, lower = sub.shape[0], sub.spacing, float(sub.lower[0])
-        a = int(np.floor((self.bounds[r] - self.width - lower) / h - 0.5)) - 3
-        b = int(np.floor((self.bounds[r + 1] + self.width - lower) / h - 0.5)) + 5
-        if not sub.periodic:
-            return np.arange(max(a, 0), min(b, nx))
-        return np.arange(nx) if b - a >= nx else np.arange(a, b) % nx
+        """The voxels rank r reads during a step, as three index arrays
+        (increasing from the block's lower side, wrapped in a periodic
+        grid): its block and aura, plus the stencil of the gradient at the
+        outermost (three voxels either side); whole axes where the ranks are
+        not cut."""
+        block = self.block_of(r)
+        box = []
+        for axis in range(3):
+            n, h, lower = sub.shape[axis], sub.spacing, float(sub.lower[axis])
+            if self.dims[axis] == 1:
+                box.append(np.arange(n))
+                continue
+            a = int(np.floor((self.bounds[axis][block[axis]] - self.width - lower) / h - 0.5)) - 3
+            b = int(np.floor((self.bounds[axis][block[axis] + 1] + self.width - lower) / h - 0.5)) + 5
+            if not sub.periodic:
+                box.append(np.arange(max(a, 0), min(b, n)))
+            else:
+                box.append(np.arange(n) if b - a >= n else np.arange(a, b) % n)
+        return box
 
-    def _fetch(self, wants, first, source):
-        """x-planes between ranks: ``wants[s]`` the planes rank s needs (the
-        same lists on every rank), each sent by the rank that owns it under
-        the ranges ``first``; ``source(indices)`` this rank's planes.
-        Returns [(indices, planes)] received."""
+    def _swap_boxes(self, wants, starts, source):
+        """Voxels between ranks: ``wants[s]`` the boxes rank s needs (lists of
+        three index arrays; the same lists on every rank), each part sent by
+        the rank that owns it under ``starts``; ``source(box)`` this rank's
+        values there.  Returns [(k, box, values)] received: the part
+        ``box`` of this rank's k-th wanted box."""
+        mine = self.voxel_block(starts, self.rank)
         sends = [None] * self.size
-        for s, want in enumerate(wants):
-            if s != self.rank and want.size:
-                idx = want[np.searchsorted(first, want, side="right") - 1 == self.rank]
-                if idx.size:
-                    sends[s] = (idx, source(idx))
-                    self.bytes += sends[s][1].nbytes
-        return [g for g in self.comm.alltoall(sends) if g is not None]
+        for s, boxes in enumerate(wants):
+            if s == self.rank:
+                continue
+            out = []
+            for k, box in enumerate(boxes):
+                part = [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, mine)]
+                if all(p.size for p in part):
+                    values = source(part)
+                    out.append((k, part, values))
+                    self.bytes += values.nbytes
+            if out:
+                sends[s] = out
+        return [item for got in self.comm.alltoall(sends) if got for item in got]
 
     def _fill(self, sub):
-        """Before a step: the planes each rank reads (:meth:`_held`) made
+        """Before a step: the voxels each rank reads (:meth:`_held`) made
         current from their owners at the last advance."""
         if sub._fresh is None:
             return
-        first = sub._fresh
-        wants = []
-        for s in range(self.size):
-            held = self._held(sub, s)
-            wants.append(held[(held < first[s]) | (held >= first[s + 1])])
-        for idx, planes in self._fetch(wants, first, lambda idx: sub._c[idx]):
-            sub._c[idx] = planes
+        c = sub._c
+        wants = [[self._held(sub, s)] for s in range(self.size)]
+        for _, box, values in self._swap_boxes(wants, sub._fresh, lambda box: c[_selector(box)]):
+            c[_selector(box)] = values
 
     def whole(self):
         """Every substance's whole grid current on every rank (its owners'
-        planes gathered): inside ``gathered()`` and when ``run()`` returns."""
+        blocks gathered): inside ``gathered()`` and when ``run()`` returns."""
         from mpi4py import MPI
 
         for sub in self.sim.substances.values():
             if sub._fresh is None:
                 continue
-            plane = sub.shape[1] * sub.shape[2]
-            sizes = np.diff(sub._fresh) * plane
-            flat = sub._c.reshape(sub._c.size)
-            self.comm.Allgatherv(MPI.IN_PLACE, [flat, sizes, sub._fresh[:-1] * plane, MPI.DOUBLE])
+            blocks = [self.voxel_block(sub._fresh, r) for r in range(self.size)]
+            shapes = [tuple(hi - lo for lo, hi in b) for b in blocks]
+            sizes = np.array([int(np.prod(s)) for s in shapes], np.int64)
+            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            mine = np.ascontiguousarray(sub._c[tuple(slice(lo, hi) for lo, hi in blocks[self.rank])])
+            flat = np.empty(int(sizes.sum()))
+            self.comm.Allgatherv(mine.reshape(mine.size), [flat, sizes, offsets, MPI.DOUBLE])
             self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
+            for r, (b, shape) in enumerate(zip(blocks, shapes)):
+                if r != self.rank and sizes[r]:
+                    sub._c[tuple(slice(lo, hi) for lo, hi in b)] = flat[offsets[r]:offsets[r] + sizes[r]].reshape(shape)
             sub._fresh = None
 
 
-class SlabGrid:
-    """This rank's x-planes ``[p0, p1)`` of one substance for one advance
-    (:meth:`Substance._substeps` with ``slab``): the planes whose centres lie
-    in its slab, which hold every voxel its own and aura agents' sources
-    reach, so their queued sums are complete here.  Each plane is computed
-    with the same kernels on the same values as in one process:
+class BlockGrid:
+    """This rank's voxels ``[lo, hi)`` (per axis) of one substance for one
+    advance (:meth:`Substance._substeps` with ``part``): the voxels whose
+    centres lie in its block, which hold every voxel its own and aura
+    agents' sources reach, so their queued sums are complete here.  Each
+    voxel is computed with the same kernels on the same values as in one
+    process:
 
     * sources, decay and the Dirichlet layers are per voxel;
-    * the explicit solver steps a buffer of the own planes with one ghost
-      plane either side, received from their owners before each sub-step
-      (the kernel takes the planes' global indices, so each voxel takes the
-      same branch as in the whole grid);
-    * the implicit solver's x lines cross the slabs: their Thomas
-      recurrences pass from rank to rank (:meth:`x_solve`); the y and z
-      lines lie within a plane.
+    * the explicit solver steps a buffer of the own voxels with one ghost
+      layer on each face shared with another rank, received from its owner
+      before each sub-step (the kernel takes the block's global offsets, so
+      each voxel takes the same branch as in the whole grid);
+    * the implicit solver's lines along an axis the ranks are cut along
+      cross the blocks: their Thomas recurrences pass from rank to rank
+      (:meth:`solve`); the other lines lie within the block.
 
     The grid's array stays whole-sized on every rank; after the advance only
-    the own planes are current (``Substance._fresh``).  Before the next step
-    each rank receives the planes its agents read (:meth:`Decomposition._fill`),
-    and ``gathered()`` or the end of ``run()`` make the grid whole."""
+    the own voxels are current (``Substance._fresh``).  Before the next step
+    each rank receives the voxels its agents read
+    (:meth:`Decomposition._fill`), and ``gathered()`` or the end of
+    ``run()`` make the grid whole."""
 
-    TAG = 30000  # x_solve's point-to-point tags: TAG .. TAG + 31, above what scripts usually use
+    TAG = 30000  # solve's point-to-point tags: TAG .. TAG + 31, above what scripts usually use
 
-    def __init__(self, dd, sub, first):
+    def __init__(self, dd, sub, starts):
         self.dd = dd
         self.sub = sub
-        self.first = first
-        self.p0, self.p1 = int(first[dd.rank]), int(first[dd.rank + 1])
-        self.n = self.p1 - self.p0
-        self.nx = sub.shape[0]
-        self.plane = sub.shape[1] * sub.shape[2]
-        # the explicit buffer's ghost planes: one either side, none beyond a closed face
-        self.ghost_lo = int(self.n > 0 and (sub.periodic or self.p0 > 0))
-        self.ghost_hi = int(self.n > 0 and (sub.periodic or self.p1 < self.nx))
-        self.explicit = False
+        self.first = starts  # what Substance._fresh keeps
+        self.shape = tuple(int(v) for v in sub.shape)
+        self.range = dd.voxel_block(starts, dd.rank)
+        self.lo = np.array([lo for lo, _ in self.range], np.int64)
+        self.m = np.array([hi - lo for lo, hi in self.range], np.int64)
+        self.empty = bool(np.any(self.m == 0))
+        # the axes whose lines cross blocks of several ranks (the same for every rank)
+        self.split = [sum(int(starts[a][i + 1] > starts[a][i]) for i in range(int(dd.dims[a]))) > 1
+                      for a in range(3)]
+        # the explicit buffer's ghost layers: one on each side shared with another rank
+        self.ghost = np.array([[int(not self.empty and self.split[a] and (sub.periodic or lo > 0)),
+                                int(not self.empty and self.split[a] and (sub.periodic or hi < self.shape[a]))]
+                               for a, (lo, hi) in enumerate(self.range)], np.int64)
+        self.explicit = sub.solver == "explicit" and sub.diffusion > 0
+        self.offset = self.ghost[:, 0] if self.explicit else np.zeros(3, np.int64)  # own voxels in the array
+        self.dims = tuple(int(v) for v in (self.m + self.ghost.sum(axis=1) if self.explicit else self.m))
         self._wants = None  # _ghost_wants(), once per advance
+        self._faces = None  # the explicit kernel's Dirichlet values at the buffer's voxels
+
+    def _own_index(self):
+        return tuple(slice(int(o), int(o + m)) for o, m in zip(self.offset, self.m))
+
+    def _global(self):
+        return tuple(slice(lo, hi) for lo, hi in self.range)
 
     def sources(self, queued):
         """The queued sums (``Substance._source_sums``) at this rank's own
-        voxels, indexed within its planes; None if it owns none of them."""
-        if queued is None:
+        voxels, indexed within the array the sub-steps work on; None if it
+        owns none of them."""
+        if queued is None or self.empty:
             return None
         voxels, sums, used = queued
-        lo, hi = self.p0 * self.plane, self.p1 * self.plane
-        mine = voxels[(voxels >= lo) & (voxels < hi)] - lo
-        if not mine.size:
+        nx, ny, nz = self.shape
+        i, rest = np.divmod(voxels, ny * nz)
+        j, k = np.divmod(rest, nz)
+        (x0, x1), (y0, y1), (z0, z1) = self.range
+        inside = (i >= x0) & (i < x1) & (j >= y0) & (j < y1) & (k >= z0) & (k < z1)
+        if not inside.any():
             return None
-        return mine, [s if s is self.sub._NONE else s[lo:hi] for s in sums], used
+        g = voxels[inside]
+        ox, oy, oz = self.offset
+        bx, by, bz = self.dims
+        local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
+        if not self.explicit and y1 - y0 == ny and z1 - z0 == nz:  # whole planes: views of the sums
+            lo = x0 * ny * nz
+            return local, [s if s is self.sub._NONE else s[lo:lo + bx * by * bz] for s in sums], used
+        out = []
+        for s in sums:
+            if s is self.sub._NONE:
+                out.append(s)
+            else:
+                dense = np.zeros(bx * by * bz)
+                dense[local] = s[g]
+                out.append(dense)
+        return local, out, used
 
     def work(self, c, explicit):
-        """(current, spare) arrays of the sub-steps: the own planes of ``c``
-        (implicit), or a buffer of them with the ghost planes and its spare
-        (explicit)."""
-        self.explicit = explicit
+        """(current, spare) arrays of the sub-steps: the own voxels of ``c``
+        (implicit; a view when they are whole planes), or a buffer of them
+        with the ghost layers and its spare (explicit)."""
         if not explicit:
-            return c[self.p0:self.p1], None
-        buf = np.empty((self.ghost_lo + self.n + self.ghost_hi,) + c.shape[1:])
-        buf[self.ghost_lo:self.ghost_lo + self.n] = c[self.p0:self.p1]
+            return np.ascontiguousarray(c[self._global()]), None
+        buf = np.empty(self.dims)
+        buf[self._own_index()] = c[self._global()]
         return buf, np.empty_like(buf)
 
     def own(self, cur):
-        return cur[self.ghost_lo:self.ghost_lo + self.n] if self.explicit else cur
+        """The array the per-voxel terms act on: ``cur`` itself (the
+        explicit buffer's ghost layers are refreshed before they are read)."""
+        return cur
 
     def store(self, c, cur):
-        if self.explicit:
-            c[self.p0:self.p1] = self.own(cur)
+        own = cur[self._own_index()]
+        if not np.shares_memory(own, c):
+            c[self._global()] = own
 
-    def set_layers(self, own, layers, dval):
-        """``kernels.cpu.diffusion.set_layers`` on the own planes."""
+    def set_layers(self, arr, layers, dval):
+        """``kernels.cpu.diffusion.set_layers`` on the own voxels of ``arr``."""
         for f in layers:
             axis, side = divmod(f, 2)
-            if axis == 0:
-                g = 0 if side == 0 else self.nx - 1
-                if self.p0 <= g < self.p1:
-                    own[g - self.p0] = dval[0][side]
+            layer = 0 if side == 0 else self.shape[axis] - 1
+            lo, hi = self.range[axis]
+            if self.empty or not lo <= layer < hi:
                 continue
-            index = [slice(None)] * 3
-            index[axis] = 0 if side == 0 else own.shape[axis] - 1
-            own[tuple(index)] = dval[axis][side][self.p0:self.p1]
+            index = list(self._own_index())
+            index[axis] = int(self.offset[axis]) + layer - lo
+            b, c = (v for v in range(3) if v != axis)
+            arr[tuple(index)] = dval[axis][side][slice(*self.range[b]), slice(*self.range[c])]
 
     def _ghost_wants(self):
-        """Per rank, the planes its explicit buffer's ghosts hold (the same
-        on every rank; what :meth:`Decomposition._fetch` asks for)."""
-        first, nx = self.first, self.nx
-        wants = []
-        for s in range(self.dd.size):
-            lo, hi = int(first[s]), int(first[s + 1])
-            g = []
-            if hi > lo and (self.sub.periodic or lo > 0):
-                g.append((lo - 1) % nx)
-            if hi > lo and (self.sub.periodic or hi < nx):
-                g.append(hi % nx)
-            wants.append(np.array([x for x in g if not lo <= x < hi], np.int64))
-        return wants
+        """Per rank, the voxels its explicit buffer's ghost layers hold (the
+        same on every rank; what :meth:`Decomposition._swap_boxes` asks
+        for), in the order of :meth:`_ghost_boxes`."""
+        return [self._ghost_boxes(s)[1] for s in range(self.dd.size)]
+
+    def _ghost_boxes(self, rank):
+        """(sides, boxes): rank's ghost layers as (axis, side) and their
+        voxels (three global index arrays each), as ``ghost`` has them."""
+        block = self.dd.voxel_block(self.first, rank)
+        sides, boxes = [], []
+        if any(hi == lo for lo, hi in block):
+            return sides, boxes
+        for a in range(3):
+            lo, hi = block[a]
+            n = self.shape[a]
+            for side, g in ((0, lo - 1), (1, hi)):
+                if self.split[a] and (self.sub.periodic or 0 <= g < n):
+                    box = [np.arange(*block[b]) for b in range(3)]
+                    box[a] = np.array([g % n], np.int64)
+                    sides.append((a, side))
+                    boxes.append(box)
+        return sides, boxes
 
     def _ghosts(self, buf):
-        """The buffer's ghost planes from their owners (a collective call)."""
-        dd, first, nx = self.dd, self.first, self.nx
+        """The buffer's ghost layers from their owners (a collective call)."""
         if self._wants is None:  # the same for every sub-step of this advance
             self._wants = self._ghost_wants()
-        got = dd._fetch(self._wants, first, lambda idx: buf[self.ghost_lo + idx - self.p0])
-        planes = {int(g): p for idx, ps in got for g, p in zip(idx, ps)}
-        for side, g in ((0, (self.p0 - 1) % nx), (1, self.p1 % nx)):
-            if not (self.ghost_lo if side == 0 else self.ghost_hi):
+            self._sides = self._ghost_boxes(self.dd.rank)[0]
+        got = self.dd._swap_boxes(self._wants, self.first, lambda box: buf[self._buffer_index(box)])
+        for k, box, values in got:
+            axis, side = self._sides[k]
+            index = list(self._buffer_index(box, skip=axis))
+            at = 0 if side == 0 else self.dims[axis] - 1
+            index[axis] = slice(at, at + 1)
+            buf[tuple(index)] = values
+
+    def _buffer_index(self, box, skip=None):
+        """The buffer's index of own voxels ``box`` (contiguous runs)."""
+        index = []
+        for a, ix in enumerate(box):
+            if a == skip:
+                index.append(None)
                 continue
-            value = buf[self.ghost_lo + g - self.p0] if self.p0 <= g < self.p1 else planes[g]
-            buf[0 if side == 0 else -1] = value
+            start = int(ix[0]) - int(self.lo[a]) + int(self.offset[a])
+            index.append(slice(start, start + ix.size))
+        return tuple(index)
 
     def ftcs_step(self, buf, out, D, dt, bounds):
         """One explicit sub-step of the buffer into ``out``: ghosts first."""
         from .kernels.cpu import diffusion as K
 
         self._ghosts(buf)
-        if not self.n:
+        if self.empty:
             return
         btype, bflux, dval = bounds
         btype, bflux = btype.copy(), bflux.copy()
-        for side, ghost in ((0, self.ghost_lo), (1, self.ghost_hi)):
-            if ghost:  # an inner face: its values come from the ghost plane
-                btype[side], bflux[side] = 0, 0.0
-        x0 = self.p0 - self.ghost_lo
-        planes = np.arange(x0, self.p1 + self.ghost_hi) % self.nx
-        K.ftcs_step(buf, out, D, self.sub.spacing, dt, btype, bflux, dval[0],
-                    np.ascontiguousarray(dval[1][:, planes]), np.ascontiguousarray(dval[2][:, planes]),
-                    x0, self.nx)
+        for a in range(3):
+            for side in range(2):
+                if self.ghost[a, side]:  # an inner face: its values come from the ghost layer
+                    btype[2 * a + side], bflux[2 * a + side] = 0, 0.0
+        start = self.lo - self.ghost[:, 0]
+        at = [np.arange(int(s), int(s) + d) % n for s, d, n in zip(start, self.dims, self.shape)]
+        if self._faces is None or self._faces[0] is not dval:
+            faces = [np.ascontiguousarray(dval[a][:, at[b]][:, :, at[c]])
+                     for a, (b, c) in enumerate(((1, 2), (0, 2), (0, 1)))]
+            self._faces = (dval, faces)
+        fx, fy, fz = self._faces[1]
+        nx, ny, nz = self.shape
+        K.ftcs_step(buf, out, D, self.sub.spacing, dt, btype, bflux, fx, fy, fz,
+                    int(start[0]), nx, int(start[1]), ny, int(start[2]), nz)
 
-    def x_solve(self, own, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
-        """The implicit x sweep (``lod_sweep`` along x) of the own planes
-        ``own``: the Thomas recurrences pass from rank to rank along the x
-        lines, the forward one up the ranks and the backward one down, one
-        (y, z) plane of values per face.  The columns go in chunks, so a
-        rank works on the next chunk while its neighbour takes the last one
-        (a pipeline).  A periodic grid's correction then needs each line's
-        first and last values (two broadcasts).  ``add_lo``/``add_hi``
-        (1, ny * nz) are the x faces' boundary terms."""
+    def _face_terms(self, axis, add):
+        """A face's boundary terms (the whole face, reshaped as ``_lod``
+        builds them) at this block's lines along ``axis``, flattened in the
+        order of the block's other two axes."""
+        b, c = (v for v in range(3) if v != axis)
+        face = add.reshape(self.shape[b], self.shape[c])
+        return np.ascontiguousarray(face[slice(*self.range[b]), slice(*self.range[c])]).reshape(-1)
+
+    def solve(self, axis, own, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
+        """The implicit sweep (``lod_sweep``) along ``axis`` of the own voxels
+        ``own``.  Where the ranks are not cut along it the lines lie within
+        the block and are solved here.  Else the Thomas recurrences pass
+        from rank to rank along the lines, the forward one up the ranks and
+        the backward one down, one layer of values per face; the lines go in
+        chunks, so a rank works on the next chunk while its neighbour takes
+        the last one (a pipeline).  A periodic grid's correction then needs
+        each line's first and last values (two broadcasts along the line of
+        ranks).  ``add_lo``/``add_hi`` are the faces' boundary terms."""
         from .kernels.cpu import diffusion as K
 
-        dd, first, nx, plane = self.dd, self.first, self.nx, self.plane
-        holders = [s for s in range(dd.size) if first[s + 1] > first[s]]
-        lo, hi = np.ascontiguousarray(add_lo[0]), np.ascontiguousarray(add_hi[0])
-        block = own.reshape(self.n, plane)
-        if self.n:
-            at = holders.index(dd.rank)
+        mx, my, mz = (int(v) for v in self.m)
+        lo, hi = self._face_terms(axis, add_lo), self._face_terms(axis, add_hi)
+        if not self.split[axis]:
+            if self.empty:
+                return
+            views = (own.reshape(1, mx, my * mz), own, own.reshape(mx * my, mz, 1))
+            shapes = ((1, my * mz), (mx, mz), (mx * my, 1))
+            K.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, periodic, lo.reshape(shapes[axis]),
+                        hi.reshape(shapes[axis]))
+            return
+        if any(self.m[b] == 0 for b in range(3) if b != axis):
+            return  # a line of ranks without voxels: none of its ranks holds any
+        dd, line, n = self.dd, self.dd._lines[axis], self.shape[axis]
+        starts = self.first[axis]
+        holders = [i for i in range(int(dd.dims[axis])) if starts[i + 1] > starts[i]]
+        me = int(dd.coords[axis])
+        moved = axis != 0
+        lines = int(np.prod([self.m[b] for b in range(3) if b != axis]))
+        block = (np.ascontiguousarray(np.moveaxis(own, axis, 0)) if moved else own).reshape(int(self.m[axis]), lines)
+        g0 = int(self.lo[axis])
+        pending = []
+        if self.m[axis]:
+            at = holders.index(me)
             below = holders[at - 1] if at > 0 else None
             above = holders[at + 1] if at + 1 < len(holders) else None
-            nchunk = int(min(16, max(1, plane // 512)))
-            cuts = (plane * np.arange(nchunk + 1)) // nchunk
-            edge = np.empty(plane)
-            pending = []
+            nchunk = int(min(16, max(1, lines // 512)))
+            cuts = (lines * np.arange(nchunk + 1)) // nchunk
+            edge = np.empty(lines)
             for k in range(nchunk):  # forward, up the ranks
                 c0, c1 = int(cuts[k]), int(cuts[k + 1])
                 if below is not None:
-                    dd.comm.Recv(edge[c0:c1], source=below, tag=self.TAG + k)
-                K.thomas_forward_piece(block[:, c0:c1], self.p0, nx, r, inv, edge[c0:c1], lo[c0:c1], hi[c0:c1])
+                    line.Recv(edge[c0:c1], source=below, tag=self.TAG + k)
+                K.thomas_forward_piece(block[:, c0:c1], g0, n, r, inv, edge[c0:c1], lo[c0:c1], hi[c0:c1])
                 if above is not None:
                     out = block[-1, c0:c1].copy()
-                    pending.append((dd.comm.Isend(out, dest=above, tag=self.TAG + k), out))
+                    pending.append((line.Isend(out, dest=above, tag=self.TAG + k), out))
             for k in range(nchunk):  # backward, down the ranks
                 c0, c1 = int(cuts[k]), int(cuts[k + 1])
                 if above is not None:
-                    dd.comm.Recv(edge[c0:c1], source=above, tag=self.TAG + nchunk + k)
-                K.thomas_backward_piece(block[:, c0:c1], self.p0, nx, cp, edge[c0:c1])
+                    line.Recv(edge[c0:c1], source=above, tag=self.TAG + nchunk + k)
+                K.thomas_backward_piece(block[:, c0:c1], g0, n, cp, edge[c0:c1])
                 if below is not None:
                     out = block[0, c0:c1].copy()
-                    pending.append((dd.comm.Isend(out, dest=below, tag=self.TAG + nchunk + k), out))
+                    pending.append((line.Isend(out, dest=below, tag=self.TAG + nchunk + k), out))
             for req, _ in pending:
                 req.Wait()
             dd.bytes += sum(out.nbytes for _, out in pending)
-        if periodic and nx > 1:
-            ends = np.empty((2, plane))
-            if self.n and self.p0 == 0:
+        if periodic and n > 1:
+            ends = np.empty((2, lines))
+            if self.m[axis] and g0 == 0:
                 ends[0] = block[0]
-            if self.n and self.p1 == nx:
+            if self.m[axis] and g0 + self.m[axis] == n:
                 ends[1] = block[-1]
-            dd.comm.Bcast(ends[0], root=holders[0])
-            dd.comm.Bcast(ends[1], root=holders[-1])
-            if self.n:
-                K.periodic_piece(block, self.p0, nx, zz, vr, zden, ends[0], ends[1])
+            line.Bcast(ends[0], root=holders[0])
+            line.Bcast(ends[1], root=holders[-1])
+            if self.m[axis]:
+                K.periodic_piece(block, g0, n, zz, vr, zden, ends[0], ends[1])
+        if moved and self.m[axis]:
+            shape = (int(self.m[axis]),) + tuple(int(self.m[b]) for b in range(3) if b != axis)
+            own[...] = np.moveaxis(block.reshape(shape), 0, axis)

@@ -205,7 +205,7 @@ class Simulation:
         results compare with the CPU).
     comm : mpi4py communicator or None
         Run this simulation across the communicator's ranks (domain
-        decomposition in slabs along x: :mod:`biosim.parallel`).  None: the
+        decomposition in blocks: :mod:`biosim.parallel`).  None: the
         launcher's ranks when started by ``mpiexec -n R`` with R > 1 (and
         mpi4py installed), else one process.  Results equal one process's
         bit for bit; between steps ``sim.agents`` holds this rank's agents.
@@ -489,7 +489,7 @@ class Simulation:
 
         Under MPI an action sees the whole simulation: the agents of every
         rank are gathered onto every rank (in uid order) while it runs, and
-        each rank keeps those in its slab afterwards: a copy of every column
+        each rank keeps those in its block afterwards: a copy of every column
         of every agent per rank, each time it fires.  ``local=True`` skips
         that: the action runs on each rank's own agents (``sim.agents``),
         right for per-agent changes (a drug added at a time, cells marked
@@ -934,7 +934,7 @@ class Simulation:
         elif self._count_every is not None:
             self._sync_count_records()
         if self._dd is not None:
-            self._dd.adopt()  # cut the box into slabs (first run), keep this rank's new agents
+            self._dd.adopt()  # cut the box into blocks (first run), keep this rank's new agents
         try:
             for w in self._writers_here():
                 if hasattr(w, "open"):

@@ -174,8 +174,8 @@ class Substance:
         self._dev_where = "host"  # which copy is current: "host", "device" or "both"
         self._lod_dev = None  # the LOD factors on the device, for the key of _lod_cache
         self._faces_dev = {}  # boundary terms last sent to the device (_on_device): host and device copies
-        # under MPI: the x-plane ranges (per rank) whose owners alone hold current values since the last
-        # advance; None while every rank holds the whole grid current
+        # under MPI: the voxel ranges per axis (Decomposition.grid_starts) whose owners alone hold current
+        # values since the last advance; None while every rank holds the whole grid current
         self._fresh = None
 
     # -- set-up ---------------------------------------------------------------
@@ -532,8 +532,8 @@ class Substance:
         at the time each sub-step's solve lands on (its end for the implicit
         solver, its start for the explicit one)."""
         queued = self._source_sums()
-        # under MPI each rank advances its own x-planes (biosim.parallel.SlabGrid)
-        slab = None if self.sim._dd is None else self.sim._dd.slab(self)
+        # under MPI each rank advances its own voxels (biosim.parallel.BlockGrid)
+        slab = None if self.sim._dd is None else self.sim._dd.block(self)
         try:
             self._substeps(dt, time, queued if slab is None else slab.sources(queued), self.sim.backend.on_device,
                            slab)
@@ -548,8 +548,8 @@ class Substance:
         (``dev``) on the device grid with the backend's: the same calls with
         the same arguments.  What goes to the device: face-sized boundary
         terms, when they change.  With ``slab`` (under MPI) only this rank's
-        x-planes are advanced, with the same kernels on the same values
-        (ghost planes and the x sweep's lines from the other ranks)."""
+        voxels are advanced, with the same kernels on the same values
+        (ghost layers and the lines that cross blocks from the other ranks)."""
         B = self.sim.backend
         KS = B.diffusion if dev else K
         n, h = self.substeps(dt)
@@ -612,7 +612,7 @@ class Substance:
 
     def _set_layers(self, c, dval, KS, slab):
         """The Dirichlet layers (``dirichlet_layer``) of the grid, or of this
-        rank's x-planes ``c`` under MPI."""
+        rank's voxels ``c`` under MPI."""
         if slab is None:
             KS.set_layers(c, self._layers, dval)
         else:
@@ -662,17 +662,16 @@ class Substance:
         inside; a face's Dirichlet layer (``dirichlet_layer``) is set before
         every sweep.  On a GPU the Thomas factors go to the device once per
         (dt, diffusion, faces, k).  With ``slab`` (MPI), ``c`` is this
-        rank's x-planes: the x lines' recurrences pass from rank to rank
-        (:meth:`biosim.parallel.SlabGrid.x_solve`), the y and z lines are
-        solved here with their faces' terms for these planes."""
+        rank's voxels: the lines that cross blocks pass their recurrences
+        from rank to rank, the others are solved here, with their faces'
+        terms for these voxels (:meth:`biosim.parallel.BlockGrid.solve`)."""
         (btype, bflux, dval), (_, _, dval_here) = bounds
         KS = self.sim.backend.diffusion if dev else K
         factors = self._lod_factors(dt, btype, k)
         if dev and (self._lod_dev is None or self._lod_dev[0] is not self._lod_cache):
             self._lod_dev = (self._lod_cache, [tuple(self.sim.backend.to_device(a) for a in f[1:4]) for f in factors])
         nx, ny, nz = self.shape
-        mx = nx if slab is None else slab.n  # x-planes of c
-        views = (c.reshape(1, nx, ny * nz) if slab is None else None, c.reshape(mx, ny, nz), c.reshape(mx * ny, nz, 1))
+        views = (c.reshape(1, nx, ny * nz), c, c.reshape(nx * ny, nz, 1)) if slab is None else None
         faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
         for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(factors):
             if dev:
@@ -690,9 +689,7 @@ class Substance:
                     adds.append(zero)
             if dev:
                 adds = [self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)]
-            if slab is not None and axis == 0:
-                slab.x_solve(c, r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
+            if slab is not None:
+                slab.solve(axis, c, r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
                 continue
-            if slab is not None:  # the faces' terms of this rank's planes
-                adds = [a[slab.p0:slab.p1] if axis == 1 else a[slab.p0 * ny:slab.p1 * ny] for a in adds]
             KS.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])

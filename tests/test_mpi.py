@@ -24,20 +24,23 @@ if MPIEXEC is None:
 ENV = {**os.environ, "NUMBA_NUM_THREADS": "1"}  # ranks x threads within the 2 cores here
 
 
-def launch(ranks, *args, cwd, ok=True, timeout=600):
+def launch(ranks, *args, cwd, ok=True, timeout=600, grid=None):
+    """Run a script on ``ranks`` ranks (``grid``: the ranks along x, y and z,
+    such as "2x2x1"; default: the grid the decomposition chooses)."""
     cmd = [sys.executable, *map(str, args)]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=ENV)
+    env = ENV if grid is None else {**ENV, "BIOSIM_RANK_GRID": grid}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
     if ok:
         assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-3000:]
     return r
 
 
-def final_state(ranks, script, *args, cwd):
+def final_state(ranks, script, *args, cwd, grid=None):
     """The whole final state of every Simulation ``script`` ran (mpi_driver.py)."""
-    out = Path(cwd) / f"state-{ranks}.npz"
-    launch(ranks, HERE / "mpi_driver.py", out, script, *args, cwd=cwd)
+    out = Path(cwd) / f"state-{ranks}-{grid}.npz"
+    launch(ranks, HERE / "mpi_driver.py", out, script, *args, cwd=cwd, grid=grid)
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
 
@@ -138,6 +141,16 @@ def test_substance_grids_advanced_plane_by_plane_on_2_and_3_ranks_equal_one_proc
     assert_identical(runs[1], runs[3])
 
 
+def test_substance_grids_on_blocks_cut_along_y_and_z_and_on_2x2_ranks_equal_one_process(tmp_path):
+    # the explicit solver's ghost layers across y and z faces, the implicit solver's y and z lines
+    # passed from rank to rank (periodic ones broadcast along their line of ranks), a corner of 4 blocks
+    (tmp_path / "model.py").write_text(SUBSTANCES)
+    for box, grids in (("closed", ("1x2x1", "2x2x1")), ("periodic", ("1x1x2", "2x1x2"))):
+        one = final_state(1, tmp_path / "model.py", box, 12, cwd=tmp_path)
+        for grid in grids:
+            ranks = int(np.prod([int(v) for v in grid.split("x")]))
+            assert_identical(one, final_state(ranks, tmp_path / "model.py", box, 12, cwd=tmp_path, grid=grid))
+
 
 # every scenario of `biosim bench` at a small size (a few thousand agents, 20 steps)
 BENCH = """
@@ -149,7 +162,7 @@ for name in sorted(SCENARIOS):
 """
 
 
-def test_every_bench_scenario_on_2_and_3_ranks_equals_one_process(tmp_path):
+def test_every_bench_scenario_on_2_3_and_2x2_ranks_equals_one_process(tmp_path):
     from biosim.bench.scenarios import SCENARIOS
 
     (tmp_path / "bench.py").write_text(BENCH)
@@ -157,6 +170,7 @@ def test_every_bench_scenario_on_2_and_3_ranks_equals_one_process(tmp_path):
     assert sum(k.endswith("/agents/uid") for k in runs[1]) == len(SCENARIOS)
     assert_identical(runs[1], runs[2])
     assert_identical(runs[1], runs[3])
+    assert_identical(runs[1], final_state(4, tmp_path / "bench.py", 3000, 20, cwd=tmp_path, grid="2x2x1"))
 
 
 # a behaviour that does not declare how far it moves agents (no max_move): at step 3 it pushes
@@ -268,7 +282,7 @@ def test_a_decomposition_that_cannot_hold_is_refused_on_every_rank_with_the_numb
     (tmp_path / "thin.py").write_text(textwrap.dedent("""
         import biosim as bs
         from biosim.parallel import DecompositionError
-        sim = bs.Simulation(bs.Box((0, 0, 0), (30, 200, 200)), seed=1)
+        sim = bs.Simulation(bs.Box((0, 0, 0), (30, 30, 30)), seed=1)
         sim.add_agents("cells", bs.init.uniform(50, sim.box, seed=1), diameter=10.0)
         try:
             sim.run(5)
@@ -278,12 +292,12 @@ def test_a_decomposition_that_cannot_hold_is_refused_on_every_rank_with_the_numb
     launch(3, "thin.py", cwd=tmp_path, timeout=300)  # every rank raised: none waits for the others
     for r in range(3):
         why = (tmp_path / f"refused-{r}.txt").read_text()
-        assert "into 3 slabs" in why and "30 µm" in why and "at most 2 ranks" in why
+        assert "into 3 blocks" in why and "30 x 30 x 30 µm" in why and "2 x 2 x 2 cells" in why and "px <= 2" in why
     (tmp_path / "uncaught.py").write_text("import thin\n")  # raised unhandled: mpiexec fails, saying why
     (tmp_path / "thin.py").write_text((tmp_path / "thin.py").read_text().replace("except DecompositionError",
                                                                                  "except KeyError"))
     r = launch(3, "uncaught.py", cwd=tmp_path, ok=False, timeout=300)
-    assert r.returncode != 0 and "DecompositionError" in r.stderr and "into 3 slabs" in r.stderr
+    assert r.returncode != 0 and "DecompositionError" in r.stderr and "into 3 blocks" in r.stderr
 
 
 def test_a_failing_rank_stops_every_rank_and_the_snapshots_so_far_stay_readable(tmp_path):
@@ -332,3 +346,65 @@ def test_bench_ranks_runs_each_rank_count_under_mpiexec_with_the_exchange_phase(
     assert runs[1]["ms_per_step"]["exchange"] > 0 and 0 < runs[1]["efficiency"]
     with pytest.raises(ValueError, match="one thread count per rank"):
         run_suite("proliferation", agents="3000", ranks="1,2", threads="1,2", out=None)
+
+
+class _Comm:
+    """Enough of a communicator for choosing the grid of ranks (no MPI)."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return self.size
+
+    def Split(self, color, key):
+        return None
+
+
+def _grid_of(ranks, edges, boundary="closed", grid=None, monkeypatch=None):
+    from biosim import parallel
+
+    monkeypatch.setattr(parallel, "_abort_on_error", lambda: None)
+    monkeypatch.setattr(parallel.Decomposition, "GRID", grid)
+    monkeypatch.delenv("BIOSIM_RANK_GRID", raising=False)
+    sim = bs.Simulation(bs.Box((0, 0, 0), edges), boundary=boundary, seed=1)
+    sim.add_agents("cells", bs.init.uniform(200, sim.box, seed=1), diameter=10.0)
+    dd = parallel.Decomposition(sim, _Comm(ranks))
+    dd.dmax = 10.0
+    dd._balance(everywhere=True)
+    return tuple(int(d) for d in dd.dims), dd
+
+
+@pytest.mark.parametrize("ranks, edges, boundary, grid", [
+    (2, (400, 400, 400), "closed", (2, 1, 1)),  # one cut: slabs
+    (3, (400, 400, 400), "closed", (3, 1, 1)),
+    (4, (400, 400, 400), "closed", (2, 2, 1)),  # each rank shares 2 half faces, not 2 whole ones
+    (8, (400, 400, 400), "periodic", (2, 2, 2)),
+    (2, (200, 800, 400), "closed", (1, 2, 1)),  # the cut across the longest edge is the smallest
+    (4, (400, 400, 10), "closed", (2, 2, 1)),  # a 2-D model one cell thick is never cut along z
+    (4, (30, 30, 800), "closed", (1, 1, 4)),  # only z holds 4 cells of the interaction range
+])
+def test_the_grid_of_ranks_is_the_one_with_the_least_aura_among_those_that_fit(ranks, edges, boundary, grid,
+                                                                                monkeypatch):
+    got, dd = _grid_of(ranks, edges, boundary, monkeypatch=monkeypatch)
+    assert got == grid
+    cutoff = dd._cutoff()
+    for a in range(3):  # along a cut axis every block at least one interaction range thick
+        assert len(dd.bounds[a]) == grid[a] + 1 and dd.bounds[a][0] == 0 and dd.bounds[a][-1] == edges[a]
+        assert grid[a] == 1 or np.diff(dd.bounds[a]).min() >= cutoff * (1 - 1e-12)
+    counts = np.bincount(dd.owner(dd.sim.agents.position), minlength=ranks)
+    assert counts.sum() == 200 and counts.min() > 0
+
+
+def test_a_grid_of_ranks_set_by_the_user_is_used_or_refused_with_the_numbers(monkeypatch):
+    from biosim.parallel import DecompositionError
+
+    assert _grid_of(2, (400, 400, 400), grid="1x2x1", monkeypatch=monkeypatch)[0] == (1, 2, 1)
+    assert _grid_of(4, (400, 400, 400), grid=(1, 2, 2), monkeypatch=monkeypatch)[0] == (1, 2, 2)
+    with pytest.raises(DecompositionError, match=r"'2x2'.*product is the 2 ranks"):
+        _grid_of(2, (400, 400, 400), grid="2x2", monkeypatch=monkeypatch)
+    with pytest.raises(DecompositionError, match=r"z edge of 30 µm into 3 blocks .* it holds 2; .*now 1 x 1 x 3"):
+        _grid_of(3, (400, 400, 30), grid="1x1x3", monkeypatch=monkeypatch)

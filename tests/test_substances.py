@@ -362,7 +362,7 @@ def test_changing_the_diffusion_coefficient_mid_run_takes_effect():
 @pytest.mark.parametrize("blo,bhi", [(0, 0), (1, 0), (2, 2)])
 def test_a_line_solved_in_pieces_has_the_bits_of_the_whole_line(blo, bhi):
     """The Thomas recurrences split into consecutive pieces (an MPI rank's
-    x-planes, SlabGrid.x_solve) against lod_sweep on the whole lines:
+    blocks, BlockGrid.solve) against lod_sweep on the whole lines:
     Neumann, Dirichlet and periodic faces with decay in the sweep."""
     from biosim.kernels.cpu import diffusion as K
 

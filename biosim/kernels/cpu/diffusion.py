@@ -86,34 +86,42 @@ def _ftcs_voxel(c, i, j, k, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z):
 
 
 @njit(cache=True, parallel=True)
-def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z, x0=0, nxg=0):
+def ftcs_step(c, out, D, h, dt, btype, bflux, dval_x, dval_y, dval_z, x0=0, nxg=0, y0=0, nyg=0, z0=0, nzg=0):
     """One explicit 7-point step of dc/dt = D lap(c) (no decay).  Interior
     rows run a branch-free loop that vectorises; voxels on the faces take
     the general path with the boundary conditions.
 
-    ``c`` may be a slab of x-planes of a larger grid (an MPI rank's, with a
-    ghost plane either side holding the neighbours' values): ``x0`` is the
-    global index of its first plane, ``nxg`` the grid's planes (0: this
-    array is the whole grid).  A plane takes the general path where it
-    would in the whole grid (so the slab's bits are the whole grid's), and
-    where it is the slab's first or last (the ghosts, whose results are
+    ``c`` may be a block of a larger grid (an MPI rank's, with ghost layers
+    holding the neighbours' values where it borders another rank): ``x0``,
+    ``y0``, ``z0`` are the global indices of its first voxel along each
+    axis, ``nxg``, ``nyg``, ``nzg`` the grid's voxels along it (0: this
+    array spans the whole axis).  A voxel takes the general path where it
+    would in the whole grid (so the block's bits are the whole grid's), and
+    where it lies on the block's outer layer (the ghosts, whose results are
     discarded)."""
     nx, ny, nz = c.shape
     if nxg <= 0:
         nxg = nx
+    if nyg <= 0:
+        nyg = ny
+    if nzg <= 0:
+        nzg = nz
+    klo = max(1, 1 - z0)  # the k of the vectorised loop: inside the block and the grid
+    khi = min(nz - 1, nzg - 1 - z0)
     a = D / (h * h)
     ad = a * dt
     for i in prange(nx):
         for j in range(ny):
-            if 0 < i < nx - 1 and 0 < x0 + i < nxg - 1 and 0 < j < ny - 1 and nz > 2:
-                out[i, j, 0] = _ftcs_voxel(c, i, j, 0, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z)
-                for k in range(1, nz - 1):
+            if 0 < i < nx - 1 and 0 < x0 + i < nxg - 1 and 0 < j < ny - 1 and 0 < y0 + j < nyg - 1 and khi > klo:
+                for k in range(klo):
+                    out[i, j, k] = _ftcs_voxel(c, i, j, k, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z)
+                for k in range(klo, khi):
                     v = c[i, j, k]
                     out[i, j, k] = v + ad * ((c[i - 1, j, k] - v) + (c[i + 1, j, k] - v)
                                              + (c[i, j - 1, k] - v) + (c[i, j + 1, k] - v)
                                              + (c[i, j, k - 1] - v) + (c[i, j, k + 1] - v))
-                out[i, j, nz - 1] = _ftcs_voxel(c, i, j, nz - 1, a, D, h, dt, btype, bflux, dval_x,
-                                                dval_y, dval_z)
+                for k in range(khi, nz):
+                    out[i, j, k] = _ftcs_voxel(c, i, j, k, a, D, h, dt, btype, bflux, dval_x, dval_y, dval_z)
             else:
                 for k in range(nz):
                     out[i, j, k] = _ftcs_voxel(c, i, j, k, a, D, h, dt, btype, bflux, dval_x, dval_y,
