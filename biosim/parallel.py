@@ -127,16 +127,18 @@ AXES = "xyz"
 
 def _selector(box):
     """numpy index for the voxels of ``box`` (three arrays of global
-    indices): slices where an axis's indices are a contiguous run."""
-    runs = []
+    indices): a slice where an axis's indices are a contiguous run, an
+    array where one axis's are not (wrapped in a periodic grid), np.ix_
+    where several are not."""
+    index = []
     for ix in box:
         if ix.size and int(ix[-1]) - int(ix[0]) == ix.size - 1 and np.all(np.diff(ix) == 1):
-            runs.append(slice(int(ix[0]), int(ix[-1]) + 1))
+            index.append(slice(int(ix[0]), int(ix[-1]) + 1))
         else:
-            runs.append(None)
-    if all(r is not None for r in runs):
-        return tuple(runs)
-    return np.ix_(*box)
+            index.append(ix)
+    if sum(not isinstance(i, slice) for i in index) > 1:
+        return np.ix_(*box)
+    return tuple(index)
 
 
 def _ranks_grid(text, size):
@@ -209,7 +211,8 @@ class Decomposition:
         the nearest."""
         idx = np.zeros(len(pos), np.int64)
         for a in range(3):
-            idx = idx * int(self.dims[a]) + np.searchsorted(self.bounds[a][1:-1], pos[:, a], side="right")
+            if self.dims[a] > 1:
+                idx = idx * int(self.dims[a]) + np.searchsorted(self.bounds[a][1:-1], pos[:, a], side="right")
         return idx
 
     def _lattice(self, axis, cutoff):
@@ -466,7 +469,7 @@ class Decomposition:
                 t.extend(g)
         for sub in self.sim.substances.values():
             self._fill(sub)
-        self._start = t.position[:n].copy()
+        self._start = [t.position[:n, a].copy() if self.dims[a] > 1 else None for a in range(3)]
         self.exchange_time += _time.perf_counter() - t0
 
     def _near(self, pos, r):
@@ -519,19 +522,19 @@ class Decomposition:
         m = self.n_own
         periodic = self.sim.boundary == "periodic"
         cut = [a for a in range(3) if self.dims[a] > 1]
-        start = self._start[:m]
         move = np.zeros(m)
         near = np.full(m, np.inf)
         for a in cut:
             length = float(self.sim.box.length[a])
-            d = np.abs(t.position[:m, a] - start[:, a])
+            start = self._start[a][:m]
+            d = np.abs(t.position[:m, a] - start)
             if periodic:
                 d = np.minimum(d, length - d)
             move = np.maximum(move, d)
             i = int(self.coords[a])
             for face, shared in ((i, i > 0 or periodic), (i + 1, i < self.dims[a] - 1 or periodic)):
                 if shared:
-                    gap = np.abs(start[:, a] - float(self.bounds[a][face]))
+                    gap = np.abs(start - float(self.bounds[a][face]))
                     if periodic:  # the box's two faces along this axis are one face
                         gap = np.minimum(gap, length - gap)
                     near = np.minimum(near, gap)
@@ -698,11 +701,17 @@ class Decomposition:
             blocks = [self.voxel_block(sub._fresh, r) for r in range(self.size)]
             shapes = [tuple(hi - lo for lo, hi in b) for b in blocks]
             sizes = np.array([int(np.prod(s)) for s in shapes], np.int64)
+            self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
+            if self.dims[1] == self.dims[2] == 1:  # whole x-planes: gathered in place
+                plane = sub.shape[1] * sub.shape[2]
+                flat = sub._c.reshape(sub._c.size)
+                self.comm.Allgatherv(MPI.IN_PLACE, [flat, sizes, sub._fresh[0][:-1] * plane, MPI.DOUBLE])
+                sub._fresh = None
+                continue
             offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             mine = np.ascontiguousarray(sub._c[tuple(slice(lo, hi) for lo, hi in blocks[self.rank])])
             flat = np.empty(int(sizes.sum()))
             self.comm.Allgatherv(mine.reshape(mine.size), [flat, sizes, offsets, MPI.DOUBLE])
-            self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
             for r, (b, shape) in enumerate(zip(blocks, shapes)):
                 if r != self.rank and sizes[r]:
                     sub._c[tuple(slice(lo, hi) for lo, hi in b)] = flat[offsets[r]:offsets[r] + sizes[r]].reshape(shape)
@@ -751,8 +760,14 @@ class BlockGrid:
                                 int(not self.empty and self.split[a] and (sub.periodic or hi < self.shape[a]))]
                                for a, (lo, hi) in enumerate(self.range)], np.int64)
         self.explicit = sub.solver == "explicit" and sub.diffusion > 0
-        self.offset = self.ghost[:, 0] if self.explicit else np.zeros(3, np.int64)  # own voxels in the array
+        # the sub-steps' array: the own voxels (implicit), or a buffer of them with the ghost layers (explicit)
+        self.offset = self.ghost[:, 0] if self.explicit else np.zeros(3, np.int64)
         self.dims = tuple(int(v) for v in (self.m + self.ghost.sum(axis=1) if self.explicit else self.m))
+        # whole (y, z) planes: the per-voxel terms act on the own voxels (a contiguous view, indexed like
+        # the grid from the first own plane on); else on the whole array the sub-steps work on
+        self.planes = self.m[1] == self.shape[1] and self.m[2] == self.shape[2]
+        self.at = np.zeros(3, np.int64) if self.planes else self.offset  # own voxels in that array
+        self.at_dims = tuple(int(v) for v in self.m) if self.planes else self.dims
         self._wants = None  # _ghost_wants(), once per advance
         self._faces = None  # the explicit kernel's Dirichlet values at the buffer's voxels
 
@@ -770,6 +785,12 @@ class BlockGrid:
             return None
         voxels, sums, used = queued
         nx, ny, nz = self.shape
+        if self.planes:  # the own voxels are the grid's from the first own plane on: views of the sums
+            lo, size = int(self.lo[0]) * ny * nz, int(np.prod(self.m))
+            mine = voxels[(voxels >= lo) & (voxels < lo + size)] - lo
+            if not mine.size:
+                return None
+            return mine, [s if s is self.sub._NONE else s[lo:lo + size] for s in sums], used
         i, rest = np.divmod(voxels, ny * nz)
         j, k = np.divmod(rest, nz)
         (x0, x1), (y0, y1), (z0, z1) = self.range
@@ -777,12 +798,9 @@ class BlockGrid:
         if not inside.any():
             return None
         g = voxels[inside]
-        ox, oy, oz = self.offset
-        bx, by, bz = self.dims
+        ox, oy, oz = self.at
+        bx, by, bz = self.at_dims
         local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
-        if not self.explicit and y1 - y0 == ny and z1 - z0 == nz:  # whole planes: views of the sums
-            lo = x0 * ny * nz
-            return local, [s if s is self.sub._NONE else s[lo:lo + bx * by * bz] for s in sums], used
         out = []
         for s in sums:
             if s is self.sub._NONE:
@@ -804,25 +822,29 @@ class BlockGrid:
         return buf, np.empty_like(buf)
 
     def own(self, cur):
-        """The array the per-voxel terms act on: ``cur`` itself (the
-        explicit buffer's ghost layers are refreshed before they are read)."""
+        """The array the per-voxel terms act on: the own voxels of ``cur``
+        where they are whole planes, else ``cur`` itself (the explicit
+        buffer's ghost layers are refreshed before they are read)."""
+        if self.planes and self.explicit:
+            return cur[int(self.offset[0]):int(self.offset[0] + self.m[0])]
         return cur
 
     def store(self, c, cur):
         own = cur[self._own_index()]
-        if not np.shares_memory(own, c):
+        if not np.may_share_memory(own, c):
             c[self._global()] = own
 
     def set_layers(self, arr, layers, dval):
-        """``kernels.cpu.diffusion.set_layers`` on the own voxels of ``arr``."""
+        """``kernels.cpu.diffusion.set_layers`` on the own voxels of ``arr``
+        (what :meth:`own` gives)."""
         for f in layers:
             axis, side = divmod(f, 2)
             layer = 0 if side == 0 else self.shape[axis] - 1
             lo, hi = self.range[axis]
             if self.empty or not lo <= layer < hi:
                 continue
-            index = list(self._own_index())
-            index[axis] = int(self.offset[axis]) + layer - lo
+            index = [slice(int(o), int(o + m)) for o, m in zip(self.at, self.m)]
+            index[axis] = int(self.at[axis]) + layer - lo
             b, c = (v for v in range(3) if v != axis)
             arr[tuple(index)] = dval[axis][side][slice(*self.range[b]), slice(*self.range[c])]
 

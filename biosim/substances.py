@@ -533,21 +533,21 @@ class Substance:
         solver, its start for the explicit one)."""
         queued = self._source_sums()
         # under MPI each rank advances its own voxels (biosim.parallel.BlockGrid)
-        slab = None if self.sim._dd is None else self.sim._dd.block(self)
+        part = None if self.sim._dd is None else self.sim._dd.block(self)
         try:
-            self._substeps(dt, time, queued if slab is None else slab.sources(queued), self.sim.backend.on_device,
-                           slab)
+            self._substeps(dt, time, queued if part is None else part.sources(queued), self.sim.backend.on_device,
+                           part)
         finally:
             if queued is not None:
                 self._clear_sources(queued)
-        if slab is not None:
-            self._fresh = slab.first
+        if part is not None:
+            self._fresh = part.first
 
-    def _substeps(self, dt, time, queued, dev, slab=None):
+    def _substeps(self, dt, time, queued, dev, part=None):
         """advance()'s sub-steps on the host grid with the CPU kernels, or
         (``dev``) on the device grid with the backend's: the same calls with
         the same arguments.  What goes to the device: face-sized boundary
-        terms, when they change.  With ``slab`` (under MPI) only this rank's
+        terms, when they change.  With ``part`` (under MPI) only this rank's
         voxels are advanced, with the same kernels on the same values
         (ghost layers and the lines that cross blocks from the other ranks)."""
         B = self.sim.backend
@@ -566,13 +566,13 @@ class Substance:
         explicit = self.solver == "explicit" and self.diffusion > 0
         if explicit and dev and self._dev_spare is None:
             self._dev_spare = B.empty(self._c.shape, np.float64)
-        if explicit and not dev and slab is None and self._spare is None:
+        if explicit and not dev and part is None and self._spare is None:
             self._spare = np.empty_like(self._c)
         cur, other = c, (self._dev_spare if dev else self._spare)
-        if slab is not None:
-            cur, other = slab.work(c, explicit)
+        if part is not None:
+            cur, other = part.work(c, explicit)
         for sub in range(n):
-            own = cur if slab is None else slab.own(cur)
+            own = cur if part is None else part.own(cur)
             flat = own.reshape(own.size)
             if queued is not None:
                 if dev:  # the sums per touched voxel
@@ -587,21 +587,21 @@ class Substance:
                 # start for the explicit one (forward Euler)
                 bounds = self._bounds(time + (sub + 1) * h if self.solver == "implicit" else time + sub * h, dev)
             if self._layers:
-                self._set_layers(own, bounds[1][2], KS, slab)
+                self._set_layers(own, bounds[1][2], KS, part)
             if self.diffusion == 0:
                 continue
-            if explicit and slab is not None:
-                slab.ftcs_step(cur, other, self.diffusion, h, bounds[1])
+            if explicit and part is not None:
+                part.ftcs_step(cur, other, self.diffusion, h, bounds[1])
                 cur, other = other, cur
             elif explicit:
                 KS.ftcs_step(cur, other, self.diffusion, self.spacing, h, *bounds[1][:2], *bounds[1][2])
                 cur, other = other, cur
             else:
-                self._lod(cur, h, k, bounds, dev, slab)
+                self._lod(cur, h, k, bounds, dev, part)
             if self._layers:
-                self._set_layers(cur if slab is None else slab.own(cur), bounds[1][2], KS, slab)
-        if slab is not None:
-            slab.store(c, cur)
+                self._set_layers(cur if part is None else part.own(cur), bounds[1][2], KS, part)
+        if part is not None:
+            part.store(c, cur)
         elif cur is not c:  # the live grid stays the same array
             if dev:
                 c.copy_to_device(cur)
@@ -610,13 +610,13 @@ class Substance:
         if dev:
             self._dev_where = "device"
 
-    def _set_layers(self, c, dval, KS, slab):
+    def _set_layers(self, c, dval, KS, part):
         """The Dirichlet layers (``dirichlet_layer``) of the grid, or of this
         rank's voxels ``c`` under MPI."""
-        if slab is None:
+        if part is None:
             KS.set_layers(c, self._layers, dval)
         else:
-            slab.set_layers(c, self._layers, dval)
+            part.set_layers(c, self._layers, dval)
 
     def _bounds(self, time, dev):
         """((btype, bflux, dval) on the host, the same where the solvers run):
@@ -656,12 +656,12 @@ class Substance:
         self._lod_cache = (key, out)
         return out
 
-    def _lod(self, c, dt, k, bounds, dev, slab=None):
+    def _lod(self, c, dt, k, bounds, dev, part=None):
         """One locally one-dimensional implicit step of the grid ``c``: x, y,
         then z sweeps (one thread per line on a GPU), each with decay ``k``
         inside; a face's Dirichlet layer (``dirichlet_layer``) is set before
         every sweep.  On a GPU the Thomas factors go to the device once per
-        (dt, diffusion, faces, k).  With ``slab`` (MPI), ``c`` is this
+        (dt, diffusion, faces, k).  With ``part`` (MPI), ``c`` is this
         rank's voxels: the lines that cross blocks pass their recurrences
         from rank to rank, the others are solved here, with their faces'
         terms for these voxels (:meth:`biosim.parallel.BlockGrid.solve`)."""
@@ -671,13 +671,13 @@ class Substance:
         if dev and (self._lod_dev is None or self._lod_dev[0] is not self._lod_cache):
             self._lod_dev = (self._lod_cache, [tuple(self.sim.backend.to_device(a) for a in f[1:4]) for f in factors])
         nx, ny, nz = self.shape
-        views = (c.reshape(1, nx, ny * nz), c, c.reshape(nx * ny, nz, 1)) if slab is None else None
+        views = (c.reshape(1, nx, ny * nz), c, c.reshape(nx * ny, nz, 1)) if part is None else None
         faces = ((1, ny * nz), (nx, nz), (nx * ny, 1))
         for axis, (r, cp, inv, zz, vr, zden, zero) in enumerate(factors):
             if dev:
                 cp, inv, zz = self._lod_dev[1][axis]
             if axis and self._layers:
-                self._set_layers(c, dval_here, KS, slab)
+                self._set_layers(c, dval_here, KS, part)
             blo, bhi = btype[2 * axis], btype[2 * axis + 1]
             adds = []
             for side, b in ((0, blo), (1, bhi)):
@@ -689,7 +689,7 @@ class Substance:
                     adds.append(zero)
             if dev:
                 adds = [self._on_device(("lod", axis, side), a) for side, a in enumerate(adds)]
-            if slab is not None:
-                slab.solve(axis, c, r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
+            if part is not None:
+                part.solve(axis, c, r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
                 continue
             KS.lod_sweep(views[axis], r, cp, inv, zz, vr, zden, blo == 2, adds[0], adds[1])
