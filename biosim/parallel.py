@@ -708,13 +708,14 @@ class Decomposition:
                 self.comm.Allgatherv(MPI.IN_PLACE, [flat, sizes, sub._fresh[0][:-1] * plane, MPI.DOUBLE])
                 sub._fresh = None
                 continue
-            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            mine = np.ascontiguousarray(sub._c[tuple(slice(lo, hi) for lo, hi in blocks[self.rank])])
-            flat = np.empty(int(sizes.sum()))
-            self.comm.Allgatherv(mine.reshape(mine.size), [flat, sizes, offsets, MPI.DOUBLE])
-            for r, (b, shape) in enumerate(zip(blocks, shapes)):
-                if r != self.rank and sizes[r]:
-                    sub._c[tuple(slice(lo, hi) for lo, hi in b)] = flat[offsets[r]:offsets[r] + sizes[r]].reshape(shape)
+            for r, (b, shape) in enumerate(zip(blocks, shapes)):  # one block at a time: no grid-sized buffer
+                if not sizes[r]:
+                    continue
+                index = tuple(slice(lo, hi) for lo, hi in b)
+                buf = np.ascontiguousarray(sub._c[index]) if r == self.rank else np.empty(shape)
+                self.comm.Bcast(buf, root=r)
+                if r != self.rank:
+                    sub._c[index] = buf
             sub._fresh = None
 
 
@@ -779,8 +780,10 @@ class BlockGrid:
 
     def sources(self, queued):
         """The queued sums (``Substance._source_sums``) at this rank's own
-        voxels, indexed within the array the sub-steps work on; None if it
-        owns none of them."""
+        voxels, for :meth:`apply_sources`: where the own voxels are whole
+        planes, their indices within them and views of the sums; else their
+        indices within the array the sub-steps work on and in the grid (the
+        sums whole); None if it owns none of them."""
         if queued is None or self.empty:
             return None
         voxels, sums, used = queued
@@ -797,19 +800,21 @@ class BlockGrid:
         inside = (i >= x0) & (i < x1) & (j >= y0) & (j < y1) & (k >= z0) & (k < z1)
         if not inside.any():
             return None
-        g = voxels[inside]
         ox, oy, oz = self.at
-        bx, by, bz = self.at_dims
+        _, by, bz = self.at_dims
         local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
-        out = []
-        for s in sums:
-            if s is self.sub._NONE:
-                out.append(s)
-            else:
-                dense = np.zeros(bx * by * bz)
-                dense[local] = s[g]
-                out.append(dense)
-        return local, out, used
+        return (local, voxels[inside]), sums, used
+
+    def apply_sources(self, arr, queued, n):
+        """``kernels.cpu.diffusion.apply_sources`` on ``arr`` (what
+        :meth:`own` gives) with the queued sums of :meth:`sources`."""
+        from .kernels.cpu import diffusion as K
+
+        where, sums, used = queued
+        if isinstance(where, tuple):  # local entries, the sums' voxels
+            K.apply_sources_at(arr, where[0], where[1], *sums, used, n)
+        else:
+            K.apply_sources(arr, where, *sums, used, n)
 
     def work(self, c, explicit):
         """(current, spare) arrays of the sub-steps: the own voxels of ``c``
@@ -956,47 +961,54 @@ class BlockGrid:
         starts = self.first[axis]
         holders = [i for i in range(int(dd.dims[axis])) if starts[i + 1] > starts[i]]
         me = int(dd.coords[axis])
-        moved = axis != 0
-        lines = int(np.prod([self.m[b] for b in range(3) if b != axis]))
-        block = (np.ascontiguousarray(np.moveaxis(own, axis, 0)) if moved else own).reshape(int(self.m[axis]), lines)
+        # the lines along the middle axis of w (A, m, B): x lines as (1, mx, my mz), y lines in place as
+        # (mx, my, mz); z lines after one transpose, as (1, mz, mx my), so their recurrences vectorise
+        if axis == 0:
+            w = own.reshape(1, mx, my * mz)
+        elif axis == 1:
+            w = own
+        else:
+            w = np.ascontiguousarray(np.moveaxis(own, 2, 0)).reshape(1, mz, mx * my)
+        A, B = w.shape[0], w.shape[2]
+        lo, hi = lo.reshape(A, B), hi.reshape(A, B)
         g0 = int(self.lo[axis])
         pending = []
         if self.m[axis]:
             at = holders.index(me)
             below = holders[at - 1] if at > 0 else None
             above = holders[at + 1] if at + 1 < len(holders) else None
-            nchunk = int(min(16, max(1, lines // 512)))
-            cuts = (lines * np.arange(nchunk + 1)) // nchunk
-            edge = np.empty(lines)
-            for k in range(nchunk):  # forward, up the ranks
-                c0, c1 = int(cuts[k]), int(cuts[k + 1])
+            along = A if A > 1 else B  # the chunks: of planes, or of columns
+            nchunk = int(min(16, along, max(1, A * B // 512)))
+            cuts = (along * np.arange(nchunk + 1)) // nchunk
+            chunks = [(slice(int(c0), int(c1)), slice(None)) if A > 1 else (slice(None), slice(int(c0), int(c1)))
+                      for c0, c1 in zip(cuts[:-1], cuts[1:])]
+            edge = np.empty((A, B))
+            for k, (sa, sb) in enumerate(chunks):  # forward, up the ranks
                 if below is not None:
-                    line.Recv(edge[c0:c1], source=below, tag=self.TAG + k)
-                K.thomas_forward_piece(block[:, c0:c1], g0, n, r, inv, edge[c0:c1], lo[c0:c1], hi[c0:c1])
+                    line.Recv(edge[sa, sb], source=below, tag=self.TAG + k)
+                K.thomas_forward_piece(w[sa, :, sb], g0, n, r, inv, edge[sa, sb], lo[sa, sb], hi[sa, sb])
                 if above is not None:
-                    out = block[-1, c0:c1].copy()
+                    out = np.ascontiguousarray(w[sa, -1, sb])
                     pending.append((line.Isend(out, dest=above, tag=self.TAG + k), out))
-            for k in range(nchunk):  # backward, down the ranks
-                c0, c1 = int(cuts[k]), int(cuts[k + 1])
+            for k, (sa, sb) in enumerate(chunks):  # backward, down the ranks
                 if above is not None:
-                    line.Recv(edge[c0:c1], source=above, tag=self.TAG + nchunk + k)
-                K.thomas_backward_piece(block[:, c0:c1], g0, n, cp, edge[c0:c1])
+                    line.Recv(edge[sa, sb], source=above, tag=self.TAG + nchunk + k)
+                K.thomas_backward_piece(w[sa, :, sb], g0, n, cp, edge[sa, sb])
                 if below is not None:
-                    out = block[0, c0:c1].copy()
+                    out = np.ascontiguousarray(w[sa, 0, sb])
                     pending.append((line.Isend(out, dest=below, tag=self.TAG + nchunk + k), out))
             for req, _ in pending:
                 req.Wait()
             dd.bytes += sum(out.nbytes for _, out in pending)
         if periodic and n > 1:
-            ends = np.empty((2, lines))
+            ends = np.empty((2, A, B))
             if self.m[axis] and g0 == 0:
-                ends[0] = block[0]
+                ends[0] = w[:, 0]
             if self.m[axis] and g0 + self.m[axis] == n:
-                ends[1] = block[-1]
+                ends[1] = w[:, -1]
             line.Bcast(ends[0], root=holders[0])
             line.Bcast(ends[1], root=holders[-1])
             if self.m[axis]:
-                K.periodic_piece(block, g0, n, zz, vr, zden, ends[0], ends[1])
-        if moved and self.m[axis]:
-            shape = (int(self.m[axis]),) + tuple(int(self.m[b]) for b in range(3) if b != axis)
-            own[...] = np.moveaxis(block.reshape(shape), 0, axis)
+                K.periodic_piece(w, g0, n, zz, vr, zden, ends[0], ends[1])
+        if axis == 2 and self.m[axis]:
+            own[...] = np.moveaxis(w.reshape(mz, mx, my), 0, 2)

@@ -577,6 +577,8 @@ class Substance:
             if queued is not None:
                 if dev:  # the sums per touched voxel
                     KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
+                elif part is not None:  # this rank's voxels (MPI)
+                    part.apply_sources(own, queued, float(n))
                 else:  # the sums per voxel of the grid
                     KS.apply_sources(own, queued[0], *queued[1], queued[2], float(n))
             if decay != 1.0:

@@ -366,23 +366,24 @@ def test_a_line_solved_in_pieces_has_the_bits_of_the_whole_line(blo, bhi):
     Neumann, Dirichlet and periodic faces with decay in the sweep."""
     from biosim.kernels.cpu import diffusion as K
 
-    n, B, r, k = 23, 70, 0.8, 0.01
+    n, A, B, r, k = 23, 3, 70, 0.8, 0.01
     cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
     vr, zden = K.thomas_coefficients(n, r, blo, bhi, cp, inv, zz, k)
     rng = np.random.default_rng(1)
-    c = rng.random((n, B))
-    lo, hi = rng.random(B) if blo != 2 else np.zeros(B), rng.random(B) if bhi != 2 else np.zeros(B)
+    c = rng.random((A, n, B))
+    lo = rng.random((A, B)) if blo != 2 else np.zeros((A, B))
+    hi = rng.random((A, B)) if bhi != 2 else np.zeros((A, B))
     whole = c.copy()
-    K.lod_sweep(whole.reshape(1, n, B), r, cp, inv, zz, vr, zden, blo == 2, lo.reshape(1, B), hi.reshape(1, B))
+    K.lod_sweep(whole, r, cp, inv, zz, vr, zden, blo == 2, lo, hi)
     pieces = c.copy()
     cuts = [0, 5, 6, 17, n]  # pieces of 5, 1, 11 and 6 entries
     for a, b in zip(cuts[:-1], cuts[1:]):  # forward, up the pieces
-        K.thomas_forward_piece(pieces[a:b], a, n, r, inv, pieces[a - 1] if a else np.empty(B), lo, hi)
+        K.thomas_forward_piece(pieces[:, a:b], a, n, r, inv, pieces[:, a - 1] if a else np.empty((A, B)), lo, hi)
     for a, b in reversed(list(zip(cuts[:-1], cuts[1:]))):  # backward, down
-        K.thomas_backward_piece(pieces[a:b], a, n, cp, pieces[b] if b < n else np.empty(B))
+        K.thomas_backward_piece(pieces[:, a:b], a, n, cp, pieces[:, b] if b < n else np.empty((A, B)))
     if blo == 2:
-        first, last = pieces[0].copy(), pieces[-1].copy()
+        first, last = pieces[:, 0].copy(), pieces[:, -1].copy()
         for a, b in zip(cuts[:-1], cuts[1:]):
-            K.periodic_piece(pieces[a:b], a, n, zz, vr, zden, first, last)
+            K.periodic_piece(pieces[:, a:b], a, n, zz, vr, zden, first, last)
     assert np.ptp(whole) > 0.1
     np.testing.assert_array_equal(pieces, whole)

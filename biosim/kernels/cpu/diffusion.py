@@ -240,73 +240,80 @@ def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
                      add_lo[ia, b0:b1], add_hi[ia, b0:b1])
 
 
-# lod_sweep's Thomas recurrences for lines split into consecutive pieces (an MPI rank's x-planes):
+# lod_sweep's Thomas recurrences for lines split into consecutive pieces (an MPI rank's block):
 # the same operations on the same values, so each entry gets the bits of the whole line's solve.
-# ``w`` (m, B) holds entries g0 .. g0 + m - 1 of B lines of n entries, one line per column.
+# ``w`` (A, m, B) holds entries g0 .. g0 + m - 1 of A x B lines of n entries along its middle
+# axis (as lod_sweep's ``c3``); the per-line arrays (before, lo, hi, after, first, last) are (A, B).
 
 @njit(cache=True, parallel=True)
 def thomas_forward_piece(w, g0, n, r, inv, before, lo, hi):
-    """The forward recurrence over the piece; ``before`` (B,) the forward
-    values of entry g0 - 1 (read only when g0 > 0), ``lo``/``hi`` (B,) the
-    boundary terms of the lines' first and last right-hand sides."""
-    m, B = w.shape
-    for t in prange((B + _BLOCK - 1) // _BLOCK):
-        b0 = t * _BLOCK
+    """The forward recurrence over the piece; ``before`` the forward values
+    of entry g0 - 1 (read only when g0 > 0), ``lo``/``hi`` the boundary
+    terms of the lines' first and last right-hand sides."""
+    A, m, B = w.shape
+    nblk = (B + _BLOCK - 1) // _BLOCK
+    for t in prange(A * nblk):
+        a = t // nblk
+        b0 = (t % nblk) * _BLOCK
         b1 = min(B, b0 + _BLOCK)
         if n == 1:  # a line of one voxel has both faces' terms
             for b in range(b0, b1):
-                w[0, b] = (w[0, b] + lo[b] + hi[b]) * inv[0]
+                w[a, 0, b] = (w[a, 0, b] + lo[a, b] + hi[a, b]) * inv[0]
             continue
         if g0 == 0:
             for b in range(b0, b1):
-                w[0, b] = (w[0, b] + lo[b]) * inv[0]
+                w[a, 0, b] = (w[a, 0, b] + lo[a, b]) * inv[0]
         if g0 + m == n:
             for b in range(b0, b1):
-                w[m - 1, b] += hi[b]
+                w[a, m - 1, b] += hi[a, b]
         if g0 > 0:
             ip = inv[g0]
             for b in range(b0, b1):
-                w[0, b] = (w[0, b] + r * before[b]) * ip
+                w[a, 0, b] = (w[a, 0, b] + r * before[a, b]) * ip
         for i in range(1, m):
             ip = inv[g0 + i]
             for b in range(b0, b1):
-                w[i, b] = (w[i, b] + r * w[i - 1, b]) * ip
+                w[a, i, b] = (w[a, i, b] + r * w[a, i - 1, b]) * ip
 
 
 @njit(cache=True, parallel=True)
 def thomas_backward_piece(w, g0, n, cp, after):
-    """The backward recurrence over the piece; ``after`` (B,) the solved
-    values of entry g0 + m (read only when g0 + m < n)."""
-    m, B = w.shape
+    """The backward recurrence over the piece; ``after`` the solved values
+    of entry g0 + m (read only when g0 + m < n)."""
+    A, m, B = w.shape
     if n == 1:
         return
-    for t in prange((B + _BLOCK - 1) // _BLOCK):
-        b0 = t * _BLOCK
+    nblk = (B + _BLOCK - 1) // _BLOCK
+    for t in prange(A * nblk):
+        a = t // nblk
+        b0 = (t % nblk) * _BLOCK
         b1 = min(B, b0 + _BLOCK)
         if g0 + m < n:
             q = cp[g0 + m - 1]
             for b in range(b0, b1):
-                w[m - 1, b] -= q * after[b]
+                w[a, m - 1, b] -= q * after[a, b]
         for i in range(m - 2, -1, -1):
             q = cp[g0 + i]
             for b in range(b0, b1):
-                w[i, b] -= q * w[i + 1, b]
+                w[a, i, b] -= q * w[a, i + 1, b]
 
 
 @njit(cache=True, parallel=True)
 def periodic_piece(w, g0, n, zz, vr, zden, first, last):
     """The periodic lines' Sherman-Morrison correction over the piece, from
     the solved first and last entries of each line (``first``, ``last``)."""
-    m, B = w.shape
+    A, m, B = w.shape
     if n == 1:
         return
-    for t in prange((B + _BLOCK - 1) // _BLOCK):
-        b0 = t * _BLOCK
+    nblk = (B + _BLOCK - 1) // _BLOCK
+    for t in prange(A * nblk):
+        a = t // nblk
+        b0 = (t % nblk) * _BLOCK
         b1 = min(B, b0 + _BLOCK)
         for b in range(b0, b1):
-            fac = (first[b] + vr * last[b]) / zden
+            fac = (first[a, b] + vr * last[a, b]) / zden
             for i in range(m):
-                w[i, b] -= fac * zz[g0 + i]
+                w[a, i, b] -= fac * zz[g0 + i]
 
 
 @njit(cache=True, parallel=True)
@@ -564,6 +571,22 @@ def canonical_source_sums(vox, key, values, used, voxels, count, perm, added, s_
         start = end
 
 
+@njit(cache=True, inline="always")
+def _with_sources(value, v, added, s_dt, sc_dt, u_dt, used, n):
+    """A voxel's value after its queued sources (sums at index ``v``)."""
+    num = value
+    den = 1.0
+    if used[0]:
+        num += added[v] / n
+    if used[2]:
+        num += sc_dt[v] / n
+    if used[1]:
+        den += s_dt[v] / n
+    if used[3]:
+        den += u_dt[v] / n
+    return num / den
+
+
 @njit(cache=True, parallel=True)
 def apply_sources(c, voxels, added, s_dt, sc_dt, u_dt, used, n):
     """At each voxel v of ``voxels`` (distinct): c <- (c + A + S c* dt) /
@@ -575,17 +598,18 @@ def apply_sources(c, voxels, added, s_dt, sc_dt, u_dt, used, n):
     flat = c.reshape(c.size)
     for q in prange(voxels.size):
         v = voxels[q]
-        num = flat[v]
-        den = 1.0
-        if used[0]:
-            num += added[v] / n
-        if used[2]:
-            num += sc_dt[v] / n
-        if used[1]:
-            den += s_dt[v] / n
-        if used[3]:
-            den += u_dt[v] / n
-        flat[v] = num / den
+        flat[v] = _with_sources(flat[v], v, added, s_dt, sc_dt, u_dt, used, n)
+
+
+@njit(cache=True, parallel=True)
+def apply_sources_at(c, local, voxels, added, s_dt, sc_dt, u_dt, used, n):
+    """:func:`apply_sources` where the array ``c`` is part of the grid the
+    sums index (an MPI rank's block): voxel ``voxels[q]`` of the sums is
+    ``c``'s flat entry ``local[q]``."""
+    flat = c.reshape(c.size)
+    for q in prange(voxels.size):
+        i = local[q]
+        flat[i] = _with_sources(flat[i], voxels[q], added, s_dt, sc_dt, u_dt, used, n)
 
 
 @njit(cache=True)
