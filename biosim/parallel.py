@@ -588,16 +588,26 @@ class Decomposition:
 
     # -- the whole simulation on every rank ------------------------------------------------
     @contextmanager
-    def gathered(self, changes=False):
+    def gathered(self, changes=False, root=None):
         """Every rank holds the whole simulation (own agents of every rank,
         in uid order) inside the block; afterwards its own agents again (with
         ``changes``, those whose position lies in its block: what the block
-        left)."""
+        left).  With ``root`` only that rank holds it (output: the records
+        and writers run there); the others keep their own agents and
+        substance voxels, sending them only."""
+        if changes and root is not None:
+            raise ValueError("gathered(changes=True) gathers on every rank")
         t0 = _time.perf_counter()
-        self.whole()
+        self.whole(root)
         mine = self._columns()
-        self.bytes += sum(a.nbytes for a in mine.values()) * (self.size - 1)
-        parts = [p for p in self.comm.allgather(mine) if len(p["uid"])]
+        if root is None:
+            self.bytes += sum(a.nbytes for a in mine.values()) * (self.size - 1)
+            parts = self.comm.allgather(mine)
+        else:
+            if self.rank != root:
+                self.bytes += sum(a.nbytes for a in mine.values())
+            parts = self.comm.gather(mine, root=root)
+        parts = [p for p in parts if len(p["uid"])] if parts is not None else []
         if parts:
             cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
             order = np.argsort(cols["uid"], kind="stable")
@@ -612,7 +622,7 @@ class Decomposition:
                 n = len(t)
                 t.keep(np.flatnonzero(self.owner(t.position[:n]) == self.rank))
                 self.known_uid = t.next_uid
-            else:
+            elif root is None or self.rank == root:
                 self._restore([mine])
             self.n_own = len(t)
             self.exchange_time += _time.perf_counter() - t0
@@ -690,9 +700,10 @@ class Decomposition:
         for _, box, values in self._swap_boxes(wants, sub._fresh, lambda box: c[_selector(box)]):
             c[_selector(box)] = values
 
-    def whole(self):
+    def whole(self, root=None):
         """Every substance's whole grid current on every rank (its owners'
-        blocks gathered): inside ``gathered()`` and when ``run()`` returns."""
+        blocks gathered): inside ``gathered()`` and when ``run()`` returns.
+        With ``root``, on that rank only (the others keep their blocks)."""
         from mpi4py import MPI
 
         for sub in self.sim.substances.values():
@@ -701,22 +712,41 @@ class Decomposition:
             blocks = [self.voxel_block(sub._fresh, r) for r in range(self.size)]
             shapes = [tuple(hi - lo for lo, hi in b) for b in blocks]
             sizes = np.array([int(np.prod(s)) for s in shapes], np.int64)
-            self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
+            if root is None:
+                self.bytes += int(sizes[self.rank]) * 8 * (self.size - 1)
+            elif self.rank != root:
+                self.bytes += int(sizes[self.rank]) * 8
             if self.dims[1] == self.dims[2] == 1:  # whole x-planes: gathered in place
                 plane = sub.shape[1] * sub.shape[2]
                 flat = sub._c.reshape(sub._c.size)
-                self.comm.Allgatherv(MPI.IN_PLACE, [flat, sizes, sub._fresh[0][:-1] * plane, MPI.DOUBLE])
-                sub._fresh = None
-                continue
-            for r, (b, shape) in enumerate(zip(blocks, shapes)):  # one block at a time: no grid-sized buffer
-                if not sizes[r]:
-                    continue
-                index = tuple(slice(lo, hi) for lo, hi in b)
-                buf = np.ascontiguousarray(sub._c[index]) if r == self.rank else np.empty(shape)
-                self.comm.Bcast(buf, root=r)
-                if r != self.rank:
-                    sub._c[index] = buf
-            sub._fresh = None
+                spec = [flat, sizes, sub._fresh[0][:-1] * plane, MPI.DOUBLE]
+                if root is None:
+                    self.comm.Allgatherv(MPI.IN_PLACE, spec)
+                elif self.rank == root:
+                    self.comm.Gatherv(MPI.IN_PLACE, spec, root=root)
+                else:
+                    lo = int(sub._fresh[0][self.rank]) * plane
+                    self.comm.Gatherv(flat[lo:lo + int(sizes[self.rank])], None, root=root)
+            else:
+                for r, (b, shape) in enumerate(zip(blocks, shapes)):  # a block at a time: no grid-sized buffer
+                    if not sizes[r] or (root is not None and r == root):
+                        continue
+                    index = tuple(slice(lo, hi) for lo, hi in b)
+                    if root is None:
+                        buf = np.ascontiguousarray(sub._c[index]) if r == self.rank else np.empty(shape)
+                        self.comm.Bcast(buf, root=r)
+                    elif self.rank == r:
+                        self.comm.Send(np.ascontiguousarray(sub._c[index]), dest=root, tag=BlockGrid.TAG + 40)
+                        continue
+                    elif self.rank == root:
+                        buf = np.empty(shape)
+                        self.comm.Recv(buf, source=r, tag=BlockGrid.TAG + 40)
+                    else:
+                        continue
+                    if r != self.rank:
+                        sub._c[index] = buf
+            if root is None:
+                sub._fresh = None  # else the ranks' blocks stay as they were: the next step fills as usual
 
 
 class BlockGrid:
@@ -742,7 +772,7 @@ class BlockGrid:
     (:meth:`Decomposition._fill`), and ``gathered()`` or the end of
     ``run()`` make the grid whole."""
 
-    TAG = 30000  # solve's point-to-point tags: TAG .. TAG + 31, above what scripts usually use
+    TAG = 30000  # point-to-point tags: TAG .. TAG + 31 (solve), TAG + 40 (whole), above what scripts usually use
 
     def __init__(self, dd, sub, starts):
         self.dd = dd

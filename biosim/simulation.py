@@ -600,7 +600,7 @@ class Simulation:
         from .io.checkpoint import state_of
 
         state_of(self)  # what cannot be saved is refused on every rank alike
-        with dd.gathered():  # the whole simulation, saved by rank 0: it loads on any number of ranks
+        with dd.gathered(root=0):  # the whole simulation, saved by rank 0: it loads on any number of ranks
             result = save(self, path) if dd.rank == 0 else None
         return dd.comm.bcast(result)
 
@@ -871,10 +871,21 @@ class Simulation:
         records = [rec for rec in self.records.values() if rec.trigger.fires(self.step)]
         writers = [w for w in self.writers if w.every and self.step % w.every == 0]
         dd = self._dd
-        if dd is not None and (records or writers):  # they see the whole simulation; rank 0 writes
+        if dd is not None and (records or writers):
+            # they see the whole simulation, gathered on rank 0 only: it samples the records and writes;
+            # the other ranks receive the records' new values
             ex = dd.exchange_time
-            with dd.gathered():
-                self._output(records, writers if dd.rank == 0 else ())
+            with dd.gathered(root=0):
+                if dd.rank == 0:
+                    self._output(records, writers)
+            sampled = dd.comm.bcast([(r._steps[-1], r._times[-1], r._values[-1]) if len(r) else None
+                                     for r in records] if dd.rank == 0 else None, root=0)
+            if dd.rank != 0:
+                for rec, got in zip(records, sampled):
+                    if got is not None and not (rec._steps and rec._steps[-1] == got[0]):
+                        rec._steps.append(got[0])
+                        rec._times.append(got[1])
+                        rec._values.append(got[2])
             self.timings["exchange"] += dd.exchange_time - ex
             t0 += dd.exchange_time - ex
         else:

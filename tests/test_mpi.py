@@ -278,6 +278,41 @@ def test_a_rank_local_action_runs_on_each_ranks_own_agents_with_the_one_process_
     assert sum(sizes) == 300 and min(sizes) > 0  # at step 0, each rank its own agents
 
 
+def test_records_and_writers_gather_on_rank_0_only_and_every_rank_gets_the_records(tmp_path):
+    # a record that also notes how many agents its rank holds when it is sampled: only rank 0
+    # samples (the whole simulation); every rank ends with rank 0's values, those of one process
+    (tmp_path / "model.py").write_text(MODEL + textwrap.dedent("""
+        import json
+
+        held = []
+
+        def count(sim):
+            held.append(len(sim.agents))
+            return float(len(sim.agents))
+
+        if __name__ == "__main__":
+            sim = build()
+            sim.record("count", count, every=5)
+            sim.writers.append(bs.io.HDF5Writer(f"run-{sim.ranks}.h5", every=10))
+            sim.run(30)
+            json.dump({"held": held, "mean_x": sim.records["mean_x"].values.tolist(),
+                       "count": sim.records["count"].values.tolist(), "own": len(sim.agents)},
+                      open(f"seen-{sim.ranks}-{sim.rank}.json", "w"))
+    """))
+    import json
+
+    launch(1, "model.py", cwd=tmp_path)
+    launch(3, "model.py", cwd=tmp_path)
+    one = json.loads((tmp_path / "seen-1-0.json").read_text())
+    ranks = [json.loads((tmp_path / f"seen-3-{r}.json").read_text()) for r in range(3)]
+    assert len(one["count"]) == 7 and one["count"][-1] > 300  # steps 0, 5, .., 30; the cells divided
+    for r, seen in enumerate(ranks):
+        assert seen["mean_x"] == one["mean_x"] and seen["count"] == one["count"]
+        assert seen["held"] == (one["held"] if r == 0 else [])  # sampled on rank 0, from the whole simulation
+    assert sum(seen["own"] for seen in ranks) == one["own"] and min(seen["own"] for seen in ranks) > 0
+    assert_same_run_files(tmp_path / "run-1.h5", tmp_path / "run-3.h5")
+
+
 def test_a_decomposition_that_cannot_hold_is_refused_on_every_rank_with_the_numbers(tmp_path):
     (tmp_path / "thin.py").write_text(textwrap.dedent("""
         import biosim as bs
