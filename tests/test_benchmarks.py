@@ -159,7 +159,8 @@ def test_every_benchmark_has_a_test():
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
         "gpu_check.py", "physicell_side_by_side.py", "physicell_mechanics.py", "phenotype_kernels.py",
-        "bench_sweep.py", "mpi_model.py"}  # gpu_check's test: tests/test_gpu.py
+        "bench_sweep.py", "mpi_model.py", "mpi_output.py"}  # gpu_check's test: tests/test_gpu.py; mpi_output's:
+    # tests/test_mpi.py
 
 
 def test_bench_on_the_gpu_prints_its_row_and_the_ratio_to_the_cpu():

@@ -4,6 +4,7 @@ uid order, every substance grid, every record, the run files), checkpoints
 move between rank counts, and bad decompositions or a failing rank stop
 every rank with the error instead of hanging."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -311,6 +312,15 @@ def test_records_and_writers_gather_on_rank_0_only_and_every_rank_gets_the_recor
         assert seen["held"] == (one["held"] if r == 0 else [])  # sampled on rank 0, from the whole simulation
     assert sum(seen["own"] for seen in ranks) == one["own"] and min(seen["own"] for seen in ranks) > 0
     assert_same_run_files(tmp_path / "run-1.h5", tmp_path / "run-3.h5")
+
+
+def test_the_output_benchmark_prints_each_ranks_phases_memory_and_bytes(tmp_path):
+    r = launch(2, HERE.parent / "benchmarks" / "mpi_output.py", "--agents", "3000", "--steps", "10", cwd=tmp_path)
+    rows = sorted(line for line in r.stdout.splitlines() if line.startswith("rank "))
+    assert [row.split(":")[0] for row in rows] == ["rank 0 of 2, to step 12", "rank 1 of 2, to step 12"]
+    sent = [float(re.search(r"sent (\d+) MB", row).group(1)) for row in rows]
+    assert all("ms/step" in row and "peak RSS" in row for row in rows) and min(sent) >= 0
+    assert not list(tmp_path.iterdir())  # the run file went to a temporary folder
 
 
 def test_a_decomposition_that_cannot_hold_is_refused_on_every_rank_with_the_numbers(tmp_path):
