@@ -502,7 +502,9 @@ class Simulation:
         """Record the number ``fn(sim)`` on the state after every step that is a
         multiple of ``every`` (step 0 included).  The series is kept in
         ``sim.records[name]`` (``.steps``, ``.times``, ``.values``) and written
-        by HDF5 writers; read it back with ``open_run(path).series(name)``."""
+        by HDF5 writers; read it back with ``open_run(path).series(name)``.
+        Under MPI ``fn`` runs on rank 0 only, on the whole simulation gathered
+        there; every rank receives the value."""
         if name in self.records:
             raise ValueError(f"a record named {name!r} exists already; records are {', '.join(self.records)}")
         rec = Record(name, fn, every)
