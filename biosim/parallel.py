@@ -51,11 +51,13 @@ migrate to their new owner, and the next step receives a fresh aura.
   receives the voxels its block and aura read.  The diffusion work is
   divided; the grid's array is still whole-sized on every rank (current
   where the rank reads it).
-* Actions, records and writers see the whole simulation: when one fires the
-  own agents of every rank are gathered onto every rank (in uid order),
-  it runs there, and the ranks keep their blocks again.  Rank 0 writes the
-  files.  ``add_action(fn, every, local=True)`` skips the gather: the
-  action runs on each rank's own agents.
+* Actions, records and writers see the whole simulation: when an action
+  fires the own agents of every rank are gathered onto every rank (in uid
+  order), it runs there, and the ranks keep their blocks again;
+  ``add_action(fn, every, local=True)`` skips the gather: the action runs
+  on each rank's own agents.  Records, writers and checkpoint saves gather
+  it on rank 0 only, which samples the records (broadcasting their values)
+  and writes the files.
 * The block faces are re-balanced by agent count every ``rebalance_every``
   steps when the largest block holds 10% more than the mean.
 
