@@ -234,7 +234,8 @@ class Decomposition:
         """The grid of ranks: ``GRID`` / ``BIOSIM_RANK_GRID`` when set, else,
         among the grids whose blocks fit ``cells`` (lattice cells per axis),
         the one with the least aura surface per rank (ties: the blocks
-        nearest cubes, then more ranks along x, then y).  Sets the line communicators (a collective call)."""
+        nearest cubes, then more ranks along x, then y).  Creates the line
+        communicators (a collective call)."""
         length = [float(v) for v in self.sim.box.length]
         wanted = self.GRID if self.GRID is not None else os.environ.get("BIOSIM_RANK_GRID") or None
         if wanted is not None:
