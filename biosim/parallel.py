@@ -812,42 +812,28 @@ class BlockGrid:
         return tuple(slice(lo, hi) for lo, hi in self.range)
 
     def sources(self, queued):
-        """The queued sums (``Substance._source_sums``) at this rank's own
-        voxels, for :meth:`apply_sources`: where the own voxels are whole
-        planes, their indices within them and views of the sums; else their
-        indices within the array the sub-steps work on and in the grid (the
-        sums whole); None if it owns none of them."""
+        """The queued sums (``Substance._source_sums``: per touched voxel) of
+        this rank's own voxels, with their indices in the array the
+        per-voxel terms act on (:meth:`own`); None if it owns none of them."""
         if queued is None or self.empty:
             return None
         voxels, sums, used = queued
         nx, ny, nz = self.shape
-        if self.planes:  # the own voxels are the grid's from the first own plane on: views of the sums
-            lo, size = int(self.lo[0]) * ny * nz, int(np.prod(self.m))
-            mine = voxels[(voxels >= lo) & (voxels < lo + size)] - lo
-            if not mine.size:
-                return None
-            return mine, [s if s is self.sub._NONE else s[lo:lo + size] for s in sums], used
-        i, rest = np.divmod(voxels, ny * nz)
-        j, k = np.divmod(rest, nz)
-        (x0, x1), (y0, y1), (z0, z1) = self.range
-        inside = (i >= x0) & (i < x1) & (j >= y0) & (j < y1) & (k >= z0) & (k < z1)
-        if not inside.any():
-            return None
-        ox, oy, oz = self.at
-        _, by, bz = self.at_dims
-        local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
-        return (local, voxels[inside]), sums, used
-
-    def apply_sources(self, arr, queued, n):
-        """``kernels.cpu.diffusion.apply_sources`` on ``arr`` (what
-        :meth:`own` gives) with the queued sums of :meth:`sources`."""
-        from .kernels.cpu import diffusion as K
-
-        where, sums, used = queued
-        if isinstance(where, tuple):  # local entries, the sums' voxels
-            K.apply_sources_at(arr, where[0], where[1], *sums, used, n)
+        if self.planes:  # the own voxels are the grid's from the first own plane on
+            lo = int(self.lo[0]) * ny * nz
+            inside = (voxels >= lo) & (voxels < lo + int(np.prod(self.m)))
+            local = voxels[inside] - lo
         else:
-            K.apply_sources(arr, where, *sums, used, n)
+            i, rest = np.divmod(voxels, ny * nz)
+            j, k = np.divmod(rest, nz)
+            (x0, x1), (y0, y1), (z0, z1) = self.range
+            inside = (i >= x0) & (i < x1) & (j >= y0) & (j < y1) & (k >= z0) & (k < z1)
+            ox, oy, oz = self.at
+            _, by, bz = self.at_dims
+            local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
+        if not local.size:
+            return None
+        return local, [s if s is self.sub._NONE else s[inside] for s in sums], used
 
     def work(self, c, explicit):
         """(current, spare) arrays of the sub-steps: the own voxels of ``c``

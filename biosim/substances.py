@@ -163,9 +163,7 @@ class Substance:
         self._check_substeps(sim.dt)  # refuses unbounded work now, not at the first step
         self._c = self._initial(initial)
         self._sources = None
-        self._sums = [None] * 4  # per-voxel source sums, one array per term once queued; zero between steps
-        self._mark = None  # uint8 per voxel: touched in this step
-        self._count = None  # int64 per voxel, zero between steps: canonical_source_sums' scratch (a GPU: two)
+        self._count = None  # int32 per voxel, zero between steps: canonical_source_sums' scratch (a GPU: two)
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
@@ -457,15 +455,14 @@ class Substance:
     _NONE = np.zeros(1)  # stands for a source term nobody queued
 
     def _source_sums(self):
-        """Per-voxel sums of the queued source terms (added, S dt, S c* dt,
-        U dt) and the distinct voxels touched, or None when nothing is
-        queued: (voxels, [four arrays], used flags).  Each voxel sums its
-        sources in the canonical order, by queueing call (behaviours run in
-        a fixed order) and then by the agent's uid, so the result depends
-        neither on the thread count nor on the order of the table's rows.
-        A term's dense array is allocated the first time it is queued and
-        kept; only the touched voxels are cleared afterwards
-        (:meth:`_clear_sources`)."""
+        """Sums of the queued source terms (added, S dt, S c* dt, U dt) per
+        touched voxel, or None when nothing is queued: (voxels, [four
+        arrays, entry t the sums of voxels[t]], used flags).  Each voxel
+        sums its sources in the canonical order, by queueing call (behaviours
+        run in a fixed order) and then by the agent's uid, so the result
+        depends neither on the thread count nor on the order of the table's
+        rows.  The only grid-sized array is one int32 count per voxel, kept
+        zero between steps."""
         if not self._sources:
             return None
         if self.sim.backend.on_device:
@@ -476,25 +473,15 @@ class Substance:
         for k in range(4):
             values[k] = np.concatenate([t[k] for _, _, t in self._sources])
         self._sources = None
-        if self._mark is None:
-            self._mark = np.zeros(self._c.size, dtype=np.uint8)
-            self._count = np.zeros(self._c.size, dtype=np.int64)
+        if self._count is None:
+            self._count = np.zeros(self._c.size, dtype=np.int32)
         voxels = np.empty(vox.size, dtype=np.int64)
-        voxels = voxels[:K.touched_voxels(vox, self._mark, voxels)]
+        voxels = voxels[:K.touched_voxels(vox, self._count, voxels)]
         used = values.any(axis=1)
-        for k in range(4):
-            if used[k] and self._sums[k] is None:
-                self._sums[k] = np.zeros(self._c.size)
-        sums = [self._NONE if a is None else a for a in self._sums]
+        sums = [np.empty(voxels.size) if used[k] else self._NONE for k in range(4)]
         K.canonical_source_sums(vox, key, values, used, voxels, self._count, np.empty(vox.size, dtype=np.int64),
                                 *sums)
         return voxels, sums, used
-
-    def _clear_sources(self, queued):
-        if self.sim.backend.on_device:
-            return  # the device's sums are fresh arrays; its scratch is refilled each time
-        voxels, sums, used = queued
-        K.clear_sources(voxels, self._mark, *sums, used)
 
     def _boundary_arrays(self, time):
         btype = np.array([0 if f in self._layers else c.code for f, c in enumerate(self.faces)], dtype=np.int64)
@@ -534,12 +521,7 @@ class Substance:
         queued = self._source_sums()
         # under MPI each rank advances its own voxels (biosim.parallel.BlockGrid)
         part = None if self.sim._dd is None else self.sim._dd.block(self)
-        try:
-            self._substeps(dt, time, queued if part is None else part.sources(queued), self.sim.backend.on_device,
-                           part)
-        finally:
-            if queued is not None:
-                self._clear_sources(queued)
+        self._substeps(dt, time, queued if part is None else part.sources(queued), self.sim.backend.on_device, part)
         if part is not None:
             self._fresh = part.first
 
@@ -574,13 +556,8 @@ class Substance:
         for sub in range(n):
             own = cur if part is None else part.own(cur)
             flat = own.reshape(own.size)
-            if queued is not None:
-                if dev:  # the sums per touched voxel
-                    KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
-                elif part is not None:  # this rank's voxels (MPI)
-                    part.apply_sources(own, queued, float(n))
-                else:  # the sums per voxel of the grid
-                    KS.apply_sources(own, queued[0], *queued[1], queued[2], float(n))
+            if queued is not None:  # the sums per touched voxel
+                KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
             if decay != 1.0:
                 KS.scale(flat, decay)
             if timed and (self.diffusion > 0 or self._layers):

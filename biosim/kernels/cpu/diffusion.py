@@ -496,17 +496,18 @@ def voxel_of(pos, rows, lower, h, shape, out):
 
 
 @njit(cache=True)
-def touched_voxels(vox, mark, out):
+def touched_voxels(vox, count, out):
     """The distinct voxels of ``vox`` in order of first appearance, into
-    ``out``; returns their number.  ``mark`` (uint8 per voxel, all 0 on
-    entry) is left set for them: :func:`clear_sources` resets it."""
+    ``out``; returns their number.  ``count`` (one integer per voxel of the
+    grid, all 0 on entry) is left holding each voxel's number of entries:
+    :func:`canonical_source_sums` reads it and resets it to 0."""
     k = 0
     for q in range(vox.size):
         v = vox[q]
-        if mark[v] == 0:
-            mark[v] = 1
+        if count[v] == 0:
             out[k] = v
             k += 1
+        count[v] += 1
     return k
 
 
@@ -518,14 +519,13 @@ def canonical_source_sums(vox, key, values, used, voxels, count, perm, added, s_
     (the queueing call, then the agent's uid: an order fixed by the state,
     not by the table's rows), ``values[t, q]`` its term t (added, S dt,
     S c* dt, U dt; only those with ``used[t]``), ``voxels`` the distinct
-    voxels (:func:`touched_voxels`).  Each voxel's entries are sorted by key
-    (a counting sort by voxel into ``perm``, then insertion sort, or a full
-    sort past 48 entries) and summed
-    from 0 in that order into the dense arrays.  ``count`` (int64 per
-    voxel) must be zero on entry and is left zero."""
+    voxels and ``count`` their numbers of entries (:func:`touched_voxels`;
+    left zero).  Each voxel's entries are sorted by key (a counting sort by
+    voxel into ``perm``, then insertion sort, or a full sort past 48
+    entries) and summed from 0 in that order: the sums of ``voxels[t]`` go
+    to ``added[t]``, ``s_dt[t]``, ``sc_dt[t]`` and ``u_dt[t]`` (one entry
+    per touched voxel, as on a GPU)."""
     m = vox.size
-    for q in range(m):
-        count[vox[q]] += 1
     s = 0
     for t in range(voxels.size):
         v = voxels[t]
@@ -561,36 +561,21 @@ def canonical_source_sums(vox, key, values, used, voxels, count, perm, added, s_
                 for a in range(start, end):
                     acc += values[term, perm[a]]
                 if term == 0:
-                    added[v] = acc
+                    added[t] = acc
                 elif term == 1:
-                    s_dt[v] = acc
+                    s_dt[t] = acc
                 elif term == 2:
-                    sc_dt[v] = acc
+                    sc_dt[t] = acc
                 else:
-                    u_dt[v] = acc
+                    u_dt[t] = acc
         start = end
-
-
-@njit(cache=True, inline="always")
-def _with_sources(value, v, added, s_dt, sc_dt, u_dt, used, n):
-    """A voxel's value after its queued sources (sums at index ``v``)."""
-    num = value
-    den = 1.0
-    if used[0]:
-        num += added[v] / n
-    if used[2]:
-        num += sc_dt[v] / n
-    if used[1]:
-        den += s_dt[v] / n
-    if used[3]:
-        den += u_dt[v] / n
-    return num / den
 
 
 @njit(cache=True, parallel=True)
 def apply_sources(c, voxels, added, s_dt, sc_dt, u_dt, used, n):
-    """At each voxel v of ``voxels`` (distinct): c <- (c + A + S c* dt) /
-    (1 + (S + U) dt) with each per-voxel sum divided by ``n`` (the share of
+    """At each voxel ``voxels[q]`` (distinct; flat indices of ``c``): c <-
+    (c + A + S c* dt) / (1 + (S + U) dt) with the voxel's sums at entry q
+    (:func:`canonical_source_sums`), each divided by ``n`` (the share of
     one of n sub-steps); ``used[t]`` says whether term t (added, S dt,
     S c* dt, U dt) was queued, a missing one counts as 0.  Voxels no agent
     touched are unchanged by the formula, so they are skipped.  Never
@@ -598,34 +583,17 @@ def apply_sources(c, voxels, added, s_dt, sc_dt, u_dt, used, n):
     flat = c.reshape(c.size)
     for q in prange(voxels.size):
         v = voxels[q]
-        flat[v] = _with_sources(flat[v], v, added, s_dt, sc_dt, u_dt, used, n)
-
-
-@njit(cache=True, parallel=True)
-def apply_sources_at(c, local, voxels, added, s_dt, sc_dt, u_dt, used, n):
-    """:func:`apply_sources` where the array ``c`` is part of the grid the
-    sums index (an MPI rank's block): voxel ``voxels[q]`` of the sums is
-    ``c``'s flat entry ``local[q]``."""
-    flat = c.reshape(c.size)
-    for q in prange(voxels.size):
-        i = local[q]
-        flat[i] = _with_sources(flat[i], voxels[q], added, s_dt, sc_dt, u_dt, used, n)
-
-
-@njit(cache=True)
-def clear_sources(voxels, mark, added, s_dt, sc_dt, u_dt, used):
-    """Zero the per-voxel sums and the marks at ``voxels`` (after a step)."""
-    for q in range(voxels.size):
-        v = voxels[q]
-        mark[v] = 0
+        num = flat[v]
+        den = 1.0
         if used[0]:
-            added[v] = 0.0
-        if used[1]:
-            s_dt[v] = 0.0
+            num += added[q] / n
         if used[2]:
-            sc_dt[v] = 0.0
+            num += sc_dt[q] / n
+        if used[1]:
+            den += s_dt[q] / n
         if used[3]:
-            u_dt[v] = 0.0
+            den += u_dt[q] / n
+        flat[v] = num / den
 
 
 @njit(cache=True, inline="always")

@@ -108,7 +108,7 @@ def _apply_sources(flat, voxels, m, added, s_dt, sc_dt, u_dt, used0, used1, used
 def apply_sources(flat, voxels, added, s_dt, sc_dt, u_dt, used, n):
     """At each voxel ``voxels[q]`` (distinct): c <- (c + A + S c* dt) /
     (1 + (S + U) dt), the terms given per touched voxel (q), each divided by
-    ``n`` (see the CPU twin, which takes them per voxel of the grid)."""
+    ``n`` (as the CPU twin)."""
     m = voxels.size
     if m:
         _apply_sources[launch(m)](flat, voxels, int(m), added, s_dt, sc_dt, u_dt, bool(used[0]), bool(used[1]),
