@@ -392,6 +392,7 @@ def test_bench_ranks_runs_each_rank_count_under_mpiexec_with_the_exchange_phase(
     runs = res["scenarios"]["proliferation"]["runs"]
     assert [r["ranks"] for r in runs] == [1, 2] and [r["agents"] for r in runs] == [3000, 6000]
     assert runs[0]["exchange_bytes_per_step"] == 0 and runs[1]["exchange_bytes_per_step"] > 0
+    assert [r["rank_grid"] for r in runs] == ["", "2x1x1"]  # one process; two slabs along x
     assert runs[1]["ms_per_step"]["exchange"] > 0 and 0 < runs[1]["efficiency"]
     with pytest.raises(ValueError, match="one thread count per rank"):
         run_suite("proliferation", agents="3000", ranks="1,2", threads="1,2", out=None)

@@ -162,6 +162,7 @@ def measure_run(make, n, steps, repeat=1, warm=2000):
     share = n / sim.ranks
     result = {"agents": n, "steps": steps, "threads": numba.get_num_threads(), "repeat": repeat,
               "ranks": sim.ranks, "rank": sim.rank,
+              "rank_grid": "" if sim._dd is None else "x".join(str(int(d)) for d in sim._dd.dims),
               "device": backend.name, "device_bytes_per_agent": dev_held / n,
               "compile_s": compile_s, "bytes_per_agent": held / share, "peak_bytes_per_agent": max(peak, held) / share,
               "repeats_updates_per_s": [r["updates_per_s"] for r in reps]}

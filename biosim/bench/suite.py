@@ -287,8 +287,9 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
                 ms = r["ms_per_step"]
                 total = 1e3 * r["seconds"] / st
                 ex = ms.get("exchange", 0.0)
+                grid = f" on {r['rank_grid']} blocks" if r.get("rank_grid") else ""
                 print(f"  {'':>11} {'':>3} halo and migration {ex:.2f} ms/step ({ex / total:.0%} of the step), "
-                      f"{r['exchange_bytes_per_step'] / 1e3:.1f} kB sent per rank and step")
+                      f"{r['exchange_bytes_per_step'] / 1e3:.1f} kB sent per rank and step{grid}")
         if device != "cpu":
             g = _run_device(name, n, st, repeat, device, runs, failures)
             if g is not None:
