@@ -1,6 +1,6 @@
 """Output under MPI: soma clustering (2x10^5 agents by default) with a record
-and an HDF5 writer every 5 steps, 20 steps; each rank prints its time per
-step, its exchange and output phases, its peak RSS and the bytes it sent.
+and an HDF5 writer every 5 steps, 20 steps; rank 0 prints a line per rank:
+its time per step, exchange and output phases, peak RSS and bytes sent.
 Records and writers see the whole simulation, gathered on rank 0 only.
 
     NUMBA_NUM_THREADS=1 mpiexec -n 2 python benchmarks/mpi_output.py [--agents 2e5]
@@ -36,9 +36,12 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per = {k: 1e3 * sim.timings.get(k, 0.0) / a.steps for k in ("exchange", "output")}
     sent = sim._dd.bytes / 1e6 if sim._dd is not None else 0.0
-    print(f"rank {sim.rank} of {sim.ranks}, to step {steps}: {1e3 * wall / a.steps:.1f} ms/step, exchange "
-          f"{per['exchange']:.1f} ms/step, output {per['output']:.1f} ms/step, peak RSS {peak:.0f} MB, "
-          f"sent {sent:.0f} MB over the whole run")
+    line = (f"rank {sim.rank} of {sim.ranks}, to step {steps}: {1e3 * wall / a.steps:.1f} ms/step, exchange "
+            f"{per['exchange']:.1f} ms/step, output {per['output']:.1f} ms/step, peak RSS {peak:.0f} MB, "
+            f"sent {sent:.0f} MB over the whole run")
+    lines = sim._dd.comm.gather(line, root=0) if sim._dd is not None else [line]
+    if sim.rank == 0:  # one printer: lines from several ranks at once could merge
+        print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
