@@ -143,6 +143,11 @@ def _selector(box):
     return tuple(index)
 
 
+def _slices(block):
+    """numpy index of a block given as [(lo, hi)] per axis."""
+    return tuple(slice(lo, hi) for lo, hi in block)
+
+
 def _ranks_grid(text, size):
     """``GRID`` or ``BIOSIM_RANK_GRID`` ("2x2x1" or three ints) as a tuple of
     three ranks per axis whose product is ``size``."""
@@ -734,7 +739,7 @@ class Decomposition:
                 for r, (b, shape) in enumerate(zip(blocks, shapes)):  # a block at a time: no grid-sized buffer
                     if not sizes[r] or (root is not None and r == root):
                         continue
-                    index = tuple(slice(lo, hi) for lo, hi in b)
+                    index = _slices(b)
                     if root is None:
                         buf = np.ascontiguousarray(sub._c[index]) if r == self.rank else np.empty(shape)
                         self.comm.Bcast(buf, root=r)
@@ -801,15 +806,15 @@ class BlockGrid:
         # the grid from the first own plane on); else on the whole array the sub-steps work on
         self.planes = self.m[1] == self.shape[1] and self.m[2] == self.shape[2]
         self.at = np.zeros(3, np.int64) if self.planes else self.offset  # own voxels in that array
-        self.at_dims = tuple(int(v) for v in self.m) if self.planes else self.dims
-        self._wants = None  # _ghost_wants(), once per advance
+        self._wants = None  # per rank, the voxels of its ghost layers (_ghost_boxes), once per advance
+        self._sides = None  # this rank's ghost layers as (axis, side), in the order of its wants
         self._faces = None  # the explicit kernel's Dirichlet values at the buffer's voxels
 
     def _own_index(self):
         return tuple(slice(int(o), int(o + m)) for o, m in zip(self.offset, self.m))
 
     def _global(self):
-        return tuple(slice(lo, hi) for lo, hi in self.range)
+        return _slices(self.range)
 
     def sources(self, queued):
         """The queued sums (``Substance._source_sums``: per touched voxel) of
@@ -829,17 +834,17 @@ class BlockGrid:
             (x0, x1), (y0, y1), (z0, z1) = self.range
             inside = (i >= x0) & (i < x1) & (j >= y0) & (j < y1) & (k >= z0) & (k < z1)
             ox, oy, oz = self.at
-            _, by, bz = self.at_dims
+            _, by, bz = self.dims
             local = ((i[inside] - x0 + ox) * by + (j[inside] - y0 + oy)) * bz + (k[inside] - z0 + oz)
         if not local.size:
             return None
         return local, [s if s is self.sub._NONE else s[inside] for s in sums], used
 
-    def work(self, c, explicit):
+    def work(self, c):
         """(current, spare) arrays of the sub-steps: the own voxels of ``c``
         (implicit; a view when they are whole planes), or a buffer of them
         with the ghost layers and its spare (explicit)."""
-        if not explicit:
+        if not self.explicit:
             return np.ascontiguousarray(c[self._global()]), None
         buf = np.empty(self.dims)
         buf[self._own_index()] = c[self._global()]
@@ -872,12 +877,6 @@ class BlockGrid:
             b, c = (v for v in range(3) if v != axis)
             arr[tuple(index)] = dval[axis][side][slice(*self.range[b]), slice(*self.range[c])]
 
-    def _ghost_wants(self):
-        """Per rank, the voxels its explicit buffer's ghost layers hold (the
-        same on every rank; what :meth:`Decomposition._swap_boxes` asks
-        for), in the order of :meth:`_ghost_boxes`."""
-        return [self._ghost_boxes(s)[1] for s in range(self.dd.size)]
-
     def _ghost_boxes(self, rank):
         """(sides, boxes): rank's ghost layers as (axis, side) and their
         voxels (three global index arrays each), as ``ghost`` has them."""
@@ -898,9 +897,10 @@ class BlockGrid:
 
     def _ghosts(self, buf):
         """The buffer's ghost layers from their owners (a collective call)."""
-        if self._wants is None:  # the same for every sub-step of this advance
-            self._wants = self._ghost_wants()
-            self._sides = self._ghost_boxes(self.dd.rank)[0]
+        if self._wants is None:  # the same on every rank, and for every sub-step of this advance
+            boxes = [self._ghost_boxes(r) for r in range(self.dd.size)]
+            self._wants = [b for _, b in boxes]
+            self._sides = boxes[self.dd.rank][0]
         got = self.dd._swap_boxes(self._wants, self.first, lambda box: buf[self._buffer_index(box)])
         for k, box, values in got:
             axis, side = self._sides[k]

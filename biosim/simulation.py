@@ -96,9 +96,13 @@ class Record:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"record {self.name!r}: fn(sim) must return a number, got {value!r} "
                             f"({type(value).__name__})")
-        self._steps.append(sim.step)
-        self._times.append(sim.time)
-        self._values.append(float(value))
+        self._add(sim.step, sim.time, float(value))
+
+    def _add(self, step, time, value):
+        """Append one sampled value (also: the value rank 0 sampled, under MPI)."""
+        self._steps.append(step)
+        self._times.append(time)
+        self._values.append(value)
 
 
 class PopulationAgents:
@@ -885,9 +889,7 @@ class Simulation:
             if dd.rank != 0:
                 for rec, got in zip(records, sampled):
                     if got is not None and not (rec._steps and rec._steps[-1] == got[0]):
-                        rec._steps.append(got[0])
-                        rec._times.append(got[1])
-                        rec._values.append(got[2])
+                        rec._add(*got)
             self.timings["exchange"] += dd.exchange_time - ex
             t0 += dd.exchange_time - ex
         else:

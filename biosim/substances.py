@@ -552,12 +552,12 @@ class Substance:
             self._spare = np.empty_like(self._c)
         cur, other = c, (self._dev_spare if dev else self._spare)
         if part is not None:
-            cur, other = part.work(c, explicit)
+            cur, other = part.work(c)
         for sub in range(n):
             own = cur if part is None else part.own(cur)
             flat = own.reshape(own.size)
             if queued is not None:  # the sums per touched voxel
-                KS.apply_sources(flat, queued[0], *(queued[1][t] for t in range(4)), queued[2], float(n))
+                KS.apply_sources(flat, queued[0], *queued[1], queued[2], float(n))
             if decay != 1.0:
                 KS.scale(flat, decay)
             if timed and (self.diffusion > 0 or self._layers):
