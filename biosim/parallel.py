@@ -115,6 +115,9 @@ def _abort_on_error():
         try:
             sys.stderr.flush()
             sys.stdout.flush()
+            import time
+
+            time.sleep(1.0)  # the launcher forwards the message before MPI_Abort tears the job down
             from mpi4py import MPI
 
             MPI.COMM_WORLD.Abort(1)
