@@ -16,6 +16,7 @@ from . import init, io, rng  # noqa: E402
 from .agents import AgentTable  # noqa: E402
 from .behaviour import Behaviour  # noqa: E402
 from .mechanics import BioDynaMoForce, Mechanics, PhysiCellForce, SoftSphere  # noqa: E402
+from .neurites import NeuriteMechanics  # noqa: E402
 from .rules import agent_rule  # noqa: E402
 from .simulation import Population, Simulation, Trigger  # noqa: E402
 from .space import Box, neighbour_pairs  # noqa: E402
@@ -23,7 +24,7 @@ from .substances import Dirichlet, Neumann, Substance  # noqa: E402
 from .sweep import sweep  # noqa: E402
 
 __all__ = [
-    "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "Neumann",
+    "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "NeuriteMechanics", "Neumann",
     "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "init", "io",
     "agent_rule", "neighbour_pairs", "rng", "sweep",
 ]

@@ -91,6 +91,8 @@ class AgentTable:
         self._requester = 0  # set by the simulation before each behaviour: (population, behaviour)
         self._request_seq = 0
         self._in_step = False
+        # called as on_commit(births, deaths) after each commit (the neurites tidy their trees: biosim.neurites)
+        self.on_commit = None
         self.decomposition = None  # under MPI (biosim.parallel): own rows, daughters' uids
         self.total_births = 0  # committed over the table's life (bookkeeping checks)
         self.total_deaths = 0
@@ -525,6 +527,8 @@ class AgentTable:
         self._request_seq = 0
         self.total_births += births
         self.total_deaths += deaths
+        if self.on_commit is not None:
+            self.on_commit(births, deaths)
         return births, deaths
 
     def begin_requests(self, requester):
@@ -612,4 +616,6 @@ class AgentTable:
         self._request_seq = 0
         self.total_births += births
         self.total_deaths += deaths
+        if self.on_commit is not None:
+            self.on_commit(births, deaths)
         return births, deaths

@@ -22,6 +22,20 @@ from numba import get_num_threads
 from . import _validate as V
 
 
+def _sphere_columns(sim, grid, rows):
+    """The grid's sorted columns for the sphere force loops: neurite
+    elements (cylinders, :mod:`biosim.neurites`) enter them far away, where
+    they add exactly nothing to any sphere (their contacts are the
+    neurites' own kernels')."""
+    cols = grid.sorted_columns(sim.agents, rows)
+    if sim.neurites is not None and sim.neurites.types:
+        from .kernels.cpu.neurites import hide_cylinders
+
+        t = sim.agents
+        hide_cylinders(cols, grid.kernel_args()[1], t.type, sim.neurites.is_cyl(), len(t))
+    return cols
+
+
 class Mechanics:
     """Base class: a pair-force law plus a position update."""
 
@@ -92,7 +106,7 @@ class Mechanics:
         room, occupancy = K.gather_room(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n, grid.periodic)
         self._warn_if_crowded(sim, grid, occupancy)
         buf = np.zeros((get_num_threads(), 6, room))  # finite past the gathered data
-        cols = grid.sorted_columns(t, 4 if table is None else 5)
+        cols = _sphere_columns(sim, grid, 4 if table is None else 5)
         flag = np.empty(n, dtype=np.uint8)
         tab = self._NO_TABLE if table is None else table
         kernel(params, t.type, tab, n, *args, cols, buf, force, flag)
@@ -522,7 +536,7 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
         room, occupancy = K.gather_room(grid.cell_start, grid.dims, grid.inv_h, grid.cutoff, n, grid.periodic)
         self._warn_if_crowded(sim, grid, occupancy)
         buf = np.zeros((get_num_threads(), 9, room))
-        cols = grid.sorted_columns(t, 8)
+        cols = _sphere_columns(sim, grid, 8)
         K.sorted_cell_values(cellv, args[1], n, cols)
         flag = np.empty(n, dtype=np.uint8)
         kernel(params, t.type, affinity, n, *args, cols, buf, force, flag)

@@ -258,6 +258,7 @@ class Simulation:
         self._count_every = None
         self._first_step = 0
         self._dd = self._decomposition(comm)
+        self.neurites = None  # biosim.neurites.Neurites, made by the first add_neurites
         _LIVE.add(self)
 
     def _decomposition(self, comm):
@@ -331,6 +332,7 @@ class Simulation:
             "plane": self.plane,
             "device": self.device,
             "mechanics": None if self.mechanics is None else self.mechanics.to_dict(),
+            "neurites": None if self.neurites is None else self.neurites.to_dict(),
             "populations": {p.name: {"type": p.code, "behaviours": [b.to_dict() for b in p.behaviours]}
                             for p in self.populations.values()},
             "substances": {name: s.to_dict() for name, s in self.substances.items()},
@@ -414,6 +416,32 @@ class Simulation:
             self.populations[name] = pop
         self._grid_valid = False
         return pop
+
+    def add_neurites(self, soma, direction, diameter=1.0, length=1.0, *, name="neurites", spring_constant=10.0,
+                     adherence=0.1, swc_type=3, mechanics=None):
+        """Extend one new neurite from each soma and return the neurites'
+        Population (``name``, made on first use; see :mod:`biosim.neurites`).
+
+        ``soma``: a Population (each of its agents) or an array of agent uids
+        (a uid repeated extends several neurites from one soma); somata are
+        spherical agents of any population.  ``direction``: one (3,) vector or
+        one per soma.  Each neurite is one element of ``length`` µm and
+        ``diameter`` µm (scalars or one per soma) from the soma's surface
+        along the direction, at rest (tension 0), with ``spring_constant``
+        and ``adherence`` (BioDynaMo's defaults 10 and 0.1); ``swc_type`` is
+        the SWC structure type it is written with (3 dendrite, 4 apical
+        dendrite, 2 axon).  ``mechanics``: a :class:`bs.NeuriteMechanics`
+        for every neurite of the simulation (default ``NeuriteMechanics()``;
+        also ``sim.neurites.mechanics``).  Neurites run on the CPU, in one
+        process, in a closed or open box (so far).
+        """
+        from .neurites import Neurites
+
+        if self.neurites is None:
+            self.neurites = Neurites(self, mechanics)
+        elif mechanics is not None:
+            self.neurites.mechanics = mechanics
+        return self.neurites.add(soma, direction, diameter, length, name, spring_constant, adherence, swc_type)
 
     def _refuse_typo(self, col):
         """A keyword of add_agents that would create a new column but is close
@@ -691,10 +719,18 @@ class Simulation:
                                  f"{self.step}{more}: {column} must be {allowed}; an action, a behaviour or "
                                  f"the loaded file set it")
 
-    def _interaction_cutoff(self):
-        if self.mechanics is None or self._count() == 0:
+    def _interaction_cutoff(self, reach=None):
+        """The neighbour grid's range (µm): the mechanics' and the neurites'
+        (``reach``, when known; see Neurites.reach); None when nothing
+        interacts."""
+        if self._count() == 0:
             return None
-        return self.mechanics.cutoff(self._max_diameter())
+        cutoff = None if self.mechanics is None else self.mechanics.cutoff(self._max_diameter())
+        if reach is None and self.neurites is not None:
+            reach = self.neurites.reach()
+        if reach is not None:
+            cutoff = reach if cutoff is None else max(cutoff, reach)
+        return cutoff
 
     def _count(self):
         """Agents in the whole simulation (under MPI, counted at the step's start)."""
@@ -782,12 +818,19 @@ class Simulation:
                             dd.diameters_changed()
                         key = f"{pop.name}.{b.label}"
                         per[key] = per.get(key, 0.0) + clock() - tb - (tm["neighbours"] - nbb)
+            nrt = self.neurites
+            if nrt is not None:
+                nrt.discretize()
             t2 = clock()
             tm["behaviours"] += t2 - t1 - (tm["neighbours"] - nb)
             agents.begin_requests(0)
             nb = tm["neighbours"]
+            if nrt is not None:
+                nrt.forces()
             if self.mechanics is not None and self._count():
                 self.mechanics.apply(self)
+            if nrt is not None:
+                nrt.move()
             t3 = clock()
             tm["mechanics"] += t3 - t2 - (tm["neighbours"] - nb)
             self._apply_boundary()

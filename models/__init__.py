@@ -14,8 +14,10 @@ from .interactions import Damage, Interactions
 from .attachments import Attachments
 from .pressure import Pressure
 from .physicell_rules import Rules
+from .neurites import NeuriteBifurcation, NeuriteBranching, NeuriteElongation, NeuriteRetraction
 from .epidemiology import INFECTED, RECOVERED, SUSCEPTIBLE, Infection, rate_from_probability
 
 __all__ = ["GrowthDivision", "Apoptosis", "Necrosis", "RandomWalk", "Motility", "Secretion", "Uptake",
            "Chemotaxis", "StateSwitch", "CellCycle", "Volume", "Interactions", "Attachments", "Damage", "Pressure", "Rules",
+           "NeuriteElongation", "NeuriteRetraction", "NeuriteBifurcation", "NeuriteBranching",
            "Infection", "rate_from_probability", "SUSCEPTIBLE", "INFECTED", "RECOVERED"]

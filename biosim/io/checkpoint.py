@@ -179,6 +179,7 @@ def state_of(sim):
         "grid_builds": sim._grid.builds, "next_uid": int(t._next_uid),
         "total_births": t.total_births, "total_deaths": t.total_deaths,
         "mechanics": None if sim.mechanics is None else sim.mechanics.to_dict(),
+        "neurites": None if sim.neurites is None else sim.neurites.to_dict(),
         "columns": columns,
         "populations": [{"name": p.name, "code": p.code, "behaviours": [_behaviour_state(b) for b in p.behaviours]}
                         for p in sim.populations.values()],
@@ -407,7 +408,7 @@ _SCHEMA = {
     "box": ({"lower": (list,), "upper": (list,)},), "boundary": (_STR,), "dt": (_NUM,), "seed": (_INT,),
     "reorder_every?": (_INT,), "plane?": (_NUM, _NONE), "step": (_INT,), "run_end": (_INT, _NONE), "streams": (_INT,),
     "count_every": (_INT, _NONE), "grid_builds": (_INT,), "next_uid": (_INT,), "total_births?": (_INT,),
-    "total_deaths?": (_INT,), "mechanics": (dict, _NONE),
+    "total_deaths?": (_INT,), "mechanics": (dict, _NONE), "neurites?": (dict, _NONE),
     "columns": ([{"name": (_STR,), "dtype": (_STR,), "default": (_NUM, _BOOL), "shape": (list,),
                   "inherit": (_STR,)}],),
     "populations": ([{"name": (_STR,), "code": (_INT,), "behaviours": ([_BEHAVIOUR],)}],),
@@ -528,6 +529,8 @@ def _load(path, allow, allow_outputs):
         for p in sorted(s["populations"], key=lambda p: p["code"]):
             pop = Population(sim, p["name"], p["code"])
             sim.populations[p["name"]] = pop
+        if s.get("neurites") is not None:
+            _restore_neurites(sim, s["neurites"], path)
         for p in s["populations"]:
             pop = sim.populations[p["name"]]
             for spec in p["behaviours"]:
@@ -648,6 +651,17 @@ def from_run(path, snapshot=-1, allow=()):
                               f"({type(e).__name__}: {e})") from e
 
 
+def _restore_neurites(sim, d, path):
+    from ..neurites import Neurites
+
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path!r}: its neurites are {d!r}, not a dict")
+    try:
+        Neurites.from_dict(sim, d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path!r}: its neurites cannot be restored: {e}") from None
+
+
 def _from_run(run, i, allow):
     from ..agents import CORE_COLUMNS
     from ..simulation import Population, Simulation
@@ -686,6 +700,8 @@ def _from_run(run, i, allow):
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:
         sim.populations[name] = Population(sim, name, p["type"])
+    if meta.get("neurites") is not None:
+        _restore_neurites(sim, meta["neurites"], run.path)
     streams = 0
     for name, p in ordered:
         for d in p["behaviours"]:

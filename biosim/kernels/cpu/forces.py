@@ -116,6 +116,9 @@ def _wrap(d, length):
 
 
 _TINY2 = 1e-16  # (1e-8 µm)^2: centres closer than this count as coincident
+# sorted positions beyond this are cylinders hidden from the sphere laws (biosim.neurites: 1e150 and more,
+# where every law is exactly zero); their own rows get no sphere force
+HIDDEN = 1e149
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN semantics kept
 
 
@@ -470,6 +473,12 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
             for qi in range(sa, ea):
                 i = order[qi]
                 xi = cols[0, qi]
+                if xi > HIDDEN:  # a neurite element: its forces are the neurites' kernels'
+                    flag[i] = 0
+                    force[i, 0] = 0.0
+                    force[i, 1] = 0.0
+                    force[i, 2] = 0.0
+                    continue
                 yi = cols[1, qi]
                 zi = cols[2, qi]
                 di = cols[3, qi]

@@ -1,0 +1,453 @@
+"""Neurite mechanics: cylinder contacts, forces passed down the tree, the
+update of the dependent variables (BioDynaMo's NeuriteElement model).
+
+A neurite element is a row of the agent table with ``distal`` (the point
+mass, µm), ``axis`` (the spring axis, proximal to distal, µm), ``length``,
+``resting_length``, ``tension``, ``spring_constant``, ``adherence`` and its
+tree as uids (``mother``, ``daughter_left``, ``daughter_right``); its
+``position`` is the midpoint ``distal - axis / 2``.  ``row_of[uid]`` maps a
+live uid to its row.  ``is_cyl[type]`` says which types are neurites.
+
+Contact laws (interaction_force.cc), each returning the force on the first
+object (µm-scaled, velocity-like as every biosim law) and the share of it
+passed to the cylinder's proximal end:
+
+* sphere on sphere (linear): overlap a = r1 + r2 - |c1 - c2|, force
+  a (c1 - c2) / |c1 - c2| for a >= 0;
+* cylinder from a sphere: at the closest point of the segment (or, for a
+  cylinder shorter than the sphere's radius, at a virtual sphere of the
+  cylinder's radius at its distal end), the proximal share 1 - k for the
+  projection k in [0, 1];
+* cylinder from a cylinder: 10 times the linear law between the closest
+  points of the two segments (Bourke), the proximal share 1 - mua.
+
+Every sum runs over the grid's canonical order (by cell, then by uid), one
+agent per thread writing its own row, so results are bit-identical for any
+thread count and any arrangement of the rows.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .grid import STENCIL_RUNS, stencil_runs
+from .rng import uniform
+
+_COINCIDENT = np.int64(0x4E5552)  # stream of the random pushes between coincident points
+_CHUNK = 256  # elements per work item of the contact searches
+_TINY = 1e-8  # µm: points closer than this push in a random direction (BioDynaMo's U(-3, 3)^3)
+
+
+@njit(cache=True, inline="always")
+def _sphere_on_sphere(x1, y1, z1, r1, x2, y2, z2, r2, seed, u1, u2, step):
+    """Force on sphere 1 from sphere 2, linear in the overlap."""
+    cx = x1 - x2
+    cy = y1 - y2
+    cz = z1 - z2
+    dist = math.sqrt(cx * cx + cy * cy + cz * cz)
+    a = r1 + r2 - dist
+    if a < 0.0:
+        return 0.0, 0.0, 0.0
+    if dist < _TINY:
+        key = 3 * u2
+        return (6.0 * uniform(seed, u1, step, _COINCIDENT, key) - 3.0,
+                6.0 * uniform(seed, u1, step, _COINCIDENT, key + 1) - 3.0,
+                6.0 * uniform(seed, u1, step, _COINCIDENT, key + 2) - 3.0)
+    f = a / dist
+    return f * cx, f * cy, f * cz
+
+
+@njit(cache=True, inline="always")
+def cylinder_from_sphere(px, py, pz, ax, ay, az, d, cx, cy, cz, r, seed, ucyl, usph, step):
+    """(fx, fy, fz, proximal share) on the cylinder from proximal P, axis a,
+    diameter d by the sphere of centre c and radius r."""
+    L = math.sqrt(ax * ax + ay * ay + az * az)
+    rc = 0.5 * d
+    if L < r:  # a short cylinder: a virtual sphere of its radius at the distal end, all on the distal point
+        s = rc / L
+        fx, fy, fz = _sphere_on_sphere(px + ax - ax * s, py + ay - ay * s, pz + az - az * s, rc, cx, cy, cz, r,
+                                       seed, ucyl, usph, step)
+        return fx, fy, fz, 0.0
+    k = ((cx - px) * ax + (cy - py) * ay + (cz - pz) * az) / (L * L)
+    if k < 0.0:
+        share = 1.0
+        k = 0.0
+    elif k > 1.0:
+        share = 0.0
+        k = 1.0
+    else:
+        share = 1.0 - k
+    qx = px + k * ax
+    qy = py + k * ay
+    qz = pz + k * az
+    dx = cx - qx
+    dy = cy - qy
+    dz = cz - qz
+    if rc + r - math.sqrt(dx * dx + dy * dy + dz * dz) <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    fx, fy, fz = _sphere_on_sphere(qx, qy, qz, rc, cx, cy, cz, r, seed, ucyl, usph, step)
+    return fx, fy, fz, share
+
+
+@njit(cache=True, inline="always")
+def cylinder_from_cylinder(ax, ay, az, bx, by, bz, d1, cx, cy, cz, dx, dy, dz, d2, seed, u1, u2, step):
+    """(fx, fy, fz, proximal share) on segment a-b (proximal a) of diameter d1
+    from segment c-d of diameter d2: 10 x the linear law between the
+    closest points; parallel segments use their midpoints and share 0.5."""
+    p13x = ax - cx
+    p13y = ay - cy
+    p13z = az - cz
+    p43x = dx - cx
+    p43y = dy - cy
+    p43z = dz - cz
+    p21x = bx - ax
+    p21y = by - ay
+    p21z = bz - az
+    d1343 = p13x * p43x + p13y * p43y + p13z * p43z
+    d4321 = p21x * p43x + p21y * p43y + p21z * p43z
+    d1321 = p21x * p13x + p21y * p13y + p21z * p13z
+    d4343 = p43x * p43x + p43y * p43y + p43z * p43z
+    d2121 = p21x * p21x + p21y * p21y + p21z * p21z
+    denom = d2121 * d4343 - d4321 * d4321
+    share = 0.5
+    if denom > 1e-12:
+        mua = (d1343 * d4321 - d1321 * d4343) / denom
+        mub = (d1343 + mua * d4321) / d4343
+        if mua < 0.0:
+            q1x, q1y, q1z = ax, ay, az
+            share = 1.0
+        elif mua > 1.0:
+            q1x, q1y, q1z = bx, by, bz
+            share = 0.0
+        else:
+            q1x = ax + mua * p21x
+            q1y = ay + mua * p21y
+            q1z = az + mua * p21z
+            share = 1.0 - mua
+        if mub < 0.0:
+            q2x, q2y, q2z = cx, cy, cz
+        elif mub > 1.0:
+            q2x, q2y, q2z = dx, dy, dz
+        else:
+            q2x = cx + mub * p43x
+            q2y = cy + mub * p43y
+            q2z = cz + mub * p43z
+    else:
+        q1x = ax + 0.5 * p21x
+        q1y = ay + 0.5 * p21y
+        q1z = az + 0.5 * p21z
+        q2x = cx + 0.5 * p43x
+        q2y = cy + 0.5 * p43y
+        q2z = cz + 0.5 * p43z
+    fx, fy, fz = _sphere_on_sphere(q1x, q1y, q1z, 0.5 * d1, q2x, q2y, q2z, 0.5 * d2, seed, u1, u2, step)
+    return 10.0 * fx, 10.0 * fy, 10.0 * fz, share
+
+
+@njit(cache=True, parallel=True)
+def row_map(uid, n, row_of):
+    """row_of[uid[i]] = i for the n live rows."""
+    for i in prange(n):
+        row_of[uid[i]] = i
+
+
+@njit(cache=True, inline="always")
+def _row(u, row_of):
+    return -1 if u < 0 else row_of[u]
+
+
+@njit(cache=True, inline="always")
+def proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of):
+    """The proximal end of neurite row i: its mother's distal point, or the
+    point of the soma's surface along the attachment direction."""
+    m = row_of[mother[i]]
+    if is_cyl[types[m]]:
+        return distal[m, 0], distal[m, 1], distal[m, 2]
+    r = 0.5 * diam[m]
+    return pos[m, 0] + r * attach[i, 0], pos[m, 1] + r * attach[i, 1], pos[m, 2] + r * attach[i, 2]
+
+
+@njit(cache=True, parallel=True)
+def largest_bounding_radius(rows, diam, length):
+    """The largest (length + diameter) / 2 of the neurite rows: the radius
+    about its midpoint that holds a whole cylinder."""
+    r = 0.0
+    for k in prange(rows.size):
+        i = rows[k]
+        r = max(r, 0.5 * (length[i] + diam[i]))
+    return r
+
+
+@njit(cache=True, parallel=True)
+def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
+    """The agents in the grid's sort order as rows of ``cols`` (4, n): the
+    centre (µm) and the bounding radius, (L + d) / 2 for a cylinder, d / 2
+    for a sphere: what the contact searches read, contiguously."""
+    for q in prange(n):
+        j = order[q]
+        cols[0, q] = pos[j, 0]
+        cols[1, q] = pos[j, 1]
+        cols[2, q] = pos[j, 2]
+        cols[3, q] = 0.5 * (length[j] + diam[j]) if is_cyl[types[j]] else 0.5 * diam[j]
+
+
+@njit(cache=True, parallel=True)
+def contact_forces(rows, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
+                   cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step,
+                   own, prox, touched):
+    """Neighbour forces on each neurite row ``rows[k]`` (phase 1 of the
+    neurite mechanics): ``own[i]`` the part on its distal point mass,
+    ``prox[i]`` the part passed to its mother's, ``touched[i]`` 1 when a
+    cylinder touches it.  Relatives are skipped: the mother, the daughters
+    and every cylinder of the same mother (siblings; the first elements of
+    one soma).  Forces from cylinders are multiplied by ``scale``
+    (BioDynaMo's h/m = 0.01).  A candidate is examined when the bounding
+    spheres (``cols``, :func:`sorted_bounds`) meet; the search radius about
+    the midpoint is the element's bounding radius plus ``reach`` (the
+    largest bounding radius of any agent), at most the grid's ``cutoff``."""
+    nchunks = (rows.size + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)  # once per chunk: an allocation per element costs more
+        for k in range(c * _CHUNK, min(rows.size, (c + 1) * _CHUNK)):
+            _contacts_of(rows[k], cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
+                         cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own,
+                         prox, touched, runs)
+
+
+@njit(cache=True, inline="always")
+def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of, cell_start,
+                 order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs):
+    """:func:`contact_forces` of row i."""
+    ax = axis[i, 0]
+    ay = axis[i, 1]
+    az = axis[i, 2]
+    bx = distal[i, 0]
+    by = distal[i, 1]
+    bz = distal[i, 2]
+    px = bx - ax
+    py = by - ay
+    pz = bz - az
+    mx = bx - 0.5 * ax
+    my = by - 0.5 * ay
+    mz = bz - 0.5 * az
+    di = diam[i]
+    ri = 0.5 * (length[i] + di)
+    mi = mother[i]
+    mrow = _row(mi, row_of)
+    lrow = _row(left[i], row_of)
+    rrow = _row(right[i], row_of)
+    m = stencil_runs(mx, my, mz, cell_start, lower, inv_h, dims, periodic, min(ri + reach, cutoff), runs)
+    ox = 0.0
+    oy = 0.0
+    oz = 0.0
+    qx = 0.0
+    qy = 0.0
+    qz = 0.0
+    hit = 0
+    for r in range(m):
+        for q in range(runs[2 * r], runs[2 * r + 1]):
+            dx = cols[0, q] - mx
+            dy = cols[1, q] - my
+            dz = cols[2, q] - mz
+            rr = ri + cols[3, q]
+            if dx * dx + dy * dy + dz * dz > rr * rr:
+                continue
+            j = order[q]
+            if j == i or j == mrow or j == lrow or j == rrow:
+                continue
+            cyl = is_cyl[types[j]]
+            if cyl:
+                if mother[j] == mi:  # a sibling
+                    continue
+                fx, fy, fz, share = cylinder_from_cylinder(
+                    px, py, pz, bx, by, bz, di, distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
+                    distal[j, 2] - axis[j, 2], distal[j, 0], distal[j, 1], distal[j, 2], diam[j], seed, uid[i],
+                    uid[j], step)
+                if fx != 0.0 or fy != 0.0 or fz != 0.0:
+                    hit = 1
+                fx *= scale
+                fy *= scale
+                fz *= scale
+            else:
+                fx, fy, fz, share = cylinder_from_sphere(px, py, pz, ax, ay, az, di, cols[0, q], cols[1, q],
+                                                         cols[2, q], cols[3, q], seed, uid[i], uid[j], step)
+            keep = 1.0 - share
+            ox += fx * keep
+            oy += fy * keep
+            oz += fz * keep
+            qx += fx * share
+            qy += fy * share
+            qz += fz * share
+    own[i, 0] = ox
+    own[i, 1] = oy
+    own[i, 2] = oz
+    prox[i, 0] = qx
+    prox[i, 1] = qy
+    prox[i, 2] = qz
+    touched[i] = hit
+
+
+@njit(cache=True, parallel=True)
+def sphere_contacts(order, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, lower, inv_h, dims,
+                    periodic, cutoff, reach, seed, step, force):
+    """Adds to ``force[s]`` of each sphere the push of every cylinder
+    touching it (the opposite of the cylinder's force from the sphere), its
+    own neurites' first elements excepted.  Runs over the grid's sort order
+    (``cols``: :func:`sorted_bounds`), so a cylinder costs one test."""
+    n = cell_start[cell_start.size - 1]
+    for q0 in prange((n + _CHUNK - 1) // _CHUNK):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for qs in range(q0 * _CHUNK, min(n, (q0 + 1) * _CHUNK)):
+            s = order[qs]
+            if is_cyl[types[s]]:
+                continue
+            cx = cols[0, qs]
+            cy = cols[1, qs]
+            cz = cols[2, qs]
+            r = cols[3, qs]
+            us = uid[s]
+            m = stencil_runs(cx, cy, cz, cell_start, lower, inv_h, dims, periodic, min(r + reach, cutoff), runs)
+            fx = 0.0
+            fy = 0.0
+            fz = 0.0
+            for t in range(m):
+                for q in range(runs[2 * t], runs[2 * t + 1]):
+                    dx = cols[0, q] - cx
+                    dy = cols[1, q] - cy
+                    dz = cols[2, q] - cz
+                    rr = r + cols[3, q]
+                    if dx * dx + dy * dy + dz * dz > rr * rr:
+                        continue
+                    j = order[q]
+                    if not is_cyl[types[j]] or mother[j] == us:
+                        continue
+                    gx, gy, gz, _ = cylinder_from_sphere(distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
+                                                         distal[j, 2] - axis[j, 2], axis[j, 0], axis[j, 1],
+                                                         axis[j, 2], diam[j], cx, cy, cz, r, seed, uid[j], us, step)
+                    fx -= gx
+                    fy -= gy
+                    fz -= gz
+            force[s, 0] += fx
+            force[s, 1] += fy
+            force[s, 2] += fz
+
+
+@njit(cache=True, inline="always")
+def _pull(j, tension, length, axis, prox):
+    """What daughter row j passes to its mother's point mass: its spring
+    (which only pulls) plus the proximal share of its contact forces."""
+    f = max(tension[j] / length[j], 0.0)
+    return f * axis[j, 0] + prox[j, 0], f * axis[j, 1] + prox[j, 1], f * axis[j, 2] + prox[j, 2]
+
+
+@njit(cache=True, parallel=True)
+def displacements(rows, tension, length, axis, adherence, left, right, row_of, own, prox, touched, scale, mobility,
+                  max_move, disp):
+    """The move of each neurite row's distal point mass (phase 2): its own
+    spring, -T/L x axis, plus what its daughters pass on (scaled by
+    ``scale`` when a cylinder touches it, BioDynaMo's h/m), plus the kept
+    share of its contact forces; none below the ``adherence`` force, else
+    force x ``mobility`` (dt / damping) capped at ``max_move`` µm."""
+    for k in prange(rows.size):
+        i = rows[k]
+        f = -tension[i] / length[i]
+        fx = f * axis[i, 0]
+        fy = f * axis[i, 1]
+        fz = f * axis[i, 2]
+        j = _row(left[i], row_of)
+        if j >= 0:
+            gx, gy, gz = _pull(j, tension, length, axis, prox)
+            fx += gx
+            fy += gy
+            fz += gz
+        j = _row(right[i], row_of)
+        if j >= 0:
+            gx, gy, gz = _pull(j, tension, length, axis, prox)
+            fx += gx
+            fy += gy
+            fz += gz
+        if touched[i]:
+            fx *= scale
+            fy *= scale
+            fz *= scale
+        fx += own[i, 0]
+        fy += own[i, 1]
+        fz += own[i, 2]
+        norm = math.sqrt(fx * fx + fy * fy + fz * fz)
+        if norm < adherence[i]:
+            disp[i, 0] = 0.0
+            disp[i, 1] = 0.0
+            disp[i, 2] = 0.0
+            continue
+        move = norm * mobility
+        c = mobility if move <= max_move else max_move / norm
+        disp[i, 0] = fx * c
+        disp[i, 1] = fy * c
+        disp[i, 2] = fz * c
+
+
+@njit(cache=True)
+def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, prox, force):
+    """Adds to each soma's ``force`` what its first elements pass on (the
+    option ``soma_feels_tension``), in the order of ``rows`` (one thread:
+    several elements share a soma)."""
+    for k in range(rows.size):
+        i = rows[k]
+        m = row_of[mother[i]]
+        if is_cyl[types[m]]:
+            continue
+        gx, gy, gz = _pull(i, tension, length, axis, prox)
+        force[m, 0] += gx
+        force[m, 1] += gy
+        force[m, 2] += gz
+
+
+@njit(cache=True, parallel=True)
+def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, axis, length, resting, spring, tension):
+    """UpdateDependentPhysicalVariables for each neurite row: the axis from
+    its (current) proximal end to its distal point, the length, the tension
+    T = k (L - R) / R (0 within 1e-13 µm of rest) and the midpoint."""
+    for k in prange(rows.size):
+        i = rows[k]
+        qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
+        ax = distal[i, 0] - qx
+        ay = distal[i, 1] - qy
+        az = distal[i, 2] - qz
+        axis[i, 0] = ax
+        axis[i, 1] = ay
+        axis[i, 2] = az
+        L = math.sqrt(ax * ax + ay * ay + az * az)
+        length[i] = L
+        R = resting[i]
+        tension[i] = spring[i] * (L - R) / R if abs(L - R) > 1e-13 else 0.0
+        pos[i, 0] = distal[i, 0] - 0.5 * ax
+        pos[i, 1] = distal[i, 1] - 0.5 * ay
+        pos[i, 2] = distal[i, 2] - 0.5 * az
+
+
+@njit(cache=True, parallel=True)
+def move_distal(rows, disp, distal, lo, hi, clamp):
+    """Move each row's distal point by its displacement, kept inside
+    [lo, hi] (µm) per axis when ``clamp`` (a closed box)."""
+    for k in prange(rows.size):
+        i = rows[k]
+        for c in range(3):
+            v = distal[i, c] + disp[i, c]
+            if clamp:
+                v = min(max(v, lo[c]), hi[c])
+            distal[i, c] = v
+
+
+@njit(cache=True, parallel=True)
+def hide_cylinders(cols, order, types, is_cyl, n):
+    """Move every cylinder in ``cols`` (the sphere force loops' gathered
+    columns) far away: entry q to 1e150 + q 1e140 µm on each axis, where
+    every sphere law is exactly zero (finite squared distances above 1e280:
+    no overflow, no NaN) and no two hidden entries coincide.  The sphere
+    loops then add exactly nothing for a cylinder (their contacts are the
+    neurites' own kernels')."""
+    for q in prange(n):
+        if is_cyl[types[order[q]]]:
+            far = 1e150 + q * 1e140
+            cols[0, q] = far
+            cols[1, q] = far
+            cols[2, q] = far

@@ -1,0 +1,738 @@
+"""Neurons: neurites as chains and trees of cylinder agents (BioDynaMo's
+neuroscience model, ported from Cx3D).
+
+A neurite element is an ordinary row of the agent table, in a population
+made by :meth:`Simulation.add_neurites`.  Its columns:
+
+``distal`` (3,) µm
+    The distal end, where all its mass sits (BioDynaMo's mass location).
+``axis`` (3,) µm
+    The spring axis, from the proximal end to the distal end.
+``position``
+    The midpoint, ``distal - axis / 2`` (what the neighbour grid bins,
+    what writers and renderers see as the agent's centre).
+``diameter`` µm, ``length`` µm (= |axis|), ``resting_length`` µm
+``tension``
+    T = k (L - R) / R, from ``spring_constant`` k (default 10).
+``adherence``
+    The force below which the point mass does not move (default 0.1).
+``mother``, ``daughter_left``, ``daughter_right`` (uids, -1 for none)
+    The tree: the mother is a neurite element or the soma (any spherical
+    agent); a lone daughter is the left one; an element without a left
+    daughter is terminal.
+``attachment`` (3,)
+    For an element whose mother is the soma, the unit direction of its
+    proximal end from the soma's centre (the end sits on the soma's
+    surface and follows it).
+``branch_order``, ``swc_type``
+    Branch points between it and the soma; its SWC structure type.
+
+Each step (see :meth:`Simulation.run`): after the behaviours, every terminal
+element longer than ``max_length`` splits (discretisation); in the
+mechanics phase each element's point mass moves under its own spring, what
+its daughters pass on and its contacts with spheres and cylinders; somata
+feel the cylinders' contacts (and, with ``soma_feels_tension``, their first
+elements' pull).  Tree changes (elongation, retraction, splits, branches)
+take effect at once, in the order of the elements' uids, so new elements get
+the same uids whatever the thread count.  When an agent is removed, the
+neurite elements attached to it are removed with it (their subtrees too):
+no uid ever points to a missing agent.
+
+Time: BioDynaMo's step is 0.01 h = 0.6 min and its speeds are µm/h; biosim
+speeds are µm/min (BioDynaMo's speed / 60), and a neurite's point mass moves
+by force x dt / ``damping`` (the default 0.6 min moves it by the force per
+0.6 min, as BioDynaMo moves it by the force per step).
+"""
+import numpy as np
+
+from . import _validate as V
+from .kernels.cpu import forces as FK
+from .kernels.cpu import neurites as NK
+
+COLUMNS = (
+    ("distal", np.float64, 0.0, (3,)),
+    ("axis", np.float64, 0.0, (3,)),
+    ("attachment", np.float64, 0.0, (3,)),
+    ("length", np.float64, 0.0, ()),
+    ("resting_length", np.float64, 1.0, ()),
+    ("tension", np.float64, 0.0, ()),
+    ("spring_constant", np.float64, 10.0, ()),
+    ("adherence", np.float64, 0.1, ()),
+    ("mother", np.int64, -1, ()),
+    ("daughter_left", np.int64, -1, ()),
+    ("daughter_right", np.int64, -1, ()),
+    ("branch_order", np.int32, 0, ()),
+    ("swc_type", np.int8, 3, ()),
+)
+# what a new element copies from the element it grows from
+_COPIED = ("diameter", "spring_constant", "adherence", "branch_order", "swc_type")
+_BRANCH_STREAM = 0x4E42  # random perpendiculars of Neurites.branch/bifurcate without directions
+
+
+class NeuriteMechanics:
+    """How neurite elements move (BioDynaMo's NeuriteElement mechanics).
+
+    Parameters
+    ----------
+    damping : float, default 0.6
+        min: a point mass moves by force x dt / damping per step (0.6 min
+        is BioDynaMo's step, where the move equals the force).
+    max_displacement : float, default 3.0
+        Cap on a point mass's move per step, µm.
+    neurite_scale : float, default 0.01
+        Factor on the forces between cylinders and, on an element touched by
+        one, on its own spring and its daughters' pull (BioDynaMo's h/m
+        "to avoid kinks"); 1 disables it.
+    soma_feels_tension : bool, default False
+        Whether a soma is pulled by the springs of its first elements (and
+        the contact forces they pass on).  BioDynaMo's NeuronSoma does not
+        feel them; Cx3D's PhysicalSphere did.
+    max_length : float, default 15.0
+        µm: a terminal element longer than this splits in two (the new
+        proximal element takes 90% of it), after the behaviours of each step.
+    """
+
+    def __init__(self, damping=0.6, max_displacement=3.0, neurite_scale=0.01, soma_feels_tension=False,
+                 max_length=15.0):
+        self.damping = V.positive("damping", damping)
+        self.max_displacement = V.positive("max_displacement", max_displacement, allow_inf=True)
+        self.neurite_scale = V.positive("neurite_scale", neurite_scale, allow_zero=True)
+        self.soma_feels_tension = V.boolean("soma_feels_tension", soma_feels_tension)
+        self.max_length = V.positive("max_length", max_length)
+
+    def parameters(self):
+        return dict(vars(self))
+
+    def __repr__(self):
+        return "NeuriteMechanics(" + ", ".join(f"{k}={v!r}" for k, v in self.parameters().items()) + ")"
+
+
+def _unit_rows(name, value, m):
+    """(m, 3) unit vectors from one (3,) vector or one per row; zero or
+    non-finite ones refused, naming the row."""
+    try:
+        d = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a (3,) vector or an (m, 3) array of numbers, got {value!r}") from None
+    if d.shape == (3,):
+        d = np.broadcast_to(d, (m, 3)).copy()
+    if d.shape != (m, 3):
+        raise ValueError(f"{name} must be one (3,) vector or one per element ({m}, 3), got shape {d.shape}")
+    norm = np.sqrt(np.einsum("ij,ij->i", d, d))
+    bad = np.flatnonzero(~(np.isfinite(norm) & (norm > 0)))
+    if bad.size:
+        raise ValueError(f"{name} row {int(bad[0])} = {d[bad[0]].tolist()} has no direction: a direction must be "
+                         f"finite and of non-zero length")
+    return d / norm[:, None]
+
+
+def _per_row(name, value, m, allow_zero=False):
+    """One positive finite float per row from a scalar or an (m,) array."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a number or one per element, got {value!r}")
+    arr = np.broadcast_to(arr.astype(np.float64), (m,)) if arr.ndim == 0 else arr.astype(np.float64)
+    if arr.shape != (m,):
+        raise ValueError(f"{name} must be a number or one per element ({m},), got shape {arr.shape}")
+    ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
+    if not ok.all():
+        bad = arr[~ok][0]
+        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {bad!r}")
+    return np.array(arr)
+
+
+def _perpendiculars(axis, u):
+    """Unit vectors perpendicular to each row of ``axis`` (unit), at the
+    angle 2 pi u about it from a fixed perpendicular."""
+    a = axis
+    helper = np.where(np.abs(a[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = np.cross(a, helper)
+    e1 /= np.linalg.norm(e1, axis=1)[:, None]
+    e2 = np.cross(a, e1)
+    t = 2 * np.pi * np.asarray(u)[:, None]
+    return np.cos(t) * e1 + np.sin(t) * e2
+
+
+class Neurites:
+    """The neurite elements of a simulation (``sim.neurites``, made by the
+    first :meth:`Simulation.add_neurites`): their populations, their
+    mechanics and the tree operations, which take the elements' uids
+    (behaviours and actions call them)."""
+
+    def __init__(self, sim, mechanics=None):
+        if sim.backend.on_device:
+            raise ValueError(f"neurites run on the CPU backend only (so far); got device={sim.device!r}: use "
+                             f"device=\"cpu\"")
+        if sim._dd is not None:
+            raise ValueError(f"neurites run in one process only (so far); this simulation runs on {sim.ranks} MPI "
+                             f"ranks")
+        if sim.boundary == "periodic":
+            raise ValueError("neurites need a closed or open boundary (so far): an element across a periodic face "
+                             "would have its two ends in different images; got boundary='periodic'")
+        self.sim = sim
+        self.mechanics = NeuriteMechanics() if mechanics is None else mechanics
+        self.types = []  # codes of the neurite populations
+        for name, dtype, default, shape in COLUMNS:
+            sim.agents.add_column(name, dtype, default, shape)
+        self._row_of = np.zeros(0, np.int64)
+        self._bounds = np.zeros(0)  # sorted centres and bounding radii (the contact searches')
+        self._disp = None
+        sim.agents.on_commit = self._after_commit
+        sim.force_terms["neurites"] = self._sphere_term
+
+    @property
+    def mechanics(self):
+        """The :class:`NeuriteMechanics` in use."""
+        return self._mechanics
+
+    @mechanics.setter
+    def mechanics(self, value):
+        if not isinstance(value, NeuriteMechanics):
+            raise TypeError(f"neurite mechanics must be bs.NeuriteMechanics(...), got {value!r}")
+        self._mechanics = value
+
+    def to_dict(self):
+        return {"types": list(self.types), "mechanics": self.mechanics.parameters()}
+
+    @classmethod
+    def from_dict(cls, sim, d):
+        """The neurites of a checkpoint or a run's metadata (``to_dict``), for
+        ``sim`` whose populations exist; ValueError/TypeError on bad values."""
+        types = d.get("types")
+        codes = [p.code for p in sim.populations.values()]
+        if not isinstance(types, list) or not all(isinstance(c, int) and c in codes for c in types):
+            raise ValueError(f"neurite types must be population codes ({codes}), got {types!r}")
+        params = d.get("mechanics")
+        if not isinstance(params, dict):
+            raise ValueError(f"neurite mechanics must be a dict of NeuriteMechanics parameters, got {params!r}")
+        try:
+            mechanics = NeuriteMechanics(**params)
+        except TypeError as e:
+            raise ValueError(f"neurite mechanics {params!r}: {e}") from None
+        self = cls(sim, mechanics)
+        self.types = list(types)
+        sim.neurites = self
+        return self
+
+    # -- lookups ------------------------------------------------------------------
+    def _key(self):
+        """Changes whenever rows may have moved: agents added or removed, or a
+        neighbour-grid build (the only place rows are permuted)."""
+        t = self.sim.agents
+        return len(t), t.next_uid, t.total_deaths, self.sim._grid.builds, t.capacity
+
+    def is_cyl(self):
+        """(ntypes,) uint8: 1 for the neurite populations' type codes."""
+        key = (len(self.sim.populations), tuple(self.types))
+        if getattr(self, "_cyl_key", None) != key:
+            flag = np.zeros(max(len(self.sim.populations), 1), np.uint8)
+            flag[self.types] = 1
+            self._cyl, self._cyl_key = flag, key
+        return self._cyl
+
+    def rows(self):
+        """Rows (increasing) of every neurite element."""
+        key = (self._key(), tuple(self.types))
+        if getattr(self, "_rows_key", None) != key:
+            t = self.sim.agents
+            self._rows_cache = (np.flatnonzero(self.is_cyl()[t.type]) if self.types else np.zeros(0, np.int64))
+            self._rows_key = key
+        return self._rows_cache
+
+    def row_of(self):
+        """uid -> row for the live agents (current rows)."""
+        key = self._key()
+        if getattr(self, "_map_key", None) != key:
+            t = self.sim.agents
+            if self._row_of.size < t.next_uid:
+                self._row_of = np.zeros(max(t.next_uid, 2 * self._row_of.size), np.int64)
+            NK.row_map(t.uid, len(t), self._row_of)
+            self._map_key = key
+        return self._row_of
+
+    def _rows_of(self, uids, what="uid"):
+        t = self.sim.agents
+        uids = np.atleast_1d(np.asarray(uids))
+        if uids.dtype.kind not in "iu":
+            raise TypeError(f"{what} must be agent uids (integers), got {uids!r}")
+        try:
+            rows = t.rows_of(uids.astype(np.int64))
+        except KeyError as e:
+            raise ValueError(f"{what}: {e.args[0]} in this simulation") from None
+        return rows
+
+    def _element_rows(self, uids, what="neurite"):
+        """Rows of neurite elements by uid, in increasing uid order."""
+        uids = np.unique(np.atleast_1d(np.asarray(uids, dtype=np.int64)))
+        rows = self._rows_of(uids, what)
+        flag = self.is_cyl()[self.sim.agents.type[rows]]
+        if not flag.all():
+            raise ValueError(f"{what}: agent uid {int(uids[np.flatnonzero(flag == 0)[0]])} is not a neurite element")
+        return rows
+
+    def _proximal(self, rows):
+        """The proximal ends (m, 3) of the neurite rows (their mothers' distal
+        points, or the soma surface)."""
+        t = self.sim.agents
+        m = self.row_of()[t["mother"][rows]]
+        cyl = self.is_cyl()[t.type[m]].astype(bool)
+        soma = t.position[m] + 0.5 * t.diameter[m][:, None] * t["attachment"][rows]
+        return np.where(cyl[:, None], t["distal"][m], soma)
+
+    def _set_geometry(self, rows, keep="tension"):
+        """Axis, length and midpoint of ``rows`` from their distal and
+        proximal points; then, with keep="tension", the resting length that
+        keeps the tension (R = k L / (T + k)); with keep="rest" the tension
+        from the resting length; with keep="zero", T = 0 and R = L."""
+        t = self.sim.agents
+        axis = t["distal"][rows] - self._proximal(rows)
+        L = np.sqrt(np.einsum("ij,ij->i", axis, axis))
+        t["axis"][rows] = axis
+        t["length"][rows] = L
+        t.position[rows] = t["distal"][rows] - 0.5 * axis
+        k = t["spring_constant"][rows]
+        if keep == "zero":
+            t["tension"][rows] = 0.0
+            t["resting_length"][rows] = L
+        elif keep == "tension":
+            t["resting_length"][rows] = k * L / (t["tension"][rows] + k)
+        else:
+            R = t["resting_length"][rows]
+            t["tension"][rows] = np.where(np.abs(L - R) > 1e-13, k * (L - R) / R, 0.0)
+
+    def _append(self, columns, types):
+        """Append new elements (columns as arrays, in the order their uids are
+        to be given); returns their uids."""
+        t = self.sim.agents
+        start = len(t)
+        uids = t.append(columns, int(types[0]) if len(types) else 0)
+        t._data["type"][start:start + len(uids)] = types
+        t.total_births += len(uids)
+        self.sim._grid_valid = False
+        return uids
+
+    def _remove(self, uids):
+        """Remove agents now (a tree operation's elements)."""
+        t = self.sim.agents
+        uids = np.asarray(uids, dtype=np.int64)
+        if uids.size == 0:
+            return
+        keep = np.flatnonzero(~np.isin(t.uid, uids))
+        t.keep(keep)
+        t.total_deaths += uids.size
+        self.sim._grid_valid = False
+
+    def _relink(self, mother_rows, old, new):
+        """In each mother row (a neurite), the daughter pointer equal to
+        ``old`` (uid) becomes ``new``."""
+        t = self.sim.agents
+        for col in ("daughter_left", "daughter_right"):
+            c = t[col]
+            hit = c[mother_rows] == old
+            c[mother_rows[hit]] = np.asarray(new)[hit]
+
+    def _tidy_daughters(self, rows):
+        """Daughter pointers of ``rows`` to agents that are gone dropped; a
+        lone daughter made the left one."""
+        t = self.sim.agents
+        live = t.uid
+        left = t["daughter_left"][rows]
+        right = t["daughter_right"][rows]
+        lok = (left >= 0) & np.isin(left, live)
+        rok = (right >= 0) & np.isin(right, live)
+        t["daughter_left"][rows] = np.where(lok, left, np.where(rok, right, -1))
+        t["daughter_right"][rows] = np.where(lok & rok, right, -1)
+
+    # -- building -------------------------------------------------------------------
+    def add(self, soma, direction, diameter, length, name, spring_constant, adherence, swc_type):
+        sim = self.sim
+        t = sim.agents
+        pop = sim.populations.get(name)
+        if pop is not None and pop.code not in self.types:
+            raise ValueError(f"population {name!r} holds spherical agents; give the neurites a population name of "
+                             f"their own (name=...)")
+        if hasattr(soma, "uids") and hasattr(soma, "code"):
+            if soma.code in self.types:
+                raise ValueError(f"soma: population {soma.name!r} is a neurite population; a soma is a spherical "
+                                 f"agent")
+            uids = soma.uids
+        else:
+            uids = np.atleast_1d(np.asarray(soma))
+            if uids.dtype.kind not in "iu" or uids.ndim != 1:
+                raise TypeError(f"soma must be a Population or an array of agent uids, got {soma!r}")
+        m = uids.size
+        if m == 0:
+            raise ValueError("soma: no agents to extend neurites from (an empty population or uid list)")
+        rows = self._rows_of(uids, "soma")
+        cyl = self.is_cyl()[t.type[rows]] if self.types else np.zeros(m, np.uint8)
+        if cyl.any():
+            raise ValueError(f"soma: agent uid {int(uids[np.flatnonzero(cyl)[0]])} is a neurite element; a soma is "
+                             f"a spherical agent")
+        u = _unit_rows("direction", direction, m)
+        d = _per_row("diameter", diameter, m)
+        L = _per_row("length", length, m)
+        k = _per_row("spring_constant", spring_constant, m)
+        a = _per_row("adherence", adherence, m, allow_zero=True)
+        swc = V.positive_int("swc_type", swc_type, allow_zero=True)
+        if swc > 127:
+            raise ValueError(f"swc_type must be an SWC structure type 0..127, got {swc_type!r}")
+        proximal = t.position[rows] + 0.5 * t.diameter[rows][:, None] * u
+        distal = proximal + L[:, None] * u
+        mid = distal - 0.5 * L[:, None] * u
+        pop = sim.add_agents(name, mid, d, distal=distal, axis=L[:, None] * u, attachment=u, length=L,
+                             resting_length=L, tension=0.0, spring_constant=k, adherence=a,
+                             mother=t.uid[rows].astype(np.int64), daughter_left=-1, daughter_right=-1,
+                             branch_order=0, swc_type=swc)
+        if pop.code not in self.types:
+            self.types.append(pop.code)
+        return pop
+
+    # -- tree operations (uids in, at once) --------------------------------------------
+    def terminal(self, rows):
+        return self.sim.agents["daughter_left"][rows] < 0
+
+    def elongate(self, uids, distance, direction):
+        """Move the distal end of each terminal element in ``uids`` by
+        ``distance`` µm (one value, or one per element) along ``direction``
+        (one (3,) vector or one per element), only forward: an element whose
+        axis makes more than 90° with the direction does not move.  The
+        element's tension becomes 0 (its resting length its new length).
+        BioDynaMo's ElongateTerminalEnd(speed, direction) moves by speed x dt."""
+        rows = self._element_rows(uids)
+        self._elongate_rows(rows, _per_row("distance", distance, rows.size, allow_zero=True),
+                            _unit_rows("direction", direction, rows.size))
+
+    def _elongate_rows(self, rows, distance, unit):
+        t = self.sim.agents
+        ok = self.terminal(rows) & (np.einsum("ij,ij->i", unit, t["axis"][rows]) > 0)
+        rows = rows[ok]
+        if rows.size == 0:
+            return
+        t["distal"][rows] += unit[ok] * distance[ok][:, None]
+        self._set_geometry(rows, keep="zero")
+        self.sim._grid_valid = False
+
+    def retract(self, uids, distance):
+        """Retract each terminal element in ``uids`` by ``distance`` µm
+        (BioDynaMo's RetractTerminalEnd with speed x dt), keeping its
+        tension: longer than distance + 0.1 µm, it shortens; else, attached
+        to the soma, it is removed; else, its mother having no other
+        daughter, it merges with its mother and retracts on; else it is
+        removed (and its mother keeps its other daughter, as the left one).
+        Elements retracted together decide from the tree as it was before
+        the call, so two sibling tips that both reach the branch point are
+        both removed."""
+        rows = self._element_rows(uids)
+        self._retract_rows(rows, _per_row("distance", distance, rows.size, allow_zero=True))
+
+    def _retract_rows(self, rows, distance):
+        t = self.sim.agents
+        keep = self.terminal(rows)
+        uids, s = t.uid[rows[keep]], distance[keep]
+        while uids.size:
+            rows = self.row_of()[uids]
+            L = t["length"][rows]
+            short = L > s + 0.1
+            r = rows[short]
+            if r.size:
+                factor = (L[short] - s[short]) / L[short]
+                t["axis"][r] *= factor[:, None]
+                t["distal"][r] = self._proximal(r) + t["axis"][r]
+                self._set_geometry(r, keep="tension")
+            rows, s = rows[~short], s[~short]
+            if rows.size == 0:
+                break
+            row_of = self.row_of()
+            mrows = row_of[t["mother"][rows]]
+            soma = ~self.is_cyl()[t.type[mrows]].astype(bool)
+            merge = ~soma & (t["daughter_right"][mrows] < 0)
+            gone = t.uid[rows[~merge]]
+            merging, merged = rows[merge], mrows[merge]
+            # merge: the element takes its mother's place (the mother's mother and attachment)
+            grand = t["mother"][merged]
+            grows = row_of[grand]
+            gcyl = self.is_cyl()[t.type[grows]].astype(bool)
+            self._relink(grows[gcyl], t.uid[merged][gcyl], t.uid[merging][gcyl])
+            t["mother"][merging] = grand
+            t["attachment"][merging] = t["attachment"][merged]
+            self._set_geometry(merging, keep="tension")
+            keep_uids = t.uid[merging]
+            keep_s = s[merge]
+            self._remove(np.concatenate([gone, t.uid[merged]]))
+            self._after_removal()  # the removed elements' mothers keep their other daughter, as the left one
+            uids, s = keep_uids, keep_s
+        self.sim._grid_valid = False
+
+    def split(self, uids, distal_portion=0.1):
+        """Split each element in ``uids`` in two: a new proximal element
+        takes ``1 - distal_portion`` of its length and resting length and
+        takes its place in the tree (BioDynaMo's SplitNeuriteElement).
+        Returns the new elements' uids (in the order of ``uids``, sorted)."""
+        portion = V.positive("distal_portion", distal_portion)
+        if portion >= 1:
+            raise ValueError(f"distal_portion must be in (0, 1), got {distal_portion!r}")
+        return self._split_rows(self._element_rows(uids), portion)
+
+    def _split_rows(self, rows, portion):
+        t = self.sim.agents
+        if rows.size == 0:
+            return np.zeros(0, np.int64)
+        old = t.uid[rows]
+        cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
+        cols["distal"] = t["distal"][rows] - portion * t["axis"][rows]
+        cols["resting_length"] = (1 - portion) * t["resting_length"][rows]
+        cols["daughter_left"] = old
+        cols["daughter_right"] = np.full(rows.size, -1, np.int64)
+        cols["position"] = cols["distal"]
+        types = t.type[rows].copy()
+        mothers = t["mother"][rows].copy()
+        new = self._append(cols, types)
+        row_of = self.row_of()
+        rows, prow = row_of[old], row_of[new]
+        mrows = row_of[mothers]
+        cyl = self.is_cyl()[t.type[mrows]].astype(bool)
+        self._relink(mrows[cyl], old[cyl], new[cyl])
+        t["mother"][rows] = new
+        t["attachment"][rows] = 0.0
+        t["resting_length"][rows] *= portion
+        self._set_geometry(prow, keep="rest")
+        self._set_geometry(rows, keep="rest")
+        return new
+
+    def discretize(self):
+        """Split every terminal element longer than ``mechanics.max_length``
+        (BioDynaMo's RunDiscretization: the new proximal element takes 90%)."""
+        rows = self.rows()
+        t = self.sim.agents
+        rows = rows[self.terminal(rows) & (t["length"][rows] > self.mechanics.max_length)]
+        if rows.size:
+            self._split_rows(rows[np.argsort(t.uid[rows], kind="stable")], 0.1)
+
+    def _grow_from(self, rows, unit, length, diameter):
+        """Columns of new elements growing from the distal ends of ``rows``."""
+        t = self.sim.agents
+        cols = {c: t[c][rows].copy() for c in _COPIED}
+        cols["diameter"] = diameter
+        cols["branch_order"] = cols["branch_order"] + 1
+        cols["mother"] = t.uid[rows].copy()
+        cols["axis"] = unit * length[:, None]
+        cols["distal"] = t["distal"][rows] + cols["axis"]
+        cols["position"] = t["distal"][rows] + 0.5 * cols["axis"]
+        cols["length"] = length
+        cols["resting_length"] = length
+        cols["tension"] = np.zeros(rows.size)
+        cols["daughter_left"] = cols["daughter_right"] = np.full(rows.size, -1, np.int64)
+        return cols
+
+    def bifurcate(self, uids, length=1.0, diameter=None, directions=None):
+        """Each terminal element in ``uids`` grows two daughters of ``length``
+        µm at its distal end (BioDynaMo's Bifurcate): ``directions`` a pair
+        (left, right) of (3,) vectors or (m, 3) arrays, or None for two
+        directions 60° apart in a random plane through the axis; a
+        direction more than 90° from the axis loses its backward part.
+        ``diameter`` (default the element's) may be a pair too.  Returns the
+        (left, right) uids; elements that are not terminal are skipped."""
+        rows = self._element_rows(uids)
+        rows = rows[self.terminal(rows)]
+        m = rows.size
+        L = _per_row("length", length, m)
+        if isinstance(diameter, tuple) and len(diameter) == 2:
+            dl, dr = diameter
+        else:
+            dl = dr = diameter
+        t = self.sim.agents
+        dl = t.diameter[rows].copy() if dl is None else _per_row("diameter", dl, m)
+        dr = t.diameter[rows].copy() if dr is None else _per_row("diameter", dr, m)
+        if directions is None:
+            step = self.sim.step
+            u = np.empty(m)
+            from .kernels.cpu.rng import uniform_array
+
+            uniform_array(self.sim.seed, t.uid[rows].astype(np.int64), step, _BRANCH_STREAM, 0, u)
+            ul, ur = self.random_pair(rows, u)
+        else:
+            try:
+                first, second = directions
+            except (TypeError, ValueError):
+                raise TypeError(f"directions must be a (left, right) pair of directions, got {directions!r}") from None
+            ul = _unit_rows("directions[0]", first, m)
+            ur = _unit_rows("directions[1]", second, m)
+        return self._bifurcate_rows(rows, L, dl, dr, ul, ur)
+
+    def random_pair(self, rows, u):
+        """Two unit directions 60° apart, ±30° from each row's axis, in the
+        plane at angle 2 pi u about it."""
+        t = self.sim.agents
+        a = t["axis"][rows] / t["length"][rows][:, None]
+        w = _perpendiculars(a, u)
+        c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+        return c * a + s * w, c * a - s * w
+
+    def _forward(self, rows, unit):
+        """Directions with the backward part (along a row's axis) removed
+        when they make more than 90° with it; normalised."""
+        t = self.sim.agents
+        a = t["axis"][rows]
+        dot = np.einsum("ij,ij->i", unit, a)
+        back = dot < 0
+        unit = unit.copy()
+        unit[back] -= (dot[back] / np.einsum("ij,ij->i", a[back], a[back]))[:, None] * a[back]
+        norm = np.linalg.norm(unit, axis=1)
+        return unit / np.where(norm > 0, norm, 1.0)[:, None]
+
+    def _bifurcate_rows(self, rows, L, dl, dr, ul, ur):
+        t = self.sim.agents
+        m = rows.size
+        if m == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        left = self._grow_from(rows, self._forward(rows, ul), L, dl)
+        right = self._grow_from(rows, self._forward(rows, ur), L, dr)
+        cols = {c: np.stack([left[c], right[c]], axis=1).reshape((2 * m,) + np.shape(left[c])[1:]) for c in left}
+        types = np.repeat(t.type[rows], 2)
+        parents = t.uid[rows].copy()
+        new = self._append(cols, types)
+        rows = self.row_of()[parents]
+        t["daughter_left"][rows] = new[0::2]
+        t["daughter_right"][rows] = new[1::2]
+        return new[0::2], new[1::2]
+
+    def branch(self, uids, diameter=None, direction=None, length=1.0):
+        """Side branches (BioDynaMo's Branch): each element in ``uids`` is
+        split at its middle and the new proximal half grows a right daughter
+        of ``length`` µm and ``diameter`` (default the element's) along
+        ``direction`` (default: a random direction perpendicular to the
+        axis); a direction within 45° of the axis (or of its opposite) gets
+        a perpendicular part added.  Returns the branches' uids."""
+        rows = self._element_rows(uids)
+        t = self.sim.agents
+        m = rows.size
+        L = _per_row("length", length, m)
+        d = t.diameter[rows].copy() if diameter is None else _per_row("diameter", diameter, m)
+        if direction is None:
+            from .kernels.cpu.rng import uniform_array
+
+            u = np.empty(m)
+            uniform_array(self.sim.seed, t.uid[rows].astype(np.int64), self.sim.step, _BRANCH_STREAM, 1, u)
+            unit = _perpendiculars(t["axis"][rows] / t["length"][rows][:, None], u)
+        else:
+            unit = _unit_rows("direction", direction, m)
+        return self._branch_rows(rows, d, unit, L)
+
+    def _branch_rows(self, rows, d, unit, L):
+        t = self.sim.agents
+        a = t["axis"][rows] / t["length"][rows][:, None]
+        cos = np.clip(np.einsum("ij,ij->i", unit, a), -1.0, 1.0)
+        angle = np.arccos(cos)
+        fix = (angle < 0.78) | (angle > 2.35)  # outside 45-135 degrees: a perpendicular part added
+        if fix.any():
+            unit = unit.copy()
+            p = np.cross(np.cross(a[fix], unit[fix]), a[fix])
+            pn = np.linalg.norm(p, axis=1)
+            p = np.where(pn[:, None] > 0, p / np.where(pn > 0, pn, 1.0)[:, None],
+                         _perpendiculars(a[fix], np.zeros(int(fix.sum()))))
+            v = unit[fix] + p
+            unit[fix] = v / np.linalg.norm(v, axis=1)[:, None]
+        prox = self._split_rows(rows, 0.5)
+        prows = self.row_of()[prox]
+        cols = self._grow_from(prows, unit, L, d)
+        new = self._append(cols, t.type[prows].copy())
+        t["daughter_right"][self.row_of()[prox]] = new
+        return new
+
+    # -- the step ---------------------------------------------------------------------
+    def reach(self):
+        """The neighbour-grid range (µm) the cylinders need: the largest
+        bounding radius of a cylinder ((L + d) / 2 about its midpoint) plus
+        the largest bounding radius of any agent; None without elements."""
+        rows = self.rows()
+        if rows.size == 0:
+            return None
+        t = self.sim.agents
+        rc = NK.largest_bounding_radius(rows, t.diameter, t["length"])
+        return rc + max(rc, 0.5 * float(self.sim._max_diameter()))
+
+    def forces(self):
+        """Phase 4, first part: each element's move (from the state at the
+        step's start), kept for :meth:`move`."""
+        sim = self.sim
+        self._disp = None
+        if self.rows().size == 0:
+            return
+        self._reach = reach = self.reach()
+        grid = sim._neighbour_grid(sim._interaction_cutoff(reach))
+        rows = self._rows = self.rows()  # after the grid build, which may have reordered the rows
+        row_of = self.row_of()
+        t = sim.agents
+        n = len(t)
+        cell_start, order, lower, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
+        own = t.scratch((3, n, 3), np.float64)
+        own, prox, disp = own[0], own[1], own[2]
+        touched = np.empty(n, np.uint8)
+        mech = self.mechanics
+        cyl = self.is_cyl()
+        if self._bounds.size < 4 * n:
+            self._bounds = np.empty(4 * t.capacity)
+        self._cols = cols = self._bounds[:4 * n].reshape(4, n)  # C-contiguous
+        NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
+        NK.contact_forces(rows, cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["length"],
+                          t["mother"], t["daughter_left"], t["daughter_right"], row_of, cell_start, order, lower,
+                          inv_h, dims, periodic, cutoff, reach, mech.neurite_scale, sim.seed, sim.step, own, prox,
+                          touched)
+        NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["daughter_left"],
+                         t["daughter_right"], row_of, own, prox, touched, mech.neurite_scale,
+                         sim.dt / mech.damping, mech.max_displacement, disp)
+        # kept until move(), past the sphere mechanics (which use the table's scratch)
+        self._disp = disp.copy() if sim.mechanics is not None else disp
+        self._prox = prox.copy() if mech.soma_feels_tension else None
+
+    def _sphere_term(self, sim, force):
+        """The sphere mechanics' extra term: cylinders push the spheres they
+        touch (and pull their somata with ``soma_feels_tension``); the
+        sphere update leaves neurite rows where they are (the sphere loops
+        gave them no force)."""
+        if self._disp is None:
+            return
+        t = sim.agents
+        cyl = self.is_cyl()
+        cell_start, order, lower, inv_h, dims, _, periodic, cutoff = sim._grid.kernel_args()
+        NK.sphere_contacts(order, self._cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"],
+                           cell_start, lower, inv_h, dims, periodic, cutoff, self._reach, sim.seed, sim.step, force)
+        if self.mechanics.soma_feels_tension:
+            rows = self._rows
+            NK.soma_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], self.row_of(),
+                          t["tension"], t["length"], t["axis"], self._prox, force)
+
+    def move(self):
+        """Phase 4, last part (after the spheres moved): the point masses
+        move (kept inside a closed box), then every element's axis, length,
+        tension and midpoint follow (first elements from their somata's new
+        places)."""
+        sim = self.sim
+        if self._disp is None:
+            return
+        t = sim.agents
+        lo, hi = sim._clamp_box()
+        NK.move_distal(self._rows, self._disp, t["distal"], lo, hi, sim.boundary == "closed")
+        NK.dependent(self._rows, t.position, t.diameter, t.type, self.is_cyl(), t["distal"], t["attachment"],
+                     t["mother"], self.row_of(), t["axis"], t["length"], t["resting_length"], t["spring_constant"],
+                     t["tension"])
+        self._disp = self._prox = None
+
+    def _after_removal(self):
+        """Elements whose mother is gone are removed (with their subtrees);
+        daughter pointers to agents that are gone are dropped."""
+        t = self.sim.agents
+        while True:
+            rows = self.rows()
+            if rows.size == 0:
+                return
+            orphan = rows[~np.isin(t["mother"][rows], t.uid)]
+            if orphan.size == 0:
+                break
+            self._remove(t.uid[orphan])
+        rows = self.rows()
+        self._tidy_daughters(rows)
+
+    def _after_commit(self, births, deaths):
+        if deaths:
+            self._after_removal()
