@@ -113,5 +113,21 @@ def test_physicell_rules_tiny(tmp_path):
 def test_every_example_has_a_test():
     tested = {"spheroid.py", "compare_mechanics.py", "soma_clustering.py", "tumour_spheroid.py",
               "custom_rule.py", "epidemiology_sir.py", "cell_sorting.py", "physicell_template.py",
-              "cancer_immune.py", "physicell_rules.py"}
+              "cancer_immune.py", "physicell_rules.py", "pyramidal_cell.py"}
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested
+
+
+def test_pyramidal_cell_grows_up_and_down_writes_swc_and_renders(tmp_path):
+    out = run_example("pyramidal_cell.py", 150, tmp_path, cwd=tmp_path)
+    assert "after 150 steps" in out
+    run = bs.io.open_run(tmp_path / "pyramidal_cell.h5")
+    a = run.agents(-1)
+    apical, basal = run.populations.index("apical"), run.populations.index("basal")
+    up = a["distal"][a["type"] == apical][:, 2]
+    down = a["distal"][a["type"] == basal][:, 2]
+    assert up.max() > 100 and down.min() < -40  # towards its cue, at up to 1.67 and 0.83 µm/min for 90 min
+    lines = (tmp_path / "neuron.swc").read_text().splitlines()[1:]
+    assert lines[0].split()[1] == "1" and len(lines) == len(a["uid"])
+    assert {line.split()[1] for line in lines[1:]} == {"3", "4"}
+    if "rendered" in out:
+        assert (tmp_path / "pyramidal_cell.png").stat().st_size > 10_000

@@ -15,8 +15,9 @@ class Frame:
     """What one picture shows: agent columns, box, population names and
     substance grids (with their spacing and lower corner), at one step/time."""
 
-    def __init__(self, agents, lower, upper, populations, substances, step, time):
+    def __init__(self, agents, lower, upper, populations, substances, step, time, neurite_types=()):
         self.agents = agents
+        self.neurite_types = list(neurite_types)  # type codes drawn as tubes (biosim.neurites)
         self.lower = np.asarray(lower, dtype=float)
         self.upper = np.asarray(upper, dtype=float)
         self.populations = populations
@@ -39,7 +40,8 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
         agents = {c: t[c].copy() for c in t.columns}
         subs = {n: (s._current().copy(), s.spacing, s.lower) for n, s in source.substances.items()}
         pops = [p.name for p in sorted(source.populations.values(), key=lambda p: p.code)]
-        return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time)
+        tubes = () if source.neurites is None else source.neurites.types
+        return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time, tubes)
     if not isinstance(source, Run):
         raise TypeError(f"render takes a run (bs.io.open_run(path)), a run's path or a Simulation; got "
                         f"{type(source).__name__}")
@@ -59,7 +61,11 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
     pos = agents["position"]
     lower = box.get("lower", pos.min(axis=0) if len(pos) else (0, 0, 0))
     upper = box.get("upper", pos.max(axis=0) if len(pos) else (1, 1, 1))
-    return Frame(agents, lower, upper, source.populations, subs, int(source.steps[i]), float(source.times[i]))
+    tubes = (source.metadata.get("neurites") or {}).get("types", [])
+    if not all(c in agents for c in ("distal", "axis")) or not isinstance(tubes, list):
+        tubes = []
+    return Frame(agents, lower, upper, source.populations, subs, int(source.steps[i]), float(source.times[i]),
+                 [c for c in tubes if isinstance(c, int)])
 
 
 SUBSTANCE_MODES = ("slice", "isosurface", "volume")
@@ -269,7 +275,14 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             kwargs = {"scalars": color_by, "cmap": cmap, "clim": clim if clim is not None else
                       (float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1e-12),
                       "scalar_bar_args": {"title": color_by, "color": "black"}}
-        if len(pos) <= max_spheres:
+        tube = np.isin(np.asarray(a["type"])[keep], frame.neurite_types)
+        if tube.any():  # neurite elements: tubes of their diameter from the proximal to the distal end
+            _draw_tubes(pl, cloud.extract_points(np.flatnonzero(tube), adjacent_cells=False), a, keep, tube,
+                        len(pos) <= max_spheres, kwargs)
+            cloud = cloud.extract_points(np.flatnonzero(~tube), adjacent_cells=False)
+        if cloud.n_points == 0:
+            pass
+        elif cloud.n_points <= max_spheres:
             sphere = pv.Sphere(radius=0.5, theta_resolution=14, phi_resolution=14)
             glyphs = cloud.glyph(scale="diameter", geom=sphere, orient=False)
             pl.add_mesh(glyphs, smooth_shading=True, **kwargs)
@@ -279,6 +292,32 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
     if annotate:
         pl.add_text(f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
                     position="upper_left", font_size=10, color="black")
+
+
+def _draw_tubes(pl, points, a, keep, tube, solid, kwargs):
+    """Neurite elements as tubes (``solid``) or lines: one segment per
+    element from its proximal end (distal - axis) to its distal end, the
+    tube's radius half the element's diameter, coloured as its point."""
+    import pyvista as pv
+
+    distal = np.asarray(a["distal"], dtype=float)[keep][tube]
+    proximal = distal - np.asarray(a["axis"], dtype=float)[keep][tube]
+    m = len(distal)
+    ends = np.empty((2 * m, 3))
+    ends[0::2] = proximal
+    ends[1::2] = distal
+    lines = np.column_stack([np.full(m, 2), np.arange(0, 2 * m, 2), np.arange(1, 2 * m, 2)]).ravel()
+    mesh = pv.PolyData(ends, lines=lines)
+    for name in points.point_data.keys():
+        if name.startswith("vtk"):
+            continue
+        mesh.point_data[name] = np.repeat(np.asarray(points.point_data[name]), 2, axis=0)
+    mesh.point_data["radius"] = np.repeat(0.5 * np.asarray(points.point_data["diameter"]), 2)
+    if solid:
+        mesh = mesh.tube(scalars="radius", absolute=True, n_sides=10, capping=True)
+        pl.add_mesh(mesh, smooth_shading=True, **kwargs)
+    else:
+        pl.add_mesh(mesh, line_width=2, **kwargs)
 
 
 def _draw_substance(pl, frame, name, mode, level):
