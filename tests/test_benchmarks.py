@@ -74,6 +74,13 @@ def test_bench_sir_tiny():
                      r"[\d.]+ ms/step with the same search \(pull: rule/built-in [\d.]+x\)", out)
 
 
+def test_bench_neurites_tiny():
+    out = run_bench("bench_neurites.py", "--agents", "3000", "--steps", "3")
+    assert re.search(r"N=\s+3,000\s+1 thread\(s\):\s+[\d.]+ M agent-updates/s; \d+ ms/step \(.*\); "
+                     r"\d+ B/agent \(peak \d+\); [\d,]+ elements at the end", out)
+    assert re.search(r"2 thread\(s\):\s+[\d.]+ M agent-updates/s, [\d.]+x of 1 thread, efficiency \d+%", out)
+
+
 def test_circles_step_matches_the_ckdtree_reference():
     import numpy as np
 
@@ -159,7 +166,7 @@ def test_every_benchmark_has_a_test():
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
         "gpu_check.py", "physicell_side_by_side.py", "physicell_mechanics.py", "phenotype_kernels.py",
-        "bench_sweep.py", "mpi_model.py", "mpi_output.py"}  # gpu_check's test: tests/test_gpu.py; mpi_output's:
+        "bench_sweep.py", "mpi_model.py", "mpi_output.py", "bench_neurites.py"}  # gpu_check's test: tests/test_gpu.py; mpi_output's:
     # tests/test_mpi.py
 
 
