@@ -111,7 +111,8 @@ class UniformGrid:
         with np.errstate(over="ignore"):
             dims = np.minimum(np.maximum(1.0, np.floor(length / cutoff)), limit)
         while float(np.prod(dims)) > limit:  # bound memory: bigger cells stay correct
-            dims = np.maximum(1.0, np.floor(dims / 2))
+            # shrink every axis by the same factor, just enough (halving cost up to 8x the candidates per search)
+            dims = np.maximum(1.0, np.minimum(dims - 1.0, np.floor(dims * (limit / float(np.prod(dims))) ** (1 / 3))))
         dims = dims.astype(np.int64)
         split = self.X_SPLIT
         if split is None:
@@ -235,6 +236,16 @@ class UniformGrid:
         cols = self._columns[:rows]
         K.sorted_columns(table.position, table.diameter, table.type, self._order, n, cols)
         return cols
+
+    def column_buffer(self, table, rows):
+        """``rows`` C-contiguous rows of the buffer :meth:`sorted_columns`
+        fills (at least len(table) + K.SORTED_PAD wide), for a search kernel
+        that writes its own sorted columns there; the next sorted_columns
+        call overwrites them.  CPU backend."""
+        width = len(table) + K.SORTED_PAD
+        if self._columns.shape[0] < rows or self._columns.shape[1] < width:
+            self._columns = np.empty((max(rows, self._columns.shape[0]), max(width, table.capacity + K.SORTED_PAD)))
+        return self._columns[:rows]
 
     def neighbour_lists(self, position, radius):
         """CSR lists (offsets, rows) of the rows closer than ``radius`` µm to each
