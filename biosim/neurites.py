@@ -175,7 +175,6 @@ class Neurites:
         for name, dtype, default, shape in COLUMNS:
             sim.agents.add_column(name, dtype, default, shape)
         self._row_of = np.zeros(0, np.int64)
-        self._bounds = np.zeros(0)  # sorted centres and bounding radii (the contact searches')
         self._disp = None
         sim.agents.on_commit = self._after_commit
         sim.force_terms["neurites"] = self._sphere_term
@@ -402,14 +401,21 @@ class Neurites:
         self._elongate_rows(rows, _per_row("distance", distance, rows.size, allow_zero=True),
                             _unit_rows("direction", direction, rows.size))
 
-    def _elongate_rows(self, rows, distance, unit):
+    def _elongate_rows(self, rows, distance, direction, rate=0.0, floor=0.0):
+        """Elongate the terminal ones of ``rows`` by ``distance`` (µm, one
+        per row) along ``direction`` (m, 3) of any non-zero length (see
+        :meth:`elongate`), then change their diameters by ``rate`` µm (not
+        below ``floor`` when shrinking)."""
         t = self.sim.agents
-        ok = self.terminal(rows) & (np.einsum("ij,ij->i", unit, t["axis"][rows]) > 0)
-        rows = rows[ok]
+        term = self.terminal(rows)
+        if not term.all():
+            rows, distance, direction = rows[term], distance[term], direction[term]
         if rows.size == 0:
             return
-        t["distal"][rows] += unit[ok] * distance[ok][:, None]
-        self._set_geometry(rows, keep="zero")
+        NK.grow_tips(np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(direction, dtype=np.float64),
+                     np.ascontiguousarray(distance, dtype=np.float64), t.position, t.diameter, t.type, self.is_cyl(),
+                     t["distal"], t["axis"], t["attachment"], t["mother"], self.row_of(), t["length"],
+                     t["resting_length"], t["tension"], float(rate), float(floor))
         self.sim._grid_valid = False
 
     def retract(self, uids, distance):
@@ -639,6 +645,46 @@ class Neurites:
         t["daughter_right"][self.row_of()[prox]] = new
         return new
 
+    def apply_requests(self, stream):
+        """Apply the tree operations agent rules requested (columns
+        ``neurite_request`` and ``neurite_arg``, see :mod:`biosim.rules`), in
+        uid order, and clear the requests."""
+        t = self.sim.agents
+        req = t["neurite_request"]
+        rows = np.flatnonzero(req)
+        if rows.size == 0:
+            return
+        rows = rows[np.argsort(t.uid[rows], kind="stable")]
+        uids = t.uid[rows].copy()
+        codes = req[rows].copy()
+        args = t["neurite_arg"][rows].copy()
+        req[rows] = 0
+        row_of = self.row_of
+        grow = codes == 1
+        if grow.any():
+            self._elongate_rows(row_of()[uids[grow]], np.maximum(args[grow, 0], 0.0), args[grow, 1:])
+        back = codes == 2
+        if back.any():
+            self._retract_rows(row_of()[uids[back]], np.maximum(args[back, 0], 0.0))
+        live = np.isin(uids, t.uid)
+        fork = (codes == 3) & live
+        if fork.any():
+            r = row_of()[uids[fork]]
+            r = r[self.terminal(r)]
+            from .rng import uniform
+
+            ul, ur = self.random_pair(r, uniform(self.sim.seed, t.uid[r], self.sim.step, stream ^ 0x4E, 0))
+            self._bifurcate_rows(r, np.ones(r.size), t.diameter[r].copy(), t.diameter[r].copy(), ul, ur)
+        side = (codes == 4) & live
+        if side.any():
+            r = row_of()[uids[side]]
+            from .rng import uniform
+
+            a = t["axis"][r] / t["length"][r][:, None]
+            unit = _perpendiculars(a, uniform(self.sim.seed, t.uid[r], self.sim.step, stream ^ 0x4E, 1))
+            self._branch_rows(r, t.diameter[r].copy(), unit, np.ones(r.size))
+        self.sim._grid_valid = False
+
     # -- the step ---------------------------------------------------------------------
     def reach(self):
         """The neighbour-grid range (µm) the cylinders need: the largest
@@ -648,42 +694,61 @@ class Neurites:
         if rows.size == 0:
             return None
         t = self.sim.agents
-        rc = NK.largest_bounding_radius(rows, t.diameter, t["length"])
+        self._rc = rc = NK.largest_bounding_radius(rows, t.diameter, t["length"])
         return rc + max(rc, 0.5 * float(self.sim._max_diameter()))
 
+    def _buffer(self, name, width):
+        """A persistent (n, width) float64 array of at least the table's
+        capacity (kept between the two parts of the mechanics)."""
+        t = self.sim.agents
+        buf = getattr(self, name, None)
+        if buf is None or buf.shape[0] < t.capacity or buf.shape[1] != width:
+            buf = np.empty((t.capacity, width))
+            setattr(self, name, buf)
+        return buf[: len(t)]
+
     def forces(self):
-        """Phase 4, first part: each element's move (from the state at the
-        step's start), kept for :meth:`move`."""
+        """Phase 4, first part: each element's move from the state at the
+        step's start (kept for :meth:`move`) and the spheres' pushes from the
+        cylinders (kept for the sphere mechanics' term)."""
         sim = self.sim
         self._disp = None
         if self.rows().size == 0:
             return
-        self._reach = reach = self.reach()
+        reach = self.reach()
         grid = sim._neighbour_grid(sim._interaction_cutoff(reach))
         rows = self._rows = self.rows()  # after the grid build, which may have reordered the rows
         row_of = self.row_of()
         t = sim.agents
         n = len(t)
         cell_start, order, lower, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
-        own = t.scratch((3, n, 3), np.float64)
-        own, prox, disp = own[0], own[1], own[2]
+        disp = self._buffer("_disp_buf", 3)
+        prox = self._buffer("_prox_buf", 3)
         touched = np.empty(n, np.uint8)
         mech = self.mechanics
         cyl = self.is_cyl()
-        if self._bounds.size < 4 * n:
-            self._bounds = np.empty(4 * t.capacity)
-        self._cols = cols = self._bounds[:4 * n].reshape(4, n)  # C-contiguous
+        cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
         NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
+        # between cylinders (the contact forces go into disp, then the move replaces them)
         NK.contact_forces(rows, cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["length"],
                           t["mother"], t["daughter_left"], t["daughter_right"], row_of, cell_start, order, lower,
-                          inv_h, dims, periodic, cutoff, reach, mech.neurite_scale, sim.seed, sim.step, own, prox,
-                          touched)
+                          inv_h, dims, periodic, cutoff, self._rc, mech.neurite_scale, sim.seed, sim.step, disp,
+                          prox, touched)
+        # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
+        spheres = np.flatnonzero(cyl[t.type[order[:n]]] == 0)
+        offsets = np.zeros(spheres.size + 1, np.int64)
+        args = (spheres, cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"], cell_start,
+                order, lower, inv_h, dims, periodic, cutoff, self._rc, sim.seed, sim.step, offsets)
+        NK.sphere_pairs(*args, False, np.empty(0, np.int64), np.empty((0, 4)))
+        np.cumsum(offsets, out=offsets)
+        pairs, pair_forces = np.empty(offsets[-1], np.int64), np.empty((offsets[-1], 4))
+        NK.sphere_pairs(*args, True, pairs, pair_forces)
+        NK.add_sphere_pairs(pairs, pair_forces, np.argsort(pairs, kind="stable"), disp, prox)
         NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["daughter_left"],
-                         t["daughter_right"], row_of, own, prox, touched, mech.neurite_scale,
+                         t["daughter_right"], row_of, disp, prox, touched, mech.neurite_scale,
                          sim.dt / mech.damping, mech.max_displacement, disp)
-        # kept until move(), past the sphere mechanics (which use the table's scratch)
-        self._disp = disp.copy() if sim.mechanics is not None else disp
-        self._prox = prox.copy() if mech.soma_feels_tension else None
+        self._disp, self._prox = disp, prox
+        self._pushes = (spheres, offsets, pair_forces)
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they
@@ -693,14 +758,12 @@ class Neurites:
         if self._disp is None:
             return
         t = sim.agents
-        cyl = self.is_cyl()
-        cell_start, order, lower, inv_h, dims, _, periodic, cutoff = sim._grid.kernel_args()
-        NK.sphere_contacts(order, self._cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"],
-                           cell_start, lower, inv_h, dims, periodic, cutoff, self._reach, sim.seed, sim.step, force)
+        spheres, offsets, pair_forces = self._pushes
+        NK.sphere_pushes(spheres, sim._grid.kernel_args()[1], offsets, pair_forces, force)
         if self.mechanics.soma_feels_tension:
             rows = self._rows
-            NK.soma_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], self.row_of(),
-                          t["tension"], t["length"], t["axis"], self._prox, force)
+            NK.soma_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, self.is_cyl(), t["mother"],
+                          self.row_of(), t["tension"], t["length"], t["axis"], self._prox, force)
 
     def move(self):
         """Phase 4, last part (after the spheres moved): the point masses
@@ -716,7 +779,7 @@ class Neurites:
         NK.dependent(self._rows, t.position, t.diameter, t.type, self.is_cyl(), t["distal"], t["attachment"],
                      t["mother"], self.row_of(), t["axis"], t["length"], t["resting_length"], t["spring_constant"],
                      t["tension"])
-        self._disp = self._prox = None
+        self._disp = self._prox = self._pushes = None
 
     def _after_removal(self):
         """Elements whose mother is gone are removed (with their subtrees);

@@ -16,21 +16,18 @@ from biosim.behaviour import Behaviour, SubstanceBehaviour
 
 
 def _neurite_rows(sim, population):
-    """Rows of the population's terminal elements."""
+    """Rows (increasing) of the population's terminal elements."""
+    from biosim.kernels.cpu import neurites as NK
+
     t = sim.agents
-    rows = np.flatnonzero(t.type == population.code)
-    return rows[t["daughter_left"][rows] < 0]  # terminal elements
+    out = np.empty(len(t), np.int64)
+    return out[:NK.terminal_rows(t.type, population.code, t["daughter_left"], len(t), out)].copy()
 
 
 def _check_population(sim, population, who):
     if sim.neurites is None or population.code not in sim.neurites.types:
         raise ValueError(f"{who} acts on neurite elements: population {population.name!r} is not a neurite "
                          f"population (make one with sim.add_neurites)")
-
-
-def _random_axis(sim, uids, stream, k0):
-    """U(-1, 1)^3 per uid (draws k0..k0+2)."""
-    return np.stack([2.0 * rng.uniform(sim.seed, uids, sim.step, stream, k0 + c) - 1.0 for c in range(3)], axis=1)
 
 
 def _chance(sim, uids, stream, k, rate, dt):
@@ -104,22 +101,16 @@ class NeuriteElongation(SubstanceBehaviour):
         rows = rows[t.diameter[rows] > self.min_diameter]
         if rows.size == 0:
             return
-        uids = t.uid[rows]
-        direction = self.persistence * t["axis"][rows]
-        if self.randomness:
-            direction = direction + self.randomness * _random_axis(sim, uids, self.stream, 0)
+        from biosim.kernels.cpu import neurites as NK
+
+        grad = np.zeros((0, 3))
         if self.gradient_weight:
             _, grad = self._sub.sample_rows(rows, gradient=True)
-            norm = np.linalg.norm(grad, axis=1)
-            direction = direction + self.gradient_weight * grad / np.where(norm > 0, norm, 1.0)[:, None]
-        norm = np.linalg.norm(direction, axis=1)
-        ok = norm > 0
-        N = sim.neurites
-        N._elongate_rows(rows[ok], np.full(int(ok.sum()), self.speed * dt), direction[ok] / norm[ok][:, None])
-        if self.diameter_rate:
-            rows = N.row_of()[uids]
-            d = t.diameter[rows] + self.diameter_rate * dt
-            t.diameter[rows] = np.maximum(d, self.min_diameter) if self.diameter_rate < 0 else d
+        direction = np.empty((rows.size, 3))
+        NK.tip_directions(rows, t["axis"], t.uid, grad, sim.seed, sim.step, self.stream, self.persistence,
+                          self.randomness, self.gradient_weight, direction)
+        sim.neurites._elongate_rows(rows, np.full(rows.size, self.speed * dt), direction, self.diameter_rate * dt,
+                                    self.min_diameter)
 
 
 class NeuriteRetraction(_NeuriteBehaviour):

@@ -35,6 +35,7 @@ from .rng import uniform
 
 _COINCIDENT = np.int64(0x4E5552)  # stream of the random pushes between coincident points
 _CHUNK = 256  # elements per work item of the contact searches
+_BLOCK = 64  # candidates tested at a time before the hits are examined
 _TINY = 1e-8  # µm: points closer than this push in a random direction (BioDynaMo's U(-3, 3)^3)
 
 
@@ -194,29 +195,32 @@ def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
 def contact_forces(rows, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
                    cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step,
                    own, prox, touched):
-    """Neighbour forces on each neurite row ``rows[k]`` (phase 1 of the
-    neurite mechanics): ``own[i]`` the part on its distal point mass,
+    """Forces between cylinders on each neurite row ``rows[k]`` (phase 1 of
+    the neurite mechanics): ``own[i]`` the part on its distal point mass,
     ``prox[i]`` the part passed to its mother's, ``touched[i]`` 1 when a
     cylinder touches it.  Relatives are skipped: the mother, the daughters
     and every cylinder of the same mother (siblings; the first elements of
-    one soma).  Forces from cylinders are multiplied by ``scale``
-    (BioDynaMo's h/m = 0.01).  A candidate is examined when the bounding
-    spheres (``cols``, :func:`sorted_bounds`) meet; the search radius about
-    the midpoint is the element's bounding radius plus ``reach`` (the
-    largest bounding radius of any agent), at most the grid's ``cutoff``."""
+    one soma).  Forces are multiplied by ``scale`` (BioDynaMo's h/m = 0.01).
+    A candidate is examined when the bounding spheres (``cols``,
+    :func:`sorted_bounds`) meet; the search radius about the midpoint is the
+    element's bounding radius plus ``reach``, the largest of any cylinder
+    (spheres are searched from their side: :func:`sphere_pairs`)."""
     nchunks = (rows.size + _CHUNK - 1) // _CHUNK
     for c in prange(nchunks):
         runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)  # once per chunk: an allocation per element costs more
+        block = np.empty(_BLOCK, dtype=np.int64)
         for k in range(c * _CHUNK, min(rows.size, (c + 1) * _CHUNK)):
             _contacts_of(rows[k], cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
                          cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own,
-                         prox, touched, runs)
+                         prox, touched, runs, block)
 
 
 @njit(cache=True, inline="always")
 def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of, cell_start,
-                 order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs):
-    """:func:`contact_forces` of row i."""
+                 order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs,
+                 block):
+    """:func:`contact_forces` of row i (``runs``, ``block``: the thread's
+    scratch)."""
     ax = axis[i, 0]
     ay = axis[i, 1]
     az = axis[i, 2]
@@ -244,39 +248,39 @@ def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother
     qz = 0.0
     hit = 0
     for r in range(m):
-        for q in range(runs[2 * r], runs[2 * r + 1]):
-            dx = cols[0, q] - mx
-            dy = cols[1, q] - my
-            dz = cols[2, q] - mz
-            rr = ri + cols[3, q]
-            if dx * dx + dy * dy + dz * dz > rr * rr:
-                continue
-            j = order[q]
-            if j == i or j == mrow or j == lrow or j == rrow:
-                continue
-            cyl = is_cyl[types[j]]
-            if cyl:
-                if mother[j] == mi:  # a sibling
-                    continue
+        end = runs[2 * r + 1]
+        for q0 in range(runs[2 * r], end, _BLOCK):
+            # the candidates whose bounding spheres meet this one's, compacted in order without branches
+            # (most do not: a branch per candidate costs more than the test)
+            hits = 0
+            for q in range(q0, min(q0 + _BLOCK, end)):
+                dx = cols[0, q] - mx
+                dy = cols[1, q] - my
+                dz = cols[2, q] - mz
+                rr = ri + cols[3, q]
+                block[hits] = q
+                hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
+            for h in range(hits):
+                j = order[block[h]]
+                if j == i or j == mrow or j == lrow or j == rrow or not is_cyl[types[j]] or mother[j] == mi:
+                    continue  # itself, a relative, a sibling, or a sphere (sphere_pairs)
                 fx, fy, fz, share = cylinder_from_cylinder(
                     px, py, pz, bx, by, bz, di, distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
                     distal[j, 2] - axis[j, 2], distal[j, 0], distal[j, 1], distal[j, 2], diam[j], seed, uid[i],
                     uid[j], step)
-                if fx != 0.0 or fy != 0.0 or fz != 0.0:
-                    hit = 1
+                if fx == 0.0 and fy == 0.0 and fz == 0.0:
+                    continue
+                hit = 1
                 fx *= scale
                 fy *= scale
                 fz *= scale
-            else:
-                fx, fy, fz, share = cylinder_from_sphere(px, py, pz, ax, ay, az, di, cols[0, q], cols[1, q],
-                                                         cols[2, q], cols[3, q], seed, uid[i], uid[j], step)
-            keep = 1.0 - share
-            ox += fx * keep
-            oy += fy * keep
-            oz += fz * keep
-            qx += fx * share
-            qy += fy * share
-            qz += fz * share
+                keep = 1.0 - share
+                ox += fx * keep
+                oy += fy * keep
+                oz += fz * keep
+                qx += fx * share
+                qy += fy * share
+                qz += fz * share
     own[i, 0] = ox
     own[i, 1] = oy
     own[i, 2] = oz
@@ -286,49 +290,90 @@ def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother
     touched[i] = hit
 
 
-@njit(cache=True, parallel=True)
-def sphere_contacts(order, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, lower, inv_h, dims,
-                    periodic, cutoff, reach, seed, step, force):
-    """Adds to ``force[s]`` of each sphere the push of every cylinder
-    touching it (the opposite of the cylinder's force from the sphere), its
-    own neurites' first elements excepted.  Runs over the grid's sort order
-    (``cols``: :func:`sorted_bounds`), so a cylinder costs one test."""
-    n = cell_start[cell_start.size - 1]
-    for q0 in prange((n + _CHUNK - 1) // _CHUNK):
-        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
-        for qs in range(q0 * _CHUNK, min(n, (q0 + 1) * _CHUNK)):
-            s = order[qs]
-            if is_cyl[types[s]]:
+@njit(cache=True, inline="always")
+def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h, dims,
+                 periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w):
+    """The cylinders touching the sphere at sorted index ``qs``: their count,
+    or with ``fill`` their rows into ``pairs[w:]`` and the force on each
+    from the sphere (fx, fy, fz, proximal share) into ``forces[w:]``."""
+    s = order[qs]
+    cx = cols[0, qs]
+    cy = cols[1, qs]
+    cz = cols[2, qs]
+    r = cols[3, qs]
+    us = uid[s]
+    m = stencil_runs(cx, cy, cz, cell_start, lower, inv_h, dims, periodic, min(r + reach, cutoff), runs)
+    count = 0
+    for t in range(m):
+        for q in range(runs[2 * t], runs[2 * t + 1]):
+            dx = cols[0, q] - cx
+            dy = cols[1, q] - cy
+            dz = cols[2, q] - cz
+            rr = r + cols[3, q]
+            if dx * dx + dy * dy + dz * dz > rr * rr:
                 continue
-            cx = cols[0, qs]
-            cy = cols[1, qs]
-            cz = cols[2, qs]
-            r = cols[3, qs]
-            us = uid[s]
-            m = stencil_runs(cx, cy, cz, cell_start, lower, inv_h, dims, periodic, min(r + reach, cutoff), runs)
-            fx = 0.0
-            fy = 0.0
-            fz = 0.0
-            for t in range(m):
-                for q in range(runs[2 * t], runs[2 * t + 1]):
-                    dx = cols[0, q] - cx
-                    dy = cols[1, q] - cy
-                    dz = cols[2, q] - cz
-                    rr = r + cols[3, q]
-                    if dx * dx + dy * dy + dz * dz > rr * rr:
-                        continue
-                    j = order[q]
-                    if not is_cyl[types[j]] or mother[j] == us:
-                        continue
-                    gx, gy, gz, _ = cylinder_from_sphere(distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
-                                                         distal[j, 2] - axis[j, 2], axis[j, 0], axis[j, 1],
-                                                         axis[j, 2], diam[j], cx, cy, cz, r, seed, uid[j], us, step)
-                    fx -= gx
-                    fy -= gy
-                    fz -= gz
-            force[s, 0] += fx
-            force[s, 1] += fy
-            force[s, 2] += fz
+            j = order[q]
+            if not is_cyl[types[j]] or mother[j] == us:
+                continue  # a sphere, or one of its own first elements
+            gx, gy, gz, share = cylinder_from_sphere(distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
+                                                     distal[j, 2] - axis[j, 2], axis[j, 0], axis[j, 1], axis[j, 2],
+                                                     diam[j], cx, cy, cz, r, seed, uid[j], us, step)
+            if gx == 0.0 and gy == 0.0 and gz == 0.0:
+                continue
+            if fill:
+                pairs[w + count] = j
+                forces[w + count, 0] = gx
+                forces[w + count, 1] = gy
+                forces[w + count, 2] = gz
+                forces[w + count, 3] = share
+            count += 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h,
+                 dims, periodic, cutoff, reach, seed, step, offsets, fill, pairs, forces):
+    """Sphere-cylinder contacts, found from each sphere (sorted indices
+    ``spheres``, in the grid's order) within its radius plus ``reach``:
+    with ``fill`` false the count per sphere into ``offsets[1:]``; with
+    ``fill`` true (``offsets`` the prefix sums) each pair's cylinder row and
+    the force on it from the sphere (fx, fy, fz, proximal share)."""
+    nchunks = (spheres.size + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+        for k in range(c * _CHUNK, min(spheres.size, (c + 1) * _CHUNK)):
+            w = offsets[k] if fill else 0
+            m = _sphere_walk(spheres[k], cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order,
+                             lower, inv_h, dims, periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w)
+            if not fill:
+                offsets[k + 1] = m
+
+
+@njit(cache=True)
+def add_sphere_pairs(pairs, forces, by_cylinder, own, prox):
+    """Adds each pair's force on its cylinder (``by_cylinder``: the pairs
+    ordered by cylinder, then by sphere) to ``own`` (the distal share) and
+    ``prox`` (the proximal share), in that order (one thread)."""
+    for k in range(by_cylinder.size):
+        p = by_cylinder[k]
+        j = pairs[p]
+        share = forces[p, 3]
+        keep = 1.0 - share
+        for c in range(3):
+            own[j, c] += forces[p, c] * keep
+            prox[j, c] += forces[p, c] * share
+
+
+@njit(cache=True)
+def sphere_pushes(spheres, order, offsets, forces, force):
+    """Adds to each sphere's ``force`` the opposite of its pairs' forces (the
+    cylinders push it away), in pair order."""
+    for k in range(spheres.size):
+        s = order[spheres[k]]
+        for p in range(offsets[k], offsets[k + 1]):
+            force[s, 0] -= forces[p, 0]
+            force[s, 1] -= forces[p, 1]
+            force[s, 2] -= forces[p, 2]
 
 
 @njit(cache=True, inline="always")
@@ -451,3 +496,75 @@ def hide_cylinders(cols, order, types, is_cyl, n):
             cols[0, q] = far
             cols[1, q] = far
             cols[2, q] = far
+
+
+@njit(cache=True, parallel=True)
+def tip_directions(rows, axis, uid, grad, seed, step, stream, persistence, randomness, weight, out):
+    """Growth directions of the tips ``rows``: persistence x axis +
+    randomness x U(-1, 1)^3 (draws 0-2 of the tip's uid, step and
+    ``stream``) + weight x the unit vector of ``grad[k]`` (when ``grad``
+    has a row per tip)."""
+    graded = grad.shape[0] == rows.size
+    for k in prange(rows.size):
+        i = rows[k]
+        u = uid[i]
+        for c in range(3):
+            out[k, c] = persistence * axis[i, c]
+            if randomness != 0.0:
+                out[k, c] += randomness * (2.0 * uniform(seed, u, step, stream, c) - 1.0)
+        if graded and weight != 0.0:
+            g = math.sqrt(grad[k, 0] ** 2 + grad[k, 1] ** 2 + grad[k, 2] ** 2)
+            if g > 0.0:
+                for c in range(3):
+                    out[k, c] += weight * grad[k, c] / g
+
+
+@njit(cache=True, parallel=True)
+def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis, attach, mother, row_of, length,
+              resting, tension, rate, floor):
+    """ElongateTerminalEnd for each row ``rows[k]`` (terminal elements):
+    when ``direction[k]`` (any length, not 0) points forward (a positive dot
+    product with the axis) the distal end moves by ``distance[k]`` µm along
+    it, and the axis, length, midpoint follow with T = 0 (R = L).  Then the
+    diameter changes by ``rate`` µm (kept at ``floor`` or above when
+    ``rate`` < 0)."""
+    for k in prange(rows.size):
+        i = rows[k]
+        dx = direction[k, 0]
+        dy = direction[k, 1]
+        dz = direction[k, 2]
+        norm = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if norm > 0.0 and dx * axis[i, 0] + dy * axis[i, 1] + dz * axis[i, 2] > 0.0:
+            s = distance[k] / norm
+            distal[i, 0] += dx * s
+            distal[i, 1] += dy * s
+            distal[i, 2] += dz * s
+            qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
+            ax = distal[i, 0] - qx
+            ay = distal[i, 1] - qy
+            az = distal[i, 2] - qz
+            axis[i, 0] = ax
+            axis[i, 1] = ay
+            axis[i, 2] = az
+            L = math.sqrt(ax * ax + ay * ay + az * az)
+            length[i] = L
+            resting[i] = L
+            tension[i] = 0.0
+            pos[i, 0] = distal[i, 0] - 0.5 * ax
+            pos[i, 1] = distal[i, 1] - 0.5 * ay
+            pos[i, 2] = distal[i, 2] - 0.5 * az
+        if rate != 0.0:
+            d = diam[i] + rate
+            diam[i] = max(d, floor) if rate < 0.0 else d
+
+
+@njit(cache=True)
+def terminal_rows(types, code, left, n, out):
+    """Rows of type ``code`` without a left daughter into ``out``; returns
+    their number (increasing rows)."""
+    m = 0
+    for i in range(n):
+        if types[i] == code and left[i] < 0:
+            out[m] = i
+            m += 1
+    return m
