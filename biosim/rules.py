@@ -13,6 +13,12 @@ Inside a rule, ``a.<column>`` reads or writes this agent's value of a column
 declared in ``reads`` or ``writes`` (``a.position`` is a 3-vector: use
 ``a.position[0]``...); ``a.uid`` is its uid; ``a.divide()`` queues its
 division (50/50, random axis, as GrowthDivision) and ``a.die()`` its death.
+On a neurite element (:mod:`biosim.neurites`), ``a.elongate(distance, dx,
+dy, dz)``, ``a.retract(distance)``, ``a.bifurcate()`` and ``a.branch()``
+request those tree operations (distances in µm; the last call of a pass
+wins); they are applied after the pass, in uid order, as
+``sim.neurites.elongate``... (``bifurcate`` and ``branch`` in random
+directions, BioDynaMo's defaults).
 ``ctx.dt``, ``ctx.step`` and ``ctx.time`` give the rule's interval (min),
 the step and the time (min); ``ctx.uniform(k)`` and ``ctx.normal(k)`` draw
 the k-th counter-based random number of this agent, step and rule.
@@ -60,6 +66,12 @@ class RuleError(ValueError):
     pass
 
 
+# methods of a neurite element in a rule: name -> (request code, number of arguments)
+NEURITE_METHODS = {"elongate": (1, 4), "retract": (2, 1), "bifurcate": (3, 0), "branch": (4, 0)}
+NEURITE_ARGS = {"elongate": ("distance µm", "dx", "dy", "dz"), "retract": ("distance µm",), "bifurcate": (),
+                "branch": ()}
+
+
 class _Rewrite(ast.NodeTransformer):
     """``a.col`` -> ``_c_col[_i]``, ``ctx.dt`` -> ``_dt``, draws, divide/die."""
 
@@ -72,6 +84,7 @@ class _Rewrite(ast.NodeTransformer):
         self.substances = []    # substance names used, in order of first use
         self.nb = None          # name of the neighbour loop variable, inside such a loop
         self.radius = None      # largest neighbour radius used (µm)
+        self.neurite = False    # uses a neurite method (a.elongate(...) ...)
 
     def _fail(self, node, msg):
         raise RuleError(f"agent rule {self.rule!r}, line {getattr(node, 'lineno', '?')}: {msg}")
@@ -199,6 +212,9 @@ class _Rewrite(ast.NodeTransformer):
             return ast.copy_location(ast.AugAssign(target=target, op=ast.Add(), value=ast.BinOp(
                 left=rate, op=ast.Mult(), right=ast.Name("_dt", ast.Load()))), node)
         if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and self._is(call.func.value, self.agent) and call.func.attr in NEURITE_METHODS):
+            return self._neurite_request(node, call)
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
                 and self._is(call.func.value, self.agent) and call.func.attr in ("divide", "die")):
             if call.args or call.keywords:
                 self._fail(node, f"{self.agent}.{call.func.attr}() takes no arguments")
@@ -208,6 +224,28 @@ class _Rewrite(ast.NodeTransformer):
                                        ctx=ast.Store())],
                 value=ast.Constant(True)), node)
         return self.generic_visit(node)
+
+    def _neurite_request(self, node, call):
+        """``a.elongate(distance, dx, dy, dz)``, ``a.retract(distance)``,
+        ``a.bifurcate()``, ``a.branch()``: the request's code and arguments
+        written into this agent's row of the request columns (applied after
+        the pass, in uid order: see AgentRule.run)."""
+        name = call.func.attr
+        code, nargs = NEURITE_METHODS[name]
+        if len(call.args) != nargs or call.keywords:
+            self._fail(node, f"{self.agent}.{name}() takes {nargs} positional arguments "
+                             f"({', '.join(NEURITE_ARGS[name]) or 'none'}), got {ast.unparse(call)}")
+        self.used.update(("neurite_request", "neurite_arg"))
+        self.neurite = True
+        i = ast.Name("_i", ast.Load())
+        stmts = [ast.Assign(targets=[ast.Subscript(value=ast.Name("_c_neurite_request", ast.Load()), slice=i,
+                                                   ctx=ast.Store())], value=ast.Constant(code))]
+        for k, arg in enumerate(call.args):
+            stmts.append(ast.Assign(targets=[ast.Subscript(
+                value=ast.Name("_c_neurite_arg", ast.Load()),
+                slice=ast.Tuple(elts=[i, ast.Constant(k)], ctx=ast.Load()), ctx=ast.Store())],
+                value=self.visit(arg)))
+        return [ast.copy_location(st, node) for st in stmts]
 
     def visit_Call(self, node):
         f = node.func
@@ -226,7 +264,8 @@ class _Rewrite(ast.NodeTransformer):
         if isinstance(f, ast.Attribute) and self._is(f.value, self.ctx) and f.attr == "secrete":
             self._fail(node, f"{self.ctx}.secrete(name, rate) is a statement of its own")
         if isinstance(f, ast.Attribute) and self._is(f.value, self.agent):
-            self._fail(node, f"{self.agent}.{f.attr}() is not available (only divide() and die())")
+            self._fail(node, f"{self.agent}.{f.attr}() is not available (divide(), die(), and on neurite elements "
+                             f"{', '.join(f'{m}()' for m in NEURITE_METHODS)}) or is not a statement of its own")
         return self.generic_visit(node)
 
     def visit_Attribute(self, node):
@@ -339,6 +378,7 @@ class RuleDefinition:
         rw = _Rewrite(self.name, agent, ctx, set(self.reads), set(self.writes), self.fn.__globals__)
         body = _visit_block(rw, fdef.body)
         self._used = sorted(rw.used | set(self.writes))
+        self.neurite = rw.neurite
         self._nb_used = sorted(rw.nb_used)
         self.radius = rw.radius
         self.substances = tuple(rw.substances)
@@ -400,6 +440,13 @@ class AgentRule(Behaviour):
         for col, spec in d.columns.items():
             dtype, default, *inherit = spec if isinstance(spec, tuple) else (spec, 0)
             sim.agents.add_column(col, dtype, default, (), *inherit)
+        if d.neurite:
+            if sim.neurites is None or population.code not in sim.neurites.types:
+                raise ValueError(f"agent rule {d.name!r} calls neurite methods (elongate, retract, bifurcate, "
+                                 f"branch): population {population.name!r} is not a neurite population (make one "
+                                 f"with sim.add_neurites)")
+            sim.agents.add_column("neurite_request", np.int8, 0, (), "default")
+            sim.agents.add_column("neurite_arg", np.float64, 0.0, (4,), "default")
         self._subs = [sim.substance(name, who=f"agent rule {d.name!r}") for name in d.substances]
         for col in sorted(set(d._used) | set(d._nb_used)):
             if col not in sim.agents:
@@ -471,6 +518,8 @@ class AgentRule(Behaviour):
         dividing = B.nonzero(divide, n)  # the kernel cleared the flag of dying agents
         if len(dividing):
             divide_rows(sim, dividing, self.stream ^ 0x5EED)
+        if self.definition.neurite:
+            sim.neurites.apply_requests(self.stream)
 
     def _run_cpu(self, call):
         d = self.definition

@@ -492,3 +492,48 @@ def test_bad_input_names_the_value():
     s = periodic.add_agents("soma", [[50, 50, 50]])
     with pytest.raises(ValueError, match="boundary='periodic'"):
         periodic.add_neurites(s, (0, 0, 1))
+
+
+@bs.agent_rule(reads=("length",))
+def grow_up(a, ctx):
+    a.elongate(0.1, 0.0, 0.0, 1.0)  # BioDynaMo's ElongateTerminalEnd(10, {0, 0, 1}) per step
+
+
+@bs.agent_rule(reads=("length",))
+def shrink(a, ctx):
+    a.retract(0.1)
+
+
+@bs.agent_rule(reads=("length", "branch_order"))
+def fork_once(a, ctx):
+    if a.length > 3.0 and a.branch_order == 0:
+        a.bifurcate()
+
+
+def test_agent_rules_call_neurite_methods():
+    sim = neuron(mechanics=None)
+    dend = sim.populations["neurites"]
+    e = tip(sim)
+    dend.behaviours += [grow_up]
+    sim.run(200)  # the engine splits elements longer than 15 µm after the behaviours of each step
+    np.testing.assert_allclose(col(sim, "distal", e), [0, 0, 31], atol=TOL)
+    assert col(sim, "length", col(sim, "mother", e)) == pytest.approx(13.5) and len(sim.agents) == 3
+    dend.behaviours.clear()
+    dend.behaviours += [shrink]
+    sim.run(140)
+    np.testing.assert_allclose(col(sim, "distal", e), [0, 0, 17], atol=TOL)
+    assert len(sim.agents) == 2
+    sim.run(70)
+    assert len(sim.agents) == 1
+    other = neuron(mechanics=None)
+    other.populations["neurites"].behaviours += [grow_up, fork_once]
+    other.run(40)
+    t = other.agents
+    rows = other.neurites.rows()
+    assert rows.size == 3 and (t["branch_order"][rows] == 1).sum() == 2
+    with pytest.raises(ValueError, match="not a neurite population"):
+        other.populations["soma"].behaviours.append(grow_up)
+    with pytest.raises(bs.rules.RuleError if hasattr(bs, "rules") else ValueError, match="takes 4 positional"):
+        @bs.agent_rule()
+        def bad(a, ctx):
+            a.elongate(1.0)
