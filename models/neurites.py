@@ -30,10 +30,13 @@ def _check_population(sim, population, who):
                          f"population (make one with sim.add_neurites)")
 
 
-def _chance(sim, uids, stream, k, rate, dt):
-    """Which uids fire an event of ``rate`` per min over ``dt`` min
-    (probability rate x dt, at most 1)."""
-    return rng.uniform(sim.seed, uids, sim.step, stream, k) < min(rate * dt, 1.0)
+def _firing(sim, rows, stream, rate, dt):
+    """The rows that fire an event of ``rate`` per min over ``dt`` min
+    (probability rate x dt, at most 1; draw 0 of each uid), in uid order."""
+    t = sim.agents
+    if rows.size:
+        rows = rows[rng.uniform(sim.seed, t.uid[rows], sim.step, stream, 0) < min(rate * dt, 1.0)]
+    return rows[np.argsort(t.uid[rows], kind="stable")]
 
 
 class _NeuriteBehaviour(Behaviour):
@@ -165,13 +168,10 @@ class NeuriteBifurcation(_NeuriteBehaviour):
     def run(self, sim, population, dt):
         t = sim.agents
         rows = _neurite_rows(sim, population)
-        rows = rows[(t.diameter[rows] > self.min_diameter) & (t["length"][rows] > self.min_length)]
+        rows = _firing(sim, rows[(t.diameter[rows] > self.min_diameter) & (t["length"][rows] > self.min_length)],
+                       self.stream, self.rate, dt)
         if rows.size == 0:
             return
-        rows = rows[_chance(sim, t.uid[rows], self.stream, 0, self.rate, dt)]
-        if rows.size == 0:
-            return
-        rows = rows[np.argsort(t.uid[rows], kind="stable")]
         N = sim.neurites
         ul, ur = N.random_pair(rows, rng.uniform(sim.seed, t.uid[rows], sim.step, self.stream, 1))
         m = rows.size
@@ -215,13 +215,9 @@ class NeuriteBranching(_NeuriteBehaviour):
         keep = t.diameter[rows] > self.min_diameter
         if self.max_branch_order is not None:
             keep &= t["branch_order"][rows] < self.max_branch_order
-        rows = rows[keep]
+        rows = _firing(sim, rows[keep], self.stream, self.rate, dt)
         if rows.size == 0:
             return
-        rows = rows[_chance(sim, t.uid[rows], self.stream, 0, self.rate, dt)]
-        if rows.size == 0:
-            return
-        rows = rows[np.argsort(t.uid[rows], kind="stable")]
         from biosim.neurites import _perpendiculars
 
         a = t["axis"][rows]

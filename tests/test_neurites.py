@@ -141,16 +141,23 @@ def test_branch_splits_the_element_and_grows_a_right_daughter_from_its_middle():
     assert len(sim.agents) == 5
 
 
-def test_right_daughter_retraction():
+def branched_and_grown(tip_direction, lengths, retracted, steps):
+    """BioDynaMo's daughter-retraction set-up: after the branch, 100 steps of
+    growth of the tip and the branch (checked against ``lengths``), then
+    ``steps`` retractions of ``retracted`` ("tip" or "branch")."""
     sim, e, b = branched()
     for _ in range(100):
-        grow(sim, e, 1, (0, -0.5, 1))
+        grow(sim, e, 1, tip_direction)
         grow(sim, b, 1, (0, 1, 0.5))
-    assert col(sim, "length", e) == pytest.approx(11.6792669065954, abs=1e-9)
-    assert col(sim, "length", b) == pytest.approx(10.9036023322569, abs=1e-9)
-    for _ in range(40):
-        sim.neurites.retract(b, 0.1)
+    assert [col(sim, "length", e), col(sim, "length", b)] == pytest.approx(lengths, abs=1e-9)
+    for _ in range(steps):
+        sim.neurites.retract(e if retracted == "tip" else b, 0.1)
         sim.neurites.discretize()
+    return sim, e, b
+
+
+def test_right_daughter_retraction():
+    sim, e, b = branched_and_grown((0, -0.5, 1), [11.6792669065954, 10.9036023322569], "branch", 40)
     assert col(sim, "length", e) == pytest.approx(11.6792669065954, abs=1e-9)
     assert col(sim, "length", b) == pytest.approx(6.90360233225694, abs=1e-9)
     np.testing.assert_allclose(col(sim, "distal", b), [0, 17.9175034106028, 25.4028272980485], atol=1e-9)
@@ -168,15 +175,7 @@ def test_right_daughter_retraction():
 
 
 def test_left_daughter_retraction():
-    sim, e, b = branched()
-    for _ in range(100):
-        grow(sim, e, 1, (-0.5, 0.5, 1))
-        grow(sim, b, 1, (0, 1, 0.5))
-    assert col(sim, "length", e) == pytest.approx(13.2486948956586, abs=1e-9)
-    assert col(sim, "length", b) == pytest.approx(10.903602332257, abs=1e-9)
-    for _ in range(10):
-        sim.neurites.retract(e, 0.1)
-        sim.neurites.discretize()
+    sim, e, b = branched_and_grown((-0.5, 0.5, 1), [13.2486948956586, 10.903602332257], "tip", 10)
     assert col(sim, "length", e) == pytest.approx(12.2486948956586, abs=1e-9)
     np.testing.assert_allclose(col(sim, "distal", b), [0, 21.5655718588001, 27.0434359038005], atol=1e-9)
     np.testing.assert_allclose(col(sim, "axis", b), [0, 9.9442719099992, 4.4721359549996], atol=1e-9)

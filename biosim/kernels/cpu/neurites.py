@@ -446,6 +446,25 @@ def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, prox,
         force[m, 2] += gz
 
 
+@njit(cache=True, inline="always")
+def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length):
+    """Row i's axis from its proximal end to its distal point, its length
+    (returned) and its midpoint."""
+    qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
+    ax = distal[i, 0] - qx
+    ay = distal[i, 1] - qy
+    az = distal[i, 2] - qz
+    axis[i, 0] = ax
+    axis[i, 1] = ay
+    axis[i, 2] = az
+    L = math.sqrt(ax * ax + ay * ay + az * az)
+    length[i] = L
+    pos[i, 0] = distal[i, 0] - 0.5 * ax
+    pos[i, 1] = distal[i, 1] - 0.5 * ay
+    pos[i, 2] = distal[i, 2] - 0.5 * az
+    return L
+
+
 @njit(cache=True, parallel=True)
 def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, axis, length, resting, spring, tension):
     """UpdateDependentPhysicalVariables for each neurite row: the axis from
@@ -453,20 +472,9 @@ def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, ax
     T = k (L - R) / R (0 within 1e-13 µm of rest) and the midpoint."""
     for k in prange(rows.size):
         i = rows[k]
-        qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
-        ax = distal[i, 0] - qx
-        ay = distal[i, 1] - qy
-        az = distal[i, 2] - qz
-        axis[i, 0] = ax
-        axis[i, 1] = ay
-        axis[i, 2] = az
-        L = math.sqrt(ax * ax + ay * ay + az * az)
-        length[i] = L
+        L = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length)
         R = resting[i]
         tension[i] = spring[i] * (L - R) / R if abs(L - R) > 1e-13 else 0.0
-        pos[i, 0] = distal[i, 0] - 0.5 * ax
-        pos[i, 1] = distal[i, 1] - 0.5 * ay
-        pos[i, 2] = distal[i, 2] - 0.5 * az
 
 
 @njit(cache=True, parallel=True)
@@ -539,20 +547,8 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis,
             distal[i, 0] += dx * s
             distal[i, 1] += dy * s
             distal[i, 2] += dz * s
-            qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
-            ax = distal[i, 0] - qx
-            ay = distal[i, 1] - qy
-            az = distal[i, 2] - qz
-            axis[i, 0] = ax
-            axis[i, 1] = ay
-            axis[i, 2] = az
-            L = math.sqrt(ax * ax + ay * ay + az * az)
-            length[i] = L
-            resting[i] = L
+            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length)
             tension[i] = 0.0
-            pos[i, 0] = distal[i, 0] - 0.5 * ax
-            pos[i, 1] = distal[i, 1] - 0.5 * ay
-            pos[i, 2] = distal[i, 2] - 0.5 * az
         if rate != 0.0:
             d = diam[i] + rate
             diam[i] = max(d, floor) if rate < 0.0 else d
