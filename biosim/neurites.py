@@ -90,15 +90,27 @@ class NeuriteMechanics:
     max_length : float, default 15.0
         µm: a terminal element longer than this splits in two (the new
         proximal element takes 90% of it), after the behaviours of each step.
+    springs : {"implicit", "explicit"}, default "implicit"
+        How the springs at a point mass enter its move.  "explicit" is
+        BioDynaMo's move = force x dt / damping, which overshoots and
+        oscillates (kinks) once an element's k dt / (R damping) exceeds 2:
+        BioDynaMo's 2 µm elements in its demos, k = 10, at its step.
+        "implicit" solves (I + dt/damping K) move = force x dt / damping
+        with K the stiffness of the springs at the point (its own and its
+        pulling daughters', (k / R) along each axis): the same force
+        balance, relaxed without overshoot for any step.
     """
 
+    SPRINGS = ("implicit", "explicit")
+
     def __init__(self, damping=0.6, max_displacement=3.0, neurite_scale=0.01, soma_feels_tension=False,
-                 max_length=15.0):
+                 max_length=15.0, springs="implicit"):
         self.damping = V.positive("damping", damping)
         self.max_displacement = V.positive("max_displacement", max_displacement, allow_inf=True)
         self.neurite_scale = V.positive("neurite_scale", neurite_scale, allow_zero=True)
         self.soma_feels_tension = V.boolean("soma_feels_tension", soma_feels_tension)
         self.max_length = V.positive("max_length", max_length)
+        self.springs = V.choice("springs", springs, self.SPRINGS)
 
     def parameters(self):
         return dict(vars(self))
@@ -239,13 +251,20 @@ class Neurites:
         return self._rows_cache
 
     def row_of(self):
-        """uid -> row for the live agents (current rows)."""
+        """uid -> row for the live agents (current rows).  After appends only
+        (the same rows, more of them) only the new rows are mapped."""
         key = self._key()
-        if getattr(self, "_map_key", None) != key:
+        old = getattr(self, "_map_key", None)
+        if old != key:
             t = self.sim.agents
             if self._row_of.size < t.next_uid:
-                self._row_of = np.zeros(max(t.next_uid, 2 * self._row_of.size), np.int64)
-            NK.row_map(t.uid, len(t), self._row_of)
+                grown = np.zeros(max(t.next_uid, 2 * self._row_of.size), np.int64)
+                grown[: self._row_of.size] = self._row_of
+                self._row_of = grown
+            n = len(t)
+            appended = old is not None and old[2:] == key[2:] and old[0] <= n
+            start = old[0] if appended else 0
+            NK.row_map(t.uid[start:], n - start, self._row_of, start)
             self._map_key = key
         return self._row_of
 
@@ -744,9 +763,10 @@ class Neurites:
         pairs, pair_forces = np.empty(offsets[-1], np.int64), np.empty((offsets[-1], 4))
         NK.sphere_pairs(*args, True, pairs, pair_forces)
         NK.add_sphere_pairs(pairs, pair_forces, np.argsort(pairs, kind="stable"), disp, prox)
-        NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["daughter_left"],
-                         t["daughter_right"], row_of, disp, prox, touched, mech.neurite_scale,
-                         sim.dt / mech.damping, mech.max_displacement, disp)
+        NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["spring_constant"],
+                         t["resting_length"], t["daughter_left"], t["daughter_right"], row_of, disp, prox, touched,
+                         mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement, mech.springs == "implicit",
+                         disp)
         self._disp, self._prox = disp, prox
         self._pushes = (spheres, offsets, pair_forces)
 

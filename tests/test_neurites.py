@@ -536,3 +536,29 @@ def test_agent_rules_call_neurite_methods():
         @bs.agent_rule()
         def bad(a, ctx):
             a.elongate(1.0)
+
+
+@pytest.mark.parametrize("springs", ["implicit", "explicit"])
+def test_a_stretched_element_relaxes_without_overshoot_unless_explicit(springs):
+    """k = 10, R = 2 µm, 10% stretch: BioDynaMo's explicit move (force x
+    dt / damping = 1 µm) overshoots the rest length to L = 1.2 µm; the
+    implicit one moves by F / (1 + k/R) and approaches R from above, like
+    the exact relaxation R + 0.2 exp(-t k / (R damping))."""
+    sim = neuron(mechanics=None)
+    sim.neurites.mechanics = bs.NeuriteMechanics(springs=springs)
+    e = tip(sim)
+    sim.neurites.elongate(e, 1.0, (0, 0, 1))  # L = R = 2
+    r = sim.neurites.row_of()[e]
+    sim.agents["resting_length"][r] = 2.0 / 1.1  # stretched by 10%
+    sim.agents["tension"][r] = 10 * (2.0 - 2.0 / 1.1) / (2.0 / 1.1)
+    R = 2.0 / 1.1
+    lengths = []
+    for _ in range(5):
+        sim.run(1)
+        lengths.append(col(sim, "length", e))
+    if springs == "explicit":
+        assert lengths[0] == pytest.approx(2.0 - 1.0, abs=1e-9)  # moved by T = 1 µm: past R
+    else:
+        s = 10 / R  # k dt / (R damping), dt = damping = 0.6 min
+        assert lengths[0] == pytest.approx(2.0 - 1.0 / (1 + s), abs=1e-9)
+        assert all(R < b <= a for a, b in zip([2.0] + lengths, lengths))  # until below the adherence

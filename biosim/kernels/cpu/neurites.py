@@ -145,10 +145,11 @@ def cylinder_from_cylinder(ax, ay, az, bx, by, bz, d1, cx, cy, cz, dx, dy, dz, d
 
 
 @njit(cache=True, parallel=True)
-def row_map(uid, n, row_of):
-    """row_of[uid[i]] = i for the n live rows."""
+def row_map(uid, n, row_of, start):
+    """row_of[uid[i]] = start + i for the n rows ``uid`` (those from row
+    ``start`` on)."""
     for i in prange(n):
-        row_of[uid[i]] = i
+        row_of[uid[i]] = start + i
 
 
 @njit(cache=True, inline="always")
@@ -384,36 +385,52 @@ def _pull(j, tension, length, axis, prox):
     return f * axis[j, 0] + prox[j, 0], f * axis[j, 1] + prox[j, 1], f * axis[j, 2] + prox[j, 2]
 
 
+@njit(cache=True, inline="always")
+def _stiffen(j, stiff, resting, length, axis, K):
+    """Adds row j's spring stiffness along its axis, (k / R) u u^T, to the
+    3 x 3 ``K`` (a flat 9)."""
+    w = stiff[j] / resting[j] / (length[j] * length[j])
+    for a in range(3):
+        for b in range(3):
+            K[3 * a + b] += w * axis[j, a] * axis[j, b]
+
+
 @njit(cache=True, parallel=True)
-def displacements(rows, tension, length, axis, adherence, left, right, row_of, own, prox, touched, scale, mobility,
-                  max_move, disp):
-    """The move of each neurite row's distal point mass (phase 2): its own
-    spring, -T/L x axis, plus what its daughters pass on (scaled by
-    ``scale`` when a cylinder touches it, BioDynaMo's h/m), plus the kept
-    share of its contact forces; none below the ``adherence`` force, else
-    force x ``mobility`` (dt / damping) capped at ``max_move`` µm."""
+def displacements(rows, tension, length, axis, adherence, stiff, resting, left, right, row_of, own, prox, touched,
+                  scale, mobility, max_move, implicit, disp):
+    """The move of each neurite row's distal point mass (phase 2) under the
+    force F = its own spring, -T/L x axis, plus what its daughters pass on
+    (both scaled by ``scale`` when a cylinder touches it, BioDynaMo's h/m),
+    plus the kept share of its contact forces: none when |F| is below the
+    ``adherence``, else the move d capped at ``max_move`` µm, with
+    d = mobility x F (BioDynaMo's explicit move) or, with ``implicit``,
+    (I + mobility K) d = mobility x F, K the stiffness of the springs at the
+    point (its own, and its daughters' that pull: (k / R) u u^T each), so
+    stiff springs relax without overshoot whatever the step.  ``own`` may
+    be ``disp`` (each row reads only its own entry)."""
     for k in prange(rows.size):
         i = rows[k]
+        K = np.zeros(9)
         f = -tension[i] / length[i]
         fx = f * axis[i, 0]
         fy = f * axis[i, 1]
         fz = f * axis[i, 2]
-        j = _row(left[i], row_of)
-        if j >= 0:
-            gx, gy, gz = _pull(j, tension, length, axis, prox)
-            fx += gx
-            fy += gy
-            fz += gz
-        j = _row(right[i], row_of)
-        if j >= 0:
-            gx, gy, gz = _pull(j, tension, length, axis, prox)
-            fx += gx
-            fy += gy
-            fz += gz
+        if implicit:
+            _stiffen(i, stiff, resting, length, axis, K)
+        for j in (_row(left[i], row_of), _row(right[i], row_of)):
+            if j >= 0:
+                gx, gy, gz = _pull(j, tension, length, axis, prox)
+                fx += gx
+                fy += gy
+                fz += gz
+                if implicit and tension[j] > 0.0:
+                    _stiffen(j, stiff, resting, length, axis, K)
+        w = mobility
         if touched[i]:
             fx *= scale
             fy *= scale
             fz *= scale
+            w *= scale
         fx += own[i, 0]
         fy += own[i, 1]
         fz += own[i, 2]
@@ -423,11 +440,32 @@ def displacements(rows, tension, length, axis, adherence, left, right, row_of, o
             disp[i, 1] = 0.0
             disp[i, 2] = 0.0
             continue
-        move = norm * mobility
-        c = mobility if move <= max_move else max_move / norm
-        disp[i, 0] = fx * c
-        disp[i, 1] = fy * c
-        disp[i, 2] = fz * c
+        dx = fx * mobility
+        dy = fy * mobility
+        dz = fz * mobility
+        if implicit:  # solve (I + w K) d = mobility F, a symmetric positive definite 3 x 3
+            a00 = 1.0 + w * K[0]
+            a01 = w * K[1]
+            a02 = w * K[2]
+            a11 = 1.0 + w * K[4]
+            a12 = w * K[5]
+            a22 = 1.0 + w * K[8]
+            c00 = a11 * a22 - a12 * a12
+            c01 = a02 * a12 - a01 * a22
+            c02 = a01 * a12 - a02 * a11
+            c11 = a00 * a22 - a02 * a02
+            c12 = a01 * a02 - a00 * a12
+            c22 = a00 * a11 - a01 * a01
+            det = a00 * c00 + a01 * c01 + a02 * c02
+            ex = (c00 * dx + c01 * dy + c02 * dz) / det
+            ey = (c01 * dx + c11 * dy + c12 * dz) / det
+            ez = (c02 * dx + c12 * dy + c22 * dz) / det
+            dx, dy, dz = ex, ey, ez
+        move = math.sqrt(dx * dx + dy * dy + dz * dz)
+        c = 1.0 if move <= max_move else max_move / move
+        disp[i, 0] = dx * c
+        disp[i, 1] = dy * c
+        disp[i, 2] = dz * c
 
 
 @njit(cache=True)
