@@ -14,7 +14,8 @@ NEURON_SPACING = 60.0  # µm between somata on a cubic lattice
 def make_neurons(n, seed=1):
     """About ``n`` neurite elements: somata (diameter 10 µm) on a cubic
     lattice 60 µm apart, each with four neurites grown to 12 elements of up
-    to 2 µm (BioDynaMo's neurite_max_length in its demos); each step the
+    to 2 µm (BioDynaMo's neurite_max_length in its demos), the tips of random
+    length (so they do not all split at once); each step the
     terminal elements elongate at 0.5 µm/min (persistence 5, randomness 0.5,
     as BioDynaMo's basal dendrites), bifurcate at 0.002/min and branch at
     0.002/min, with BioDynaMo's neurite mechanics and soma forces."""
@@ -32,10 +33,12 @@ def make_neurons(n, seed=1):
                             mechanics=bs.NeuriteMechanics(max_length=2.0))
     N = sim.neurites
     t = sim.agents
-    for _ in range(ELEMENTS_PER_NEURON // 4 - 1):  # grow every tip by one element
+    rng = np.random.default_rng(seed)
+    for k in range(ELEMENTS_PER_NEURON // 4):  # grow every tip by one element, the last by a random length
         rows = N.rows()
         rows = rows[t["daughter_left"][rows] < 0]
-        N._elongate_rows(rows, np.full(rows.size, 1.9), t["axis"][rows] / t["length"][rows][:, None])
+        step = rng.uniform(0.0, 1.8, rows.size) if k == ELEMENTS_PER_NEURON // 4 - 1 else np.full(rows.size, 1.9)
+        N._elongate_rows(rows, step, t["axis"][rows] / t["length"][rows][:, None])
         N.discretize()
     dend.behaviours += [models.NeuriteElongation(speed=0.5, persistence=5.0, randomness=0.5),
                         models.NeuriteBifurcation(rate=0.002), models.NeuriteBranching(rate=0.002)]
