@@ -111,8 +111,9 @@ class UniformGrid:
         with np.errstate(over="ignore"):
             dims = np.minimum(np.maximum(1.0, np.floor(length / cutoff)), limit)
         while float(np.prod(dims)) > limit:  # bound memory: bigger cells stay correct
-            # shrink every axis by the same factor, just enough (halving cost up to 8x the candidates per search)
-            dims = np.maximum(1.0, np.minimum(dims - 1.0, np.floor(dims * (limit / float(np.prod(dims))) ** (1 / 3))))
+            # (halving, not just enough: the sphere loops pay per cell, so sparse cells cost them more than the
+            # extra candidates; clustering at 2x10^5 spends 14 ms/step in the forces on 46^3 cells, 22 on 73^3)
+            dims = np.maximum(1.0, np.floor(dims / 2))
         dims = dims.astype(np.int64)
         split = self.X_SPLIT
         if split is None:
