@@ -562,3 +562,34 @@ def test_a_stretched_element_relaxes_without_overshoot_unless_explicit(springs):
         s = 10 / R  # k dt / (R damping), dt = damping = 0.6 min
         assert lengths[0] == pytest.approx(2.0 - 1.0 / (1 + s), abs=1e-9)
         assert all(R < b <= a for a, b in zip([2.0] + lengths, lengths))  # until below the adherence
+
+
+def test_the_paraview_sidecar_draws_neurites_as_lines_with_their_diameter(tmp_path):
+    vtk = pytest.importorskip("vtkmodules.vtkIOXdmf2")
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
+
+    sim = growing(steps=0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "n.h5", every=10))
+    sim.run(20)
+    run = bs.io.open_run(tmp_path / "n.h5")
+    reader = vtk.vtkXdmfReader()
+    reader.SetFileName(str(tmp_path / "n.xmf"))
+    reader.UpdateInformation()
+    times = reader.GetOutputInformation(0).Get(SDDP.TIME_STEPS())
+    np.testing.assert_allclose(times, run.times)
+    for i, t in enumerate(times):
+        reader.UpdateTimeStep(t)
+        out = reader.GetOutputDataObject(0)
+        agents, lines = out.GetBlock(0), out.GetBlock(1)
+        np.testing.assert_array_equal(vtk_to_numpy(agents.GetPoints().GetData()), run.agents(i)["position"])
+        a = run.agents(i)
+        rows = np.flatnonzero(a["type"] == run.populations.index("neurites"))
+        assert lines.GetNumberOfCells() == rows.size
+        pts = vtk_to_numpy(lines.GetPoints().GetData())
+        np.testing.assert_array_equal(pts[1::2], a["distal"][rows])
+        np.testing.assert_allclose(pts[0::2], a["distal"][rows] - a["axis"][rows], atol=1e-12)
+        np.testing.assert_array_equal(vtk_to_numpy(lines.GetPointData().GetArray("diameter"))[1::2],
+                                      a["diameter"][rows])
+        np.testing.assert_array_equal(vtk_to_numpy(lines.GetCellData().GetArray("uid")), a["uid"][rows])
+        assert lines.GetCell(0).GetNumberOfPoints() == 2

@@ -16,7 +16,8 @@ Layout (format ``biosim-run``, version 1)::
 
 Agent columns keep their dtype (float64 positions, bit-exact with the live
 run).  When a run returns, an XDMF sidecar (``run.xmf``) is written beside
-the file so ParaView can open it.  The file is written in HDF5's single-writer/multiple-reader (SWMR)
+the file so ParaView can open it (with neurites, also ``run.neurites.h5``:
+their elements as line segments, see :mod:`biosim.io.xdmf`).  The file is written in HDF5's single-writer/multiple-reader (SWMR)
 mode, which orders every metadata write so the file is consistent on disk at
 any moment: a snapshot is complete once its entry in ``/snapshots`` exists,
 and a run killed at any point (even SIGKILL) leaves every completed snapshot
@@ -33,7 +34,7 @@ import h5py
 import numpy as np
 
 from .. import _validate as V
-from .xdmf import write_sidecar
+from .xdmf import write_sidecar, write_segments
 
 FORMAT = "biosim-run"
 FORMAT_VERSION = 1
@@ -300,7 +301,12 @@ class HDF5Writer:
             snaps = f["snapshots"]
             columns = {name: (ds.dtype, int(np.prod(ds.shape[1:])), ds.shape[0])
                        for name, ds in self._columns.items()}
-            write_sidecar(self.path, snaps["step"][:], snaps["time"][:], snaps["count"][:], columns)
+            counts = snaps["count"][:]
+            segments = None
+            neurites = self._sim.neurites if self._sim is not None else None
+            if neurites is not None and neurites.types and all(c in self._columns for c in ("distal", "axis")):
+                segments = write_segments(self.path, self._columns, counts, neurites.types)
+            write_sidecar(self.path, snaps["step"][:], snaps["time"][:], counts, columns, segments)
         finally:
             self._file = None
             self._columns = {}
