@@ -435,6 +435,20 @@ def test_neurites_survive_a_checkpoint_bit_for_bit(tmp_path):
     for c in a.agents.columns:
         oa, ob = np.argsort(a.agents.uid), np.argsort(b.agents.uid)
         np.testing.assert_array_equal(a.agents[c][oa], b.agents[c][ob], err_msg=c)
+    import json
+
+    import h5py
+
+    for bad, message in (({"types": [7], "mechanics": {}}, "neurite types must be population codes"),
+                         ({"types": [1], "mechanics": {"damping": -1}}, "damping must be > 0"),
+                         ({"types": [1], "mechanics": {"evil": 1}}, "unexpected keyword"),
+                         ("x", "state.neurites must be object or null")):
+        with h5py.File(tmp_path / "c.h5", "r+") as f:
+            s = json.loads(f.attrs["state"])
+            s["neurites"] = bad
+            f.attrs["state"] = json.dumps(s)
+        with pytest.raises(bs.io.CheckpointError, match=message):
+            bs.Simulation.load_checkpoint(tmp_path / "c.h5", allow=("biosim.models",))
 
 
 def test_snapshots_hold_the_tree_and_write_swc(tmp_path):
