@@ -209,3 +209,20 @@ def _run_code(call, threads, extra_env=None, ranks=1):
     if out.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed ({call}, threads={threads}):\n{out.stderr[-3000:]}")
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+
+
+def thread_counts(threads):
+    """1 and all cores, or the thread counts given."""
+    cores = os.cpu_count() or 1
+    return sorted({1, cores}) if threads is None else list(threads)
+
+
+def scaling_runs(call, sizes, threads):
+    """For each size n and thread count t, ``biosim.bench.<call.format(n=n)>``
+    in a process of its own; yields (n, t, result, the size's first result)."""
+    for n in sizes:
+        first = None
+        for t in thread_counts(threads):
+            r = _run_code(call.format(n=n), t)
+            first = first or r
+            yield n, t, r, first

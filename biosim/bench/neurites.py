@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ._common import _measure, _run_code
+from ._common import _measure, scaling_runs
 
 ELEMENTS_PER_NEURON = 48  # after set-up: 4 neurites of 12 elements
 NEURON_SPACING = 60.0  # µm between somata on a cubic lattice
@@ -54,20 +54,14 @@ def measure_neurons(n, steps):
 def neurites_main(sizes=(1_000_000,), threads=None, steps=20):
     """Print element-updates per second for 1 and all cores, the speed-up and
     the memory per agent."""
-    cores = os.cpu_count() or 1
-    counts = sorted({1, cores}) if threads is None else list(threads)
-    print(f"biosim neurite benchmark: neurons growing and branching, steps 1..{steps}; {cores} cores")
+    print(f"biosim neurite benchmark: neurons growing and branching, steps 1..{steps}; {os.cpu_count() or 1} cores")
     results = []
-    for n in sizes:
-        first = None
-        for t in counts:
-            r = _run_code(f"measure_neurons({n}, {steps})", t)
-            results.append(r)
-            first = first or r
-            ratio = r["updates_per_s"] / first["updates_per_s"]
-            eff = f", {ratio:.2f}x of 1 thread, efficiency {ratio / t:.0%}" if r is not first else ""
-            phases = ", ".join(f"{k} {v:.0f}" for k, v in r["ms_per_step"].items() if v >= 0.5)
-            print(f"  N={n:>10,} {t:>2} thread(s): {r['updates_per_s'] / 1e6:6.2f} M agent-updates/s{eff}; "
-                  f"{1e3 * r['seconds'] / steps:.0f} ms/step ({phases}); {r['bytes_per_agent']:.0f} B/agent "
-                  f"(peak {r['peak_bytes_per_agent']:.0f}); {r['elements']:,} elements at the end")
+    for n, t, r, first in scaling_runs("measure_neurons({n}, " + str(steps) + ")", sizes, threads):
+        results.append(r)
+        ratio = r["updates_per_s"] / first["updates_per_s"]
+        eff = f", {ratio:.2f}x of 1 thread, efficiency {ratio / t:.0%}" if r is not first else ""
+        phases = ", ".join(f"{k} {v:.0f}" for k, v in r["ms_per_step"].items() if v >= 0.5)
+        print(f"  N={n:>10,} {t:>2} thread(s): {r['updates_per_s'] / 1e6:6.2f} M agent-updates/s{eff}; "
+              f"{1e3 * r['seconds'] / steps:.0f} ms/step ({phases}); {r['bytes_per_agent']:.0f} B/agent "
+              f"(peak {r['peak_bytes_per_agent']:.0f}); {r['elements']:,} elements at the end")
     return results

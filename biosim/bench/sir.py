@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ._common import _measure, _run_code
+from ._common import _measure, _run_code, scaling_runs, thread_counts
 
 # BioDynaMo's measles demo (demo/epidemiology): 2000 susceptible + 10 infected
 # agents in a periodic 100^3 box, dt = 1 h, speed 5.786 per hour, infection
@@ -79,17 +79,14 @@ def sir_main(sizes=(1_000_000, 10_000_000), threads=None, steps=50, rule=True):
     same infection written as an agent rule; against BioDynaMo's published
     2-core figure."""
     cores = os.cpu_count() or 1
-    counts = sorted({1, cores}) if threads is None else list(threads)
+    counts = thread_counts(threads)
     print(f"biosim SIR benchmark (BioDynaMo measles scaled): density {SIR_DENSITY * 1e6:.0f} per 100^3 µm³, "
           f"10 infected in 2010, radius {SIR_RADIUS:.3f} µm, steps 1..{steps}; {cores} cores")
     print(f"  BioDynaMo published, 10.05 M agents on 2 cores: {BIODYNAMO_SIR_RATE / 1e6:.2f} M agent-updates/s")
     results = []
     for n in sizes:
-        first = None
-        for t in counts:
-            r = _run_code(f"measure_sir({n}, {steps})", t)
+        for _, t, r, first in scaling_runs("measure_sir({n}, " + str(steps) + ")", [n], counts):
             results.append(r)
-            first = first or r
             phases = ", ".join(f"{k} {v:.1f}" for k, v in r["behaviour_ms_per_step"].items())
             extra = (f", {r['updates_per_s'] / first['updates_per_s']:.2f}x of 1 thread"
                      if r is not first else "")
