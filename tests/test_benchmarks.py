@@ -77,7 +77,7 @@ def test_bench_sir_tiny():
 def test_bench_neurites_tiny():
     out = run_bench("bench_neurites.py", "--agents", "3000", "--steps", "3")
     assert re.search(r"N=\s+3,000\s+1 thread\(s\):\s+[\d.]+ M agent-updates/s; \d+ ms/step \(.*\); "
-                     r"\d+ B/agent \(peak \d+\); [\d,]+ elements at the end", out)
+                     r"\d+ B/agent held at the end \(peak \d+ per starting agent\); [\d,]+ elements at the end", out)
     assert re.search(r"2 thread\(s\):\s+[\d.]+ M agent-updates/s, [\d.]+x of 1 thread, efficiency \d+%", out)
 
 

@@ -48,6 +48,8 @@ def make_neurons(n, seed=1):
 def measure_neurons(n, steps):
     sim, result = _measure(make_neurons, n, steps, warm=2000)
     result["elements"] = int(sim.neurites.rows().size)
+    # the memory held at the end over the agents at the end (bytes_per_agent divides it by the start's count)
+    result["bytes_per_agent_end"] = result["bytes_per_agent"] * n / max(result["agents_end"], 1)
     return result
 
 
@@ -62,6 +64,7 @@ def neurites_main(sizes=(1_000_000,), threads=None, steps=20):
         eff = f", {ratio:.2f}x of 1 thread, efficiency {ratio / t:.0%}" if r is not first else ""
         phases = ", ".join(f"{k} {v:.0f}" for k, v in r["ms_per_step"].items() if v >= 0.5)
         print(f"  N={n:>10,} {t:>2} thread(s): {r['updates_per_s'] / 1e6:6.2f} M agent-updates/s{eff}; "
-              f"{1e3 * r['seconds'] / steps:.0f} ms/step ({phases}); {r['bytes_per_agent']:.0f} B/agent "
-              f"(peak {r['peak_bytes_per_agent']:.0f}); {r['elements']:,} elements at the end")
+              f"{1e3 * r['seconds'] / steps:.0f} ms/step ({phases}); {r['bytes_per_agent_end']:.0f} B/agent held "
+              f"at the end (peak {r['peak_bytes_per_agent']:.0f} per starting agent); {r['elements']:,} elements "
+              f"at the end")
     return results
