@@ -969,9 +969,12 @@ class Simulation:
         3. behaviours, per population in order of creation, each in the order
            added, on steps that are multiples of their ``every``; the grid is
            rebuilt before the next neighbour query if one moved agents or
-           changed diameters;
+           changed diameters; then terminal neurite elements longer than
+           their mechanics' ``max_length`` split (:mod:`biosim.neurites`);
         4. mechanics: pair forces from neighbours, then the capped position
-           update;
+           update (with neurites: their moves are computed from the state
+           before it, the spheres move, then the neurites' point masses and
+           every element's axis, length and tension follow);
         5. boundary condition (closed: clamp; periodic: wrap; open: agents
            outside are queued for removal);
         6. substances: sources queued by behaviours in this step are applied,
