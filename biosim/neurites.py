@@ -527,9 +527,13 @@ class Neurites:
     def discretize(self):
         """Split every terminal element longer than ``mechanics.max_length``
         (BioDynaMo's RunDiscretization: the new proximal element takes 90%)."""
-        rows = self.rows()
+        if not self.types:
+            return
         t = self.sim.agents
-        rows = rows[self.terminal(rows) & (t["length"][rows] > self.mechanics.max_length)]
+        n = len(t)
+        out = np.empty(n, np.int64)
+        rows = out[:NK.long_tips(t.type, self.is_cyl(), t["daughter_left"], t["length"], n,
+                                 self.mechanics.max_length, out)]
         if rows.size:
             self._split_rows(rows[np.argsort(t.uid[rows], kind="stable")], 0.1)
 

@@ -602,3 +602,15 @@ def terminal_rows(types, code, left, n, out):
             out[m] = i
             m += 1
     return m
+
+
+@njit(cache=True)
+def long_tips(types, is_cyl, left, length, n, max_length, out):
+    """Rows of terminal neurite elements longer than ``max_length`` µm into
+    ``out``; returns their number (increasing rows; one pass)."""
+    m = 0
+    for i in range(n):
+        if left[i] < 0 and length[i] > max_length and is_cyl[types[i]]:
+            out[m] = i
+            m += 1
+    return m
