@@ -329,14 +329,28 @@ class Neurites:
         self.sim._grid_valid = False
         return uids
 
+    def _alive(self, uids):
+        """Which of ``uids`` (-1: none) name a live agent, through the uid
+        map (no sort of every uid)."""
+        t = self.sim.agents
+        u = np.asarray(uids, dtype=np.int64)
+        n = len(t)
+        ok = (u >= 0) & (u < t.next_uid)
+        if n == 0:
+            return ok & False
+        r = self.row_of()[np.where(ok, u, 0)]
+        r = np.where(ok & (r < n), r, 0)
+        return ok & (t.uid[r] == u)
+
     def _remove(self, uids):
-        """Remove agents now (a tree operation's elements)."""
+        """Remove agents now (a tree operation's elements; live, distinct uids)."""
         t = self.sim.agents
         uids = np.asarray(uids, dtype=np.int64)
         if uids.size == 0:
             return
-        keep = np.flatnonzero(~np.isin(t.uid, uids))
-        t.keep(keep)
+        keep = np.ones(len(t), dtype=bool)
+        keep[self.row_of()[uids]] = False
+        t.keep(np.flatnonzero(keep))
         t.total_deaths += uids.size
         self.sim._grid_valid = False
 
@@ -353,11 +367,10 @@ class Neurites:
         """Daughter pointers of ``rows`` to agents that are gone dropped; a
         lone daughter made the left one."""
         t = self.sim.agents
-        live = t.uid
         left = t["daughter_left"][rows]
         right = t["daughter_right"][rows]
-        lok = (left >= 0) & np.isin(left, live)
-        rok = (right >= 0) & np.isin(right, live)
+        lok = self._alive(left)
+        rok = self._alive(right)
         t["daughter_left"][rows] = np.where(lok, left, np.where(rok, right, -1))
         t["daughter_right"][rows] = np.where(lok & rok, right, -1)
 
@@ -472,6 +485,8 @@ class Neurites:
             soma = ~self.is_cyl()[t.type[mrows]].astype(bool)
             merge = ~soma & (t["daughter_right"][mrows] < 0)
             gone = t.uid[rows[~merge]]
+            # the mothers (neurites) that lose a daughter: tidied after the removal
+            losing = t.uid[mrows[~merge & ~soma]]
             merging, merged = rows[merge], mrows[merge]
             # merge: the element takes its mother's place (the mother's mother and attachment)
             grand = t["mother"][merged]
@@ -484,7 +499,9 @@ class Neurites:
             keep_uids = t.uid[merging]
             keep_s = s[merge]
             self._remove(np.concatenate([gone, t.uid[merged]]))
-            self._after_removal()  # the removed elements' mothers keep their other daughter, as the left one
+            # the removed elements had no daughters (tips, or a merged mother whose tip took its place), so
+            # only their mothers change: each keeps its other daughter, as the left one
+            self._tidy_daughters(self.row_of()[np.unique(losing)])
             uids, s = keep_uids, keep_s
         self.sim._grid_valid = False
 
@@ -689,7 +706,7 @@ class Neurites:
         back = codes == 2
         if back.any():
             self._retract_rows(row_of()[uids[back]], np.maximum(args[back, 0], 0.0))
-        live = np.isin(uids, t.uid)
+        live = self._alive(uids)
         fork = (codes == 3) & live
         if fork.any():
             r = row_of()[uids[fork]]
@@ -813,7 +830,7 @@ class Neurites:
             rows = self.rows()
             if rows.size == 0:
                 return
-            orphan = rows[~np.isin(t["mother"][rows], t.uid)]
+            orphan = rows[~self._alive(t["mother"][rows])]
             if orphan.size == 0:
                 break
             self._remove(t.uid[orphan])
