@@ -91,8 +91,10 @@ class AgentTable:
         self._requester = 0  # set by the simulation before each behaviour: (population, behaviour)
         self._request_seq = 0
         self._in_step = False
-        # called as on_commit(births, deaths) after each commit (the neurites tidy their trees: biosim.neurites)
+        # called as on_commit(births, deaths, dead) after each commit, ``dead`` the sorted uids whose removal
+        # was requested (the neurites tidy their trees: biosim.neurites)
         self.on_commit = None
+        self.layout = 0  # counts changes that move or drop rows (not appends): caches of rows key on it
         self.decomposition = None  # under MPI (biosim.parallel): own rows, daughters' uids
         self.total_births = 0  # committed over the table's life (bookkeeping checks)
         self.total_deaths = 0
@@ -320,17 +322,21 @@ class AgentTable:
             self._scratch = np.empty(want, dtype=np.uint8)
         return self._scratch[:nbytes].view(dtype).reshape(shape)
 
-    def append(self, columns, type_code):
+    def append(self, columns, type_code, uids=None, issued=None):
         """Append rows given as {column: array of length m}; missing columns get
-        their defaults.  Assigns new uids; returns them."""
+        their defaults.  Assigns new uids (the next m; or ``uids``, then the
+        next uid moves on by ``issued``: under MPI, the uids one process
+        gives, of which this rank holds some); returns them."""
         m = len(next(iter(columns.values()))) if columns else 0
-        if self._next_uid + m > 2**63 - 1:
-            raise ValueError(f"uids would pass 2**63 - 1 (next uid {self._next_uid}, {m} new agents)")
+        step = m if uids is None else int(issued)
+        if self._next_uid + step > 2**63 - 1:
+            raise ValueError(f"uids would pass 2**63 - 1 (next uid {self._next_uid}, {step} new agents)")
         self.to_host()
         start = self._n
         self.reserve(start + m)
-        uids = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)
-        self._next_uid += m
+        if uids is None:
+            uids = np.arange(self._next_uid, self._next_uid + m, dtype=np.int64)
+        self._next_uid += step
         for name, arr in self._data.items():
             if name in columns:
                 arr[start:start + m] = columns[name]
@@ -356,6 +362,7 @@ class AgentTable:
             arr[:n] = columns[name] if name in columns else self._specs[name].default
         self._n = n
         self._next_uid = int(next_uid)
+        self.layout += 1
 
     def extend(self, columns):
         """Append rows given whole, uid and type included ({column: array of
@@ -385,12 +392,14 @@ class AgentTable:
             for arr in self._data.values():
                 arr[:m] = arr[: self._n][rows]
         self._n = m
+        self.layout += 1
 
     def permute(self, order):
         """Reorder the live rows: row i becomes old row ``order[i]`` (``order``
         where the backend's kernels live: columns on the device are permuted
         there, the others on the host)."""
         n = self._n
+        self.layout += 1
         K = self._backend.grid
         host_order = None
         for name, arr in self._data.items():
@@ -500,6 +509,7 @@ class AgentTable:
                     if kept:
                         K.copy_rows(tmp, kept, flat)
                 self._n = kept
+                self.layout += 1
         if self._births:
             order, _ = self._daughter_order(dead)
             m = order.size
@@ -528,7 +538,7 @@ class AgentTable:
         self.total_births += births
         self.total_deaths += deaths
         if self.on_commit is not None:
-            self.on_commit(births, deaths)
+            self.on_commit(births, deaths, dead)
         return births, deaths
 
     def begin_requests(self, requester):
@@ -583,6 +593,7 @@ class AgentTable:
                 for name, arr in self._data.items():
                     arr[:n_new] = arr[: self._n][keep]
                 self._n = n_new
+                self.layout += 1
                 if dd is not None:  # the own rows stay first
                     dd.n_own = int(keep[:dd.n_own].sum())
         if dd is not None:  # a collective call on every rank, daughters or not
@@ -617,5 +628,5 @@ class AgentTable:
         self.total_births += births
         self.total_deaths += deaths
         if self.on_commit is not None:
-            self.on_commit(births, deaths)
+            self.on_commit(births, deaths, dead)
         return births, deaths

@@ -599,6 +599,7 @@ def test_the_paraview_sidecar_draws_neurites_as_lines_with_their_diameter(tmp_pa
         np.testing.assert_array_equal(vtk_to_numpy(agents.GetPoints().GetData()), run.agents(i)["position"])
         a = run.agents(i)
         rows = np.flatnonzero(a["type"] == run.populations.index("neurites"))
+        rows = rows[np.argsort(a["uid"][rows])]  # the sidecar lists elements in uid order
         assert lines.GetNumberOfCells() == rows.size
         pts = vtk_to_numpy(lines.GetPoints().GetData())
         np.testing.assert_array_equal(pts[1::2], a["distal"][rows])

@@ -33,7 +33,7 @@ def _slab(h5name, column, start, count, width, total, dtype):
 def write_segments(h5path, agents, counts, types):
     """Write ``<h5path without .h5>.neurites.h5`` (atomically): for each
     snapshot, the neurite elements (rows of ``agents["type"]`` in
-    ``types``) as segments: ``points`` (2 per element: proximal = distal -
+    ``types``), in uid order, as segments: ``points`` (2 per element: proximal = distal -
     axis, then distal), ``diameter`` per point, ``uid`` per element,
     ``connectivity`` (0 .. 2m - 1 per snapshot) and ``count`` (elements per
     snapshot).  ``agents`` maps column names to the run's stacked datasets.
@@ -50,6 +50,7 @@ def write_segments(h5path, agents, counts, types):
         for k in range(len(counts)):
             a, b = int(offsets[k]), int(offsets[k + 1])
             rows = np.flatnonzero(np.isin(agents["type"][a:b], types))
+            rows = rows[np.argsort(agents["uid"][a:b][rows], kind="stable")]  # the same file whatever the row order
             m = rows.size
             per.append(m)
             if m == 0:
