@@ -38,6 +38,19 @@ the same uids whatever the thread count.  When an agent is removed, the
 neurite elements attached to it are removed with it (their subtrees too):
 no uid ever points to a missing agent.
 
+Under MPI (:mod:`biosim.parallel`) an element belongs to the rank whose
+block holds its midpoint, so a tree may span ranks.  Each rank runs the
+growth behaviours, tree operations and mechanics on its own elements and on
+its aura alike (the aura is two tree links wider than the contacts need, so
+every element an own element reads is computed as its owner computes it);
+elements at the aura's outer edge, whose mother or daughters the rank lacks,
+keep their state.  Operations that make elements are applied to the rows
+their owners chose, and new uids are counted over every rank, as one process
+counts them.  A removed agent's subtree is removed round by round across the
+ranks.  Results are bit-identical to one process for any number of ranks.
+Between runs a rank holds only its own elements: the tree operations are
+refused there (call them from behaviours, rules or actions).
+
 Time: BioDynaMo's step is 0.01 h = 0.6 min and its speeds are µm/h; biosim
 speeds are µm/min (BioDynaMo's speed / 60), and a neurite's point mass moves
 by force x dt / ``damping`` (the default 0.6 min moves it by the force per
@@ -175,9 +188,6 @@ class Neurites:
         if sim.backend.on_device:
             raise ValueError(f"neurites run on the CPU backend only (so far); got device={sim.device!r}: use "
                              f"device=\"cpu\"")
-        if sim._dd is not None:
-            raise ValueError(f"neurites run in one process only (so far); this simulation runs on {sim.ranks} MPI "
-                             f"ranks")
         if sim.boundary == "periodic":
             raise ValueError("neurites need a closed or open boundary (so far): an element across a periodic face "
                              "would have its two ends in different images; got boundary='periodic'")
@@ -227,10 +237,56 @@ class Neurites:
 
     # -- lookups ------------------------------------------------------------------
     def _key(self):
-        """Changes whenever rows may have moved: agents added or removed, or a
-        neighbour-grid build (the only place rows are permuted)."""
+        """Changes whenever rows may have moved: agents added (the count and
+        next uid), or rows moved or dropped (the table's layout count)."""
         t = self.sim.agents
-        return len(t), t.next_uid, t.total_deaths, self.sim._grid.builds, t.capacity
+        return len(t), t.next_uid, t.layout
+
+    def _dd(self):
+        """The MPI decomposition while each rank holds its own agents and
+        their aura (a step), else None (one process, or the whole
+        simulation gathered on every rank for actions)."""
+        dd = self.sim._dd
+        return None if dd is None or dd.whole_sim else dd
+
+    def _check_rank_local(self, what):
+        dd = self._dd()
+        if dd is not None and not self.sim.agents._in_step:
+            raise RuntimeError(f"{what}: under MPI, between runs a rank holds only its own elements, not their "
+                               f"mothers and daughters on other ranks; change neurites in a behaviour, a rule or "
+                               f"an action (inside run()), where every rank sees the trees it needs")
+
+    def _linked(self, rows):
+        """Under MPI the ``rows`` whose mother this rank holds (the others,
+        at the aura's outer edge, keep their geometry: no own element reads
+        them); in one process ``rows``."""
+        if self._dd() is None or rows.size == 0:
+            return rows
+        return rows[self._alive(self.sim.agents["mother"][rows])]
+
+    def _complete(self, rows):
+        """Under MPI the ``rows`` whose mother and daughters this rank holds:
+        the elements whose move it computes (the others, at the aura's outer
+        edge, stay where they are); in one process ``rows``."""
+        if self._dd() is None or rows.size == 0:
+            return rows
+        t = self.sim.agents
+        ok = self._alive(t["mother"][rows])
+        for col in ("daughter_left", "daughter_right"):
+            d = t[col][rows]
+            ok &= (d < 0) | self._alive(d)
+        return rows[ok]
+
+    def probe(self, m):
+        """(m, 3): the first ``m`` rows' positions, with neurite elements'
+        distal points instead of their midpoints (what MPI's movement check
+        follows: a midpoint jumps when its element splits)."""
+        t = self.sim.agents
+        p = t.position[:m]
+        if not self.types:
+            return p
+        cyl = self.is_cyl()[t.type[:m]].astype(bool)
+        return np.where(cyl[:, None], t["distal"][:m], p)
 
     def is_cyl(self):
         """(ntypes,) uint8: 1 for the neurite populations' type codes."""
@@ -264,6 +320,10 @@ class Neurites:
             n = len(t)
             appended = old is not None and old[2:] == key[2:] and old[0] <= n
             start = old[0] if appended else 0
+            if not appended and self.sim._dd is not None:
+                # under MPI a tree may point to elements on other ranks: those uids map to row 0, so every
+                # lookup stays inside the table (the aura is wide enough that no own element reads them)
+                self._row_of[: t.next_uid] = 0
             NK.row_map(t.uid[start:], n - start, self._row_of, start)
             self._map_key = key
         return self._row_of
@@ -295,7 +355,11 @@ class Neurites:
         m = self.row_of()[t["mother"][rows]]
         cyl = self.is_cyl()[t.type[m]].astype(bool)
         soma = t.position[m] + 0.5 * t.diameter[m][:, None] * t["attachment"][rows]
-        return np.where(cyl[:, None], t["distal"][m], soma)
+        prox = np.where(cyl[:, None], t["distal"][m], soma)
+        if self._dd() is not None:  # a mother on no rank's aura here: the element's own proximal end
+            gone = ~self._alive(t["mother"][rows])
+            prox[gone] = t["distal"][rows[gone]] - t["axis"][rows[gone]]
+        return prox
 
     def _set_geometry(self, rows, keep="tension"):
         """Axis, length and midpoint of ``rows`` from their distal and
@@ -318,12 +382,34 @@ class Neurites:
             R = t["resting_length"][rows]
             t["tension"][rows] = np.where(np.abs(L - R) > 1e-13, k * (L - R) / R, 0.0)
 
-    def _append(self, columns, types):
-        """Append new elements (columns as arrays, in the order their uids are
-        to be given); returns their uids."""
+    def _agree(self, rows):
+        """Before a tree operation that makes elements from ``rows`` (in uid
+        order): (keep, index, total).  In one process every row is kept,
+        index is 0, 1, ... and total the row count.  Under MPI each rank
+        runs the operation on its own rows and the aura's alike; the own
+        rows' owners decide: ``keep`` drops the aura rows their owner did not
+        choose (and those whose mother this rank lacks, see :meth:`_linked`), ``index`` is each kept row's place among every rank's chosen
+        rows (by uid) and ``total`` their number, so the new elements get
+        the uids one process gives.  A collective call under MPI."""
+        dd = self._dd()
+        if dd is None:
+            return np.ones(rows.size, bool), np.arange(rows.size), rows.size
+        uid = self.sim.agents.uid[rows]
+        chosen = np.sort(np.concatenate(dd.comm.allgather(uid[rows < dd.n_own])))
+        pos = np.minimum(np.searchsorted(chosen, uid), max(chosen.size - 1, 0))
+        keep = (chosen[pos] == uid) if chosen.size else np.zeros(rows.size, bool)
+        keep &= self._alive(self.sim.agents["mother"][rows])  # see _linked
+        return keep, pos[keep], chosen.size
+
+    def _append(self, columns, types, index, k=1, total=None):
+        """Append new elements: ``k`` per parent, their columns as arrays in
+        parent order (a parent's k together), ``index`` the parents' places
+        and ``total`` their number (:meth:`_agree`); returns their uids."""
         t = self.sim.agents
         start = len(t)
-        uids = t.append(columns, int(types[0]) if len(types) else 0)
+        index = np.asarray(index, np.int64)
+        uids = t.next_uid + (k * index[:, None] + np.arange(k)).ravel()
+        uids = t.append(columns, int(types[0]) if len(types) else 0, uids=uids, issued=k * int(total))
         t._data["type"][start:start + len(uids)] = types
         t.total_births += len(uids)
         self.sim._grid_valid = False
@@ -351,6 +437,9 @@ class Neurites:
         keep = np.ones(len(t), dtype=bool)
         keep[self.row_of()[uids]] = False
         t.keep(np.flatnonzero(keep))
+        dd = self.sim._dd
+        if dd is not None and t._in_step:  # the own rows stay first
+            dd.n_own = int(keep[:dd.n_own].sum())
         t.total_deaths += uids.size
         self.sim._grid_valid = False
 
@@ -429,6 +518,7 @@ class Neurites:
         axis makes more than 90° with the direction does not move.  The
         element's tension becomes 0 (its resting length its new length).
         BioDynaMo's ElongateTerminalEnd(speed, direction) moves by speed x dt."""
+        self._check_rank_local("elongate")
         rows = self._element_rows(uids)
         self._elongate_rows(rows, _per_row("distance", distance, rows.size, allow_zero=True),
                             _unit_rows("direction", direction, rows.size))
@@ -440,6 +530,8 @@ class Neurites:
         below ``floor`` when shrinking)."""
         t = self.sim.agents
         term = self.terminal(rows)
+        if self._dd() is not None:
+            term &= self._alive(t["mother"][rows])  # see _linked
         if not term.all():
             rows, distance, direction = rows[term], distance[term], direction[term]
         if rows.size == 0:
@@ -460,12 +552,15 @@ class Neurites:
         Elements retracted together decide from the tree as it was before
         the call, so two sibling tips that both reach the branch point are
         both removed."""
+        self._check_rank_local("retract")
         rows = self._element_rows(uids)
         self._retract_rows(rows, _per_row("distance", distance, rows.size, allow_zero=True))
 
     def _retract_rows(self, rows, distance):
         t = self.sim.agents
         keep = self.terminal(rows)
+        if self._dd() is not None:
+            keep &= self._alive(t["mother"][rows])  # see _linked
         uids, s = t.uid[rows[keep]], distance[keep]
         while uids.size:
             rows = self.row_of()[uids]
@@ -478,6 +573,9 @@ class Neurites:
                 t["distal"][r] = self._proximal(r) + t["axis"][r]
                 self._set_geometry(r, keep="tension")
             rows, s = rows[~short], s[~short]
+            if self._dd() is not None:  # a merged element's new mother may be beyond this rank's aura
+                ok = self._alive(t["mother"][rows])
+                rows, s = rows[ok], s[ok]
             if rows.size == 0:
                 break
             row_of = self.row_of()
@@ -500,8 +598,10 @@ class Neurites:
             keep_s = s[merge]
             self._remove(np.concatenate([gone, t.uid[merged]]))
             # the removed elements had no daughters (tips, or a merged mother whose tip took its place), so
-            # only their mothers change: each keeps its other daughter, as the left one
-            self._tidy_daughters(self.row_of()[np.unique(losing)])
+            # only their mothers change: each keeps its other daughter, as the left one (under MPI, the
+            # mothers this rank holds)
+            losing = np.unique(losing)
+            self._tidy_daughters(self.row_of()[losing[self._alive(losing)]])
             uids, s = keep_uids, keep_s
         self.sim._grid_valid = False
 
@@ -510,14 +610,24 @@ class Neurites:
         takes ``1 - distal_portion`` of its length and resting length and
         takes its place in the tree (BioDynaMo's SplitNeuriteElement).
         Returns the new elements' uids (in the order of ``uids``, sorted)."""
+        self._check_rank_local("split")
         portion = V.positive("distal_portion", distal_portion)
         if portion >= 1:
             raise ValueError(f"distal_portion must be in (0, 1), got {distal_portion!r}")
         return self._split_rows(self._element_rows(uids), portion)
 
-    def _split_rows(self, rows, portion):
+    def _split_rows(self, rows, portion, agreed=None):
+        """Split ``rows`` (in uid order); ``agreed``: their (index, total)
+        when the caller already ran :meth:`_agree`."""
         t = self.sim.agents
+        if agreed is None:
+            keep, index, total = self._agree(rows)
+            rows = rows[keep]
+        else:
+            index, total = agreed
         if rows.size == 0:
+            if total:
+                t.append({}, 0, uids=np.zeros(0, np.int64), issued=total)
             return np.zeros(0, np.int64)
         old = t.uid[rows]
         cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
@@ -528,7 +638,7 @@ class Neurites:
         cols["position"] = cols["distal"]
         types = t.type[rows].copy()
         mothers = t["mother"][rows].copy()
-        new = self._append(cols, types)
+        new = self._append(cols, types, index, 1, total)
         row_of = self.row_of()
         rows, prow = row_of[old], row_of[new]
         mrows = row_of[mothers]
@@ -551,7 +661,7 @@ class Neurites:
         out = np.empty(n, np.int64)
         rows = out[:NK.long_tips(t.type, self.is_cyl(), t["daughter_left"], t["length"], n,
                                  self.mechanics.max_length, out)]
-        if rows.size:
+        if rows.size or self._dd() is not None:  # under MPI a collective call on every rank
             self._split_rows(rows[np.argsort(t.uid[rows], kind="stable")], 0.1)
 
     def _grow_from(self, rows, unit, length, diameter):
@@ -578,6 +688,7 @@ class Neurites:
         direction more than 90° from the axis loses its backward part.
         ``diameter`` (default the element's) may be a pair too.  Returns the
         (left, right) uids; elements that are not terminal are skipped."""
+        self._check_rank_local("bifurcate")
         rows = self._element_rows(uids)
         rows = rows[self.terminal(rows)]
         m = rows.size
@@ -627,16 +738,23 @@ class Neurites:
         return unit / np.where(norm > 0, norm, 1.0)[:, None]
 
     def _bifurcate_rows(self, rows, L, dl, dr, ul, ur):
+        """Bifurcate ``rows`` (terminal, in uid order) with the daughters'
+        lengths, diameters and directions per row."""
         t = self.sim.agents
+        keep, index, total = self._agree(rows)
+        if not keep.all():
+            rows, L, dl, dr, ul, ur = rows[keep], L[keep], dl[keep], dr[keep], ul[keep], ur[keep]
         m = rows.size
         if m == 0:
+            if total:
+                t.append({}, 0, uids=np.zeros(0, np.int64), issued=2 * total)
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         left = self._grow_from(rows, self._forward(rows, ul), L, dl)
         right = self._grow_from(rows, self._forward(rows, ur), L, dr)
         cols = {c: np.stack([left[c], right[c]], axis=1).reshape((2 * m,) + np.shape(left[c])[1:]) for c in left}
         types = np.repeat(t.type[rows], 2)
         parents = t.uid[rows].copy()
-        new = self._append(cols, types)
+        new = self._append(cols, types, index, 2, total)
         rows = self.row_of()[parents]
         t["daughter_left"][rows] = new[0::2]
         t["daughter_right"][rows] = new[1::2]
@@ -649,6 +767,7 @@ class Neurites:
         ``direction`` (default: a random direction perpendicular to the
         axis); a direction within 45° of the axis (or of its opposite) gets
         a perpendicular part added.  Returns the branches' uids."""
+        self._check_rank_local("branch")
         rows = self._element_rows(uids)
         t = self.sim.agents
         m = rows.size
@@ -665,7 +784,16 @@ class Neurites:
         return self._branch_rows(rows, d, unit, L)
 
     def _branch_rows(self, rows, d, unit, L):
+        """Side branches from ``rows`` (in uid order) of diameter ``d``,
+        direction ``unit`` and length ``L`` per row."""
         t = self.sim.agents
+        keep, index, total = self._agree(rows)
+        if not keep.all():
+            rows, d, unit, L = rows[keep], d[keep], unit[keep], L[keep]
+        if rows.size == 0:
+            if total:
+                t.append({}, 0, uids=np.zeros(0, np.int64), issued=2 * total)
+            return np.zeros(0, np.int64)
         a = t["axis"][rows] / t["length"][rows][:, None]
         cos = np.clip(np.einsum("ij,ij->i", unit, a), -1.0, 1.0)
         angle = np.arccos(cos)
@@ -678,10 +806,10 @@ class Neurites:
                          _perpendiculars(a[fix], np.zeros(int(fix.sum()))))
             v = unit[fix] + p
             unit[fix] = v / np.linalg.norm(v, axis=1)[:, None]
-        prox = self._split_rows(rows, 0.5)
+        prox = self._split_rows(rows, 0.5, (index, total))
         prows = self.row_of()[prox]
         cols = self._grow_from(prows, unit, L, d)
-        new = self._append(cols, t.type[prows].copy())
+        new = self._append(cols, t.type[prows].copy(), index, 1, total)
         t["daughter_right"][self.row_of()[prox]] = new
         return new
 
@@ -692,7 +820,8 @@ class Neurites:
         t = self.sim.agents
         req = t["neurite_request"]
         rows = np.flatnonzero(req)
-        if rows.size == 0:
+        mpi = self._dd() is not None  # the operations that make elements are collective calls then
+        if rows.size == 0 and not mpi:
             return
         rows = rows[np.argsort(t.uid[rows], kind="stable")]
         uids = t.uid[rows].copy()
@@ -708,7 +837,7 @@ class Neurites:
             self._retract_rows(row_of()[uids[back]], np.maximum(args[back, 0], 0.0))
         live = self._alive(uids)
         fork = (codes == 3) & live
-        if fork.any():
+        if fork.any() or mpi:
             r = row_of()[uids[fork]]
             r = r[self.terminal(r)]
             from .rng import uniform
@@ -716,7 +845,7 @@ class Neurites:
             ul, ur = self.random_pair(r, uniform(self.sim.seed, t.uid[r], self.sim.step, stream ^ 0x4E, 0))
             self._bifurcate_rows(r, np.ones(r.size), t.diameter[r].copy(), t.diameter[r].copy(), ul, ur)
         side = (codes == 4) & live
-        if side.any():
+        if side.any() or mpi:
             r = row_of()[uids[side]]
             from .rng import uniform
 
@@ -731,10 +860,16 @@ class Neurites:
         bounding radius of a cylinder ((L + d) / 2 about its midpoint) plus
         the largest bounding radius of any agent; None without elements."""
         rows = self.rows()
-        if rows.size == 0:
-            return None
         t = self.sim.agents
-        self._rc = rc = NK.largest_bounding_radius(rows, t.diameter, t["length"])
+        dd = self._dd()
+        if dd is not None:  # over every rank's own elements (a collective call): one process's grid
+            rows = rows[rows < dd.n_own]
+        rc = NK.largest_bounding_radius(rows, t.diameter, t["length"]) if rows.size else -1.0
+        if dd is not None:
+            rc = dd.allreduce_max(float(rc))
+        if rc < 0:
+            return None
+        self._rc = rc
         return rc + max(rc, 0.5 * float(self.sim._max_diameter()))
 
     def _buffer(self, name, width):
@@ -753,11 +888,11 @@ class Neurites:
         cylinders (kept for the sphere mechanics' term)."""
         sim = self.sim
         self._disp = None
+        reach = self.reach()  # first: under MPI a collective call
         if self.rows().size == 0:
             return
-        reach = self.reach()
         grid = sim._neighbour_grid(sim._interaction_cutoff(reach))
-        rows = self._rows = self.rows()  # after the grid build, which may have reordered the rows
+        rows = self._rows = self._complete(self.rows())  # after the grid build, which may reorder rows
         row_of = self.row_of()
         t = sim.agents
         n = len(t)
@@ -765,6 +900,9 @@ class Neurites:
         disp = self._buffer("_disp_buf", 3)
         prox = self._buffer("_prox_buf", 3)
         touched = np.empty(n, np.uint8)
+        if self._dd() is not None:  # the elements left out (see _complete) pass nothing on
+            prox[:] = 0.0
+            touched[:] = 0
         mech = self.mechanics
         cyl = self.is_cyl()
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
@@ -837,6 +975,55 @@ class Neurites:
         rows = self.rows()
         self._tidy_daughters(rows)
 
-    def _after_commit(self, births, deaths):
-        if deaths:
-            self._after_removal()
+    def _after_commit(self, births, deaths, dead):
+        dd = self.sim._dd
+        if dd is None or dd.whole_sim:
+            if deaths:
+                self._after_removal()
+            return
+        # under MPI a tree may hang from agents on other ranks: what hangs from the removed agents (``dead``)
+        # is found round by round, each rank passing on what it removed, until no rank removes more (a
+        # collective call within a step; between runs a rank holds its own rows only, so removals wait for
+        # the next step's commit)
+        pending = getattr(self, "_pending_dead", [])
+        self._pending_dead = []
+        gone = np.concatenate([np.zeros(0, np.int64)] + pending + ([] if dead is None else [dead]))
+        t = self.sim.agents
+        if not t._in_step:
+            self._pending_dead = [gone, self._remove_subtrees(gone)]
+            self._unlink(np.concatenate(self._pending_dead))
+            return
+        every = np.zeros(0, np.int64)
+        while True:
+            gone = np.unique(np.concatenate(dd.comm.allgather(gone)))
+            if gone.size == 0:
+                break
+            every = np.union1d(every, gone)
+            gone = self._remove_subtrees(gone)
+        self._unlink(every)
+
+    def _remove_subtrees(self, gone):
+        """Remove the elements this rank holds that hang from the agents
+        ``gone`` (uids), level by level; returns their uids."""
+        t = self.sim.agents
+        removed = [np.zeros(0, np.int64)]
+        while gone.size:
+            rows = self.rows()
+            gone = t.uid[rows[np.isin(t["mother"][rows], gone)]].copy()
+            if gone.size:
+                self._remove(gone)
+                removed.append(gone)
+        return np.concatenate(removed)
+
+    def _unlink(self, every):
+        """Daughter pointers to the agents ``every`` (uids) dropped; a lone
+        daughter made the left one."""
+        t = self.sim.agents
+        if every.size:
+            rows = self.rows()
+            for col in ("daughter_left", "daughter_right"):
+                c = t[col]
+                c[rows[np.isin(c[rows], every)]] = -1
+            right = rows[(t["daughter_left"][rows] < 0) & (t["daughter_right"][rows] >= 0)]
+            t["daughter_left"][right] = t["daughter_right"][right]
+            t["daughter_right"][right] = -1

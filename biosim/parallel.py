@@ -199,6 +199,9 @@ class Decomposition:
         self.exchange_time = 0.0  # s
         self._sorts = 0  # times the own rows were sorted by cell (_sort_rows)
         self._start = None
+        self._start_uid = None  # uids of the own rows at the step's start (neurite operations move rows)
+        self.uid_begin = 0  # the next uid at the step's start: rows with larger uids are new in this step
+        self.whole_sim = False  # inside gathered() on every rank: each holds the whole simulation
         _abort_on_error()
 
     # -- collectives --------------------------------------------------------------
@@ -233,10 +236,15 @@ class Decomposition:
         return cells, length / cells
 
     def _cutoff(self):
+        """The interaction range (µm): the mechanics', the neurites' (a
+        collective call then) and the widest search seen."""
         sim = self.sim
-        if sim.mechanics is None:
-            return max(self.widest, 0.0)
-        return max(sim.mechanics.cutoff(self.dmax), self.widest)
+        cutoff = max(self.widest, 0.0)
+        if sim.mechanics is not None:
+            cutoff = max(cutoff, sim.mechanics.cutoff(self.dmax))
+        if sim.neurites is not None:
+            cutoff = max(cutoff, sim.neurites.reach() or 0.0)
+        return cutoff
 
     def _choose_dims(self, cells, cutoff):
         """The grid of ranks: ``GRID`` / ``BIOSIM_RANK_GRID`` when set, else,
@@ -413,6 +421,12 @@ class Decomposition:
         unknown = sim.mechanics is not None and not np.isfinite(sim.mechanics.max_displacement)
         if sim.mechanics is not None and not unknown:
             move += sim.mechanics.max_displacement
+        if sim.neurites is not None:
+            # with the hop of the neurites' force term, two: an element's move reads its mother's move,
+            # which reads her other daughter and that one's contacts (three links and a reach: within two
+            # hops of at least twice the reach each); their point masses move by up to the neurites' cap
+            hops += 1
+            move += sim.neurites.mechanics.max_displacement
         for pop in sim.populations.values():
             for b in pop.behaviours:
                 if sim.step % b.every == 0:
@@ -480,7 +494,12 @@ class Decomposition:
                 t.extend(g)
         for sub in self.sim.substances.values():
             self._fill(sub)
-        self._start = [t.position[:n, a].copy() if self.dims[a] > 1 else None for a in range(3)]
+        probe = t.position[:n]
+        if self.sim.neurites is not None:  # an element's distal point: its midpoint jumps when it splits
+            probe = self.sim.neurites.probe(n)
+        self._start = [probe[:, a].copy() if self.dims[a] > 1 else None for a in range(3)]
+        self._start_uid = t.uid[:n].copy()
+        self.uid_begin = t.next_uid
         self.exchange_time += _time.perf_counter() - t0
 
     def _near(self, pos, r):
@@ -533,12 +552,22 @@ class Decomposition:
         m = self.n_own
         periodic = self.sim.boundary == "periodic"
         cut = [a for a in range(3) if self.dims[a] > 1]
+        probe = t.position[:m] if self.sim.neurites is None else self.sim.neurites.probe(m)
+        now, then = np.arange(m), np.arange(m)
+        uid0 = self._start_uid
+        if not (uid0.size == m and np.array_equal(t.uid[:m], uid0)):  # rows added or removed in the step
+            srt = np.argsort(uid0, kind="stable")
+            pos = np.minimum(np.searchsorted(uid0[srt], t.uid[:m]), max(uid0.size - 1, 0))
+            match = (uid0[srt][pos] == t.uid[:m]) if uid0.size else np.zeros(m, bool)
+            now, then = np.flatnonzero(match), srt[pos[match]]
+        m = now.size
+        probe = probe[now]
         move = np.zeros(m)
         near = np.full(m, np.inf)
         for a in cut:
             length = float(self.sim.box.length[a])
-            start = self._start[a][:m]
-            d = np.abs(t.position[:m, a] - start)
+            start = self._start[a][then]
+            d = np.abs(probe[:, a] - start)
             if periodic:
                 d = np.minimum(d, length - d)
             move = np.maximum(move, d)
@@ -587,7 +616,14 @@ class Decomposition:
         t0 = _time.perf_counter()
         t = self.sim.agents
         n = len(t)
-        t.keep(np.concatenate([np.arange(self.n_own), np.arange(n - born, n)]))
+        new = np.zeros(0, np.int64)
+        if self.sim.neurites is not None and n - born > self.n_own:
+            # elements the step's tree operations made (on every rank holding their parent, alike): kept by
+            # the rank whose block holds them
+            rest = np.arange(self.n_own, n - born)
+            rest = rest[t.uid[rest] >= self.uid_begin]
+            new = rest[self.owner(t.position[rest]) == self.rank]
+        t.keep(np.concatenate([np.arange(self.n_own), new, np.arange(n - born, n)]))
         self.known_uid = t.next_uid
         if self.rebalance_every and self.sim.step % self.rebalance_every == 0:
             counts = self.comm.allgather(len(t))
@@ -624,9 +660,11 @@ class Decomposition:
             order = np.argsort(cols["uid"], kind="stable")
             self.sim.agents.restore({k: v[order] for k, v in cols.items()}, self.sim.agents.next_uid)
         self.exchange_time += _time.perf_counter() - t0
+        self.whole_sim = root is None
         try:
             yield
         finally:
+            self.whole_sim = False
             t0 = _time.perf_counter()
             t = self.sim.agents
             if changes:

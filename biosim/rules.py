@@ -435,6 +435,11 @@ class AgentRule(Behaviour):
     def search_radius(self, sim):
         return float(self.definition.radius or 0.0)
 
+    def max_move(self, sim, dt):
+        if self.definition.neurite:  # a.elongate(distance, ...) moves a tip by a distance only known at run time
+            return None
+        return super().max_move(sim, dt)
+
     def attach(self, sim, population):
         d = self.definition
         for col, spec in d.columns.items():
@@ -499,6 +504,8 @@ class AgentRule(Behaviour):
         t = sim.agents
         n = len(t)
         if n == 0:
+            if self.definition.neurite and sim._dd is not None:
+                sim.neurites.apply_requests(self.stream)  # a collective call under MPI
             return
         B = sim.backend
         head, walk, cols, divide, die, secreted = self._arguments(sim, population, dt, B.on_device)

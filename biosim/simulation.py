@@ -432,10 +432,17 @@ class Simulation:
         the SWC structure type it is written with (3 dendrite, 4 apical
         dendrite, 2 axon).  ``mechanics``: a :class:`bs.NeuriteMechanics`
         for every neurite of the simulation (default ``NeuriteMechanics()``;
-        also ``sim.neurites.mechanics``).  Neurites run on the CPU, in one
-        process, in a closed or open box (so far).
+        also ``sim.neurites.mechanics``).  Neurites run on the CPU, in a
+        closed or open box (so far).  Under MPI add them before the first
+        ``run()`` (every rank holds every agent then) or in an action.
         """
         from .neurites import Neurites
+
+        dd = self._dd
+        if dd is not None and dd.bounds is not None and not dd.whole_sim:
+            raise RuntimeError("add_neurites: under MPI, after the first run() a rank holds only its own agents, "
+                               "not every soma; add neurites before the first run() or in an action "
+                               "(sim.add_action), where every rank holds the whole simulation")
 
         if self.neurites is None:
             self.neurites = Neurites(self, mechanics)

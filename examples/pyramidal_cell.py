@@ -60,20 +60,24 @@ def main(steps=500, out_dir="."):
     os.makedirs(out_dir, exist_ok=True)
     sim.writers.append(bs.io.HDF5Writer(os.path.join(out_dir, "pyramidal_cell.h5"), every=max(1, steps // 10)))
     sim.run(steps, progress=True)
-    lines = bs.io.write_swc(sim, os.path.join(out_dir, "neuron.swc"))
-    t = sim.agents
-    rows = sim.neurites.rows()
-    tips = rows[t["daughter_left"][rows] < 0]
-    apical = t["distal"][tips][t.type[tips] == sim.populations["apical"].code]
-    basal = t["distal"][tips][t.type[tips] == sim.populations["basal"].code]
-    print(f"after {steps} steps ({sim.time:g} min): {rows.size} neurite elements, {tips.size} tips, "
-          f"{int(t['branch_order'][rows].max())} branch orders; apical tips up to z = {apical[:, 2].max():.1f} µm, "
-          f"basal tips down to z = {basal[:, 2].min():.1f} µm; neuron.swc has {lines} samples")
-    try:
-        bs.viz.render(sim, color_by="type", out=os.path.join(out_dir, "pyramidal_cell.png"), camera="xz")
-        print("rendered pyramidal_cell.png")
-    except RuntimeError as e:  # no offscreen rendering on this machine
-        print(f"not rendered: {e}")
+    lines = bs.io.write_swc(sim, os.path.join(out_dir, "neuron.swc"))  # under mpiexec, rank 0 writes it
+    with sim.gathered():  # every element (under mpiexec, from every rank)
+        t = sim.agents
+        rows = sim.neurites.rows()
+        tips = rows[t["daughter_left"][rows] < 0]
+        apical = t["distal"][tips][t.type[tips] == sim.populations["apical"].code]
+        basal = t["distal"][tips][t.type[tips] == sim.populations["basal"].code]
+        report = (f"after {steps} steps ({sim.time:g} min): {rows.size} neurite elements, {tips.size} tips, "
+                  f"{int(t['branch_order'][rows].max())} branch orders; apical tips up to "
+                  f"z = {apical[:, 2].max():.1f} µm, basal tips down to z = {basal[:, 2].min():.1f} µm; neuron.swc "
+                  f"has {lines} samples")
+        if sim.rank == 0:  # under mpiexec, one report and one picture
+            print(report)
+            try:
+                bs.viz.render(sim, color_by="type", out=os.path.join(out_dir, "pyramidal_cell.png"), camera="xz")
+                print("rendered pyramidal_cell.png")
+            except RuntimeError as e:  # no offscreen rendering on this machine
+                print(f"not rendered: {e}")
     return sim
 
 

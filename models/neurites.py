@@ -98,6 +98,10 @@ class NeuriteElongation(SubstanceBehaviour):
         _check_population(sim, population, type(self).__name__)
         super().attach(sim, population)
 
+    def max_move(self, sim, dt):
+        """µm: a tip's distal point moves by speed x dt."""
+        return self.speed * dt
+
     def run(self, sim, population, dt):
         t = sim.agents
         rows = _neurite_rows(sim, population)
@@ -134,6 +138,10 @@ class NeuriteRetraction(_NeuriteBehaviour):
         super().__init__(every)
         self.speed = V.positive("speed", speed)
 
+    def max_move(self, sim, dt):
+        """µm: a tip's distal point moves back by speed x dt."""
+        return self.speed * dt
+
     def run(self, sim, population, dt):
         rows = _neurite_rows(sim, population)
         if rows.size:
@@ -165,12 +173,16 @@ class NeuriteBifurcation(_NeuriteBehaviour):
         self.min_diameter = V.positive("min_diameter", min_diameter, allow_zero=True)
         self.min_length = V.positive("min_length", min_length, allow_zero=True)
 
+    def max_move(self, sim, dt):
+        """µm: the new daughters reach ``length`` past the tip."""
+        return self.length
+
     def run(self, sim, population, dt):
         t = sim.agents
         rows = _neurite_rows(sim, population)
         rows = _firing(sim, rows[(t.diameter[rows] > self.min_diameter) & (t["length"][rows] > self.min_length)],
                        self.stream, self.rate, dt)
-        if rows.size == 0:
+        if rows.size == 0 and sim._dd is None:  # under MPI the tree operation is a collective call
             return
         N = sim.neurites
         ul, ur = N.random_pair(rows, rng.uniform(sim.seed, t.uid[rows], sim.step, self.stream, 1))
@@ -209,6 +221,10 @@ class NeuriteBranching(_NeuriteBehaviour):
         self.max_branch_order = (None if max_branch_order is None
                                  else V.positive_int("max_branch_order", max_branch_order))
 
+    def max_move(self, sim, dt):
+        """µm: the new branches reach ``length`` from their elements."""
+        return self.length
+
     def run(self, sim, population, dt):
         t = sim.agents
         rows = _neurite_rows(sim, population)
@@ -216,7 +232,7 @@ class NeuriteBranching(_NeuriteBehaviour):
         if self.max_branch_order is not None:
             keep &= t["branch_order"][rows] < self.max_branch_order
         rows = _firing(sim, rows[keep], self.stream, self.rate, dt)
-        if rows.size == 0:
+        if rows.size == 0 and sim._dd is None:  # under MPI the tree operation is a collective call
             return
         from biosim.neurites import _perpendiculars
 

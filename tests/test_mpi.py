@@ -82,6 +82,7 @@ EXAMPLE_RUNS = {
     "physicell_rules": ("physicell_rules.py", 20, 2, "out"),  # contact and pressure signals
     "custom_rule": ("custom_rule.py", 20, 200),  # a compiled agent rule with a neighbour loop
     "compare_mechanics": ("compare_mechanics.py", 60, 200),  # three force laws
+    "pyramidal_cell": ("pyramidal_cell.py", 100, "out"),  # neurites: growth, branching, SWC
 }
 
 
@@ -102,7 +103,21 @@ def test_every_example_on_2_and_3_ranks_equals_one_process_bit_for_bit(name, tmp
         assert_identical(runs[1], runs[ranks])
     files = [p.relative_to(tmp_path / "r1") for p in (tmp_path / "r1").rglob("*.h5")]
     for f in files:  # the run files rank 0 wrote hold the same snapshots and records
-        assert_same_run_files(tmp_path / "r1" / f, tmp_path / "r3" / f)
+        if f.name.endswith(".neurites.h5"):  # the ParaView sidecar of a run with neurites
+            assert_same_datasets(tmp_path / "r1" / f, tmp_path / "r3" / f)
+        else:
+            assert_same_run_files(tmp_path / "r1" / f, tmp_path / "r3" / f)
+
+
+def assert_same_datasets(p, q):
+    import h5py
+
+    with h5py.File(p, "r") as a, h5py.File(q, "r") as b:
+        names = []
+        a.visit(lambda k: names.append(k) if isinstance(a[k], h5py.Dataset) else None)
+        assert names and sorted(names) == sorted(k for k in names if k in b)
+        for k in names:
+            np.testing.assert_array_equal(a[k][()], b[k][()], err_msg=k)
 
 
 # both solvers, every kind of face (Dirichlet by a function of time, Neumann flux, BioFVM's Dirichlet
@@ -176,6 +191,86 @@ def test_every_bench_scenario_on_2_3_and_2x2_ranks_equals_one_process(tmp_path):
     assert_identical(runs[1], runs[2])
     assert_identical(runs[1], runs[3])
     assert_identical(runs[1], final_state(4, tmp_path / "bench.py", 3000, 20, cwd=tmp_path, grid="2x2x1"))
+
+
+# neurons in a box long along x, their trees crossing the ranks' faces: growth, bifurcation and side
+# branches (behaviours and an agent rule), discretisation, then retraction and somata culled by an
+# action (their subtrees go, across ranks); the SWC written under MPI; tree operations between runs
+NEURONS = """
+import sys
+import numpy as np
+import biosim as bs
+from biosim import models
+
+
+@bs.agent_rule(reads=("length", "branch_order"))
+def fork(a, ctx):
+    if a.length > 6.0 and a.branch_order == 1:
+        a.bifurcate()
+
+
+def cull(sim):
+    if sim.step == 60:
+        t = sim.agents
+        t.remove(np.sort(t.uid[t.type == sim.populations["soma"].code])[::7])
+
+
+sim = bs.Simulation(bs.Box((0, 0, 0), (900, 150, 150)), dt=0.6, seed=5, mechanics=bs.BioDynaMoForce())
+rng = np.random.default_rng(3)
+somata = sim.add_agents("soma", np.c_[rng.uniform(330, 570, 40), rng.uniform(20, 130, (40, 2))], diameter=10.0)
+d = rng.normal(size=(40, 3)) * [3.0, 1.0, 1.0]  # mostly along x, across the faces
+axons = sim.add_neurites(somata, d, name="axon", mechanics=bs.NeuriteMechanics(max_length=8.0))
+dend = sim.add_neurites(somata, -d, name="dendrite", swc_type=3)
+axons.behaviours += [models.NeuriteElongation(speed=1.5, persistence=1.0, randomness=0.5),
+                     models.NeuriteBifurcation(rate=0.02, min_length=2.0),
+                     models.NeuriteBranching(rate=0.01, max_branch_order=2), fork]
+dend.behaviours += [models.NeuriteElongation(speed=1.0, persistence=1.0, randomness=0.8)]
+sim.run(40)
+dend.behaviours.append(models.NeuriteRetraction(speed=2.0))
+sim.add_action(cull, every=20)
+sim.run(40)
+lines = bs.io.write_swc(sim, "neurons.swc")
+t = sim.agents
+rows = sim.neurites.rows()
+across = int(np.sum(~np.isin(t["mother"][rows], t.uid)))  # own elements whose mother another rank owns
+refused = 0
+if sim.ranks > 1:
+    across = sim._dd.comm.allreduce(across)
+    try:
+        sim.neurites.elongate(t.uid[rows[:1]], 1.0, (1, 0, 0))
+    except RuntimeError as e:
+        refused = int("between runs" in str(e))
+    try:
+        sim.add_neurites(somata, (1, 0, 0))
+    except RuntimeError as e:
+        refused += int("before the first run()" in str(e))
+    refused = sim._dd.comm.allreduce(refused)
+with sim.gathered():
+    somata = int(np.sum(sim.agents.type == sim.populations["soma"].code))
+    elements = sim.neurites.rows().size
+if sim.rank == 0:
+    print(f"NEURONS somata {somata} elements {elements} swc {lines} across {across} refused {refused}")
+"""
+
+
+def test_neurons_whose_trees_cross_the_ranks_faces_equal_one_process(tmp_path):
+    (tmp_path / "neurons.py").write_text(NEURONS)
+    runs, out = {}, {}
+    for ranks in (1, 2, 3):
+        cwd = tmp_path / f"r{ranks}"
+        cwd.mkdir()
+        r = launch(ranks, HERE / "mpi_driver.py", cwd / "state.npz", tmp_path / "neurons.py", cwd=cwd)
+        with np.load(cwd / "state.npz") as z:
+            runs[ranks] = {k: z[k] for k in z.files}
+        words = next(line for line in r.stdout.splitlines() if line.startswith("NEURONS")).split()[1:]
+        out[ranks] = dict(zip(words[::2], map(int, words[1::2])))
+    assert out[1]["somata"] == 40 - 6 and out[1]["elements"] > 500 and out[1]["swc"] > 500
+    for ranks in (2, 3):
+        assert_identical(runs[1], runs[ranks])
+        assert (tmp_path / "r1" / "neurons.swc").read_bytes() == (tmp_path / f"r{ranks}" / "neurons.swc").read_bytes()
+        assert out[ranks]["across"] > 10 and out[ranks]["refused"] == 2 * ranks  # trees do cross the faces
+        assert {k: v for k, v in out[ranks].items() if k not in ("across", "refused")} == \
+            {k: v for k, v in out[1].items() if k not in ("across", "refused")}
 
 
 # a behaviour that does not declare how far it moves agents (no max_move): at step 3 it pushes

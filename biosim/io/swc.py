@@ -104,12 +104,16 @@ def write_swc(run_or_sim, path, snapshot=-1, soma=None):
     """Write the neurons of a simulation (its current state) or of a run's
     snapshot (Python-style index) to ``path`` in SWC: every neuron as a tree
     rooted at its soma, in uid order of the somata (or only the neuron of
-    ``soma``, a uid).  Returns the number of lines written."""
+    ``soma``, a uid).  Returns the number of lines written.  A simulation
+    running under MPI is gathered (a collective call: every rank makes
+    it) and rank 0 writes the file."""
     cols, types = _columns(run_or_sim, snapshot)
     if cols is None:
         raise ValueError("write_swc: this simulation has no neurites (sim.add_neurites makes them)")
     lines = swc_lines(cols, types, soma)
     path = os.fspath(path)
+    if getattr(run_or_sim, "rank", 0) != 0:
+        return len(lines)
     with open(path, "w") as f:
         f.write("# biosim neuron morphology: id type x y z radius parent (µm)\n")
         f.write("".join(line + "\n" for line in lines))
