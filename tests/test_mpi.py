@@ -330,8 +330,29 @@ def mean_x(sim):  # math.fsum: exactly rounded, so the same whatever the rows' o
 """
 
 
-def test_checkpoints_saved_on_2_ranks_continue_on_1_and_3_ranks_as_one_uninterrupted_process(tmp_path):
-    (tmp_path / "model.py").write_text(MODEL)
+# growing neurons whose trees cross the ranks' faces (see NEURONS), for the checkpoint test
+NEURON_MODEL = """
+import numpy as np
+import biosim as bs
+from biosim import models
+
+
+def build():
+    sim = bs.Simulation(bs.Box((0, 0, 0), (900, 150, 150)), dt=0.6, seed=5, mechanics=bs.BioDynaMoForce())
+    rng = np.random.default_rng(3)
+    somata = sim.add_agents("soma", np.c_[rng.uniform(330, 570, 40), rng.uniform(20, 130, (40, 2))], diameter=10.0)
+    axons = sim.add_neurites(somata, rng.normal(size=(40, 3)) * [3.0, 1.0, 1.0], name="axon",
+                             mechanics=bs.NeuriteMechanics(max_length=8.0))
+    axons.behaviours += [models.NeuriteElongation(speed=1.5, persistence=1.0, randomness=0.5),
+                         models.NeuriteBifurcation(rate=0.02, min_length=2.0),
+                         models.NeuriteBranching(rate=0.01, max_branch_order=2)]
+    return sim
+"""
+
+
+@pytest.mark.parametrize("model", ["cells", "neurons"])
+def test_checkpoints_saved_on_2_ranks_continue_on_1_and_3_ranks_as_one_uninterrupted_process(model, tmp_path):
+    (tmp_path / "model.py").write_text(MODEL if model == "cells" else NEURON_MODEL)
     (tmp_path / "first.py").write_text(textwrap.dedent("""
         import sys
         import model
