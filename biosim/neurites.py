@@ -300,9 +300,18 @@ class Neurites:
     def rows(self):
         """Rows (increasing) of every neurite element."""
         key = (self._key(), tuple(self.types))
-        if getattr(self, "_rows_key", None) != key:
+        old = getattr(self, "_rows_key", None)
+        if old != key:
             t = self.sim.agents
-            self._rows_cache = (np.flatnonzero(self.is_cyl()[t.type]) if self.types else np.zeros(0, np.int64))
+            n = len(t)
+            if not self.types:
+                self._rows_cache = np.zeros(0, np.int64)
+            elif old is not None and old[0][2:] == key[0][2:] and old[1] == key[1] and old[0][0] <= n:
+                start = old[0][0]  # rows appended only: the new ones added
+                more = start + np.flatnonzero(self.is_cyl()[t.type[start:n]])
+                self._rows_cache = np.concatenate([self._rows_cache, more]) if more.size else self._rows_cache
+            else:
+                self._rows_cache = np.flatnonzero(self.is_cyl()[t.type])
             self._rows_key = key
         return self._rows_cache
 
@@ -647,9 +656,16 @@ class Neurites:
         t["mother"][rows] = new
         t["attachment"][rows] = 0.0
         t["resting_length"][rows] *= portion
-        self._set_geometry(prow, keep="rest")
-        self._set_geometry(rows, keep="rest")
+        self._update(np.concatenate([prow, rows]))  # each reads only distal points, which are set
         return new
+
+    def _update(self, rows):
+        """Axis, length, midpoint and tension (from the resting length) of
+        ``rows`` from their distal and proximal points (one kernel pass)."""
+        t = self.sim.agents
+        NK.dependent(np.ascontiguousarray(rows, dtype=np.int64), t.position, t.diameter, t.type, self.is_cyl(),
+                     t["distal"], t["attachment"], t["mother"], self.row_of(), t["axis"], t["length"],
+                     t["resting_length"], t["spring_constant"], t["tension"])
 
     def discretize(self):
         """Split every terminal element longer than ``mechanics.max_length``
@@ -955,9 +971,7 @@ class Neurites:
         t = sim.agents
         lo, hi = sim._clamp_box()
         NK.move_distal(self._rows, self._disp, t["distal"], lo, hi, sim.boundary == "closed")
-        NK.dependent(self._rows, t.position, t.diameter, t.type, self.is_cyl(), t["distal"], t["attachment"],
-                     t["mother"], self.row_of(), t["axis"], t["length"], t["resting_length"], t["spring_constant"],
-                     t["tension"])
+        self._update(self._rows)
         self._disp = self._prox = self._pushes = None
 
     def _after_removal(self):
