@@ -258,6 +258,24 @@ def chunk_of(item, nxc, nx, cell_start):
 
 
 @njit(cache=True, inline="always")
+def _all_hidden(cols, order, first, end, force, flag):
+    """Whether the sorted agents first..end-1 are all hidden (neurite
+    elements, moved past ``HIDDEN`` by the neurites' hide_cylinders); then
+    their forces and flags are set to 0.  The first visible agent ends the
+    scan (at once in a simulation without neurites)."""
+    for q in range(first, end):
+        if cols[0, q] <= HIDDEN:
+            return False
+    for q in range(first, end):
+        i = order[q]
+        flag[i] = 0
+        force[i, 0] = 0.0
+        force[i, 1] = 0.0
+        force[i, 2] = 0.0
+    return True
+
+
+@njit(cache=True, inline="always")
 def cell_window(bstart, cell_start, row, cx, x0, nx, k, whole):
     """(first, end) sorted position of the agents of cell (cx, row), and
     [lo, hi) of its neighbourhood in the buffers gathered by
@@ -445,6 +463,8 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
             continue
+        if _all_hidden(cols, order, cell_start[row * nx + x0], cell_start[row * nx + x1], force, flag):
+            continue  # only neurite elements here (their forces are the neurites'): no gather
         tid = get_thread_id()
         bx = buf[tid, 0]
         by = buf[tid, 1]
