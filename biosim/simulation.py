@@ -2,6 +2,7 @@
 mechanics, the writers and the step loop."""
 import contextlib
 import time as _time
+import warnings
 import weakref
 
 import numpy as np
@@ -255,6 +256,7 @@ class Simulation:
         self._grid = UniformGrid(box, periodic, reorder_every=self.reorder_every, backend=self.backend)
         self._grid_valid = False
         self._run_end = None
+        self.stop_reason = None  # why the last run() stopped (see run)
         self._count_every = None
         self._first_step = 0
         self._dd = self._decomposition(comm)
@@ -962,8 +964,10 @@ class Simulation:
         for w in writers:
             w.write(self)
 
-    def run(self, steps, progress=False):
-        """Advance ``steps`` base steps.  One step is, in order:
+    def run(self, steps=None, progress=False, *, until=None, max_steps=None):
+        """Advance ``steps`` base steps, or, with ``until``, until
+        ``until(sim)`` is true after a step (at most ``max_steps`` steps).
+        One step is, in order:
 
         1. actions whose trigger fires (Python callbacks on numpy views; they
            may change columns, add or remove agents);
@@ -998,8 +1002,34 @@ class Simulation:
         count and appends).  ``progress=True`` shows a progress bar with the
         step, agent count and steps per second.  Writers are closed when
         ``run`` returns or fails, so other processes can open their files.
+
+        ``until``: a function of the simulation returning true or false,
+        checked after each step (after the records and writers), e.g.
+        ``sim.run(until=lambda sim: len(sim.agents) >= 5000,
+        max_steps=10_000)``; the run stops at the first step where it is
+        true.  ``max_steps`` (a positive integer) is required with it, so a
+        condition that never holds cannot run forever; reaching it warns.
+        Under MPI ``until`` runs on rank 0 on the whole simulation gathered
+        there (as records do: a gather every step) and every rank gets its
+        answer.  ``sim.stop_reason`` then says why the run stopped.
         """
-        steps = V.positive_int("steps", steps, allow_zero=True)
+        if until is None and max_steps is not None:
+            raise TypeError(f"max_steps goes with until=condition (got max_steps={max_steps!r} and no until); to "
+                            f"run a number of steps, run(steps)")
+        if until is not None:
+            if not callable(until):
+                raise TypeError(f"until must be a function of the simulation returning True to stop, such as "
+                                f"lambda sim: len(sim.agents) >= 5000; got {until!r}")
+            if steps is not None:
+                raise TypeError(f"run takes steps or until=..., max_steps=..., not both (got steps={steps!r})")
+            if max_steps is None:
+                raise TypeError("max_steps is required with until: a positive integer, the most steps to run if "
+                                "the condition never holds")
+            steps = V.positive_int("max_steps", max_steps)
+        elif steps is None:
+            raise TypeError("run needs steps (a number of steps) or until=condition with max_steps=...")
+        else:
+            steps = V.positive_int("steps", steps, allow_zero=True)
         self._check_ready()
         end = self.step + steps
         self._run_end = end
@@ -1020,6 +1050,7 @@ class Simulation:
                 if hasattr(w, "open"):
                     w.open(self)
             self._write_output()
+            self.stop_reason = None
             while self.step < end:
                 self._advance()
                 self._write_output()
@@ -1027,6 +1058,18 @@ class Simulation:
                     bar.update(1)
                     if self.step % 10 == 0 or self.step == end:
                         bar.set_postfix(step=self.step, agents=len(self.agents), refresh=False)
+                if until is not None and self._until(until):
+                    self.stop_reason = (f"until: the condition held after step {self.step} "
+                                        f"(t = {self.time:g} min)")
+                    break
+            if self.stop_reason is None:
+                if until is not None:
+                    self.stop_reason = (f"max_steps: {steps} steps ran (to step {self.step}, t = {self.time:g} "
+                                        f"min) and the until condition never held")
+                    warnings.warn(f"run(until=...): {self.stop_reason}; raise max_steps to run longer",
+                                  RuntimeWarning, stacklevel=2)
+                else:
+                    self.stop_reason = f"steps: the {steps} steps asked for ran (to step {self.step})"
         except BaseException:
             for w in self._writers_here():  # release the files; the first error is the one to report
                 if hasattr(w, "close"):
@@ -1046,6 +1089,28 @@ class Simulation:
         if self._dd is not None:
             self._dd.comm.Barrier()  # rank 0's files are complete before any rank reads them
         return self
+
+    def _until(self, until):
+        """The until condition's answer after this step (under MPI asked on
+        rank 0 of the gathered simulation and broadcast)."""
+        error = None
+        answer = False
+        dd = self._dd
+        with contextlib.nullcontext() if dd is None else dd.gathered(root=0):
+            if dd is None or dd.rank == 0:
+                try:
+                    answer = bool(until(self))
+                except Exception as e:
+                    error = e
+        if dd is not None:
+            answer, message = dd.comm.bcast((answer, None if error is None else f"{type(error).__name__}: {error}"))
+        else:
+            message = None if error is None else f"{type(error).__name__}: {error}"
+        if message is not None:
+            name = getattr(until, "__qualname__", repr(until))
+            raise ActionError(f"run(until=...): the condition {name} failed after step {self.step} "
+                              f"(t = {self.time:g} min): {message}") from error
+        return answer
 
     def _writers_here(self):
         """The writers this process runs: all of them, or under MPI on rank 0

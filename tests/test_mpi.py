@@ -330,6 +330,28 @@ def mean_x(sim):  # math.fsum: exactly rounded, so the same whatever the rows' o
 """
 
 
+def test_run_until_a_condition_on_the_whole_simulation_stops_every_rank_at_the_one_process_step(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "until.py").write_text(textwrap.dedent("""
+        import model
+        sim = model.build()
+        sim.run(until=lambda s: len(s.agents) >= 420, max_steps=500)
+        print("STOP", sim.step, sim.stop_reason)
+    """))
+    runs, said = {}, {}
+    for ranks in (1, 2):
+        cwd = tmp_path / f"r{ranks}"
+        cwd.mkdir()
+        (cwd / "model.py").write_text(MODEL)
+        r = launch(ranks, HERE / "mpi_driver.py", cwd / "s.npz", tmp_path / "until.py", cwd=cwd)
+        with np.load(cwd / "s.npz") as z:
+            runs[ranks] = {k: z[k] for k in z.files}
+        said[ranks] = sorted(set(line for line in r.stdout.splitlines() if line.startswith("STOP")))
+    assert_identical(runs[1], runs[2])
+    assert len(said[2]) == 1 and said[1] == said[2] and "until: the condition held" in said[1][0]
+    assert 0 < int(said[1][0].split()[1]) < 500
+
+
 # growing neurons whose trees cross the ranks' faces (see NEURONS), for the checkpoint test
 NEURON_MODEL = """
 import numpy as np

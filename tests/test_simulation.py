@@ -146,3 +146,61 @@ def test_a_failing_action_stops_the_run_with_its_name_and_step(tmp_path):
         sim.run(20)
     run = bs.io.open_run(tmp_path / "a.h5")
     np.testing.assert_array_equal(run.steps, [0, 2, 4, 6])
+
+
+def growing(seed=2):
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=seed, mechanics=bs.BioDynaMoForce())
+    cells = sim.add_agents("cells", bs.init.uniform(4, bs.Box((80,) * 3, (120,) * 3), seed=1),
+                           diameter=np.array([8.0, 8.5, 9.0, 9.5]))
+    cells.behaviours += [models.GrowthDivision(growth_rate=20.0, division_diameter=10.0)]
+    return sim
+
+
+def test_run_until_stops_at_the_first_step_where_the_condition_holds_and_says_why(tmp_path):
+    sim = growing()
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "g.h5", every=1))
+    seen = []
+
+    def enough(s):
+        seen.append((s.step, len(s.agents)))
+        return len(s.agents) >= 40
+
+    sim.run(until=enough, max_steps=5000)
+    counts = [c for _, c in seen]
+    assert counts[-1] >= 40 and max(counts[:-1]) < 40  # the first step where it held, not later
+    assert [s for s, _ in seen] == list(range(1, sim.step + 1))  # checked after every step
+    assert sim.stop_reason == f"until: the condition held after step {sim.step} (t = {sim.time:g} min)"
+    assert bs.io.open_run(tmp_path / "g.h5").steps[-1] == sim.step  # the stopping step was written
+    # the same state as a run of that many steps
+    other = growing()
+    other.run(sim.step)
+    np.testing.assert_array_equal(np.sort(other.agents.uid), np.sort(sim.agents.uid))
+    assert other.stop_reason.startswith("steps: the")
+    # a condition that never holds: max_steps, with a warning naming it
+    step = sim.step
+    with pytest.warns(RuntimeWarning, match="max_steps: 7 steps ran .* never held; raise max_steps"):
+        sim.run(until=lambda s: False, max_steps=7)
+    assert sim.step == step + 7 and sim.stop_reason.startswith("max_steps: 7 steps ran")
+
+
+def test_run_until_refuses_bad_conditions_and_step_counts():
+    from biosim.simulation import ActionError
+
+    sim = growing()
+    with pytest.raises(TypeError, match="until must be a function of the simulation.*got 3"):
+        sim.run(until=3, max_steps=10)
+    with pytest.raises(TypeError, match="max_steps is required with until"):
+        sim.run(until=lambda s: True)
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 1, got 0"):
+        sim.run(until=lambda s: True, max_steps=0)
+    with pytest.raises(TypeError, match="max_steps"):
+        sim.run(until=lambda s: True, max_steps=2.5)
+    with pytest.raises(TypeError, match="max_steps goes with until"):
+        sim.run(max_steps=3)
+    with pytest.raises(TypeError, match="not both"):
+        sim.run(3, until=lambda s: True, max_steps=3)
+    with pytest.raises(TypeError, match="run needs steps"):
+        sim.run()
+    assert sim.step == 0
+    with pytest.raises(ActionError, match=r"condition .*<lambda> failed after step 1 .*ZeroDivisionError"):
+        sim.run(until=lambda s: 1 / 0, max_steps=3)
