@@ -265,3 +265,75 @@ def test_a_full_disk_stops_the_run_with_a_clear_message_and_keeps_earlier_snapsh
     for i in range(len(run)):
         snap = run.agents(i)
         assert len(snap["uid"]) == 3000 and snap["position"].shape == (3000, 3)
+
+
+def frames_run(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=0.1, seed=4, mechanics=bs.BioDynaMoForce())
+    cells = sim.add_agents("cells", bs.init.uniform(20, sim.box, seed=1), diameter=8.0,
+                           energy=np.linspace(0, 1, 20).astype(np.float32))
+    sim.add_agents("debris", bs.init.uniform(5, sim.box, seed=2), diameter=4.0)
+    cells.behaviours += [models.GrowthDivision(growth_rate=300.0, division_diameter=9.0)]
+    sim.agents.add_column("polarity", np.float64, 0.0, (3,))
+    sim.agents.add_column("signals", np.float32, 0.0, (2,))
+    sim.record_counts(every=3)
+    sim.record("mean_diameter", lambda s: float(np.mean(s.agents.diameter)), every=5)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "f.h5", every=10))
+    sim.run(30)
+    return bs.io.open_run(tmp_path / "f.h5")
+
+
+def test_a_snapshot_as_a_data_frame_one_row_per_agent_in_uid_order(tmp_path):
+    run = frames_run(tmp_path)
+    a = run.agents(-1)
+    order = np.argsort(a["uid"])
+    df = run.frame(-1)
+    assert len(df) == len(a["uid"]) > 25  # divisions happened
+    assert list(df.columns[:5]) == ["uid", "population", "x", "y", "z"]
+    np.testing.assert_array_equal(df["uid"], a["uid"][order])
+    np.testing.assert_array_equal(df[["x", "y", "z"]].to_numpy(), a["position"][order])
+    np.testing.assert_array_equal(df[["polarity_x", "polarity_y", "polarity_z"]].to_numpy(), a["polarity"][order])
+    np.testing.assert_array_equal(df[["signals_0", "signals_1"]].to_numpy(), a["signals"][order])
+    np.testing.assert_array_equal(df["energy"], a["energy"][order])
+    assert df["population"].dtype == "category" and list(df["population"].cat.categories) == ["cells", "debris"]
+    assert (df["population"] == "debris").sum() == 5
+    np.testing.assert_array_equal(df["population"].cat.codes, a["type"][order])
+    # columns limit what is read; the same indices and errors as agents(i)
+    assert list(run.frame(0, columns=["uid", "diameter"]).columns) == ["uid", "diameter"]
+    assert len(run.frame(0)) == 25
+    with pytest.raises(IndexError, match="out of range: this run has 4 snapshots"):
+        run.frame(4)
+    with pytest.raises(TypeError, match="snapshot index must be an integer"):
+        run.frame(1.0)
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        run.frame(0, columns=["nope"])
+
+
+def test_every_recorded_series_as_one_data_frame_with_nan_where_a_series_skipped_a_step(tmp_path):
+    run = frames_run(tmp_path)
+    df = run.series_frame()
+    assert list(df.columns) == ["step", "time", "count_cells", "count_debris", "mean_diameter"]
+    assert df["step"].tolist() == [0, 3, 5, 6, 9, 10, 12, 15, 18, 20, 21, 24, 25, 27, 30]
+    np.testing.assert_allclose(df["time"], df["step"] * 0.1)
+    s = run.series("mean_diameter")
+    np.testing.assert_array_equal(df.set_index("step").loc[s["step"], "mean_diameter"], s["value"])
+    assert df.set_index("step")["mean_diameter"].isna().sum() == 15 - 7
+    assert df["count_debris"].dropna().eq(5).all() and df.set_index("step").loc[5].isna()["count_cells"]
+    empty = bs.io.open_run(tmp_path / "f.h5")
+    empty.records = ()
+    assert list(empty.series_frame().columns) == ["step", "time"] and len(empty.series_frame()) == 0
+
+
+def test_a_snapshot_as_anndata_with_positions_in_obsm_spatial(tmp_path):
+    anndata = pytest.importorskip("anndata")
+    run = frames_run(tmp_path)
+    ad = run.to_anndata(-1)
+    df = run.frame(-1)
+    assert isinstance(ad, anndata.AnnData) and ad.n_obs == len(df) and ad.n_vars == 0
+    np.testing.assert_array_equal(ad.obsm["spatial"], df[["x", "y", "z"]].to_numpy())
+    assert ad.obs_names.tolist() == [str(u) for u in df["uid"]]
+    assert ad.obs["population"].dtype == "category" and "x" not in ad.obs
+    assert ad.uns["biosim"]["step"] == 30 and ad.uns["biosim"]["space_unit"] == "µm"
+    small = run.to_anndata(0, columns=["diameter"])
+    assert list(small.obs.columns) == ["uid", "diameter"] and small.obsm["spatial"].shape == (25, 3)
+    with pytest.raises(IndexError):
+        run.to_anndata(9)

@@ -502,6 +502,95 @@ class Run:
             return f["substances"][name][i]
 
 
+    # -- tables for pandas and AnnData --------------------------------------------------
+    def frame(self, i=-1, columns=None):
+        """Snapshot ``i`` (the indices and errors of :meth:`agents`) as a pandas
+        DataFrame, one row per agent in uid order: ``position`` becomes the
+        columns ``x``, ``y``, ``z`` (µm), other 3-vectors ``name_x``,
+        ``name_y``, ``name_z``, wider vectors ``name_0``, ``name_1`` ...;
+        with ``type``, a categorical ``population`` column of the population
+        names.  ``columns`` limits which columns are read."""
+        import pandas as pd
+
+        cols = self.agents(i, columns)
+        order = np.argsort(cols["uid"], kind="stable") if "uid" in cols else slice(None)
+        data = {}
+        if "uid" in cols:
+            data["uid"] = cols["uid"][order]
+        if "type" in cols:
+            codes = cols["type"][order].astype(np.int64)
+            if codes.size and (codes.min() < 0 or codes.max() >= len(self.populations)):
+                raise ValueError(f"run file {self.path!r} is damaged: snapshot {i} has type codes "
+                                 f"{int(codes.min())}..{int(codes.max())} but {len(self.populations)} populations")
+            data["population"] = pd.Categorical.from_codes(codes, categories=list(self.populations))
+        for name in sorted(cols, key=lambda c: c != "position"):  # x, y, z first, then the file's order
+            if name == "uid":
+                continue
+            arr = cols[name][order]
+            if arr.ndim == 1:
+                data[name] = arr
+                continue
+            flat = arr.reshape(len(arr), -1)
+            if name == "position" and flat.shape[1] == 3:
+                labels = ["x", "y", "z"]
+            elif flat.shape[1] == 3:
+                labels = [f"{name}_{a}" for a in "xyz"]
+            else:
+                labels = [f"{name}_{k}" for k in range(flat.shape[1])]
+            for label, k in zip(labels, range(flat.shape[1])):
+                data[label] = flat[:, k]
+        return pd.DataFrame(data)
+
+    def series_frame(self):
+        """Every recorded series (:meth:`series`) as one pandas DataFrame: a
+        row per step that any series recorded, in step order, with ``step``,
+        ``time`` (min) and a column per series (NaN where a series skipped
+        that step)."""
+        import pandas as pd
+
+        steps, times, values = [], [], {}
+        for name in self.records:
+            s = self.series(name)
+            steps.append(s["step"])
+            times.append(s["time"])
+            values[name] = s
+        if not steps:
+            return pd.DataFrame({"step": np.zeros(0, np.int64), "time": np.zeros(0)})
+        all_steps = np.concatenate(steps)
+        all_times = np.concatenate(times)
+        step, first = np.unique(all_steps, return_index=True)
+        data = {"step": step, "time": all_times[first]}
+        for name, s in values.items():
+            col = np.full(step.size, np.nan)
+            col[np.searchsorted(step, s["step"])] = s["value"]
+            data[name] = col
+        return pd.DataFrame(data)
+
+    def to_anndata(self, i=-1, columns=None):
+        """Snapshot ``i`` as an ``anndata.AnnData`` (``pip install
+        "biosim[anndata]"``) for the spatial tools of the scverse (squidpy,
+        scanpy): one observation per agent, named by uid, in uid order;
+        positions (µm) in ``obsm["spatial"]``; every other column of
+        :meth:`frame` in ``obs`` (the population as a categorical); no
+        variables (``X`` is n x 0).  ``uns["biosim"]`` holds the run's path,
+        the snapshot's step and time (min) and the unit of space (µm)."""
+        try:
+            import anndata
+        except ImportError:
+            raise ImportError('to_anndata needs anndata: pip install "biosim[anndata]" (or pip install anndata)') \
+                from None
+        if columns is not None:
+            columns = list(columns) + [c for c in ("uid", "position") if c not in columns]
+        df = self.frame(i, columns)
+        spatial = df[["x", "y", "z"]].to_numpy()
+        obs = df.drop(columns=["x", "y", "z"])
+        obs.index = obs["uid"].astype(str).to_numpy()
+        k = self._snapshot(i)
+        return anndata.AnnData(obs=obs, obsm={"spatial": spatial},
+                               uns={"biosim": {"path": self.path, "step": int(self.steps[k]),
+                                               "time": float(self.times[k]), "space_unit": "µm"}})
+
+
 def _summary(steps):
     if len(steps) <= 8:
         return steps.tolist()
