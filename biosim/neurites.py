@@ -397,9 +397,10 @@ class Neurites:
         index is 0, 1, ... and total the row count.  Under MPI each rank
         runs the operation on its own rows and the aura's alike; the own
         rows' owners decide: ``keep`` drops the aura rows their owner did not
-        choose (and those whose mother this rank lacks, see :meth:`_linked`), ``index`` is each kept row's place among every rank's chosen
-        rows (by uid) and ``total`` their number, so the new elements get
-        the uids one process gives.  A collective call under MPI."""
+        choose (and those whose mother this rank lacks, see :meth:`_linked`),
+        ``index`` is each kept row's place among every rank's chosen rows (by
+        uid) and ``total`` their number, so the new elements get the uids one
+        process gives.  A collective call under MPI."""
         dd = self._dd()
         if dd is None:
             return np.ones(rows.size, bool), np.arange(rows.size), rows.size

@@ -61,7 +61,10 @@ class Record:
     """A scalar time series: ``fn(sim)`` evaluated on the state after every step
     that is a multiple of ``every`` (step 0 included), like a writer."""
 
-    def __init__(self, name, fn, every):
+    def __init__(self, name, fn, every, unit=None):
+        if unit is not None and not (isinstance(unit, str) and len(unit) <= 40 and unit.isprintable()):
+            raise ValueError(f"unit of record {name!r} must be a short printable string such as 'µm' or "
+                             f"'mmHg', or None; got {unit!r}")
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"record name must be an identifier-like string (it names an HDF5 dataset), "
                              f"got {name!r}")
@@ -69,6 +72,7 @@ class Record:
             raise TypeError(f"fn of record {name!r} must be callable as fn(sim) -> number, got {fn!r}")
         self.name = name
         self.fn = fn
+        self.unit = unit  # written with the series; plots label their axes with it
         self.trigger = Trigger(every)
         self._steps, self._times, self._values = [], [], []
 
@@ -539,16 +543,18 @@ class Simulation:
         self.actions.append(action)
         return action
 
-    def record(self, name, fn, every=1):
+    def record(self, name, fn, every=1, unit=None):
         """Record the number ``fn(sim)`` on the state after every step that is a
-        multiple of ``every`` (step 0 included).  The series is kept in
+        multiple of ``every`` (step 0 included), in ``unit`` (a string such as
+        "µm" or "mmHg", written with the series and shown by the plots; None:
+        none).  The series is kept in
         ``sim.records[name]`` (``.steps``, ``.times``, ``.values``) and written
         by HDF5 writers; read it back with ``open_run(path).series(name)``.
         Under MPI ``fn`` runs on rank 0 only, on the whole simulation gathered
         there; every rank receives the value."""
         if name in self.records:
             raise ValueError(f"a record named {name!r} exists already; records are {', '.join(self.records)}")
-        rec = Record(name, fn, every)
+        rec = Record(name, fn, every, unit)
         self.records[name] = rec
         return rec
 
@@ -574,7 +580,7 @@ class Simulation:
             name = f"count_{safe(pop.name)}"
             if name not in self.records:
                 self.record(name, lambda sim, code=pop.code: int(np.count_nonzero(sim.agents.type == code)),
-                            self._count_every)
+                            self._count_every, "agents")
             for b in pop.behaviours:
                 for col, labels in b.state_columns().items():
                     for value, label in enumerate(labels):
@@ -590,7 +596,7 @@ class Simulation:
                         def count(sim, code=pop.code, col=col, value=value):
                             t = sim.agents
                             return int(np.count_nonzero((t.type == code) & (t[col] == value)))
-                        self.record(name, count, self._count_every)._counts = (col, value)
+                        self.record(name, count, self._count_every, "agents")._counts = (col, value)
 
     def profile(self):
         """A table of where the time went: wall time per phase of the step (s,

@@ -318,6 +318,12 @@ def test_every_recorded_series_as_one_data_frame_with_nan_where_a_series_skipped
     np.testing.assert_array_equal(df.set_index("step").loc[s["step"], "mean_diameter"], s["value"])
     assert df.set_index("step")["mean_diameter"].isna().sum() == 15 - 7
     assert df["count_debris"].dropna().eq(5).all() and df.set_index("step").loc[5].isna()["count_cells"]
+    assert run.units == {"count_cells": "agents", "count_debris": "agents", "mean_diameter": ""}
+    with h5py.File(tmp_path / "f.h5", "a") as f:  # a unit that is not a short string is read as none
+        f["series/count_cells"].attrs["unit"] = np.arange(5)
+        f["series/count_debris"].attrs["unit"] = b"\xff\xfe"
+        f["series/mean_diameter"].attrs["unit"] = "x" * 41
+    assert set(bs.io.open_run(tmp_path / "f.h5").units.values()) == {""}
     empty = bs.io.open_run(tmp_path / "f.h5")
     empty.records = ()
     assert list(empty.series_frame().columns) == ["step", "time"] and len(empty.series_frame()) == 0

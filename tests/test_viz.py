@@ -149,6 +149,43 @@ def test_plot_counts(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 5000
 
 
+def test_plot_counts_log_scale_stacked_states_and_units(tmp_path, monkeypatch):
+    import matplotlib.figure
+    from biosim import models
+
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=1, dt=0.5, boundary="periodic", mechanics=None)
+    p = sim.add_agents("people", bs.init.uniform(300, sim.box, seed=1), diameter=4.0)
+    p.behaviours += [models.Infection(rate=0.5, radius=12.0, recovery=0.05), models.RandomWalk(diffusion=2.0)]
+    sim.agents["state"][:5] = 1
+    c = sim.add_agents("cells", bs.init.uniform(10, sim.box, seed=2), diameter=np.linspace(5, 6.9, 10))
+    c.behaviours += [models.GrowthDivision(growth_rate=10.0, division_diameter=7.0)]
+    sim.record("mean_diameter", lambda s: float(np.mean(s.agents.diameter)), every=5, unit="µm")
+    sim.record("ratio", lambda s: 0.5, every=5)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "p.h5", every=20))
+    sim.run(100)
+    run = bs.io.open_run(tmp_path / "p.h5")
+    assert run.units["mean_diameter"] == "µm" and run.units["ratio"] == "" and run.units["count_cells"] == "agents"
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    viz.plot_counts(run, out=tmp_path / "p.png", log=True)
+    axes = figures[0].axes
+    assert len(axes) == 4  # counts, the people's states, then one panel per unit
+    assert axes[0].get_yscale() == "log" and axes[0].get_ylabel() == "agents (log scale)"
+    assert sorted(t.get_text() for t in axes[0].get_legend().get_texts()) == ["cells", "people"]
+    assert axes[1].get_title() == "people: states (stacked)" and len(axes[1].collections) == 3
+    top = np.asarray(axes[1].collections[-1].get_paths()[0].vertices)[:, 1]
+    # the three states stack up to every person at every recorded step
+    assert top.max() == 300 and (top == 300).sum() >= len(run.series("count_people")["step"])
+    labels = {t.get_text() for ax in axes[2:] for t in ax.get_legend().get_texts()}
+    assert labels == {"mean_diameter (µm)", "ratio"}
+    assert {ax.get_ylabel() for ax in axes[2:]} == {"µm", "value (no unit given)"}
+    assert axes[-1].get_xlabel() == "time (min)"
+    viz.plot_counts(run, out=tmp_path / "q.png")
+    assert figures[1].axes[0].get_yscale() == "linear"
+    with pytest.raises(TypeError, match="log must be True or False"):
+        viz.plot_counts(run, out=tmp_path / "q.png", log="yes")
+
+
 def test_substance_isosurface_and_volume(tmp_path):
     sim = bs.Simulation(bs.Box.cube(200.0), mechanics=None, seed=1)
     sim.add_agents("a", bs.init.ball(50, 20.0, (100.0, 100.0, 100.0), seed=1), diameter=8.0)

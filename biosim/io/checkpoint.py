@@ -166,7 +166,7 @@ def state_of(sim):
     records = []
     for rec in sim.records.values():
         counts = getattr(rec, "_counts", None)
-        entry = {"name": rec.name, "every": rec.trigger.every, "counts": counts}
+        entry = {"name": rec.name, "every": rec.trigger.every, "counts": counts, "unit": rec.unit}
         if counts is None and not rec.name.startswith("count_"):
             entry["fn"] = import_path(rec.fn, f"the function of record {rec.name!r}")
         elif counts is None:
@@ -417,7 +417,8 @@ _SCHEMA = {
     "writers": ([{"class": (_STR,), "path": (_STR,), "relpath?": (_STR, _NONE), "every": (_INT,),
                   "compression?": (_STR, _NONE)}],),
     "actions": ([{"fn": (_STR,), "every": (_INT,), "local?": (_BOOL,)}],),
-    "records": ([{"name": (_STR,), "every": (_INT,), "counts": (dict, list, _NONE), "fn?": (_STR, _NONE)}],),
+    "records": ([{"name": (_STR,), "every": (_INT,), "counts": (dict, list, _NONE), "fn?": (_STR, _NONE),
+                 "unit?": (_STR, _NONE)}],),
 }
 
 
@@ -551,7 +552,7 @@ def _load(path, allow, allow_outputs):
             if rec is None:
                 if r.get("fn") is None:
                     raise CheckpointError(f"record {r['name']!r} has no function to restore")
-                rec = Record(r["name"], resolve(r["fn"], allow, f"record {r['name']!r}"), r["every"])
+                rec = Record(r["name"], resolve(r["fn"], allow, f"record {r['name']!r}"), r["every"], r.get("unit"))
                 sim.records[r["name"]] = rec
             data = f["records"][r["name"]]
             rec._steps = data["step"][:].tolist()

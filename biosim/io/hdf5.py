@@ -208,8 +208,8 @@ class HDF5Writer:
             self._ensure_column(f, sim, name)
         for name, sub in sim.substances.items():
             self._ensure_substance(f, name, sub)
-        for name in sim.records:
-            self._ensure_series(f, name)
+        for name, rec in sim.records.items():
+            self._ensure_series(f, name, getattr(rec, "unit", None))
         f.swmr_mode = True
         self._file = f
 
@@ -263,10 +263,11 @@ class HDF5Writer:
             ds.attrs["lower"] = sub.lower
         self._grids[name] = g[name]
 
-    def _ensure_series(self, f, name):
+    def _ensure_series(self, f, name, unit=None):
         g = f.require_group("series")
         if name not in g:
             s = g.create_group(name)
+            s.attrs["unit"] = unit or ""
             for key, dt in (("step", np.int64), ("time", np.float64), ("value", np.float64)):
                 s.create_dataset(key, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
         self._series[name] = g[name]
@@ -400,6 +401,7 @@ class Run:
     columns : tuple of column names
     substances : tuple of substance names
     records : tuple of recorded series names (read with :meth:`series`)
+    units : dict {series name: its unit, '' when none was given}
     """
 
     def __init__(self, path):
@@ -437,6 +439,7 @@ class Run:
         self.columns = tuple(f["agents"].keys())
         self.substances = tuple(f["substances"].keys()) if "substances" in f else ()
         self.records = tuple(f["series"].keys()) if "series" in f else ()
+        self.units = {name: _unit(f["series"][name].attrs.get("unit", "")) for name in self.records}
 
     def refresh(self):
         """Re-read the snapshot index (for a run still being written)."""
@@ -589,6 +592,18 @@ class Run:
         return anndata.AnnData(obs=obs, obsm={"spatial": spatial},
                                uns={"biosim": {"path": self.path, "step": int(self.steps[k]),
                                                "time": float(self.times[k]), "space_unit": "µm"}})
+
+
+def _unit(value):
+    """A series' unit attribute as a short string ('' when absent or not a
+    short printable string: a hostile file cannot feed the plots anything
+    else)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return ""
+    return value if isinstance(value, str) and len(value) <= 40 and value.isprintable() else ""
 
 
 def _summary(steps):
