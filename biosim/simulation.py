@@ -970,7 +970,7 @@ class Simulation:
         for w in writers:
             w.write(self)
 
-    def run(self, steps=None, progress=False, *, until=None, max_steps=None):
+    def run(self, steps=None, progress=False, until=None, max_steps=None):
         """Advance ``steps`` base steps, or, with ``until``, until
         ``until(sim)`` is true after a step (at most ``max_steps`` steps).
         One step is, in order:
