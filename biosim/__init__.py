@@ -22,10 +22,11 @@ from .simulation import Population, Simulation, Trigger  # noqa: E402
 from .space import Box, neighbour_pairs  # noqa: E402
 from .substances import Dirichlet, Neumann, Substance  # noqa: E402
 from .sweep import sweep  # noqa: E402
+from ._validate import UnitWarning  # noqa: E402
 
 __all__ = [
     "AgentTable", "Behaviour", "BioDynaMoForce", "Box", "Dirichlet", "Mechanics", "NeuriteMechanics", "Neumann",
-    "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "init", "io",
+    "PhysiCellForce", "Population", "Simulation", "SoftSphere", "Substance", "Trigger", "UnitWarning", "init", "io",
     "agent_rule", "neighbour_pairs", "rng", "sweep",
 ]
 

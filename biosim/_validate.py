@@ -49,6 +49,20 @@ def boolean(name, value):
 PROBABILITIES = ("exact", "linear")
 
 
+class UnitWarning(UserWarning):
+    """A value that looks like a unit mistake (a rate per step or per hour
+    where biosim takes per minute, metres where it takes µm): a warning,
+    not an error.  Silence it with
+    ``warnings.filterwarnings("ignore", category=bs.UnitWarning)``."""
+
+
+def unit_warning(message, stacklevel=3):
+    import warnings
+
+    warnings.warn(f"{message} (bs.UnitWarning: silence with warnings.filterwarnings(\"ignore\", "
+                  f"category=bs.UnitWarning))", UnitWarning, stacklevel=stacklevel)
+
+
 def event_probability(expected, how):
     """The probability of an event within an interval in which ``expected``
     (rate x dt, a number or an array) of them are expected: "exact",

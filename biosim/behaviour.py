@@ -67,6 +67,14 @@ class Behaviour:
         The class attribute ``per_agent = True`` says 0.0."""
         return 0.0 if self.per_agent else None
 
+    def event_rates(self):
+        """``{parameter: rate}``: the behaviour's event rates (per min; an
+        event happens with probability about rate x interval).  The
+        simulation warns (``bs.UnitWarning``) when one times the interval
+        it runs over exceeds 1: a rate per step or per hour given as per
+        minute.  Default: none."""
+        return {}
+
     def max_move(self, sim, dt):
         """The farthest (µm) :meth:`run` moves an agent over an interval
         ``dt`` (min): 0.0 when it does not write positions, None when

@@ -225,6 +225,10 @@ class Simulation:
         if not isinstance(box, Box):
             raise TypeError(f"box must be a biosim Box (Box.cube(edge) or Box(lower, upper)), got {box!r}")
         self.box = box
+        if float(box.length.max()) < 1.0:
+            V.unit_warning(f"box edges of {' x '.join(f'{v:g}' for v in box.length)} µm: biosim's unit of length "
+                           f"is the µm, and a box smaller than one µm holds no cell; did you give metres or "
+                           f"millimetres? (1 mm = 1000 µm)")
         self.boundary = V.choice("boundary", boundary, BOUNDARIES)
         self.dt = V.positive("dt", dt)
         self.seed = V.seed(seed)
@@ -398,6 +402,12 @@ class Simulation:
         if not (np.all(np.isfinite(diam)) and np.all(diam > 0)):
             bad = diam[~(np.isfinite(diam) & (diam > 0))]
             raise ValueError(f"diameter must be finite and > 0 (µm), got {bad[0]!r}")
+        if n and float(diam.min()) < 0.01:
+            V.unit_warning(f"add_agents({name!r}): diameter {float(diam.min()):g} µm: biosim's unit of length is "
+                           f"the µm (a cell is about 10 µm across); did you give metres? (1 m = 1e6 µm)")
+        elif n and float(diam.max()) > 1e4:
+            V.unit_warning(f"add_agents({name!r}): diameter {float(diam.max()):g} µm, over a centimetre: "
+                           f"biosim's unit of length is the µm; did you give nanometres? (1 µm = 1000 nm)")
         values = {"position": pos, "diameter": diam}
         new_columns = {}
         for col, val in columns.items():
@@ -779,7 +789,42 @@ class Simulation:
         return g.neighbour_lists(self.agents.position, radius)
 
     # -- the step ---------------------------------------------------------------
+    def _check_units(self):
+        """Warn (``bs.UnitWarning``, once per behaviour and parameter) where a
+        value looks like a unit mistake: an event rate times the interval
+        its behaviour runs over above 1 (rates are per minute), or a
+        division diameter at or below the diameter of every agent the
+        population holds (every cell divides at its first step)."""
+        if self.rank != 0:
+            return
+        warned = self.__dict__.setdefault("_unit_warned", set())
+        for pop in self.populations.values():
+            for b in pop.behaviours:
+                interval = b.every * self.dt
+                for name, rate in b.event_rates().items():
+                    x = rate * interval
+                    key = (id(b), name)
+                    if x > 1 and key not in warned:
+                        warned.add(key)
+                        V.unit_warning(f"{pop.name}.{type(b).__name__}: {name} = {rate:g} per min over its "
+                                       f"interval of {interval:g} min expects {x:.3g} events, more than one "
+                                       f"(rates are per minute: a probability per step p is a rate p / dt; a "
+                                       f"rate per hour is / 60 per minute)", stacklevel=5)
+                split = getattr(b, "division_diameter", None)
+                rows = pop.rows if split is not None else None
+                key = (id(b), "division_diameter")
+                if rows is not None and rows.size and key not in warned:
+                    smallest = float(self.agents.diameter[rows].min())
+                    if smallest >= split:
+                        warned.add(key)
+                        V.unit_warning(f"{pop.name}.{type(b).__name__}: division_diameter = {split:g} µm is at "
+                                       f"or below the diameter of every {pop.name} agent (the smallest is "
+                                       f"{smallest:g} µm): every cell divides at its first step, all in "
+                                       f"lockstep; give a larger division diameter, or add the cells with a "
+                                       f"spread of diameters", stacklevel=5)
+
     def _check_ready(self):
+        self._check_units()
         if self.mechanics is not None:
             self.mechanics.prepare(self)  # e.g. an adhesion matrix against the populations
         cutoff = self._interaction_cutoff()

@@ -66,6 +66,9 @@ class Attachments(Behaviour):
 
     device_ready = False  # host arrays (a GPU run copies the columns it touches)
 
+    def event_rates(self):
+        return {"attachment_rate": self.attachment_rate, "detachment_rate": self.detachment_rate}
+
     def __init__(self, attachment_rate=0.0, detachment_rate=0.0, max_attachments=12, elastic_constant=0.01,
                  affinity=None, reach=1.25, probability="exact", every=1):
         super().__init__(every)

@@ -90,6 +90,10 @@ class CellCycle(Behaviour):
             raise ValueError(f"column {column!r} is a core column; the phase needs its own column")
         self.column = column
 
+    def event_rates(self):  # leaving a phase: 1 / its duration
+        return {f"1 / durations[{k}] ({p})": 1.0 / d for k, (p, d) in
+                enumerate(zip(self.phases, self.durations)) if 0 < d < np.inf and not self.fixed[k]}
+
     @property
     def columns(self):
         return ((self.column, np.int8, 0, ()), (f"{self.column}_age", np.float64, 0.0, ()))

@@ -29,6 +29,9 @@ class _DeathPhases:
     def state_columns(self):
         return {"death": DEATH_STATES} if self.phases else {}
 
+    def event_rates(self):
+        return {"rate": self.rate}
+
     def _probability(self, sim, rows, dt):
         """The probability of death over dt: one value, or one per row of
         ``rows`` where ``models.Rules`` drives the rate (its column)."""

@@ -76,6 +76,9 @@ class Infection(Behaviour):
 
     STATES = ("susceptible", "infected", "recovered")
 
+    def event_rates(self):
+        return {"rate": self.rate, "recovery": self.recovery, "immunity_loss": self.immunity_loss}
+
     def __init__(self, rate, radius, recovery=0.0, immunity_loss=0.0, column="state", every=1, search="auto",
                  inherit="copy"):
         super().__init__(every)

@@ -77,6 +77,10 @@ class Interactions(Behaviour):
 
     device_ready = False  # host arrays (a GPU run copies the columns it touches)
 
+    def event_rates(self):
+        return {f"{kind}[{target!r}]": rate for kind in ("phagocytosis", "attack", "fusion", "transformation")
+                for target, rate in getattr(self, kind).items()}
+
     def __init__(self, phagocytosis=None, attack=None, fusion=None, transformation=None, attack_damage_rate=1.0,
                  attack_duration=30.0, conserved=(), reach=1.25, probability="exact", every=1):
         super().__init__(every)

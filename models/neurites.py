@@ -177,6 +177,9 @@ class NeuriteBifurcation(_NeuriteBehaviour):
         """µm: the new daughters reach ``length`` past the tip."""
         return self.length
 
+    def event_rates(self):
+        return {"rate": self.rate}
+
     def run(self, sim, population, dt):
         t = sim.agents
         rows = _neurite_rows(sim, population)
@@ -224,6 +227,9 @@ class NeuriteBranching(_NeuriteBehaviour):
     def max_move(self, sim, dt):
         """µm: the new branches reach ``length`` from their elements."""
         return self.length
+
+    def event_rates(self):
+        return {"rate": self.rate}
 
     def run(self, sim, population, dt):
         t = sim.agents

@@ -27,6 +27,9 @@ class StateSwitch(SubstanceBehaviour):
 
     per_agent = True
 
+    def event_rates(self):
+        return {"rate": self.rate}
+
     def __init__(self, to, rate, column="type", substance=None, below=None, above=None, every=1):
         super().__init__(substance, every, required=False)
         self.rate = V.positive("rate", rate, allow_zero=True)

@@ -204,3 +204,37 @@ def test_run_until_refuses_bad_conditions_and_step_counts():
     assert sim.step == 0
     with pytest.raises(ActionError, match=r"condition .*<lambda> failed after step 1 .*ZeroDivisionError"):
         sim.run(until=lambda s: 1 / 0, max_steps=3)
+
+
+def test_values_that_look_like_unit_mistakes_warn_naming_the_parameter_value_and_unit(recwarn):
+    import warnings
+
+    with pytest.warns(bs.UnitWarning, match=r"box edges of 0.002 x 0.002 x 0.002 µm.*metres"):
+        bs.Simulation(bs.Box.cube(0.002))
+    sim = bs.Simulation(bs.Box.cube(200.0), dt=0.5, mechanics=None)
+    with pytest.warns(bs.UnitWarning, match=r"add_agents\('tiny'\): diameter 1e-05 µm.*metres"):
+        sim.add_agents("tiny", [[10.0, 10.0, 10.0]], diameter=1e-5)
+    with pytest.warns(bs.UnitWarning, match=r"diameter 20000 µm, over a centimetre.*nanometres"):
+        sim.add_agents("huge", [[10.0, 10.0, 10.0]], diameter=2e4)
+    cells = sim.add_agents("cells", bs.init.uniform(5, sim.box, seed=1), diameter=10.0)
+    cells.behaviours += [models.Apoptosis(rate=3.0, every=2), models.GrowthDivision(10.0, division_diameter=9.0),
+                         models.CellCycle(["G1", "M"], [60.0, 0.25]), models.Apoptosis(rate=0.01)]
+    recwarn.clear()
+    sim.run(1)
+    said = [str(w.message) for w in recwarn if w.category is bs.UnitWarning]
+    assert len(said) == 3, said  # the sensible rate (0.01 x 0.5) says nothing
+    assert any("cells.Apoptosis: rate = 3 per min over its interval of 1 min expects 3 events" in m for m in said)
+    assert any("cells.CellCycle: 1 / durations[1] (M) = 4 per min over its interval of 0.5 min expects 2" in m
+               for m in said)
+    assert any("cells.GrowthDivision: division_diameter = 9 µm is at or below the diameter of every cells agent "
+               "(the smallest is 10 µm)" in m for m in said)
+    assert all("silence with warnings.filterwarnings" in m for m in said)
+    recwarn.clear()
+    sim.run(1)  # once per behaviour and parameter
+    assert not [w for w in recwarn if w.category is bs.UnitWarning]
+    with warnings.catch_warnings():  # silenced as the message says
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=bs.UnitWarning)
+        other = bs.Simulation(bs.Box.cube(200.0), dt=0.5, mechanics=None)
+        other.add_agents("cells", [[5.0, 5.0, 5.0]], diameter=1e-5).behaviours += [models.Apoptosis(rate=9.0)]
+        other.run(1)
