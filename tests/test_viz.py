@@ -254,3 +254,41 @@ def test_viewer_slider_shows_the_chosen_snapshot(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "step 5 " in r.stdout and "6 agents" in r.stdout  # snapshot 1: step 5
+
+
+class _Kernel:
+    kernel = object()  # what a Jupyter kernel's shell has and a terminal IPython's lacks
+
+
+def test_show_displays_the_picture_inline_in_a_notebook_and_says_what_to_do_elsewhere(tmp_path, monkeypatch):
+    import io
+
+    import imageio.v3 as iio
+
+    IPython = pytest.importorskip("IPython")
+    import IPython.display
+
+    run = layer(tmp_path)
+    with pytest.raises(RuntimeError, match=r"not one; write a picture to a file instead: bs.viz.render\("):
+        viz.show(run)  # pytest is no notebook
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: _Kernel())
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    opts = dict(color_by="type", camera="xy", window_size=(400, 300), annotate=False)
+    assert viz.show(run, **opts) is None
+    png = shown[0]
+    assert isinstance(png, IPython.display.Image) and png.format == "png"
+    img = iio.imread(io.BytesIO(png.data))
+    np.testing.assert_array_equal(img[..., :3], viz.render(run, out=None, **opts))  # the picture render makes
+    assert content(img[..., :3]).sum() > 1000
+    with pytest.raises(TypeError, match="takes no out=...; to write a file use bs.viz.render"):
+        viz.show(run, out="x.png")
+    with pytest.raises(TypeError, match="interactive must be True or False"):
+        viz.show(run, interactive="yes")
+    with pytest.raises(IndexError, match="out of range"):
+        viz.show(run, snapshot=7)
+    pytest.importorskip("trame_pyvista")
+    viz.show(tmp_path / "r.h5", interactive=True, color_by="type")
+    assert type(shown[-1]).__module__.startswith("trame_pyvista")  # the trame widget, displayed
+    with pytest.raises(TypeError, match="got annotate=...; it takes"):
+        viz.show(run, interactive=True, annotate=False)

@@ -9,6 +9,7 @@ process crashing.
 """
 from ._probe import check as rendering_available
 from .plots import plot_counts
+from .notebook import show
 from .render import movie, render, view
 
-__all__ = ["movie", "plot_counts", "render", "rendering_available", "view"]
+__all__ = ["movie", "plot_counts", "render", "rendering_available", "show", "view"]
