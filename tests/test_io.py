@@ -343,3 +343,47 @@ def test_a_snapshot_as_anndata_with_positions_in_obsm_spatial(tmp_path):
     assert list(small.obs.columns) == ["uid", "diameter"] and small.obsm["spatial"].shape == (25, 3)
     with pytest.raises(IndexError):
         run.to_anndata(9)
+
+
+def test_the_paraview_sidecar_holds_every_substance_grid_as_image_data_over_time(tmp_path):
+    vtk = pytest.importorskip("vtkmodules.vtkIOXdmf2")
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
+
+    sim = bs.Simulation(bs.Box((10.0, 20.0, 30.0), (130.0, 100.0, 90.0)), dt=0.5, seed=2, mechanics=None)
+    cells = sim.add_agents("cells", bs.init.uniform(40, sim.box, seed=1), diameter=8.0)
+    a = sim.add_substance("oxygen", diffusion=100.0, decay=0.01, spacing=20.0,
+                          initial=lambda x, y, z: x + 10 * y + 100 * z)  # distinct along each axis
+    sim.add_substance("signal", diffusion=50.0, spacing=10.0, initial=0.0)
+    cells.behaviours += [models.Uptake(a, rate=0.5), models.Secretion(sim.substances["signal"], rate=3.0)]
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "s.h5", every=5))
+    sim.run(10)
+    run = bs.io.open_run(tmp_path / "s.h5")
+    reader = vtk.vtkXdmfReader()
+    reader.SetFileName(str(tmp_path / "s.xmf"))
+    reader.UpdateInformation()
+    times = reader.GetOutputInformation(0).Get(SDDP.TIME_STEPS())
+    np.testing.assert_allclose(times, run.times)
+    for i, t in enumerate(times):
+        reader.UpdateTimeStep(t)
+        out = reader.GetOutputDataObject(0)
+        blocks = {out.GetMetaData(b).Get(out.NAME()).split("[")[0]: out.GetBlock(b)  # VTK adds "[k]"
+                  for b in range(out.GetNumberOfBlocks())}
+        assert sorted(blocks) == ["agents", "oxygen", "signal"]
+        np.testing.assert_array_equal(vtk_to_numpy(blocks["agents"].GetPoints().GetData()),
+                                      run.agents(i)["position"])
+        for name, spacing in (("oxygen", 20.0), ("signal", 10.0)):
+            img = blocks[name]
+            grid = run.substance(name, i)
+            nx, ny, nz = grid.shape
+            assert img.GetDimensions() == (nx + 1, ny + 1, nz + 1)
+            np.testing.assert_allclose(img.GetOrigin(), (10.0, 20.0, 30.0))
+            np.testing.assert_allclose(img.GetSpacing(), (spacing,) * 3)
+            cells_vtk = vtk_to_numpy(img.GetCellData().GetArray(name))
+            # VTK's cell (i, j, k) is entry i + nx (j + ny k): the voxel whose centre is lower + (i + 1/2) h
+            np.testing.assert_array_equal(cells_vtk.reshape(nz, ny, nx).transpose(2, 1, 0), grid)
+            box = [0.0] * 6
+            img.GetCellBounds(1 + nx * (2 + ny * 1), box)  # voxel (1, 2, 1)
+            np.testing.assert_allclose(box, [10 + spacing, 10 + 2 * spacing, 20 + 2 * spacing, 20 + 3 * spacing,
+                                             30 + spacing, 30 + 2 * spacing])
+    assert run.substance("signal", -1).max() > 0 and len(times) == 3

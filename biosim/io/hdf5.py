@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from .. import _validate as V
-from .xdmf import write_sidecar, write_segments
+from .xdmf import write_grids, write_segments, write_sidecar
 
 FORMAT = "biosim-run"
 FORMAT_VERSION = 1
@@ -307,7 +307,8 @@ class HDF5Writer:
             neurites = self._sim.neurites if self._sim is not None else None
             if neurites is not None and neurites.types and all(c in self._columns for c in ("distal", "axis")):
                 segments = write_segments(self.path, self._columns, counts, neurites.types)
-            write_sidecar(self.path, snaps["step"][:], snaps["time"][:], counts, columns, segments)
+            grids = write_grids(self.path, self._grids) if self._grids else None
+            write_sidecar(self.path, snaps["step"][:], snaps["time"][:], counts, columns, segments, grids)
         finally:
             self._file = None
             self._columns = {}

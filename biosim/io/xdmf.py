@@ -6,7 +6,10 @@ the stacked ``/agents/<column>`` datasets, so no data is copied.  A run with
 neurites (:mod:`biosim.neurites`) also gets ``run.neurites.h5``, each
 element as a segment from its proximal to its distal end, and each snapshot
 becomes a spatial collection of the agents' points and the neurites' lines
-(with their diameter and uid).
+(with their diameter and uid).  A run with substances gets
+``run.substances.h5``, each grid transposed to the order VTK reads image
+data, and each snapshot shows every substance as a grid of voxels (cell
+data on image data of the substance's spacing and origin).
 """
 import os
 from xml.sax.saxutils import quoteattr
@@ -93,11 +96,56 @@ def _segments_grid(name, start, m, total, total_elements, element_start):
             + slab("uid", 1, element_start, m, total_elements, "Int") + "</Attribute></Grid>")
 
 
-def write_sidecar(h5path, steps, times, counts, columns, segments=None):
+def write_grids(h5path, grids):
+    """Write ``<h5path without .h5>.substances.h5`` (atomically): each
+    substance grid of the run (``grids`` maps a name to its run dataset,
+    (snapshots, nx, ny, nz) with attributes ``spacing`` and ``lower``) in
+    the order VTK reads image data, (snapshots, nz, ny, nx) (x fastest): the
+    run stores z fastest and XDMF cannot transpose a hyperslab.  One
+    snapshot is held in memory at a time.  Returns (file name, {name:
+    (shape (nx, ny, nz), lower (3,), spacing (3,))})."""
+    out = os.path.splitext(h5path)[0] + ".substances.h5"
+    tmp = out + ".tmp"
+    info = {}
+    with h5py.File(tmp, "w") as f:
+        for name, ds in grids.items():
+            snaps, nx, ny, nz = ds.shape
+            spacing = np.broadcast_to(np.asarray(ds.attrs["spacing"], dtype=np.float64), (3,)).copy()
+            lower = np.asarray(ds.attrs["lower"], dtype=np.float64).reshape(3)
+            t = f.create_dataset(name, shape=(snaps, nz, ny, nx), dtype=np.float64, chunks=(1, nz, ny, nx))
+            for k in range(snaps):
+                t[k] = np.ascontiguousarray(ds[k].transpose(2, 1, 0))
+            info[name] = ((nx, ny, nz), lower, spacing)
+    os.replace(tmp, out)
+    return os.path.basename(out), info
+
+
+def _grid_xml(file, name, k, snaps, shape, lower, spacing):
+    """The XDMF grid of substance ``name`` at snapshot ``k``: cell data on
+    image data (3DCoRectMesh, dimensions and origin in z, y, x order)."""
+    nx, ny, nz = shape
+    return (f'<Grid Name={quoteattr(name)} GridType="Uniform">'
+            f'<Topology TopologyType="3DCoRectMesh" Dimensions="{nz + 1} {ny + 1} {nx + 1}"/>'
+            f'<Geometry GeometryType="ORIGIN_DXDYDZ">'
+            f'<DataItem Dimensions="3" NumberType="Float" Precision="8" Format="XML">'
+            f'{" ".join(repr(float(v)) for v in lower[::-1])}</DataItem>'
+            f'<DataItem Dimensions="3" NumberType="Float" Precision="8" Format="XML">'
+            f'{" ".join(repr(float(v)) for v in spacing[::-1])}</DataItem></Geometry>'
+            f'<Attribute Name={quoteattr(name)} AttributeType="Scalar" Center="Cell">'
+            f'<DataItem ItemType="HyperSlab" Dimensions="{nz} {ny} {nx}" Type="HyperSlab">'
+            f'<DataItem Dimensions="3 4" Format="XML">{k} 0 0 0 1 1 1 1 1 {nz} {ny} {nx}</DataItem>'
+            f'<DataItem Dimensions="{snaps} {nz} {ny} {nx}" NumberType="Float" Precision="8" Format="HDF">'
+            f'{file}:/{name}</DataItem></DataItem></Attribute></Grid>')
+
+
+def write_sidecar(h5path, steps, times, counts, columns, segments=None, grids=None):
     """Write ``<h5path without .h5>.xmf`` atomically.  ``columns`` maps a
     column name to (dtype, per-row width, total rows in the dataset);
     ``segments``: (file name, elements per snapshot) of the neurites'
-    segments file (:func:`write_segments`), or None."""
+    segments file (:func:`write_segments`), or None; ``grids``: (file name,
+    {substance: (shape, lower, spacing)}) of the substances' file
+    (:func:`write_grids`), or None.  Each snapshot is one grid, or a
+    spatial collection of the agents, the neurites and the substances."""
     base = os.path.splitext(h5path)[0]
     out = base + ".xmf"
     h5name = os.path.basename(h5path)
@@ -107,28 +155,36 @@ def write_sidecar(h5path, steps, times, counts, columns, segments=None):
     seg_name, seg_counts = segments if segments is not None else (None, [0] * len(counts))
     seg_total = 2 * int(sum(seg_counts))
     seg_start = 0
-    for step, time, count, m in zip(steps, times, counts, seg_counts):
+    grid_file, grid_info = grids if grids is not None else (None, {})
+    for k, (step, time, count, m) in enumerate(zip(steps, times, counts, seg_counts)):
         count = int(count)
-        if count > 0 and m:
-            lines.append(f'<Grid Name="step_{int(step)}" GridType="Collection" CollectionType="Spatial">'
-                         f'<Time Value="{float(time)!r}"/>')
+        parts = []
         if count > 0:
-            lines.append(f'<Grid Name="{"agents" if m else f"step_{int(step)}"}" GridType="Uniform">'
-                         + ("" if m else f'<Time Value="{float(time)!r}"/>'))
-            lines.append(f'<Topology TopologyType="Polyvertex" NumberOfElements="{count}"/>')
             dtype, width, total = columns["position"]
-            lines.append('<Geometry GeometryType="XYZ">'
-                         + _slab(h5name, "position", start, count, 3, total, dtype) + "</Geometry>")
+            part = ['<Grid Name="agents" GridType="Uniform">',
+                    f'<Topology TopologyType="Polyvertex" NumberOfElements="{count}"/>',
+                    '<Geometry GeometryType="XYZ">' + _slab(h5name, "position", start, count, 3, total, dtype)
+                    + "</Geometry>"]
             for name, (dtype, width, total) in sorted(columns.items()):
                 if name == "position" or width not in (1, 3):
                     continue
                 kind = "Scalar" if width == 1 else "Vector"
-                lines.append(f'<Attribute Name={quoteattr(name)} AttributeType="{kind}" Center="Node">'
-                             + _slab(h5name, name, start, count, width, total, dtype) + "</Attribute>")
+                part.append(f'<Attribute Name={quoteattr(name)} AttributeType="{kind}" Center="Node">'
+                            + _slab(h5name, name, start, count, width, total, dtype) + "</Attribute>")
+            parts.append("\n".join(part) + "</Grid>")
+        if m:
+            parts.append(_segments_grid(seg_name, seg_start, int(m), seg_total, seg_total // 2, seg_start // 2))
+        for name, (shape, lower, spacing) in grid_info.items():
+            parts.append(_grid_xml(grid_file, name, k, len(steps), shape, lower, spacing))
+        when = f'<Time Value="{float(time)!r}"/>'
+        if len(parts) == 1:  # the grid itself, named by its step
+            head, rest = parts[0].split(">", 1)
+            head = head.replace('Name="agents"', f'Name="step_{int(step)}"', 1) if count > 0 else head
+            lines.append(head + ">" + when + rest)
+        elif parts:
+            lines.append(f'<Grid Name="step_{int(step)}" GridType="Collection" CollectionType="Spatial">' + when)
+            lines += parts
             lines.append("</Grid>")
-            if m:
-                lines.append(_segments_grid(seg_name, seg_start, int(m), seg_total, seg_total // 2,
-                                            seg_start // 2) + "</Grid>")
         start += count
         seg_start += 2 * int(m)
     lines += ["</Grid>", "</Domain>", "</Xdmf>", ""]
