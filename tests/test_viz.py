@@ -133,6 +133,47 @@ def test_movie_has_every_frame_and_the_same_size(tmp_path):
         viz.movie(tmp_path / "m.h5", out=tmp_path / "m.avi")
 
 
+def test_a_movie_ends_on_the_last_snapshot_with_the_same_scene_and_colour_range_in_every_frame(tmp_path,
+                                                                                                 monkeypatch):
+    import importlib
+
+    from biosim import models
+
+    R = importlib.import_module(viz.__name__ + ".render")  # the module (viz.render is the function)
+
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=3, mechanics=bs.BioDynaMoForce())
+    oxygen = sim.add_substance("oxygen", diffusion=200.0, spacing=20.0, initial=10.0)
+    pop = sim.add_agents("c", bs.init.ball(4, 5.0, (100.0, 100.0, 100.0), seed=1), diameter=[8.0, 8.5, 9.0, 9.5])
+    pop.behaviours += [models.GrowthDivision(growth_rate=400.0, division_diameter=10.0),
+                       models.Uptake(oxygen, rate=1.0)]
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "g.h5", every=3))
+    sim.run(28)  # snapshots at steps 0, 3, ..., 27: 10 of them; every=4 picks 0, 4, 8 and then the last, 9
+    run = bs.io.open_run(tmp_path / "g.h5")
+    calls = []
+    real = R._render_frame
+
+    def spy(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres, background,
+            show_box, annotate, bounds, label=""):
+        calls.append(dict(step=frame.step, substance=substance, show_box=show_box, bounds=bounds, clim=clim,
+                          camera=camera))
+        return real(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres,
+                    background, show_box, annotate, bounds, label)
+
+    monkeypatch.setattr(R, "_render_frame", spy)
+    n = viz.movie(run, out=tmp_path / "g.gif", every=4, color_by="diameter", substance="oxygen",
+                  window_size=(160, 120), progress=False)
+    assert n == 4 and [c["step"] for c in calls] == [0, 12, 24, 27]  # the last snapshot is in
+    assert len({c["show_box"] for c in calls}) == 1 and calls[0]["show_box"] is not None
+    assert len({(tuple(c["bounds"][0]), tuple(c["bounds"][1])) for c in calls}) == 1  # one camera
+    assert len({c["clim"] for c in calls}) == 1 and len({c["substance"] for c in calls}) == 1
+    low, high = calls[0]["substance"][3]  # the field's range over every frame
+    grids = [run.substance("oxygen", i) for i in (0, 4, 8, 9)]
+    assert low == min(g.min() for g in grids) and high == max(g.max() for g in grids) and low < high
+    calls.clear()
+    viz.movie(run, out=tmp_path / "f.gif", every=4, camera="follow", window_size=(160, 120), progress=False)
+    assert [c["bounds"] for c in calls] == [None] * 4 and {c["camera"] for c in calls} == {"iso"}
+
+
 def test_plot_counts(tmp_path):
     sim = bs.Simulation(bs.Box.cube(100.0), mechanics=None, seed=3)
     from biosim import models

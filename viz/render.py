@@ -162,9 +162,14 @@ MOVIE_EXTENSIONS = (".mp4", ".gif")
 def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, clip=None, camera="iso",
           window_size=(800, 600), clim=None, cmap="viridis", max_spheres=20000, progress=True,
           substance_mode="slice", substance_level=None):
-    """Render snapshots ``0, every, 2 every, ...`` of ``run`` into an .mp4 or
-    .gif movie with the same camera and colour limits in every frame (no
-    flicker); each frame shows its number, step and time.  Options as for
+    """Render snapshots ``0, every, 2 every, ...`` and always the last of
+    ``run`` into an .mp4 or .gif movie; each frame shows its number, step
+    and time.  Every frame has the same scene elements (the box outline in
+    all or none), the same colour limits for the agents and the substance
+    (no flicker) and, by default, the same camera, framing the agents of
+    every frame (the final state of a growing tissue); ``camera="follow"``
+    frames each snapshot's agents instead (from the iso direction), so
+    early frames of a growing tissue are not a dot.  Other options as for
     :func:`render`.  Returns the frame count."""
     from biosim.io import Run, open_run
 
@@ -184,9 +189,20 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
     indices = list(range(0, len(run), every))
     if not indices:
         raise ValueError(f"run {run.path!r} holds no snapshots")
+    if indices[-1] != len(run) - 1:
+        indices.append(len(run) - 1)  # the last snapshot, always
+    follow = camera == "follow"
+    if follow:
+        camera = "iso"
     first = frame_of(run, indices[0], None, substance)
     _check_options(first, color_by, None, camera, substance, clip, substance_mode)
     shown = None if substance is None else (substance, substance_mode, substance_level)
+    if substance is not None:  # one colour range for the field too
+        grids = [run.substance(substance, i) for i in indices]
+        slo = min(float(np.nanmin(g)) if np.isfinite(g).any() else np.inf for g in grids)
+        shi = max(float(np.nanmax(g)) if np.isfinite(g).any() else -np.inf for g in grids)
+        if np.isfinite(slo):
+            shown = shown + ((slo, shi if shi > slo else slo + 1e-12),)
     parent = os.path.dirname(os.path.abspath(str(out)))
     if not os.path.isdir(parent):
         raise ValueError(f"out {str(out)!r}: directory {parent!r} does not exist")
@@ -202,7 +218,9 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
             hi = phi if hi is None else np.maximum(hi, phi)
             v = _scalars(a[color_by])
             vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
-    bounds = None if lo is None else (lo, hi)
+    bounds = None if lo is None or follow else (lo, hi)
+    # the box outline in every frame or in none: decided on the agents' extent over the whole movie
+    show_box = lo is None or bool(np.any(hi - lo > 0.5 * (first.upper - first.lower)))
     if clim is None and color_by != "type" and np.isfinite(vmin):
         clim = (vmin, vmax if vmax > vmin else vmin + 1e-12)
     import imageio.v2 as imageio
@@ -222,7 +240,7 @@ def movie(run, out="run.mp4", every=1, fps=10, color_by="type", substance=None, 
             for k, i in enumerate(indices):
                 frame = frame_of(run, i, None, substance)
                 img = _render_frame(frame, color_by, None, shown, clip, camera, window_size, clim, cmap,
-                                    max_spheres, "white", None, True, bounds,
+                                    max_spheres, "white", show_box, True, bounds,
                                     label=f"frame {k + 1}/{len(indices)}   ")
                 writer.append_data(img)
                 if bar is not None:
@@ -320,7 +338,7 @@ def _draw_tubes(pl, points, a, keep, tube, solid, kwargs):
         pl.add_mesh(mesh, line_width=2, **kwargs)
 
 
-def _draw_substance(pl, frame, name, mode, level):
+def _draw_substance(pl, frame, name, mode, level, clim=None):
     import pyvista as pv
 
     grid, spacing, lower = frame.substances[name]
@@ -329,10 +347,10 @@ def _draw_substance(pl, frame, name, mode, level):
     img.cell_data[name] = grid.ravel(order="F")
     if mode == "slice":
         sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
-        pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar)
+        pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar, clim=clim)
         return
     pts = img.cell_data_to_point_data()
-    lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
+    lo, hi = (float(np.nanmin(grid)), float(np.nanmax(grid))) if clim is None else clim
     if mode == "isosurface":
         value = 0.5 * (lo + hi) if level is None else float(level)
         surface = pts.contour([value], scalars=name)
