@@ -11,6 +11,7 @@ prints, over time, the fraction of same-type pairs among neighbouring cells
 halves) and the mean distance of each type from the aggregate's centre (the
 more cohesive dark cells gather inside, as in Steinberg's experiments).
 """
+import os
 import sys
 
 import numpy as np
@@ -40,7 +41,7 @@ def radii(sim):
     return tuple(float(r[t.type == sim.populations[k].code].mean()) for k in ("dark", "light"))
 
 
-def main(n=1000, steps=3000, out=None, seed=7):
+def main(n=1000, steps=3000, out=None, seed=7, picture="cell_sorting.png"):
     radius = (n * (DIAMETER / 2) ** 3 / 0.55) ** (1 / 3)  # a packed aggregate
     box = bs.Box.cube(6 * radius)
     sim = bs.Simulation(box, boundary="closed", dt=0.2, seed=seed,
@@ -65,10 +66,14 @@ def main(n=1000, steps=3000, out=None, seed=7):
             print(f"   {sim.time:10.0f}   {same_type_fraction(sim):20.3f}   {rd:8.1f} / {rl:.1f}")
             end = same_type_fraction(sim)
     print(f"same-type neighbour fraction: {start:.3f} at the start, {end:.3f} after {sim.time:g} min")
+    with sim.gathered():  # every cell (under mpiexec, from every rank)
+        if picture and sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+            bs.viz.render(sim, color_by="type", clip="y", out=picture)
     return start, end
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     main(n=int(args[0]) if args else 1000, steps=int(args[1]) if len(args) > 1 else 3000,
-         out=args[2] if len(args) > 2 else None)
+         out=args[2] if len(args) > 2 else None,
+         picture=os.path.splitext(args[2])[0] + ".png" if len(args) > 2 else "cell_sorting.png")

@@ -11,6 +11,7 @@ import biosim as bs
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+picture = sys.argv[3] if len(sys.argv) > 3 else "compare_mechanics.png"
 
 laws = {
     "SoftSphere": bs.SoftSphere(repulsion=2.0, adhesion=0.4),
@@ -31,3 +32,6 @@ for name, mech in laws.items():
     print(f"  {name:<10}: median neighbour distance {np.median(d):5.2f} µm "
           f"(isolated pair rests at {mech.equilibrium_distance(10.0, 10.0):5.2f} µm), "
           f"cluster radius {np.linalg.norm(p - p.mean(axis=0), axis=1).max():5.1f} µm")
+with sim.gathered():  # the last law's cluster, cut open (under mpiexec, from every rank)
+    if sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+        bs.viz.render(sim, color_by="type", clip="y", out=picture)

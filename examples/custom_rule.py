@@ -32,7 +32,7 @@ def contact_inhibition(cell, ctx):
             cell.divide()
 
 
-def main(n=20, steps=1500, seed=3):
+def main(n=20, steps=1500, seed=3, picture="custom_rule.png"):
     sim = bs.Simulation(bs.Box.cube(400.0), dt=0.2, seed=seed, mechanics=bs.SoftSphere())
     colony = sim.add_agents("colony", bs.init.ball(n, 15.0, (200.0, 200.0, 200.0), seed=seed), diameter=10.0)
     colony.behaviours += [contact_inhibition]
@@ -43,10 +43,12 @@ def main(n=20, steps=1500, seed=3):
         inner = r < np.median(r)
         print(f"{len(t)} cells after {sim.time:g} min; crowded: {t['crowded'][inner].mean():.0%} of the inner "
               f"half, {t['crowded'][~inner].mean():.0%} of the outer half")
+        if picture and sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+            bs.viz.render(sim, color_by="crowded", clip="y", out=picture)
     return sim
 
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
-    main(n, steps)
+    main(n, steps, picture=sys.argv[3] if len(sys.argv) > 3 else "custom_rule.png")

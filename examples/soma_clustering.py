@@ -35,7 +35,7 @@ def criterion(position, kind, box, radius=15.0):
     return ok, report
 
 
-def main(n=2000, steps=2000, seed=4357, out=None):
+def main(n=2000, steps=2000, seed=4357, out=None, picture="soma_clustering.png"):
     box = bs.Box.cube(250.0)
     sim = bs.Simulation(box, boundary="closed", dt=0.1, seed=seed,
                         mechanics=bs.SoftSphere(repulsion=2.0, adhesion=0.4))
@@ -54,6 +54,8 @@ def main(n=2000, steps=2000, seed=4357, out=None):
     sim.run(steps, progress=True)
     with sim.gathered():  # every cell (under mpiexec, from every rank)
         ok, report = criterion(sim.agents.position, sim.agents.type, box)
+        if picture and sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+            bs.viz.render(sim, color_by="type", out=picture)
     print(f"after {steps} steps ({sim.time:g} min): {report}")
     return ok
 
@@ -61,4 +63,4 @@ def main(n=2000, steps=2000, seed=4357, out=None):
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    sys.exit(0 if main(n, steps) else 1)
+    sys.exit(0 if main(n, steps, picture=sys.argv[3] if len(sys.argv) > 3 else "soma_clustering.png") else 1)

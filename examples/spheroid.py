@@ -3,6 +3,7 @@
     python examples/spheroid.py [N_CELLS] [STEPS] [OUT.h5]
     biosim run examples/spheroid.py 50 200 small.h5
 """
+import os
 import sys
 
 import numpy as np
@@ -34,3 +35,6 @@ first, last = run.agents(0), run.agents(-1)
 radius = np.linalg.norm(last["position"] - last["position"].mean(axis=0), axis=1).max()
 print(f"{len(run)} snapshots; cells {len(first['uid'])} -> {len(last['uid'])}; "
       f"outer radius {radius:.0f} µm after {run.times[-1]:g} min")
+with sim.gathered():  # every cell (under mpiexec, from every rank)
+    if sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+        bs.viz.render(sim, color_by="diameter", clip="y", out=os.path.splitext(out)[0] + ".png")

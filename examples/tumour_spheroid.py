@@ -10,6 +10,7 @@ oxygen D = 1e5 µm²/min, decay 0.1 /min, 38 mmHg at the faces (PhysiCell's
 defaults), uptake 10 /min per cell volume; cells of 10 µm double in about a
 day at full oxygen, growth slows below 20 mmHg, necrosis below 5 mmHg.
 """
+import os
 import sys
 
 import numpy as np
@@ -61,6 +62,9 @@ def main(n=2000, hours=72.0, out=None, seed=7, report_every_h=12.0):
     sim.run(int(hours * 60 / dt), progress=True)
     with sim.gathered():  # every cell (under mpiexec, from every rank)
         report(sim)
+        if sim.rank == 0 and bs.viz.rendering_available()[0]:  # where offscreen rendering works
+            picture = os.path.splitext(out)[0] + ".png" if out else "tumour_spheroid.png"
+            bs.viz.render(sim, color_by="diameter", substance="oxygen", clip="y", out=picture)
     print(f"{'time (h)':>9} {'cells':>7} {'diameter (µm)':>14} {'min O2 (mmHg)':>14}")
     for t, cells, d, o2 in rows:
         print(f"{t:9.1f} {cells:7d} {d:14.1f} {o2:14.2f}")

@@ -23,12 +23,23 @@ def test_spheroid(tmp_path):
     assert "8 snapshots" in out
     run = bs.io.open_run(tmp_path / "s.h5")
     assert len(run.agents(-1)["uid"]) > 40
+    assert_picture(tmp_path / "s.png")
 
 
 def test_compare_mechanics(tmp_path):
     out = run_example("compare_mechanics.py", 60, 300, cwd=tmp_path)
     for name in ("SoftSphere", "PhysiCell", "BioDynaMo"):
         assert name in out
+    assert_picture(tmp_path / "compare_mechanics.png")
+
+
+def assert_picture(path):
+    """Where offscreen rendering works, the example wrote a picture of its cells."""
+    if bs.viz.rendering_available()[0]:
+        import imageio.v3 as iio
+
+        img = iio.imread(path)[..., :3]
+        assert (img < 245).any(axis=2).mean() > 0.02  # more than a blank page
 
 
 def test_soma_clustering_passes_biodynamos_criterion(tmp_path):
@@ -41,6 +52,7 @@ def test_soma_clustering_tiny(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "soma_clustering.py"), "200", "50"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert "after 50 steps" in r.stdout and r.returncode in (0, 1)
+    assert_picture(tmp_path / "soma_clustering.png")
 
 
 def test_tumour_spheroid_tiny(tmp_path):
@@ -50,6 +62,7 @@ def test_tumour_spheroid_tiny(tmp_path):
     assert run.substances == ("oxygen",)
     o2 = run.substance("oxygen", -1)
     assert o2.min() < 38.0 and o2.max() <= 38.0 + 1e-9  # consumed inside, held at the faces
+    assert_picture(tmp_path / "t.png")
 
 
 def test_custom_rule(tmp_path):
@@ -57,6 +70,7 @@ def test_custom_rule(tmp_path):
     cells = int(out.split()[0])
     inner = int(out.split("crowded: ")[1].split("%")[0])
     assert cells > 20 and inner > 50  # the colony grew and its inside stopped
+    assert_picture(tmp_path / "custom_rule.png")
 
 
 def test_epidemiology_sir_tiny(tmp_path):
@@ -78,6 +92,7 @@ def test_cell_sorting_sorts(tmp_path):
     assert dark < light                # the more cohesive type gathers inside
     run = bs.io.open_run(tmp_path / "sort.h5")
     assert run.series("same_type_fraction")["value"][-1] > start + 0.2
+    assert_picture(tmp_path / "sort.png")
 
 
 def test_physicell_template_tiny(tmp_path):

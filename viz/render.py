@@ -290,9 +290,16 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
                                 viewport=True, color=colours[c], font_size=11)
         else:
             cloud[color_by] = values
-            kwargs = {"scalars": color_by, "cmap": cmap, "clim": clim if clim is not None else
-                      (float(values.min()), float(values.max()) if values.max() > values.min() else float(values.min()) + 1e-12),
-                      "scalar_bar_args": {"title": color_by, "color": "black"}}
+            lo, hi = (float(values.min()), float(values.max())) if clim is None else clim
+            kwargs = {"scalars": color_by, "cmap": cmap, "clim": (lo, hi if hi > lo else lo + 1e-12),
+                      "scalar_bar_args": {"title": _titled(color_by), "color": "black", "n_labels": 4,
+                                          "fmt": "%.3g", "position_x": 0.25, "width": 0.5}}
+            if not hi > lo:  # one value: no bar of equal ticks, the value itself
+                kwargs["show_scalar_bar"] = False
+                if annotate:
+                    unit = COLUMN_UNITS.get(color_by, "")
+                    pl.add_text(f"{color_by} = {lo:.4g} {unit}".rstrip(), position=(0.02, 0.03), viewport=True,
+                                font_size=10, color="black")
         tube = np.isin(np.asarray(a["type"])[keep], frame.neurite_types)
         if tube.any():  # neurite elements: tubes of their diameter from the proximal to the distal end
             _draw_tubes(pl, cloud.extract_points(np.flatnonzero(tube), adjacent_cells=False), a, keep, tube,
@@ -310,6 +317,16 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
     if annotate:
         pl.add_text(f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
                     position="upper_left", font_size=10, color="black")
+
+
+# units of the columns biosim itself defines (colour bar titles)
+COLUMN_UNITS = {"diameter": "µm", "position": "µm", "distal": "µm", "axis": "µm", "length": "µm",
+                "resting_length": "µm", "volume": "µm³", "age": "min", "death_age": "min", "phase_age": "min"}
+
+
+def _titled(name):
+    unit = COLUMN_UNITS.get(name)
+    return f"{name} ({unit})" if unit else name
 
 
 def _draw_tubes(pl, points, a, keep, tube, solid, kwargs):
@@ -342,11 +359,19 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
     import pyvista as pv
 
     grid, spacing, lower = frame.substances[name]
-    bar = {"title": name, "color": "black"}
+    # upright at the right edge, clear of the agents' bar along the bottom
+    bar = {"title": name, "color": "black", "vertical": True, "position_x": 0.86, "position_y": 0.2,
+           "height": 0.6, "width": 0.07, "n_labels": 4, "fmt": "%.3g"}
     img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
     img.cell_data[name] = grid.ravel(order="F")
     if mode == "slice":
         sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
+        finite = grid[np.isfinite(grid)]
+        if clim is None and finite.size and finite.min() == finite.max():  # a uniform field: its value
+            pl.add_mesh(sl, color="#F0E0C0", show_scalar_bar=False)
+            pl.add_text(f"{name} = {float(finite.min()):.4g} everywhere", position=(0.02, 0.07), viewport=True,
+                        font_size=10, color="black")
+            return
         pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar, clim=clim)
         return
     pts = img.cell_data_to_point_data()
