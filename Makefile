@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.biosim-installed
 # compiled kernels and agent rules: biosim's per-user cache (~/.cache/biosim; NUMBA_CACHE_DIR overrides)
 
-.PHONY: demo test bench clean clean-cache gl-libs
+.PHONY: demo test docs bench clean clean-cache gl-libs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ gl-libs:
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+# the documentation site (Sphinx, pydata theme, the examples' gallery rendered now): docs/_build/html
+docs: $(STAMP)
+	@$(PY) -c "import sys; from biosim.viz import rendering_available as r; sys.exit(0 if r()[0] else 1)" \
+		|| $(MAKE) --no-print-directory gl-libs
+	$(PY) -m sphinx -b html -W --keep-going docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mechanics.py

@@ -590,7 +590,7 @@ class BioDynaMoForce(Mechanics):
 
     Coincident centres get a random force in U(-3, 3)^3 (counter-based, equal
     and opposite).  Displacement per step = F dt / (density * volume), applied
-    only when |F| > adherence, capped at ``max_displacement`` (3 µm).  The
+    only when ``|F|`` > adherence, capped at ``max_displacement`` (3 µm).  The
     neighbour search covers the force's whole reach, (d_i + d_j)/2 + 2
     radius_inflation, unlike BioDynaMo, whose search stops at the largest
     diameter.

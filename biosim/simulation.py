@@ -210,7 +210,7 @@ class Simulation:
         ``$BIOSIM_DEVICE``), "cuda" (the first NVIDIA GPU, numba-cuda) or
         "cuda:N".  On a GPU the agent columns live on the device;
         ``sim.agents`` stays the same numpy-facing API (see
-        :mod:`biosim.backends` and the README's Determinism section for how
+        :mod:`biosim.backends` and docs/guide/determinism.md for how
         results compare with the CPU).
     comm : mpi4py communicator or None
         Run this simulation across the communicator's ranks (domain
@@ -509,7 +509,7 @@ class Simulation:
         PhysiCell's (BioFVM's) conventions, for models brought from it:
         ``decay_split=True`` applies decay inside each of the implicit
         solver's three sweeps (dt λ / 3 each, a first-order splitting; biosim
-        otherwise decays exactly, c *= exp(-λ dt)); ``dirichlet_layer=True``
+        otherwise decays exactly, ``c *= exp(-λ dt)``); ``dirichlet_layer=True``
         holds a Dirichlet value on the outer layer of voxels (BioFVM's
         Dirichlet nodes, set before each sweep and after the step; biosim
         otherwise holds it on the face itself, half a voxel further out).

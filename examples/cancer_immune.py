@@ -1,4 +1,7 @@
-"""Cancer-immune interaction in PhysiCell's style, written with biosim's
+"""Cancer-immune interaction
+=========================
+
+Cancer-immune interaction in PhysiCell's style, written with biosim's
 Python API: a disc of tumour cells lives on oxygen that diffuses in from the
 domain edge (they cycle where it is plentiful and die of necrosis where it
 runs out) and secretes an immunostimulatory factor; T cells migrate up the

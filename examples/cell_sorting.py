@@ -1,4 +1,7 @@
-"""Steinberg's differential adhesion: two cell types, randomly mixed in an
+"""Cell sorting by differential adhesion
+=====================================
+
+Steinberg's differential adhesion: two cell types, randomly mixed in an
 aggregate, sort out because like cells adhere more strongly than unlike ones.
 
     python examples/cell_sorting.py [N_CELLS] [STEPS] [OUT.h5]

@@ -1,4 +1,7 @@
-"""The same packed cluster relaxed with biosim's, PhysiCell's and BioDynaMo's
+"""Three force laws on one cluster
+===============================
+
+The same packed cluster relaxed with biosim's, PhysiCell's and BioDynaMo's
 force laws: how far apart do neighbours settle?
 
     python examples/compare_mechanics.py [N_CELLS] [STEPS]

@@ -1,4 +1,7 @@
-"""A user-written agent rule: contact inhibition.  Cells grow and divide, but
+"""A user-written agent rule: contact inhibition
+=============================================
+
+A user-written agent rule: contact inhibition.  Cells grow and divide, but
 stop growing once they have more than K neighbours within reach, so a
 colony stops filling its inside and grows at the rim.
 

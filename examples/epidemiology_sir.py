@@ -1,4 +1,7 @@
-"""BioDynaMo's measles demo: 2000 susceptible and 10 infected people moving at
+"""Epidemiology: SIR by proximity
+==============================
+
+BioDynaMo's measles demo: 2000 susceptible and 10 infected people moving at
 random in a periodic 100^3 box, infected by proximity, recovering at a
 constant rate; the agent curves against the SIR equations solved with scipy.
 
@@ -12,9 +15,11 @@ squared radius: the contact distance is sqrt(10.5092) = 3.24 µm.  Larger N
 keeps the density (the box grows) and the infected fraction.
 
 It prints, and plots, the mean over REPEATS seeds of S, I and R against
+
 * the SIR equations with the rates the agents imply (mass action:
   beta = contacts per agent x infection probability per step / dt), and
 * BioDynaMo's fitted measles curve (beta = 0.06719, gamma = 0.00521 per hour).
+
 The agent epidemic starts slower than mass action (an infected agent's
 neighbours are infected too) and then follows it.
 """

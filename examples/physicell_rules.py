@@ -1,4 +1,7 @@
-"""A rules-driven PhysiCell project on biosim: tumour cells and macrophages
+"""A PhysiCell project driven by rules
+===================================
+
+A rules-driven PhysiCell project on biosim: tumour cells and macrophages
 whose phenotype is written in PhysiCell's rules grammar
 (examples/physicell/rules/config/cell_rules.csv): oxygen drives the
 tumour's cycling and crowding (pressure) stops it, hypoxia kills, damage
@@ -20,7 +23,11 @@ import numpy as np
 
 import biosim as bs
 
-SETTINGS = Path(__file__).parent / "physicell" / "rules" / "config" / "PhysiCell_settings.xml"
+try:
+    HERE = Path(__file__).parent
+except NameError:  # run by the docs' gallery, which runs each example in its folder
+    HERE = Path.cwd()
+SETTINGS = HERE / "physicell" / "rules" / "config" / "PhysiCell_settings.xml"
 
 
 def main(n=40, hours=24.0, out="physicell_rules", seed=3):

@@ -1,4 +1,7 @@
-"""PhysiCell's template project, loaded from its settings file and run on
+"""PhysiCell's template project
+============================
+
+PhysiCell's template project, loaded from its settings file and run on
 biosim: the cells of the default type cycle (live model), grow back after
 each division (the standard volume model), die by apoptosis (kept as
 shrinking apoptotic cells for 8.6 h) and push each other with PhysiCell's
@@ -21,7 +24,11 @@ from scipy.spatial import cKDTree
 
 import biosim as bs
 
-SETTINGS = Path(__file__).parent / "physicell" / "template" / "config" / "PhysiCell_settings.xml"
+try:
+    HERE = Path(__file__).parent
+except NameError:  # run by the docs' gallery, which runs each example in its folder
+    HERE = Path.cwd()
+SETTINGS = HERE / "physicell" / "template" / "config" / "PhysiCell_settings.xml"
 
 
 def nearest_neighbour_distance(position):

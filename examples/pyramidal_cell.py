@@ -1,4 +1,7 @@
-"""BioDynaMo's pyramidal-cell demo (demo/pyramidal_cell): one neuron whose
+"""A pyramidal neuron
+==================
+
+BioDynaMo's pyramidal-cell demo (demo/pyramidal_cell): one neuron whose
 apical dendrite grows up and whose three basal dendrites grow down, each
 guided by a substance that is a Gaussian band (sigma 200 µm) at its end of
 the box, with BioDynaMo's weights, speeds and thinning.  Writes the run

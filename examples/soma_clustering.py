@@ -1,4 +1,7 @@
-"""BioDynaMo's soma-clustering demo: two cell types, each secreting its own
+"""Soma clustering
+===============
+
+BioDynaMo's soma-clustering demo: two cell types, each secreting its own
 substance and moving up its gradient, so cells of one type cluster.
 
     python examples/soma_clustering.py [N_CELLS] [STEPS]
@@ -63,4 +66,5 @@ def main(n=2000, steps=2000, seed=4357, out=None, picture="soma_clustering.png")
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    sys.exit(0 if main(n, steps, picture=sys.argv[3] if len(sys.argv) > 3 else "soma_clustering.png") else 1)
+    if not main(n, steps, picture=sys.argv[3] if len(sys.argv) > 3 else "soma_clustering.png"):
+        sys.exit(1)  # the criterion failed

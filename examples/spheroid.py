@@ -1,4 +1,7 @@
-"""A tumour spheroid: cells grow, divide, die and jostle; snapshots to HDF5.
+"""A tumour spheroid
+=================
+
+A tumour spheroid: cells grow, divide, die and jostle; snapshots to HDF5.
 
     python examples/spheroid.py [N_CELLS] [STEPS] [OUT.h5]
     biosim run examples/spheroid.py 50 200 small.h5

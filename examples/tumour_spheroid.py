@@ -1,4 +1,7 @@
-"""A tumour spheroid in an oxygen field held at the box faces: cells consume
+"""A tumour spheroid in oxygen
+===========================
+
+A tumour spheroid in an oxygen field held at the box faces: cells consume
 oxygen, proliferate where it is plentiful (the rim) and die in the hypoxic
 core.  Reports the spheroid's diameter over time beside BioDynaMo's
 published in-vitro spheroid curves (../shared/REFERENCES.md).

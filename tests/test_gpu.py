@@ -121,7 +121,7 @@ def test_gpu_random_numbers_match_the_cpu():
         getattr(CR, name)(42, duids, 9, 3, 1, b)
         if exact:
             assert np.array_equal(a, b.copy_to_host()), name
-        else:  # polynomials NVVM may fuse: within 1e-14 (README, Determinism)
+        else:  # polynomials NVVM may fuse: within 1e-14 (docs/guide/determinism.md)
             np.testing.assert_allclose(b.copy_to_host(), a, rtol=0, atol=1e-14, err_msg=name)
 
 
@@ -155,7 +155,7 @@ def _by_uid(sim, column="position"):
 @pytest.mark.parametrize("boundary", ["closed", "periodic", "open"])
 def test_mechanics_agree_with_the_cpu(device, law, boundary):
     """The same script on each backend; the CPU's positions are the reference
-    (forces within ~1e-13 relative: see the README's Determinism section)."""
+    (forces within ~1e-13 relative: see docs/guide/determinism.md)."""
     ref = _two_types("cpu", MECHANICS[law](), boundary)
     ref.run(3)
     sim = _two_types(device, MECHANICS[law](), boundary)

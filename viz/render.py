@@ -135,11 +135,11 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     _check_options(frame, color_by, out, camera, substance, clip, substance_mode)
     shown = None if substance is None else (substance, substance_mode, substance_level)
     return _render_frame(frame, color_by, out, shown, clip, camera, window_size, clim, cmap,
-                         max_spheres, background, show_box, annotate, bounds=None)
+                         max_spheres, background, show_box, annotate, bounds=None, keep=True)
 
 
 def _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres,
-                  background, show_box, annotate, bounds, label=""):
+                  background, show_box, annotate, bounds, label="", keep=False):
     _probe.require()
     import pyvista as pv
 
@@ -152,7 +152,8 @@ def _render_frame(frame, color_by, out, substance, clip, camera, window_size, cl
         bounds = (frame.lower, frame.upper)  # a field fills the box: show all of it
     _place_camera(pl, frame, camera, clip, bounds)
     img = pl.screenshot(None if out is None else str(out), return_img=True)
-    pl.close()
+    if not (keep and getattr(pv, "BUILDING_GALLERY", False)):
+        pl.close()  # (while the docs' gallery builds, PyVista's scraper takes and closes render's plotters)
     return img
 
 

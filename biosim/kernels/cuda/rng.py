@@ -4,8 +4,8 @@
 ``uniform`` draws are the same bits as on the CPU (integer mixing, then one
 exact multiplication).  ``normal`` and ``unit_vector`` go through
 polynomials that NVVM compiles with fused multiply-adds, so they agree with
-the CPU to about 1e-15 relative rather than bit for bit (README,
-Determinism).
+the CPU to about 1e-15 relative rather than bit for bit
+(docs/guide/determinism.md).
 """
 import numpy as np
 from numba import cuda
