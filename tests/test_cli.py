@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 
 import biosim as bs
 
@@ -41,7 +42,7 @@ def test_demo_small(tmp_path):
     assert "cells after 200 steps" in r.stdout
     run = bs.io.open_run(tmp_path / "o" / "demo.h5")
     assert run.steps[-1] == 200 and len(run) == 11
-    assert run.populations == ["tumour"]
+    assert run.populations == ["live", "necrotic"] and run.substances == ("oxygen",)
     assert len(run.agents(-1)["uid"]) > len(run.agents(0)["uid"]) == 8
 
 
@@ -51,6 +52,15 @@ def test_demo_grows_to_about_ten_thousand_cells(tmp_path):
     sim = demo.build(seed=42)
     sim.run(1240)
     assert 5000 < len(sim.agents) < 20000
+    # oxygen runs out inside: a necrotic core within a live rim
+    t = sim.agents
+    necrotic = t.type == sim.populations["necrotic"].code
+    r = np.linalg.norm(t.position - t.position.mean(axis=0), axis=1)
+    assert 0.1 < necrotic.mean() < 0.6 and np.median(r[necrotic]) < 0.7 * np.median(r[~necrotic])
+    o2 = sim.substances["oxygen"].concentration
+    assert o2.min() < demo.HYPOXIC and demo.OXYGEN - 0.1 < o2.max() <= demo.OXYGEN  # fed from the faces
+    # asynchronous division: the live cells' sizes spread over the cycle, not a few lockstep values
+    assert np.unique(np.round(t.diameter[~necrotic], 1)).size > 20
     d = sim.agents.diameter
     assert d.min() > 8.0 and d.max() < 12.7
     assert sim.box.contains(sim.agents.position).all()

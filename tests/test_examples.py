@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,22 @@ def test_pyramidal_cell_grows_up_and_down_writes_swc_and_renders(tmp_path):
     assert {line.split()[1] for line in lines[1:]} == {"3", "4"}
     if "rendered" in out:
         assert (tmp_path / "pyramidal_cell.png").stat().st_size > 10_000
+
+
+def test_the_readmes_first_script_grows_a_spheroid_with_a_necrotic_core(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("## A first script", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "first.py").write_text(code.replace("progress=True", "progress=False"))
+    out = run_example_file(tmp_path / "first.py", cwd=tmp_path)
+    assert "at 600.0 min" in out
+    df = bs.io.open_run(tmp_path / "tumour.h5").frame(-1)
+    counts = df["population"].value_counts()
+    assert counts["live"] > 1000 and counts["necrotic"] > 200  # oxygen ran out inside
+    assert (tmp_path / "counts.png").stat().st_size > 10_000
+    assert_picture(tmp_path / "tumour.png")
+
+
+def run_example_file(path, cwd):
+    r = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout

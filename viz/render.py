@@ -366,7 +366,14 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
     img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
     img.cell_data[name] = grid.ravel(order="F")
     if mode == "slice":
-        sl = img.slice(normal="z", origin=0.5 * (frame.lower + frame.upper))
+        # a horizontal slice under the agents (the camera looks from above), so it never hides one; through the
+        # box centre when there are none
+        origin = 0.5 * (frame.lower + frame.upper)
+        pos = np.asarray(frame.agents["position"], dtype=float)
+        if len(pos):
+            below = float(pos[:, 2].min() - np.max(frame.agents["diameter"]))
+            origin[2] = min(max(below, frame.lower[2] + 0.5 * spacing), frame.upper[2] - 0.5 * spacing)
+        sl = img.slice(normal="z", origin=origin)
         finite = grid[np.isfinite(grid)]
         if clim is None and finite.size and finite.min() == finite.max():  # a uniform field: its value
             pl.add_mesh(sl, color="#F0E0C0", show_scalar_bar=False)
