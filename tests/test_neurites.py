@@ -579,22 +579,15 @@ def test_a_stretched_element_relaxes_without_overshoot_unless_explicit(springs):
 
 
 def test_the_paraview_sidecar_draws_neurites_as_lines_with_their_diameter(tmp_path):
-    vtk = pytest.importorskip("vtkmodules.vtkIOXdmf2")
+    pytest.importorskip("vtkmodules.vtkIOXdmf2")
+    import xdmf_reader
     from vtkmodules.util.numpy_support import vtk_to_numpy
-    from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
 
     sim = growing(steps=0)
     sim.writers.append(bs.io.HDF5Writer(tmp_path / "n.h5", every=10))
     sim.run(20)
     run = bs.io.open_run(tmp_path / "n.h5")
-    reader = vtk.vtkXdmfReader()
-    reader.SetFileName(str(tmp_path / "n.xmf"))
-    reader.UpdateInformation()
-    times = reader.GetOutputInformation(0).Get(SDDP.TIME_STEPS())
-    np.testing.assert_allclose(times, run.times)
-    for i, t in enumerate(times):
-        reader.UpdateTimeStep(t)
-        out = reader.GetOutputDataObject(0)
+    for i, out in xdmf_reader.snapshots(tmp_path / "n.xmf", run):
         agents, lines = out.GetBlock(0), out.GetBlock(1)
         np.testing.assert_array_equal(vtk_to_numpy(agents.GetPoints().GetData()), run.agents(i)["position"])
         a = run.agents(i)
