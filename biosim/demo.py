@@ -38,7 +38,7 @@ def build(seed=42, cells=8, out=None, every=20):
     sim = Simulation(box=Box.cube(600.0), boundary="closed", dt=0.5, seed=seed,
                      mechanics=SoftSphere(repulsion=2.0, adhesion=0.4))
     oxygen = sim.add_substance("oxygen", diffusion=4000.0, decay=0.1, spacing=20.0, initial=OXYGEN,
-                               boundary=Dirichlet(OXYGEN))
+                               boundary=Dirichlet(OXYGEN), unit="mmHg")
     rng = np.random.default_rng(seed)
     live = sim.add_agents("live", init.ball(cells, 10.0, center=(300.0, 300.0, 300.0), seed=seed),
                           diameter=rng.uniform(10.0, 12.6, cells))  # desynchronised cell cycles

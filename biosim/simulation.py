@@ -494,7 +494,7 @@ class Simulation:
         return np.array(arr)
 
     def add_substance(self, name, diffusion, decay=0.0, spacing=10.0, initial=0.0, boundary=None,
-                      solver="implicit", dt=None, decay_split=False, dirichlet_layer=False):
+                      solver="implicit", dt=None, decay_split=False, dirichlet_layer=False, unit=None):
         """Add a substance diffusing on a cell-centred grid over the box; returns it.
 
         ``diffusion`` µm²/min, ``decay`` 1/min, ``spacing`` the voxel edge (µm,
@@ -513,6 +513,10 @@ class Simulation:
         holds a Dirichlet value on the outer layer of voxels (BioFVM's
         Dirichlet nodes, set before each sweep and after the step; biosim
         otherwise holds it on the face itself, half a voxel further out).
+
+        ``unit``: the concentration's unit (a string such as "mmHg"; None:
+        none given), shown on colour bars and kept in run files and
+        checkpoints.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"substance name must be a non-empty string, got {name!r}")
@@ -521,8 +525,12 @@ class Simulation:
         if name in self.substances:
             raise ValueError(f"a substance named {name!r} exists already; substances are "
                              f"{', '.join(self.substances)}")
+        if unit is not None and not (isinstance(unit, str) and len(unit) <= 40 and unit.isprintable()):
+            raise ValueError(f"unit of substance {name!r} must be a short printable string such as 'mmHg' or "
+                             f"'µM', or None; got {unit!r}")
         sub = Substance(self, name, diffusion, decay, spacing, initial, boundary, solver, dt, decay_split,
                         dirichlet_layer)
+        sub.unit = unit  # shown on colour bars ("oxygen (mmHg)") and kept by run files and checkpoints
         self.substances[name] = sub
         return sub
 

@@ -140,6 +140,7 @@ class Substance:
                  dirichlet_layer=False):
         self.sim = sim
         self.name = name
+        self.unit = None  # of the concentration (Simulation.add_substance sets it)
         self.diffusion = V.positive("diffusion", diffusion, allow_zero=True)
         self.decay = V.positive("decay", decay, allow_zero=True)
         self.shape = tuple(int(s) for s in check_spacing(spacing, sim.box))
@@ -361,7 +362,7 @@ class Substance:
                 f"grid {self.shape} of {self.spacing:g} µm, {self.solver})")
 
     def to_dict(self):
-        return {"diffusion": self.diffusion, "decay": self.decay, "spacing": self.spacing,
+        return {"diffusion": self.diffusion, "decay": self.decay, "spacing": self.spacing, "unit": self.unit,
                 "shape": list(self.shape), "solver": self.solver, "dt": self.dt, "decay_split": self.decay_split,
                 "dirichlet_layer": self.dirichlet_layer,
                 "boundary": {f: b.to_dict() for f, b in zip(FACES, self.faces)}}

@@ -282,3 +282,17 @@ def test_a_branch_of_a_2d_run_keeps_its_plane(tmp_path):
     assert branch.plane == 10.0 and branch.step == 2
     branch.run(3)
     assert np.all(branch.agents.position[:, 2] == 10.0)
+
+
+def test_a_substances_unit_survives_checkpoints_and_from_run(tmp_path):
+    sim = bs.Simulation(bs.Box.cube(100.0), seed=2, mechanics=None)
+    sim.add_substance("oxygen", diffusion=100.0, spacing=20.0, initial=38.0, unit="mmHg")
+    sim.add_substance("plain", diffusion=100.0, spacing=20.0)
+    sim.add_agents("cells", [[50.0, 50.0, 50.0]], diameter=8.0)
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "r.h5", every=1))
+    sim.run(2)
+    sim.save_checkpoint(tmp_path / "c.h5")
+    back = bs.Simulation.load_checkpoint(tmp_path / "c.h5")
+    branch = bs.Simulation.from_run(tmp_path / "r.h5")
+    for s in (back, branch):
+        assert s.substances["oxygen"].unit == "mmHg" and s.substances["plain"].unit is None

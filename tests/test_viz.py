@@ -333,3 +333,51 @@ def test_show_displays_the_picture_inline_in_a_notebook_and_says_what_to_do_else
     assert type(shown[-1]).__module__.startswith("trame_pyvista")  # the trame widget, displayed
     with pytest.raises(TypeError, match="got annotate=...; it takes"):
         viz.show(run, interactive=True, annotate=False)
+
+
+def test_colour_bars_carry_units_and_pictures_take_axes_a_scale_bar_and_readable_labels(tmp_path, monkeypatch):
+    import pyvista as pv
+
+    sim = bs.Simulation(bs.Box.cube(200.0), seed=1, mechanics=None)
+    sim.add_substance("oxygen", diffusion=10.0, spacing=20.0, initial=lambda x, y, z: x / 10, unit="mmHg")
+    sim.add_substance("flat", diffusion=10.0, spacing=20.0, initial=7.0)
+    sim.add_agents("a", bs.init.ball(50, 30.0, (100, 100, 100), seed=1), diameter=np.linspace(6, 10, 50))
+    sim.writers.append(bs.io.HDF5Writer(tmp_path / "u.h5", every=1))
+    sim.run(1)
+    assert bs.io.open_run(tmp_path / "u.h5").metadata["substances"]["oxygen"]["unit"] == "mmHg"
+    seen = {}
+    real_bar, real_text, real_ruler = pv.Plotter.add_scalar_bar, pv.Plotter.add_text, pv.Plotter.add_ruler
+
+    def bar(pl, title=None, **k):
+        seen.setdefault("bars", []).append(title)
+        return real_bar(pl, title=title, **k)
+
+    def text(pl, t, *a, **k):
+        seen.setdefault("texts", []).append(t)
+        actor = real_text(pl, t, *a, **k)
+        seen.setdefault("actors", []).append(actor)
+        return actor
+
+    def ruler(pl, a, b, title="Distance", **k):
+        seen["ruler"] = (np.asarray(b) - np.asarray(a), title)
+        return real_ruler(pl, a, b, title=title, **k)
+
+    monkeypatch.setattr(pv.Plotter, "add_scalar_bar", bar)
+    monkeypatch.setattr(pv.Plotter, "add_text", text)
+    monkeypatch.setattr(pv.Plotter, "add_ruler", ruler)
+    img = viz.render(tmp_path / "u.h5", color_by="diameter", substance="oxygen", axes=True, scale_bar=True, out=None,
+                     window_size=(400, 300))
+    assert {"diameter (µm)", "oxygen (mmHg)"} <= set(seen["bars"])
+    length, title = seen["ruler"]
+    assert title == f"{length[0]:g} µm" and length[0] in (10, 20, 50) and not length[1:].any()
+    assert all(a.prop.background_opacity > 0.5 for a in seen["actors"])  # labels on a pale box
+    assert content(img).sum() > 1000
+    seen.clear()  # one value: no bar of equal ticks, the value; a uniform field: one colour and its value
+    viz.render(sim, color_by="diameter", substance="flat", out=None, window_size=(300, 200))
+    assert "flat = 7 everywhere" in seen["texts"] and "flat" not in (seen.get("bars") or [])
+    sim.agents.diameter[:] = 8.0
+    seen.clear()
+    viz.render(sim, color_by="diameter", out=None, window_size=(300, 200))
+    assert "diameter = 8 µm" in seen["texts"] and not seen.get("bars")
+    with pytest.raises(ValueError, match="unit of substance 'bad' must be a short printable string"):
+        sim.add_substance("bad", diffusion=1.0, spacing=20.0, unit="x" * 41)

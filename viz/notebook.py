@@ -72,7 +72,7 @@ def _interactive(source, snapshot, options):
 
     if isinstance(source, (str, os.PathLike)):
         source = open_run(source)
-    allowed = {"color_by", "substance", "clip", "camera", "window_size", "cmap", "max_spheres"}
+    allowed = {"color_by", "substance", "clip", "camera", "window_size", "cmap", "max_spheres"}  # render's, 3D
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise TypeError(f"show(..., interactive=True) got {unknown[0]}=...; it takes {', '.join(sorted(allowed))}")

@@ -15,8 +15,9 @@ class Frame:
     """What one picture shows: agent columns, box, population names and
     substance grids (with their spacing and lower corner), at one step/time."""
 
-    def __init__(self, agents, lower, upper, populations, substances, step, time, neurite_types=()):
+    def __init__(self, agents, lower, upper, populations, substances, step, time, neurite_types=(), units=None):
         self.agents = agents
+        self.units = dict(units or {})  # substance -> the unit of its concentration
         self.neurite_types = list(neurite_types)  # type codes drawn as tubes (biosim.neurites)
         self.lower = np.asarray(lower, dtype=float)
         self.upper = np.asarray(upper, dtype=float)
@@ -41,7 +42,9 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
         subs = {n: (s._current().copy(), s.spacing, s.lower) for n, s in source.substances.items()}
         pops = [p.name for p in sorted(source.populations.values(), key=lambda p: p.code)]
         tubes = () if source.neurites is None else source.neurites.types
-        return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time, tubes)
+        units = {n: s.unit for n, s in source.substances.items() if s.unit}
+        return Frame(agents, source.box.lower, source.box.upper, pops, subs, source.step, source.time, tubes,
+                     units)
     if not isinstance(source, Run):
         raise TypeError(f"render takes a run (bs.io.open_run(path)), a run's path or a Simulation; got "
                         f"{type(source).__name__}")
@@ -58,6 +61,10 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
         meta = source.metadata.get("substances", {}).get(substance, {})
         subs[substance] = (source.substance(substance, i), meta.get("spacing"),
                            np.asarray(box.get("lower", (0, 0, 0)), dtype=float))
+        unit = meta.get("unit")
+        units = {substance: unit} if isinstance(unit, str) and len(unit) <= 40 and unit.isprintable() else {}
+    else:
+        units = {}
     pos = agents["position"]
     lower = box.get("lower", pos.min(axis=0) if len(pos) else (0, 0, 0))
     upper = box.get("upper", pos.max(axis=0) if len(pos) else (1, 1, 1))
@@ -65,7 +72,7 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
     if not all(c in agents for c in ("distal", "axis")) or not isinstance(tubes, list):
         tubes = []
     return Frame(agents, lower, upper, source.populations, subs, int(source.steps[i]), float(source.times[i]),
-                 [c for c in tubes if isinstance(c, int)])
+                 [c for c in tubes if isinstance(c, int)], units)
 
 
 SUBSTANCE_MODES = ("slice", "isosurface", "volume")
@@ -104,7 +111,8 @@ def _scalars(values):
 
 def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, substance=None, clip=None,
            camera="iso", window_size=(1024, 768), clim=None, cmap="viridis", max_spheres=20000,
-           background="white", show_box=None, annotate=True, substance_mode="slice", substance_level=None):
+           background="white", show_box=None, annotate=True, substance_mode="slice", substance_level=None,
+           axes=False, scale_bar=False):
     """Render agents as spheres of their true diameter and save a picture.
 
     Parameters
@@ -128,6 +136,8 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     max_spheres : above this many agents, points rendered as spheres are drawn
         instead of sphere meshes (seconds for 10^6 agents)
     show_box : draw the box outline (default: when the agents span most of it)
+    axes : draw axes with µm ticks around the agents
+    scale_bar : draw a scale bar of a round length (µm) under the agents
 
     Returns the image as an (height, width, 3) uint8 array.
     """
@@ -135,11 +145,12 @@ def render(source, snapshot=-1, color_by="type", out="frame.png", step=None, sub
     _check_options(frame, color_by, out, camera, substance, clip, substance_mode)
     shown = None if substance is None else (substance, substance_mode, substance_level)
     return _render_frame(frame, color_by, out, shown, clip, camera, window_size, clim, cmap,
-                         max_spheres, background, show_box, annotate, bounds=None, keep=True)
+                         max_spheres, background, show_box, annotate, bounds=None, keep=True,
+                         decor=(bool(axes), bool(scale_bar)))
 
 
 def _render_frame(frame, color_by, out, substance, clip, camera, window_size, clim, cmap, max_spheres,
-                  background, show_box, annotate, bounds, label="", keep=False):
+                  background, show_box, annotate, bounds, label="", keep=False, decor=(False, False)):
     _probe.require()
     import pyvista as pv
 
@@ -148,6 +159,7 @@ def _render_frame(frame, color_by, out, substance, clip, camera, window_size, cl
     pl = pv.Plotter(off_screen=True, window_size=tuple(window_size))
     pl.set_background(background)
     _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_box, annotate, label)
+    _decorate(pl, frame, *decor)
     if bounds is None and substance is not None and substance[1] != "slice":
         bounds = (frame.lower, frame.upper)  # a field fills the box: show all of it
     _place_camera(pl, frame, camera, clip, bounds)
@@ -287,7 +299,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             if annotate:
                 present = sorted(set(codes.tolist()))
                 for row, c in enumerate(present):  # a legend in the populations' own colours
-                    pl.add_text(names[c] if c < len(names) else str(c), position=(0.01, 0.90 - 0.045 * row),
+                    _text(pl, names[c] if c < len(names) else str(c), position=(0.01, 0.90 - 0.045 * row),
                                 viewport=True, color=colours[c], font_size=11)
         else:
             cloud[color_by] = values
@@ -299,7 +311,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
                 kwargs["show_scalar_bar"] = False
                 if annotate:
                     unit = COLUMN_UNITS.get(color_by, "")
-                    pl.add_text(f"{color_by} = {lo:.4g} {unit}".rstrip(), position=(0.02, 0.03), viewport=True,
+                    _text(pl, f"{color_by} = {lo:.4g} {unit}".rstrip(), position=(0.02, 0.03), viewport=True,
                                 font_size=10, color="black")
         tube = np.isin(np.asarray(a["type"])[keep], frame.neurite_types)
         if tube.any():  # neurite elements: tubes of their diameter from the proximal to the distal end
@@ -316,8 +328,38 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             size = _point_size(pl, frame, float(np.median(diam)))
             pl.add_mesh(cloud, render_points_as_spheres=True, point_size=size, **kwargs)
     if annotate:
-        pl.add_text(f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
+        _text(pl, f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
                     position="upper_left", font_size=10, color="black")
+
+
+def _text(pl, text, **kwargs):
+    """A label on a pale, half-opaque box: readable over any background."""
+    actor = pl.add_text(text, **kwargs)
+    actor.prop.background_color = "white"
+    actor.prop.background_opacity = 0.7
+    return actor
+
+
+def _decorate(pl, frame, axes, scale_bar):
+    """Axes with µm ticks around the agents (``axes``) and a scale bar of a
+    round length under them (``scale_bar``)."""
+    pos = np.asarray(frame.agents["position"], dtype=float)
+    if len(pos):
+        pad = float(np.max(frame.agents["diameter"]))
+        lo, hi = pos.min(axis=0) - pad, pos.max(axis=0) + pad
+    else:
+        lo, hi = frame.lower, frame.upper
+    if axes:
+        pl.show_bounds(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]), grid=False, location="outer",
+                       xtitle="x (µm)", ytitle="y (µm)", ztitle="z (µm)", color="black", font_size=9,
+                       n_xlabels=3, n_ylabels=3, n_zlabels=3, fmt="%.0f")
+    if scale_bar:
+        extent = float(hi[0] - lo[0])
+        length = max(v * 10.0 ** k for k in range(-2, 7) for v in (1, 2, 5) if v * 10.0 ** k <= extent / 3) \
+            if extent > 0 else 1.0
+        start = np.array([lo[0], lo[1], lo[2]])
+        pl.add_ruler(start, start + [length, 0.0, 0.0], title=f"{length:g} µm", show_labels=False,
+                     number_labels=2, label_color="black", tick_color="black")
 
 
 # units of the columns biosim itself defines (colour bar titles)
@@ -361,7 +403,8 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
 
     grid, spacing, lower = frame.substances[name]
     # upright at the right edge, clear of the agents' bar along the bottom
-    bar = {"title": name, "color": "black", "vertical": True, "position_x": 0.86, "position_y": 0.2,
+    title = f"{name} ({frame.units[name]})" if frame.units.get(name) else name
+    bar = {"title": title, "color": "black", "vertical": True, "position_x": 0.86, "position_y": 0.2,
            "height": 0.6, "width": 0.07, "n_labels": 4, "fmt": "%.3g"}
     img = pv.ImageData(dimensions=np.array(grid.shape) + 1, spacing=(spacing,) * 3, origin=lower)
     img.cell_data[name] = grid.ravel(order="F")
@@ -375,9 +418,10 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
             origin[2] = min(max(below, frame.lower[2] + 0.5 * spacing), frame.upper[2] - 0.5 * spacing)
         sl = img.slice(normal="z", origin=origin)
         finite = grid[np.isfinite(grid)]
-        if clim is None and finite.size and finite.min() == finite.max():  # a uniform field: its value
+        uniform = finite.size and finite.max() - finite.min() <= 1e-9 * max(1.0, abs(float(finite.max())))
+        if clim is None and uniform:  # a uniform field (to rounding): one colour and its value
             pl.add_mesh(sl, color="#F0E0C0", show_scalar_bar=False)
-            pl.add_text(f"{name} = {float(finite.min()):.4g} everywhere", position=(0.02, 0.07), viewport=True,
+            _text(pl, f"{title} = {float(finite.min()):.4g} everywhere", position=(0.02, 0.07), viewport=True,
                         font_size=10, color="black")
             return
         pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar, clim=clim)
@@ -389,7 +433,7 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
         surface = pts.contour([value], scalars=name)
         if surface.n_points:
             pl.add_mesh(surface, color="#CC79A7", opacity=0.45, smooth_shading=True)
-        pl.add_text(f"{name} = {value:g}", position="lower_left", font_size=9, color="black")
+        _text(pl, f"{name} = {value:g}", position="lower_left", font_size=9, color="black")
     else:
         pl.add_volume(pts, scalars=name, cmap="magma", opacity=[0.0, 0.03, 0.08, 0.15],
                       clim=(lo, hi if hi > lo else lo + 1e-12), scalar_bar_args=bar)

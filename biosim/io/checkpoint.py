@@ -413,7 +413,8 @@ _SCHEMA = {
                   "inherit": (_STR,)}],),
     "populations": ([{"name": (_STR,), "code": (_INT,), "behaviours": ([_BEHAVIOUR],)}],),
     "substances": ([{"name": (_STR,), "diffusion": (_NUM,), "decay": (_NUM,), "spacing": (_NUM,),
-                     "solver": (_STR,), "dt": (_NUM, _NONE), "boundary": (dict,), "told?": (_BOOL,)}],),
+                     "solver": (_STR,), "dt": (_NUM, _NONE), "boundary": (dict,), "told?": (_BOOL,),
+                    "unit?": (_STR, _NONE)}],),
     "writers": ([{"class": (_STR,), "path": (_STR,), "relpath?": (_STR, _NONE), "every": (_INT,),
                   "compression?": (_STR, _NONE)}],),
     "actions": ([{"fn": (_STR,), "every": (_INT,), "local?": (_BOOL,)}],),
@@ -520,7 +521,7 @@ def _load(path, allow, allow_outputs):
                                     initial=f["substances"][sd["name"]][:],
                                     boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], decay_split=sd.get("decay_split", False),
                                     dirichlet_layer=sd.get("dirichlet_layer", False),
-                                    dt=sd["dt"])
+                                    dt=sd["dt"], unit=sd.get("unit"))
             sub._told = sd.get("told", False)
         _check_codes([p.get("code") for p in s["populations"]], path)
         for p in s["populations"]:
@@ -696,7 +697,8 @@ def _from_run(run, i, allow):
                                       f"({spec['value']}); a simulation cannot be rebuilt from it")
         sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
                           boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"],
-                          decay_split=sd.get("decay_split", False), dirichlet_layer=sd.get("dirichlet_layer", False))
+                          decay_split=sd.get("decay_split", False), dirichlet_layer=sd.get("dirichlet_layer", False),
+                          unit=sd.get("unit") if isinstance(sd.get("unit"), str) else None)
     _check_codes([p.get("type") for p in pops.values()], run.path)
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:
