@@ -39,7 +39,7 @@ def main(n_tumour=400, n_tcells=60, hours=24.0, out="cancer_immune", seed=1):
                         mechanics=bs.PhysiCellForce(max_displacement=float("inf")))
     sim.plane = 0.0
     edges = {f: bs.Dirichlet(38.0) for f in ("x-", "x+", "y-", "y+")}
-    sim.add_substance("oxygen", diffusion=1e5, decay=0.1, spacing=20.0, initial=38.0, boundary=edges)
+    sim.add_substance("oxygen", diffusion=1e5, decay=0.1, spacing=20.0, initial=38.0, boundary=edges, unit="mmHg")
     sim.add_substance("factor", diffusion=1000.0, decay=0.016, spacing=20.0)
     vol = models.Volume()
     rng = np.random.default_rng(seed)

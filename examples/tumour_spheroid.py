@@ -41,7 +41,7 @@ def main(n=2000, hours=72.0, out=None, seed=7, report_every_h=12.0):
                         mechanics=bs.SoftSphere(repulsion=2.0, adhesion=0.4))
     # diffusion sub-steps of 0.05 min keep fast uptake and fast diffusion coupled
     oxygen = sim.add_substance("oxygen", diffusion=1e5, decay=0.1, spacing=20.0, initial=38.0,
-                               boundary=bs.Dirichlet(38.0), dt=0.05)
+                               boundary=bs.Dirichlet(38.0), dt=0.05, unit="mmHg")
     radius = 10.0 * np.cbrt(n / 0.64) / 2  # packed 10 µm cells
     rng = np.random.default_rng(seed)
     tumour = sim.add_agents("tumour", bs.init.ball(n, radius, center=(400.0, 400.0, 400.0), seed=seed),
