@@ -802,7 +802,8 @@ class Simulation:
         value looks like a unit mistake: an event rate times the interval
         its behaviour runs over above 1 (rates are per minute), or a
         division diameter at or below the diameter of every agent the
-        population holds (every cell divides at its first step)."""
+        population holds at the first run() the behaviour is in (every cell
+        divides at its first step)."""
         if self.rank != 0:
             return
         warned = self.__dict__.setdefault("_unit_warned", set())
@@ -819,12 +820,14 @@ class Simulation:
                                        f"(rates are per minute: a probability per step p is a rate p / dt; a "
                                        f"rate per hour is / 60 per minute)", stacklevel=5)
                 split = getattr(b, "division_diameter", None)
-                rows = pop.rows if split is not None else None
                 key = (id(b), "division_diameter")
-                if rows is not None and rows.size and key not in warned:
+                if split is None or key in warned:
+                    continue
+                warned.add(key)  # checked at the first run() it is in (no columns read from a GPU after)
+                rows = pop.rows
+                if rows.size:
                     smallest = float(self.agents.diameter[rows].min())
                     if smallest >= split:
-                        warned.add(key)
                         V.unit_warning(f"{pop.name}.{type(b).__name__}: division_diameter = {split:g} µm is at "
                                        f"or below the diameter of every {pop.name} agent (the smallest is "
                                        f"{smallest:g} µm): every cell divides at its first step, all in "
