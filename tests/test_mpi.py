@@ -336,7 +336,9 @@ def test_run_until_a_condition_on_the_whole_simulation_stops_every_rank_at_the_o
         import model
         sim = model.build()
         sim.run(until=lambda s: len(s.agents) >= 420, max_steps=500)
-        print("STOP", sim.step, sim.stop_reason)
+        said = sim._dd.comm.allgather((sim.step, sim.stop_reason)) if sim._dd is not None else [None]
+        if sim.rank == 0:  # every rank stopped at the same step, for the same reason
+            print("STOP", sim.step, sim.stop_reason, "SAME" if len(set(said)) == 1 else "DIFFERENT")
     """))
     runs, said = {}, {}
     for ranks in (1, 2):
@@ -348,7 +350,8 @@ def test_run_until_a_condition_on_the_whole_simulation_stops_every_rank_at_the_o
             runs[ranks] = {k: z[k] for k in z.files}
         said[ranks] = sorted(set(line for line in r.stdout.splitlines() if line.startswith("STOP")))
     assert_identical(runs[1], runs[2])
-    assert len(said[2]) == 1 and said[1] == said[2] and "until: the condition held" in said[1][0]
+    assert said[1] == said[2] and len(said[2]) == 1 and "until: the condition held" in said[1][0]
+    assert said[1][0].endswith("SAME")
     assert 0 < int(said[1][0].split()[1]) < 500
 
 
