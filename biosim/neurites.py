@@ -257,12 +257,13 @@ class Neurites:
                                f"an action (inside run()), where every rank sees the trees it needs")
 
     def _linked(self, rows):
-        """Under MPI the ``rows`` whose mother this rank holds (the others,
-        at the aura's outer edge, keep their geometry: no own element reads
-        them); in one process ``rows``."""
-        if self._dd() is None or rows.size == 0:
-            return rows
-        return rows[self._alive(self.sim.agents["mother"][rows])]
+        """Mask: which ``rows`` this rank may change the geometry of.  In one
+        process all; under MPI those whose mother it holds (the others, at
+        the aura's outer edge, keep their state: no own element reads
+        them)."""
+        if self._dd() is None:
+            return np.ones(rows.size, bool)
+        return self._alive(self.sim.agents["mother"][rows])
 
     def _complete(self, rows):
         """Under MPI the ``rows`` whose mother and daughters this rank holds:
@@ -271,7 +272,7 @@ class Neurites:
         if self._dd() is None or rows.size == 0:
             return rows
         t = self.sim.agents
-        ok = self._alive(t["mother"][rows])
+        ok = self._linked(rows)
         for col in ("daughter_left", "daughter_right"):
             d = t[col][rows]
             ok &= (d < 0) | self._alive(d)
@@ -365,16 +366,16 @@ class Neurites:
         cyl = self.is_cyl()[t.type[m]].astype(bool)
         soma = t.position[m] + 0.5 * t.diameter[m][:, None] * t["attachment"][rows]
         prox = np.where(cyl[:, None], t["distal"][m], soma)
-        if self._dd() is not None:  # a mother on no rank's aura here: the element's own proximal end
-            gone = ~self._alive(t["mother"][rows])
+        gone = ~self._linked(rows)  # under MPI, a mother beyond this rank's aura: the element's own proximal end
+        if gone.any():
             prox[gone] = t["distal"][rows[gone]] - t["axis"][rows[gone]]
         return prox
 
-    def _set_geometry(self, rows, keep="tension"):
+    def _set_geometry(self, rows):
         """Axis, length and midpoint of ``rows`` from their distal and
-        proximal points; then, with keep="tension", the resting length that
-        keeps the tension (R = k L / (T + k)); with keep="rest" the tension
-        from the resting length; with keep="zero", T = 0 and R = L."""
+        proximal points, and the resting length that keeps the tension
+        (R = k L / (T + k)); :meth:`_update` keeps the resting length
+        instead."""
         t = self.sim.agents
         axis = t["distal"][rows] - self._proximal(rows)
         L = np.sqrt(np.einsum("ij,ij->i", axis, axis))
@@ -382,14 +383,7 @@ class Neurites:
         t["length"][rows] = L
         t.position[rows] = t["distal"][rows] - 0.5 * axis
         k = t["spring_constant"][rows]
-        if keep == "zero":
-            t["tension"][rows] = 0.0
-            t["resting_length"][rows] = L
-        elif keep == "tension":
-            t["resting_length"][rows] = k * L / (t["tension"][rows] + k)
-        else:
-            R = t["resting_length"][rows]
-            t["tension"][rows] = np.where(np.abs(L - R) > 1e-13, k * (L - R) / R, 0.0)
+        t["resting_length"][rows] = k * L / (t["tension"][rows] + k)
 
     def _agree(self, rows):
         """Before a tree operation that makes elements from ``rows`` (in uid
@@ -408,7 +402,7 @@ class Neurites:
         chosen = np.sort(np.concatenate(dd.comm.allgather(uid[rows < dd.n_own])))
         pos = np.minimum(np.searchsorted(chosen, uid), max(chosen.size - 1, 0))
         keep = (chosen[pos] == uid) if chosen.size else np.zeros(rows.size, bool)
-        keep &= self._alive(self.sim.agents["mother"][rows])  # see _linked
+        keep &= self._linked(rows)
         return keep, pos[keep], chosen.size
 
     def _append(self, columns, types, index, k=1, total=None):
@@ -462,14 +456,18 @@ class Neurites:
             hit = c[mother_rows] == old
             c[mother_rows[hit]] = np.asarray(new)[hit]
 
-    def _tidy_daughters(self, rows):
-        """Daughter pointers of ``rows`` to agents that are gone dropped; a
-        lone daughter made the left one."""
+    def _tidy_daughters(self, rows, gone=None):
+        """Daughter pointers of ``rows`` to agents that are gone (not live
+        here, or with ``gone`` among those uids) dropped; a lone daughter
+        made the left one."""
         t = self.sim.agents
         left = t["daughter_left"][rows]
         right = t["daughter_right"][rows]
-        lok = self._alive(left)
-        rok = self._alive(right)
+        if gone is None:
+            lok, rok = self._alive(left), self._alive(right)
+        else:
+            lok = (left >= 0) & ~np.isin(left, gone)
+            rok = (right >= 0) & ~np.isin(right, gone)
         t["daughter_left"][rows] = np.where(lok, left, np.where(rok, right, -1))
         t["daughter_right"][rows] = np.where(lok & rok, right, -1)
 
@@ -539,9 +537,7 @@ class Neurites:
         :meth:`elongate`), then change their diameters by ``rate`` µm (not
         below ``floor`` when shrinking)."""
         t = self.sim.agents
-        term = self.terminal(rows)
-        if self._dd() is not None:
-            term &= self._alive(t["mother"][rows])  # see _linked
+        term = self.terminal(rows) & self._linked(rows)
         if not term.all():
             rows, distance, direction = rows[term], distance[term], direction[term]
         if rows.size == 0:
@@ -568,9 +564,7 @@ class Neurites:
 
     def _retract_rows(self, rows, distance):
         t = self.sim.agents
-        keep = self.terminal(rows)
-        if self._dd() is not None:
-            keep &= self._alive(t["mother"][rows])  # see _linked
+        keep = self.terminal(rows) & self._linked(rows)
         uids, s = t.uid[rows[keep]], distance[keep]
         while uids.size:
             rows = self.row_of()[uids]
@@ -581,11 +575,9 @@ class Neurites:
                 factor = (L[short] - s[short]) / L[short]
                 t["axis"][r] *= factor[:, None]
                 t["distal"][r] = self._proximal(r) + t["axis"][r]
-                self._set_geometry(r, keep="tension")
-            rows, s = rows[~short], s[~short]
-            if self._dd() is not None:  # a merged element's new mother may be beyond this rank's aura
-                ok = self._alive(t["mother"][rows])
-                rows, s = rows[ok], s[ok]
+                self._set_geometry(r)
+            ok = ~short & self._linked(rows)  # under MPI a merged element's new mother may be beyond the aura
+            rows, s = rows[ok], s[ok]
             if rows.size == 0:
                 break
             row_of = self.row_of()
@@ -603,7 +595,7 @@ class Neurites:
             self._relink(grows[gcyl], t.uid[merged][gcyl], t.uid[merging][gcyl])
             t["mother"][merging] = grand
             t["attachment"][merging] = t["attachment"][merged]
-            self._set_geometry(merging, keep="tension")
+            self._set_geometry(merging)
             keep_uids = t.uid[merging]
             keep_s = s[merge]
             self._remove(np.concatenate([gone, t.uid[merged]]))
@@ -636,8 +628,7 @@ class Neurites:
         else:
             index, total = agreed
         if rows.size == 0:
-            if total:
-                t.append({}, 0, uids=np.zeros(0, np.int64), issued=total)
+            self._append({}, (), (), 1, total)  # other ranks' elements: the next uid moves on
             return np.zeros(0, np.int64)
         old = t.uid[rows]
         cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
@@ -763,8 +754,7 @@ class Neurites:
             rows, L, dl, dr, ul, ur = rows[keep], L[keep], dl[keep], dr[keep], ul[keep], ur[keep]
         m = rows.size
         if m == 0:
-            if total:
-                t.append({}, 0, uids=np.zeros(0, np.int64), issued=2 * total)
+            self._append({}, (), (), 2, total)  # other ranks' elements: the next uid moves on
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         left = self._grow_from(rows, self._forward(rows, ul), L, dl)
         right = self._grow_from(rows, self._forward(rows, ur), L, dr)
@@ -808,8 +798,7 @@ class Neurites:
         if not keep.all():
             rows, d, unit, L = rows[keep], d[keep], unit[keep], L[keep]
         if rows.size == 0:
-            if total:
-                t.append({}, 0, uids=np.zeros(0, np.int64), issued=2 * total)
+            self._append({}, (), (), 2, total)  # other ranks' splits and branches: the next uid moves on
             return np.zeros(0, np.int64)
         a = t["axis"][rows] / t["length"][rows][:, None]
         cos = np.clip(np.einsum("ij,ij->i", unit, a), -1.0, 1.0)
@@ -975,38 +964,29 @@ class Neurites:
         self._update(self._rows)
         self._disp = self._prox = self._pushes = None
 
-    def _after_removal(self):
-        """Elements whose mother is gone are removed (with their subtrees);
-        daughter pointers to agents that are gone are dropped."""
-        t = self.sim.agents
-        while True:
-            rows = self.rows()
-            if rows.size == 0:
-                return
-            orphan = rows[~self._alive(t["mother"][rows])]
-            if orphan.size == 0:
-                break
-            self._remove(t.uid[orphan])
-        rows = self.rows()
-        self._tidy_daughters(rows)
-
     def _after_commit(self, births, deaths, dead):
+        """After a commit that removed the agents ``dead`` (uids): the
+        elements hanging from them go too, and daughter pointers to any of
+        them are dropped.  Under MPI a tree may hang from agents on other
+        ranks: what hangs from them is found round by round, each rank
+        passing on what it removed, until no rank removes more (a collective
+        call within a step; between runs a rank holds its own rows only, so
+        the other ranks learn of those removals at the next step's
+        commit)."""
         dd = self.sim._dd
         if dd is None or dd.whole_sim:
-            if deaths:
-                self._after_removal()
+            if dead is not None and dead.size:
+                gone = np.concatenate([dead, self._remove_subtrees(dead)])
+                self._tidy_daughters(self.rows(), gone)  # the rows left after the removals
             return
-        # under MPI a tree may hang from agents on other ranks: what hangs from the removed agents (``dead``)
-        # is found round by round, each rank passing on what it removed, until no rank removes more (a
-        # collective call within a step; between runs a rank holds its own rows only, so removals wait for
-        # the next step's commit)
         pending = getattr(self, "_pending_dead", [])
         self._pending_dead = []
         gone = np.concatenate([np.zeros(0, np.int64)] + pending + ([] if dead is None else [dead]))
         t = self.sim.agents
         if not t._in_step:
             self._pending_dead = [gone, self._remove_subtrees(gone)]
-            self._unlink(np.concatenate(self._pending_dead))
+            gone = np.concatenate(self._pending_dead)
+            self._tidy_daughters(self.rows(), gone)
             return
         every = np.zeros(0, np.int64)
         while True:
@@ -1015,7 +995,8 @@ class Neurites:
                 break
             every = np.union1d(every, gone)
             gone = self._remove_subtrees(gone)
-        self._unlink(every)
+        if every.size:
+            self._tidy_daughters(self.rows(), every)
 
     def _remove_subtrees(self, gone):
         """Remove the elements this rank holds that hang from the agents
@@ -1029,16 +1010,3 @@ class Neurites:
                 self._remove(gone)
                 removed.append(gone)
         return np.concatenate(removed)
-
-    def _unlink(self, every):
-        """Daughter pointers to the agents ``every`` (uids) dropped; a lone
-        daughter made the left one."""
-        t = self.sim.agents
-        if every.size:
-            rows = self.rows()
-            for col in ("daughter_left", "daughter_right"):
-                c = t[col]
-                c[rows[np.isin(c[rows], every)]] = -1
-            right = rows[(t["daughter_left"][rows] < 0) & (t["daughter_right"][rows] >= 0)]
-            t["daughter_left"][right] = t["daughter_right"][right]
-            t["daughter_right"][right] = -1
