@@ -56,6 +56,21 @@ class UnitWarning(UserWarning):
     ``warnings.filterwarnings("ignore", category=bs.UnitWarning)``."""
 
 
+def is_unit(value):
+    """Whether ``value`` is a unit as biosim stores one: a short printable
+    string ("µm", "mmHg")."""
+    return isinstance(value, str) and len(value) <= 40 and value.isprintable()
+
+
+def unit(what, value):
+    """``value`` as the unit of ``what`` (None, or see :func:`is_unit`);
+    ValueError otherwise."""
+    if value is not None and not is_unit(value):
+        raise ValueError(f"unit of {what} must be a short printable string such as 'µm' or 'mmHg', or None; "
+                         f"got {value!r}")
+    return value
+
+
 def unit_warning(message, stacklevel=3):
     import warnings
 

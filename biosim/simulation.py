@@ -62,9 +62,7 @@ class Record:
     that is a multiple of ``every`` (step 0 included), like a writer."""
 
     def __init__(self, name, fn, every, unit=None):
-        if unit is not None and not (isinstance(unit, str) and len(unit) <= 40 and unit.isprintable()):
-            raise ValueError(f"unit of record {name!r} must be a short printable string such as 'µm' or "
-                             f"'mmHg', or None; got {unit!r}")
+        unit = V.unit(f"record {name!r}", unit)
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"record name must be an identifier-like string (it names an HDF5 dataset), "
                              f"got {name!r}")
@@ -525,9 +523,7 @@ class Simulation:
         if name in self.substances:
             raise ValueError(f"a substance named {name!r} exists already; substances are "
                              f"{', '.join(self.substances)}")
-        if unit is not None and not (isinstance(unit, str) and len(unit) <= 40 and unit.isprintable()):
-            raise ValueError(f"unit of substance {name!r} must be a short printable string such as 'mmHg' or "
-                             f"'µM', or None; got {unit!r}")
+        unit = V.unit(f"substance {name!r}", unit)
         sub = Substance(self, name, diffusion, decay, spacing, initial, boundary, solver, dt, decay_split,
                         dirichlet_layer)
         sub.unit = unit  # shown on colour bars ("oxygen (mmHg)") and kept by run files and checkpoints

@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 
+from biosim import _validate as V
+
 from . import _probe
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -62,7 +64,7 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
         subs[substance] = (source.substance(substance, i), meta.get("spacing"),
                            np.asarray(box.get("lower", (0, 0, 0)), dtype=float))
         unit = meta.get("unit")
-        units = {substance: unit} if isinstance(unit, str) and len(unit) <= 40 and unit.isprintable() else {}
+        units = {substance: unit} if V.is_unit(unit) else {}
     else:
         units = {}
     pos = agents["position"]

@@ -28,6 +28,7 @@ import tempfile
 import h5py
 import numpy as np
 
+from .. import _validate as V
 from ._probe import probe
 from .hdf5 import DAMAGED
 
@@ -591,7 +592,6 @@ class Checkpointer:
     starts, before any step is taken."""
 
     def __init__(self, path, every):
-        from .. import _validate as V
         from .hdf5 import _check_output_path
 
         self.path = _check_output_path(path)
@@ -698,7 +698,7 @@ def _from_run(run, i, allow):
         sim.add_substance(name, sd["diffusion"], sd["decay"], sd["spacing"], initial=run.substance(name, i),
                           boundary=substance_boundary(sd["boundary"], periodic), solver=sd["solver"], dt=sd["dt"],
                           decay_split=sd.get("decay_split", False), dirichlet_layer=sd.get("dirichlet_layer", False),
-                          unit=sd.get("unit") if isinstance(sd.get("unit"), str) else None)
+                          unit=sd.get("unit") if V.is_unit(sd.get("unit")) else None)
     _check_codes([p.get("type") for p in pops.values()], run.path)
     ordered = sorted(pops.items(), key=lambda kv: kv[1]["type"])
     for name, p in ordered:

@@ -604,7 +604,7 @@ def _unit(value):
             value = value.decode()
         except UnicodeDecodeError:
             return ""
-    return value if isinstance(value, str) and len(value) <= 40 and value.isprintable() else ""
+    return value if V.is_unit(value) else ""
 
 
 def _summary(steps):
