@@ -57,6 +57,19 @@ class Action:
         self.local = bool(local)
 
 
+def identifier(name):
+    """``name`` with every character that is not a letter, digit or _ made _."""
+    import re
+
+    return re.sub(r"\W", "_", name)
+
+
+def count_name(population):
+    """The name of the series ``record_counts`` keeps for ``population``;
+    its states' series are this name, ``_`` and the state."""
+    return f"count_{identifier(population)}"
+
+
 class Record:
     """A scalar time series: ``fn(sim)`` evaluated on the state after every step
     that is a multiple of ``every`` (step 0 included), like a writer."""
@@ -585,25 +598,21 @@ class Simulation:
         self._sync_count_records()
 
     def _sync_count_records(self):
-        import re
-
-        def safe(name):
-            return re.sub(r"\W", "_", name)
-
+        safe = identifier
         for pop in self.populations.values():
-            name = f"count_{safe(pop.name)}"
+            name = count_name(pop.name)
             if name not in self.records:
                 self.record(name, lambda sim, code=pop.code: int(np.count_nonzero(sim.agents.type == code)),
                             self._count_every, "agents")
             for b in pop.behaviours:
                 for col, labels in b.state_columns().items():
                     for value, label in enumerate(labels):
-                        name = f"count_{safe(pop.name)}_{safe(label)}"
+                        name = f"{count_name(pop.name)}_{safe(label)}"
                         rec = self.records.get(name)
                         if rec is not None and getattr(rec, "_counts", None) == (col, value):
                             continue
                         if rec is not None:
-                            name = f"count_{safe(pop.name)}_{safe(col)}_{safe(label)}"
+                            name = f"{count_name(pop.name)}_{safe(col)}_{safe(label)}"
                             if name in self.records:
                                 continue
 

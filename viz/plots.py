@@ -86,9 +86,9 @@ def plot_counts(run, out="counts.png", log=False):
 def _series_kinds(run, names):
     """The run's recorded series sorted into ({population: its count series},
     {population: [(state, series)]}, [other series])."""
-    import re
+    from biosim.simulation import count_name
 
-    safe = {pop: "count_" + re.sub(r"\W", "_", pop) for pop in names}
+    safe = {pop: count_name(pop) for pop in names}
     totals = {pop: name for pop, name in safe.items() if name in run.records}
     states, others = {}, []
     for name in run.records:
