@@ -68,7 +68,7 @@ def _interactive(source, snapshot, options):
 
     from biosim.io import Run, open_run
 
-    from .render import _check_options, _draw, _place_camera, frame_of
+    from .render import _check_options, _draw, _place_camera, _snapshot_slider, frame_of
 
     if isinstance(source, (str, os.PathLike)):
         source = open_run(source)
@@ -87,16 +87,8 @@ def _interactive(source, snapshot, options):
     pl.set_background("white")
     cmap, most = options.get("cmap", "viridis"), options.get("max_spheres", 20000)
 
-    def draw(value):
-        pl.clear_actors()
-        _draw(pl, frame_of(source, int(round(value)), None, substance), color_by, shown, clip, None, cmap, most,
-              None, True)
-
     if isinstance(source, Run) and len(source) > 1:
-        last = len(source) - 1
-        first = source._snapshot(snapshot)
-        pl.add_slider_widget(draw, [0, last], value=first, title="snapshot", fmt="%.0f", style="modern")
-        draw(first)
+        _snapshot_slider(pl, source, source._snapshot(snapshot), color_by, shown, clip, cmap, most)
     else:
         _draw(pl, frame, color_by, shown, clip, None, cmap, most, None, True)
     _place_camera(pl, frame, camera, clip)

@@ -302,7 +302,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
                 present = sorted(set(codes.tolist()))
                 for row, c in enumerate(present):  # a legend in the populations' own colours
                     _text(pl, names[c] if c < len(names) else str(c), position=(0.01, 0.90 - 0.045 * row),
-                                viewport=True, color=colours[c], font_size=11)
+                          viewport=True, color=colours[c], font_size=11)
         else:
             cloud[color_by] = values
             lo, hi = (float(values.min()), float(values.max())) if clim is None else clim
@@ -314,7 +314,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
                 if annotate:
                     unit = COLUMN_UNITS.get(color_by, "")
                     _text(pl, f"{color_by} = {lo:.4g} {unit}".rstrip(), position=(0.02, 0.03), viewport=True,
-                                font_size=10, color="black")
+                          font_size=10, color="black")
         tube = np.isin(np.asarray(a["type"])[keep], frame.neurite_types)
         if tube.any():  # neurite elements: tubes of their diameter from the proximal to the distal end
             _draw_tubes(pl, cloud.extract_points(np.flatnonzero(tube), adjacent_cells=False), a, keep, tube,
@@ -331,7 +331,7 @@ def _draw(pl, frame, color_by, substance, clip, clim, cmap, max_spheres, show_bo
             pl.add_mesh(cloud, render_points_as_spheres=True, point_size=size, **kwargs)
     if annotate:
         _text(pl, f"{label}step {frame.step}   t = {frame.time:g} min   {len(a['position'])} agents",
-                    position="upper_left", font_size=10, color="black")
+              position="upper_left", font_size=10, color="black")
 
 
 def _text(pl, text, **kwargs):
@@ -345,12 +345,7 @@ def _text(pl, text, **kwargs):
 def _decorate(pl, frame, axes, scale_bar):
     """Axes with µm ticks around the agents (``axes``) and a scale bar of a
     round length under them (``scale_bar``)."""
-    pos = np.asarray(frame.agents["position"], dtype=float)
-    if len(pos):
-        pad = float(np.max(frame.agents["diameter"]))
-        lo, hi = pos.min(axis=0) - pad, pos.max(axis=0) + pad
-    else:
-        lo, hi = frame.lower, frame.upper
+    lo, hi = _agent_bounds(frame)
     if axes:
         pl.show_bounds(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]), grid=False, location="outer",
                        xtitle="x (µm)", ytitle="y (µm)", ztitle="z (µm)", color="black", font_size=9,
@@ -424,7 +419,7 @@ def _draw_substance(pl, frame, name, mode, level, clim=None):
         if clim is None and uniform:  # a uniform field (to rounding): one colour and its value
             pl.add_mesh(sl, color="#F0E0C0", show_scalar_bar=False)
             _text(pl, f"{title} = {float(finite.min()):.4g} everywhere", position=(0.02, 0.07), viewport=True,
-                        font_size=10, color="black")
+                  font_size=10, color="black")
             return
         pl.add_mesh(sl, scalars=name, cmap="magma", show_scalar_bar=True, scalar_bar_args=bar, clim=clim)
         return
@@ -451,18 +446,36 @@ def _hex_rgb(h):
     return [int(h[k:k + 2], 16) for k in (0, 2, 4)]
 
 
+def _agent_bounds(frame):
+    """(lower, upper) µm of the frame's agents padded by the largest
+    diameter; the box when there are none."""
+    pos = np.asarray(frame.agents["position"], dtype=float)
+    if not len(pos):
+        return frame.lower, frame.upper
+    pad = float(np.max(frame.agents["diameter"]))
+    return pos.min(axis=0) - pad, pos.max(axis=0) + pad
+
+
+def _snapshot_slider(pl, run, first, color_by, shown, clip, cmap, max_spheres):
+    """A slider over the snapshots of ``run`` that redraws the scene of the
+    one it points at; draws snapshot ``first``."""
+    def draw(value):
+        pl.clear_actors()
+        _draw(pl, frame_of(run, int(round(value)), None, shown and shown[0]), color_by, shown, clip, None, cmap,
+              max_spheres, None, True)
+
+    pl.add_slider_widget(draw, [0, len(run) - 1], value=first, title="snapshot", fmt="%.0f", style="modern")
+    draw(first)
+
+
 def _place_camera(pl, frame, camera, clip=None, bounds=None):
     """Look along the preset direction and fit the agents (the box when there
     are none, ``bounds`` when given) into the view; with a clip, look at the
     cut face."""
-    pos = np.asarray(frame.agents["position"], dtype=float)
     if bounds is not None:
         lo, hi = np.asarray(bounds[0], dtype=float), np.asarray(bounds[1], dtype=float)
-    elif len(pos):
-        pad = float(np.max(frame.agents["diameter"]))
-        lo, hi = pos.min(axis=0) - pad, pos.max(axis=0) + pad
     else:
-        lo, hi = frame.lower, frame.upper
+        lo, hi = _agent_bounds(frame)
     centre = 0.5 * (lo + hi)
     direction, up = {"iso": ((0.8, -1.0, 0.7), (0, 0, 1)), "xy": ((0, 0, 1), (0, 1, 0)),
                      "xz": ((0, -1, 0), (0, 0, 1)), "yz": ((1, 0, 0), (0, 0, 1))}[camera]
@@ -496,14 +509,6 @@ def view(run, color_by="type", substance=None, clip=None, window_size=(1024, 768
     shown = None if substance is None else (substance, "slice", None)
     pl = pv.Plotter(window_size=tuple(window_size))
     pl.set_background("white")
-
-    def show(value):
-        pl.clear_actors()
-        frame = frame_of(run, int(round(value)), None, substance)
-        _draw(pl, frame, color_by, shown, clip, None, "viridis", 20000, None, True)
-
-    pl.add_slider_widget(show, [0, len(run) - 1], value=len(run) - 1, title="snapshot", fmt="%.0f",
-                         style="modern")
-    show(len(run) - 1)
+    _snapshot_slider(pl, run, len(run) - 1, color_by, shown, clip, "viridis", 20000)
     _place_camera(pl, first, "iso", clip)
     pl.show()
