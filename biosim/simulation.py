@@ -276,6 +276,7 @@ class Simulation:
         self._grid_valid = False
         self._run_end = None
         self.stop_reason = None  # why the last run() stopped (see run)
+        self._unit_warned = set()  # (behaviour id, parameter) already checked by _check_units
         self._count_every = None
         self._first_step = 0
         self._dd = self._decomposition(comm)
@@ -811,7 +812,7 @@ class Simulation:
         divides at its first step)."""
         if self.rank != 0:
             return
-        warned = self.__dict__.setdefault("_unit_warned", set())
+        warned = self._unit_warned
         for pop in self.populations.values():
             for b in pop.behaviours:
                 interval = b.every * self.dt
