@@ -36,8 +36,8 @@ def _slab(h5name, column, start, count, width, total, dtype):
 def write_segments(h5path, agents, counts, types):
     """Write ``<h5path without .h5>.neurites.h5`` (atomically): for each
     snapshot, the neurite elements (rows of ``agents["type"]`` in
-    ``types``), in uid order, as segments: ``points`` (2 per element: proximal = distal -
-    axis, then distal), ``diameter`` per point, ``uid`` per element,
+    ``types``), in uid order, as segments: ``points`` (2 per element:
+    proximal = distal - axis, then distal), ``diameter`` per point, ``uid`` per element,
     ``connectivity`` (0 .. 2m - 1 per snapshot) and ``count`` (elements per
     snapshot).  ``agents`` maps column names to the run's stacked datasets.
     Returns (file name, counts)."""
@@ -53,7 +53,9 @@ def write_segments(h5path, agents, counts, types):
         for k in range(len(counts)):
             a, b = int(offsets[k]), int(offsets[k + 1])
             rows = np.flatnonzero(np.isin(agents["type"][a:b], types))
-            rows = rows[np.argsort(agents["uid"][a:b][rows], kind="stable")]  # the same file whatever the row order
+            uids = agents["uid"][a:b][rows]
+            order = np.argsort(uids, kind="stable")  # the same file whatever the row order
+            rows, uids = rows[order], uids[order]
             m = rows.size
             per.append(m)
             if m == 0:
@@ -68,7 +70,7 @@ def write_segments(h5path, agents, counts, types):
                 ds.resize(start + 2 * m, axis=0)
                 ds[start:] = values
             uid.resize(uid.shape[0] + m, axis=0)
-            uid[-m:] = agents["uid"][a:b][rows]
+            uid[-m:] = uids
         f.create_dataset("count", data=np.asarray(per, dtype=np.int64))
     os.replace(tmp, out)
     return os.path.basename(out), per
