@@ -494,13 +494,18 @@ class Decomposition:
                 t.extend(g)
         for sub in self.sim.substances.values():
             self._fill(sub)
-        probe = t.position[:n]
-        if self.sim.neurites is not None:  # an element's distal point: its midpoint jumps when it splits
-            probe = self.sim.neurites.probe(n)
+        probe = self._probe(n)
         self._start = [probe[:, a].copy() if self.dims[a] > 1 else None for a in range(3)]
         self._start_uid = t.uid[:n].copy()
         self.uid_begin = t.next_uid
         self.exchange_time += _time.perf_counter() - t0
+
+    def _probe(self, m):
+        """(m, 3) µm: what the movement check follows for the first ``m``
+        rows: positions, and a neurite element's distal point (its midpoint
+        jumps when it splits)."""
+        nrt = self.sim.neurites
+        return self.sim.agents.position[:m] if nrt is None else nrt.probe(m)
 
     def _near(self, pos, r):
         """Whether each position (n, 3) µm lies within the aura of rank r's
@@ -552,7 +557,7 @@ class Decomposition:
         m = self.n_own
         periodic = self.sim.boundary == "periodic"
         cut = [a for a in range(3) if self.dims[a] > 1]
-        probe = t.position[:m] if self.sim.neurites is None else self.sim.neurites.probe(m)
+        probe = self._probe(m)
         now, then = np.arange(m), np.arange(m)
         uid0 = self._start_uid
         if not (uid0.size == m and np.array_equal(t.uid[:m], uid0)):  # rows added or removed in the step
