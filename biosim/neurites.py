@@ -905,19 +905,18 @@ class Neurites:
         cell_start, order, lower, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
         disp = self._buffer("_disp_buf", 3)
         prox = self._buffer("_prox_buf", 3)
-        touched = np.empty(n, np.uint8)
+        touched = np.zeros(n, np.uint8)
+        touched[rows] = 1  # the rows contact_forces computes (on return: whether a cylinder touches them)
         if self._dd() is not None:  # the elements left out (see _complete) pass nothing on
             prox[:] = 0.0
-            touched[:] = 0
         mech = self.mechanics
         cyl = self.is_cyl()
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
         NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
         # between cylinders (the contact forces go into disp, then the move replaces them)
-        NK.contact_forces(rows, cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["length"],
-                          t["mother"], t["daughter_left"], t["daughter_right"], row_of, cell_start, order, lower,
-                          inv_h, dims, periodic, cutoff, self._rc, mech.neurite_scale, sim.seed, sim.step, disp,
-                          prox, touched)
+        NK.contact_forces(cols, n, order, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"],
+                          cell_start, lower, inv_h, dims, periodic, cutoff, self._rc, mech.neurite_scale, sim.seed,
+                          sim.step, disp, prox, touched)
         # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
         spheres = np.flatnonzero(cyl[t.type[order[:n]]] == 0)
         offsets = np.zeros(spheres.size + 1, np.int64)

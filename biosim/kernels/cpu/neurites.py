@@ -193,54 +193,50 @@ def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
 
 
 @njit(cache=True, parallel=True)
-def contact_forces(rows, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
-                   cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step,
-                   own, prox, touched):
-    """Forces between cylinders on each neurite row ``rows[k]`` (phase 1 of
-    the neurite mechanics): ``own[i]`` the part on its distal point mass,
-    ``prox[i]`` the part passed to its mother's, ``touched[i]`` 1 when a
-    cylinder touches it.  Relatives are skipped: the mother, the daughters
-    and every cylinder of the same mother (siblings; the first elements of
-    one soma).  Forces are multiplied by ``scale`` (BioDynaMo's h/m = 0.01).
+def contact_forces(cols, n, order, diam, types, uid, is_cyl, distal, axis, mother, cell_start, lower, inv_h, dims,
+                   periodic, cutoff, reach, scale, seed, step, own, prox, touched):
+    """Forces between cylinders on each neurite row i with ``touched[i]``
+    nonzero on entry (phase 1 of the neurite mechanics): ``own[i]`` the part
+    on its distal point mass, ``prox[i]`` the part passed to its mother's,
+    ``touched[i]`` 1 when a cylinder touches it, else 0 (other rows are left
+    as they are).  Relatives are skipped: the mother, the daughters and
+    every cylinder of the same mother (siblings; the first elements of one
+    soma).  Forces are multiplied by ``scale`` (BioDynaMo's h/m = 0.01).
     A candidate is examined when the bounding spheres (``cols``,
     :func:`sorted_bounds`) meet; the search radius about the midpoint is the
     element's bounding radius plus ``reach``, the largest of any cylinder
-    (spheres are searched from their side: :func:`sphere_pairs`)."""
-    nchunks = (rows.size + _CHUNK - 1) // _CHUNK
+    (spheres are searched from their side: :func:`sphere_pairs`).
+
+    The elements are taken in the grid's order, not the rows': neighbours in
+    that order search the same cells, which stay in cache however far the
+    rows have drifted from it since the last reorder (rows appended by
+    growth).  Each element's own centre and bounding radius are read from
+    ``cols`` too; its other columns only when a candidate is not a relative."""
+    nchunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(nchunks):
         runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)  # once per chunk: an allocation per element costs more
         block = np.empty(_BLOCK, dtype=np.int64)
-        for k in range(c * _CHUNK, min(rows.size, (c + 1) * _CHUNK)):
-            _contacts_of(rows[k], cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of,
-                         cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own,
-                         prox, touched, runs, block)
+        for q in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            i = order[q]
+            if touched[i] != 0:
+                _contacts_of(q, i, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower,
+                             inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs, block)
 
 
 @njit(cache=True, inline="always")
-def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother, left, right, row_of, cell_start,
-                 order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs,
-                 block):
-    """:func:`contact_forces` of row i (``runs``, ``block``: the thread's
-    scratch)."""
-    ax = axis[i, 0]
-    ay = axis[i, 1]
-    az = axis[i, 2]
-    bx = distal[i, 0]
-    by = distal[i, 1]
-    bz = distal[i, 2]
-    px = bx - ax
-    py = by - ay
-    pz = bz - az
-    mx = bx - 0.5 * ax
-    my = by - 0.5 * ay
-    mz = bz - 0.5 * az
-    di = diam[i]
-    ri = 0.5 * (length[i] + di)
+def _contacts_of(qi, i, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower, inv_h, dims,
+                 periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs, block):
+    """:func:`contact_forces` of row i, at ``qi`` in the grid's order
+    (``runs``, ``block``: the thread's scratch)."""
+    mx = cols[0, qi]
+    my = cols[1, qi]
+    mz = cols[2, qi]
+    ri = cols[3, qi]
     mi = mother[i]
-    mrow = _row(mi, row_of)
-    lrow = _row(left[i], row_of)
-    rrow = _row(right[i], row_of)
+    ui = uid[i]
     m = stencil_runs(mx, my, mz, cell_start, lower, inv_h, dims, periodic, min(ri + reach, cutoff), runs)
+    loaded = False
+    px = py = pz = bx = by = bz = di = 0.0
     ox = 0.0
     oy = 0.0
     oz = 0.0
@@ -262,12 +258,25 @@ def _contacts_of(i, cols, diam, types, uid, is_cyl, distal, axis, length, mother
                 block[hits] = q
                 hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
             for h in range(hits):
-                j = order[block[h]]
-                if j == i or j == mrow or j == lrow or j == rrow or not is_cyl[types[j]] or mother[j] == mi:
-                    continue  # itself, a relative, a sibling, or a sphere (sphere_pairs)
+                q = block[h]
+                if q == qi:
+                    continue  # itself
+                j = order[q]
+                mj = mother[j]
+                if mj == mi or mj == ui or uid[j] == mi or not is_cyl[types[j]]:
+                    continue  # a sibling, a daughter, the mother, or a sphere (sphere_pairs)
+                if not loaded:
+                    bx = distal[i, 0]
+                    by = distal[i, 1]
+                    bz = distal[i, 2]
+                    px = bx - axis[i, 0]
+                    py = by - axis[i, 1]
+                    pz = bz - axis[i, 2]
+                    di = diam[i]
+                    loaded = True
                 fx, fy, fz, share = cylinder_from_cylinder(
                     px, py, pz, bx, by, bz, di, distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
-                    distal[j, 2] - axis[j, 2], distal[j, 0], distal[j, 1], distal[j, 2], diam[j], seed, uid[i],
+                    distal[j, 2] - axis[j, 2], distal[j, 0], distal[j, 1], distal[j, 2], diam[j], seed, ui,
                     uid[j], step)
                 if fx == 0.0 and fy == 0.0 and fz == 0.0:
                     continue
