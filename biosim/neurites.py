@@ -197,7 +197,7 @@ class Neurites:
         for name, dtype, default, shape in COLUMNS:
             sim.agents.add_column(name, dtype, default, shape)
         self._row_of = np.zeros(0, np.int64)
-        self._disp = None
+        self._pushes = None
         sim.agents.on_commit = self._after_commit
         sim.force_terms["neurites"] = self._sphere_term
 
@@ -878,22 +878,14 @@ class Neurites:
         self._rc = rc
         return rc + max(rc, 0.5 * float(self.sim._max_diameter()))
 
-    def _buffer(self, name, width):
-        """A persistent (n, width) float64 array of at least the table's
-        capacity (kept between the two parts of the mechanics)."""
-        t = self.sim.agents
-        buf = getattr(self, name, None)
-        if buf is None or buf.shape[0] < t.capacity or buf.shape[1] != width:
-            buf = np.empty((t.capacity, width))
-            setattr(self, name, buf)
-        return buf[: len(t)]
-
     def forces(self):
         """Phase 4, first part: each element's move from the state at the
-        step's start (kept for :meth:`move`) and the spheres' pushes from the
-        cylinders (kept for the sphere mechanics' term)."""
+        step's start, applied to its distal point at once (the sphere
+        mechanics that follows reads no neurite column that moves), and the
+        spheres' pushes from the cylinders (kept for the sphere mechanics'
+        term)."""
         sim = self.sim
-        self._disp = None
+        self._pushes = None
         reach = self.reach()  # first: under MPI a collective call
         if self.rows().size == 0:
             return
@@ -903,20 +895,18 @@ class Neurites:
         t = sim.agents
         n = len(t)
         cell_start, order, lower, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
-        disp = self._buffer("_disp_buf", 3)
-        prox = self._buffer("_prox_buf", 3)
+        # the contact forces on each distal point, then (in place) its move: the table's scratch, free again
+        # before the sphere mechanics takes it
+        disp = t.scratch((n, 3), np.float64)
         touched = np.zeros(n, np.uint8)
         touched[rows] = 1  # the rows contact_forces computes (on return: whether a cylinder touches them)
-        if self._dd() is not None:  # the elements left out (see _complete) pass nothing on
-            prox[:] = 0.0
         mech = self.mechanics
         cyl = self.is_cyl()
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
         NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
-        # between cylinders (the contact forces go into disp, then the move replaces them)
-        NK.contact_forces(cols, n, order, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"],
-                          cell_start, lower, inv_h, dims, periodic, cutoff, self._rc, mech.neurite_scale, sim.seed,
-                          sim.step, disp, prox, touched)
+        search = (cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"], cell_start, order,
+                  lower, inv_h, dims, periodic, cutoff, self._rc)
+        NK.contact_forces(n, *search, mech.neurite_scale, sim.seed, sim.step, disp, touched)
         # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
         spheres = np.flatnonzero(cyl[t.type[order[:n]]] == 0)
         offsets = np.zeros(spheres.size + 1, np.int64)
@@ -926,42 +916,44 @@ class Neurites:
         np.cumsum(offsets, out=offsets)
         pairs, pair_forces = np.empty(offsets[-1], np.int64), np.empty((offsets[-1], 4))
         NK.sphere_pairs(*args, True, pairs, pair_forces)
-        NK.add_sphere_pairs(pairs, pair_forces, np.argsort(pairs, kind="stable"), disp, prox)
+        # the shares passed to the mothers' points: nonzero only for the few rows something touches, so held
+        # for those alone (sorted rows ``hot``), not a row of 3 floats for every agent
+        hot = np.union1d(np.flatnonzero(touched), pairs)
+        prox = np.empty((hot.size, 3))
+        NK.contact_prox(hot, touched, t.position, t["length"], *search, mech.neurite_scale, sim.seed, sim.step, prox)
+        touched[pairs] |= 2  # a sphere touches it: its proximal share is held too
+        NK.add_sphere_pairs(pairs, pair_forces, np.argsort(pairs, kind="stable"), disp, hot, prox)
         NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["spring_constant"],
-                         t["resting_length"], t["daughter_left"], t["daughter_right"], row_of, disp, prox, touched,
-                         mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement, mech.springs == "implicit",
-                         disp)
-        self._disp, self._prox = disp, prox
-        self._pushes = (spheres, offsets, pair_forces)
+                         t["resting_length"], t["daughter_left"], t["daughter_right"], row_of, disp, touched, hot,
+                         prox, mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement,
+                         mech.springs == "implicit", disp)
+        lo, hi = sim._clamp_box()
+        NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed")
+        self._pushes = (spheres, offsets, pair_forces, touched, hot, prox)
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they
         touch (and pull their somata with ``soma_feels_tension``); the
         sphere update leaves neurite rows where they are (the sphere loops
         gave them no force)."""
-        if self._disp is None:
+        if self._pushes is None:
             return
         t = sim.agents
-        spheres, offsets, pair_forces = self._pushes
+        spheres, offsets, pair_forces, touched, hot, prox = self._pushes
         NK.sphere_pushes(spheres, sim._grid.kernel_args()[1], offsets, pair_forces, force)
         if self.mechanics.soma_feels_tension:
             rows = self._rows
             NK.soma_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, self.is_cyl(), t["mother"],
-                          self.row_of(), t["tension"], t["length"], t["axis"], self._prox, force)
+                          self.row_of(), t["tension"], t["length"], t["axis"], touched, hot, prox, force)
 
     def move(self):
-        """Phase 4, last part (after the spheres moved): the point masses
-        move (kept inside a closed box), then every element's axis, length,
-        tension and midpoint follow (first elements from their somata's new
-        places)."""
-        sim = self.sim
-        if self._disp is None:
+        """Phase 4, last part (after the spheres moved; the distal points
+        moved in :meth:`forces`): every element's axis, length, tension and
+        midpoint follow (first elements from their somata's new places)."""
+        if self._pushes is None:
             return
-        t = sim.agents
-        lo, hi = sim._clamp_box()
-        NK.move_distal(self._rows, self._disp, t["distal"], lo, hi, sim.boundary == "closed")
         self._update(self._rows)
-        self._disp = self._prox = self._pushes = None
+        self._pushes = None
 
     def _after_commit(self, births, deaths, dead):
         """After a commit that removed the agents ``dead`` (uids): the

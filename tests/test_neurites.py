@@ -601,3 +601,24 @@ def test_the_paraview_sidecar_draws_neurites_as_lines_with_their_diameter(tmp_pa
                                       a["diameter"][rows])
         np.testing.assert_array_equal(vtk_to_numpy(lines.GetCellData().GetArray("uid")), a["uid"][rows])
         assert lines.GetCell(0).GetNumberOfPoints() == 2
+
+
+@pytest.mark.parametrize("feels", [False, True])
+def test_a_soma_feels_its_first_elements_tension_only_when_asked(feels):
+    """A first element stretched to T = 1 (k = 10, L = 2 µm, R = 2/1.1 µm)
+    pulls its soma by T / L x axis = (0, 0, 1) with ``soma_feels_tension``:
+    the soma (diameter 20 µm, BioDynaMo's law, density 1) moves by
+    F dt / (density x volume) along z in one step; without it, not at all."""
+    sim = neuron(mechanics=bs.BioDynaMoForce())
+    sim.neurites.mechanics = bs.NeuriteMechanics(soma_feels_tension=feels)
+    e = tip(sim)
+    sim.neurites.elongate(e, 1.0, (0, 0, 1))  # L = R = 2
+    r = sim.neurites.row_of()[e]
+    R = 2.0 / 1.1
+    sim.agents["resting_length"][r] = R
+    sim.agents["tension"][r] = 10 * (2.0 - R) / R
+    assert sim.agents["tension"][r] == pytest.approx(1.0)
+    sim.run(1)
+    soma = sim.agents.position[sim.populations["soma"].rows][0]
+    expected = 1.0 * 0.6 / (np.pi / 6 * 20.0**3) if feels else 0.0
+    assert soma == pytest.approx([0.0, 0.0, expected], abs=1e-15)

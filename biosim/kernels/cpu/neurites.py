@@ -193,13 +193,14 @@ def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
 
 
 @njit(cache=True, parallel=True)
-def contact_forces(cols, n, order, diam, types, uid, is_cyl, distal, axis, mother, cell_start, lower, inv_h, dims,
-                   periodic, cutoff, reach, scale, seed, step, own, prox, touched):
+def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower, inv_h, dims,
+                   periodic, cutoff, reach, scale, seed, step, own, touched):
     """Forces between cylinders on each neurite row i with ``touched[i]``
     nonzero on entry (phase 1 of the neurite mechanics): ``own[i]`` the part
-    on its distal point mass, ``prox[i]`` the part passed to its mother's,
-    ``touched[i]`` 1 when a cylinder touches it, else 0 (other rows are left
-    as they are).  Relatives are skipped: the mother, the daughters and
+    on its distal point mass, ``touched[i]`` 1 when a cylinder touches it,
+    else 0 (other rows are left as they are).  The part passed to the
+    mother's point mass is nonzero for touched rows only, so it is found
+    again for those alone (:func:`contact_prox`).  Relatives are skipped: the mother, the daughters and
     every cylinder of the same mother (siblings; the first elements of one
     soma).  Forces are multiplied by ``scale`` (BioDynaMo's h/m = 0.01).
     A candidate is examined when the bounding spheres (``cols``,
@@ -219,19 +220,46 @@ def contact_forces(cols, n, order, diam, types, uid, is_cyl, distal, axis, mothe
         for q in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             i = order[q]
             if touched[i] != 0:
-                _contacts_of(q, i, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower,
-                             inv_h, dims, periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs, block)
+                ox, oy, oz, _, _, _, hit = _contacts_of(
+                    i, cols[0, q], cols[1, q], cols[2, q], cols[3, q], cols, diam, types, uid, is_cyl, distal, axis,
+                    mother, cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, runs,
+                    block)
+                own[i, 0] = ox
+                own[i, 1] = oy
+                own[i, 2] = oz
+                touched[i] = hit
+
+
+@njit(cache=True, parallel=True)
+def contact_prox(hot, touched, pos, length, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order,
+                 lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, prox):
+    """``prox[k]``: the part of :func:`contact_forces` that row ``hot[k]``
+    passes to its mother's point mass when ``touched`` says a cylinder
+    touches it (``touched & 1``), else 0 (the same search, the same sums)."""
+    for k in prange(hot.size):
+        i = hot[k]
+        prox[k, 0] = 0.0
+        prox[k, 1] = 0.0
+        prox[k, 2] = 0.0
+        if touched[i] & 1:
+            runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
+            block = np.empty(_BLOCK, dtype=np.int64)
+            _, _, _, qx, qy, qz, _ = _contacts_of(
+                i, pos[i, 0], pos[i, 1], pos[i, 2], 0.5 * (length[i] + diam[i]), cols, diam, types, uid, is_cyl,
+                distal, axis, mother, cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed,
+                step, runs, block)
+            prox[k, 0] = qx
+            prox[k, 1] = qy
+            prox[k, 2] = qz
 
 
 @njit(cache=True, inline="always")
-def _contacts_of(qi, i, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower, inv_h, dims,
-                 periodic, cutoff, reach, scale, seed, step, own, prox, touched, runs, block):
-    """:func:`contact_forces` of row i, at ``qi`` in the grid's order
-    (``runs``, ``block``: the thread's scratch)."""
-    mx = cols[0, qi]
-    my = cols[1, qi]
-    mz = cols[2, qi]
-    ri = cols[3, qi]
+def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower,
+                 inv_h, dims, periodic, cutoff, reach, scale, seed, step, runs, block):
+    """The contact forces on row i (midpoint m, bounding radius ri, µm): the
+    part on its distal point mass, the part passed to its mother's, and 1
+    when a cylinder touches it, else 0 (``runs``, ``block``: the thread's
+    scratch)."""
     mi = mother[i]
     ui = uid[i]
     m = stencil_runs(mx, my, mz, cell_start, lower, inv_h, dims, periodic, min(ri + reach, cutoff), runs)
@@ -258,10 +286,9 @@ def _contacts_of(qi, i, cols, diam, types, uid, is_cyl, distal, axis, mother, ce
                 block[hits] = q
                 hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
             for h in range(hits):
-                q = block[h]
-                if q == qi:
+                j = order[block[h]]
+                if j == i:
                     continue  # itself
-                j = order[q]
                 mj = mother[j]
                 if mj == mi or mj == ui or uid[j] == mi or not is_cyl[types[j]]:
                     continue  # a sibling, a daughter, the mother, or a sphere (sphere_pairs)
@@ -291,13 +318,7 @@ def _contacts_of(qi, i, cols, diam, types, uid, is_cyl, distal, axis, mother, ce
                 qx += fx * share
                 qy += fy * share
                 qz += fz * share
-    own[i, 0] = ox
-    own[i, 1] = oy
-    own[i, 2] = oz
-    prox[i, 0] = qx
-    prox[i, 1] = qy
-    prox[i, 2] = qz
-    touched[i] = hit
+    return ox, oy, oz, qx, qy, qz, hit
 
 
 @njit(cache=True, inline="always")
@@ -360,18 +381,20 @@ def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, 
 
 
 @njit(cache=True)
-def add_sphere_pairs(pairs, forces, by_cylinder, own, prox):
+def add_sphere_pairs(pairs, forces, by_cylinder, own, hot, prox):
     """Adds each pair's force on its cylinder (``by_cylinder``: the pairs
     ordered by cylinder, then by sphere) to ``own`` (the distal share) and
-    ``prox`` (the proximal share), in that order (one thread)."""
+    ``prox`` (the proximal share; row j's at ``searchsorted(hot, j)``), in
+    that order (one thread)."""
     for k in range(by_cylinder.size):
         p = by_cylinder[k]
         j = pairs[p]
+        h = np.searchsorted(hot, j)
         share = forces[p, 3]
         keep = 1.0 - share
         for c in range(3):
             own[j, c] += forces[p, c] * keep
-            prox[j, c] += forces[p, c] * share
+            prox[h, c] += forces[p, c] * share
 
 
 @njit(cache=True)
@@ -387,11 +410,15 @@ def sphere_pushes(spheres, order, offsets, forces, force):
 
 
 @njit(cache=True, inline="always")
-def _pull(j, tension, length, axis, prox):
+def _pull(j, tension, length, axis, touched, hot, prox):
     """What daughter row j passes to its mother's point mass: its spring
-    (which only pulls) plus the proximal share of its contact forces."""
+    (which only pulls) plus the proximal share of its contact forces (held
+    for the rows ``hot``, those with ``touched`` nonzero)."""
     f = max(tension[j] / length[j], 0.0)
-    return f * axis[j, 0] + prox[j, 0], f * axis[j, 1] + prox[j, 1], f * axis[j, 2] + prox[j, 2]
+    if touched[j] == 0:
+        return f * axis[j, 0] + 0.0, f * axis[j, 1] + 0.0, f * axis[j, 2] + 0.0
+    h = np.searchsorted(hot, j)
+    return f * axis[j, 0] + prox[h, 0], f * axis[j, 1] + prox[h, 1], f * axis[j, 2] + prox[h, 2]
 
 
 @njit(cache=True, inline="always")
@@ -405,12 +432,14 @@ def _stiffen(j, stiff, resting, length, axis, K):
 
 
 @njit(cache=True, parallel=True)
-def displacements(rows, tension, length, axis, adherence, stiff, resting, left, right, row_of, own, prox, touched,
-                  scale, mobility, max_move, implicit, disp):
+def displacements(rows, tension, length, axis, adherence, stiff, resting, left, right, row_of, own, touched, hot,
+                  prox, scale, mobility, max_move, implicit, disp):
     """The move of each neurite row's distal point mass (phase 2) under the
     force F = its own spring, -T/L x axis, plus what its daughters pass on
     (both scaled by ``scale`` when a cylinder touches it, BioDynaMo's h/m),
-    plus the kept share of its contact forces: none when |F| is below the
+    plus the kept share of its contact forces (``touched & 1``: a cylinder
+    touches it; ``hot``, ``prox``: the proximal shares, as :func:`_pull`
+    reads them): none when |F| is below the
     ``adherence``, else the move d capped at ``max_move`` µm, with
     d = mobility x F (BioDynaMo's explicit move) or, with ``implicit``,
     (I + mobility K) d = mobility x F, K the stiffness of the springs at the
@@ -428,14 +457,14 @@ def displacements(rows, tension, length, axis, adherence, stiff, resting, left, 
             _stiffen(i, stiff, resting, length, axis, K)
         for j in (_row(left[i], row_of), _row(right[i], row_of)):
             if j >= 0:
-                gx, gy, gz = _pull(j, tension, length, axis, prox)
+                gx, gy, gz = _pull(j, tension, length, axis, touched, hot, prox)
                 fx += gx
                 fy += gy
                 fz += gz
                 if implicit and tension[j] > 0.0:
                     _stiffen(j, stiff, resting, length, axis, K)
         w = mobility
-        if touched[i]:
+        if touched[i] & 1:
             fx *= scale
             fy *= scale
             fz *= scale
@@ -478,7 +507,7 @@ def displacements(rows, tension, length, axis, adherence, stiff, resting, left, 
 
 
 @njit(cache=True)
-def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, prox, force):
+def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, touched, hot, prox, force):
     """Adds to each soma's ``force`` what its first elements pass on (the
     option ``soma_feels_tension``), in the order of ``rows`` (one thread:
     several elements share a soma)."""
@@ -487,7 +516,7 @@ def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, prox,
         m = row_of[mother[i]]
         if is_cyl[types[m]]:
             continue
-        gx, gy, gz = _pull(i, tension, length, axis, prox)
+        gx, gy, gz = _pull(i, tension, length, axis, touched, hot, prox)
         force[m, 0] += gx
         force[m, 1] += gy
         force[m, 2] += gz
