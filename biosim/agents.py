@@ -387,10 +387,12 @@ class AgentTable:
             return
         self.to_host()
         m = rows.size
-        contiguous = m == 0 or (rows[0] == 0 and rows[-1] == m - 1)
-        if not contiguous:
+        # rows before the first one dropped stay where they are; the rest move up, in place
+        start = int(np.argmax(rows != np.arange(m))) if m and rows[-1] != m - 1 else m
+        if start < m:
+            tail = rows[start:]
             for arr in self._data.values():
-                arr[:m] = arr[: self._n][rows]
+                arr[start:m] = arr[tail]
         self._n = m
         self.layout += 1
 

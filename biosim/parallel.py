@@ -283,6 +283,7 @@ class Decomposition:
             dims = best[1]
         self.dims = np.array(dims, np.int64)
         self.coords = np.array(self.block_of(self.rank), np.int64)
+        self._cut = [a for a in range(3) if self.dims[a] > 1]  # the axes the ranks are cut along
         self._lines = []
         for a in range(3):
             other = [int(self.coords[b]) if b != a else 0 for b in range(3)]
@@ -495,7 +496,7 @@ class Decomposition:
         for sub in self.sim.substances.values():
             self._fill(sub)
         probe = self._probe(n)
-        self._start = [probe[:, a].copy() if self.dims[a] > 1 else None for a in range(3)]
+        self._start = np.ascontiguousarray(probe[:, self._cut].T)  # (cut axes, n)
         self._start_uid = t.uid[:n].copy()
         self.uid_begin = t.next_uid
         self.exchange_time += _time.perf_counter() - t0
@@ -553,38 +554,30 @@ class Decomposition:
         the aura's width plus its move is read by no other rank and reads no
         aura agent: it may move more (a closed box's wall pushing the cells
         beside it, far from any other rank)."""
+        from .kernels.cpu import grid as KG
+
         t = self.sim.agents
         m = self.n_own
         periodic = self.sim.boundary == "periodic"
-        cut = [a for a in range(3) if self.dims[a] > 1]
-        probe = self._probe(m)
-        now, then = np.arange(m), np.arange(m)
+        now = then = np.zeros(0, np.int64)
         uid0 = self._start_uid
-        if not (uid0.size == m and np.array_equal(t.uid[:m], uid0)):  # rows added or removed in the step
+        same = uid0.size == m and np.array_equal(t.uid[:m], uid0)  # every row where it started
+        if not same:  # rows added or removed in the step
             srt = np.argsort(uid0, kind="stable")
             pos = np.minimum(np.searchsorted(uid0[srt], t.uid[:m]), max(uid0.size - 1, 0))
             match = (uid0[srt][pos] == t.uid[:m]) if uid0.size else np.zeros(m, bool)
             now, then = np.flatnonzero(match), srt[pos[match]]
-        m = now.size
-        probe = probe[now]
-        move = np.zeros(m)
-        near = np.full(m, np.inf)
-        for a in cut:
-            length = float(self.sim.box.length[a])
-            start = self._start[a][then]
-            d = np.abs(probe[:, a] - start)
-            if periodic:
-                d = np.minimum(d, length - d)
-            move = np.maximum(move, d)
+        faces = np.full((len(self._cut), 2), np.nan)
+        for c, a in enumerate(self._cut):
             i = int(self.coords[a])
-            for face, shared in ((i, i > 0 or periodic), (i + 1, i < self.dims[a] - 1 or periodic)):
-                if shared:
-                    gap = np.abs(start - float(self.bounds[a][face]))
-                    if periodic:  # the box's two faces along this axis are one face
-                        gap = np.minimum(gap, length - gap)
-                    near = np.minimum(near, gap)
-        move = move[near < self.width + move]
-        most = self.allreduce_max(float(move.max()) if move.size else 0.0)
+            if i > 0 or periodic:
+                faces[c, 0] = float(self.bounds[a][i])
+            if i < self.dims[a] - 1 or periodic:
+                faces[c, 1] = float(self.bounds[a][i + 1])
+        move = KG.largest_move(np.ascontiguousarray(self._probe(m)), same, now, then, self._start,
+                               np.array(self._cut, np.int64), np.asarray(self.sim.box.length, np.float64),
+                               periodic, faces, float(self.width))
+        most = self.allreduce_max(move)
         if most > self.margin:
             raise DecompositionError(f"an agent moved {most:g} µm across the block faces of the MPI ranks in "
                                      f"step {self.sim.step}, more than the {self.margin:g} µm margin of the MPI "

@@ -878,7 +878,7 @@ class Simulation:
                 tm["exchange"] += t1 - t0
             self._grid_valid = False
             cutoff = self._interaction_cutoff()
-            if cutoff is not None and (dd is not None or not self._per_agent_step()):
+            if cutoff is not None and not self._per_agent_step():
                 self._neighbour_grid(cutoff)  # timed as "neighbours"
             elif cutoff is not None:
                 self.check_state()  # what the behaviours index with, as a build would have checked

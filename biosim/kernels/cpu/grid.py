@@ -549,3 +549,40 @@ def neighbour_lists(pos, n, cell_start, order, lower, inv_h, dims, length, perio
                         w += 1
             if not fill:
                 offsets[i + 1] = w
+
+
+@njit(cache=True)
+def largest_move(probe, same, now, then, start, axes, length, periodic, faces, width):
+    """The MPI movement check in one pass: for each row ``now[k]`` of
+    ``probe`` (µm, (n, 3)) that started at column ``then[k]`` of ``start``
+    (µm, (len(axes), m): the start along each axis the ranks are cut
+    along), its move = the largest |probe - start| over those axes (the
+    shorter way round when ``periodic``) and its gap = the smallest
+    distance of its start from the faces ``faces`` (µm, (len(axes), 2),
+    NaN for a face no other rank shares); returns the largest move of an
+    agent with gap < ``width`` + move (0 without one).  With ``same``,
+    every row k of ``start`` instead, at its own row of ``probe``."""
+    count = start.shape[1] if same else now.size
+    most = 0.0
+    for k in range(count):
+        i = k if same else now[k]
+        s = k if same else then[k]
+        move = 0.0
+        near = np.inf
+        for c in range(axes.size):
+            a = axes[c]
+            x0 = start[c, s]
+            d = abs(probe[i, a] - x0)
+            if periodic:
+                d = min(d, length[a] - d)
+            move = max(move, d)
+            for f in range(2):
+                face = faces[c, f]
+                if face == face:  # a face shared with another rank
+                    gap = abs(x0 - face)
+                    if periodic:
+                        gap = min(gap, length[a] - gap)
+                    near = min(near, gap)
+        if near < width + move:
+            most = max(most, move)
+    return most
