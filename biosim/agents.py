@@ -396,6 +396,24 @@ class AgentTable:
         self._n = m
         self.layout += 1
 
+    def drop(self, rows):
+        """Remove the rows ``rows`` (increasing indices), filling their
+        places with the last rows kept: the other rows keep their places, but
+        not their order (for callers that do not need it: an MPI rank's
+        emigrants, a few rows scattered through the table, without moving
+        the rest)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        self.to_host()
+        m = self._n - rows.size
+        holes = rows[rows < m]
+        tail = np.setdiff1d(np.arange(m, self._n), rows, assume_unique=True)  # as many as there are holes
+        for arr in self._data.values():
+            arr[holes] = arr[tail]
+        self._n = m
+        self.layout += 1
+
     def permute(self, order):
         """Reorder the live rows: row i becomes old row ``order[i]`` (``order``
         where the backend's kernels live: columns on the device are permuted

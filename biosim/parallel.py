@@ -222,11 +222,14 @@ class Decomposition:
     def owner(self, pos):
         """Rank owning each position (n, 3) µm: its block; outside the box,
         the nearest."""
-        idx = np.zeros(len(pos), np.int64)
+        from .kernels.cpu import grid as KG
+
+        faces = np.full((3, int(max(self.dims)) - 1), np.inf)  # each axis's inner block faces
         for a in range(3):
-            if self.dims[a] > 1:
-                idx = idx * int(self.dims[a]) + np.searchsorted(self.bounds[a][1:-1], pos[:, a], side="right")
-        return idx
+            faces[a, : int(self.dims[a]) - 1] = self.bounds[a][1:-1]
+        out = np.empty(len(pos), np.int64)
+        KG.block_owners(pos, faces, np.asarray(self.dims, np.int64), out)
+        return out
 
     def _lattice(self, axis, cutoff):
         """(cells, edge): the lattice block faces along ``axis`` lie on,
@@ -397,7 +400,7 @@ class Decomposition:
                 sends[int(r)] = self._columns(rows[dest[rows] == r])
         got = self._alltoall(sends)
         if leaving.any():
-            t.keep(np.flatnonzero(~leaving))
+            t.drop(np.flatnonzero(leaving))  # the rest keep their rows: order does not matter to any result
         for g in got:
             if g:
                 t.extend(g)
@@ -819,7 +822,9 @@ class BlockGrid:
     (:meth:`Decomposition._fill`), and ``gathered()`` or the end of
     ``run()`` make the grid whole."""
 
-    TAG = 30000  # point-to-point tags: TAG .. TAG + 31 (solve), TAG + 40 (whole), above what scripts usually use
+    TAG = 30000  # point-to-point tags: TAG, TAG + 1 (solve), TAG + 40 (whole), above what scripts usually use
+    CHUNK_BYTES = 512 * 1024  # the distributed Thomas solve's chunks: about this much of a rank's voxels each,
+    MAX_CHUNKS = 64  # and at most this many (the messages and kernel calls per chunk cost time too)
 
     def __init__(self, dd, sub, starts):
         self.dd = dd
@@ -1036,25 +1041,32 @@ class BlockGrid:
             below = holders[at - 1] if at > 0 else None
             above = holders[at + 1] if at + 1 < len(holders) else None
             along = A if A > 1 else B  # the chunks: of planes, or of columns
-            nchunk = int(min(16, along, max(1, A * B // 512)))
+            # alike on every rank of the line: from the lines' whole length, not this rank's share of it
+            nchunk = int(min(self.MAX_CHUNKS, along, max(1, -(-(8 * A * B * n // len(holders)) // self.CHUNK_BYTES))))
             cuts = (along * np.arange(nchunk + 1)) // nchunk
-            chunks = [(slice(int(c0), int(c1)), slice(None)) if A > 1 else (slice(None), slice(int(c0), int(c1)))
-                      for c0, c1 in zip(cuts[:-1], cuts[1:])]
+            chunks = [(int(c0), int(c1), 0, B) if A > 1 else (0, 1, int(c0), int(c1)) for c0, c1 in zip(cuts[:-1], cuts[1:])]
+            # each chunk's backward pass follows its forward one by ``lag`` chunks, while its values are still
+            # in cache: at once on the last rank of the line, two chunks later per rank above (the time the
+            # chunk takes to go up the line and its solved values to come back), so no rank waits for long
+            lag = 2 * (len(holders) - 1 - at)
             edge = np.empty((A, B))
-            for k, (sa, sb) in enumerate(chunks):  # forward, up the ranks
-                if below is not None:
-                    line.Recv(edge[sa, sb], source=below, tag=self.TAG + k)
-                K.thomas_forward_piece(w[sa, :, sb], g0, n, r, inv, edge[sa, sb], lo[sa, sb], hi[sa, sb])
-                if above is not None:
-                    out = np.ascontiguousarray(w[sa, -1, sb])
-                    pending.append((line.Isend(out, dest=above, tag=self.TAG + k), out))
-            for k, (sa, sb) in enumerate(chunks):  # backward, down the ranks
-                if above is not None:
-                    line.Recv(edge[sa, sb], source=above, tag=self.TAG + nchunk + k)
-                K.thomas_backward_piece(w[sa, :, sb], g0, n, cp, edge[sa, sb])
-                if below is not None:
-                    out = np.ascontiguousarray(w[sa, 0, sb])
-                    pending.append((line.Isend(out, dest=below, tag=self.TAG + nchunk + k), out))
+            for k in range(nchunk + lag):
+                if k < nchunk:  # forward, up the ranks
+                    a0, a1, c0, c1 = chunks[k]
+                    if below is not None:
+                        line.Recv(edge[a0:a1, c0:c1], source=below, tag=self.TAG)
+                    K.thomas_forward_piece(w, a0, a1, c0, c1, g0, n, r, inv, edge, lo, hi)
+                    if above is not None:
+                        out = np.ascontiguousarray(w[a0:a1, -1, c0:c1])
+                        pending.append((line.Isend(out, dest=above, tag=self.TAG), out))
+                if k >= lag:  # backward, down the ranks
+                    a0, a1, c0, c1 = chunks[k - lag]
+                    if above is not None:
+                        line.Recv(edge[a0:a1, c0:c1], source=above, tag=self.TAG + 1)
+                    K.thomas_backward_piece(w, a0, a1, c0, c1, g0, n, cp, edge)
+                    if below is not None:
+                        out = np.ascontiguousarray(w[a0:a1, 0, c0:c1])
+                        pending.append((line.Isend(out, dest=below, tag=self.TAG + 1), out))
             for req, _ in pending:
                 req.Wait()
             dd.bytes += sum(out.nbytes for _, out in pending)

@@ -205,3 +205,28 @@ def test_a_typo_is_not_a_new_column():
     sim.agents.add_column("energies", np.float64, 0.0)  # deliberately close: declared first, then accepted
     sim.add_agents("t", [[1.0, 2.0, 3.0]], energies=3.0)
     assert sorted(sim.agents["energies"]) == [0.0, 3.0] and len(sim.agents) == 2
+
+
+@pytest.mark.parametrize("gone", [[], [0], [9], [2, 5, 6], [0, 1, 8, 9], list(range(10)), [3, 7, 8, 9]])
+def test_keep_and_drop_leave_exactly_the_other_rows_whole(gone):
+    """``keep`` compacts in order, ``drop`` fills the holes from the end
+    (an MPI rank's emigrants): both leave every other row with all its
+    columns, and nothing of the dropped ones."""
+    for method in ("keep", "drop"):
+        sim = bs.Simulation(bs.Box.cube(100.0), seed=1)
+        sim.add_agents("a", np.arange(30.0).reshape(10, 3) + 1.0, diameter=np.arange(1.0, 11.0))
+        t = sim.agents
+        t.add_column("tag", np.int32, 0)
+        t["tag"][:] = 100 + np.arange(10)
+        before = {int(u): (tuple(p), d, g) for u, p, d, g in zip(t.uid, t.position, t.diameter, t["tag"])}
+        stay = np.setdiff1d(np.arange(10), gone)
+        layout = t.layout
+        if method == "keep":
+            t.keep(stay)
+            assert list(t.uid) == [list(before)[i] for i in stay]  # in order
+        else:
+            t.drop(np.array(gone, np.int64))
+        assert len(t) == stay.size and sorted(t.uid) == [list(before)[i] for i in stay]
+        for u, p, d, g in zip(t.uid, t.position, t.diameter, t["tag"]):
+            assert before[int(u)] == (tuple(p), d, g)
+        assert t.layout > layout or len(gone) == 0

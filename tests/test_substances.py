@@ -377,10 +377,14 @@ def test_a_line_solved_in_pieces_has_the_bits_of_the_whole_line(blo, bhi):
     K.lod_sweep(whole, r, cp, inv, zz, vr, zden, blo == 2, lo, hi)
     pieces = c.copy()
     cuts = [0, 5, 6, 17, n]  # pieces of 5, 1, 11 and 6 entries
+    chunks = [(0, A, 0, B // 2), (0, A, B // 2, B)]  # each piece's lines in two chunks, as the ranks go
     for a, b in zip(cuts[:-1], cuts[1:]):  # forward, up the pieces
-        K.thomas_forward_piece(pieces[:, a:b], a, n, r, inv, pieces[:, a - 1] if a else np.empty((A, B)), lo, hi)
+        for chunk in chunks:
+            K.thomas_forward_piece(pieces[:, a:b], *chunk, a, n, r, inv, pieces[:, a - 1] if a else np.empty((A, B)),
+                                   lo, hi)
     for a, b in reversed(list(zip(cuts[:-1], cuts[1:]))):  # backward, down
-        K.thomas_backward_piece(pieces[:, a:b], a, n, cp, pieces[:, b] if b < n else np.empty((A, B)))
+        for chunk in chunks:
+            K.thomas_backward_piece(pieces[:, a:b], *chunk, a, n, cp, pieces[:, b] if b < n else np.empty((A, B)))
     if blo == 2:
         first, last = pieces[:, 0].copy(), pieces[:, -1].copy()
         for a, b in zip(cuts[:-1], cuts[1:]):

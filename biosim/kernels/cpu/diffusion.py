@@ -244,18 +244,20 @@ def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
 # the same operations on the same values, so each entry gets the bits of the whole line's solve.
 # ``w`` (A, m, B) holds entries g0 .. g0 + m - 1 of A x B lines of n entries along its middle
 # axis (as lod_sweep's ``c3``); the per-line arrays (before, lo, hi, after, first, last) are (A, B).
+# The recurrences run over the lines [a0, a1) x [c0, c1) (a chunk of them) of the whole arrays, not
+# over views of the chunk: a strided view would not vectorise.
 
 @njit(cache=True, parallel=True)
-def thomas_forward_piece(w, g0, n, r, inv, before, lo, hi):
+def thomas_forward_piece(w, a0, a1, c0, c1, g0, n, r, inv, before, lo, hi):
     """The forward recurrence over the piece; ``before`` the forward values
     of entry g0 - 1 (read only when g0 > 0), ``lo``/``hi`` the boundary
     terms of the lines' first and last right-hand sides."""
-    A, m, B = w.shape
-    nblk = (B + _BLOCK - 1) // _BLOCK
-    for t in prange(A * nblk):
-        a = t // nblk
-        b0 = (t % nblk) * _BLOCK
-        b1 = min(B, b0 + _BLOCK)
+    m = w.shape[1]
+    nblk = (c1 - c0 + _BLOCK - 1) // _BLOCK
+    for t in prange((a1 - a0) * nblk):
+        a = a0 + t // nblk
+        b0 = c0 + (t % nblk) * _BLOCK
+        b1 = min(c1, b0 + _BLOCK)
         if n == 1:  # a line of one voxel has both faces' terms
             for b in range(b0, b1):
                 w[a, 0, b] = (w[a, 0, b] + lo[a, b] + hi[a, b]) * inv[0]
@@ -277,17 +279,17 @@ def thomas_forward_piece(w, g0, n, r, inv, before, lo, hi):
 
 
 @njit(cache=True, parallel=True)
-def thomas_backward_piece(w, g0, n, cp, after):
+def thomas_backward_piece(w, a0, a1, c0, c1, g0, n, cp, after):
     """The backward recurrence over the piece; ``after`` the solved values
     of entry g0 + m (read only when g0 + m < n)."""
-    A, m, B = w.shape
+    m = w.shape[1]
     if n == 1:
         return
-    nblk = (B + _BLOCK - 1) // _BLOCK
-    for t in prange(A * nblk):
-        a = t // nblk
-        b0 = (t % nblk) * _BLOCK
-        b1 = min(B, b0 + _BLOCK)
+    nblk = (c1 - c0 + _BLOCK - 1) // _BLOCK
+    for t in prange((a1 - a0) * nblk):
+        a = a0 + t // nblk
+        b0 = c0 + (t % nblk) * _BLOCK
+        b1 = min(c1, b0 + _BLOCK)
         if g0 + m < n:
             q = cp[g0 + m - 1]
             for b in range(b0, b1):

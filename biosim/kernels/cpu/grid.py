@@ -586,3 +586,26 @@ def largest_move(probe, same, now, then, start, axes, length, periodic, faces, w
         if near < width + move:
             most = max(most, move)
     return most
+
+
+@njit(cache=True)
+def block_owners(pos, faces, dims, out):
+    """The block of each position (n, 3) µm in a grid of ``dims`` blocks
+    (row-major over x, y, z) whose inner faces along axis a are
+    ``faces[a, :dims[a] - 1]`` (increasing): along each axis the number of
+    faces at or below the coordinate (outside the box, the nearest block; a
+    NaN counts as above every face)."""
+    for i in range(pos.shape[0]):
+        idx = 0
+        for a in range(3):
+            d = dims[a]
+            if d > 1:
+                x = pos[i, a]
+                k = 0
+                if x != x:
+                    k = d - 1
+                else:
+                    while k < d - 1 and faces[a, k] <= x:
+                        k += 1
+                idx = idx * d + k
+        out[i] = idx
