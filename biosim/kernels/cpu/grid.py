@@ -551,7 +551,7 @@ def neighbour_lists(pos, n, cell_start, order, lower, inv_h, dims, length, perio
                 offsets[i + 1] = w
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def largest_move(probe, same, now, then, start, axes, length, periodic, faces, width):
     """The MPI movement check in one pass: for each row ``now[k]`` of
     ``probe`` (µm, (n, 3)) that started at column ``then[k]`` of ``start``
@@ -563,29 +563,33 @@ def largest_move(probe, same, now, then, start, axes, length, periodic, faces, w
     agent with gap < ``width`` + move (0 without one).  With ``same``,
     every row k of ``start`` instead, at its own row of ``probe``."""
     count = start.shape[1] if same else now.size
-    most = 0.0
-    for k in range(count):
-        i = k if same else now[k]
-        s = k if same else then[k]
-        move = 0.0
-        near = np.inf
-        for c in range(axes.size):
-            a = axes[c]
-            x0 = start[c, s]
-            d = abs(probe[i, a] - x0)
-            if periodic:
-                d = min(d, length[a] - d)
-            move = max(move, d)
-            for f in range(2):
-                face = faces[c, f]
-                if face == face:  # a face shared with another rank
-                    gap = abs(x0 - face)
-                    if periodic:
-                        gap = min(gap, length[a] - gap)
-                    near = min(near, gap)
-        if near < width + move:
-            most = max(most, move)
-    return most
+    nchunks = (count + 4095) // 4096
+    best = np.zeros(max(nchunks, 1))
+    for ch in prange(nchunks):
+        most = 0.0
+        for k in range(ch * 4096, min(count, (ch + 1) * 4096)):
+            i = k if same else now[k]
+            s = k if same else then[k]
+            move = 0.0
+            near = np.inf
+            for c in range(axes.size):
+                a = axes[c]
+                x0 = start[c, s]
+                d = abs(probe[i, a] - x0)
+                if periodic:
+                    d = min(d, length[a] - d)
+                move = max(move, d)
+                for f in range(2):
+                    face = faces[c, f]
+                    if face == face:  # a face shared with another rank
+                        gap = abs(x0 - face)
+                        if periodic:
+                            gap = min(gap, length[a] - gap)
+                        near = min(near, gap)
+            if near < width + move:
+                most = max(most, move)
+        best[ch] = most
+    return best.max()  # a maximum: the same whatever the chunks' order
 
 
 @njit(cache=True)
