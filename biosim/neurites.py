@@ -188,9 +188,9 @@ class Neurites:
         if sim.backend.on_device:
             raise ValueError(f"neurites run on the CPU backend only (so far); got device={sim.device!r}: use "
                              f"device=\"cpu\"")
-        if sim.boundary == "periodic":
-            raise ValueError("neurites need a closed or open boundary (so far): an element across a periodic face "
-                             "would have its two ends in different images; got boundary='periodic'")
+        if sim.boundary == "periodic" and sim.ranks > 1:
+            raise ValueError(f"neurites in a periodic box run in one process (so far), not on {sim.ranks} MPI ranks: "
+                             f"use boundary='closed' or 'open', or run without mpiexec")
         self.sim = sim
         self.mechanics = NeuriteMechanics() if mechanics is None else mechanics
         self.types = []  # codes of the neurite populations
@@ -248,6 +248,33 @@ class Neurites:
         simulation gathered on every rank for actions)."""
         dd = self.sim._dd
         return None if dd is None or dd.whole_sim else dd
+
+    def _box(self):
+        """(lower corner, edge lengths, periodic flags per axis) of the box,
+        what the kernels take to keep elements whole across periodic faces."""
+        box = self.sim.box
+        periodic = np.full(3, self.sim.boundary == "periodic")
+        return np.asarray(box.lower, np.float64), np.asarray(box.length, np.float64), periodic
+
+    def _shortest(self, d):
+        """Vectors ``d`` (m, 3) µm the shortest way round a periodic box (as
+        the kernels' min_image); unchanged in a closed or open one."""
+        if self.sim.boundary != "periodic":
+            return d
+        L = np.asarray(self.sim.box.length, np.float64)
+        return d - L * np.rint(d / L)
+
+    def _wrapped(self, x):
+        """Points ``x`` (m, 3) µm wrapped into a periodic box (as the kernels'
+        wrap_coordinate: points inside are unchanged); others unchanged."""
+        if self.sim.boundary != "periodic":
+            return x
+        lower, L, _ = self._box()
+        v = x - lower
+        out = (v < 0) | (v >= L)
+        v = np.where(out, v - L * np.floor(v / L), v)
+        v = np.where(out & (v >= L), 0.0, v)
+        return np.where(out, lower + v, x)
 
     def _check_rank_local(self, what):
         dd = self._dd()
@@ -377,11 +404,11 @@ class Neurites:
         (R = k L / (T + k)); :meth:`_update` keeps the resting length
         instead."""
         t = self.sim.agents
-        axis = t["distal"][rows] - self._proximal(rows)
+        axis = self._shortest(t["distal"][rows] - self._proximal(rows))
         L = np.sqrt(np.einsum("ij,ij->i", axis, axis))
         t["axis"][rows] = axis
         t["length"][rows] = L
-        t.position[rows] = t["distal"][rows] - 0.5 * axis
+        t.position[rows] = self._wrapped(t["distal"][rows] - 0.5 * axis)
         k = t["spring_constant"][rows]
         t["resting_length"][rows] = k * L / (t["tension"][rows] + k)
 
@@ -505,8 +532,8 @@ class Neurites:
         if swc > 127:
             raise ValueError(f"swc_type must be an SWC structure type 0..127, got {swc_type!r}")
         proximal = t.position[rows] + 0.5 * t.diameter[rows][:, None] * u
-        distal = proximal + L[:, None] * u
-        mid = distal - 0.5 * L[:, None] * u
+        distal = self._wrapped(proximal + L[:, None] * u)
+        mid = self._wrapped(distal - 0.5 * L[:, None] * u)
         pop = sim.add_agents(name, mid, d, distal=distal, axis=L[:, None] * u, attachment=u, length=L,
                              resting_length=L, tension=0.0, spring_constant=k, adherence=a,
                              mother=t.uid[rows].astype(np.int64), daughter_left=-1, daughter_right=-1,
@@ -545,7 +572,7 @@ class Neurites:
         NK.grow_tips(np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(direction, dtype=np.float64),
                      np.ascontiguousarray(distance, dtype=np.float64), t.position, t.diameter, t.type, self.is_cyl(),
                      t["distal"], t["axis"], t["attachment"], t["mother"], self.row_of(), t["length"],
-                     t["resting_length"], t["tension"], float(rate), float(floor))
+                     t["resting_length"], t["tension"], float(rate), float(floor), *self._box())
         self.sim._grid_valid = False
 
     def retract(self, uids, distance):
@@ -574,7 +601,7 @@ class Neurites:
             if r.size:
                 factor = (L[short] - s[short]) / L[short]
                 t["axis"][r] *= factor[:, None]
-                t["distal"][r] = self._proximal(r) + t["axis"][r]
+                t["distal"][r] = self._wrapped(self._proximal(r) + t["axis"][r])
                 self._set_geometry(r)
             ok = ~short & self._linked(rows)  # under MPI a merged element's new mother may be beyond the aura
             rows, s = rows[ok], s[ok]
@@ -632,7 +659,7 @@ class Neurites:
             return np.zeros(0, np.int64)
         old = t.uid[rows]
         cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
-        cols["distal"] = t["distal"][rows] - portion * t["axis"][rows]
+        cols["distal"] = self._wrapped(t["distal"][rows] - portion * t["axis"][rows])
         cols["resting_length"] = (1 - portion) * t["resting_length"][rows]
         cols["daughter_left"] = old
         cols["daughter_right"] = np.full(rows.size, -1, np.int64)
@@ -657,7 +684,7 @@ class Neurites:
         t = self.sim.agents
         NK.dependent(np.ascontiguousarray(rows, dtype=np.int64), t.position, t.diameter, t.type, self.is_cyl(),
                      t["distal"], t["attachment"], t["mother"], self.row_of(), t["axis"], t["length"],
-                     t["resting_length"], t["spring_constant"], t["tension"])
+                     t["resting_length"], t["spring_constant"], t["tension"], *self._box())
 
     def discretize(self):
         """Split every terminal element longer than ``mechanics.max_length``
@@ -680,8 +707,8 @@ class Neurites:
         cols["branch_order"] = cols["branch_order"] + 1
         cols["mother"] = t.uid[rows].copy()
         cols["axis"] = unit * length[:, None]
-        cols["distal"] = t["distal"][rows] + cols["axis"]
-        cols["position"] = t["distal"][rows] + 0.5 * cols["axis"]
+        cols["distal"] = self._wrapped(t["distal"][rows] + cols["axis"])
+        cols["position"] = self._wrapped(t["distal"][rows] + 0.5 * cols["axis"])
         cols["length"] = length
         cols["resting_length"] = length
         cols["tension"] = np.zeros(rows.size)
@@ -894,7 +921,7 @@ class Neurites:
         row_of = self.row_of()
         t = sim.agents
         n = len(t)
-        cell_start, order, lower, inv_h, dims, _, periodic, cutoff = grid.kernel_args()
+        cell_start, order, lower, inv_h, dims, length, periodic, cutoff = grid.kernel_args()
         # the contact forces on each distal point, then (in place) its move: the table's scratch, free again
         # before the sphere mechanics takes it
         disp = t.scratch((n, 3), np.float64)
@@ -905,13 +932,13 @@ class Neurites:
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
         NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
         search = (cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"], cell_start, order,
-                  lower, inv_h, dims, periodic, cutoff, self._rc)
+                  lower, inv_h, dims, length, periodic, cutoff, self._rc)
         NK.contact_forces(n, *search, mech.neurite_scale, sim.seed, sim.step, disp, touched)
         # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
         spheres = np.flatnonzero(cyl[t.type[order[:n]]] == 0)
         offsets = np.zeros(spheres.size + 1, np.int64)
         args = (spheres, cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"], cell_start,
-                order, lower, inv_h, dims, periodic, cutoff, self._rc, sim.seed, sim.step, offsets)
+                order, lower, inv_h, dims, length, periodic, cutoff, self._rc, sim.seed, sim.step, offsets)
         NK.sphere_pairs(*args, False, np.empty(0, np.int64), np.empty((0, 4)))
         np.cumsum(offsets, out=offsets)
         pairs, pair_forces = np.empty(offsets[-1], np.int64), np.empty((offsets[-1], 4))
@@ -928,7 +955,7 @@ class Neurites:
                          prox, mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement,
                          mech.springs == "implicit", disp)
         lo, hi = sim._clamp_box()
-        NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed")
+        NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed", *self._box())
         self._pushes = (spheres, offsets, pair_forces, touched, hot, prox)
 
     def _sphere_term(self, sim, force):

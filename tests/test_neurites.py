@@ -501,10 +501,6 @@ def test_bad_input_names_the_value():
         sim.neurites.elongate(soma.uids, 1.0, (0, 0, 1))
     with pytest.raises(ValueError, match="needs min_diameter > 0|give min_diameter > 0"):
         models.NeuriteElongation(speed=1.0, diameter_rate=-0.1)
-    periodic = bs.Simulation(bs.Box.cube(100.0), boundary="periodic")
-    s = periodic.add_agents("soma", [[50, 50, 50]])
-    with pytest.raises(ValueError, match="boundary='periodic'"):
-        periodic.add_neurites(s, (0, 0, 1))
 
 
 @bs.agent_rule(reads=("length",))
@@ -622,3 +618,68 @@ def test_a_soma_feels_its_first_elements_tension_only_when_asked(feels):
     soma = sim.agents.position[sim.populations["soma"].rows][0]
     expected = 1.0 * 0.6 / (np.pi / 6 * 20.0**3) if feels else 0.0
     assert soma == pytest.approx([0.0, 0.0, expected], abs=1e-15)
+
+
+def _facing_neurons(periodic, steps=45):
+    """Two neurons whose neurites grow towards each other along x and pass
+    0.6 µm apart (diameter 1 µm: they touch): somata at x = 20 and x = 80
+    in a periodic cube of 100 µm, where they meet across the face x = 0;
+    or the same neurons unwrapped, somata at 20 and -20 in a closed box
+    that holds them whole, where they meet at x = 0."""
+    if periodic:
+        sim = bs.Simulation(bs.Box.cube(100.0), boundary="periodic", dt=0.6, seed=3, mechanics=bs.BioDynaMoForce())
+        xb = 80.0
+    else:
+        sim = bs.Simulation(bs.Box((-60, 0, 0), (60, 100, 100)), dt=0.6, seed=3, mechanics=bs.BioDynaMoForce())
+        xb = -20.0
+    soma = sim.add_agents("soma", np.array([[20.0, 50.0, 50.0], [xb, 50.6, 50.0]]), diameter=10.0)
+    sim.add_neurites(soma, np.array([[-1.0, 0, 0], [1.0, 0, 0]]), diameter=1.0,
+                     mechanics=bs.NeuriteMechanics(max_length=4.0))
+    N = sim.neurites
+    tips = N.rows()[:2]
+    tips = sim.agents.uid[tips].copy()
+    for _ in range(steps):
+        N.elongate(tips, 0.5, np.array([[-1.0, 0, 0], [1.0, 0, 0]]))
+        sim.run(1)
+    return sim
+
+
+def test_neurites_grow_and_touch_across_a_periodic_face_as_in_a_box_that_holds_them_whole(tmp_path):
+    """Across the periodic face the elements keep their geometry (axis from
+    the proximal end the short way round, midpoints and distal points
+    wrapped into the box), find each other in the contact search and push
+    each other as the same neurons do unwrapped in a closed box; the SWC
+    file draws each tree whole, as in the closed box, one neuron shifted
+    by the box length."""
+    wrapped, whole = _facing_neurons(True), _facing_neurons(False)
+    a, b = wrapped.agents, whole.agents
+    assert list(a.uid) == list(b.uid) or sorted(a.uid) == sorted(b.uid)
+    ra, rb = np.argsort(a.uid), np.argsort(b.uid)
+    cyl = wrapped.neurites.is_cyl()[a.type[ra]].astype(bool)
+    assert cyl.sum() >= 12  # two neurites of about 27 µm in elements of at most 4 µm
+    for name in ("distal", "position"):
+        d = a[name][ra] - b[name][rb]
+        d -= 100.0 * np.rint(d / 100.0)
+        np.testing.assert_allclose(d, 0.0, atol=1e-9, err_msg=name)
+        assert ((a[name][ra] >= 0.0) & (a[name][ra] < 100.0)).all()  # wrapped into the box
+    for name in ("axis", "length", "tension"):
+        np.testing.assert_allclose(a[name][ra], b[name][rb], atol=1e-9, err_msg=name)
+    crossed = a["distal"][ra][cyl, 0] > 90.0  # the first neuron's tips across the face x = 0
+    assert crossed.sum() >= 2
+    # they touched: the first neuron's elements were pushed off y = 50 (alone, it grows straight)
+    assert np.abs(a["distal"][ra][cyl, 1] - 50.0).max() > 1e-3
+    for sim, name in ((wrapped, "wrapped.swc"), (whole, "whole.swc")):
+        bs.io.write_swc(sim, tmp_path / name)
+    pw = np.loadtxt(tmp_path / "wrapped.swc", comments="#")
+    ph = np.loadtxt(tmp_path / "whole.swc", comments="#")
+    assert pw.shape == ph.shape and np.array_equal(pw[:, [0, 1, 5, 6]], ph[:, [0, 1, 5, 6]])
+    shift = pw[:, 2] - ph[:, 2]
+    assert set(np.round(shift, 6)) == {0.0, 100.0}  # the second neuron, 100 µm over, whole
+    np.testing.assert_allclose(shift - np.round(shift), 0.0, atol=1e-9)
+    np.testing.assert_allclose(pw[:, 3:5], ph[:, 3:5], atol=1e-9)
+    # a run file knows its box is periodic: its SWC is the simulation's
+    wrapped.writers.append(bs.io.HDF5Writer(str(tmp_path / "wrapped.h5"), every=1))
+    wrapped.run(1)
+    bs.io.write_swc(wrapped, tmp_path / "live.swc")
+    bs.io.write_swc(bs.io.open_run(str(tmp_path / "wrapped.h5")), tmp_path / "file.swc")
+    assert (tmp_path / "file.swc").read_text() == (tmp_path / "live.swc").read_text()

@@ -30,7 +30,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .grid import STENCIL_RUNS, stencil_runs
+from .forces import wrap_coordinate
+from .grid import STENCIL_RUNS, min_image, stencil_runs
 from .rng import uniform
 
 _COINCIDENT = np.int64(0x4E5552)  # stream of the random pushes between coincident points
@@ -194,7 +195,7 @@ def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
 
 @njit(cache=True, parallel=True)
 def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower, inv_h, dims,
-                   periodic, cutoff, reach, scale, seed, step, own, touched):
+                   length, periodic, cutoff, reach, scale, seed, step, own, touched):
     """Forces between cylinders on each neurite row i with ``touched[i]``
     nonzero on entry (phase 1 of the neurite mechanics): ``own[i]`` the part
     on its distal point mass, ``touched[i]`` 1 when a cylinder touches it,
@@ -222,8 +223,8 @@ def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell
             if touched[i] != 0:
                 ox, oy, oz, _, _, _, hit = _contacts_of(
                     i, cols[0, q], cols[1, q], cols[2, q], cols[3, q], cols, diam, types, uid, is_cyl, distal, axis,
-                    mother, cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, runs,
-                    block)
+                    mother, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, reach, scale, seed, step,
+                    runs, block)
                 own[i, 0] = ox
                 own[i, 1] = oy
                 own[i, 2] = oz
@@ -231,9 +232,10 @@ def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell
 
 
 @njit(cache=True, parallel=True)
-def contact_prox(hot, touched, pos, length, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order,
-                 lower, inv_h, dims, periodic, cutoff, reach, scale, seed, step, prox):
+def contact_prox(hot, touched, pos, elength, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order,
+                 lower, inv_h, dims, length, periodic, cutoff, reach, scale, seed, step, prox):
     """``prox[k]``: the part of :func:`contact_forces` that row ``hot[k]``
+    (``elength``: the elements' lengths)
     passes to its mother's point mass when ``touched`` says a cylinder
     touches it (``touched & 1``), else 0 (the same search, the same sums)."""
     for k in prange(hot.size):
@@ -245,21 +247,35 @@ def contact_prox(hot, touched, pos, length, cols, diam, types, uid, is_cyl, dist
             runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
             block = np.empty(_BLOCK, dtype=np.int64)
             _, _, _, qx, qy, qz, _ = _contacts_of(
-                i, pos[i, 0], pos[i, 1], pos[i, 2], 0.5 * (length[i] + diam[i]), cols, diam, types, uid, is_cyl,
-                distal, axis, mother, cell_start, order, lower, inv_h, dims, periodic, cutoff, reach, scale, seed,
-                step, runs, block)
+                i, pos[i, 0], pos[i, 1], pos[i, 2], 0.5 * (elength[i] + diam[i]), cols, diam, types, uid, is_cyl,
+                distal, axis, mother, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, reach, scale,
+                seed, step, runs, block)
             prox[k, 0] = qx
             prox[k, 1] = qy
             prox[k, 2] = qz
 
 
 @njit(cache=True, inline="always")
+def _image_shift(cols, q, mx, my, mz, length, periodic):
+    """What to subtract from the points of the agent at sorted index ``q``
+    (centre ``cols[:3, q]``) to take its image nearest the point m (µm):
+    whole box lengths along the periodic axes, 0 elsewhere."""
+    dx = cols[0, q] - mx
+    dy = cols[1, q] - my
+    dz = cols[2, q] - mz
+    return (dx - min_image(dx, length[0], periodic[0]), dy - min_image(dy, length[1], periodic[1]),
+            dz - min_image(dz, length[2], periodic[2]))
+
+
+@njit(cache=True, inline="always")
 def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower,
-                 inv_h, dims, periodic, cutoff, reach, scale, seed, step, runs, block):
+                 inv_h, dims, length, periodic, cutoff, reach, scale, seed, step, runs, block):
     """The contact forces on row i (midpoint m, bounding radius ri, µm): the
     part on its distal point mass, the part passed to its mother's, and 1
     when a cylinder touches it, else 0 (``runs``, ``block``: the thread's
-    scratch)."""
+    scratch).  In a periodic box a candidate is taken at its image nearest
+    the element."""
+    wrap = periodic[0] or periodic[1] or periodic[2]
     mi = mother[i]
     ui = uid[i]
     m = stencil_runs(mx, my, mz, cell_start, lower, inv_h, dims, periodic, min(ri + reach, cutoff), runs)
@@ -278,13 +294,22 @@ def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis
             # the candidates whose bounding spheres meet this one's, compacted in order without branches
             # (most do not: a branch per candidate costs more than the test)
             hits = 0
-            for q in range(q0, min(q0 + _BLOCK, end)):
-                dx = cols[0, q] - mx
-                dy = cols[1, q] - my
-                dz = cols[2, q] - mz
-                rr = ri + cols[3, q]
-                block[hits] = q
-                hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
+            if wrap:
+                for q in range(q0, min(q0 + _BLOCK, end)):
+                    dx = min_image(cols[0, q] - mx, length[0], periodic[0])
+                    dy = min_image(cols[1, q] - my, length[1], periodic[1])
+                    dz = min_image(cols[2, q] - mz, length[2], periodic[2])
+                    rr = ri + cols[3, q]
+                    block[hits] = q
+                    hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
+            else:
+                for q in range(q0, min(q0 + _BLOCK, end)):
+                    dx = cols[0, q] - mx
+                    dy = cols[1, q] - my
+                    dz = cols[2, q] - mz
+                    rr = ri + cols[3, q]
+                    block[hits] = q
+                    hits += np.int64(dx * dx + dy * dy + dz * dz <= rr * rr)
             for h in range(hits):
                 j = order[block[h]]
                 if j == i:
@@ -301,10 +326,11 @@ def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis
                     pz = bz - axis[i, 2]
                     di = diam[i]
                     loaded = True
+                sx, sy, sz = _image_shift(cols, block[h], mx, my, mz, length, periodic) if wrap else (0.0, 0.0, 0.0)
+                dx, dy, dz = distal[j, 0] - sx, distal[j, 1] - sy, distal[j, 2] - sz
                 fx, fy, fz, share = cylinder_from_cylinder(
-                    px, py, pz, bx, by, bz, di, distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
-                    distal[j, 2] - axis[j, 2], distal[j, 0], distal[j, 1], distal[j, 2], diam[j], seed, ui,
-                    uid[j], step)
+                    px, py, pz, bx, by, bz, di, dx - axis[j, 0], dy - axis[j, 1], dz - axis[j, 2], dx, dy, dz,
+                    diam[j], seed, ui, uid[j], step)
                 if fx == 0.0 and fy == 0.0 and fz == 0.0:
                     continue
                 hit = 1
@@ -323,10 +349,12 @@ def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis
 
 @njit(cache=True, inline="always")
 def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h, dims,
-                 periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w):
+                 length, periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w):
     """The cylinders touching the sphere at sorted index ``qs``: their count,
     or with ``fill`` their rows into ``pairs[w:]`` and the force on each
-    from the sphere (fx, fy, fz, proximal share) into ``forces[w:]``."""
+    from the sphere (fx, fy, fz, proximal share) into ``forces[w:]`` (in a
+    periodic box, each cylinder's image nearest the sphere)."""
+    wrap = periodic[0] or periodic[1] or periodic[2]
     s = order[qs]
     cx = cols[0, qs]
     cy = cols[1, qs]
@@ -340,15 +368,20 @@ def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_
             dx = cols[0, q] - cx
             dy = cols[1, q] - cy
             dz = cols[2, q] - cz
+            if wrap:
+                dx = min_image(dx, length[0], periodic[0])
+                dy = min_image(dy, length[1], periodic[1])
+                dz = min_image(dz, length[2], periodic[2])
             rr = r + cols[3, q]
             if dx * dx + dy * dy + dz * dz > rr * rr:
                 continue
             j = order[q]
             if not is_cyl[types[j]] or mother[j] == us:
                 continue  # a sphere, or one of its own first elements
-            gx, gy, gz, share = cylinder_from_sphere(distal[j, 0] - axis[j, 0], distal[j, 1] - axis[j, 1],
-                                                     distal[j, 2] - axis[j, 2], axis[j, 0], axis[j, 1], axis[j, 2],
-                                                     diam[j], cx, cy, cz, r, seed, uid[j], us, step)
+            sx, sy, sz = _image_shift(cols, q, cx, cy, cz, length, periodic) if wrap else (0.0, 0.0, 0.0)
+            gx, gy, gz, share = cylinder_from_sphere(distal[j, 0] - sx - axis[j, 0], distal[j, 1] - sy - axis[j, 1],
+                                                     distal[j, 2] - sz - axis[j, 2], axis[j, 0], axis[j, 1],
+                                                     axis[j, 2], diam[j], cx, cy, cz, r, seed, uid[j], us, step)
             if gx == 0.0 and gy == 0.0 and gz == 0.0:
                 continue
             if fill:
@@ -363,7 +396,7 @@ def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_
 
 @njit(cache=True, parallel=True)
 def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h,
-                 dims, periodic, cutoff, reach, seed, step, offsets, fill, pairs, forces):
+                 dims, length, periodic, cutoff, reach, seed, step, offsets, fill, pairs, forces):
     """Sphere-cylinder contacts, found from each sphere (sorted indices
     ``spheres``, in the grid's order) within its radius plus ``reach``:
     with ``fill`` false the count per sphere into ``offsets[1:]``; with
@@ -375,7 +408,8 @@ def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, 
         for k in range(c * _CHUNK, min(spheres.size, (c + 1) * _CHUNK)):
             w = offsets[k] if fill else 0
             m = _sphere_walk(spheres[k], cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order,
-                             lower, inv_h, dims, periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w)
+                             lower, inv_h, dims, length, periodic, cutoff, reach, seed, step, runs, fill, pairs,
+                             forces, w)
             if not fill:
                 offsets[k + 1] = m
 
@@ -523,13 +557,16 @@ def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, touch
 
 
 @njit(cache=True, inline="always")
-def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length):
+def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box, periodic):
     """Row i's axis from its proximal end to its distal point, its length
-    (returned) and its midpoint."""
+    (returned) and its midpoint.  Along a periodic axis of the box (lower
+    corner ``lower``, edge lengths ``box``, µm) the axis is the shortest way
+    from the proximal end to the distal point, and the midpoint is wrapped
+    into the box."""
     qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
-    ax = distal[i, 0] - qx
-    ay = distal[i, 1] - qy
-    az = distal[i, 2] - qz
+    ax = min_image(distal[i, 0] - qx, box[0], periodic[0])
+    ay = min_image(distal[i, 1] - qy, box[1], periodic[1])
+    az = min_image(distal[i, 2] - qz, box[2], periodic[2])
     axis[i, 0] = ax
     axis[i, 1] = ay
     axis[i, 2] = az
@@ -538,31 +575,39 @@ def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, len
     pos[i, 0] = distal[i, 0] - 0.5 * ax
     pos[i, 1] = distal[i, 1] - 0.5 * ay
     pos[i, 2] = distal[i, 2] - 0.5 * az
+    for c in range(3):
+        if periodic[c]:
+            pos[i, c] = wrap_coordinate(pos[i, c], lower[c], box[c])
     return L
 
 
 @njit(cache=True, parallel=True)
-def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, axis, length, resting, spring, tension):
+def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, axis, length, resting, spring, tension,
+              lower, box, periodic):
     """UpdateDependentPhysicalVariables for each neurite row: the axis from
     its (current) proximal end to its distal point, the length, the tension
-    T = k (L - R) / R (0 within 1e-13 µm of rest) and the midpoint."""
+    T = k (L - R) / R (0 within 1e-13 µm of rest) and the midpoint (see
+    :func:`_span` for a periodic box)."""
     for k in prange(rows.size):
         i = rows[k]
-        L = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length)
+        L = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box, periodic)
         R = resting[i]
         tension[i] = spring[i] * (L - R) / R if abs(L - R) > 1e-13 else 0.0
 
 
 @njit(cache=True, parallel=True)
-def move_distal(rows, disp, distal, lo, hi, clamp):
+def move_distal(rows, disp, distal, lo, hi, clamp, lower, box, periodic):
     """Move each row's distal point by its displacement, kept inside
-    [lo, hi] (µm) per axis when ``clamp`` (a closed box)."""
+    [lo, hi] (µm) per axis when ``clamp`` (a closed box), wrapped into the
+    box along its periodic axes."""
     for k in prange(rows.size):
         i = rows[k]
         for c in range(3):
             v = distal[i, c] + disp[i, c]
             if clamp:
                 v = min(max(v, lo[c]), hi[c])
+            if periodic[c]:
+                v = wrap_coordinate(v, lower[c], box[c])
             distal[i, c] = v
 
 
@@ -605,7 +650,7 @@ def tip_directions(rows, axis, uid, grad, seed, step, stream, persistence, rando
 
 @njit(cache=True, parallel=True)
 def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis, attach, mother, row_of, length,
-              resting, tension, rate, floor):
+              resting, tension, rate, floor, lower, box, periodic):
     """ElongateTerminalEnd for each row ``rows[k]`` (terminal elements):
     when ``direction[k]`` (any length, not 0) points forward (a positive dot
     product with the axis) the distal end moves by ``distance[k]`` µm along
@@ -623,7 +668,11 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis,
             distal[i, 0] += dx * s
             distal[i, 1] += dy * s
             distal[i, 2] += dz * s
-            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length)
+            for c in range(3):
+                if periodic[c]:
+                    distal[i, c] = wrap_coordinate(distal[i, c], lower[c], box[c])
+            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box,
+                               periodic)
             tension[i] = 0.0
         if rate != 0.0:
             d = diam[i] + rate
