@@ -91,7 +91,6 @@ class UniformGrid:
         self._order = np.empty(0, dtype=np.int32)
         self._counts = np.empty((1, 1), dtype=np.int32)
         self._block_counts = np.empty((1, 1), dtype=np.int64)
-        self._skey = np.empty(0, dtype=np.int64)
         self._columns = np.empty((0, 0))
         self.builds = 0
 
@@ -146,7 +145,6 @@ class UniformGrid:
             return self._build_device(table, n, ncells)
         if self._cell.size < table.capacity:
             self._cell = np.empty(table.capacity, dtype=np.int32 if ncells < 2**31 else np.int64)
-            self._skey = np.empty(table.capacity, dtype=np.int64)
             self._order = np.empty(table.capacity, dtype=np.int32 if table.capacity < 2**31 else np.int64)
         # bounded by 2 (cells + agents) entries whatever the thread count
         nchunks = K.sort_chunks(n, ncells, get_num_threads())
@@ -159,8 +157,9 @@ class UniformGrid:
             self.cell_start = np.empty(ncells + 1, dtype=np.int64)
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
+        # the sort keys live in the table's scratch (free during a build: the force buffers are taken after it)
         moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, self._counts, self._block_counts,
-                                 self.cell_start, self._order, self._skey)
+                                 self.cell_start, self._order, table.scratch((n,), np.int64))
         if moved and self.reorder and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the
             # sort order serves as an indirection into the table
