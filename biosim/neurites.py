@@ -543,6 +543,23 @@ class Neurites:
         return pop
 
     # -- tree operations (uids in, at once) --------------------------------------------
+    def terminal_rows(self, population):
+        """Rows (increasing) of the population's terminal elements (no left
+        daughter)."""
+        t = self.sim.agents
+        out = np.empty(len(t), np.int64)
+        return out[:NK.terminal_rows(t.type, population.code, t["daughter_left"], len(t), out)].copy()
+
+    def tip_directions(self, rows, grad, stream, persistence, randomness, weight):
+        """Growth directions (m, 3) of the tips ``rows``: persistence x axis
+        + randomness x U(-1, 1)^3 (the tip's uid, the step and ``stream``) +
+        weight x the unit vector of ``grad`` (a row per tip, or none)."""
+        t = self.sim.agents
+        out = np.empty((rows.size, 3))
+        NK.tip_directions(rows, t["axis"], t.uid, grad, self.sim.seed, self.sim.step, stream, persistence,
+                          randomness, weight, out)
+        return out
+
     def terminal(self, rows):
         return self.sim.agents["daughter_left"][rows] < 0
 
@@ -925,17 +942,21 @@ class Neurites:
         # the contact forces on each distal point, then (in place) its move: the table's scratch, free again
         # before the sphere mechanics takes it
         disp = t.scratch((n, 3), np.float64)
-        touched = np.zeros(n, np.uint8)
-        touched[rows] = 1  # the rows contact_forces computes (on return: whether a cylinder touches them)
         mech = self.mechanics
         cyl = self.is_cyl()
+        # touched: the rows contact_forces computes (on return: whether a cylinder touches them)
+        touched, sphere_at = np.empty(n, np.uint8), np.empty(n, np.uint8)
+        NK.kinds(order, t.type, cyl, n, sphere_at, touched)  # every element in one process
+        if self._dd() is not None:  # under MPI those of _complete
+            touched[:] = 0
+            touched[rows] = 1
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
         NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
         search = (cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"], cell_start, order,
                   lower, inv_h, dims, length, periodic, cutoff, self._rc)
         NK.contact_forces(n, *search, mech.neurite_scale, sim.seed, sim.step, disp, touched)
         # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
-        spheres = np.flatnonzero(cyl[t.type[order[:n]]] == 0)
+        spheres = np.flatnonzero(sphere_at)
         offsets = np.zeros(spheres.size + 1, np.int64)
         args = (spheres, cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"], cell_start,
                 order, lower, inv_h, dims, length, periodic, cutoff, self._rc, sim.seed, sim.step, offsets)

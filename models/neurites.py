@@ -15,15 +15,6 @@ from biosim import rng
 from biosim.behaviour import Behaviour, SubstanceBehaviour
 
 
-def _neurite_rows(sim, population):
-    """Rows (increasing) of the population's terminal elements."""
-    from biosim.kernels.cpu import neurites as NK
-
-    t = sim.agents
-    out = np.empty(len(t), np.int64)
-    return out[:NK.terminal_rows(t.type, population.code, t["daughter_left"], len(t), out)].copy()
-
-
 def _check_population(sim, population, who):
     if sim.neurites is None or population.code not in sim.neurites.types:
         raise ValueError(f"{who} acts on neurite elements: population {population.name!r} is not a neurite "
@@ -104,18 +95,15 @@ class NeuriteElongation(SubstanceBehaviour):
 
     def run(self, sim, population, dt):
         t = sim.agents
-        rows = _neurite_rows(sim, population)
+        rows = sim.neurites.terminal_rows(population)
         rows = rows[t.diameter[rows] > self.min_diameter]
         if rows.size == 0:
             return
-        from biosim.kernels.cpu import neurites as NK
-
         grad = np.zeros((0, 3))
         if self.gradient_weight:
             _, grad = self._sub.sample_rows(rows, gradient=True)
-        direction = np.empty((rows.size, 3))
-        NK.tip_directions(rows, t["axis"], t.uid, grad, sim.seed, sim.step, self.stream, self.persistence,
-                          self.randomness, self.gradient_weight, direction)
+        direction = sim.neurites.tip_directions(rows, grad, self.stream, self.persistence, self.randomness,
+                                                self.gradient_weight)
         sim.neurites._elongate_rows(rows, np.full(rows.size, self.speed * dt), direction, self.diameter_rate * dt,
                                     self.min_diameter)
 
@@ -143,7 +131,7 @@ class NeuriteRetraction(_NeuriteBehaviour):
         return self.speed * dt
 
     def run(self, sim, population, dt):
-        rows = _neurite_rows(sim, population)
+        rows = sim.neurites.terminal_rows(population)
         if rows.size:
             rows = rows[np.argsort(sim.agents.uid[rows], kind="stable")]
             sim.neurites._retract_rows(rows, np.full(rows.size, self.speed * dt))
@@ -182,7 +170,7 @@ class NeuriteBifurcation(_NeuriteBehaviour):
 
     def run(self, sim, population, dt):
         t = sim.agents
-        rows = _neurite_rows(sim, population)
+        rows = sim.neurites.terminal_rows(population)
         rows = _firing(sim, rows[(t.diameter[rows] > self.min_diameter) & (t["length"][rows] > self.min_length)],
                        self.stream, self.rate, dt)
         if rows.size == 0 and sim._dd is None:  # under MPI the tree operation is a collective call
@@ -233,7 +221,7 @@ class NeuriteBranching(_NeuriteBehaviour):
 
     def run(self, sim, population, dt):
         t = sim.agents
-        rows = _neurite_rows(sim, population)
+        rows = sim.neurites.terminal_rows(population)
         keep = t.diameter[rows] > self.min_diameter
         if self.max_branch_order is not None:
             keep &= t["branch_order"][rows] < self.max_branch_order

@@ -181,6 +181,18 @@ def largest_bounding_radius(rows, diam, length):
 
 
 @njit(cache=True, parallel=True)
+def kinds(order, types, is_cyl, n, sphere_at, cylinder):
+    """In one parallel pass over the grid's order: ``sphere_at[q]`` 1 where
+    the agent at sorted index q is a sphere, ``cylinder[i]`` 1 where row i
+    is a neurite element (0 elsewhere)."""
+    for q in prange(n):
+        j = order[q]
+        c = is_cyl[types[j]]
+        sphere_at[q] = 1 - c
+        cylinder[j] = c
+
+
+@njit(cache=True, parallel=True)
 def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
     """The agents in the grid's sort order as rows of ``cols`` (4, n): the
     centre (µm) and the bounding radius, (L + d) / 2 for a cylinder, d / 2
@@ -682,7 +694,8 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis,
 @njit(cache=True)
 def terminal_rows(types, code, left, n, out):
     """Rows of type ``code`` without a left daughter into ``out``; returns
-    their number (increasing rows)."""
+    their number (increasing rows; one pass: a parallel mask and a numpy
+    nonzero cost more)."""
     m = 0
     for i in range(n):
         if types[i] == code and left[i] < 0:
