@@ -1042,9 +1042,11 @@ class BlockGrid:
             above = holders[at + 1] if at + 1 < len(holders) else None
             along = A if A > 1 else B  # the chunks: of planes, or of columns
             # alike on every rank of the line: from the lines' whole length, not this rank's share of it
-            nchunk = int(min(self.MAX_CHUNKS, along, max(1, -(-(8 * A * B * n // len(holders)) // self.CHUNK_BYTES))))
+            share = 8 * A * B * n // len(holders)  # bytes
+            nchunk = int(min(self.MAX_CHUNKS, along, max(1, -(-share // self.CHUNK_BYTES))))
             cuts = (along * np.arange(nchunk + 1)) // nchunk
-            chunks = [(int(c0), int(c1), 0, B) if A > 1 else (0, 1, int(c0), int(c1)) for c0, c1 in zip(cuts[:-1], cuts[1:])]
+            chunks = [(int(c0), int(c1), 0, B) if A > 1 else (0, 1, int(c0), int(c1))
+                      for c0, c1 in zip(cuts[:-1], cuts[1:])]
             # each chunk's backward pass follows its forward one by ``lag`` chunks, while its values are still
             # in cache: at once on the last rank of the line, two chunks later per rank above (the time the
             # chunk takes to go up the line and its solved values to come back), so no rank waits for long
