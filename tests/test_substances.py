@@ -360,6 +360,43 @@ def test_changing_the_diffusion_coefficient_mid_run_takes_effect():
 
 
 @pytest.mark.parametrize("blo,bhi", [(0, 0), (1, 0), (2, 2)])
+@pytest.mark.parametrize("n", [1, 2, 23])
+def test_contiguous_lines_have_the_bits_of_the_same_lines_side_by_side(blo, bhi, n):
+    """lod_sweep's two paths: lines along the last axis (z lines, solved in
+    place a tile of lanes at a time) against the same lines along the
+    middle axis with the lines side by side (the vectorised blocks), 37
+    lines (two full tiles and a partial one), and both against a dense
+    solve of the line system."""
+    from biosim.kernels.cpu import diffusion as K
+
+    A, r, k = 37, 0.8, 0.01
+    cp, inv, zz = np.empty(n), np.empty(n), np.empty(n)
+    vr, zden = K.thomas_coefficients(n, r, blo, bhi, cp, inv, zz, k)
+    rng = np.random.default_rng(2)
+    c = rng.random((A, n))
+    lo = rng.random(A) if blo != 2 else np.zeros(A)
+    hi = rng.random(A) if bhi != 2 else np.zeros(A)
+    lanes = c.reshape(A, n, 1).copy()
+    K.lod_sweep(lanes, r, cp, inv, zz, vr, zden, blo == 2, lo.reshape(A, 1), hi.reshape(A, 1))
+    side = c.T.copy().reshape(1, n, A)
+    K.lod_sweep(side, r, cp, inv, zz, vr, zden, blo == 2, lo.reshape(1, A), hi.reshape(1, A))
+    np.testing.assert_array_equal(lanes[:, :, 0], side[0].T)
+    # the system: 1 + k + 2r on the diagonal, -r off it; at a Neumann face (ghost = c) the end's diagonal
+    # loses r, at a Dirichlet face (ghost = 2 v - c, 2 r v in lo/hi) it gains r; a periodic line wraps
+    m = np.diag(np.full(n, 1.0 + k + 2 * r)) - r * (np.eye(n, k=1) + np.eye(n, k=-1))
+    if blo == 2:
+        m[0, -1] -= r
+        m[-1, 0] -= r
+    else:
+        m[0, 0] += r if blo == 1 else -r
+        m[-1, -1] += r if bhi == 1 else -r
+    rhs = c.copy()
+    rhs[:, 0] += lo
+    rhs[:, -1] += hi
+    np.testing.assert_allclose(lanes[:, :, 0], np.linalg.solve(m, rhs.T).T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("blo,bhi", [(0, 0), (1, 0), (2, 2)])
 def test_a_line_solved_in_pieces_has_the_bits_of_the_whole_line(blo, bhi):
     """The Thomas recurrences split into consecutive pieces (an MPI rank's
     blocks, BlockGrid.solve) against lod_sweep on the whole lines:

@@ -174,6 +174,7 @@ def thomas_coefficients(n, r, blo, bhi, cp, inv, zz, k=0.0):
 
 
 _BLOCK = 64
+_LANES = 16  # contiguous lines solved side by side in place (lod_sweep with B == 1)
 
 
 @njit(cache=True, inline="always")
@@ -208,28 +209,43 @@ def lod_sweep(c3, r, cp, inv, zz, vr, zden, periodic, add_lo, add_hi):
     """Solve (1 - r d2) x = c along the middle axis of ``c3`` (A, n, B) in
     place, for all A x B lines at once (blocks of lines side by side, so the
     recurrences run over contiguous memory and vectorise).  When the lines
-    are contiguous themselves (B == 1), tiles of _BLOCK lines are copied
-    side by side into a buffer first: solving one line at a time would make
-    every step wait on the previous one.  ``add_lo``/``add_hi`` (A, B) are
-    the boundary terms added to the first and last right-hand sides."""
+    are contiguous themselves (B == 1), they go in tiles of _LANES lines
+    solved in place, one entry of each line after the other: the lines'
+    recurrences are independent, so the steps of one line do not wait on
+    each other, and the tile's lines stay in cache between the passes.
+    (Copying tiles of lines side by side into a buffer to vectorise the
+    recurrences cost more in the copies than it saved: 22.6 against 16.0 ms
+    on one thread and 11.2 against 5.7 on two, for 198^3 voxels.)
+    ``add_lo``/``add_hi`` (A, B) are the boundary terms added to the first
+    and last right-hand sides."""
     A, n, B = c3.shape
     if B == 1:
-        ntile = (A + _BLOCK - 1) // _BLOCK
+        ntile = (A + _LANES - 1) // _LANES
         for t in prange(ntile):
-            a0 = t * _BLOCK
-            m = min(A, a0 + _BLOCK) - a0
-            w = np.empty((n, _BLOCK))
-            lo = np.empty(_BLOCK)
-            hi = np.empty(_BLOCK)
-            for j in range(m):
-                lo[j] = add_lo[a0 + j, 0]
-                hi[j] = add_hi[a0 + j, 0]
-                for p in range(n):
-                    w[p, j] = c3[a0 + j, p, 0]
-            _solve_block(w, n, m, r, cp, inv, zz, vr, zden, periodic, lo, hi)
-            for j in range(m):
-                for p in range(n):
-                    c3[a0 + j, p, 0] = w[p, j]
+            a0 = t * _LANES
+            a1 = min(A, a0 + _LANES)
+            if n == 1:  # a line of one voxel has both faces' terms
+                for a in range(a0, a1):
+                    c3[a, 0, 0] = (c3[a, 0, 0] + add_lo[a, 0] + add_hi[a, 0]) * inv[0]
+                continue
+            # _solve_block's operations, in its order, on each line
+            for a in range(a0, a1):
+                c3[a, 0, 0] = (c3[a, 0, 0] + add_lo[a, 0]) * inv[0]
+            for a in range(a0, a1):
+                c3[a, n - 1, 0] += add_hi[a, 0]
+            for p in range(1, n):
+                ip = inv[p]
+                for a in range(a0, a1):
+                    c3[a, p, 0] = (c3[a, p, 0] + r * c3[a, p - 1, 0]) * ip
+            for p in range(n - 2, -1, -1):
+                q = cp[p]
+                for a in range(a0, a1):
+                    c3[a, p, 0] -= q * c3[a, p + 1, 0]
+            if periodic:
+                for a in range(a0, a1):
+                    fac = (c3[a, 0, 0] + vr * c3[a, n - 1, 0]) / zden
+                    for p in range(n):
+                        c3[a, p, 0] -= fac * zz[p]
         return
     nblk = (B + _BLOCK - 1) // _BLOCK
     for t in prange(A * nblk):
