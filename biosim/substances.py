@@ -468,21 +468,20 @@ class Substance:
             return None
         if self.sim.backend.on_device:
             return self._source_sums_device()
-        vox = np.concatenate([v for v, _, _ in self._sources])
-        key = np.concatenate([k for _, k, _ in self._sources])
+        calls, self._sources = self._sources, None
+        one = len(calls) == 1
+        vox = calls[0][0] if one else np.concatenate([v for v, _, _ in calls])
+        key = calls[0][1] if one else np.concatenate([k for _, k, _ in calls])
         values = np.empty((4, vox.size))
         for k in range(4):
-            values[k] = np.concatenate([t[k] for _, _, t in self._sources])
-        self._sources = None
+            np.concatenate([t[k] for _, _, t in calls], out=values[k])
         if self._count is None:
             self._count = np.zeros(self._c.size, dtype=np.int32)
-        voxels = np.empty(vox.size, dtype=np.int64)
-        voxels = voxels[:K.touched_voxels(vox, self._count, voxels)]
         used = values.any(axis=1)
-        sums = [np.empty(voxels.size) if used[k] else self._NONE for k in range(4)]
-        K.canonical_source_sums(vox, key, values, used, voxels, self._count, np.empty(vox.size, dtype=np.int64),
-                                *sums)
-        return voxels, sums, used
+        voxels = np.empty(vox.size, dtype=np.int64)
+        sums = [np.empty(vox.size) if used[k] else self._NONE for k in range(4)]
+        m = K.canonical_source_sums(vox, key, values, used, self._count, voxels, *sums)
+        return voxels[:m], [s[:m] if used[k] else s for k, s in enumerate(sums)], used
 
     def _boundary_arrays(self, time):
         btype = np.array([0 if f in self._layers else c.code for f, c in enumerate(self.faces)], dtype=np.int64)

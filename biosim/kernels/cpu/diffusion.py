@@ -516,80 +516,142 @@ def voxel_of(pos, rows, lower, h, shape, out):
         out[q] = voxel_index(pos[p, 0], pos[p, 1], pos[p, 2], lower, h, nx, ny, nz)
 
 
-@njit(cache=True)
-def touched_voxels(vox, count, out):
-    """The distinct voxels of ``vox`` in order of first appearance, into
-    ``out``; returns their number.  ``count`` (one integer per voxel of the
-    grid, all 0 on entry) is left holding each voxel's number of entries:
-    :func:`canonical_source_sums` reads it and resets it to 0."""
-    k = 0
-    for q in range(vox.size):
-        v = vox[q]
-        if count[v] == 0:
-            out[k] = v
-            k += 1
-        count[v] += 1
-    return k
+# canonical_source_sums works on ranges of 2^SOURCE_RANGE_BITS consecutive voxels in parallel (their
+# counts, 16 KB, stay in the L1 cache while a range's entries are sorted) and reads the entries in
+# chunks of SOURCE_CHUNK to bucket them by range; neither size changes a sum, only the voxels' order
+SOURCE_RANGE_BITS = 12
+SOURCE_CHUNK = 16384
 
 
-@njit(cache=True)
-def canonical_source_sums(vox, key, values, used, voxels, count, perm, added, s_dt, sc_dt, u_dt):
+@njit(cache=True, parallel=True)
+def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc_dt, u_dt):
     """Per-voxel sums of the queued source terms in the canonical order.
 
     ``vox[q]`` is entry q's voxel, ``key[q]`` its place within the voxel
     (the queueing call, then the agent's uid: an order fixed by the state,
-    not by the table's rows), ``values[t, q]`` its term t (added, S dt,
-    S c* dt, U dt; only those with ``used[t]``), ``voxels`` the distinct
-    voxels and ``count`` their numbers of entries (:func:`touched_voxels`;
-    left zero).  Each voxel's entries are sorted by key (a counting sort by
-    voxel into ``perm``, then insertion sort, or a full sort past 48
-    entries) and summed from 0 in that order: the sums of ``voxels[t]`` go
-    to ``added[t]``, ``s_dt[t]``, ``sc_dt[t]`` and ``u_dt[t]`` (one entry
-    per touched voxel, as on a GPU)."""
+    not by the table's rows; distinct), ``values[t, q]`` its term t (added,
+    S dt, S c* dt, U dt; only those with ``used[t]``).  ``count`` is one
+    int32 per voxel of the grid, 0 on entry and left 0.  Each voxel's
+    entries are sorted by key (insertion, or a full sort past 48 entries)
+    and summed from 0 in that order; the touched voxels go to ``voxels``
+    (by ranges of voxels, in order of first appearance within a range) and
+    their sums to the same places of ``added``, ``s_dt``, ``sc_dt`` and
+    ``u_dt`` (arrays of at least ``vox.size``, those of unused terms not
+    touched).  Returns the number of touched voxels.
+
+    The entries are bucketed by range of voxels (a stable counting sort in
+    parallel chunks), then each range is summed by one thread: a count per
+    voxel, offsets, a scatter, the sort and the sums.  Every voxel's sum
+    is the same whatever the ranges, chunks and threads."""
     m = vox.size
+    nrange = ((count.size - 1) >> SOURCE_RANGE_BITS) + 1
+    nch = max(1, (m + SOURCE_CHUNK - 1) // SOURCE_CHUNK)
+    hist = np.zeros((nch, nrange), np.int64)
+    for c in prange(nch):
+        for q in range(c * SOURCE_CHUNK, min(m, (c + 1) * SOURCE_CHUNK)):
+            hist[c, vox[q] >> SOURCE_RANGE_BITS] += 1
+    start = np.empty(nrange + 1, np.int64)
     s = 0
-    for t in range(voxels.size):
-        v = voxels[t]
-        c = count[v]
-        count[v] = s
-        s += c
-    for q in range(m):
-        v = vox[q]
-        perm[count[v]] = q
-        count[v] += 1
-    start = 0
-    for t in range(voxels.size):
-        v = voxels[t]
-        end = count[v]
-        count[v] = 0
-        if end - start > 48:
-            seg = perm[start:end].copy()
-            idx = np.argsort(key[seg])
-            for a in range(end - start):
-                perm[start + a] = seg[idx[a]]
-        else:
-            for a in range(start + 1, end):
-                e = perm[a]
-                k = key[e]
-                b = a - 1
-                while b >= start and key[perm[b]] > k:
-                    perm[b + 1] = perm[b]
-                    b -= 1
-                perm[b + 1] = e
-        for term in range(4):
-            if used[term]:
-                acc = 0.0
-                for a in range(start, end):
-                    acc += values[term, perm[a]]
-                if term == 0:
-                    added[t] = acc
-                elif term == 1:
-                    s_dt[t] = acc
-                elif term == 2:
-                    sc_dt[t] = acc
-                else:
-                    u_dt[t] = acc
-        start = end
+    for r in range(nrange):
+        start[r] = s
+        for c in range(nch):
+            h = hist[c, r]
+            hist[c, r] = s
+            s += h
+    start[nrange] = s
+    # the entries' voxels, keys and terms copied into range order (read once in order, so the ranges'
+    # passes below read contiguous memory instead of gathering from the whole queue)
+    bvox = np.empty(m, np.int64)
+    bkey = np.empty(m, np.int64)
+    bval = np.empty((4, m))
+    for c in prange(nch):
+        for q in range(c * SOURCE_CHUNK, min(m, (c + 1) * SOURCE_CHUNK)):
+            v = vox[q]
+            r = v >> SOURCE_RANGE_BITS
+            j = hist[c, r]
+            hist[c, r] = j + 1
+            bvox[j] = v
+            bkey[j] = key[q]
+            for term in range(4):
+                if used[term]:
+                    bval[term, j] = values[term, q]
+    perm = np.empty(m, np.int64)
+    found = np.zeros(nrange, np.int64)
+    for r in prange(nrange):
+        s0 = start[r]
+        s1 = start[r + 1]
+        k = 0
+        for a in range(s0, s1):  # the distinct voxels (written from s0 on: at most s1 - s0 of them)
+            v = bvox[a]
+            if count[v] == 0:
+                voxels[s0 + k] = v
+                k += 1
+            count[v] += 1
+        found[r] = k
+        o = s0
+        for t in range(k):  # each voxel's first place in perm
+            v = voxels[s0 + t]
+            c = count[v]
+            count[v] = o
+            o += c
+        for a in range(s0, s1):
+            v = bvox[a]
+            perm[count[v]] = a
+            count[v] += 1
+        b0 = s0
+        for t in range(k):
+            v = voxels[s0 + t]
+            end = count[v]
+            count[v] = 0
+            if end - b0 > 48:
+                seg = perm[b0:end].copy()
+                idx = np.argsort(bkey[seg])
+                for a in range(end - b0):
+                    perm[b0 + a] = seg[idx[a]]
+            else:
+                for a in range(b0 + 1, end):
+                    e = perm[a]
+                    ke = bkey[e]
+                    b = a - 1
+                    while b >= b0 and bkey[perm[b]] > ke:
+                        perm[b + 1] = perm[b]
+                        b -= 1
+                    perm[b + 1] = e
+            for term in range(4):
+                if used[term]:
+                    acc = 0.0
+                    for a in range(b0, end):
+                        acc += bval[term, perm[a]]
+                    if term == 0:
+                        added[s0 + t] = acc
+                    elif term == 1:
+                        s_dt[s0 + t] = acc
+                    elif term == 2:
+                        sc_dt[s0 + t] = acc
+                    else:
+                        u_dt[s0 + t] = acc
+            b0 = end
+    total = 0  # the ranges' voxels and sums moved together (never to the right: a serial forward copy)
+    for r in range(nrange):
+        s0 = start[r]
+        k = found[r]
+        if total != s0:
+            for t in range(k):
+                voxels[total + t] = voxels[s0 + t]
+            if used[0]:
+                for t in range(k):
+                    added[total + t] = added[s0 + t]
+            if used[1]:
+                for t in range(k):
+                    s_dt[total + t] = s_dt[s0 + t]
+            if used[2]:
+                for t in range(k):
+                    sc_dt[total + t] = sc_dt[s0 + t]
+            if used[3]:
+                for t in range(k):
+                    u_dt[total + t] = u_dt[s0 + t]
+        total += k
+    return total
 
 
 @njit(cache=True, parallel=True)
