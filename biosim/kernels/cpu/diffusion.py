@@ -544,6 +544,7 @@ def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc
     voxel, offsets, a scatter, the sort and the sums.  Every voxel's sum
     is the same whatever the ranges, chunks and threads."""
     m = vox.size
+    sums = (added, s_dt, sc_dt, u_dt)
     nrange = ((count.size - 1) >> SOURCE_RANGE_BITS) + 1
     nch = max(1, (m + SOURCE_CHUNK - 1) // SOURCE_CHUNK)
     hist = np.zeros((nch, nrange), np.int64)
@@ -622,14 +623,7 @@ def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc
                     acc = 0.0
                     for a in range(b0, end):
                         acc += bval[term, perm[a]]
-                    if term == 0:
-                        added[s0 + t] = acc
-                    elif term == 1:
-                        s_dt[s0 + t] = acc
-                    elif term == 2:
-                        sc_dt[s0 + t] = acc
-                    else:
-                        u_dt[s0 + t] = acc
+                    sums[term][s0 + t] = acc
             b0 = end
     total = 0  # the ranges' voxels and sums moved together (never to the right: a serial forward copy)
     for r in range(nrange):
@@ -638,18 +632,11 @@ def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc
         if total != s0:
             for t in range(k):
                 voxels[total + t] = voxels[s0 + t]
-            if used[0]:
-                for t in range(k):
-                    added[total + t] = added[s0 + t]
-            if used[1]:
-                for t in range(k):
-                    s_dt[total + t] = s_dt[s0 + t]
-            if used[2]:
-                for t in range(k):
-                    sc_dt[total + t] = sc_dt[s0 + t]
-            if used[3]:
-                for t in range(k):
-                    u_dt[total + t] = u_dt[s0 + t]
+            for term in range(4):
+                if used[term]:
+                    out = sums[term]
+                    for t in range(k):
+                        out[total + t] = out[s0 + t]
         total += k
     return total
 
