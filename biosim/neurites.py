@@ -196,7 +196,7 @@ class Neurites:
         self.types = []  # codes of the neurite populations
         for name, dtype, default, shape in COLUMNS:
             sim.agents.add_column(name, dtype, default, shape)
-        self._row_of = np.zeros(0, np.int64)
+        self._row_of = np.zeros(0, np.int32)
         self._pushes = None
         sim.agents.on_commit = self._after_commit
         sim.force_terms["neurites"] = self._sphere_term
@@ -332,14 +332,15 @@ class Neurites:
         if old != key:
             t = self.sim.agents
             n = len(t)
+            dtype = np.int32 if t.capacity < 2**31 else np.int64  # 4 bytes an element
             if not self.types:
-                self._rows_cache = np.zeros(0, np.int64)
+                self._rows_cache = np.zeros(0, dtype)
             elif old is not None and old[0][2:] == key[0][2:] and old[1] == key[1] and old[0][0] <= n:
                 start = old[0][0]  # rows appended only: the new ones added
-                more = start + np.flatnonzero(self.is_cyl()[t.type[start:n]])
+                more = (start + np.flatnonzero(self.is_cyl()[t.type[start:n]])).astype(dtype)
                 self._rows_cache = np.concatenate([self._rows_cache, more]) if more.size else self._rows_cache
             else:
-                self._rows_cache = np.flatnonzero(self.is_cyl()[t.type])
+                self._rows_cache = np.flatnonzero(self.is_cyl()[t.type]).astype(dtype)
             self._rows_key = key
         return self._rows_cache
 
@@ -351,7 +352,9 @@ class Neurites:
         if old != key:
             t = self.sim.agents
             if self._row_of.size < t.next_uid:
-                grown = np.zeros(max(t.next_uid, 2 * self._row_of.size), np.int64)
+                # rows as int32 (a table of 2^31 rows or more: int64), grown by a quarter at a time
+                grown = np.zeros(max(t.next_uid, self._row_of.size + self._row_of.size // 4),
+                                 np.int32 if t.capacity < 2**31 else np.int64)
                 grown[: self._row_of.size] = self._row_of
                 self._row_of = grown
             n = len(t)

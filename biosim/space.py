@@ -86,10 +86,9 @@ class UniformGrid:
         self.cutoff = None
         self.dims = np.ones(3, dtype=np.int64)
         self.inv_h = np.zeros(3)
-        self.cell_start = np.zeros(2, dtype=np.int64)
+        self.cell_start = np.zeros(2, dtype=np.int32)
         self._cell = np.empty(0, dtype=np.int32)
         self._order = np.empty(0, dtype=np.int32)
-        self._counts = np.empty((1, 1), dtype=np.int32)
         self._block_counts = np.empty((1, 1), dtype=np.int64)
         self._columns = np.empty((0, 0))
         self.builds = 0
@@ -148,18 +147,22 @@ class UniformGrid:
             self._order = np.empty(table.capacity, dtype=np.int32 if table.capacity < 2**31 else np.int64)
         # bounded by 2 (cells + agents) entries whatever the thread count
         nchunks = K.sort_chunks(n, ncells, get_num_threads())
-        if self._counts.shape != (nchunks, ncells) or self._counts.dtype != self._order.dtype:
-            self._counts = np.empty((nchunks, ncells), dtype=self._order.dtype)
         nblocks = (ncells + K.CELL_BLOCK - 1) // K.CELL_BLOCK
         if self._block_counts.shape != (nchunks, nblocks):
             self._block_counts = np.empty((nchunks, nblocks), dtype=np.int64)
-        if self.cell_start.size != ncells + 1:
-            self.cell_start = np.empty(ncells + 1, dtype=np.int64)
+        # offsets into the sorted rows: int32 like the order while the table has fewer than 2^31 rows
+        if self.cell_start.size != ncells + 1 or self.cell_start.dtype != self._order.dtype:
+            self.cell_start = np.empty(ncells + 1, dtype=self._order.dtype)
         pos = table.position
         K.assign_cells(pos, n, self.box.lower, self.inv_h, dims, self.periodic, self._cell)
-        # the sort keys live in the table's scratch (free during a build: the force buffers are taken after it)
-        moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, self._counts, self._block_counts,
-                                 self.cell_start, self._order, table.scratch((n,), np.int64))
+        # the sort keys and the (chunks, cells) histograms live in the table's scratch, which is free
+        # during a build (the force buffers are taken after it): 12-20 bytes per agent not held between steps
+        keys = 8 * n
+        scratch = table.scratch((keys + 4 * nchunks * ncells * (self._order.itemsize // 4),), np.uint8)
+        skey = scratch[:keys].view(np.int64)
+        counts = scratch[keys:].view(self._order.dtype).reshape(nchunks, ncells)
+        moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, counts, self._block_counts,
+                                 self.cell_start, self._order, skey)
         if moved and self.reorder and self.builds % self.reorder_every == 0:
             # reorder the rows themselves (memory locality); in between, the
             # sort order serves as an indirection into the table
