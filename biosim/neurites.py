@@ -550,7 +550,7 @@ class Neurites:
         """Rows (increasing) of the population's terminal elements (no left
         daughter)."""
         t = self.sim.agents
-        out = np.empty(len(t), np.int64)
+        out = t.scratch((len(t),), np.int64)  # a fresh n-row array each call cost more in page faults than the scan
         return out[:NK.terminal_rows(t.type, population.code, t["daughter_left"], len(t), out)].copy()
 
     def tip_directions(self, rows, grad, stream, persistence, randomness, weight):
@@ -713,7 +713,7 @@ class Neurites:
             return
         t = self.sim.agents
         n = len(t)
-        out = np.empty(n, np.int64)
+        out = t.scratch((n,), np.int64)
         rows = out[:NK.long_tips(t.type, self.is_cyl(), t["daughter_left"], t["length"], n,
                                  self.mechanics.max_length, out)]
         if rows.size or self._dd() is not None:  # under MPI a collective call on every rank

@@ -683,3 +683,22 @@ def test_neurites_grow_and_touch_across_a_periodic_face_as_in_a_box_that_holds_t
     bs.io.write_swc(wrapped, tmp_path / "live.swc")
     bs.io.write_swc(bs.io.open_run(str(tmp_path / "wrapped.h5")), tmp_path / "file.swc")
     assert (tmp_path / "file.swc").read_text() == (tmp_path / "live.swc").read_text()
+
+
+def test_the_parallel_row_scans_find_the_rows_numpy_finds():
+    """terminal_rows and long_tips scan chunks of rows in parallel and pack
+    their matches: the rows flatnonzero finds, increasing, for a table
+    spanning several chunks (the last one partial) and for one row."""
+    from biosim.kernels.cpu import neurites as NK
+
+    rng = np.random.default_rng(5)
+    for n in (1, 3 * NK.SCAN_CHUNK + 17):
+        types = rng.integers(0, 3, n).astype(np.int32)
+        left = np.where(rng.random(n) < 0.3, -1, 7).astype(np.int64)
+        length = rng.uniform(0.0, 4.0, n)
+        is_cyl = np.array([0, 1, 1], np.uint8)
+        out = np.full(n, -5, np.int64)
+        m = NK.terminal_rows(types, 2, left, n, out)
+        np.testing.assert_array_equal(out[:m], np.flatnonzero((types == 2) & (left < 0)))
+        m = NK.long_tips(types, is_cyl, left, length, n, 2.0, out)
+        np.testing.assert_array_equal(out[:m], np.flatnonzero((left < 0) & (length > 2.0) & (is_cyl[types] == 1)))

@@ -691,26 +691,61 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis,
             diam[i] = max(d, floor) if rate < 0.0 else d
 
 
+# rows per chunk of the parallel row scans below (the result is the same for any chunk size and thread count)
+SCAN_CHUNK = 1 << 15
+
+
 @njit(cache=True)
-def terminal_rows(types, code, left, n, out):
-    """Rows of type ``code`` without a left daughter into ``out``; returns
-    their number (increasing rows; one pass: a parallel mask and a numpy
-    nonzero cost more)."""
+def _pack_chunks(out, counts):
+    """Move each chunk's matches (``counts[c]`` rows at ``out[c *
+    SCAN_CHUNK:]``) down behind the previous chunks'; returns their total.
+    Chunks in order, each moved to a place at or below its own: in place."""
     m = 0
-    for i in range(n):
-        if types[i] == code and left[i] < 0:
-            out[m] = i
-            m += 1
+    for c in range(counts.size):
+        a = c * SCAN_CHUNK
+        for k in range(counts[c]):
+            out[m + k] = out[a + k]
+        m += counts[c]
     return m
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
+def _terminal_chunks(types, code, left, n, out, counts):
+    for c in prange(counts.size):
+        a = c * SCAN_CHUNK
+        m = a
+        for i in range(a, min(n, a + SCAN_CHUNK)):
+            if types[i] == code and left[i] < 0:
+                out[m] = i
+                m += 1
+        counts[c] = m - a
+
+
+def terminal_rows(types, code, left, n, out):
+    """Rows of type ``code`` without a left daughter into ``out`` (at least n
+    long); returns their number (increasing rows: chunks of rows scanned in
+    parallel, then their matches packed)."""
+    counts = np.empty((n + SCAN_CHUNK - 1) // SCAN_CHUNK, np.int64)
+    _terminal_chunks(types, code, left, n, out, counts)
+    return _pack_chunks(out, counts)
+
+
+@njit(cache=True, parallel=True)
+def _long_chunks(types, is_cyl, left, length, n, max_length, out, counts):
+    for c in prange(counts.size):
+        a = c * SCAN_CHUNK
+        m = a
+        for i in range(a, min(n, a + SCAN_CHUNK)):
+            if left[i] < 0 and length[i] > max_length and is_cyl[types[i]]:
+                out[m] = i
+                m += 1
+        counts[c] = m - a
+
+
 def long_tips(types, is_cyl, left, length, n, max_length, out):
     """Rows of terminal neurite elements longer than ``max_length`` µm into
-    ``out``; returns their number (increasing rows; one pass)."""
-    m = 0
-    for i in range(n):
-        if left[i] < 0 and length[i] > max_length and is_cyl[types[i]]:
-            out[m] = i
-            m += 1
-    return m
+    ``out`` (at least n long); returns their number (increasing rows, as
+    :func:`terminal_rows`)."""
+    counts = np.empty((n + SCAN_CHUNK - 1) // SCAN_CHUNK, np.int64)
+    _long_chunks(types, is_cyl, left, length, n, max_length, out, counts)
+    return _pack_chunks(out, counts)
