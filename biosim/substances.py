@@ -164,7 +164,7 @@ class Substance:
         self._check_substeps(sim.dt)  # refuses unbounded work now, not at the first step
         self._c = self._initial(initial)
         self._sources = None
-        self._count = None  # int32 per voxel, zero between steps: canonical_source_sums' scratch (a GPU: two)
+        self._count = None  # a GPU: canonical_source_sums' two int64 arrays of a voxel each (the CPU needs none)
         self._spare = None
         self._told = False
         self._lod_cache = None  # (dt, diffusion, face types) and the LOD factors for them
@@ -462,8 +462,8 @@ class Substance:
         sums its sources in the canonical order, by queueing call (behaviours
         run in a fixed order) and then by the agent's uid, so the result
         depends neither on the thread count nor on the order of the table's
-        rows.  The only grid-sized array is one int32 count per voxel, kept
-        zero between steps."""
+        rows.  No grid-sized array: the sums count entries per range of
+        4,096 voxels."""
         if not self._sources:
             return None
         if self.sim.backend.on_device:
@@ -475,12 +475,10 @@ class Substance:
         values = np.empty((4, vox.size))
         for k in range(4):
             np.concatenate([t[k] for _, _, t in calls], out=values[k])
-        if self._count is None:
-            self._count = np.zeros(self._c.size, dtype=np.int32)
         used = values.any(axis=1)
         voxels = np.empty(vox.size, dtype=np.int64)
         sums = [np.empty(vox.size) if used[k] else self._NONE for k in range(4)]
-        m = K.canonical_source_sums(vox, key, values, used, self._count, voxels, *sums)
+        m = K.canonical_source_sums(vox, key, values, used, self._c.size, voxels, *sums)
         return voxels[:m], [s[:m] if used[k] else s for k, s in enumerate(sums)], used
 
     def _boundary_arrays(self, time):

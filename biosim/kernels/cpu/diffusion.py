@@ -517,21 +517,23 @@ def voxel_of(pos, rows, lower, h, shape, out):
 
 
 # canonical_source_sums works on ranges of 2^SOURCE_RANGE_BITS consecutive voxels in parallel (their
-# counts, 16 KB, stay in the L1 cache while a range's entries are sorted) and reads the entries in
-# chunks of SOURCE_CHUNK to bucket them by range; neither size changes a sum, only the voxels' order
+# counts, 32 KB, stay in the L1 cache while a range's entries are sorted; one count array per task of
+# SOURCE_GROUP ranges, none of the grid's size) and reads the entries in chunks of SOURCE_CHUNK to
+# bucket them by range; no size changes a sum, only the voxels' order
 SOURCE_RANGE_BITS = 12
 SOURCE_CHUNK = 16384
+SOURCE_GROUP = 8
 
 
 @njit(cache=True, parallel=True)
-def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc_dt, u_dt):
+def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_dt, u_dt):
     """Per-voxel sums of the queued source terms in the canonical order.
 
     ``vox[q]`` is entry q's voxel, ``key[q]`` its place within the voxel
     (the queueing call, then the agent's uid: an order fixed by the state,
     not by the table's rows; distinct), ``values[t, q]`` its term t (added,
-    S dt, S c* dt, U dt; only those with ``used[t]``).  ``count`` is one
-    int32 per voxel of the grid, 0 on entry and left 0.  Each voxel's
+    S dt, S c* dt, U dt; only those with ``used[t]``); ``nvox`` the grid's
+    voxel count (every ``vox[q]`` below it).  Each voxel's
     entries are sorted by key (insertion, or a full sort past 48 entries)
     and summed from 0 in that order; the touched voxels go to ``voxels``
     (by ranges of voxels, in order of first appearance within a range) and
@@ -541,11 +543,12 @@ def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc
 
     The entries are bucketed by range of voxels (a stable counting sort in
     parallel chunks), then each range is summed by one thread: a count per
-    voxel, offsets, a scatter, the sort and the sums.  Every voxel's sum
+    voxel of the range, offsets, a scatter, the sort and the sums.  Every voxel's sum
     is the same whatever the ranges, chunks and threads."""
     m = vox.size
     sums = (added, s_dt, sc_dt, u_dt)
-    nrange = ((count.size - 1) >> SOURCE_RANGE_BITS) + 1
+    nrange = ((max(nvox, 1) - 1) >> SOURCE_RANGE_BITS) + 1
+    mask = (1 << SOURCE_RANGE_BITS) - 1
     nch = max(1, (m + SOURCE_CHUNK - 1) // SOURCE_CHUNK)
     hist = np.zeros((nch, nrange), np.int64)
     for c in prange(nch):
@@ -578,53 +581,55 @@ def canonical_source_sums(vox, key, values, used, count, voxels, added, s_dt, sc
                     bval[term, j] = values[term, q]
     perm = np.empty(m, np.int64)
     found = np.zeros(nrange, np.int64)
-    for r in prange(nrange):
-        s0 = start[r]
-        s1 = start[r + 1]
-        k = 0
-        for a in range(s0, s1):  # the distinct voxels (written from s0 on: at most s1 - s0 of them)
-            v = bvox[a]
-            if count[v] == 0:
-                voxels[s0 + k] = v
-                k += 1
-            count[v] += 1
-        found[r] = k
-        o = s0
-        for t in range(k):  # each voxel's first place in perm
-            v = voxels[s0 + t]
-            c = count[v]
-            count[v] = o
-            o += c
-        for a in range(s0, s1):
-            v = bvox[a]
-            perm[count[v]] = a
-            count[v] += 1
-        b0 = s0
-        for t in range(k):
-            v = voxels[s0 + t]
-            end = count[v]
-            count[v] = 0
-            if end - b0 > 48:
-                seg = perm[b0:end].copy()
-                idx = np.argsort(bkey[seg])
-                for a in range(end - b0):
-                    perm[b0 + a] = seg[idx[a]]
-            else:
-                for a in range(b0 + 1, end):
-                    e = perm[a]
-                    ke = bkey[e]
-                    b = a - 1
-                    while b >= b0 and bkey[perm[b]] > ke:
-                        perm[b + 1] = perm[b]
-                        b -= 1
-                    perm[b + 1] = e
-            for term in range(4):
-                if used[term]:
-                    acc = 0.0
-                    for a in range(b0, end):
-                        acc += bval[term, perm[a]]
-                    sums[term][s0 + t] = acc
-            b0 = end
+    for g in prange((nrange + SOURCE_GROUP - 1) // SOURCE_GROUP):
+        count = np.zeros(mask + 1, np.int64)  # per voxel of a range, left 0 by each range
+        for r in range(g * SOURCE_GROUP, min(nrange, (g + 1) * SOURCE_GROUP)):
+            s0 = start[r]
+            s1 = start[r + 1]
+            k = 0
+            for a in range(s0, s1):  # the distinct voxels (written from s0 on: at most s1 - s0 of them)
+                v = bvox[a]
+                if count[v & mask] == 0:
+                    voxels[s0 + k] = v
+                    k += 1
+                count[v & mask] += 1
+            found[r] = k
+            o = s0
+            for t in range(k):  # each voxel's first place in perm
+                v = voxels[s0 + t]
+                c = count[v & mask]
+                count[v & mask] = o
+                o += c
+            for a in range(s0, s1):
+                v = bvox[a]
+                perm[count[v & mask]] = a
+                count[v & mask] += 1
+            b0 = s0
+            for t in range(k):
+                v = voxels[s0 + t]
+                end = count[v & mask]
+                count[v & mask] = 0
+                if end - b0 > 48:
+                    seg = perm[b0:end].copy()
+                    idx = np.argsort(bkey[seg])
+                    for a in range(end - b0):
+                        perm[b0 + a] = seg[idx[a]]
+                else:
+                    for a in range(b0 + 1, end):
+                        e = perm[a]
+                        ke = bkey[e]
+                        b = a - 1
+                        while b >= b0 and bkey[perm[b]] > ke:
+                            perm[b + 1] = perm[b]
+                            b -= 1
+                        perm[b + 1] = e
+                for term in range(4):
+                    if used[term]:
+                        acc = 0.0
+                        for a in range(b0, end):
+                            acc += bval[term, perm[a]]
+                        sums[term][s0 + t] = acc
+                b0 = end
     total = 0  # the ranges' voxels and sums moved together (never to the right: a serial forward copy)
     for r in range(nrange):
         s0 = start[r]
