@@ -81,6 +81,16 @@ def test_bench_neurites_tiny():
     assert re.search(r"2 thread\(s\):\s+[\d.]+ M agent-updates/s, [\d.]+x of 1 thread, efficiency \d+%", out)
 
 
+def test_neurite_memory_counts_each_array_once_per_agent():
+    out = run_bench("neurite_memory.py", "--agents", "2000", "--steps", "2")
+    n, cap = (int(v.replace(",", "")) for v in re.search(r"([\d,]+) agents, table capacity ([\d,]+)", out).groups())
+    rows = {path: float(b) for b, path in re.findall(r"^\s+([\d.]+) B/agent\s+(sim\S+)$", out, re.M)}
+    distal = [b for path, b in rows.items() if path.endswith("['distal']")]
+    assert distal == [pytest.approx(24 * cap / n, abs=0.06)]  # a (capacity, 3) float64 column, once
+    total = float(re.search(r"([\d.]+) B/agent in all", out).group(1))
+    assert sum(rows.values()) <= total + 0.1 * len(rows) and total > 150
+
+
 def test_circles_step_matches_the_ckdtree_reference():
     import numpy as np
 
@@ -166,7 +176,7 @@ def test_every_benchmark_has_a_test():
         "bench_mechanics.py", "bench_diffusion.py", "bench_render.py", "bench_sir.py", "soak.py",
         "bench_circles.py", "bench_suite.py", "mechanics_budget.py", "rule_startup.py",
         "gpu_check.py", "physicell_side_by_side.py", "physicell_mechanics.py", "phenotype_kernels.py",
-        "bench_sweep.py", "mpi_model.py", "mpi_output.py", "bench_neurites.py"}  # gpu_check's test: tests/test_gpu.py; mpi_output's:
+        "bench_sweep.py", "mpi_model.py", "mpi_output.py", "bench_neurites.py", "neurite_memory.py"}  # gpu_check's test: tests/test_gpu.py; mpi_output's:
     # tests/test_mpi.py
 
 
