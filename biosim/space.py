@@ -158,7 +158,7 @@ class UniformGrid:
         # the sort keys and the (chunks, cells) histograms live in the table's scratch, which is free
         # during a build (the force buffers are taken after it): 12-20 bytes per agent not held between steps
         keys = 8 * n
-        scratch = table.scratch((keys + 4 * nchunks * ncells * (self._order.itemsize // 4),), np.uint8)
+        scratch = table.scratch((keys + nchunks * ncells * self._order.itemsize,), np.uint8)
         skey = scratch[:keys].view(np.int64)
         counts = scratch[keys:].view(self._order.dtype).reshape(nchunks, ncells)
         moved = K.canonical_sort(self._cell, table.uid, table.next_uid, n, counts, self._block_counts,
