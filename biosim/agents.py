@@ -396,6 +396,20 @@ class AgentTable:
         self._n = m
         self.layout += 1
 
+    def keep_ends(self, head, tail):
+        """Keep the first ``head`` and the last ``tail`` rows, in order, and
+        drop those between (what :meth:`keep` does with those rows, moving
+        only the last ``tail``: an MPI rank's own rows and newborns at a
+        step's end, its aura between them)."""
+        n = self._n
+        if head + tail >= n:
+            return
+        self.to_host()
+        for arr in self._data.values():
+            arr[head:head + tail] = arr[n - tail:n]
+        self._n = head + tail
+        self.layout += 1
+
     def drop(self, rows):
         """Remove the rows ``rows`` (increasing indices), filling their
         places with the last rows kept: the other rows keep their places, but

@@ -36,6 +36,18 @@ def _sphere_columns(sim, grid, rows):
     return cols
 
 
+_EVERY_ROW = np.zeros(0, np.uint8)
+
+
+def _needed_rows(sim):
+    """The force kernels' ``need``: under MPI the rows whose forces the step
+    reads (:meth:`biosim.parallel.Decomposition.force_rows`), else empty
+    (every row)."""
+    dd = sim._dd
+    need = None if dd is None else dd.force_rows()
+    return _EVERY_ROW if need is None else need
+
+
 class Mechanics:
     """Base class: a pair-force law plus a position update."""
 
@@ -109,7 +121,7 @@ class Mechanics:
         cols = _sphere_columns(sim, grid, 4 if table is None else 5)
         flag = np.empty(n, dtype=np.uint8)
         tab = self._NO_TABLE if table is None else table
-        kernel(params, t.type, tab, n, *args, cols, buf, force, flag)
+        kernel(params, t.type, tab, n, *args, cols, buf, force, flag, _needed_rows(sim))
         if flag.any():  # coincident centres: pushes drawn outside fast-math
             K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES[self.kernel], table is not None, params,
                                 t.position, t.diameter, t.uid, t.type, tab, self._NO_CELLS, *args, sim.seed,
@@ -539,7 +551,7 @@ class PhysiCellForce(_TypedAdhesion, Mechanics):
         cols = _sphere_columns(sim, grid, 8)
         K.sorted_cell_values(cellv, args[1], n, cols)
         flag = np.empty(n, dtype=np.uint8)
-        kernel(params, t.type, affinity, n, *args, cols, buf, force, flag)
+        kernel(params, t.type, affinity, n, *args, cols, buf, force, flag, _needed_rows(sim))
         if flag.any():
             K.coincident_pushes(np.flatnonzero(flag), K.LAW_CODES["physicell_cell"], True, params, t.position,
                                 t.diameter, t.uid, t.type, affinity, cellv, *args, sim.seed, sim.step, force)

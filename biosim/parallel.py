@@ -200,6 +200,7 @@ class Decomposition:
         self._sorts = 0  # times the own rows were sorted by cell (_sort_rows)
         self._start = None
         self._start_uid = None  # uids of the own rows at the step's start (neurite operations move rows)
+        self._start_layout = -1  # the table's layout count then
         self.uid_begin = 0  # the next uid at the step's start: rows with larger uids are new in this step
         self.whole_sim = False  # inside gathered() on every rank: each holds the whole simulation
         _abort_on_error()
@@ -490,9 +491,9 @@ class Decomposition:
             pos = t.position[:n]
             for r in range(self.size):
                 if r != self.rank:
-                    mask = self._near(pos, r)
-                    if mask.any():
-                        sends[r] = self._columns(np.flatnonzero(mask))
+                    rows = np.flatnonzero(self._near(pos, r))
+                    if rows.size:
+                        sends[r] = self._columns(rows)
         for g in self._alltoall(sends):
             if g:
                 t.extend(g)
@@ -501,6 +502,7 @@ class Decomposition:
         probe = self._probe(n)
         self._start = np.ascontiguousarray(probe[:, self._cut].T)  # (cut axes, n)
         self._start_uid = t.uid[:n].copy()
+        self._start_layout = t.layout  # rows in place until a removal or a permutation changes it
         self.uid_begin = t.next_uid
         self.exchange_time += _time.perf_counter() - t0
 
@@ -513,20 +515,34 @@ class Decomposition:
 
     def _near(self, pos, r):
         """Whether each position (n, 3) µm lies within the aura of rank r's
-        block (periodic images too)."""
-        near = np.ones(len(pos), bool)
+        block (periodic images too), as a uint8 mask."""
+        from .kernels.cpu import grid as KG
+
         block = self.block_of(r)
+        lo, hi = np.zeros(3), np.zeros(3)  # lo == hi: an axis the ranks are not cut along, not tested
         for a in range(3):
-            if self.dims[a] == 1:
-                continue
-            x = pos[:, a]
-            lo, hi = self.bounds[a][block[a]] - self.width, self.bounds[a][block[a] + 1] + self.width
-            inside = (x >= lo) & (x < hi)
-            if self.sim.boundary == "periodic":
-                length = float(self.sim.box.length[a])
-                inside |= ((x + length >= lo) & (x + length < hi)) | ((x - length >= lo) & (x - length < hi))
-            near &= inside
+            if self.dims[a] > 1:
+                lo[a] = self.bounds[a][block[a]] - self.width
+                hi[a] = self.bounds[a][block[a] + 1] + self.width
+        near = np.empty(len(pos), np.uint8)
+        KG.in_box(pos, len(pos), lo, hi, np.asarray(self.sim.box.length, np.float64),
+                  self.sim.boundary == "periodic", near)
         return near
+
+    def force_rows(self):
+        """The rows whose pair forces this step reads, as one uint8 per row,
+        or None for every row: the own rows.  An aura agent's force moves
+        only its aura copy, and nothing reads that copy after the mechanics
+        (the behaviours queued their sources, with their voxels, before it;
+        the aura is dropped at the step's end), so the aura keeps a zero
+        force.  With neurites every row: a first element's update after the
+        sphere mechanics reads where its soma moved, wherever in the aura."""
+        n = len(self.sim.agents)
+        if n == self.n_own or self.whole_sim or self.sim.neurites is not None:
+            return None
+        need = np.zeros(n, np.uint8)
+        need[:self.n_own] = 1
+        return need
 
     def query(self, radius):
         """A neighbour query of ``radius`` µm during the step: refused when
@@ -564,7 +580,8 @@ class Decomposition:
         periodic = self.sim.boundary == "periodic"
         now = then = np.zeros(0, np.int64)
         uid0 = self._start_uid
-        same = uid0.size == m and np.array_equal(t.uid[:m], uid0)  # every row where it started
+        # every row where it started: rows only appended since (the own rows untouched), or the same uids
+        same = uid0.size == m and (t.layout == self._start_layout or np.array_equal(t.uid[:m], uid0))
         if not same:  # rows added or removed in the step
             srt = np.argsort(uid0, kind="stable")
             pos = np.minimum(np.searchsorted(uid0[srt], t.uid[:m]), max(uid0.size - 1, 0))
@@ -605,10 +622,19 @@ class Decomposition:
 
     def owns_rows(self, parents):
         """Mask: which of ``parents`` (uids) are own agents of this rank."""
-        t = self.sim.agents
-        own = np.sort(t.uid[:self.n_own])
-        pos = np.minimum(np.searchsorted(own, parents), max(own.size - 1, 0))
-        return (own.size > 0) & (own[pos] == parents) if own.size else np.zeros(parents.size, bool)
+        from .kernels.cpu import grid as KG
+
+        own = self.sim.agents.uid[:self.n_own]
+        if parents.size == 0 or own.size == 0:
+            return np.zeros(parents.size, bool)
+        lo, hi = int(parents.min()), int(parents.max())
+        if hi - lo < 4 * own.size + 4096:  # uids are issued in sequence: a table over their span, one pass
+            hits = np.zeros(hi - lo + 1, np.uint8)
+            KG.mark_members(own, lo, hits)
+            return hits[parents - lo].view(bool)
+        own = np.sort(own)
+        pos = np.minimum(np.searchsorted(own, parents), own.size - 1)
+        return own[pos] == parents
 
     def end_step(self, born):
         """After the commit: drop the aura (own rows are the first ``n_own``
@@ -624,7 +650,10 @@ class Decomposition:
             rest = np.arange(self.n_own, n - born)
             rest = rest[t.uid[rest] >= self.uid_begin]
             new = rest[self.owner(t.position[rest]) == self.rank]
-        t.keep(np.concatenate([np.arange(self.n_own), new, np.arange(n - born, n)]))
+        if new.size:
+            t.keep(np.concatenate([np.arange(self.n_own), new, np.arange(n - born, n)]))
+        else:
+            t.keep_ends(self.n_own, born)
         self.known_uid = t.next_uid
         if self.rebalance_every and self.sim.step % self.rebalance_every == 0:
             counts = self.comm.allgather(len(t))

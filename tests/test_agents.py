@@ -207,6 +207,30 @@ def test_a_typo_is_not_a_new_column():
     assert sorted(sim.agents["energies"]) == [0.0, 3.0] and len(sim.agents) == 2
 
 
+@pytest.mark.parametrize("head,tail", [(0, 0), (0, 3), (4, 0), (2, 3), (3, 6), (5, 5), (9, 1)])
+def test_keep_ends_is_keep_of_a_prefix_and_a_suffix(head, tail):
+    """``keep_ends`` (an MPI rank's step end: own rows, then newborns, the
+    aura between dropped) leaves what ``keep`` of those rows leaves, also
+    when the kept suffix overlaps the place it moves to."""
+    tables = []
+    for method in ("keep", "keep_ends"):
+        sim = bs.Simulation(bs.Box.cube(100.0), seed=1)
+        sim.add_agents("a", np.arange(30.0).reshape(10, 3) + 1.0, diameter=np.arange(1.0, 11.0))
+        t = sim.agents
+        t.add_column("tag", np.int32, 0)
+        t["tag"][:] = 100 + np.arange(10)
+        layout = t.layout
+        if method == "keep":
+            t.keep(np.concatenate([np.arange(head), np.arange(10 - tail, 10)]))
+        else:
+            t.keep_ends(head, tail)
+        assert len(t) == head + tail and (t.layout > layout or head + tail == 10)
+        tables.append({c: t[c].copy() for c in ("uid", "position", "diameter", "tag")})
+    for c in tables[0]:
+        assert np.array_equal(tables[0][c], tables[1][c]), c
+    assert list(tables[1]["uid"]) == list(range(head)) + list(range(10 - tail, 10))
+
+
 @pytest.mark.parametrize("gone", [[], [0], [9], [2, 5, 6], [0, 1, 8, 9], list(range(10)), [3, 7, 8, 9]])
 def test_keep_and_drop_leave_exactly_the_other_rows_whole(gone):
     """``keep`` compacts in order, ``drop`` fills the holes from the end

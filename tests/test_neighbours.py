@@ -95,3 +95,57 @@ def test_a_radius_far_beyond_the_box_finds_every_pair(radius):
     offsets, rows = sim.neighbours(radius)
     assert sim._grid.dims[0] == 2  # x-cells split: the window spans more than one cell
     np.testing.assert_array_equal(np.diff(offsets), 49)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_in_box_is_the_box_test_on_the_cut_axes_with_periodic_images(periodic):
+    """The MPI aura's selection (``in_box``): [lo, hi) on each axis with lo
+    < hi, the others not tested, a periodic box's images at +-length; the
+    rows past ``n`` untouched."""
+    from biosim.kernels.cpu.grid import in_box
+
+    rng = np.random.default_rng(4)
+    pos = rng.uniform(-5.0, 105.0, (5000, 3))
+    pos[:50, 0] = 30.0  # on the lower face: inside; on the upper face: outside
+    pos[50:100, 0] = 70.0
+    length = np.array([100.0, 100.0, 100.0])
+    for lo, hi in (([30.0, 0.0, 0.0], [70.0, 0.0, 0.0]), ([-10.0, 20.0, 0.0], [25.0, 60.0, 0.0]),
+                   ([80.0, -15.0, 5.0], [115.0, 50.0, 40.0])):
+        lo, hi = np.array(lo), np.array(hi)
+        ref = np.ones(len(pos), bool)
+        for a in range(3):
+            if lo[a] < hi[a]:
+                x = pos[:, a]
+                ok = (x >= lo[a]) & (x < hi[a])
+                if periodic:
+                    ok |= ((x + 100.0 >= lo[a]) & (x + 100.0 < hi[a])) | ((x - 100.0 >= lo[a]) & (x - 100.0 < hi[a]))
+                ref &= ok
+        out = np.full(len(pos), 7, np.uint8)
+        in_box(pos, 4000, lo, hi, length, periodic, out)
+        assert np.array_equal(out[:4000].astype(bool), ref[:4000]) and (out[4000:] == 7).all()
+        assert 0 < ref[:4000].sum() < 4000
+
+
+def test_owns_rows_by_a_table_over_the_uids_span_or_by_sorting():
+    """Which parents (uids) are a rank's own agents (the first ``n_own``
+    rows): the same answer from the one-pass table over the parents' span
+    and from the sorted fallback for a span too wide for a table."""
+    from types import SimpleNamespace
+
+    from biosim.kernels.cpu.grid import mark_members
+    from biosim.parallel import Decomposition
+
+    rng = np.random.default_rng(5)
+    for span in (3000, 10**12):  # the table; the fallback
+        uids = rng.choice(span, 2000, replace=False).astype(np.int64)
+        rng.shuffle(uids)
+        own = 1500  # the rest: aura rows, not own
+        fake = SimpleNamespace(sim=SimpleNamespace(agents=SimpleNamespace(uid=uids)), n_own=own)
+        parents = np.sort(np.concatenate([uids[:40], uids[1600:1620], rng.choice(span, 30).astype(np.int64)]))
+        got = Decomposition.owns_rows(fake, parents)
+        assert got.dtype == bool and np.array_equal(got, np.isin(parents, uids[:own]))
+        assert got.sum() >= 40
+        assert Decomposition.owns_rows(fake, parents[:0]).size == 0
+    hits = np.zeros(10, np.uint8)
+    mark_members(np.array([3, 12, -1, 5, 9], np.int64), 2, hits)  # 12 and -1 outside [2, 12)
+    assert hits.tolist() == [0, 1, 0, 1, 0, 0, 0, 1, 0, 0]

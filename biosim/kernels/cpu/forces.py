@@ -258,13 +258,15 @@ def chunk_of(item, nxc, nx, cell_start):
 
 
 @njit(cache=True, inline="always")
-def _all_hidden(cols, order, first, end, force, flag):
+def _all_hidden(cols, order, first, end, force, flag, need):
     """Whether the sorted agents first..end-1 are all hidden (neurite
-    elements, moved past ``HIDDEN`` by the neurites' hide_cylinders); then
-    their forces and flags are set to 0.  The first visible agent ends the
-    scan (at once in a simulation without neurites)."""
+    elements, moved past ``HIDDEN`` by the neurites' hide_cylinders) or not
+    needed (``need``, one uint8 per row, 0 where nothing reads the row's
+    force; empty: every row is needed); then their forces and flags are set
+    to 0.  The first visible needed agent ends the scan (at once in a
+    simulation without neurites, in one process)."""
     for q in range(first, end):
-        if cols[0, q] <= HIDDEN:
+        if cols[0, q] <= HIDDEN and (need.size == 0 or need[order[q]]):
             return False
     for q in range(first, end):
         i = order[q]
@@ -424,7 +426,7 @@ def _window_sums_cell(mi, m, mr, wx, wy, wz, wd, wt, wr, wa, wl, xi, yi, zi, di,
 
 @njit(inline="always")
 def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, lower, inv_h, dims, length, periodic,
-            cutoff, cols, buf, force, flag, cellwise=False):
+            cutoff, cols, buf, force, flag, need, cellwise=False):
     """Forces chunk by chunk (X_CHUNK cells of one row along x): the positions
     and diameters around the chunk are gathered from the sorted columns
     ``cols`` (:func:`grid.sorted_columns`, with diameters, and types when
@@ -463,8 +465,8 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
         row, x0, x1, empty = chunk_of(item, nxc, nx, cell_start)
         if empty:
             continue
-        if _all_hidden(cols, order, cell_start[row * nx + x0], cell_start[row * nx + x1], force, flag):
-            continue  # only neurite elements here (their forces are the neurites'): no gather
+        if _all_hidden(cols, order, cell_start[row * nx + x0], cell_start[row * nx + x1], force, flag, need):
+            continue  # only neurite elements or rows not needed here: no gather
         tid = get_thread_id()
         bx = buf[tid, 0]
         by = buf[tid, 1]
@@ -493,7 +495,8 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
             for qi in range(sa, ea):
                 i = order[qi]
                 xi = cols[0, qi]
-                if xi > HIDDEN:  # a neurite element: its forces are the neurites' kernels'
+                if xi > HIDDEN or (need.size and not need[i]):  # a neurite element (its forces are the
+                    # neurites' kernels'), or a row whose force nothing reads (an MPI rank's far aura)
                     flag[i] = 0
                     force[i, 0] = 0.0
                     force[i, 1] = 0.0
@@ -532,86 +535,86 @@ def _forces(law_over_r, mi, typed, params, types, table, n, cell_start, order, l
 # left to coincident_pushes.
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                       dims, length, periodic, cutoff, cols, buf, force, flag):
+                       dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(soft_sphere_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                                dims, length, periodic, cutoff, cols, buf, force, flag):
+                                dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(soft_sphere_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                             dims, length, periodic, cutoff, cols, buf, force, flag):
+                             dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(soft_sphere_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def soft_sphere_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                                      dims, length, periodic, cutoff, cols, buf, force, flag):
+                                      dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(soft_sphere_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                     dims, length, periodic, cutoff, cols, buf, force, flag):
+                     dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, cols, buf, force, flag):
+                              dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                           dims, length, periodic, cutoff, cols, buf, force, flag):
+                           dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_typed_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                                    dims, length, periodic, cutoff, cols, buf, force, flag):
+                                    dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                     dims, length, periodic, cutoff, cols, buf, force, flag):
+                     dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(biodynamo_over_r, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def biodynamo_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                              dims, length, periodic, cutoff, cols, buf, force, flag):
+                              dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(biodynamo_over_r, _wrap, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag)
+            periodic, cutoff, cols, buf, force, flag, need)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_cell_forces(params, types, table, n, cell_start, order, lower, inv_h,
-                          dims, length, periodic, cutoff, cols, buf, force, flag):
+                          dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _open, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag, True)
+            periodic, cutoff, cols, buf, force, flag, need, True)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
 def physicell_cell_forces_periodic(params, types, table, n, cell_start, order, lower, inv_h,
-                                   dims, length, periodic, cutoff, cols, buf, force, flag):
+                                   dims, length, periodic, cutoff, cols, buf, force, flag, need):
     _forces(physicell_over_r, _wrap, True, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
-            periodic, cutoff, cols, buf, force, flag, True)
+            periodic, cutoff, cols, buf, force, flag, need, True)
 
 
 FORCE_KERNELS = {  # (law, periodic, typed adhesion)

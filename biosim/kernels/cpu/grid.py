@@ -613,3 +613,35 @@ def block_owners(pos, faces, dims, out):
                         k += 1
                 idx = idx * d + k
         out[i] = idx
+
+
+@njit(cache=True, parallel=True)
+def in_box(pos, n, lo, hi, length, periodic, out):
+    """out[i] = 1 where position i (of the first ``n`` rows of ``pos``,
+    µm) lies within [lo[a], hi[a]) along every axis a with lo[a] < hi[a]
+    (the others are not tested), a periodic box's images at +-length[a]
+    counting too; else 0."""
+    for i in prange(n):
+        inside = 1
+        for a in range(3):
+            if not lo[a] < hi[a]:
+                continue
+            x = pos[i, a]
+            ok = lo[a] <= x < hi[a]
+            if periodic and not ok:
+                ok = (lo[a] <= x + length[a] < hi[a]) or (lo[a] <= x - length[a] < hi[a])
+            if not ok:
+                inside = 0
+                break
+        out[i] = inside
+
+
+@njit(cache=True, parallel=True)
+def mark_members(values, lo, hits):
+    """hits[v - lo] = 1 for each v of ``values`` within [lo, lo + hits.size)
+    (``values`` unique, so no two threads write one entry)."""
+    span = hits.size
+    for i in prange(values.size):
+        k = values[i] - lo
+        if 0 <= k < span:
+            hits[k] = 1
