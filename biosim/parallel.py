@@ -38,6 +38,11 @@ holds every neighbour preserves.  The aura is recomputed, not trusted:
 after the commit its rows are dropped, the own agents that left the block
 migrate to their new owner, and the next step receives a fresh aura.
 
+* Mechanics: pair forces are computed for the own agents only; the aura's
+  copies keep a zero force, since nothing reads where they would move (the
+  behaviours queued their sources, with their voxels, before the mechanics,
+  and the aura is dropped at the step's end).  With neurites every row's
+  force is computed: a first element's update reads where its soma moved.
 * Births: daughters of own mothers only; uids are those one process would
   give, from the daughters' parent uids gathered from every rank (commit
   order is by parent uid).  Deaths: an own agent's removal is decided
