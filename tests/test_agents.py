@@ -207,6 +207,17 @@ def test_a_typo_is_not_a_new_column():
     assert sorted(sim.agents["energies"]) == [0.0, 3.0] and len(sim.agents) == 2
 
 
+def _ten_tagged_agents():
+    """A table of 10 agents (uids 0-9), each with its own position, diameter
+    and a "tag" column of 100 + its row."""
+    sim = bs.Simulation(bs.Box.cube(100.0), seed=1)
+    sim.add_agents("a", np.arange(30.0).reshape(10, 3) + 1.0, diameter=np.arange(1.0, 11.0))
+    t = sim.agents
+    t.add_column("tag", np.int32, 0)
+    t["tag"][:] = 100 + np.arange(10)
+    return t
+
+
 @pytest.mark.parametrize("head,tail", [(0, 0), (0, 3), (4, 0), (2, 3), (3, 6), (5, 5), (9, 1)])
 def test_keep_ends_is_keep_of_a_prefix_and_a_suffix(head, tail):
     """``keep_ends`` (an MPI rank's step end: own rows, then newborns, the
@@ -214,11 +225,7 @@ def test_keep_ends_is_keep_of_a_prefix_and_a_suffix(head, tail):
     when the kept suffix overlaps the place it moves to."""
     tables = []
     for method in ("keep", "keep_ends"):
-        sim = bs.Simulation(bs.Box.cube(100.0), seed=1)
-        sim.add_agents("a", np.arange(30.0).reshape(10, 3) + 1.0, diameter=np.arange(1.0, 11.0))
-        t = sim.agents
-        t.add_column("tag", np.int32, 0)
-        t["tag"][:] = 100 + np.arange(10)
+        t = _ten_tagged_agents()
         layout = t.layout
         if method == "keep":
             t.keep(np.concatenate([np.arange(head), np.arange(10 - tail, 10)]))
@@ -237,11 +244,7 @@ def test_keep_and_drop_leave_exactly_the_other_rows_whole(gone):
     (an MPI rank's emigrants): both leave every other row with all its
     columns, and nothing of the dropped ones."""
     for method in ("keep", "drop"):
-        sim = bs.Simulation(bs.Box.cube(100.0), seed=1)
-        sim.add_agents("a", np.arange(30.0).reshape(10, 3) + 1.0, diameter=np.arange(1.0, 11.0))
-        t = sim.agents
-        t.add_column("tag", np.int32, 0)
-        t["tag"][:] = 100 + np.arange(10)
+        t = _ten_tagged_agents()
         before = {int(u): (tuple(p), d, g) for u, p, d, g in zip(t.uid, t.position, t.diameter, t["tag"])}
         stay = np.setdiff1d(np.arange(10), gone)
         layout = t.layout
