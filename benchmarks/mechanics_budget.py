@@ -24,6 +24,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from biosim.kernels.cpu.forces import _FAST, _forces, _open, chunk_of, gather_blocks, x_chunks
+from biosim.mechanics import _EVERY_ROW  # the kernels' ``need``: empty, every row's force computed
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=_FAST)
@@ -61,9 +62,6 @@ def pairs_without_law(params, types, table, n, cell_start, order, lower, inv_h, 
     the law."""
     _forces(in_range, _open, False, params, types, table, n, cell_start, order, lower, inv_h, dims, length,
             periodic, cutoff, cols, buf, force, flag, _EVERY_ROW)
-
-
-_EVERY_ROW = np.zeros(0, np.uint8)  # the kernels' ``need``: empty, every row's force computed
 
 
 def _median_ms(fn, repeat):
