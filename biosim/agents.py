@@ -4,7 +4,9 @@ One numpy array per column, with spare capacity that grows geometrically
 (1.5x).  Core columns: ``uid`` (int64, unique for the whole run, never
 reused), ``type`` (int32 population code), ``position`` (n, 3) in µm and
 ``diameter`` in µm.  Behaviours and users add columns with
-:meth:`AgentTable.add_column`.
+:meth:`AgentTable.add_column`.  A derived column (:meth:`AgentTable.derive`:
+the neurites' ``axis``, ``length`` and ``tension``) holds no memory: reading
+it computes a fresh read-only array from the stored columns.
 
 Column properties and ``table["name"]`` return numpy views of the live rows,
 valid until the next step or the next change in agent count; ``uid`` and
@@ -85,6 +87,7 @@ class AgentTable:
         self._next_uid = 0
         self._specs = {}
         self._data = {}
+        self._derived = {}  # name -> (fn(table) -> array of the live rows, ColumnSpec, what it derives from)
         self._scratch = np.empty(0, dtype=np.uint8)
         self._births = []  # (parent uids, {column: rows}, requester, sequence within it)
         self._deaths = []
@@ -127,6 +130,9 @@ class AgentTable:
         (an ``inherit`` given then replaces the column's policy); a different
         dtype or shape, or a core column name, is refused."""
         _check_name(name)
+        if name in self._derived:
+            raise ValueError(f"column {name!r} is derived from {self._derived[name][2]}: it cannot be added as a "
+                             f"stored column; choose another name")
         try:
             dtype = np.dtype(dtype)
         except TypeError:
@@ -162,25 +168,47 @@ class AgentTable:
         _cast(f"default of column {name!r}", default, dtype)
         self._declare(name, dtype, default, shape).inherit = inherit or "copy"
 
+    def derive(self, name, fn, dtype, shape=(), sources=""):
+        """Declare ``name`` a derived column: it holds no memory, and
+        ``table[name]`` returns ``fn(table)``, a fresh array of the live rows
+        (``dtype``, ``shape`` per row), read-only.  ``sources`` says what it
+        is derived from (for errors: set those instead).  Writers store
+        derived columns with the stored ones; restoring ignores them."""
+        _check_name(name)
+        if name in self._specs:
+            raise ValueError(f"column {name!r} is stored; it cannot also be derived")
+        self._derived[name] = (fn, ColumnSpec(dtype, 0, shape), sources)
+
     @property
     def columns(self):
-        """Names of all columns, core columns first."""
+        """Names of all stored columns, core columns first."""
         return tuple(self._specs)
 
+    @property
+    def derived(self):
+        """Names of the derived columns (:meth:`derive`)."""
+        return tuple(self._derived)
+
     def spec(self, name):
-        return self._specs[name]
+        d = self._derived.get(name)
+        return self._specs[name] if d is None else d[1]
 
     def __len__(self):
         return self._n
 
     def __contains__(self, name):
-        return name in self._specs
+        return name in self._specs or name in self._derived
 
     def __getitem__(self, name):
         try:
             view = self._data[name][: self._n]
         except KeyError:
-            raise KeyError(f"no column {name!r}; columns are {', '.join(self._specs)}") from None
+            d = self._derived.get(name)
+            if d is None:
+                raise KeyError(f"no column {name!r}; columns are {', '.join([*self._specs, *self._derived])}") from None
+            arr = d[0](self)
+            arr.flags.writeable = False
+            return arr
         if self._backend.on_device:
             self._to_host(name)
             if name not in READ_ONLY:
@@ -195,6 +223,12 @@ class AgentTable:
         """Column ``name``'s live rows where the backend's kernels use them: the
         numpy view on the CPU; on a GPU the device copy (uploaded first if
         Python changed the column), counted as changed when ``write``."""
+        if name in self._derived:  # computed afresh: a kernel may read it, never write it
+            if write:
+                raise ValueError(f"column {name!r} is derived from {self._derived[name][2]}: it cannot be written; "
+                                 f"write those instead")
+            arr = self._derived[name][0](self)
+            return self._backend.to_device(arr) if self._backend.on_device else arr
         if not self._backend.on_device:
             return self._data[name][: self._n]
         dev = self._dev.get(name)
@@ -236,6 +270,8 @@ class AgentTable:
         return s[:nbytes].view(dtype).reshape(shape)
 
     def __setitem__(self, name, value):
+        if name in self._derived:
+            raise ValueError(f"column {name!r} is derived from {self._derived[name][2]}: set those instead")
         if name in READ_ONLY:
             raise ValueError(f"column {name!r} is read-only: uids are assigned by biosim, and an agent's "
                              f"population is fixed when it is added (add it to another population instead)")

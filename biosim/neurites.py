@@ -6,13 +6,14 @@ made by :meth:`Simulation.add_neurites`.  Its columns:
 
 ``distal`` (3,) µm
     The distal end, where all its mass sits (BioDynaMo's mass location).
-``axis`` (3,) µm
-    The spring axis, from the proximal end to the distal end.
 ``position``
-    The midpoint, ``distal - axis / 2`` (what the neighbour grid bins,
-    what writers and renderers see as the agent's centre).
-``diameter`` µm, ``length`` µm (= |axis|), ``resting_length`` µm
-``tension``
+    The midpoint between the proximal and distal ends (what the neighbour
+    grid bins, what writers and renderers see as the agent's centre).
+``axis`` (3,) µm, derived
+    The spring axis, from the proximal end to the distal end:
+    ``2 (distal - position)``.
+``diameter`` µm, ``length`` µm (derived: |axis|), ``resting_length`` µm
+``tension``, derived
     T = k (L - R) / R, from ``spring_constant`` k (default 10).
 ``adherence``
     The force below which the point mass does not move (default 0.1).
@@ -26,6 +27,13 @@ made by :meth:`Simulation.add_neurites`.  Its columns:
     surface and follows it).
 ``branch_order``, ``swc_type``
     Branch points between it and the soma; its SWC structure type.
+
+The derived columns (``axis``, ``length``, ``tension``) hold no memory: the
+kernels compute them where they read them, ``sim.agents["axis"]`` returns a
+fresh read-only array, and snapshots store them beside the stored columns.
+The axis so derived differs from the way from the proximal end to the
+distal point by at most the rounding of the midpoint (about 10^-16 of the
+coordinates).  To change an element's tension, set its resting length.
 
 Each step (see :meth:`Simulation.run`): after the behaviours, every terminal
 element longer than ``max_length`` splits (discretisation); in the
@@ -64,11 +72,8 @@ from .kernels.cpu import neurites as NK
 
 COLUMNS = (
     ("distal", np.float64, 0.0, (3,)),
-    ("axis", np.float64, 0.0, (3,)),
     ("attachment", np.float64, 0.0, (3,)),
-    ("length", np.float64, 0.0, ()),
     ("resting_length", np.float64, 1.0, ()),
-    ("tension", np.float64, 0.0, ()),
     ("spring_constant", np.float64, 10.0, ()),
     ("adherence", np.float64, 0.1, ()),
     ("mother", np.int64, -1, ()),
@@ -77,6 +82,10 @@ COLUMNS = (
     ("branch_order", np.int32, 0, ()),
     ("swc_type", np.int8, 3, ()),
 )
+# columns derived on every read (AgentTable.derive), not stored: (name, shape, what they derive from)
+DERIVED = (("axis", (3,), "distal and position: 2 (distal - position)"),
+           ("length", (), "distal and position: |axis|"),
+           ("tension", (), "the length, resting_length and spring_constant: k (L - R) / R"))
 # what a new element copies from the element it grows from
 _COPIED = ("diameter", "spring_constant", "adherence", "branch_order", "swc_type")
 _BRANCH_STREAM = 0x4E42  # random perpendiculars of Neurites.branch/bifurcate without directions
@@ -196,6 +205,8 @@ class Neurites:
         self.types = []  # codes of the neurite populations
         for name, dtype, default, shape in COLUMNS:
             sim.agents.add_column(name, dtype, default, shape)
+        for name, shape, sources in DERIVED:
+            sim.agents.derive(name, getattr(self, f"_{name}_column"), np.float64, shape, sources)
         self._row_of = np.zeros(0, np.int32)
         self._pushes = None
         sim.agents.on_commit = self._after_commit
@@ -263,6 +274,61 @@ class Neurites:
             return d
         L = np.asarray(self.sim.box.length, np.float64)
         return d - L * np.rint(d / L)
+
+    # -- derived columns (see the module docstring) -------------------------------
+    def axis(self, rows):
+        """Axes (m, 3) µm of the neurite rows ``rows``: proximal to distal,
+        2 (distal - position)."""
+        t = self.sim.agents
+        out = np.empty((np.size(rows), 3))
+        NK.axes(np.asarray(rows, np.int64), t["distal"], t.position, *self._box()[1:], out)
+        return out
+
+    def length(self, rows):
+        """Lengths (m,) µm of the neurite rows ``rows``, |axis|."""
+        t = self.sim.agents
+        out = np.empty(np.size(rows))
+        NK.lengths(np.asarray(rows, np.int64), t["distal"], t.position, *self._box()[1:], out)
+        return out
+
+    def unit_axis(self, rows):
+        """Unit axes (m, 3) of the neurite rows ``rows``."""
+        return self.axis(rows) / self.length(rows)[:, None]
+
+    def tension(self, rows):
+        """Tensions (m,) of the neurite rows ``rows``, k (L - R) / R."""
+        t = self.sim.agents
+        out = np.empty(np.size(rows))
+        NK.tensions(np.asarray(rows, np.int64), t["distal"], t.position, t["resting_length"], t["spring_constant"],
+                    *self._box()[1:], out)
+        return out
+
+    def _at_rest(self, distal, mid):
+        """Resting lengths (m,) µm of new elements at rest: their lengths as
+        derived from their distal points and midpoints (m, 3), so their
+        tension is exactly 0."""
+        out = np.empty(len(distal))
+        NK.lengths(np.arange(len(distal)), np.ascontiguousarray(distal, np.float64),
+                   np.ascontiguousarray(mid, np.float64), *self._box()[1:], out)
+        return out
+
+    def _column(self, fn, shape):
+        """A derived column's values for every row (0 for rows that are not
+        neurite elements)."""
+        t = self.sim.agents
+        out = np.zeros((len(t),) + shape)
+        rows = np.flatnonzero(self.is_cyl()[t.type]) if self.types else np.zeros(0, np.int64)
+        out[rows] = fn(rows)
+        return out
+
+    def _axis_column(self, table):
+        return self._column(self.axis, (3,))
+
+    def _length_column(self, table):
+        return self._column(self.length, ())
+
+    def _tension_column(self, table):
+        return self._column(self.tension, ())
 
     def _wrapped(self, x):
         """Points ``x`` (m, 3) µm wrapped into a periodic box (as the kernels'
@@ -398,22 +464,22 @@ class Neurites:
         prox = np.where(cyl[:, None], t["distal"][m], soma)
         gone = ~self._linked(rows)  # under MPI, a mother beyond this rank's aura: the element's own proximal end
         if gone.any():
-            prox[gone] = t["distal"][rows[gone]] - t["axis"][rows[gone]]
+            prox[gone] = t["distal"][rows[gone]] - self.axis(rows[gone])
         return prox
 
-    def _set_geometry(self, rows):
-        """Axis, length and midpoint of ``rows`` from their distal and
-        proximal points, and the resting length that keeps the tension
-        (R = k L / (T + k)); :meth:`_update` keeps the resting length
-        instead."""
+    def _set_geometry(self, rows, tension=None):
+        """The midpoint of ``rows`` from their distal and proximal points, and
+        the resting length that keeps the tension (R = k L / (T + k)), T
+        ``tension`` (default: the rows' tension now, which needs their
+        distal points unmoved since the midpoints were set);
+        :meth:`_update` keeps the resting length instead."""
         t = self.sim.agents
+        T = self.tension(rows) if tension is None else tension
         axis = self._shortest(t["distal"][rows] - self._proximal(rows))
-        L = np.sqrt(np.einsum("ij,ij->i", axis, axis))
-        t["axis"][rows] = axis
-        t["length"][rows] = L
         t.position[rows] = self._wrapped(t["distal"][rows] - 0.5 * axis)
+        L = self.length(rows)  # as derived from the new midpoints
         k = t["spring_constant"][rows]
-        t["resting_length"][rows] = k * L / (t["tension"][rows] + k)
+        t["resting_length"][rows] = k * L / (T + k)
 
     def _agree(self, rows):
         """Before a tree operation that makes elements from ``rows`` (in uid
@@ -537,8 +603,8 @@ class Neurites:
         proximal = t.position[rows] + 0.5 * t.diameter[rows][:, None] * u
         distal = self._wrapped(proximal + L[:, None] * u)
         mid = self._wrapped(distal - 0.5 * L[:, None] * u)
-        pop = sim.add_agents(name, mid, d, distal=distal, axis=L[:, None] * u, attachment=u, length=L,
-                             resting_length=L, tension=0.0, spring_constant=k, adherence=a,
+        pop = sim.add_agents(name, mid, d, distal=distal, attachment=u, resting_length=self._at_rest(distal, mid),
+                             spring_constant=k, adherence=a,
                              mother=t.uid[rows].astype(np.int64), daughter_left=-1, daughter_right=-1,
                              branch_order=0, swc_type=swc)
         if pop.code not in self.types:
@@ -559,8 +625,8 @@ class Neurites:
         weight x the unit vector of ``grad`` (a row per tip, or none)."""
         t = self.sim.agents
         out = np.empty((rows.size, 3))
-        NK.tip_directions(rows, t["axis"], t.uid, grad, self.sim.seed, self.sim.step, stream, persistence,
-                          randomness, weight, out)
+        NK.tip_directions(rows, t["distal"], t.position, *self._box()[1:], t.uid, grad, self.sim.seed, self.sim.step,
+                          stream, persistence, randomness, weight, out)
         return out
 
     def terminal(self, rows):
@@ -591,8 +657,8 @@ class Neurites:
             return
         NK.grow_tips(np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(direction, dtype=np.float64),
                      np.ascontiguousarray(distance, dtype=np.float64), t.position, t.diameter, t.type, self.is_cyl(),
-                     t["distal"], t["axis"], t["attachment"], t["mother"], self.row_of(), t["length"],
-                     t["resting_length"], t["tension"], float(rate), float(floor), *self._box())
+                     t["distal"], t["attachment"], t["mother"], self.row_of(), t["resting_length"], float(rate),
+                     float(floor), *self._box())
         self.sim._grid_valid = False
 
     def retract(self, uids, distance):
@@ -615,14 +681,17 @@ class Neurites:
         uids, s = t.uid[rows[keep]], distance[keep]
         while uids.size:
             rows = self.row_of()[uids]
-            L = t["length"][rows]
-            short = L > s + 0.1
+            L = self.length(rows)
+            # lengths within 1e-9 µm of the threshold count as above it: the derived length carries the rounding
+            # of the midpoint (about 1e-15 µm a step near the soma, 1e-13 after BioDynaMo's 200 retractions), which
+            # must not decide whether an element goes (BioDynaMo's test: removed at the 70th step of 0.1 µm)
+            short = L > s + (0.1 - 1e-9)
             r = rows[short]
             if r.size:
                 factor = (L[short] - s[short]) / L[short]
-                t["axis"][r] *= factor[:, None]
-                t["distal"][r] = self._wrapped(self._proximal(r) + t["axis"][r])
-                self._set_geometry(r)
+                T = self.tension(r)  # kept: read before the distal points move
+                t["distal"][r] = self._wrapped(self._proximal(r) + self.axis(r) * factor[:, None])
+                self._set_geometry(r, T)
             ok = ~short & self._linked(rows)  # under MPI a merged element's new mother may be beyond the aura
             rows, s = rows[ok], s[ok]
             if rows.size == 0:
@@ -679,7 +748,7 @@ class Neurites:
             return np.zeros(0, np.int64)
         old = t.uid[rows]
         cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
-        cols["distal"] = self._wrapped(t["distal"][rows] - portion * t["axis"][rows])
+        cols["distal"] = self._wrapped(t["distal"][rows] - portion * self.axis(rows))
         cols["resting_length"] = (1 - portion) * t["resting_length"][rows]
         cols["daughter_left"] = old
         cols["daughter_right"] = np.full(rows.size, -1, np.int64)
@@ -699,12 +768,11 @@ class Neurites:
         return new
 
     def _update(self, rows):
-        """Axis, length, midpoint and tension (from the resting length) of
-        ``rows`` from their distal and proximal points (one kernel pass)."""
+        """The midpoints of ``rows`` from their distal and proximal points (one
+        kernel pass); their axes, lengths and tensions follow."""
         t = self.sim.agents
         NK.dependent(np.ascontiguousarray(rows, dtype=np.int64), t.position, t.diameter, t.type, self.is_cyl(),
-                     t["distal"], t["attachment"], t["mother"], self.row_of(), t["axis"], t["length"],
-                     t["resting_length"], t["spring_constant"], t["tension"], *self._box())
+                     t["distal"], t["attachment"], t["mother"], self.row_of(), *self._box())
 
     def discretize(self):
         """Split every terminal element longer than ``mechanics.max_length``
@@ -714,8 +782,8 @@ class Neurites:
         t = self.sim.agents
         n = len(t)
         out = t.scratch((n,), np.int64)
-        rows = out[:NK.long_tips(t.type, self.is_cyl(), t["daughter_left"], t["length"], n,
-                                 self.mechanics.max_length, out)]
+        rows = out[:NK.long_tips(t.type, self.is_cyl(), t["daughter_left"], t["distal"], t.position,
+                                 *self._box()[1:], n, self.mechanics.max_length, out)]
         if rows.size or self._dd() is not None:  # under MPI a collective call on every rank
             self._split_rows(rows[np.argsort(t.uid[rows], kind="stable")], 0.1)
 
@@ -726,12 +794,10 @@ class Neurites:
         cols["diameter"] = diameter
         cols["branch_order"] = cols["branch_order"] + 1
         cols["mother"] = t.uid[rows].copy()
-        cols["axis"] = unit * length[:, None]
-        cols["distal"] = self._wrapped(t["distal"][rows] + cols["axis"])
-        cols["position"] = self._wrapped(t["distal"][rows] + 0.5 * cols["axis"])
-        cols["length"] = length
-        cols["resting_length"] = length
-        cols["tension"] = np.zeros(rows.size)
+        axis = unit * length[:, None]
+        cols["distal"] = self._wrapped(t["distal"][rows] + axis)
+        cols["position"] = self._wrapped(t["distal"][rows] + 0.5 * axis)
+        cols["resting_length"] = self._at_rest(cols["distal"], cols["position"])
         cols["daughter_left"] = cols["daughter_right"] = np.full(rows.size, -1, np.int64)
         return cols
 
@@ -775,7 +841,7 @@ class Neurites:
         """Two unit directions 60° apart, ±30° from each row's axis, in the
         plane at angle 2 pi u about it."""
         t = self.sim.agents
-        a = t["axis"][rows] / t["length"][rows][:, None]
+        a = self.unit_axis(rows)
         w = _perpendiculars(a, u)
         c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
         return c * a + s * w, c * a - s * w
@@ -784,7 +850,7 @@ class Neurites:
         """Directions with the backward part (along a row's axis) removed
         when they make more than 90° with it; normalised."""
         t = self.sim.agents
-        a = t["axis"][rows]
+        a = self.axis(rows)
         dot = np.einsum("ij,ij->i", unit, a)
         back = dot < 0
         unit = unit.copy()
@@ -832,7 +898,7 @@ class Neurites:
 
             u = np.empty(m)
             uniform_array(self.sim.seed, t.uid[rows].astype(np.int64), self.sim.step, _BRANCH_STREAM, 1, u)
-            unit = _perpendiculars(t["axis"][rows] / t["length"][rows][:, None], u)
+            unit = _perpendiculars(self.unit_axis(rows), u)
         else:
             unit = _unit_rows("direction", direction, m)
         return self._branch_rows(rows, d, unit, L)
@@ -847,7 +913,7 @@ class Neurites:
         if rows.size == 0:
             self._append({}, (), (), 2, total)  # other ranks' splits and branches: the next uid moves on
             return np.zeros(0, np.int64)
-        a = t["axis"][rows] / t["length"][rows][:, None]
+        a = self.unit_axis(rows)
         cos = np.clip(np.einsum("ij,ij->i", unit, a), -1.0, 1.0)
         angle = np.arccos(cos)
         fix = (angle < 0.78) | (angle > 2.35)  # outside 45-135 degrees: a perpendicular part added
@@ -902,7 +968,7 @@ class Neurites:
             r = row_of()[uids[side]]
             from .rng import uniform
 
-            a = t["axis"][r] / t["length"][r][:, None]
+            a = self.unit_axis(r)
             unit = _perpendiculars(a, uniform(self.sim.seed, t.uid[r], self.sim.step, stream ^ 0x4E, 1))
             self._branch_rows(r, t.diameter[r].copy(), unit, np.ones(r.size))
         self.sim._grid_valid = False
@@ -917,7 +983,8 @@ class Neurites:
         dd = self._dd()
         if dd is not None:  # over every rank's own elements (a collective call): one process's grid
             rows = rows[rows < dd.n_own]
-        rc = NK.largest_bounding_radius(rows, t.diameter, t["length"]) if rows.size else -1.0
+        rc = NK.largest_bounding_radius(rows, t.diameter, t["distal"], t.position, *self._box()[1:]) \
+            if rows.size else -1.0
         if dd is not None:
             rc = dd.allreduce_max(float(rc))
         if rc < 0:
@@ -954,14 +1021,15 @@ class Neurites:
             touched[:] = 0
             touched[rows] = 1
         cols = grid.column_buffer(t, 4)  # the sphere loops' buffer: they fill it again after this
-        NK.sorted_bounds(t.position, t.diameter, t["length"], t.type, cyl, order, n, cols)
-        search = (cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["axis"], t["mother"], cell_start, order,
+        box, box_periodic = self._box()[1:]
+        NK.sorted_bounds(t.position, t.diameter, t["distal"], t.type, cyl, order, n, box, box_periodic, cols)
+        search = (cols, t.diameter, t.type, t.uid, cyl, t["distal"], t["mother"], cell_start, order,
                   lower, inv_h, dims, length, periodic, cutoff, self._rc)
         NK.contact_forces(n, *search, mech.neurite_scale, sim.seed, sim.step, disp, touched)
         # between spheres and cylinders, found from the spheres (few), added after the cylinders' in sphere order
         spheres = np.flatnonzero(sphere_at)
         offsets = np.zeros(spheres.size + 1, np.int64)
-        args = (spheres, cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["axis"], t["mother"], cell_start,
+        args = (spheres, cols, cyl, t.diameter, t.type, t.uid, t["distal"], t["mother"], cell_start,
                 order, lower, inv_h, dims, length, periodic, cutoff, self._rc, sim.seed, sim.step, offsets)
         NK.sphere_pairs(*args, False, np.empty(0, np.int64), np.empty((0, 4)))
         np.cumsum(offsets, out=offsets)
@@ -971,16 +1039,23 @@ class Neurites:
         # for those alone (sorted rows ``hot``), not a row of 3 floats for every agent
         hot = np.union1d(np.flatnonzero(touched), pairs)
         prox = np.empty((hot.size, 3))
-        NK.contact_prox(hot, touched, t.position, t["length"], *search, mech.neurite_scale, sim.seed, sim.step, prox)
+        NK.contact_prox(hot, touched, t.position, *search, mech.neurite_scale, sim.seed, sim.step, prox)
         touched[pairs] |= 2  # a sphere touches it: its proximal share is held too
         NK.add_sphere_pairs(pairs, pair_forces, np.argsort(pairs, kind="stable"), disp, hot, prox)
-        NK.displacements(rows, t["tension"], t["length"], t["axis"], t["adherence"], t["spring_constant"],
-                         t["resting_length"], t["daughter_left"], t["daughter_right"], row_of, disp, touched, hot,
-                         prox, mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement,
-                         mech.springs == "implicit", disp)
+        NK.displacements(rows, t["distal"], t.position, t["adherence"], t["spring_constant"], t["resting_length"],
+                         t["daughter_left"], t["daughter_right"], row_of, disp, touched, hot, prox,
+                         mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement,
+                         mech.springs == "implicit", box, box_periodic, disp)
+        # the first elements' pulls on their somata, read before the distal points move (the axes, lengths and
+        # tensions derive from them), added in the sphere mechanics in uid order
+        pulls = None
+        if mech.soma_feels_tension:
+            pulls = NK.first_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], row_of,
+                                   t["distal"], t.position, t["resting_length"], t["spring_constant"], touched, hot,
+                                   prox, box, box_periodic)
         lo, hi = sim._clamp_box()
         NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed", *self._box())
-        self._pushes = (spheres, offsets, pair_forces, touched, hot, prox)
+        self._pushes = (spheres, offsets, pair_forces, pulls)
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they
@@ -989,13 +1064,10 @@ class Neurites:
         gave them no force)."""
         if self._pushes is None:
             return
-        t = sim.agents
-        spheres, offsets, pair_forces, touched, hot, prox = self._pushes
+        spheres, offsets, pair_forces, pulls = self._pushes
         NK.sphere_pushes(spheres, sim._grid.kernel_args()[1], offsets, pair_forces, force)
-        if self.mechanics.soma_feels_tension:
-            rows = self._rows
-            NK.soma_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, self.is_cyl(), t["mother"],
-                          self.row_of(), t["tension"], t["length"], t["axis"], touched, hot, prox, force)
+        if pulls is not None:
+            NK.soma_pulls(*pulls, force)
 
     def move(self):
         """Phase 4, last part (after the spheres moved; the distal points

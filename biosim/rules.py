@@ -458,6 +458,10 @@ class AgentRule(Behaviour):
                 raise ValueError(f"agent rule {d.name!r} uses column {col!r}, which does not exist; columns are "
                                  f"{', '.join(sim.agents.columns)} (declare new ones with "
                                  f"agent_rule(columns={{{col!r}: ('float64', 0.0)}}))")
+        derived = [c for c in sorted(d.writes) if c in sim.agents.derived]
+        if derived:
+            raise ValueError(f"agent rule {d.name!r} writes column {derived[0]!r}, which is derived (computed "
+                             f"from stored columns on every read): it cannot be written")
         super().attach(sim, population)
         if not sim.backend.on_device:
             self._kernel = _compile(d)

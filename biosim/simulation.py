@@ -426,6 +426,8 @@ class Simulation:
             if col in CORE_COLUMNS:
                 raise ValueError(f"column {col!r} clashes with a core column ({', '.join(CORE_COLUMNS)}); "
                                  f"uid and type are assigned by the engine")
+            if col in self.agents.derived:
+                raise ValueError(f"column {col!r} is derived, not stored: it cannot be given to add_agents")
             if col in self.agents:
                 spec = self.agents.spec(col)
                 values[col] = self._column_values(col, val, n, spec.dtype, spec.shape)

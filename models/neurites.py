@@ -171,7 +171,8 @@ class NeuriteBifurcation(_NeuriteBehaviour):
     def run(self, sim, population, dt):
         t = sim.agents
         rows = sim.neurites.terminal_rows(population)
-        rows = _firing(sim, rows[(t.diameter[rows] > self.min_diameter) & (t["length"][rows] > self.min_length)],
+        long_enough = sim.neurites.length(rows) > self.min_length
+        rows = _firing(sim, rows[(t.diameter[rows] > self.min_diameter) & long_enough],
                        self.stream, self.rate, dt)
         if rows.size == 0 and sim._dd is None:  # under MPI the tree operation is a collective call
             return
@@ -230,9 +231,9 @@ class NeuriteBranching(_NeuriteBehaviour):
             return
         from biosim.neurites import _perpendiculars
 
-        a = t["axis"][rows]
-        w = _perpendiculars(a / t["length"][rows][:, None], rng.uniform(sim.seed, t.uid[rows], sim.step,
-                                                                       self.stream, 1))
+        a = sim.neurites.axis(rows)
+        w = _perpendiculars(a / sim.neurites.length(rows)[:, None], rng.uniform(sim.seed, t.uid[rows], sim.step,
+                                                                                self.stream, 1))
         v = w + a
         d = t.diameter[rows].copy() if self.diameter is None else np.full(rows.size, self.diameter)
         sim.neurites._branch_rows(rows, d, v / np.linalg.norm(v, axis=1)[:, None], np.full(rows.size, self.length))

@@ -257,3 +257,37 @@ def test_keep_and_drop_leave_exactly_the_other_rows_whole(gone):
         for u, p, d, g in zip(t.uid, t.position, t.diameter, t["tag"]):
             assert before[int(u)] == (tuple(p), d, g)
         assert t.layout > layout or len(gone) == 0
+
+
+def test_a_derived_column_is_computed_on_read_and_refused_on_write(tmp_path):
+    """AgentTable.derive: no memory, a fresh read-only array from the stored
+    columns on each read, clear errors on writes and redeclarations,
+    snapshots store it, and restoring from a snapshot ignores it."""
+    sim = make_sim()
+    sim.add_agents("a", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], diameter=[2.0, 3.0])
+    t = sim.agents
+    t.derive("twice", lambda table: 2.0 * table.diameter, np.float64, (), "diameter: 2 diameter")
+    assert "twice" in t and "twice" not in t.columns and t.derived == ("twice",)
+    np.testing.assert_array_equal(t["twice"], [4.0, 6.0])
+    t.diameter[0] = 5.0
+    np.testing.assert_array_equal(t["twice"], [10.0, 6.0])  # follows the stored column
+    with pytest.raises(ValueError, match="read-only"):
+        t["twice"][0] = 1.0
+    with pytest.raises(ValueError, match="'twice' is derived from diameter"):
+        t["twice"] = 1.0
+    with pytest.raises(ValueError, match="'twice' is derived"):
+        t.add_column("twice", np.float64)
+    with pytest.raises(ValueError, match="'twice' is derived"):
+        sim.add_agents("a", [[1.0, 1.0, 1.0]], twice=3.0)
+    with pytest.raises(ValueError, match="'diameter' is stored"):
+        t.derive("diameter", lambda table: table.diameter, np.float64)
+    with pytest.raises(KeyError, match="twice"):
+        t["nope"]
+    path = tmp_path / "run.h5"
+    sim.writers.append(bs.io.HDF5Writer(str(path), every=1))
+    sim.run(1)
+    run = bs.io.open_run(str(path))
+    np.testing.assert_array_equal(run.agents(-1)["twice"], t["twice"])
+    t.restore({"uid": np.array([7]), "type": np.array([0], np.int32), "position": np.zeros((1, 3)),
+               "diameter": np.array([1.5]), "twice": np.array([99.0])}, 8)
+    np.testing.assert_array_equal(t["twice"], [3.0])

@@ -547,6 +547,13 @@ def test_agent_rules_call_neurite_methods():
         def bad(a, ctx):
             a.elongate(1.0)
 
+    @bs.agent_rule(writes=("length",))
+    def stretch(a, ctx):
+        a.length = 2.0
+
+    with pytest.raises(ValueError, match="writes column 'length', which is derived"):
+        other.populations["neurites"].behaviours.append(stretch)
+
 
 @pytest.mark.parametrize("springs", ["implicit", "explicit"])
 def test_a_stretched_element_relaxes_without_overshoot_unless_explicit(springs):
@@ -559,8 +566,7 @@ def test_a_stretched_element_relaxes_without_overshoot_unless_explicit(springs):
     e = tip(sim)
     sim.neurites.elongate(e, 1.0, (0, 0, 1))  # L = R = 2
     r = sim.neurites.row_of()[e]
-    sim.agents["resting_length"][r] = 2.0 / 1.1  # stretched by 10%
-    sim.agents["tension"][r] = 10 * (2.0 - 2.0 / 1.1) / (2.0 / 1.1)
+    sim.agents["resting_length"][r] = 2.0 / 1.1  # stretched by 10%: T = 10 (2 - R) / R = 1
     R = 2.0 / 1.1
     lengths = []
     for _ in range(5):
@@ -611,8 +617,7 @@ def test_a_soma_feels_its_first_elements_tension_only_when_asked(feels):
     sim.neurites.elongate(e, 1.0, (0, 0, 1))  # L = R = 2
     r = sim.neurites.row_of()[e]
     R = 2.0 / 1.1
-    sim.agents["resting_length"][r] = R
-    sim.agents["tension"][r] = 10 * (2.0 - R) / R
+    sim.agents["resting_length"][r] = R  # the tension follows: 10 (2 - R) / R
     assert sim.agents["tension"][r] == pytest.approx(1.0)
     sim.run(1)
     soma = sim.agents.position[sim.populations["soma"].rows][0]
@@ -695,10 +700,15 @@ def test_the_parallel_row_scans_find_the_rows_numpy_finds():
     for n in (1, 3 * NK.SCAN_CHUNK + 17):
         types = rng.integers(0, 3, n).astype(np.int32)
         left = np.where(rng.random(n) < 0.3, -1, 7).astype(np.int64)
-        length = rng.uniform(0.0, 4.0, n)
+        # lengths 0-4 µm as derived: twice the way from the midpoint to the distal point
+        distal = rng.normal(size=(n, 3))
+        distal *= rng.uniform(0.0, 2.0, n)[:, None] / np.linalg.norm(distal, axis=1)[:, None]
+        pos = np.zeros((n, 3))
+        a = 2.0 * distal
+        length = np.sqrt(a[:, 0] * a[:, 0] + a[:, 1] * a[:, 1] + a[:, 2] * a[:, 2])
         is_cyl = np.array([0, 1, 1], np.uint8)
         out = np.full(n, -5, np.int64)
         m = NK.terminal_rows(types, 2, left, n, out)
         np.testing.assert_array_equal(out[:m], np.flatnonzero((types == 2) & (left < 0)))
-        m = NK.long_tips(types, is_cyl, left, length, n, 2.0, out)
+        m = NK.long_tips(types, is_cyl, left, distal, pos, np.full(3, 1e3), np.zeros(3, bool), n, 2.0, out)
         np.testing.assert_array_equal(out[:m], np.flatnonzero((left < 0) & (length > 2.0) & (is_cyl[types] == 1)))

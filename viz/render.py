@@ -41,6 +41,7 @@ def frame_of(source, snapshot=-1, step=None, substance=None):
             raise ValueError(f"step {step!r}: a live simulation shows its current step {source.step}")
         t = source.agents
         agents = {c: t[c].copy() for c in t.columns}
+        agents.update({c: t[c] for c in t.derived})  # fresh arrays already
         subs = {n: (s._current().copy(), s.spacing, s.lower) for n, s in source.substances.items()}
         pops = [p.name for p in sorted(source.populations.values(), key=lambda p: p.code)]
         tubes = () if source.neurites is None else source.neurites.types

@@ -38,7 +38,7 @@ def make_neurons(n, seed=1):
         rows = N.rows()
         rows = rows[t["daughter_left"][rows] < 0]
         step = rng.uniform(0.0, 1.8, rows.size) if k == ELEMENTS_PER_NEURON // 4 - 1 else np.full(rows.size, 1.9)
-        N._elongate_rows(rows, step, t["axis"][rows] / t["length"][rows][:, None])
+        N._elongate_rows(rows, step, N.unit_axis(rows))
         N.discretize()
     dend.behaviours += [models.NeuriteElongation(speed=0.5, persistence=5.0, randomness=0.5),
                         models.NeuriteBifurcation(rate=0.002), models.NeuriteBranching(rate=0.002)]

@@ -505,6 +505,11 @@ def _load(path, allow, allow_outputs):
         sim.plane = s.get("plane")
         t = sim.agents
         g = f["agents"]
+        if s.get("neurites") is not None:
+            from ..neurites import DERIVED
+
+            # written before the neurites' axis, length and tension were derived: stored then, derived now
+            s["columns"] = [c for c in s["columns"] if c.get("name") not in {d[0] for d in DERIVED}]
         for c in s["columns"]:
             if c["name"] not in g:
                 raise CheckpointError(f"checkpoint {path!r} lacks column {c['name']!r}")
@@ -686,8 +691,13 @@ def _from_run(run, i, allow):
     except KeyError as e:
         raise CheckpointError(f"run {run.path!r} lacks the metadata {e} needed to rebuild its simulation") from None
     t = sim.agents
+    derived = set()
+    if meta.get("neurites") is not None:
+        from ..neurites import DERIVED
+
+        derived = {d[0] for d in DERIVED}  # stored in runs written before they were derived
     for name, c in columns.items():
-        if name not in CORE_COLUMNS:
+        if name not in CORE_COLUMNS and name not in derived:
             t.add_column(name, c["dtype"], c.get("default", 0), tuple(c["shape"]), c.get("inherit", "copy"))
     periodic = meta["boundary"] == "periodic"
     for name, sd in subs.items():

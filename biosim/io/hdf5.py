@@ -204,7 +204,7 @@ class HDF5Writer:
             f = h5py.File(self.path, "r+", libver=LIBVER)
         f.attrs["metadata"] = meta
         self._metadata = meta
-        for name in sim.agents.columns:
+        for name in sim.agents.columns + sim.agents.derived:  # derived columns too (computed as written)
             self._ensure_column(f, sim, name)
         for name, sub in sim.substances.items():
             self._ensure_substance(f, name, sub)
@@ -356,7 +356,7 @@ class HDF5Writer:
             return
         agents = sim.agents
         self._sim = sim
-        missing = ([c for c in agents.columns if c not in self._columns]
+        missing = ([c for c in agents.columns + agents.derived if c not in self._columns]
                    + [s for s in sim.substances if s not in self._grids]
                    + [r for r in sim.records if r not in self._series])
         if missing:  # new columns or substances: leave SWMR briefly to create their datasets

@@ -2,11 +2,14 @@
 update of the dependent variables (BioDynaMo's NeuriteElement model).
 
 A neurite element is a row of the agent table with ``distal`` (the point
-mass, µm), ``axis`` (the spring axis, proximal to distal, µm), ``length``,
-``resting_length``, ``tension``, ``spring_constant``, ``adherence`` and its
-tree as uids (``mother``, ``daughter_left``, ``daughter_right``); its
-``position`` is the midpoint ``distal - axis / 2``.  ``row_of[uid]`` maps a
-live uid to its row.  ``is_cyl[type]`` says which types are neurites.
+mass, µm), ``position`` (the midpoint, µm), ``resting_length``,
+``spring_constant``, ``adherence`` and its tree as uids (``mother``,
+``daughter_left``, ``daughter_right``).  Its spring axis (proximal to
+distal), length and tension are not stored but derived wherever they are
+read (:func:`axis_of`, :func:`length_of`, :func:`tension_of`): the axis is
+twice the way from the midpoint to the distal point, the length its norm,
+the tension k (L - R) / R.  ``row_of[uid]`` maps a live uid to its row.
+``is_cyl[type]`` says which types are neurites.
 
 Contact laws (interaction_force.cc), each returning the force on the first
 object (µm-scaled, velocity-like as every biosim law) and the share of it
@@ -145,6 +148,56 @@ def cylinder_from_cylinder(ax, ay, az, bx, by, bz, d1, cx, cy, cz, dx, dy, dz, d
     return 10.0 * fx, 10.0 * fy, 10.0 * fz, share
 
 
+@njit(cache=True, inline="always")
+def axis_of(i, distal, pos, box, periodic):
+    """Row i's spring axis (proximal end to distal point, µm): twice the way
+    from its midpoint to its distal point (the shortest way round a periodic
+    box, edge lengths ``box``)."""
+    return (2.0 * min_image(distal[i, 0] - pos[i, 0], box[0], periodic[0]),
+            2.0 * min_image(distal[i, 1] - pos[i, 1], box[1], periodic[1]),
+            2.0 * min_image(distal[i, 2] - pos[i, 2], box[2], periodic[2]))
+
+
+@njit(cache=True, inline="always")
+def length_of(i, distal, pos, box, periodic):
+    """Row i's length, |axis| (µm)."""
+    ax, ay, az = axis_of(i, distal, pos, box, periodic)
+    return math.sqrt(ax * ax + ay * ay + az * az)
+
+
+@njit(cache=True, inline="always")
+def _tension(L, R, k):
+    """T = k (L - R) / R, 0 within 1e-13 µm of rest."""
+    return k * (L - R) / R if abs(L - R) > 1e-13 else 0.0
+
+
+@njit(cache=True, inline="always")
+def tension_of(i, distal, pos, resting, stiff, box, periodic):
+    """Row i's spring tension, k (L - R) / R."""
+    return _tension(length_of(i, distal, pos, box, periodic), resting[i], stiff[i])
+
+
+@njit(cache=True, parallel=True)
+def axes(rows, distal, pos, box, periodic, out):
+    """``out[k]``: the axis of row ``rows[k]`` (:func:`axis_of`)."""
+    for k in prange(rows.size):
+        out[k, 0], out[k, 1], out[k, 2] = axis_of(rows[k], distal, pos, box, periodic)
+
+
+@njit(cache=True, parallel=True)
+def lengths(rows, distal, pos, box, periodic, out):
+    """``out[k]``: the length of row ``rows[k]`` (:func:`length_of`)."""
+    for k in prange(rows.size):
+        out[k] = length_of(rows[k], distal, pos, box, periodic)
+
+
+@njit(cache=True, parallel=True)
+def tensions(rows, distal, pos, resting, stiff, box, periodic, out):
+    """``out[k]``: the tension of row ``rows[k]`` (:func:`tension_of`)."""
+    for k in prange(rows.size):
+        out[k] = tension_of(rows[k], distal, pos, resting, stiff, box, periodic)
+
+
 @njit(cache=True, parallel=True)
 def row_map(uid, n, row_of, start):
     """row_of[uid[i]] = start + i for the n rows ``uid`` (those from row
@@ -170,13 +223,13 @@ def proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of):
 
 
 @njit(cache=True, parallel=True)
-def largest_bounding_radius(rows, diam, length):
+def largest_bounding_radius(rows, diam, distal, pos, box, periodic):
     """The largest (length + diameter) / 2 of the neurite rows: the radius
     about its midpoint that holds a whole cylinder."""
     r = 0.0
     for k in prange(rows.size):
         i = rows[k]
-        r = max(r, 0.5 * (length[i] + diam[i]))
+        r = max(r, 0.5 * (length_of(i, distal, pos, box, periodic) + diam[i]))
     return r
 
 
@@ -193,7 +246,7 @@ def kinds(order, types, is_cyl, n, sphere_at, cylinder):
 
 
 @njit(cache=True, parallel=True)
-def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
+def sorted_bounds(pos, diam, distal, types, is_cyl, order, n, box, periodic, cols):
     """The agents in the grid's sort order as rows of ``cols`` (4, n): the
     centre (µm) and the bounding radius, (L + d) / 2 for a cylinder, d / 2
     for a sphere: what the contact searches read, contiguously."""
@@ -202,11 +255,11 @@ def sorted_bounds(pos, diam, length, types, is_cyl, order, n, cols):
         cols[0, q] = pos[j, 0]
         cols[1, q] = pos[j, 1]
         cols[2, q] = pos[j, 2]
-        cols[3, q] = 0.5 * (length[j] + diam[j]) if is_cyl[types[j]] else 0.5 * diam[j]
+        cols[3, q] = 0.5 * (length_of(j, distal, pos, box, periodic) + diam[j]) if is_cyl[types[j]] else 0.5 * diam[j]
 
 
 @njit(cache=True, parallel=True)
-def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower, inv_h, dims,
+def contact_forces(n, cols, diam, types, uid, is_cyl, distal, mother, cell_start, order, lower, inv_h, dims,
                    length, periodic, cutoff, reach, scale, seed, step, own, touched):
     """Forces between cylinders on each neurite row i with ``touched[i]``
     nonzero on entry (phase 1 of the neurite mechanics): ``own[i]`` the part
@@ -234,7 +287,7 @@ def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell
             i = order[q]
             if touched[i] != 0:
                 ox, oy, oz, _, _, _, hit = _contacts_of(
-                    i, cols[0, q], cols[1, q], cols[2, q], cols[3, q], cols, diam, types, uid, is_cyl, distal, axis,
+                    i, cols[0, q], cols[1, q], cols[2, q], cols[3, q], cols, diam, types, uid, is_cyl, distal,
                     mother, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, reach, scale, seed, step,
                     runs, block)
                 own[i, 0] = ox
@@ -244,12 +297,12 @@ def contact_forces(n, cols, diam, types, uid, is_cyl, distal, axis, mother, cell
 
 
 @njit(cache=True, parallel=True)
-def contact_prox(hot, touched, pos, elength, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order,
+def contact_prox(hot, touched, pos, cols, diam, types, uid, is_cyl, distal, mother, cell_start, order,
                  lower, inv_h, dims, length, periodic, cutoff, reach, scale, seed, step, prox):
     """``prox[k]``: the part of :func:`contact_forces` that row ``hot[k]``
-    (``elength``: the elements' lengths)
-    passes to its mother's point mass when ``touched`` says a cylinder
-    touches it (``touched & 1``), else 0 (the same search, the same sums)."""
+    (``pos``: the rows' midpoints) passes to its mother's point mass when
+    ``touched`` says a cylinder touches it (``touched & 1``), else 0 (the
+    same search, the same sums)."""
     for k in prange(hot.size):
         i = hot[k]
         prox[k, 0] = 0.0
@@ -259,9 +312,9 @@ def contact_prox(hot, touched, pos, elength, cols, diam, types, uid, is_cyl, dis
             runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
             block = np.empty(_BLOCK, dtype=np.int64)
             _, _, _, qx, qy, qz, _ = _contacts_of(
-                i, pos[i, 0], pos[i, 1], pos[i, 2], 0.5 * (elength[i] + diam[i]), cols, diam, types, uid, is_cyl,
-                distal, axis, mother, cell_start, order, lower, inv_h, dims, length, periodic, cutoff, reach, scale,
-                seed, step, runs, block)
+                i, pos[i, 0], pos[i, 1], pos[i, 2], 0.5 * (length_of(i, distal, pos, length, periodic) + diam[i]),
+                cols, diam, types, uid, is_cyl, distal, mother, cell_start, order, lower, inv_h, dims, length,
+                periodic, cutoff, reach, scale, seed, step, runs, block)
             prox[k, 0] = qx
             prox[k, 1] = qy
             prox[k, 2] = qz
@@ -280,9 +333,11 @@ def _image_shift(cols, q, mx, my, mz, length, periodic):
 
 
 @njit(cache=True, inline="always")
-def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis, mother, cell_start, order, lower,
+def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, mother, cell_start, order, lower,
                  inv_h, dims, length, periodic, cutoff, reach, scale, seed, step, runs, block):
-    """The contact forces on row i (midpoint m, bounding radius ri, µm): the
+    """The contact forces on row i (midpoint m, bounding radius ri, µm; the
+    axes twice the way from the midpoints, ``cols[:3]``, to the distal
+    points, the shortest way round a periodic box of edges ``length``): the
     part on its distal point mass, the part passed to its mother's, and 1
     when a cylinder touches it, else 0 (``runs``, ``block``: the thread's
     scratch).  In a periodic box a candidate is taken at its image nearest
@@ -333,15 +388,19 @@ def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis
                     bx = distal[i, 0]
                     by = distal[i, 1]
                     bz = distal[i, 2]
-                    px = bx - axis[i, 0]
-                    py = by - axis[i, 1]
-                    pz = bz - axis[i, 2]
+                    px = bx - 2.0 * min_image(bx - mx, length[0], periodic[0])
+                    py = by - 2.0 * min_image(by - my, length[1], periodic[1])
+                    pz = bz - 2.0 * min_image(bz - mz, length[2], periodic[2])
                     di = diam[i]
                     loaded = True
-                sx, sy, sz = _image_shift(cols, block[h], mx, my, mz, length, periodic) if wrap else (0.0, 0.0, 0.0)
+                qj = block[h]
+                sx, sy, sz = _image_shift(cols, qj, mx, my, mz, length, periodic) if wrap else (0.0, 0.0, 0.0)
                 dx, dy, dz = distal[j, 0] - sx, distal[j, 1] - sy, distal[j, 2] - sz
+                ax = 2.0 * min_image(distal[j, 0] - cols[0, qj], length[0], periodic[0])
+                ay = 2.0 * min_image(distal[j, 1] - cols[1, qj], length[1], periodic[1])
+                az = 2.0 * min_image(distal[j, 2] - cols[2, qj], length[2], periodic[2])
                 fx, fy, fz, share = cylinder_from_cylinder(
-                    px, py, pz, bx, by, bz, di, dx - axis[j, 0], dy - axis[j, 1], dz - axis[j, 2], dx, dy, dz,
+                    px, py, pz, bx, by, bz, di, dx - ax, dy - ay, dz - az, dx, dy, dz,
                     diam[j], seed, ui, uid[j], step)
                 if fx == 0.0 and fy == 0.0 and fz == 0.0:
                     continue
@@ -360,7 +419,7 @@ def _contacts_of(i, mx, my, mz, ri, cols, diam, types, uid, is_cyl, distal, axis
 
 
 @njit(cache=True, inline="always")
-def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h, dims,
+def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, mother, cell_start, order, lower, inv_h, dims,
                  length, periodic, cutoff, reach, seed, step, runs, fill, pairs, forces, w):
     """The cylinders touching the sphere at sorted index ``qs``: their count,
     or with ``fill`` their rows into ``pairs[w:]`` and the force on each
@@ -391,9 +450,12 @@ def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_
             if not is_cyl[types[j]] or mother[j] == us:
                 continue  # a sphere, or one of its own first elements
             sx, sy, sz = _image_shift(cols, q, cx, cy, cz, length, periodic) if wrap else (0.0, 0.0, 0.0)
-            gx, gy, gz, share = cylinder_from_sphere(distal[j, 0] - sx - axis[j, 0], distal[j, 1] - sy - axis[j, 1],
-                                                     distal[j, 2] - sz - axis[j, 2], axis[j, 0], axis[j, 1],
-                                                     axis[j, 2], diam[j], cx, cy, cz, r, seed, uid[j], us, step)
+            ax = 2.0 * min_image(distal[j, 0] - cols[0, q], length[0], periodic[0])
+            ay = 2.0 * min_image(distal[j, 1] - cols[1, q], length[1], periodic[1])
+            az = 2.0 * min_image(distal[j, 2] - cols[2, q], length[2], periodic[2])
+            gx, gy, gz, share = cylinder_from_sphere(distal[j, 0] - sx - ax, distal[j, 1] - sy - ay,
+                                                     distal[j, 2] - sz - az, ax, ay, az, diam[j], cx, cy, cz, r, seed,
+                                                     uid[j], us, step)
             if gx == 0.0 and gy == 0.0 and gz == 0.0:
                 continue
             if fill:
@@ -407,7 +469,7 @@ def _sphere_walk(qs, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_
 
 
 @njit(cache=True, parallel=True)
-def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order, lower, inv_h,
+def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, mother, cell_start, order, lower, inv_h,
                  dims, length, periodic, cutoff, reach, seed, step, offsets, fill, pairs, forces):
     """Sphere-cylinder contacts, found from each sphere (sorted indices
     ``spheres``, in the grid's order) within its radius plus ``reach``:
@@ -419,7 +481,7 @@ def sphere_pairs(spheres, cols, is_cyl, diam, types, uid, distal, axis, mother, 
         runs = np.empty(2 * STENCIL_RUNS, dtype=np.int64)
         for k in range(c * _CHUNK, min(spheres.size, (c + 1) * _CHUNK)):
             w = offsets[k] if fill else 0
-            m = _sphere_walk(spheres[k], cols, is_cyl, diam, types, uid, distal, axis, mother, cell_start, order,
+            m = _sphere_walk(spheres[k], cols, is_cyl, diam, types, uid, distal, mother, cell_start, order,
                              lower, inv_h, dims, length, periodic, cutoff, reach, seed, step, runs, fill, pairs,
                              forces, w)
             if not fill:
@@ -456,30 +518,38 @@ def sphere_pushes(spheres, order, offsets, forces, force):
 
 
 @njit(cache=True, inline="always")
-def _pull(j, tension, length, axis, touched, hot, prox):
-    """What daughter row j passes to its mother's point mass: its spring
-    (which only pulls) plus the proximal share of its contact forces (held
-    for the rows ``hot``, those with ``touched`` nonzero)."""
-    f = max(tension[j] / length[j], 0.0)
+def _pull(j, ax, ay, az, L, T, touched, hot, prox):
+    """What daughter row j (axis a, length L, tension T) passes to its
+    mother's point mass: its spring (which only pulls) plus the proximal
+    share of its contact forces (held for the rows ``hot``, those with
+    ``touched`` nonzero)."""
+    f = max(T / L, 0.0)
     if touched[j] == 0:
-        return f * axis[j, 0] + 0.0, f * axis[j, 1] + 0.0, f * axis[j, 2] + 0.0
+        return f * ax + 0.0, f * ay + 0.0, f * az + 0.0
     h = np.searchsorted(hot, j)
-    return f * axis[j, 0] + prox[h, 0], f * axis[j, 1] + prox[h, 1], f * axis[j, 2] + prox[h, 2]
+    return f * ax + prox[h, 0], f * ay + prox[h, 1], f * az + prox[h, 2]
 
 
 @njit(cache=True, inline="always")
-def _stiffen(j, stiff, resting, length, axis, K):
-    """Adds row j's spring stiffness along its axis, (k / R) u u^T, to the
-    3 x 3 ``K`` (a flat 9)."""
-    w = stiff[j] / resting[j] / (length[j] * length[j])
-    for a in range(3):
-        for b in range(3):
-            K[3 * a + b] += w * axis[j, a] * axis[j, b]
+def _stiffen(k, R, ax, ay, az, L, K):
+    """Adds the stiffness of a spring (constant k, resting length R, axis a
+    of length L) along its axis, (k / R) u u^T, to the 3 x 3 ``K`` (a flat
+    9)."""
+    w = k / R / (L * L)
+    K[0] += w * ax * ax
+    K[1] += w * ax * ay
+    K[2] += w * ax * az
+    K[3] += w * ay * ax
+    K[4] += w * ay * ay
+    K[5] += w * ay * az
+    K[6] += w * az * ax
+    K[7] += w * az * ay
+    K[8] += w * az * az
 
 
 @njit(cache=True, parallel=True)
-def displacements(rows, tension, length, axis, adherence, stiff, resting, left, right, row_of, own, touched, hot,
-                  prox, scale, mobility, max_move, implicit, disp):
+def displacements(rows, distal, pos, adherence, stiff, resting, left, right, row_of, own, touched, hot,
+                  prox, scale, mobility, max_move, implicit, box, periodic, disp):
     """The move of each neurite row's distal point mass (phase 2) under the
     force F = its own spring, -T/L x axis, plus what its daughters pass on
     (both scaled by ``scale`` when a cylinder touches it, BioDynaMo's h/m),
@@ -495,20 +565,25 @@ def displacements(rows, tension, length, axis, adherence, stiff, resting, left, 
     for k in prange(rows.size):
         i = rows[k]
         K = np.zeros(9)
-        f = -tension[i] / length[i]
-        fx = f * axis[i, 0]
-        fy = f * axis[i, 1]
-        fz = f * axis[i, 2]
+        ax, ay, az = axis_of(i, distal, pos, box, periodic)
+        L = math.sqrt(ax * ax + ay * ay + az * az)
+        f = -_tension(L, resting[i], stiff[i]) / L
+        fx = f * ax
+        fy = f * ay
+        fz = f * az
         if implicit:
-            _stiffen(i, stiff, resting, length, axis, K)
+            _stiffen(stiff[i], resting[i], ax, ay, az, L, K)
         for j in (_row(left[i], row_of), _row(right[i], row_of)):
             if j >= 0:
-                gx, gy, gz = _pull(j, tension, length, axis, touched, hot, prox)
+                bx, by, bz = axis_of(j, distal, pos, box, periodic)
+                Lj = math.sqrt(bx * bx + by * by + bz * bz)
+                Tj = _tension(Lj, resting[j], stiff[j])
+                gx, gy, gz = _pull(j, bx, by, bz, Lj, Tj, touched, hot, prox)
                 fx += gx
                 fy += gy
                 fz += gz
-                if implicit and tension[j] > 0.0:
-                    _stiffen(j, stiff, resting, length, axis, K)
+                if implicit and Tj > 0.0:
+                    _stiffen(stiff[j], resting[j], bx, by, bz, Lj, K)
         w = mobility
         if touched[i] & 1:
             fx *= scale
@@ -553,58 +628,71 @@ def displacements(rows, tension, length, axis, adherence, stiff, resting, left, 
 
 
 @njit(cache=True)
-def soma_pulls(rows, types, is_cyl, mother, row_of, tension, length, axis, touched, hot, prox, force):
-    """Adds to each soma's ``force`` what its first elements pass on (the
-    option ``soma_feels_tension``), in the order of ``rows`` (one thread:
-    several elements share a soma)."""
+def first_pulls(rows, types, is_cyl, mother, row_of, distal, pos, resting, stiff, touched, hot, prox, box, periodic):
+    """(somata, pulls): for each first element among ``rows`` (one whose
+    mother is a soma), in that order, its soma's row and what it passes to
+    its soma's point (:func:`_pull`), read before the distal points move
+    (the option ``soma_feels_tension``; :func:`soma_pulls` adds them)."""
+    m = 0
+    for k in range(rows.size):
+        m += 1 - is_cyl[types[row_of[mother[rows[k]]]]]
+    somata = np.empty(m, np.int64)
+    pulls = np.empty((m, 3))
+    m = 0
     for k in range(rows.size):
         i = rows[k]
-        m = row_of[mother[i]]
-        if is_cyl[types[m]]:
+        s = row_of[mother[i]]
+        if is_cyl[types[s]]:
             continue
-        gx, gy, gz = _pull(i, tension, length, axis, touched, hot, prox)
-        force[m, 0] += gx
-        force[m, 1] += gy
-        force[m, 2] += gz
+        ax, ay, az = axis_of(i, distal, pos, box, periodic)
+        L = math.sqrt(ax * ax + ay * ay + az * az)
+        somata[m] = s
+        pulls[m, 0], pulls[m, 1], pulls[m, 2] = _pull(i, ax, ay, az, L, _tension(L, resting[i], stiff[i]), touched,
+                                                      hot, prox)
+        m += 1
+    return somata, pulls
+
+
+@njit(cache=True)
+def soma_pulls(somata, pulls, force):
+    """Adds each of :func:`first_pulls`' pulls to its soma's ``force``, in
+    their order (one thread: several elements share a soma)."""
+    for k in range(somata.size):
+        s = somata[k]
+        force[s, 0] += pulls[k, 0]
+        force[s, 1] += pulls[k, 1]
+        force[s, 2] += pulls[k, 2]
 
 
 @njit(cache=True, inline="always")
-def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box, periodic):
-    """Row i's axis from its proximal end to its distal point, its length
-    (returned) and its midpoint.  Along a periodic axis of the box (lower
-    corner ``lower``, edge lengths ``box``, µm) the axis is the shortest way
-    from the proximal end to the distal point, and the midpoint is wrapped
-    into the box."""
+def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic):
+    """Row i's midpoint from its proximal end and its distal point, and its
+    length as then derived (:func:`length_of`, returned).  Along a periodic
+    axis of the box (lower corner ``lower``, edge lengths ``box``, µm) the
+    axis is the shortest way from the proximal end to the distal point, and
+    the midpoint is wrapped into the box."""
     qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
     ax = min_image(distal[i, 0] - qx, box[0], periodic[0])
     ay = min_image(distal[i, 1] - qy, box[1], periodic[1])
     az = min_image(distal[i, 2] - qz, box[2], periodic[2])
-    axis[i, 0] = ax
-    axis[i, 1] = ay
-    axis[i, 2] = az
-    L = math.sqrt(ax * ax + ay * ay + az * az)
-    length[i] = L
     pos[i, 0] = distal[i, 0] - 0.5 * ax
     pos[i, 1] = distal[i, 1] - 0.5 * ay
     pos[i, 2] = distal[i, 2] - 0.5 * az
     for c in range(3):
         if periodic[c]:
             pos[i, c] = wrap_coordinate(pos[i, c], lower[c], box[c])
-    return L
+    return length_of(i, distal, pos, box, periodic)
 
 
 @njit(cache=True, parallel=True)
-def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, axis, length, resting, spring, tension,
-              lower, box, periodic):
-    """UpdateDependentPhysicalVariables for each neurite row: the axis from
-    its (current) proximal end to its distal point, the length, the tension
-    T = k (L - R) / R (0 within 1e-13 µm of rest) and the midpoint (see
-    :func:`_span` for a periodic box)."""
+def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, lower, box, periodic):
+    """UpdateDependentPhysicalVariables for each neurite row: the midpoint
+    between its (current) proximal end and its distal point, from which
+    the axis, length and tension follow (see :func:`_span` for a periodic
+    box)."""
     for k in prange(rows.size):
         i = rows[k]
-        L = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box, periodic)
-        R = resting[i]
-        tension[i] = spring[i] * (L - R) / R if abs(L - R) > 1e-13 else 0.0
+        _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic)
 
 
 @njit(cache=True, parallel=True)
@@ -640,7 +728,8 @@ def hide_cylinders(cols, order, types, is_cyl, n):
 
 
 @njit(cache=True, parallel=True)
-def tip_directions(rows, axis, uid, grad, seed, step, stream, persistence, randomness, weight, out):
+def tip_directions(rows, distal, pos, box, periodic, uid, grad, seed, step, stream, persistence, randomness, weight,
+                   out):
     """Growth directions of the tips ``rows``: persistence x axis +
     randomness x U(-1, 1)^3 (draws 0-2 of the tip's uid, step and
     ``stream``) + weight x the unit vector of ``grad[k]`` (when ``grad``
@@ -649,8 +738,9 @@ def tip_directions(rows, axis, uid, grad, seed, step, stream, persistence, rando
     for k in prange(rows.size):
         i = rows[k]
         u = uid[i]
+        out[k, 0], out[k, 1], out[k, 2] = axis_of(i, distal, pos, box, periodic)
         for c in range(3):
-            out[k, c] = persistence * axis[i, c]
+            out[k, c] = persistence * out[k, c]
             if randomness != 0.0:
                 out[k, c] += randomness * (2.0 * uniform(seed, u, step, stream, c) - 1.0)
         if graded and weight != 0.0:
@@ -661,21 +751,21 @@ def tip_directions(rows, axis, uid, grad, seed, step, stream, persistence, rando
 
 
 @njit(cache=True, parallel=True)
-def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis, attach, mother, row_of, length,
-              resting, tension, rate, floor, lower, box, periodic):
+def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, attach, mother, row_of, resting, rate,
+              floor, lower, box, periodic):
     """ElongateTerminalEnd for each row ``rows[k]`` (terminal elements):
     when ``direction[k]`` (any length, not 0) points forward (a positive dot
     product with the axis) the distal end moves by ``distance[k]`` µm along
-    it, and the axis, length, midpoint follow with T = 0 (R = L).  Then the
-    diameter changes by ``rate`` µm (kept at ``floor`` or above when
-    ``rate`` < 0)."""
+    it, and the midpoint follows with T = 0 (R = L).  Then the diameter
+    changes by ``rate`` µm (kept at ``floor`` or above when ``rate`` < 0)."""
     for k in prange(rows.size):
         i = rows[k]
         dx = direction[k, 0]
         dy = direction[k, 1]
         dz = direction[k, 2]
         norm = math.sqrt(dx * dx + dy * dy + dz * dz)
-        if norm > 0.0 and dx * axis[i, 0] + dy * axis[i, 1] + dz * axis[i, 2] > 0.0:
+        ax, ay, az = axis_of(i, distal, pos, box, periodic)
+        if norm > 0.0 and dx * ax + dy * ay + dz * az > 0.0:
             s = distance[k] / norm
             distal[i, 0] += dx * s
             distal[i, 1] += dy * s
@@ -683,9 +773,7 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, axis,
             for c in range(3):
                 if periodic[c]:
                     distal[i, c] = wrap_coordinate(distal[i, c], lower[c], box[c])
-            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, axis, length, lower, box,
-                               periodic)
-            tension[i] = 0.0
+            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic)
         if rate != 0.0:
             d = diam[i] + rate
             diam[i] = max(d, floor) if rate < 0.0 else d
@@ -731,21 +819,21 @@ def terminal_rows(types, code, left, n, out):
 
 
 @njit(cache=True, parallel=True)
-def _long_chunks(types, is_cyl, left, length, n, max_length, out, counts):
+def _long_chunks(types, is_cyl, left, distal, pos, box, periodic, n, max_length, out, counts):
     for c in prange(counts.size):
         a = c * SCAN_CHUNK
         m = a
         for i in range(a, min(n, a + SCAN_CHUNK)):
-            if left[i] < 0 and length[i] > max_length and is_cyl[types[i]]:
+            if left[i] < 0 and is_cyl[types[i]] and length_of(i, distal, pos, box, periodic) > max_length:
                 out[m] = i
                 m += 1
         counts[c] = m - a
 
 
-def long_tips(types, is_cyl, left, length, n, max_length, out):
+def long_tips(types, is_cyl, left, distal, pos, box, periodic, n, max_length, out):
     """Rows of terminal neurite elements longer than ``max_length`` µm into
     ``out`` (at least n long); returns their number (increasing rows, as
     :func:`terminal_rows`)."""
     counts = np.empty((n + SCAN_CHUNK - 1) // SCAN_CHUNK, np.int64)
-    _long_chunks(types, is_cyl, left, length, n, max_length, out, counts)
+    _long_chunks(types, is_cyl, left, distal, pos, box, periodic, n, max_length, out, counts)
     return _pack_chunks(out, counts)
