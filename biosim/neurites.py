@@ -21,19 +21,22 @@ made by :meth:`Simulation.add_neurites`.  Its columns:
     The tree: the mother is a neurite element or the soma (any spherical
     agent); a lone daughter is the left one; an element without a left
     daughter is terminal.
-``attachment`` (3,)
-    For an element whose mother is the soma, the unit direction of its
-    proximal end from the soma's centre (the end sits on the soma's
-    surface and follows it).
+``attachment`` (3,), derived
+    For an element whose mother is the soma (a first element), the unit
+    direction of its proximal end from the soma's centre (the end sits on
+    the soma's surface and follows it); 0 for the others.
 ``branch_order``, ``swc_type``
     Branch points between it and the soma; its SWC structure type.
 
-The derived columns (``axis``, ``length``, ``tension``) hold no memory: the
-kernels compute them where they read them, ``sim.agents["axis"]`` returns a
-fresh read-only array, and snapshots store them beside the stored columns.
-The axis so derived differs from the way from the proximal end to the
-distal point by at most the rounding of the midpoint (about 10^-16 of the
-coordinates).  To change an element's tension, set its resting length.
+The derived columns (``axis``, ``length``, ``tension``, ``attachment``) hold
+no memory: the kernels compute them where they read them,
+``sim.agents["axis"]`` returns a fresh read-only array, and snapshots store
+them beside the stored columns.  The axis so derived differs from the way
+from the proximal end to the distal point by at most the rounding of the
+midpoint (about 10^-16 of the coordinates).  A first element's attachment
+is read before its soma moves in the mechanics, and its proximal end put
+back on the moved soma's surface along it.  To change an element's
+tension, set its resting length.
 
 Each step (see :meth:`Simulation.run`): after the behaviours, every terminal
 element longer than ``max_length`` splits (discretisation); in the
@@ -72,7 +75,6 @@ from .kernels.cpu import neurites as NK
 
 COLUMNS = (
     ("distal", np.float64, 0.0, (3,)),
-    ("attachment", np.float64, 0.0, (3,)),
     ("resting_length", np.float64, 1.0, ()),
     ("spring_constant", np.float64, 10.0, ()),
     ("adherence", np.float64, 0.1, ()),
@@ -85,7 +87,8 @@ COLUMNS = (
 # columns derived on every read (AgentTable.derive), not stored: (name, shape, what they derive from)
 DERIVED = (("axis", (3,), "distal and position: 2 (distal - position)"),
            ("length", (), "distal and position: |axis|"),
-           ("tension", (), "the length, resting_length and spring_constant: k (L - R) / R"))
+           ("tension", (), "the length, resting_length and spring_constant: k (L - R) / R"),
+           ("attachment", (3,), "a first element's proximal end and its soma's position: the direction between"))
 # what a new element copies from the element it grows from
 _COPIED = ("diameter", "spring_constant", "adherence", "branch_order", "swc_type")
 _BRANCH_STREAM = 0x4E42  # random perpendiculars of Neurites.branch/bifurcate without directions
@@ -330,6 +333,32 @@ class Neurites:
     def _tension_column(self, table):
         return self._column(self.tension, ())
 
+    def first_rows(self, rows):
+        """Those of the neurite rows ``rows`` whose mother is a soma (first
+        elements), in their order."""
+        t = self.sim.agents
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        mask = np.empty(rows.size, np.uint8)
+        NK.first_mask(rows, t.type, self.is_cyl(), t["mother"], self.row_of(), mask)
+        return rows[mask.view(bool)]
+
+    def attachment(self, first):
+        """Unit directions (m, 3) from their somata's centres to the proximal
+        ends of the first elements ``first`` (rows)."""
+        t = self.sim.agents
+        out = np.empty((np.size(first), 3))
+        NK.attachments(np.asarray(first, np.int64), t.position, t["distal"], t["mother"], self.row_of(),
+                       *self._box()[1:], out)
+        return out
+
+    def _attachment_column(self, table):
+        t = self.sim.agents
+        out = np.zeros((len(t), 3))
+        if self.types:
+            first = self.first_rows(np.flatnonzero(self.is_cyl()[t.type]))
+            out[first] = self.attachment(first)
+        return out
+
     def _wrapped(self, x):
         """Points ``x`` (m, 3) µm wrapped into a periodic box (as the kernels'
         wrap_coordinate: points inside are unchanged); others unchanged."""
@@ -455,27 +484,30 @@ class Neurites:
         return rows
 
     def _proximal(self, rows):
-        """The proximal ends (m, 3) of the neurite rows (their mothers' distal
-        points, or the soma surface)."""
+        """The proximal ends (m, 3) of the neurite rows: their mothers' distal
+        points; a first element's (on the soma's surface) its own, distal -
+        axis, as are those of elements whose mother is beyond this MPI
+        rank's aura (valid while their distal points have not moved since
+        their midpoints were set)."""
         t = self.sim.agents
+        prox = t["distal"][rows] - self.axis(rows)
         m = self.row_of()[t["mother"][rows]]
-        cyl = self.is_cyl()[t.type[m]].astype(bool)
-        soma = t.position[m] + 0.5 * t.diameter[m][:, None] * t["attachment"][rows]
-        prox = np.where(cyl[:, None], t["distal"][m], soma)
-        gone = ~self._linked(rows)  # under MPI, a mother beyond this rank's aura: the element's own proximal end
-        if gone.any():
-            prox[gone] = t["distal"][rows[gone]] - self.axis(rows[gone])
+        on = self._linked(rows)
+        on[on] = self.is_cyl()[t.type[m[on]]].astype(bool)
+        prox[on] = t["distal"][m[on]]
         return prox
 
-    def _set_geometry(self, rows, tension=None):
-        """The midpoint of ``rows`` from their distal and proximal points, and
-        the resting length that keeps the tension (R = k L / (T + k)), T
-        ``tension`` (default: the rows' tension now, which needs their
-        distal points unmoved since the midpoints were set);
-        :meth:`_update` keeps the resting length instead."""
+    def _set_geometry(self, rows, tension=None, proximal=None):
+        """The midpoint of ``rows`` from their distal points and their
+        ``proximal`` ends, and the resting length that keeps the tension
+        (R = k L / (T + k)), T ``tension``.  Both default to the rows' now
+        (:meth:`_proximal`, :meth:`tension`), which needs their distal
+        points unmoved since their midpoints were set; :meth:`_update` keeps
+        the resting length instead."""
         t = self.sim.agents
         T = self.tension(rows) if tension is None else tension
-        axis = self._shortest(t["distal"][rows] - self._proximal(rows))
+        proximal = self._proximal(rows) if proximal is None else proximal
+        axis = self._shortest(t["distal"][rows] - proximal)
         t.position[rows] = self._wrapped(t["distal"][rows] - 0.5 * axis)
         L = self.length(rows)  # as derived from the new midpoints
         k = t["spring_constant"][rows]
@@ -603,7 +635,7 @@ class Neurites:
         proximal = t.position[rows] + 0.5 * t.diameter[rows][:, None] * u
         distal = self._wrapped(proximal + L[:, None] * u)
         mid = self._wrapped(distal - 0.5 * L[:, None] * u)
-        pop = sim.add_agents(name, mid, d, distal=distal, attachment=u, resting_length=self._at_rest(distal, mid),
+        pop = sim.add_agents(name, mid, d, distal=distal, resting_length=self._at_rest(distal, mid),
                              spring_constant=k, adherence=a,
                              mother=t.uid[rows].astype(np.int64), daughter_left=-1, daughter_right=-1,
                              branch_order=0, swc_type=swc)
@@ -657,8 +689,8 @@ class Neurites:
             return
         NK.grow_tips(np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(direction, dtype=np.float64),
                      np.ascontiguousarray(distance, dtype=np.float64), t.position, t.diameter, t.type, self.is_cyl(),
-                     t["distal"], t["attachment"], t["mother"], self.row_of(), t["resting_length"], float(rate),
-                     float(floor), *self._box())
+                     t["distal"], t["mother"], self.row_of(), t["resting_length"], float(rate), float(floor),
+                     *self._box())
         self.sim._grid_valid = False
 
     def retract(self, uids, distance):
@@ -689,9 +721,10 @@ class Neurites:
             r = rows[short]
             if r.size:
                 factor = (L[short] - s[short]) / L[short]
-                T = self.tension(r)  # kept: read before the distal points move
-                t["distal"][r] = self._wrapped(self._proximal(r) + self.axis(r) * factor[:, None])
-                self._set_geometry(r, T)
+                T = self.tension(r)  # kept: read before the distal points move, as the proximal ends
+                prox = self._proximal(r)
+                t["distal"][r] = self._wrapped(prox + self.axis(r) * factor[:, None])
+                self._set_geometry(r, T, prox)
             ok = ~short & self._linked(rows)  # under MPI a merged element's new mother may be beyond the aura
             rows, s = rows[ok], s[ok]
             if rows.size == 0:
@@ -704,14 +737,14 @@ class Neurites:
             # the mothers (neurites) that lose a daughter: tidied after the removal
             losing = t.uid[mrows[~merge & ~soma]]
             merging, merged = rows[merge], mrows[merge]
-            # merge: the element takes its mother's place (the mother's mother and attachment)
+            # merge: the element takes its mother's place (the mother's mother and proximal end)
+            prox = self._proximal(merged)
             grand = t["mother"][merged]
             grows = row_of[grand]
             gcyl = self.is_cyl()[t.type[grows]].astype(bool)
             self._relink(grows[gcyl], t.uid[merged][gcyl], t.uid[merging][gcyl])
             t["mother"][merging] = grand
-            t["attachment"][merging] = t["attachment"][merged]
-            self._set_geometry(merging)
+            self._set_geometry(merging, proximal=prox)
             keep_uids = t.uid[merging]
             keep_s = s[merge]
             self._remove(np.concatenate([gone, t.uid[merged]]))
@@ -747,7 +780,8 @@ class Neurites:
             self._append({}, (), (), 1, total)  # other ranks' elements: the next uid moves on
             return np.zeros(0, np.int64)
         old = t.uid[rows]
-        cols = {c: t[c][rows].copy() for c in _COPIED + ("mother", "attachment")}
+        cols = {c: t[c][rows].copy() for c in _COPIED + ("mother",)}
+        prox = self._proximal(rows)  # the new elements' proximal ends: the split ones' now
         cols["distal"] = self._wrapped(t["distal"][rows] - portion * self.axis(rows))
         cols["resting_length"] = (1 - portion) * t["resting_length"][rows]
         cols["daughter_left"] = old
@@ -762,17 +796,23 @@ class Neurites:
         cyl = self.is_cyl()[t.type[mrows]].astype(bool)
         self._relink(mrows[cyl], old[cyl], new[cyl])
         t["mother"][rows] = new
-        t["attachment"][rows] = 0.0
         t["resting_length"][rows] *= portion
-        self._update(np.concatenate([prow, rows]))  # each reads only distal points, which are set
+        by_row = np.argsort(prow, kind="stable")
+        # each reads only distal points, which are set, and the new elements' proximal ends
+        self._update(np.concatenate([prow, rows]), prow[by_row], prox[by_row])
         return new
 
-    def _update(self, rows):
+    def _update(self, rows, held_rows=None, held=None):
         """The midpoints of ``rows`` from their distal and proximal points (one
-        kernel pass); their axes, lengths and tensions follow."""
+        kernel pass); their axes, lengths and tensions follow.  A first
+        element's proximal end is ``held[k]`` where ``held_rows[k]`` (sorted)
+        is its row, else its own (:meth:`_proximal`)."""
         t = self.sim.agents
-        NK.dependent(np.ascontiguousarray(rows, dtype=np.int64), t.position, t.diameter, t.type, self.is_cyl(),
-                     t["distal"], t["attachment"], t["mother"], self.row_of(), *self._box())
+        if held_rows is None:
+            held_rows, held = np.zeros(0, np.int64), np.zeros((0, 3))
+        NK.dependent(np.ascontiguousarray(rows, dtype=np.int64), t.position, t.type, self.is_cyl(), t["distal"],
+                     t["mother"], self.row_of(), np.ascontiguousarray(held_rows, dtype=np.int64),
+                     np.ascontiguousarray(held, dtype=np.float64), *self._box())
 
     def discretize(self):
         """Split every terminal element longer than ``mechanics.max_length``
@@ -1053,9 +1093,12 @@ class Neurites:
             pulls = NK.first_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], row_of,
                                    t["distal"], t.position, t["resting_length"], t["spring_constant"], touched, hot,
                                    prox, box, box_periodic)
+        # where the first elements sit on their somata, read before their distal points and somata move
+        first = self.first_rows(rows)
+        attach = self.attachment(first)
         lo, hi = sim._clamp_box()
         NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed", *self._box())
-        self._pushes = (spheres, offsets, pair_forces, pulls)
+        self._pushes = (spheres, offsets, pair_forces, pulls, first, attach)
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they
@@ -1064,7 +1107,7 @@ class Neurites:
         gave them no force)."""
         if self._pushes is None:
             return
-        spheres, offsets, pair_forces, pulls = self._pushes
+        spheres, offsets, pair_forces, pulls = self._pushes[:4]
         NK.sphere_pushes(spheres, sim._grid.kernel_args()[1], offsets, pair_forces, force)
         if pulls is not None:
             NK.soma_pulls(*pulls, force)
@@ -1075,7 +1118,11 @@ class Neurites:
         midpoint follow (first elements from their somata's new places)."""
         if self._pushes is None:
             return
-        self._update(self._rows)
+        first, attach = self._pushes[4:]
+        t = self.sim.agents
+        held = np.empty((first.size, 3))  # the first elements' proximal ends on their somata's new surfaces
+        NK.soma_points(first, t.position, t.diameter, t["mother"], self.row_of(), attach, held)
+        self._update(self._rows, first, held)
         self._pushes = None
 
     def _after_commit(self, births, deaths, dead):

@@ -8,7 +8,9 @@ mass, µm), ``position`` (the midpoint, µm), ``resting_length``,
 distal), length and tension are not stored but derived wherever they are
 read (:func:`axis_of`, :func:`length_of`, :func:`tension_of`): the axis is
 twice the way from the midpoint to the distal point, the length its norm,
-the tension k (L - R) / R.  ``row_of[uid]`` maps a live uid to its row.
+the tension k (L - R) / R.  So is where a first element (one whose mother
+is a soma) sits on its soma (:func:`attachments`): the direction of its
+proximal end from the soma's centre.  ``row_of[uid]`` maps a live uid to its row.
 ``is_cyl[type]`` says which types are neurites.
 
 Contact laws (interaction_force.cc), each returning the force on the first
@@ -41,6 +43,8 @@ _COINCIDENT = np.int64(0x4E5552)  # stream of the random pushes between coincide
 _CHUNK = 256  # elements per work item of the contact searches
 _BLOCK = 64  # candidates tested at a time before the hits are examined
 _TINY = 1e-8  # µm: points closer than this push in a random direction (BioDynaMo's U(-3, 3)^3)
+_NO_ROWS = np.zeros(0, np.int64)  # proximal_point without held points
+_NO_POINTS = np.zeros((0, 3))
 
 
 @njit(cache=True, inline="always")
@@ -212,14 +216,58 @@ def _row(u, row_of):
 
 
 @njit(cache=True, inline="always")
-def proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of):
-    """The proximal end of neurite row i: its mother's distal point, or the
-    point of the soma's surface along the attachment direction."""
+def proximal_point(i, pos, distal, mother, is_cyl, types, row_of, held_rows, held, box, periodic):
+    """The proximal end of neurite row i: its mother's distal point; for a
+    first element (its mother a soma) the point ``held[h]`` where
+    ``held_rows[h]`` is i (``held_rows`` increasing), else its own,
+    distal - axis (where its midpoint and distal point put it)."""
     m = row_of[mother[i]]
     if is_cyl[types[m]]:
         return distal[m, 0], distal[m, 1], distal[m, 2]
-    r = 0.5 * diam[m]
-    return pos[m, 0] + r * attach[i, 0], pos[m, 1] + r * attach[i, 1], pos[m, 2] + r * attach[i, 2]
+    h = np.searchsorted(held_rows, i)
+    if h < held_rows.size and held_rows[h] == i:
+        return held[h, 0], held[h, 1], held[h, 2]
+    ax, ay, az = axis_of(i, distal, pos, box, periodic)
+    return distal[i, 0] - ax, distal[i, 1] - ay, distal[i, 2] - az
+
+
+@njit(cache=True, parallel=True)
+def first_mask(rows, types, is_cyl, mother, row_of, out):
+    """``out[k]`` 1 where neurite row ``rows[k]`` is a first element (its
+    mother a soma), else 0."""
+    for k in prange(rows.size):
+        out[k] = 1 - is_cyl[types[row_of[mother[rows[k]]]]]
+
+
+@njit(cache=True, parallel=True)
+def attachments(first, pos, distal, mother, row_of, box, periodic, out):
+    """``out[k]``: the unit direction from the centre of the soma of first
+    element ``first[k]`` to its proximal end (distal - axis; 0 where they
+    coincide): where it sits on its soma."""
+    for k in prange(first.size):
+        i = first[k]
+        m = row_of[mother[i]]
+        ax, ay, az = axis_of(i, distal, pos, box, periodic)
+        dx = min_image(distal[i, 0] - ax - pos[m, 0], box[0], periodic[0])
+        dy = min_image(distal[i, 1] - ay - pos[m, 1], box[1], periodic[1])
+        dz = min_image(distal[i, 2] - az - pos[m, 2], box[2], periodic[2])
+        norm = math.sqrt(dx * dx + dy * dy + dz * dz)
+        f = 1.0 / norm if norm > 0.0 else 0.0
+        out[k, 0] = dx * f
+        out[k, 1] = dy * f
+        out[k, 2] = dz * f
+
+
+@njit(cache=True, parallel=True)
+def soma_points(first, pos, diam, mother, row_of, attach, out):
+    """``out[k]``: the point of the surface of the soma of first element
+    ``first[k]`` along ``attach[k]`` (its proximal end)."""
+    for k in prange(first.size):
+        m = row_of[mother[first[k]]]
+        r = 0.5 * diam[m]
+        out[k, 0] = pos[m, 0] + r * attach[k, 0]
+        out[k, 1] = pos[m, 1] + r * attach[k, 1]
+        out[k, 2] = pos[m, 2] + r * attach[k, 2]
 
 
 @njit(cache=True, parallel=True)
@@ -665,13 +713,12 @@ def soma_pulls(somata, pulls, force):
 
 
 @njit(cache=True, inline="always")
-def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic):
-    """Row i's midpoint from its proximal end and its distal point, and its
+def _span(i, qx, qy, qz, pos, distal, lower, box, periodic):
+    """Row i's midpoint from its proximal end q and its distal point, and its
     length as then derived (:func:`length_of`, returned).  Along a periodic
     axis of the box (lower corner ``lower``, edge lengths ``box``, µm) the
     axis is the shortest way from the proximal end to the distal point, and
     the midpoint is wrapped into the box."""
-    qx, qy, qz = proximal_point(i, pos, diam, distal, attach, mother, is_cyl, types, row_of)
     ax = min_image(distal[i, 0] - qx, box[0], periodic[0])
     ay = min_image(distal[i, 1] - qy, box[1], periodic[1])
     az = min_image(distal[i, 2] - qz, box[2], periodic[2])
@@ -685,14 +732,15 @@ def _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, bo
 
 
 @njit(cache=True, parallel=True)
-def dependent(rows, pos, diam, types, is_cyl, distal, attach, mother, row_of, lower, box, periodic):
+def dependent(rows, pos, types, is_cyl, distal, mother, row_of, held_rows, held, lower, box, periodic):
     """UpdateDependentPhysicalVariables for each neurite row: the midpoint
-    between its (current) proximal end and its distal point, from which
-    the axis, length and tension follow (see :func:`_span` for a periodic
-    box)."""
+    between its (current) proximal end (:func:`proximal_point`) and its
+    distal point, from which the axis, length and tension follow (see
+    :func:`_span` for a periodic box)."""
     for k in prange(rows.size):
         i = rows[k]
-        _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic)
+        qx, qy, qz = proximal_point(i, pos, distal, mother, is_cyl, types, row_of, held_rows, held, box, periodic)
+        _span(i, qx, qy, qz, pos, distal, lower, box, periodic)
 
 
 @njit(cache=True, parallel=True)
@@ -751,8 +799,8 @@ def tip_directions(rows, distal, pos, box, periodic, uid, grad, seed, step, stre
 
 
 @njit(cache=True, parallel=True)
-def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, attach, mother, row_of, resting, rate,
-              floor, lower, box, periodic):
+def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, mother, row_of, resting, rate, floor,
+              lower, box, periodic):
     """ElongateTerminalEnd for each row ``rows[k]`` (terminal elements):
     when ``direction[k]`` (any length, not 0) points forward (a positive dot
     product with the axis) the distal end moves by ``distance[k]`` µm along
@@ -766,6 +814,9 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, attac
         norm = math.sqrt(dx * dx + dy * dy + dz * dz)
         ax, ay, az = axis_of(i, distal, pos, box, periodic)
         if norm > 0.0 and dx * ax + dy * ay + dz * az > 0.0:
+            # the proximal end before the distal point moves (a first element's is its own)
+            qx, qy, qz = proximal_point(i, pos, distal, mother, is_cyl, types, row_of, _NO_ROWS, _NO_POINTS, box,
+                                        periodic)
             s = distance[k] / norm
             distal[i, 0] += dx * s
             distal[i, 1] += dy * s
@@ -773,7 +824,7 @@ def grow_tips(rows, direction, distance, pos, diam, types, is_cyl, distal, attac
             for c in range(3):
                 if periodic[c]:
                     distal[i, c] = wrap_coordinate(distal[i, c], lower[c], box[c])
-            resting[i] = _span(i, pos, diam, distal, attach, mother, is_cyl, types, row_of, lower, box, periodic)
+            resting[i] = _span(i, qx, qy, qz, pos, distal, lower, box, periodic)
         if rate != 0.0:
             d = diam[i] + rate
             diam[i] = max(d, floor) if rate < 0.0 else d
