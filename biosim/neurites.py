@@ -34,8 +34,11 @@ no memory: the kernels compute them where they read them,
 them beside the stored columns.  The axis so derived differs from the way
 from the proximal end to the distal point by at most the rounding of the
 midpoint (about 10^-16 of the coordinates).  A first element's attachment
-is read before its soma moves in the mechanics, and its proximal end put
-back on the moved soma's surface along it.  To change an element's
+is read before its soma moves in the mechanics (at the step's start when a
+behaviour may move somata), and its proximal end put back on the moved
+soma's surface along it.  A soma moved otherwise (by an action, between
+runs, apart from its daughter at a division) turns its first elements'
+attachments toward where their proximal ends were.  To change an element's
 tension, set its resting length.
 
 Each step (see :meth:`Simulation.run`): after the behaviours, every terminal
@@ -212,6 +215,7 @@ class Neurites:
             sim.agents.derive(name, getattr(self, f"_{name}_column"), np.float64, shape, sources)
         self._row_of = np.zeros(0, np.int32)
         self._pushes = None
+        self._held_attach = None  # (first elements' uids, sorted; their attachments) read at the step's start
         sim.agents.on_commit = self._after_commit
         sim.force_terms["neurites"] = self._sphere_term
 
@@ -334,8 +338,8 @@ class Neurites:
         return self._column(self.tension, ())
 
     def first_rows(self, rows):
-        """Those of the neurite rows ``rows`` whose mother is a soma (first
-        elements), in their order."""
+        """Those of the neurite rows ``rows`` (whose mothers this process
+        holds) whose mother is a soma (first elements), in their order."""
         t = self.sim.agents
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         mask = np.empty(rows.size, np.uint8)
@@ -355,7 +359,9 @@ class Neurites:
         t = self.sim.agents
         out = np.zeros((len(t), 3))
         if self.types:
-            first = self.first_rows(np.flatnonzero(self.is_cyl()[t.type]))
+            rows = np.flatnonzero(self.is_cyl()[t.type])
+            # under MPI between runs a rank may lack an element's mother (left 0 there)
+            first = self.first_rows(rows[self._alive(t["mother"][rows])])
             out[first] = self.attachment(first)
         return out
 
@@ -1093,12 +1099,51 @@ class Neurites:
             pulls = NK.first_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], row_of,
                                    t["distal"], t.position, t["resting_length"], t["spring_constant"], touched, hot,
                                    prox, box, box_periodic)
-        # where the first elements sit on their somata, read before their distal points and somata move
+        # where the first elements sit on their somata, read before their distal points and somata move (or at
+        # the step's start, before behaviours moved somata: begin_step)
         first = self.first_rows(rows)
         attach = self.attachment(first)
+        if self._held_attach is not None and self._held_attach[0].size:
+            huids, hatt = self._held_attach
+            u = t.uid[first]
+            k = np.minimum(np.searchsorted(huids, u), huids.size - 1)
+            found = huids[k] == u  # not found: an element made first by this step's tree operations
+            attach[found] = hatt[k[found]]
+        self._held_attach = None
         lo, hi = sim._clamp_box()
         NK.move_distal(rows, disp, t["distal"], lo, hi, sim.boundary == "closed", *self._box())
         self._pushes = (spheres, offsets, pair_forces, pulls, first, attach)
+
+    def begin_step(self):
+        """At the step's start (after the actions; under MPI with the aura):
+        when a behaviour of a population that is not a neurite one may move
+        its agents, where each first element sits on its soma, by uid, read
+        while every soma and its first elements agree.  The mechanics then
+        puts the proximal ends back on the moved somata along these, so a
+        soma a behaviour moves carries its neurites as the mechanics' moves
+        do (else :meth:`forces` reads them, the same values)."""
+        sim = self.sim
+        self._held_attach = None
+        moving = any("position" in b.writes for p in sim.populations.values() if p.code not in self.types
+                     for b in p.behaviours)
+        if not moving or not self.types:
+            return
+        t = sim.agents
+        rows = self.rows()
+        first = self.first_rows(rows[self._linked(rows)])
+        uids = t.uid[first]
+        by_uid = np.argsort(uids, kind="stable")
+        self._held_attach = (uids[by_uid], self.attachment(first)[by_uid])
+
+    def clamp(self, lower, upper):
+        """The closed box's clamp of every agent's position but the neurite
+        elements': their distal points are kept in the box as they move, and
+        a midpoint is where its ends put it (clamping one, of a first
+        element whose soma reaches past a face, would bend its derived
+        axis)."""
+        t = self.sim.agents
+        NK.clamp_spheres(t.position, t.type, self.is_cyl(), len(t), np.asarray(lower, np.float64),
+                         np.asarray(upper, np.float64))
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they

@@ -879,6 +879,8 @@ class Simulation:
                 t0, t1 = t1, clock()
                 tm["exchange"] += t1 - t0
             self._grid_valid = False
+            if self.neurites is not None:
+                self.neurites.begin_step()
             cutoff = self._interaction_cutoff()
             if cutoff is not None and not self._per_agent_step():
                 self._neighbour_grid(cutoff)  # timed as "neighbours"
@@ -994,7 +996,10 @@ class Simulation:
             return
         K = self.backend.forces
         if self.boundary == "closed":
-            K.clamp_to_box(t.col("position"), n, *self._clamp_box())
+            if self.neurites is not None and self.neurites.types:
+                self.neurites.clamp(*self._clamp_box())  # not the elements' midpoints
+            else:
+                K.clamp_to_box(t.col("position"), n, *self._clamp_box())
         elif self.boundary == "periodic":
             K.wrap_into_box(t.col("position"), n, self.box.lower, self.box.length)
         else:

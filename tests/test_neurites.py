@@ -712,3 +712,45 @@ def test_the_parallel_row_scans_find_the_rows_numpy_finds():
         np.testing.assert_array_equal(out[:m], np.flatnonzero((types == 2) & (left < 0)))
         m = NK.long_tips(types, is_cyl, left, distal, pos, np.full(3, 1e3), np.zeros(3, bool), n, 2.0, out)
         np.testing.assert_array_equal(out[:m], np.flatnonzero((left < 0) & (length > 2.0) & (is_cyl[types] == 1)))
+
+
+def test_a_first_element_past_a_closed_face_keeps_its_place_on_the_soma():
+    """A soma pushed against the face x = 0 by another: its first element
+    leaves from a point past the face (radius 5 µm, attachment 0.6 µm
+    outward per µm), so with its distal point clamped into the box its
+    midpoint is outside.  The closed box clamps the distal point, never the
+    midpoint (that would bend the derived axis), so the proximal end stays
+    on the soma's surface along the attachment it was given, and the
+    midpoint halfway between the ends."""
+    sim = bs.Simulation(bs.Box((0, 0, 0), (100, 100, 100)), dt=0.6, mechanics=bs.BioDynaMoForce(), seed=3)
+    soma = sim.add_agents("soma", [[4.0, 50.0, 50.0], [5.0, 50.0, 50.0]], diameter=10.0)
+    sim.add_neurites(soma.uids[:1], [(-0.6, 0.8, 0.0)], diameter=1.0, length=1.0)
+    e = tip(sim)
+    sim.run(300)
+    t = sim.agents
+    r = sim.neurites.row_of()[e]
+    centre = t.position[t.rows_of(soma.uids[:1])][0]
+    assert centre[0] < 1.0  # pushed to the face
+    assert t.position[r][0] < 0 and t["distal"][r][0] >= 0.0  # the midpoint outside, the distal point inside
+    np.testing.assert_allclose(t["attachment"][r], [-0.6, 0.8, 0.0], atol=1e-9)
+    proximal = t["distal"][r] - t["axis"][r]
+    np.testing.assert_allclose(proximal, centre + 5.0 * np.array([-0.6, 0.8, 0.0]), atol=1e-9)
+    np.testing.assert_allclose(t.position[r], 0.5 * (proximal + t["distal"][r]), atol=1e-9)
+
+
+def test_a_soma_moved_by_a_behaviour_carries_its_neurites_whole():
+    """A soma that a random walk moves (a behaviour, before the mechanics)
+    keeps its first elements where they sit on it: their attachments stay
+    the directions they were given, their proximal ends on its surface."""
+    sim = neuron(mechanics=None, directions=((0, 0, 1), (0.6, 0.8, 0.0)))
+    sim.populations["soma"].behaviours += [models.RandomWalk(diffusion=2.0)]
+    start = sim.agents.position[sim.populations["soma"].rows][0].copy()
+    sim.run(5)
+    t = sim.agents
+    soma = t.position[sim.populations["soma"].rows][0]
+    assert np.linalg.norm(soma - start) > 1.0  # it walked
+    rows = sim.neurites.first_rows(sim.neurites.rows())
+    order = np.argsort(t.uid[rows])
+    np.testing.assert_allclose(t["attachment"][rows[order]], [[0, 0, 1], [0.6, 0.8, 0.0]], atol=1e-9)
+    proximal = t["distal"][rows[order]] - t["axis"][rows[order]]
+    np.testing.assert_allclose(proximal, soma + 10.0 * np.array([[0, 0, 1], [0.6, 0.8, 0.0]]), atol=1e-9)
