@@ -1142,8 +1142,8 @@ class Neurites:
         element whose soma reaches past a face, would bend its derived
         axis)."""
         t = self.sim.agents
-        NK.clamp_spheres(t.position, t.type, self.is_cyl(), len(t), np.asarray(lower, np.float64),
-                         np.asarray(upper, np.float64))
+        FK.clamp_to_box_but(t.position, len(t), np.asarray(lower, np.float64), np.asarray(upper, np.float64), t.type,
+                            self.is_cyl())
 
     def _sphere_term(self, sim, force):
         """The sphere mechanics' extra term: cylinders push the spheres they

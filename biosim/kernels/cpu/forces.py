@@ -853,15 +853,29 @@ def mass_update(pos, force, diam, n, dt, density, adherence, cap):
     return bad
 
 
+@njit(cache=True, inline="always")
+def _clamp_row(pos, i, lower, upper):
+    for k in range(3):
+        x = pos[i, k]
+        if x < lower[k]:
+            pos[i, k] = lower[k]
+        elif x > upper[k]:
+            pos[i, k] = upper[k]
+
+
 @njit(cache=True, parallel=True)
 def clamp_to_box(pos, n, lower, upper):
     for i in prange(n):
-        for k in range(3):
-            x = pos[i, k]
-            if x < lower[k]:
-                pos[i, k] = lower[k]
-            elif x > upper[k]:
-                pos[i, k] = upper[k]
+        _clamp_row(pos, i, lower, upper)
+
+
+@njit(cache=True, parallel=True)
+def clamp_to_box_but(pos, n, lower, upper, types, skip):
+    """:func:`clamp_to_box` for the rows whose type has ``skip`` 0 (the
+    neurite elements' midpoints are left where their ends put them)."""
+    for i in prange(n):
+        if skip[types[i]] == 0:
+            _clamp_row(pos, i, lower, upper)
 
 
 @njit(cache=True, inline="always")

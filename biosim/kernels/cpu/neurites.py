@@ -760,21 +760,6 @@ def move_distal(rows, disp, distal, lo, hi, clamp, lower, box, periodic):
 
 
 @njit(cache=True, parallel=True)
-def clamp_spheres(pos, types, is_cyl, n, lower, upper):
-    """The closed box's clamp (:func:`forces.clamp_to_box`) for the rows that
-    are not neurite elements."""
-    for i in prange(n):
-        if is_cyl[types[i]]:
-            continue
-        for k in range(3):
-            x = pos[i, k]
-            if x < lower[k]:
-                pos[i, k] = lower[k]
-            elif x > upper[k]:
-                pos[i, k] = upper[k]
-
-
-@njit(cache=True, parallel=True)
 def hide_cylinders(cols, order, types, is_cyl, n):
     """Move every cylinder in ``cols`` (the sphere force loops' gathered
     columns) far away: entry q to 1e150 + q 1e140 µm on each axis, where
