@@ -5,8 +5,8 @@ One numpy array per column, with spare capacity that grows geometrically
 reused), ``type`` (int32 population code), ``position`` (n, 3) in µm and
 ``diameter`` in µm.  Behaviours and users add columns with
 :meth:`AgentTable.add_column`.  A derived column (:meth:`AgentTable.derive`:
-the neurites' ``axis``, ``length`` and ``tension``) holds no memory: reading
-it computes a fresh read-only array from the stored columns.
+the neurites' ``axis``, ``length``, ``tension`` and ``attachment``) holds no
+memory: reading it computes a fresh read-only array from the stored columns.
 
 Column properties and ``table["name"]`` return numpy views of the live rows,
 valid until the next step or the next change in agent count; ``uid`` and

@@ -508,7 +508,7 @@ def _load(path, allow, allow_outputs):
         if s.get("neurites") is not None:
             from ..neurites import DERIVED
 
-            # written before the neurites' axis, length and tension were derived: stored then, derived now
+            # written before the neurites' axis, length, tension and attachment were derived: stored then
             s["columns"] = [c for c in s["columns"] if c.get("name") not in {d[0] for d in DERIVED}]
         for c in s["columns"]:
             if c["name"] not in g:
