@@ -12,7 +12,7 @@ made by :meth:`Simulation.add_neurites`.  Its columns:
 ``axis`` (3,) µm, derived
     The spring axis, from the proximal end to the distal end:
     ``2 (distal - position)``.
-``diameter`` µm, ``length`` µm (derived: |axis|), ``resting_length`` µm
+``diameter`` µm, ``length`` µm (derived: the norm of the axis), ``resting_length`` µm
 ``tension``, derived
     T = k (L - R) / R, from ``spring_constant`` k (default 10).
 ``adherence``
@@ -292,7 +292,7 @@ class Neurites:
         return out
 
     def length(self, rows):
-        """Lengths (m,) µm of the neurite rows ``rows``, |axis|."""
+        """Lengths (m,) µm of the neurite rows ``rows``: the norms of their axes."""
         t = self.sim.agents
         out = np.empty(np.size(rows))
         NK.lengths(np.asarray(rows, np.int64), t["distal"], t.position, *self._box()[1:], out)
