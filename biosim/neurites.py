@@ -1092,16 +1092,16 @@ class Neurites:
                          t["daughter_left"], t["daughter_right"], row_of, disp, touched, hot, prox,
                          mech.neurite_scale, sim.dt / mech.damping, mech.max_displacement,
                          mech.springs == "implicit", box, box_periodic, disp)
+        first = self.first_rows(rows)
         # the first elements' pulls on their somata, read before the distal points move (the axes, lengths and
         # tensions derive from them), added in the sphere mechanics in uid order
         pulls = None
         if mech.soma_feels_tension:
-            pulls = NK.first_pulls(rows[np.argsort(t.uid[rows], kind="stable")], t.type, cyl, t["mother"], row_of,
-                                   t["distal"], t.position, t["resting_length"], t["spring_constant"], touched, hot,
-                                   prox, box, box_periodic)
+            pulls = NK.first_pulls(first[np.argsort(t.uid[first], kind="stable")], t["mother"], row_of, t["distal"],
+                                   t.position, t["resting_length"], t["spring_constant"], touched, hot, prox, box,
+                                   box_periodic)
         # where the first elements sit on their somata, read before their distal points and somata move (or at
         # the step's start, before behaviours moved somata: begin_step)
-        first = self.first_rows(rows)
         attach = self.attachment(first)
         if self._held_attach is not None and self._held_attach[0].size:
             huids, hatt = self._held_attach

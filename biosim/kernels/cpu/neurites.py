@@ -676,28 +676,21 @@ def displacements(rows, distal, pos, adherence, stiff, resting, left, right, row
 
 
 @njit(cache=True)
-def first_pulls(rows, types, is_cyl, mother, row_of, distal, pos, resting, stiff, touched, hot, prox, box, periodic):
-    """(somata, pulls): for each first element among ``rows`` (one whose
-    mother is a soma), in that order, its soma's row and what it passes to
-    its soma's point (:func:`_pull`), read before the distal points move
-    (the option ``soma_feels_tension``; :func:`soma_pulls` adds them)."""
-    m = 0
-    for k in range(rows.size):
-        m += 1 - is_cyl[types[row_of[mother[rows[k]]]]]
-    somata = np.empty(m, np.int64)
-    pulls = np.empty((m, 3))
-    m = 0
-    for k in range(rows.size):
-        i = rows[k]
-        s = row_of[mother[i]]
-        if is_cyl[types[s]]:
-            continue
+def first_pulls(first, mother, row_of, distal, pos, resting, stiff, touched, hot, prox, box, periodic):
+    """(somata, pulls): for each first element ``first[k]`` (one whose mother
+    is a soma, :func:`first_mask`), in that order, its soma's row and what
+    it passes to its soma's point (:func:`_pull`), read before the distal
+    points move (the option ``soma_feels_tension``; :func:`soma_pulls` adds
+    them)."""
+    somata = np.empty(first.size, np.int64)
+    pulls = np.empty((first.size, 3))
+    for k in range(first.size):
+        i = first[k]
         ax, ay, az = axis_of(i, distal, pos, box, periodic)
         L = math.sqrt(ax * ax + ay * ay + az * az)
-        somata[m] = s
-        pulls[m, 0], pulls[m, 1], pulls[m, 2] = _pull(i, ax, ay, az, L, _tension(L, resting[i], stiff[i]), touched,
+        somata[k] = row_of[mother[i]]
+        pulls[k, 0], pulls[k, 1], pulls[k, 2] = _pull(i, ax, ay, az, L, _tension(L, resting[i], stiff[i]), touched,
                                                       hot, prox)
-        m += 1
     return somata, pulls
 
 
