@@ -29,7 +29,10 @@ periodic face too, corners included).  It then runs the whole step
 aura together, exactly as one process would.  An own agent's result
 depends only on agents within one neighbour reach per phase that reads
 neighbours, so the aura is as wide as those reaches summed (grid cells
-included, plus a margin for movement within the step): the outer aura
+included, plus a margin for movement within the step), and at least as
+wide as the voxels whose sources the rank sums reach past its block (one
+voxel spacing, plus the reaches of the behaviours that search: sources
+are queued by behaviours, before the mechanics): the outer aura
 agents come out wrong, the own ones exactly as in one process -- the
 neighbour grid uses the global lattice and agent count
 (:class:`biosim.space.UniformGrid` ``layout_n``), and every sum runs in the
@@ -209,6 +212,8 @@ class Decomposition:
         self.uid_begin = 0  # the next uid at the step's start: rows with larger uids are new in this step
         self.whole_sim = False  # inside gathered() on every rank: each holds the whole simulation
         _abort_on_error()
+
+    SWAP_TAG = 31000  # point-to-point tags of _swap_boxes: SWAP_TAG + the wanted box's index
 
     # -- collectives --------------------------------------------------------------
     def allreduce_max(self, value):
@@ -415,11 +420,14 @@ class Decomposition:
     def _aura_width(self):
         """(reach, width, margin): the widest neighbour query the aura
         covers, its width and the movement it allows within the step (µm).
-        The width is one hop (the two grid cells either side that a search
-        of that reach visits) and the margin per phase that reads
+        The width is one margin (an own agent's move within the step) plus
+        the wider of two needs: one hop (the two grid cells either side that
+        a search of that reach visits) and one margin per phase that reads
         neighbours (the behaviours running this step that search, the
-        mechanics, its extra force terms), plus one voxel spacing and one
-        margin (the voxels whose sources a rank sums).  The margin is what
+        mechanics, its extra force terms); and the voxels whose sources the
+        rank sums: one voxel spacing past the block, plus a hop and a margin
+        per searching behaviour only, since every source is queued, with
+        its voxel, by a behaviour, before the mechanics.  The margin is what
         the behaviours that move agents declare (``max_move``) plus the
         mechanics' cap; where one of them is unknown, at least four times
         the largest move seen so far near a shared face and half the reach
@@ -427,6 +435,7 @@ class Decomposition:
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
+        searches = 0  # the behaviours' hops: before the sources are queued
         move = 0.0
         unknown = sim.mechanics is not None and not np.isfinite(sim.mechanics.max_displacement)
         if sim.mechanics is not None and not unknown:
@@ -441,7 +450,7 @@ class Decomposition:
             for b in pop.behaviours:
                 if sim.step % b.every == 0:
                     r = b.search_radius(sim)
-                    hops += r is None or r > 0
+                    searches += r is None or r > 0
                     reach = max(reach, r or 0.0)
                     m = b.max_move(sim, b.every * sim.dt)
                     unknown |= m is None
@@ -457,7 +466,8 @@ class Decomposition:
             dims = sim._grid._layout(reach, max(self.n_global, 1), np.inf)
             hop = max(2.0 * float(sim.box.length[a]) / float(dims[a]) for a in range(3) if self.dims[a] > 1)
         spacing = max([float(np.max(s.spacing)) for s in sim.substances.values()] + [0.0])
-        return reach, hops * (hop + margin) + spacing + margin, margin
+        hops += searches
+        return reach, margin + max(hops * (hop + margin), searches * (hop + margin) + spacing), margin
 
     def _sort_rows(self, t, n):
         """Every ``reorder_every`` steps, the own rows (alone in the table
@@ -752,27 +762,47 @@ class Decomposition:
                 box.append(np.arange(n) if b - a >= n else np.arange(a, b) % n)
         return box
 
-    def _swap_boxes(self, wants, starts, source):
+    def _swap_boxes(self, wants, starts, source, into=None):
         """Voxels between ranks: ``wants[s]`` the boxes rank s needs (lists of
         three index arrays; the same lists on every rank), each part sent by
         the rank that owns it under ``starts``; ``source(box)`` this rank's
         values there.  Returns [(k, box, values)] received: the part
-        ``box`` of this rank's k-th wanted box."""
-        mine = self.voxel_block(starts, self.rank)
-        sends = [None] * self.size
+        ``box`` of this rank's k-th wanted box; with ``into``, those
+        ``into(box)`` does not place (a contiguous view of the array the
+        part goes to, or None).  Both sides know every part from ``wants``
+        and ``starts``, so the values go as plain buffers, not pickled."""
+        size, rank = self.size, self.rank
+        mine = self.voxel_block(starts, rank)
+        sent = []
         for s, boxes in enumerate(wants):
-            if s == self.rank:
+            if s == rank:
                 continue
-            out = []
             for k, box in enumerate(boxes):
                 part = [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, mine)]
                 if all(p.size for p in part):
-                    values = source(part)
-                    out.append((k, part, values))
+                    values = np.ascontiguousarray(source(part), dtype=np.float64)
+                    sent.append((self.comm.Isend(values, dest=s, tag=self.SWAP_TAG + k), values))
                     self.bytes += values.nbytes
-            if out:
-                sends[s] = out
-        return [item for got in self.comm.alltoall(sends) if got for item in got]
+        got = []
+        for o in range(size):
+            if o == rank:
+                continue
+            theirs = self.voxel_block(starts, o)
+            for k, box in enumerate(wants[rank]):
+                part = [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, theirs)]
+                if not all(p.size for p in part):
+                    continue
+                shape = tuple(p.size for p in part)
+                at = None if into is None else into(part)
+                if at is not None and at.shape == shape and at.flags.c_contiguous:
+                    self.comm.Recv(at, source=o, tag=self.SWAP_TAG + k)
+                    continue
+                values = np.empty(shape)
+                self.comm.Recv(values, source=o, tag=self.SWAP_TAG + k)
+                got.append((k, part, values))
+        for req, _ in sent:
+            req.Wait()
+        return got
 
     def _fill(self, sub):
         """Before a step: the voxels each rank reads (:meth:`_held`) made
@@ -780,8 +810,13 @@ class Decomposition:
         if sub._fresh is None:
             return
         c = sub._c
+
+        def view(box):  # a slab of whole (y, z) planes, or a box of contiguous runs: received in place
+            index = _selector(box)
+            return c[index] if isinstance(index, tuple) and all(isinstance(i, slice) for i in index) else None
+
         wants = [[self._held(sub, s)] for s in range(self.size)]
-        for _, box, values in self._swap_boxes(wants, sub._fresh, lambda box: c[_selector(box)]):
+        for _, box, values in self._swap_boxes(wants, sub._fresh, lambda box: c[_selector(box)], view):
             c[_selector(box)] = values
 
     def whole(self, root=None):
@@ -898,15 +933,27 @@ class BlockGrid:
     def _global(self):
         return _slices(self.range)
 
-    def sources(self, queued):
+    def span(self):
+        """(lo, hi): the flat indices of the grid's voxels in this rank's own
+        x planes (all its own voxels, and those only where it holds whole
+        planes); what the source sums need sum."""
+        ny, nz = self.shape[1], self.shape[2]
+        if self.empty:
+            return 0, 0
+        return int(self.lo[0]) * ny * nz, (int(self.lo[0]) + int(self.m[0])) * ny * nz
+
+    def sources(self, queued, span=None):
         """The queued sums (``Substance._source_sums``: per touched voxel) of
         this rank's own voxels, with their indices in the array the
-        per-voxel terms act on (:meth:`own`); None if it owns none of them."""
+        per-voxel terms act on (:meth:`own`); None if it owns none of them.
+        ``span``: the sums were taken over :meth:`span` only."""
         if queued is None or self.empty:
             return None
         voxels, sums, used = queued
         nx, ny, nz = self.shape
-        if self.planes:  # the own voxels are the grid's from the first own plane on
+        if self.planes and span is not None:  # summed over the own voxels only: the grid's from the first own plane on
+            return (voxels - span[0], sums, used) if voxels.size else None
+        if self.planes:
             lo = int(self.lo[0]) * ny * nz
             inside = (voxels >= lo) & (voxels < lo + int(np.prod(self.m)))
             local = voxels[inside] - lo

@@ -455,10 +455,12 @@ class Substance:
 
     _NONE = np.zeros(1)  # stands for a source term nobody queued
 
-    def _source_sums(self):
+    def _source_sums(self, span=None):
         """Sums of the queued source terms (added, S dt, S c* dt, U dt) per
         touched voxel, or None when nothing is queued: (voxels, [four
-        arrays, entry t the sums of voxels[t]], used flags).  Each voxel
+        arrays, entry t the sums of voxels[t]], used flags); with ``span``
+        (lo, hi) those of the flat voxel indices in [lo, hi) only (on the
+        CPU; a GPU sums every voxel).  Each voxel
         sums its sources in the canonical order, by queueing call (behaviours
         run in a fixed order) and then by the agent's uid, so the result
         depends neither on the thread count nor on the order of the table's
@@ -478,7 +480,8 @@ class Substance:
         used = values.any(axis=1)
         voxels = np.empty(vox.size, dtype=np.int64)
         sums = [np.empty(vox.size) if used[k] else self._NONE for k in range(4)]
-        m = K.canonical_source_sums(vox, key, values, used, self._c.size, voxels, *sums)
+        lo, hi = (0, -1) if span is None else span
+        m = K.canonical_source_sums(vox, key, values, used, self._c.size, voxels, *sums, lo, hi)
         return voxels[:m], [s[:m] if used[k] else s for k, s in enumerate(sums)], used
 
     def _boundary_arrays(self, time):
@@ -516,10 +519,12 @@ class Substance:
         (min) is the step's start; a Dirichlet ``f(x, y, z, t)`` is taken
         at the time each sub-step's solve lands on (its end for the implicit
         solver, its start for the explicit one)."""
-        queued = self._source_sums()
         # under MPI each rank advances its own voxels (biosim.parallel.BlockGrid)
         part = None if self.sim._dd is None else self.sim._dd.block(self)
-        self._substeps(dt, time, queued if part is None else part.sources(queued), self.sim.backend.on_device, part)
+        span = None if part is None or self.sim.backend.on_device else part.span()
+        queued = self._source_sums(span)
+        self._substeps(dt, time, queued if part is None else part.sources(queued, span), self.sim.backend.on_device,
+                       part)
         if part is not None:
             self._fresh = part.first
 

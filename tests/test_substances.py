@@ -457,3 +457,13 @@ def test_canonical_source_sums_add_each_voxels_entries_in_key_order():
             ref[vox[q]] = ref.get(vox[q], 0.0) + values[t, q]
         np.testing.assert_array_equal(sums[t][:k], np.array([ref[v] for v in got.tolist()]))
     assert sums[1][0] == -9.0
+    # an MPI rank's span [lo, hi): the same sums of its voxels only, the other entries skipped
+    lo, hi = 5, 7 * (1 << KD.SOURCE_RANGE_BITS) + 99
+    got = got.copy()
+    part = [np.empty(m), np.full(1, -9.0), np.empty(m), np.empty(m)]
+    j = KD.canonical_source_sums(vox, key, values, used, nvox, voxels, *part, lo, hi)
+    inside = (got >= lo) & (got < hi)
+    assert j == np.count_nonzero(inside) > 0 and 7 in voxels[:j].tolist()
+    order = np.argsort(voxels[:j])
+    for t in (0, 2, 3):
+        np.testing.assert_array_equal(part[t][:j][order], sums[t][:k][inside][np.argsort(got[inside])])

@@ -526,7 +526,7 @@ SOURCE_GROUP = 8
 
 
 @njit(cache=True, parallel=True)
-def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_dt, u_dt):
+def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_dt, u_dt, lo=0, hi=-1):
     """Per-voxel sums of the queued source terms in the canonical order.
 
     ``vox[q]`` is entry q's voxel, ``key[q]`` its place within the voxel
@@ -539,7 +539,9 @@ def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_
     (by ranges of voxels, in order of first appearance within a range) and
     their sums to the same places of ``added``, ``s_dt``, ``sc_dt`` and
     ``u_dt`` (arrays of at least ``vox.size``, those of unused terms not
-    touched).  Returns the number of touched voxels.
+    touched).  Returns the number of touched voxels.  With ``hi >= 0``
+    only the voxels in [lo, hi) are summed and the other entries skipped
+    (an MPI rank's own voxels).
 
     The entries are bucketed by range of voxels (a stable counting sort in
     parallel chunks), then each range is summed by one thread: a count per
@@ -550,10 +552,14 @@ def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_
     nrange = ((max(nvox, 1) - 1) >> SOURCE_RANGE_BITS) + 1
     mask = (1 << SOURCE_RANGE_BITS) - 1
     nch = max(1, (m + SOURCE_CHUNK - 1) // SOURCE_CHUNK)
+    if hi < 0:
+        hi = nvox
     hist = np.zeros((nch, nrange), np.int64)
     for c in prange(nch):
         for q in range(c * SOURCE_CHUNK, min(m, (c + 1) * SOURCE_CHUNK)):
-            hist[c, vox[q] >> SOURCE_RANGE_BITS] += 1
+            v = vox[q]
+            if v >= lo and v < hi:
+                hist[c, v >> SOURCE_RANGE_BITS] += 1
     start = np.empty(nrange + 1, np.int64)
     s = 0
     for r in range(nrange):
@@ -565,12 +571,15 @@ def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_
     start[nrange] = s
     # the entries' voxels, keys and terms copied into range order (read once in order, so the ranges'
     # passes below read contiguous memory instead of gathering from the whole queue)
-    bvox = np.empty(m, np.int64)
-    bkey = np.empty(m, np.int64)
-    bval = np.empty((4, m))
+    kept = start[nrange]
+    bvox = np.empty(kept, np.int64)
+    bkey = np.empty(kept, np.int64)
+    bval = np.empty((4, kept))
     for c in prange(nch):
         for q in range(c * SOURCE_CHUNK, min(m, (c + 1) * SOURCE_CHUNK)):
             v = vox[q]
+            if v < lo or v >= hi:
+                continue
             r = v >> SOURCE_RANGE_BITS
             j = hist[c, r]
             hist[c, r] = j + 1
@@ -579,7 +588,7 @@ def canonical_source_sums(vox, key, values, used, nvox, voxels, added, s_dt, sc_
             for term in range(4):
                 if used[term]:
                     bval[term, j] = values[term, q]
-    perm = np.empty(m, np.int64)
+    perm = np.empty(kept, np.int64)
     found = np.zeros(nrange, np.int64)
     for g in prange((nrange + SOURCE_GROUP - 1) // SOURCE_GROUP):
         count = np.zeros(mask + 1, np.int64)  # per voxel of a range, left 0 by each range
