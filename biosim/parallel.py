@@ -180,6 +180,7 @@ class Decomposition:
 
     MIN_MARGIN = 1.0  # µm: the least movement margin per step
     SLACK = 1.25  # the aura covers searches this much wider than the widest expected (growth within a step)
+    EXACT_REACH = True  # no SLACK in a step whose searches cannot widen (see _aura_width)
     REBALANCE = 1.1  # re-balance when the largest block holds this much more than the mean
     GRID = None  # ranks along (x, y, z), or None: BIOSIM_RANK_GRID, else the grid with the smallest aura
 
@@ -337,8 +338,13 @@ class Decomposition:
             total = int(cum[-1]) if cells else 0
             cuts = np.empty(p + 1, np.int64)
             cuts[0], cuts[-1] = 0, cells
-            for r in range(1, p):  # the first cell where the running count reaches r/p of the total
-                c = int(np.searchsorted(cum, total * r / p, side="left")) + 1 if total else (cells * r) // p
+            for r in range(1, p):  # the lattice face where the running count comes nearest r/p of the total
+                if total:
+                    want = total * r / p
+                    j = int(np.searchsorted(cum, want, side="left"))  # the first cell reaching it
+                    c = j if j > 0 and want - cum[j - 1] < cum[min(j, cells - 1)] - want else j + 1
+                else:
+                    c = (cells * r) // p
                 cuts[r] = min(max(c, cuts[r - 1] + 1), cells - (p - r))
             faces = float(box.lower[a]) + cuts.astype(np.float64) * edge
             faces[-1] = float(box.upper[a])
@@ -431,7 +437,12 @@ class Decomposition:
         the behaviours that move agents declare (``max_move``) plus the
         mechanics' cap; where one of them is unknown, at least four times
         the largest move seen so far near a shared face and half the reach
-        (the whole reach until an agent moved)."""
+        (the whole reach until an agent moved).  The reach is ``SLACK``
+        times the widest search expected, except in a step that cannot
+        widen its searches: every behaviour running declares its search
+        radius and moves and writes no diameter (the mechanics' range
+        follows the largest diameter), and there are no neurites or extra
+        force terms; a wider search still stops the run (:meth:`query`)."""
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
@@ -446,6 +457,7 @@ class Decomposition:
             # hops of at least twice the reach each); their point masses move by up to the neurites' cap
             hops += 1
             move += sim.neurites.mechanics.max_displacement
+        exact = self.EXACT_REACH and sim.neurites is None and not sim.force_terms  # searches cannot widen
         for pop in sim.populations.values():
             for b in pop.behaviours:
                 if sim.step % b.every == 0:
@@ -455,7 +467,9 @@ class Decomposition:
                     m = b.max_move(sim, b.every * sim.dt)
                     unknown |= m is None
                     move += m or 0.0
-        reach *= self.SLACK
+                    exact &= r is not None and "diameter" not in b.writes
+        if not exact or unknown:
+            reach *= self.SLACK
         margin = max(self.MIN_MARGIN, self.SLACK * move)
         if unknown:  # a guess, checked after the step (moved_check)
             margin = max(margin, 4 * self.moved, 0.5 * reach if self.moved else reach)
@@ -568,10 +582,12 @@ class Decomposition:
         if radius > self.reach * (1 + 1e-12):
             raise DecompositionError(
                 f"a neighbour search of {radius:g} µm at step {self.sim.step} is wider than the {self.reach:g} µm "
-                f"the MPI aura was built for ({self.SLACK:g} x the widest search seen so far, or the "
-                f"interaction range, or what the behaviours' search_radius(sim) declare); results could differ "
-                f"from one process, so the run stops. Give your own behaviours a search_radius(sim) method, or "
-                f"raise biosim.parallel.Decomposition.SLACK in the script (now {self.SLACK:g})")
+                f"the MPI aura was built for (the widest search seen so far, or the interaction range, or what "
+                f"the behaviours' search_radius(sim) declare, times {self.SLACK:g} where the step may widen its "
+                f"searches); results could differ from one process, so the run stops. Give your own behaviours "
+                f"a search_radius(sim) method that covers their searches, or set "
+                f"biosim.parallel.Decomposition.EXACT_REACH = False and raise its SLACK in the script "
+                f"(now {self.SLACK:g})")
 
     def diameters_changed(self):
         """After a behaviour that writes diameters: the largest one again
@@ -893,11 +909,12 @@ class BlockGrid:
 
     TAG = 30000  # point-to-point tags: TAG, TAG + 1 (solve), TAG + 40 (whole), above what scripts usually use
     # the distributed Thomas solve's chunks: about this much of a rank's voxels each, so the chunks between a
-    # chunk's forward and backward passes stay in a core's L2 cache; and at most this many (the messages and
-    # kernel calls per chunk cost time too): at 62,500 lines of 125 voxels a rank, 512 chunks of 122 KB solve
-    # the x lines in 51-54 ms a step against 61-64 for 64 chunks of 977 KB and 68-70 for 1,024 (two substances)
-    CHUNK_BYTES = 64 * 1024
-    MAX_CHUNKS = 512
+    # chunk's forward and backward passes stay in a core's cache; and at most this many (the messages and
+    # kernel calls per chunk cost time too): at 62,500 lines of 125 voxels a rank (1 MB L2 a core), every
+    # sub-step of two substances took 85-90 ms with 128 chunks of 490 KB, 92-99 with 512 of 122 KB, 100-103
+    # with 1,024 and 93-98 with 32 (best of 7-9 each, alternated; session 22)
+    CHUNK_BYTES = 256 * 1024
+    MAX_CHUNKS = 128
 
     def __init__(self, dd, sub, starts):
         self.dd = dd

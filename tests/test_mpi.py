@@ -590,6 +590,25 @@ def test_the_grid_of_ranks_is_the_one_with_the_least_aura_among_those_that_fit(r
     assert counts.sum() == 200 and counts.min() > 0
 
 
+def test_the_block_face_is_the_lattice_face_nearest_an_equal_split(monkeypatch):
+    """Two slabs along x: 91 agents in the first lattice cell, 20 in one
+    cell in the middle, 89 in the last.  Cutting before the middle cell
+    leaves 91 | 109, after it 111 | 89: the nearer split is taken."""
+    from biosim import parallel
+
+    monkeypatch.setattr(parallel, "_abort_on_error", lambda: None)
+    monkeypatch.setattr(parallel.Decomposition, "GRID", (2, 1, 1))
+    sim = bs.Simulation(bs.Box((0, 0, 0), (400, 400, 400)), boundary="closed", seed=1)
+    x = np.repeat([5.0, 200.0, 395.0], [91, 20, 89])
+    rng = np.random.default_rng(2)
+    sim.add_agents("cells", np.column_stack([x, rng.uniform(0, 400, (x.size, 2))]), diameter=10.0)
+    dd = parallel.Decomposition(sim, _Comm(2))
+    dd.dmax = 10.0
+    dd._balance(everywhere=True)
+    assert 180 < dd.bounds[0][1] <= 200
+    assert np.bincount(dd.owner(sim.agents.position), minlength=2).tolist() == [91, 109]
+
+
 def test_a_grid_of_ranks_set_by_the_user_is_used_or_refused_with_the_numbers(monkeypatch):
     from biosim.parallel import DecompositionError
 
