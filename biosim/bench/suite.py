@@ -109,7 +109,11 @@ def run_suite(scenarios="all", agents=None, threads=None, weak=False, steps=None
     ``NUMBA_NUM_THREADS`` set; ``weak``: agents grow in proportion to the
     thread count (the sizes given are those of the smallest count);
     ``steps``: timed steps per run (default: each scenario's own);
-    ``repeat``: runs per configuration, the median is reported.  Speed-up
+    ``repeat``: runs per configuration, each in a process of its own, the
+    configurations in turn (1, 2, 1, 2, ... threads or ranks: a slow spell
+    of a shared machine falls on each alike); the median run is reported
+    (the lower middle of an even count) with every run's throughput
+    (``runs_updates_per_s``).  Speed-up
     and parallel efficiency are against the smallest thread count at the
     same size (weak: the same size per thread).  Compilation (or loading
     numba's cache) is timed apart on a small instance and reported as
@@ -257,24 +261,34 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
     st = steps or sc.steps
     workers = counts if ranks is None else ranks  # what scales: threads, or ranks of counts[0] threads
     what = "ranks" if ranks is not None else "threads"
-    print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling over {what}, "
-          f"median of {repeat}")
+    how = f"median of {repeat} runs, the configurations in turn" if repeat > 1 else "median of 1"
+    print(f"\n{name}: {sc.title}; {st} steps, {'weak' if weak else 'strong'} scaling over {what}, {how}")
     print(f"  {'agents':>11} {'thr' if ranks is None else 'rks':>3} {'M upd/s':>8} {'ms/step':>9} | {'neighb':>7} "
           f"{'behav':>7} {'mech':>7} {'subst':>7} {'commit':>7} {'other':>6} | {'speedup':>7} {'effic':>6} | "
           f"{'B/agent':>7} {'peak':>6}")
     runs, failures, gpu_runs = [], [], []
     for n in sizes or sc.agents:
         base = None
+        got = {w: [] for w in workers}
+        for _ in range(repeat):  # the configurations in turn, so a slow spell of the machine falls on each alike
+            for w in workers:
+                nn = _agents_at(n, w, workers, weak)
+                t, r_count = (w, 1) if ranks is None else (counts[0], w)
+                if got[w] is None:
+                    continue  # failed before
+                try:
+                    got[w].append(_run_code(f"measure_scenario({name!r}, {nn}, {st}, 1)", t,
+                                            {"BIOSIM_DEVICE": "cpu"}, r_count))
+                except RuntimeError as e:
+                    failures.append({"agents": nn, "threads": t, "ranks": r_count, "error": str(e)})
+                    print(f"  {nn:>11,} {w:>3} failed: {_failure(e)}")
+                    got[w] = None
         for w in workers:
-            nn = _agents_at(n, w, workers, weak)
-            t, r_count = (w, 1) if ranks is None else (counts[0], w)
-            try:
-                r = _run_code(f"measure_scenario({name!r}, {nn}, {st}, {repeat})", t, {"BIOSIM_DEVICE": "cpu"},
-                              r_count)
-            except RuntimeError as e:
-                failures.append({"agents": nn, "threads": t, "ranks": r_count, "error": str(e)})
-                print(f"  {nn:>11,} {w:>3} failed: {_failure(e)}")
+            if not got[w]:
                 continue
+            t, r_count = (w, 1) if ranks is None else (counts[0], w)
+            r = sorted(got[w], key=lambda g: g["updates_per_s"])[(len(got[w]) - 1) // 2]  # the median run
+            r["runs_updates_per_s"] = [g["updates_per_s"] for g in got[w]]
             r["size"] = n
             if base is None:
                 base = r
