@@ -181,8 +181,12 @@ class Decomposition:
     MIN_MARGIN = 1.0  # µm: the least movement margin per step
     SLACK = 1.25  # the aura covers searches this much wider than the widest expected (growth within a step)
     EXACT_REACH = True  # no SLACK in a step whose searches cannot widen (see _aura_width)
+    # the columns a behaviour may write in such a step: none that a search's range follows (diameters,
+    # types, PhysiCell's per-cell adhesion ranges set by rules, ...)
+    FIXED_REACH_WRITES = frozenset({"position", "motility_vector"})
     REBALANCE = 1.1  # re-balance when the largest block holds this much more than the mean
     GRID = None  # ranks along (x, y, z), or None: BIOSIM_RANK_GRID, else the grid with the smallest aura
+    SWAP_TAG = 31000  # point-to-point tags of _swap_boxes: SWAP_TAG + the wanted box's index
 
     def __init__(self, sim, comm, rebalance_every=50):
         self.sim = sim
@@ -213,8 +217,6 @@ class Decomposition:
         self.uid_begin = 0  # the next uid at the step's start: rows with larger uids are new in this step
         self.whole_sim = False  # inside gathered() on every rank: each holds the whole simulation
         _abort_on_error()
-
-    SWAP_TAG = 31000  # point-to-point tags of _swap_boxes: SWAP_TAG + the wanted box's index
 
     # -- collectives --------------------------------------------------------------
     def allreduce_max(self, value):
@@ -440,9 +442,10 @@ class Decomposition:
         (the whole reach until an agent moved).  The reach is ``SLACK``
         times the widest search expected, except in a step that cannot
         widen its searches: every behaviour running declares its search
-        radius and moves and writes no diameter (the mechanics' range
-        follows the largest diameter), and there are no neurites or extra
-        force terms; a wider search still stops the run (:meth:`query`)."""
+        radius and writes only positions (``FIXED_REACH_WRITES``: the
+        mechanics' range follows the largest diameter, and PhysiCell's
+        per-cell adhesion ranges), and there are no neurites or extra force
+        terms; a wider search still stops the run (:meth:`query`)."""
         sim = self.sim
         reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
@@ -467,7 +470,7 @@ class Decomposition:
                     m = b.max_move(sim, b.every * sim.dt)
                     unknown |= m is None
                     move += m or 0.0
-                    exact &= r is not None and "diameter" not in b.writes
+                    exact &= r is not None and set(b.writes) <= self.FIXED_REACH_WRITES
         if not exact or unknown:
             reach *= self.SLACK
         margin = max(self.MIN_MARGIN, self.SLACK * move)
@@ -575,7 +578,10 @@ class Decomposition:
 
     def query(self, radius):
         """A neighbour query of ``radius`` µm during the step: refused when
-        the aura was built for less."""
+        the aura was built for less.  Inside ``gathered()`` (an action that
+        sees the whole simulation on every rank) any query holds."""
+        if self.whole_sim:
+            return
         self.widest = max(self.widest, float(radius))
         if self.dmax > 0:
             self.widest_ratio = max(self.widest_ratio, float(radius) / self.dmax)
@@ -783,10 +789,11 @@ class Decomposition:
         three index arrays; the same lists on every rank), each part sent by
         the rank that owns it under ``starts``; ``source(box)`` this rank's
         values there.  Returns [(k, box, values)] received: the part
-        ``box`` of this rank's k-th wanted box; with ``into``, those
-        ``into(box)`` does not place (a contiguous view of the array the
-        part goes to, or None).  Both sides know every part from ``wants``
-        and ``starts``, so the values go as plain buffers, not pickled."""
+        ``box`` of this rank's k-th wanted box.  ``into(box)``, when given,
+        may return a C-contiguous view of where that part goes: it is then
+        received there and not returned.  Both sides know every part from
+        ``wants`` and ``starts``, so the values go as plain buffers, not
+        pickled."""
         size, rank = self.size, self.rank
         mine = self.voxel_block(starts, rank)
         sent = []
@@ -953,7 +960,7 @@ class BlockGrid:
     def span(self):
         """(lo, hi): the flat indices of the grid's voxels in this rank's own
         x planes (all its own voxels, and those only where it holds whole
-        planes); what the source sums need sum."""
+        planes): the voxels whose sources this rank sums."""
         ny, nz = self.shape[1], self.shape[2]
         if self.empty:
             return 0, 0

@@ -308,6 +308,29 @@ def test_a_large_move_far_from_every_shared_face_is_allowed_and_one_near_a_face_
     assert r.returncode != 0 and "DecompositionError" in r.stderr and "margin of the MPI aura" in r.stderr
 
 
+WIDE = """
+import numpy as np
+import biosim as bs
+from biosim import models
+
+sim = bs.Simulation(bs.Box.cube(400.0), dt=0.1, seed=5, mechanics=bs.SoftSphere())
+cells = sim.add_agents("cells", bs.init.uniform(800, sim.box, seed=2), diameter=8.0)
+cells.behaviours += [models.RandomWalk(diffusion=2.0)]  # declares its reach and moves: no slack on the aura
+counts = []
+sim.add_action(lambda s: counts.append(int(s.neighbours(60.0)[0][-1])), every=3)  # 60 µm: far past the aura
+sim.run(7)
+assert len(counts) == 3 and min(counts) > 0, counts
+"""
+
+
+def test_an_action_searching_wider_than_the_aura_sees_the_whole_simulation_and_runs(tmp_path):
+    """The aura of a step whose searches cannot widen has no slack, but an
+    action that sees the whole simulation may search any radius."""
+    (tmp_path / "wide.py").write_text(WIDE)
+    assert_identical(final_state(1, tmp_path / "wide.py", cwd=tmp_path),
+                     final_state(2, tmp_path / "wide.py", cwd=tmp_path))
+
+
 MODEL = """
 import sys
 import numpy as np
