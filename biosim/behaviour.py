@@ -81,6 +81,15 @@ class Behaviour:
         unknown.  Under MPI it sizes the aura's margin for movement."""
         return None if "position" in self.writes else 0.0
 
+    def max_diameter(self, sim, dt):
+        """The largest diameter (µm) :meth:`run` can give an agent over an
+        interval ``dt`` (min), from the state at the step's start (the
+        largest diameter is ``sim._max_diameter()``): 0.0 when it does not
+        write diameters, None when unknown.  Under MPI a step whose
+        behaviours all declare it, and their searches, needs no slack in
+        its aura (the mechanics' range follows the largest diameter)."""
+        return None if "diameter" in self.writes else 0.0
+
     def state_columns(self):
         """``{column: labels}`` for the integer state columns this behaviour
         manages (value k means ``labels[k]``); the simulation counts agents

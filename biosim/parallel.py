@@ -183,7 +183,7 @@ class Decomposition:
     EXACT_REACH = True  # no SLACK in a step whose searches cannot widen (see _aura_width)
     # the columns a behaviour may write in such a step: none that a search's range follows (diameters,
     # types, PhysiCell's per-cell adhesion ranges set by rules, ...)
-    FIXED_REACH_WRITES = frozenset({"position", "motility_vector"})
+    FIXED_REACH_WRITES = frozenset({"position", "motility_vector", "parent"})
     REBALANCE = 1.1  # re-balance when the largest block holds this much more than the mean
     GRID = None  # ranks along (x, y, z), or None: BIOSIM_RANK_GRID, else the grid with the smallest aura
     SWAP_TAG = 31000  # point-to-point tags of _swap_boxes: SWAP_TAG + the wanted box's index
@@ -252,13 +252,14 @@ class Decomposition:
         cells = int(max(1, np.floor(length / cutoff))) if cutoff > 0 else int(max(1, self.size * 64))
         return cells, length / cells
 
-    def _cutoff(self):
-        """The interaction range (µm): the mechanics', the neurites' (a
-        collective call then) and the widest search seen."""
+    def _cutoff(self, dmax=None):
+        """The interaction range (µm): the mechanics' (at the largest
+        diameter, or ``dmax``), the neurites' (a collective call then) and
+        the widest search seen."""
         sim = self.sim
         cutoff = max(self.widest, 0.0)
         if sim.mechanics is not None:
-            cutoff = max(cutoff, sim.mechanics.cutoff(self.dmax))
+            cutoff = max(cutoff, sim.mechanics.cutoff(self.dmax if dmax is None else dmax))
         if sim.neurites is not None:
             cutoff = max(cutoff, sim.neurites.reach() or 0.0)
         return cutoff
@@ -441,13 +442,14 @@ class Decomposition:
         the largest move seen so far near a shared face and half the reach
         (the whole reach until an agent moved).  The reach is ``SLACK``
         times the widest search expected, except in a step that cannot
-        widen its searches: every behaviour running declares its search
-        radius and writes only positions (``FIXED_REACH_WRITES``: the
-        mechanics' range follows the largest diameter, and PhysiCell's
-        per-cell adhesion ranges), and there are no neurites or extra force
-        terms; a wider search still stops the run (:meth:`query`)."""
+        widen its searches beyond what is declared: every behaviour running
+        declares its search radius, writes only positions
+        (``FIXED_REACH_WRITES``; not PhysiCell's per-cell adhesion ranges
+        or types) and diameters whose largest it declares
+        (``Behaviour.max_diameter``: the mechanics' range follows the
+        largest diameter), and there are no neurites or extra force terms;
+        a wider search still stops the run (:meth:`query`)."""
         sim = self.sim
-        reach = max(self._cutoff(), self.widest, self.widest_ratio * self.dmax)
         hops = (sim.mechanics is not None) + len(sim.force_terms)
         searches = 0  # the behaviours' hops: before the sources are queued
         move = 0.0
@@ -461,6 +463,8 @@ class Decomposition:
             hops += 1
             move += sim.neurites.mechanics.max_displacement
         exact = self.EXACT_REACH and sim.neurites is None and not sim.force_terms  # searches cannot widen
+        dcap = self.dmax  # the largest diameter within the step, where the behaviours declare theirs
+        reach = 0.0
         for pop in sim.populations.values():
             for b in pop.behaviours:
                 if sim.step % b.every == 0:
@@ -470,7 +474,13 @@ class Decomposition:
                     m = b.max_move(sim, b.every * sim.dt)
                     unknown |= m is None
                     move += m or 0.0
-                    exact &= r is not None and set(b.writes) <= self.FIXED_REACH_WRITES
+                    grown = b.max_diameter(sim, b.every * sim.dt) if "diameter" in b.writes else 0.0
+                    dcap = max(dcap, grown or 0.0)
+                    exact &= (r is not None and grown is not None
+                              and set(b.writes) - {"diameter"} <= self.FIXED_REACH_WRITES)
+        if not exact:
+            dcap = self.dmax
+        reach = max(reach, self._cutoff(dcap), self.widest, self.widest_ratio * dcap)
         if not exact or unknown:
             reach *= self.SLACK
         margin = max(self.MIN_MARGIN, self.SLACK * move)

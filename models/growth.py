@@ -47,8 +47,24 @@ class GrowthDivision(SubstanceBehaviour):
     device_ready = True
     writes = ("diameter", "position", "parent")
 
+    def max_diameter(self, sim, dt):
+        """Cells below the division diameter gain at most growth_rate x dt
+        µm³; the others keep theirs (µm)."""
+        d = float(sim._max_diameter())
+        if not np.isfinite(d) or d <= 0:
+            return None
+        grown = np.cbrt(min(d, self.division_diameter) ** 3 + 6.0 / np.pi * self.growth_rate * dt)
+        return max(d, float(grown)) * (1.0 + 1e-9)  # (the cube root's rounding)
+
     def max_move(self, sim, dt):
-        return 0.5 * self.division_diameter  # a dividing mother moves by less than her radius
+        """A dividing mother of diameter d moves d/2 x q/(1 + q) (q the
+        daughter/mother volume ratio; PhysiCell's placement: d/4), d at
+        most :meth:`max_diameter` (µm)."""
+        d = self.max_diameter(sim, dt)
+        if d is None:
+            return 0.5 * max(self.division_diameter, float(sim._max_diameter()))
+        hi = self._ratio[1]
+        return d * (0.25 if self.placement == "physicell" else 0.5 * hi / (1.0 + hi))
 
     def __init__(self, growth_rate, division_diameter, volume_ratio=1.0, every=1, substance=None,
                  threshold=None, placement="centre"):

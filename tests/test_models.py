@@ -56,6 +56,33 @@ def test_division_conserves_volume_and_centre_and_records_parent(ratio):
     np.testing.assert_array_equal(t["parent"][~daughters], -1)
 
 
+@pytest.mark.parametrize("placement, ratio", [("centre", (0.9, 1.1)), ("centre", 1.0), ("physicell", 1.0)])
+def test_growth_declares_the_largest_diameter_and_move_of_its_step(placement, ratio):
+    """What an MPI aura is sized by (``max_diameter``, ``max_move``) holds
+    for a real step, and is close: cells from 20 to 40 µm, dividing at 32
+    (some already past it, which divide without growing)."""
+    sim = bs.Simulation(bs.Box.cube(2000.0), dt=1.0, seed=3, mechanics=None)
+    pos = bs.init.grid(8, 150.0, origin=(100, 100, 100))
+    pop = sim.add_agents("c", pos, diameter=np.linspace(20.0, 40.0, 512))
+    b = models.GrowthDivision(growth_rate=3000.0, division_diameter=32.0, volume_ratio=ratio, placement=placement)
+    pop.behaviours += [b]
+    big, move = b.max_diameter(sim, 1.0), b.max_move(sim, 1.0)
+    grown = np.cbrt(32.0 ** 3 + 6 / np.pi * 3000.0)  # the largest a cell below 32 µm can reach
+    assert big == pytest.approx(40.0, rel=1e-8) and 32.0 < grown < 40.0
+    sim.run(1)
+    t = sim.agents
+    assert t.diameter.max() <= big
+    old = t.uid < 512
+    moved = np.linalg.norm(t.position[old] - pos[t.uid[old]], axis=1)
+    assert moved.max() <= move and moved.max() > 0.85 * move
+
+    class Swell(bs.Behaviour):
+        writes = ("diameter",)
+
+    assert models.RandomWalk(1.0).max_diameter(sim, 1.0) == 0.0  # writes no diameter
+    assert Swell().max_diameter(sim, 1.0) is None  # writes them and does not say how large
+
+
 def test_division_axes_are_isotropic():
     sim = bs.Simulation(bs.Box.cube(2000.0), seed=11, mechanics=None)
     pop = sim.add_agents("c", bs.init.grid(12, 100.0, origin=(100, 100, 100)), diameter=12.0)
