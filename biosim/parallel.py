@@ -154,6 +154,12 @@ def _selector(box):
     return tuple(index)
 
 
+def _within(box, block):
+    """The part of ``box`` (three index arrays) inside ``block`` ([(lo, hi)]
+    per axis): what its owner sends and the receiver expects alike."""
+    return [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, block)]
+
+
 def _slices(block):
     """numpy index of a block given as [(lo, hi)] per axis."""
     return tuple(slice(lo, hi) for lo, hi in block)
@@ -811,7 +817,7 @@ class Decomposition:
             if s == rank:
                 continue
             for k, box in enumerate(boxes):
-                part = [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, mine)]
+                part = _within(box, mine)
                 if all(p.size for p in part):
                     values = np.ascontiguousarray(source(part), dtype=np.float64)
                     sent.append((self.comm.Isend(values, dest=s, tag=self.SWAP_TAG + k), values))
@@ -822,7 +828,7 @@ class Decomposition:
                 continue
             theirs = self.voxel_block(starts, o)
             for k, box in enumerate(wants[rank]):
-                part = [ix[(ix >= lo) & (ix < hi)] for ix, (lo, hi) in zip(box, theirs)]
+                part = _within(box, theirs)
                 if not all(p.size for p in part):
                     continue
                 shape = tuple(p.size for p in part)
