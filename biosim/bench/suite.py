@@ -270,10 +270,11 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
     for n in sizes or sc.agents:
         base = None
         got = {w: [] for w in workers}
+        # per configuration: (agents, threads, ranks)
+        setup = {w: (_agents_at(n, w, workers, weak), *((w, 1) if ranks is None else (counts[0], w))) for w in workers}
         for _ in range(repeat):  # the configurations in turn, so a slow spell of the machine falls on each alike
             for w in workers:
-                nn = _agents_at(n, w, workers, weak)
-                t, r_count = (w, 1) if ranks is None else (counts[0], w)
+                nn, t, r_count = setup[w]
                 if got[w] is None:
                     continue  # failed before
                 try:
@@ -286,7 +287,7 @@ def _run_scenario(name, sizes, counts, weak, steps, repeat, baseline, device="cp
         for w in workers:
             if not got[w]:
                 continue
-            t, r_count = (w, 1) if ranks is None else (counts[0], w)
+            _, t, r_count = setup[w]
             r = sorted(got[w], key=lambda g: g["updates_per_s"])[(len(got[w]) - 1) // 2]  # the median run
             r["runs_updates_per_s"] = [g["updates_per_s"] for g in got[w]]
             r["size"] = n
