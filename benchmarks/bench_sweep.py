@@ -12,13 +12,20 @@ process with every core's numba thread; the sweep runs them with
 ``bs.sweep`` on its default executor (a process pool of one worker per
 core, one numba thread each; worker start-up and kernel cache loads
 included).  Both must give the same final records, bit for bit: the script checks.
+
+It also times one more run of the same model in this process with one
+numba thread.  A sweep of one-thread workers on every core can be at most
+cores x (a run's time on all cores' threads) / (its time on one thread)
+faster than the baseline: the baseline's threads already share each run's
+work.  The script prints that bound, measured in the same run, and the
+sweep's speed-up as a fraction of it.
 """
 import argparse
 import os
 import time
 
 import numpy as np
-from numba import get_num_threads
+from numba import get_num_threads, set_num_threads
 
 import biosim as bs
 from biosim.bench.scenarios import make_clustering
@@ -39,15 +46,28 @@ def main():
         sim.run(a.steps)
         means.append(sim.records["mean_x"].values[-1])
     serial = time.perf_counter() - t0
+    threads = get_num_threads()
+    set_num_threads(1)
+    t0 = time.perf_counter()
+    one = _counted(a.agents, a.steps, a.runs)
+    one.run(a.steps)
+    single = time.perf_counter() - t0
+    set_num_threads(threads)
     t0 = time.perf_counter()
     df = bs.sweep(_counted, {"n": [a.agents], "every": [a.steps]}, steps=a.steps, seeds=a.runs, progress=False)
     swept = time.perf_counter() - t0
     last = df[df.step == a.steps].sort_values("seed")["mean_x"].to_numpy()
     assert np.array_equal(last, means) and not df.attrs["failed"]  # the same bits: threads change nothing
     print(f"{a.runs} runs of soma clustering ({a.agents} cells, {a.steps} steps), {cores} cores")
-    print(f"  one after another in one process, {get_num_threads()} numba threads: {serial:.2f} s")
-    print(f"  bs.sweep, default executor ({min(cores, a.runs)} workers x 1 thread):   {swept:.2f} s")
-    print(f"  speed-up of the sweep: {serial / swept:.2f}x")
+    workers = min(cores, a.runs)
+    bound = workers * (serial / a.runs) / single
+    print(f"  one after another in one process, {threads} numba threads: {serial:.2f} s "
+          f"({serial / a.runs:.2f} s a run)")
+    print(f"  one more run in this process with 1 numba thread: {single:.2f} s "
+          f"(threads speed one run up {single / (serial / a.runs):.2f}x)")
+    print(f"  bs.sweep, default executor ({workers} workers x 1 thread):   {swept:.2f} s")
+    print(f"  speed-up of the sweep: {serial / swept:.2f}x, of at most {bound:.2f}x on this machine "
+          f"({workers} workers x {serial / a.runs:.2f} s / {single:.2f} s): {serial / swept / bound:.0%} of it")
 
 
 def _counted(n, every, seed):

@@ -150,7 +150,8 @@ def test_phenotype_kernels_tiny():
 def test_bench_sweep_tiny():
     out = run_bench("bench_sweep.py", "--runs", "2", "--agents", "100", "--steps", "3")
     assert "2 runs of soma clustering (100 cells, 3 steps)" in out  # and the script checked the bits agree
-    assert re.search(r"speed-up of the sweep: [0-9.]+x", out)
+    assert re.search(r"speed-up of the sweep: [0-9.]+x, of at most [0-9.]+x on this machine \(2 workers x ", out)
+    assert re.search(r"1 numba thread: [0-9.]+ s \(threads speed one run up [0-9.]+x\)", out)
 
 
 def test_mpi_model_counts_the_aura_shell_and_the_crossings():
