@@ -1,7 +1,7 @@
 """A parameter sweep on the default executor against the same runs one
 after another in one process, measured in the same run.
 
-    python benchmarks/bench_sweep.py                  # 8 runs of soma clustering, 2000 cells, 500 steps
+    python benchmarks/bench_sweep.py                  # 8 runs of soma clustering, 2000 cells, 2000 steps: the example's defaults
     python benchmarks/bench_sweep.py --runs 4 --steps 200
 
 The model is BioDynaMo's soma clustering as the bench suite defines it
@@ -35,7 +35,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=8)
     p.add_argument("--agents", type=int, default=2000)
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=int, default=2000)
     a = p.parse_args()
     cores = len(os.sched_getaffinity(0))
     make_clustering(200, 0).run(2)  # compile here, so the baseline times the runs only
