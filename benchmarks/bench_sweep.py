@@ -1,7 +1,7 @@
 """A parameter sweep on the default executor against the same runs one
 after another in one process, measured in the same run.
 
-    python benchmarks/bench_sweep.py                  # 8 runs of soma clustering, 2000 cells, 2000 steps: the example's defaults
+    python benchmarks/bench_sweep.py                  # 8 runs of soma clustering: the example's 2000 cells, 2000 steps
     python benchmarks/bench_sweep.py --runs 4 --steps 200
 
 The model is BioDynaMo's soma clustering as the bench suite defines it
